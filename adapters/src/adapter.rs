@@ -1,0 +1,476 @@
+//! The adapter contract: what every vendor module provides, and the types it speaks.
+//!
+//! An adapter is pure translation. It never opens a socket, reads a clock or an environment
+//! variable; the engine does I/O and hands the adapter bytes. That keeps every vendor rule
+//! testable without a network and keeps retries, rate limits and credentials in one place.
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::mapping::UpstreamMapping;
+use crate::model::{Discount, OnUnsupported, PromoCode};
+use crate::policy::{Field, Support};
+
+/// The vendor APIs the gateway speaks. Limio's two promo-code versions are different
+/// contracts (inline discount vs catalog reference), so they are different kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VendorKind {
+    Spacebring,
+    Partnero,
+    Moltin,
+    LimioV2,
+    LimioV3,
+    Loop,
+}
+
+impl VendorKind {
+    pub const ALL: [VendorKind; 6] = [
+        VendorKind::Spacebring,
+        VendorKind::Partnero,
+        VendorKind::Moltin,
+        VendorKind::LimioV2,
+        VendorKind::LimioV3,
+        VendorKind::Loop,
+    ];
+
+    pub fn display_name(self) -> &'static str {
+        match self {
+            VendorKind::Spacebring => "Spacebring",
+            VendorKind::Partnero => "Partnero",
+            VendorKind::Moltin => "Moltin",
+            VendorKind::LimioV2 => "Limio v2",
+            VendorKind::LimioV3 => "Limio v3",
+            VendorKind::Loop => "Loop",
+        }
+    }
+}
+
+impl fmt::Display for VendorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.display_name())
+    }
+}
+
+/// Everything an adapter may consult besides the code itself.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildContext<'a> {
+    /// The upstream instance name, for messages.
+    pub upstream: &'a str,
+    /// The campaign's mapping for this upstream, if the request named a campaign that maps it.
+    pub mapping: Option<&'a UpstreamMapping>,
+    /// The time zone in which the vendor counts calendar dates.
+    pub timezone: Tz,
+    /// Non-secret per-upstream settings from config.toml (e.g. Spacebring's network id).
+    pub network_id: Option<&'a str>,
+}
+
+/// The exact HTTP request a vendor gets, minus credentials (the engine adds those).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VendorRequest {
+    pub method: &'static str,
+    /// Path and query relative to the upstream's base URL, starting with `/`.
+    pub path: String,
+    /// Non-secret headers, in order.
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+}
+
+/// A lossy conversion or a dropped field, reported with the result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Warning {
+    pub field: String,
+    pub message: String,
+}
+
+/// A translated request and what was lost on the way.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Translation {
+    pub request: VendorRequest,
+    pub warnings: Vec<Warning>,
+}
+
+/// Why a code cannot be sent to one target. The engine maps each to a result status.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BuildError {
+    /// The vendor has no way to express a restriction the code carries.
+    #[error("{vendor} cannot carry `{field}`: {reason}")]
+    Unsupported {
+        vendor: VendorKind,
+        field: String,
+        reason: String,
+    },
+    /// The code breaks a rule of this vendor's (e.g. Loop's 50-character code limit).
+    #[error("{field}: {rule}")]
+    Invalid { field: String, rule: String },
+    /// The campaign's parent object grants something other than what the code asks.
+    #[error("{field}: the request asks for {requested} but the campaign's {vendor} parent grants {mapped}")]
+    Contradicts {
+        vendor: VendorKind,
+        field: &'static str,
+        requested: String,
+        mapped: String,
+    },
+    /// The campaign mapping lacks a key this vendor needs.
+    #[error("{0}")]
+    Mapping(String),
+    /// A passthrough field would overwrite one the adapter sets.
+    #[error("passthrough.{upstream}.{key}: would overwrite a field the gateway sets for {vendor}")]
+    PassthroughConflict {
+        vendor: VendorKind,
+        upstream: String,
+        key: String,
+    },
+}
+
+/// What happened to a code at one vendor, read from the vendor's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Created {
+        vendor_id: String,
+    },
+    AlreadyExists {
+        message: String,
+    },
+    /// The vendor refused the request; sending it again will not help.
+    Rejected {
+        status: u16,
+        message: String,
+    },
+    /// The vendor asked us to slow down.
+    Throttled {
+        retry_after: Option<Duration>,
+        message: String,
+    },
+    /// A transient fault (5xx) or an answer that cannot be trusted.
+    Failed {
+        message: String,
+        retryable: bool,
+    },
+}
+
+/// A vendor's answer, as bytes: the engine reads the socket, the adapter reads the bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct VendorResponse<'a> {
+    pub status: u16,
+    pub retry_after: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+/// One vendor's translation. Implementations live in `crate::vendors`, one module a vendor.
+pub trait Adapter: Send + Sync + 'static {
+    fn kind(&self) -> VendorKind;
+
+    /// How this vendor carries each unified field: the policy table, and the README's.
+    fn support(&self, field: Field) -> Support;
+
+    /// Codes one call can create. Batch-capable vendors (Moltin) say more than one; a single
+    /// create always sends a batch of one.
+    fn batch_size(&self) -> usize {
+        1
+    }
+
+    /// Builds the request for a code that has passed [`crate::policy::check`]. Fields the
+    /// policy dropped are listed in `skipped`; the adapter must not send them.
+    fn build(
+        &self,
+        code: &PromoCode,
+        skipped: &[Field],
+        ctx: &BuildContext<'_>,
+    ) -> Result<Translation, BuildError>;
+
+    /// JSON pointer to the object that passthrough fields merge into.
+    fn passthrough_at(&self) -> &'static str {
+        ""
+    }
+
+    /// Body keys the adapter owns even when it leaves them out (a passthrough may not set
+    /// `first_time_order` just because this code has no first-order restriction).
+    fn reserved_keys(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Reads the vendor's answer into one outcome.
+    fn parse(&self, code: &PromoCode, response: &VendorResponse<'_>) -> Outcome;
+}
+
+/// Translates a code for one target: policy check, build, then passthrough merge.
+pub fn translate(
+    adapter: &dyn Adapter,
+    code: &PromoCode,
+    on_unsupported: OnUnsupported,
+    passthrough: Option<&Map<String, Value>>,
+    ctx: &BuildContext<'_>,
+) -> Result<Translation, BuildError> {
+    let checked = crate::policy::check(adapter, code, on_unsupported)?;
+    let mut t = adapter.build(code, &checked.skipped, ctx)?;
+    let mut warnings = checked.warnings;
+    warnings.append(&mut t.warnings);
+    t.warnings = warnings;
+    if let Some(extra) = passthrough {
+        merge_passthrough(adapter, ctx.upstream, &mut t.request.body, extra)?;
+    }
+    Ok(t)
+}
+
+fn merge_passthrough(
+    adapter: &dyn Adapter,
+    upstream: &str,
+    body: &mut Value,
+    extra: &Map<String, Value>,
+) -> Result<(), BuildError> {
+    let conflict = |key: &str| BuildError::PassthroughConflict {
+        vendor: adapter.kind(),
+        upstream: upstream.to_owned(),
+        key: key.to_owned(),
+    };
+    // Every object the pointer reaches gets the extras (for a batch: every code in it).
+    let mut targets: Vec<&mut Map<String, Value>> = Vec::new();
+    match body.pointer_mut(adapter.passthrough_at()) {
+        Some(Value::Object(o)) => targets.push(o),
+        Some(Value::Array(items)) => {
+            targets.extend(items.iter_mut().filter_map(Value::as_object_mut))
+        }
+        _ => {}
+    }
+    for key in extra.keys() {
+        if adapter.reserved_keys().contains(&key.as_str())
+            || targets.iter().any(|o| o.contains_key(key))
+        {
+            return Err(conflict(key));
+        }
+    }
+    for o in targets {
+        for (k, v) in extra {
+            o.insert(k.clone(), v.clone());
+        }
+    }
+    Ok(())
+}
+
+/// Requires a mapping key, naming it when absent.
+pub fn mapped<'a, T>(
+    ctx: &BuildContext<'a>,
+    vendor: VendorKind,
+    key: &str,
+    get: impl Fn(&'a UpstreamMapping) -> Option<&'a T>,
+) -> Result<&'a T, BuildError> {
+    let Some(mapping) = ctx.mapping else {
+        return Err(BuildError::Mapping(format!(
+            "{vendor} attaches codes to a parent object: the request needs a campaign whose mapping has [upstreams.{}] with `{key}`",
+            ctx.upstream
+        )));
+    };
+    get(mapping).ok_or_else(|| {
+        BuildError::Mapping(format!(
+            "the campaign mapping's [upstreams.{}] lacks `{key}`, which {vendor} needs",
+            ctx.upstream
+        ))
+    })
+}
+
+/// For vendors whose parent object grants the discount: the code's discount must be the
+/// parent's, and so must its duration if it names one.
+pub fn check_parent_grants(
+    code: &PromoCode,
+    ctx: &BuildContext<'_>,
+    vendor: VendorKind,
+) -> Result<(), BuildError> {
+    let granted: &Discount = mapped(ctx, vendor, "discount", |m| m.discount.as_ref())?;
+    if *granted != code.discount {
+        return Err(BuildError::Contradicts {
+            vendor,
+            field: "discount",
+            requested: code.discount.to_string(),
+            mapped: granted.to_string(),
+        });
+    }
+    if let Some(asked) = code.duration {
+        match ctx.mapping.and_then(|m| m.duration) {
+            Some(d) if d == asked => {}
+            Some(d) => {
+                return Err(BuildError::Contradicts {
+                    vendor,
+                    field: "duration",
+                    requested: asked.to_string(),
+                    mapped: d.to_string(),
+                })
+            }
+            None => {
+                return Err(BuildError::Mapping(format!(
+                    "duration: the request asks for {asked} but the campaign mapping's [upstreams.{}] declares no `duration` for its {vendor} parent",
+                    ctx.upstream
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The HTTP-level reading that every vendor shares; `success` reads the vendor's documented
+/// 2xx body into the code's id. Kept in one place so that a 429 or a 503 means the same thing
+/// for every vendor.
+pub fn classify(
+    vendor: VendorKind,
+    response: &VendorResponse<'_>,
+    success: impl Fn(&Value) -> Option<String>,
+) -> Outcome {
+    let status = response.status;
+    let json: Option<Value> = serde_json::from_slice(response.body).ok();
+    match status {
+        200..=299 => match json.as_ref().and_then(success) {
+            Some(vendor_id) => Outcome::Created { vendor_id },
+            // The vendor said yes but not in its documented shape: the code may well exist, so
+            // this is neither a success to trust nor a failure to retry.
+            None => Outcome::Failed {
+                message: format!(
+                    "{vendor} answered {status} but the body is not the documented shape ({}); the code may exist upstream, check before retrying",
+                    snippet(response.body)
+                ),
+                retryable: false,
+            },
+        },
+        409 => Outcome::AlreadyExists {
+            message: error_message(json.as_ref(), response.body),
+        },
+        429 => Outcome::Throttled {
+            retry_after: response.retry_after.and_then(parse_retry_after),
+            message: error_message(json.as_ref(), response.body),
+        },
+        400..=499 => Outcome::Rejected {
+            status,
+            message: error_message(json.as_ref(), response.body),
+        },
+        _ => Outcome::Failed {
+            message: format!("{vendor} answered {status}: {}", error_message(json.as_ref(), response.body)),
+            retryable: matches!(status, 502..=504),
+        },
+    }
+}
+
+/// Finds the human message in a vendor's error body, whatever shape it uses: `{message}`,
+/// `{error, message}`, `{message, type}`, or JSON:API `{errors: [{title, detail}]}`.
+pub fn error_message(json: Option<&Value>, raw: &[u8]) -> String {
+    let Some(v) = json else { return snippet(raw) };
+    let s = |k: &str| v.get(k).and_then(Value::as_str);
+    let first_error = v.get("errors").and_then(|e| e.get(0));
+    let detail = first_error
+        .and_then(|e| e.get("detail").or_else(|| e.get("title")))
+        .and_then(Value::as_str);
+    match (s("error").or(s("type")), s("message").or(detail)) {
+        (Some(kind), Some(msg)) => format!("{kind}: {msg}"),
+        (None, Some(msg)) => msg.to_owned(),
+        (Some(kind), None) => kind.to_owned(),
+        (None, None) => snippet(raw),
+    }
+}
+
+fn snippet(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let text = text.trim();
+    if text.is_empty() {
+        return "empty body".into();
+    }
+    let cut: String = text.chars().take(200).collect();
+    if cut.len() < text.len() {
+        format!("{cut}…")
+    } else {
+        cut
+    }
+}
+
+/// `Retry-After` as seconds or as an HTTP date.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = at
+        .signed_duration_since(chrono::Utc::now())
+        .to_std()
+        .unwrap_or(Duration::ZERO);
+    Some(wait)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, body: &str) -> Outcome {
+        classify(
+            VendorKind::Loop,
+            &VendorResponse {
+                status,
+                retry_after: Some("7"),
+                body: body.as_bytes(),
+            },
+            |v| v.get("id")?.as_str().map(str::to_owned),
+        )
+    }
+
+    #[test]
+    fn statuses_map_to_outcomes() {
+        assert_eq!(
+            answer(201, r#"{"id":"p_1"}"#),
+            Outcome::Created {
+                vendor_id: "p_1".into()
+            }
+        );
+        assert!(matches!(
+            answer(201, "<html>"),
+            Outcome::Failed {
+                retryable: false,
+                ..
+            }
+        ));
+        assert!(matches!(answer(409, "{}"), Outcome::AlreadyExists { .. }));
+        assert_eq!(
+            answer(429, ""),
+            Outcome::Throttled {
+                retry_after: Some(Duration::from_secs(7)),
+                message: "empty body".into()
+            }
+        );
+        assert_eq!(
+            answer(400, r#"{"error":"invalid_code","message":"too long"}"#),
+            Outcome::Rejected {
+                status: 400,
+                message: "invalid_code: too long".into()
+            }
+        );
+        assert!(matches!(
+            answer(500, "boom"),
+            Outcome::Failed {
+                retryable: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            answer(503, "busy"),
+            Outcome::Failed {
+                retryable: true,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn jsonapi_errors_are_read() {
+        let v: Value = serde_json::json!({"errors":[{"title":"Bad","detail":"code taken"}]});
+        assert_eq!(error_message(Some(&v), b""), "code taken");
+    }
+
+    #[test]
+    fn retry_after_http_date_in_the_past_is_zero() {
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

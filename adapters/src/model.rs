@@ -1,0 +1,732 @@
+//! The unified promo-code model, v1, and its validation.
+//!
+//! A merchant describes a code once in this shape; adapters translate it per vendor. Validation
+//! reads the request as a JSON object key by key instead of through `#[serde(deny_unknown_fields)]`
+//! so that every problem is reported at once, each with the field and the rule it broke: a
+//! client fixing errors one round trip at a time is the first thing people hate about an API.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use chrono::{DateTime, FixedOffset};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::money::{Currency, Money, Percent};
+
+/// What a code takes off: a percentage, or a fixed amount in one currency. Never both, never
+/// neither: the enum is the rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Discount {
+    Percent(Percent),
+    Amount(Money),
+}
+
+impl fmt::Display for Discount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Discount::Percent(p) => write!(f, "{p} off"),
+            Discount::Amount(m) => write!(f, "{m} off"),
+        }
+    }
+}
+
+/// The wire form, shared by requests and mapping files.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+enum DiscountWire {
+    Percent { percent_off: Percent },
+    Amount { amount_off: u64, currency: Currency },
+}
+
+impl Serialize for Discount {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            Discount::Percent(percent_off) => DiscountWire::Percent { percent_off },
+            Discount::Amount(m) => DiscountWire::Amount {
+                amount_off: m.amount,
+                currency: m.currency,
+            },
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Discount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(d)?;
+        let mut problems = Problems::default();
+        let discount = parse_discount(&value, "discount", &mut problems);
+        match discount {
+            Some(discount) if problems.is_empty() => Ok(discount),
+            _ => Err(serde::de::Error::custom(problems.to_string())),
+        }
+    }
+}
+
+/// Who a code is restricted to (a customer) or attributed to (a partner).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Party {
+    /// The vendor-side id of the customer or partner.
+    pub id: String,
+    /// Full name; some vendors (Partnero) require it alongside the id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// How long a discount keeps applying to a subscription once redeemed. Absent means the
+/// vendor's default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscountDuration {
+    pub length: u32,
+    pub unit: DurationUnit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DurationUnit {
+    Days,
+    Weeks,
+    Months,
+    Years,
+}
+
+impl fmt::Display for DiscountDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {:?}", self.length, self.unit)
+    }
+}
+
+/// A validated promotion code: every value here has passed the unified rules, so adapters only
+/// decide how (or whether) their vendor can carry it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PromoCode {
+    /// What the customer types. 1..=100 characters, no whitespace or control characters;
+    /// vendors may narrow it further.
+    pub code: String,
+    /// The campaign whose mapping file (`mappings/<campaign>.toml`) names each vendor's parent.
+    pub campaign: Option<String>,
+    pub discount: Discount,
+    /// `false` creates the code disabled. Defaults to `true`.
+    pub active: bool,
+    pub starts_at: Option<DateTime<FixedOffset>>,
+    pub expires_at: Option<DateTime<FixedOffset>>,
+    /// Total redemptions allowed, at least 1.
+    pub max_redemptions: Option<u32>,
+    /// Only a customer's first order may use it. Defaults to `false`.
+    pub first_time_only: bool,
+    /// Orders below this amount cannot use the code.
+    pub minimum_order: Option<Money>,
+    /// Only this customer may use the code.
+    pub customer: Option<Party>,
+    /// Only this partner (affiliate) may use the code.
+    pub partner: Option<Party>,
+    pub description: Option<String>,
+    /// Free-form key-value pairs passed to vendors that store them.
+    pub metadata: Map<String, Value>,
+    pub duration: Option<DiscountDuration>,
+}
+
+/// What to do with a field a target cannot carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUnsupported {
+    /// The target reports `unsupported`, naming the field, and no call is made (the default:
+    /// a silently dropped restriction makes a code more generous than asked).
+    #[default]
+    Refuse,
+    /// The target is called without the field and the result lists it as a warning.
+    SkipField,
+}
+
+/// A request to create one code on several upstreams.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateRequest {
+    pub promo: PromoCode,
+    /// Upstream instance names; `None` means "the upstreams the campaign maps".
+    pub targets: Option<Vec<String>>,
+    pub on_unsupported: OnUnsupported,
+    /// Per-target extra fields merged into that vendor's body (never over a field the adapter sets).
+    pub passthrough: BTreeMap<String, Map<String, Value>>,
+}
+
+/// One broken rule: the field (a dotted path into the request) and the rule it broke.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub field: String,
+    pub rule: String,
+}
+
+/// Every problem found in a request, in the order met.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Problems(pub Vec<Problem>);
+
+impl Problems {
+    pub fn push(&mut self, field: impl Into<String>, rule: impl Into<String>) {
+        self.0.push(Problem {
+            field: field.into(),
+            rule: rule.into(),
+        });
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &Problem> {
+        self.0.iter()
+    }
+}
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|p| format!("{}: {}", p.field, p.rule))
+            .collect();
+        f.write_str(&parts.join("; "))
+    }
+}
+
+/// What validation needs to know of the running gateway.
+pub struct ValidationContext<'a> {
+    /// Configured upstream instance names.
+    pub upstreams: &'a BTreeSet<String>,
+    /// Campaigns that have a mapping file.
+    pub campaigns: &'a BTreeSet<String>,
+}
+
+const FIELDS: &[&str] = &[
+    "code",
+    "campaign",
+    "discount",
+    "active",
+    "starts_at",
+    "expires_at",
+    "max_redemptions",
+    "first_time_only",
+    "minimum_order",
+    "customer",
+    "partner",
+    "description",
+    "metadata",
+    "duration",
+    "targets",
+    "on_unsupported",
+    "passthrough",
+];
+
+/// The longest code any supported vendor takes (Partnero's 100); vendors with a lower limit
+/// (Loop's 50) refuse longer codes for their target only.
+pub const MAX_CODE_LEN: usize = 100;
+
+/// Validates a parsed JSON body. Either a request in which every rule holds, or all problems.
+pub fn validate(body: &Value, ctx: &ValidationContext<'_>) -> Result<CreateRequest, Problems> {
+    let mut p = Problems::default();
+    let Some(obj) = body.as_object() else {
+        p.push("body", "must be a JSON object");
+        return Err(p);
+    };
+    for key in obj.keys() {
+        if !FIELDS.contains(&key.as_str()) {
+            p.push(
+                key,
+                format!(
+                    "is not a field of a promo code (known fields: {})",
+                    FIELDS.join(", ")
+                ),
+            );
+        }
+    }
+
+    let code = match obj.get("code") {
+        None | Some(Value::Null) => {
+            p.push("code", "is required");
+            None
+        }
+        Some(v) => string(v, "code", &mut p).and_then(|c| check_code(c, &mut p)),
+    };
+    let campaign = opt(obj, "campaign")
+        .and_then(|v| string(v, "campaign", &mut p))
+        .and_then(|c| {
+            if ctx.campaigns.contains(c) {
+                Some(c.to_owned())
+            } else {
+                p.push(
+                    "campaign",
+                    format!(
+                        "`{c}` has no mapping file in mappings/ (known: {})",
+                        join(ctx.campaigns)
+                    ),
+                );
+                None
+            }
+        });
+    let discount = match obj.get("discount") {
+        None | Some(Value::Null) => {
+            p.push("discount", "is required: { \"percent_off\": N } or { \"amount_off\": N, \"currency\": \"USD\" }");
+            None
+        }
+        Some(v) => parse_discount(v, "discount", &mut p),
+    };
+    let active = opt(obj, "active").map_or(Some(true), |v| boolean(v, "active", &mut p));
+    let starts_at = opt(obj, "starts_at").and_then(|v| date_time(v, "starts_at", &mut p));
+    let expires_at = opt(obj, "expires_at").and_then(|v| date_time(v, "expires_at", &mut p));
+    if let (Some(s), Some(e)) = (starts_at, expires_at) {
+        if e <= s {
+            p.push("expires_at", "must be later than starts_at");
+        }
+    }
+    let max_redemptions = opt(obj, "max_redemptions").and_then(|v| {
+        let n = v.as_u64().filter(|n| (1..=u64::from(u32::MAX)).contains(n));
+        if n.is_none() {
+            p.push("max_redemptions", "must be a positive integer (at least 1)");
+        }
+        n.map(|n| n as u32)
+    });
+    let first_time_only =
+        opt(obj, "first_time_only").map_or(Some(false), |v| boolean(v, "first_time_only", &mut p));
+    let minimum_order =
+        opt(obj, "minimum_order").and_then(|v| parse_money(v, "minimum_order", "amount", &mut p));
+    let customer = opt(obj, "customer").and_then(|v| parse_party(v, "customer", &mut p));
+    let partner = opt(obj, "partner").and_then(|v| parse_party(v, "partner", &mut p));
+    let description = opt(obj, "description")
+        .and_then(|v| string(v, "description", &mut p))
+        .map(str::to_owned);
+    let metadata = match opt(obj, "metadata") {
+        None => Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(_) => {
+            p.push("metadata", "must be an object of key-value pairs");
+            Map::new()
+        }
+    };
+    let duration = opt(obj, "duration").and_then(|v| parse_duration(v, "duration", &mut p));
+    let targets = opt(obj, "targets").and_then(|v| parse_targets(v, ctx, &mut p));
+    if opt(obj, "targets").is_none() && opt(obj, "campaign").is_none() {
+        p.push("targets", "is required when no campaign is given (the campaign's mapping names the default targets)");
+    }
+    let on_unsupported = opt(obj, "on_unsupported").map_or(Some(OnUnsupported::Refuse), |v| {
+        let parsed = serde_json::from_value(v.clone()).ok();
+        if parsed.is_none() {
+            p.push("on_unsupported", "must be \"refuse\" or \"skip_field\"");
+        }
+        parsed
+    });
+    let passthrough = opt(obj, "passthrough").map_or_else(BTreeMap::new, |v| {
+        parse_passthrough(v, targets.as_deref(), &mut p)
+    });
+
+    match (code, discount, active, first_time_only, on_unsupported) {
+        (Some(code), Some(discount), Some(active), Some(first_time_only), Some(on_unsupported))
+            if p.is_empty() =>
+        {
+            Ok(CreateRequest {
+                promo: PromoCode {
+                    code: code.to_owned(),
+                    campaign,
+                    discount,
+                    active,
+                    starts_at,
+                    expires_at,
+                    max_redemptions,
+                    first_time_only,
+                    minimum_order,
+                    customer,
+                    partner,
+                    description,
+                    metadata,
+                    duration,
+                },
+                targets,
+                on_unsupported,
+                passthrough,
+            })
+        }
+        _ => Err(p),
+    }
+}
+
+fn join(set: &BTreeSet<String>) -> String {
+    if set.is_empty() {
+        "none".into()
+    } else {
+        set.iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// An optional field: absent and `null` both mean "not given".
+fn opt<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    obj.get(key).filter(|v| !v.is_null())
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn string<'a>(v: &'a Value, field: &str, p: &mut Problems) -> Option<&'a str> {
+    match v.as_str() {
+        Some(s) => Some(s),
+        None => {
+            p.push(field, format!("must be a string, got {}", type_name(v)));
+            None
+        }
+    }
+}
+
+fn boolean(v: &Value, field: &str, p: &mut Problems) -> Option<bool> {
+    let b = v.as_bool();
+    if b.is_none() {
+        p.push(
+            field,
+            format!("must be true or false, got {}", type_name(v)),
+        );
+    }
+    b
+}
+
+fn check_code<'a>(code: &'a str, p: &mut Problems) -> Option<&'a str> {
+    let len = code.chars().count();
+    if len == 0 || len > MAX_CODE_LEN {
+        p.push(
+            "code",
+            format!("must be 1 to {MAX_CODE_LEN} characters long, got {len}"),
+        );
+        return None;
+    }
+    if code.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        p.push("code", "must not contain whitespace or control characters");
+        return None;
+    }
+    Some(code)
+}
+
+fn date_time(v: &Value, field: &str, p: &mut Problems) -> Option<DateTime<FixedOffset>> {
+    let s = string(v, field, p)?;
+    match DateTime::parse_from_rfc3339(s) {
+        Ok(t) => Some(t),
+        Err(_) => {
+            p.push(field, format!("must be an RFC 3339 date-time with an offset, such as 2026-04-01T00:00:00Z; got `{s}`"));
+            None
+        }
+    }
+}
+
+fn object<'a>(
+    v: &'a Value,
+    field: &str,
+    allowed: &[&str],
+    p: &mut Problems,
+) -> Option<&'a Map<String, Value>> {
+    let Some(obj) = v.as_object() else {
+        p.push(field, format!("must be an object, got {}", type_name(v)));
+        return None;
+    };
+    for key in obj.keys() {
+        if !allowed.contains(&key.as_str()) {
+            p.push(
+                format!("{field}.{key}"),
+                format!(
+                    "is not a field of {field} (known fields: {})",
+                    allowed.join(", ")
+                ),
+            );
+        }
+    }
+    Some(obj)
+}
+
+fn currency(obj: &Map<String, Value>, field: &str, p: &mut Problems) -> Option<Currency> {
+    let path = format!("{field}.currency");
+    match opt(obj, "currency") {
+        None => {
+            p.push(path, "is required with an amount (ISO 4217, such as USD)");
+            None
+        }
+        Some(v) => {
+            let code = string(v, &path, p)?;
+            match Currency::parse(code) {
+                Ok(c) => Some(c),
+                Err(rule) => {
+                    p.push(path, format!("{rule}; got `{code}`"));
+                    None
+                }
+            }
+        }
+    }
+}
+
+fn positive_minor(v: &Value, path: &str, p: &mut Problems) -> Option<u64> {
+    let n = v.as_u64().filter(|n| *n > 0);
+    if n.is_none() {
+        p.push(
+            path,
+            "must be a positive integer in the currency's minor units (cents for USD)",
+        );
+    }
+    n
+}
+
+fn parse_money(v: &Value, field: &str, amount_key: &str, p: &mut Problems) -> Option<Money> {
+    let obj = object(v, field, &[amount_key, "currency"], p)?;
+    let amount = match opt(obj, amount_key) {
+        None => {
+            p.push(format!("{field}.{amount_key}"), "is required");
+            None
+        }
+        Some(v) => positive_minor(v, &format!("{field}.{amount_key}"), p),
+    };
+    let currency = currency(obj, field, p);
+    Some(Money {
+        amount: amount?,
+        currency: currency?,
+    })
+}
+
+fn parse_discount(v: &Value, field: &str, p: &mut Problems) -> Option<Discount> {
+    let obj = object(v, field, &["percent_off", "amount_off", "currency"], p)?;
+    match (opt(obj, "percent_off"), opt(obj, "amount_off")) {
+        (Some(_), Some(_)) => {
+            p.push(
+                field,
+                "must have either percent_off or amount_off, not both",
+            );
+            None
+        }
+        (None, None) => {
+            p.push(field, "must have percent_off, or amount_off with currency");
+            None
+        }
+        (Some(pct), None) => {
+            if obj.contains_key("currency") {
+                p.push(
+                    format!("{field}.currency"),
+                    "is only allowed with amount_off",
+                );
+            }
+            let parsed = pct.as_number().and_then(Percent::from_json);
+            if parsed.is_none() {
+                p.push(
+                    format!("{field}.percent_off"),
+                    format!("{}; got {pct}", Percent::RULE),
+                );
+            }
+            parsed.map(Discount::Percent)
+        }
+        (None, Some(_)) => parse_money(v, field, "amount_off", p).map(Discount::Amount),
+    }
+}
+
+fn parse_party(v: &Value, field: &str, p: &mut Problems) -> Option<Party> {
+    let obj = object(v, field, &["id", "name"], p)?;
+    let id = match opt(obj, "id") {
+        None => {
+            p.push(format!("{field}.id"), "is required");
+            None
+        }
+        Some(v) => string(v, &format!("{field}.id"), p).filter(|s| {
+            let ok = !s.trim().is_empty();
+            if !ok {
+                p.push(format!("{field}.id"), "must not be empty");
+            }
+            ok
+        }),
+    };
+    let name = opt(obj, "name")
+        .and_then(|v| string(v, &format!("{field}.name"), p))
+        .map(str::to_owned);
+    Some(Party {
+        id: id?.to_owned(),
+        name,
+    })
+}
+
+fn parse_duration(v: &Value, field: &str, p: &mut Problems) -> Option<DiscountDuration> {
+    let obj = object(v, field, &["length", "unit"], p)?;
+    let length = opt(obj, "length")
+        .and_then(Value::as_u64)
+        .filter(|n| (1..=u64::from(u32::MAX)).contains(n));
+    if length.is_none() {
+        p.push(
+            format!("{field}.length"),
+            "is required and must be a positive integer",
+        );
+    }
+    let unit =
+        opt(obj, "unit").and_then(|u| serde_json::from_value::<DurationUnit>(u.clone()).ok());
+    if unit.is_none() {
+        p.push(
+            format!("{field}.unit"),
+            "is required and must be one of days, weeks, months, years",
+        );
+    }
+    Some(DiscountDuration {
+        length: length? as u32,
+        unit: unit?,
+    })
+}
+
+fn parse_targets(v: &Value, ctx: &ValidationContext<'_>, p: &mut Problems) -> Option<Vec<String>> {
+    let Some(items) = v.as_array() else {
+        p.push(
+            "targets",
+            format!("must be an array of upstream names, got {}", type_name(v)),
+        );
+        return None;
+    };
+    if items.is_empty() {
+        p.push("targets", "must name at least one upstream");
+        return None;
+    }
+    let mut out = Vec::new();
+    let before = p.0.len();
+    for (i, item) in items.iter().enumerate() {
+        let field = format!("targets[{i}]");
+        let Some(name) = string(item, &field, p) else {
+            continue;
+        };
+        if !ctx.upstreams.contains(name) {
+            p.push(
+                field,
+                format!(
+                    "`{name}` is not a configured upstream (configured: {})",
+                    join(ctx.upstreams)
+                ),
+            );
+        } else if out.iter().any(|t| t == name) {
+            p.push(field, format!("`{name}` is listed twice"));
+        } else {
+            out.push(name.to_owned());
+        }
+    }
+    (p.0.len() == before).then_some(out)
+}
+
+fn parse_passthrough(
+    v: &Value,
+    targets: Option<&[String]>,
+    p: &mut Problems,
+) -> BTreeMap<String, Map<String, Value>> {
+    let mut out = BTreeMap::new();
+    let Some(obj) = v.as_object() else {
+        p.push("passthrough", "must be an object keyed by target name");
+        return out;
+    };
+    for (target, extras) in obj {
+        let field = format!("passthrough.{target}");
+        if let Some(targets) = targets {
+            if !targets.iter().any(|t| t == target) {
+                p.push(
+                    &field,
+                    format!("`{target}` is not one of this request's targets"),
+                );
+                continue;
+            }
+        }
+        match extras.as_object() {
+            Some(m) => {
+                out.insert(target.clone(), m.clone());
+            }
+            None => p.push(field, "must be an object of extra vendor fields"),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ctx_sets() -> (BTreeSet<String>, BTreeSet<String>) {
+        (
+            ["loop", "partnero"].iter().map(|s| s.to_string()).collect(),
+            ["spring-2026"].iter().map(|s| s.to_string()).collect(),
+        )
+    }
+
+    fn check(body: Value) -> Result<CreateRequest, Problems> {
+        let (u, c) = ctx_sets();
+        validate(
+            &body,
+            &ValidationContext {
+                upstreams: &u,
+                campaigns: &c,
+            },
+        )
+    }
+
+    #[test]
+    fn the_issue_example_is_valid() {
+        let r = check(json!({
+            "code": "SPRING-20", "campaign": "spring-2026", "discount": { "percent_off": 20 },
+            "active": true, "starts_at": "2026-03-01T00:00:00Z", "expires_at": "2026-04-01T00:00:00Z",
+            "max_redemptions": 500, "first_time_only": false,
+            "minimum_order": { "amount": 2500, "currency": "USD" },
+            "customer": { "id": "cus_123", "name": "Ada Lovelace" },
+            "partner": { "id": "p_9", "name": "Acme Affiliates" },
+            "description": "Spring sale", "metadata": { "source": "crm" },
+            "targets": ["loop", "partnero"]
+        }))
+        .unwrap();
+        assert_eq!(
+            r.promo.discount,
+            Discount::Percent(Percent::from_hundredths(2000).unwrap())
+        );
+        assert_eq!(r.promo.minimum_order.unwrap().amount, 2500);
+        assert_eq!(r.targets.unwrap(), vec!["loop", "partnero"]);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let e = check(json!({
+            "code": "", "discount": { "percent_off": 0 }, "max_redemption": 5,
+            "targets": ["nowhere"], "expires_at": "tomorrow"
+        }))
+        .unwrap_err();
+        let fields: Vec<&str> = e.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "max_redemption",
+                "code",
+                "discount.percent_off",
+                "expires_at",
+                "targets[0]"
+            ]
+        );
+    }
+
+    #[test]
+    fn neither_targets_nor_campaign_is_refused() {
+        let e = check(json!({ "code": "A", "discount": { "percent_off": 5 } })).unwrap_err();
+        assert_eq!(e.0[0].field, "targets");
+    }
+
+    #[test]
+    fn discount_round_trips_through_its_wire_form() {
+        for v in [
+            json!({ "percent_off": 12.5 }),
+            json!({ "amount_off": 500, "currency": "JPY" }),
+        ] {
+            let d: Discount = serde_json::from_value(v.clone()).unwrap();
+            assert_eq!(serde_json::to_value(d).unwrap(), v);
+        }
+        assert!(
+            serde_json::from_value::<Discount>(json!({ "percent_off": 5, "amount_off": 5 }))
+                .is_err()
+        );
+    }
+}

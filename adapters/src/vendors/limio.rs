@@ -1,0 +1,342 @@
+//! Limio promo codes v2 and v3 (shared/vendor-docs/limio-promo-codes-v2-v3.md).
+//!
+//! The base URL is the merchant's tenant, `https://{tenant}/api`. v2 carries its discount inline
+//! and attaches to a product and rate plan; v3 references a discount catalog item
+//! (`attachedDiscount`) that grants the discount. Both take dates, not date-times, so start and
+//! expiry go through [`crate::dates`] and are rounded towards the shorter validity.
+
+use serde::{Deserialize, Serialize};
+
+use crate::adapter::{
+    check_parent_grants, classify, mapped, Adapter, BuildContext, BuildError, Outcome, Translation,
+    VendorKind, VendorRequest, VendorResponse, Warning,
+};
+use crate::dates::{expiry_field, start_field};
+use crate::mapping::{ApplicationLevel, AttachedDiscount};
+use crate::model::{Discount, DurationUnit, PromoCode};
+use crate::money::{to_major, Round};
+use crate::policy::{Field, Support};
+
+pub struct LimioV2;
+pub struct LimioV3;
+
+/// Limio's amounts and percentages take at most 2 decimals.
+const MAX_DECIMALS: u32 = 2;
+
+#[derive(Debug, Serialize)]
+struct CreateObject<D> {
+    name: String,
+    id: String,
+    data: D,
+}
+
+/// The fields v2 and v3 share.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Common<'a> {
+    promo_code: &'a str,
+    status: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    promo_start_date: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    promo_expiry_date: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Usage>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Usage {
+    available_quantity: u32,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct V2Data<'a> {
+    application_level: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    referenced_offer_label: Option<&'a str>,
+    #[serde(flatten)]
+    common: Common<'a>,
+    product_details: ProductDetails<'a>,
+    discount: V2Discount,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ProductDetails<'a> {
+    product: PathRef<'a>,
+    rate_plan: PathRef<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct PathRef<'a> {
+    path: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct V2Discount {
+    discount_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    percentage_discount: Option<serde_json::Number>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    amount_discount: Option<serde_json::Number>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    currency: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration_length: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration_type: Option<&'static str>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct V3Data<'a> {
+    #[serde(flatten)]
+    common: Common<'a>,
+    attached_discount: &'a AttachedDiscount,
+}
+
+/// The documented 200 `UpdateObjectsResponse`.
+#[derive(Debug, Deserialize)]
+struct Created {
+    id: String,
+}
+
+fn common<'a>(
+    code: &'a PromoCode,
+    skipped: &[Field],
+    ctx: &BuildContext<'_>,
+    warnings: &mut Vec<Warning>,
+) -> Common<'a> {
+    let mut date = |field: (String, Option<Warning>)| {
+        warnings.extend(field.1);
+        field.0
+    };
+    Common {
+        promo_code: &code.code,
+        status: code.active,
+        description: code
+            .description
+            .as_deref()
+            .filter(|_| !skipped.contains(&Field::Description)),
+        promo_start_date: code.starts_at.map(|t| date(start_field(t, ctx.timezone))),
+        promo_expiry_date: code.expires_at.map(|t| date(expiry_field(t, ctx.timezone))),
+        usage: code.max_redemptions.map(|n| Usage {
+            available_quantity: n,
+        }),
+    }
+}
+
+fn object<D: Serialize>(
+    record_type: &str,
+    code: &PromoCode,
+    data: D,
+    warnings: Vec<Warning>,
+) -> Translation {
+    let body = CreateObject {
+        name: code.code.clone(),
+        id: format!("{record_type}-{}", code.code),
+        data,
+    };
+    Translation {
+        request: VendorRequest {
+            method: "POST",
+            path: format!("/objects/limio/{record_type}s"),
+            headers: super::json_headers(),
+            body: serde_json::to_value(body).expect("serializable"),
+        },
+        warnings,
+    }
+}
+
+fn parse_created(kind: VendorKind, response: &VendorResponse<'_>) -> Outcome {
+    classify(kind, response, |v| {
+        serde_json::from_value::<Created>(v.clone())
+            .ok()
+            .map(|c| c.id)
+    })
+}
+
+fn support(field: Field, discount: Support) -> Support {
+    match field {
+        Field::PercentOff | Field::AmountOff | Field::Duration => discount,
+        Field::StartsAt => {
+            Support::Lossy("date only, the first day that starts at or after starts_at")
+        }
+        Field::ExpiresAt => Support::Lossy("date only, the last day that ends before expires_at"),
+        Field::Active | Field::MaxRedemptions | Field::Description => Support::Carried,
+        _ => Support::NotCarried,
+    }
+}
+
+impl Adapter for LimioV2 {
+    fn kind(&self) -> VendorKind {
+        VendorKind::LimioV2
+    }
+
+    fn support(&self, field: Field) -> Support {
+        match field {
+            Field::AmountOff => {
+                Support::Lossy("decimal major units, at most 2 decimals, rounded down (KWD)")
+            }
+            _ => support(field, Support::Carried),
+        }
+    }
+
+    fn build(
+        &self,
+        code: &PromoCode,
+        skipped: &[Field],
+        ctx: &BuildContext<'_>,
+    ) -> Result<Translation, BuildError> {
+        let kind = self.kind();
+        let product = mapped(ctx, kind, "product_path", |m| m.product_path.as_ref())?;
+        let rate_plan = mapped(ctx, kind, "rate_plan_path", |m| m.rate_plan_path.as_ref())?;
+        let level = *mapped(ctx, kind, "application_level", |m| {
+            m.application_level.as_ref()
+        })?;
+        let (application_level, referenced_offer_label) = match level {
+            ApplicationLevel::WholeBasket => ("wholeBasket", None),
+            ApplicationLevel::SelectedItems => (
+                "selectedItems",
+                Some(
+                    mapped(ctx, kind, "referenced_offer_label", |m| {
+                        m.referenced_offer_label.as_ref()
+                    })?
+                    .as_str(),
+                ),
+            ),
+        };
+        let mut warnings = Vec::new();
+        let (duration_length, duration_type) = match code.duration {
+            Some(d) => (
+                Some(d.length),
+                Some(match d.unit {
+                    DurationUnit::Days => "Days",
+                    DurationUnit::Weeks => "Weeks",
+                    DurationUnit::Months => "Months",
+                    DurationUnit::Years => "Years",
+                }),
+            ),
+            None => (None, None),
+        };
+        let discount = match code.discount {
+            Discount::Percent(p) => V2Discount {
+                discount_type: "DiscountPercentage",
+                percentage_discount: Some(p.to_json(MAX_DECIMALS).0),
+                amount_discount: None,
+                currency: None,
+                duration_length,
+                duration_type,
+            },
+            Discount::Amount(m) => {
+                let (amount, exact) =
+                    to_major(m.amount, m.currency.exponent(), MAX_DECIMALS, Round::Down);
+                if !exact {
+                    warnings.push(Warning {
+                        field: "discount.amount_off".into(),
+                        message: format!("{m} sent as {amount} {}: Limio takes at most {MAX_DECIMALS} decimals, rounded down", m.currency),
+                    });
+                }
+                V2Discount {
+                    discount_type: "DiscountFixedAmount",
+                    percentage_discount: None,
+                    amount_discount: Some(amount),
+                    currency: Some(m.currency.code()),
+                    duration_length,
+                    duration_type,
+                }
+            }
+        };
+        let data = V2Data {
+            application_level,
+            referenced_offer_label,
+            common: common(code, skipped, ctx, &mut warnings),
+            product_details: ProductDetails {
+                product: PathRef { path: product },
+                rate_plan: PathRef { path: rate_plan },
+            },
+            discount,
+        };
+        Ok(object("promo_code_v2", code, data, warnings))
+    }
+
+    fn passthrough_at(&self) -> &'static str {
+        "/data"
+    }
+
+    fn reserved_keys(&self) -> &'static [&'static str] {
+        const KEYS: [&str; 11] = [
+            "promoCode",
+            "status",
+            "description",
+            "promoStartDate",
+            "promoExpiryDate",
+            "usage",
+            "name",
+            "applicationLevel",
+            "referencedOfferLabel",
+            "productDetails",
+            "discount",
+        ];
+        &KEYS
+    }
+
+    fn parse(&self, _code: &PromoCode, response: &VendorResponse<'_>) -> Outcome {
+        parse_created(self.kind(), response)
+    }
+}
+
+impl Adapter for LimioV3 {
+    fn kind(&self) -> VendorKind {
+        VendorKind::LimioV3
+    }
+
+    fn support(&self, field: Field) -> Support {
+        support(field, Support::Parent)
+    }
+
+    fn build(
+        &self,
+        code: &PromoCode,
+        skipped: &[Field],
+        ctx: &BuildContext<'_>,
+    ) -> Result<Translation, BuildError> {
+        let attached = mapped(ctx, self.kind(), "attached_discount", |m| {
+            m.attached_discount.as_ref()
+        })?;
+        check_parent_grants(code, ctx, self.kind())?;
+        let mut warnings = Vec::new();
+        let data = V3Data {
+            common: common(code, skipped, ctx, &mut warnings),
+            attached_discount: attached,
+        };
+        Ok(object("promo_code_v3", code, data, warnings))
+    }
+
+    fn passthrough_at(&self) -> &'static str {
+        "/data"
+    }
+
+    fn reserved_keys(&self) -> &'static [&'static str] {
+        const KEYS: [&str; 8] = [
+            "promoCode",
+            "status",
+            "description",
+            "promoStartDate",
+            "promoExpiryDate",
+            "usage",
+            "name",
+            "attachedDiscount",
+        ];
+        &KEYS
+    }
+
+    fn parse(&self, _code: &PromoCode, response: &VendorResponse<'_>) -> Outcome {
+        parse_created(self.kind(), response)
+    }
+}

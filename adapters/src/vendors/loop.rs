@@ -1,0 +1,131 @@
+//! Loop: `POST /v1/admin/promos` (shared/vendor-docs/loop-create-promo.md).
+//!
+//! Loop's code carries its own discount (no parent object), an expiry instant and a redemption
+//! cap, and nothing else: no start date, no first-order rule, no minimum order, no customer.
+
+use serde::{Deserialize, Serialize};
+
+use crate::adapter::{
+    classify, Adapter, BuildContext, BuildError, Outcome, Translation, VendorKind, VendorRequest,
+    VendorResponse, Warning,
+};
+use crate::dates::utc_rfc3339;
+use crate::model::{Discount, PromoCode};
+use crate::policy::{Field, Support};
+
+pub struct Loop;
+
+/// Loop's documented `code` limit.
+pub const MAX_CODE_LEN: usize = 50;
+
+/// The request body, field for field as documented. Absent optionals are left out, not null.
+#[derive(Debug, Serialize)]
+struct CreatePromo<'a> {
+    code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    percent_off: Option<serde_json::Number>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    amount_off: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    valid_until: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_redemptions: Option<u32>,
+}
+
+/// The documented 201 body; only the id is needed, the rest is checked for shape.
+#[derive(Debug, Deserialize)]
+#[allow(dead_code)] // read for shape, so a body that is not Loop's is not taken for success
+struct Created {
+    id: String,
+    code: String,
+    active: bool,
+}
+
+impl Adapter for Loop {
+    fn kind(&self) -> VendorKind {
+        VendorKind::Loop
+    }
+
+    fn support(&self, field: Field) -> Support {
+        match field {
+            Field::PercentOff | Field::ExpiresAt | Field::MaxRedemptions => Support::Carried,
+            Field::AmountOff => {
+                Support::Lossy("minor units, no currency sent: Loop applies its account currency")
+            }
+            _ => Support::NotCarried,
+        }
+    }
+
+    fn build(
+        &self,
+        code: &PromoCode,
+        _skipped: &[Field],
+        _ctx: &BuildContext<'_>,
+    ) -> Result<Translation, BuildError> {
+        let len = code.code.chars().count();
+        if len > MAX_CODE_LEN {
+            return Err(BuildError::Invalid {
+                field: "code".into(),
+                rule: format!(
+                    "Loop takes codes of 1 to {MAX_CODE_LEN} characters, this one has {len}"
+                ),
+            });
+        }
+        let mut warnings = Vec::new();
+        let (percent_off, amount_off) = match code.discount {
+            Discount::Percent(p) => {
+                if p.hundredths() < 100 {
+                    return Err(BuildError::Invalid {
+                        field: "discount.percent_off".into(),
+                        rule: format!("Loop takes percent_off from 1 to 100, got {p}"),
+                    });
+                }
+                (Some(p.to_json(2).0), None)
+            }
+            Discount::Amount(m) => {
+                warnings.push(Warning {
+                    field: "discount.currency".into(),
+                    message: format!(
+                        "not sent: Loop's amount_off has no currency and applies the account's; {} minor units are meant as {m}",
+                        m.amount
+                    ),
+                });
+                (None, Some(m.amount))
+            }
+        };
+        let body = CreatePromo {
+            code: &code.code,
+            percent_off,
+            amount_off,
+            valid_until: code.expires_at.map(utc_rfc3339),
+            max_redemptions: code.max_redemptions,
+        };
+        Ok(Translation {
+            request: VendorRequest {
+                method: "POST",
+                path: "/v1/admin/promos".into(),
+                headers: super::json_headers(),
+                body: serde_json::to_value(body).expect("serializable"),
+            },
+            warnings,
+        })
+    }
+
+    fn reserved_keys(&self) -> &'static [&'static str] {
+        &[
+            "code",
+            "percent_off",
+            "amount_off",
+            "valid_until",
+            "max_redemptions",
+        ]
+    }
+
+    fn parse(&self, _code: &PromoCode, response: &VendorResponse<'_>) -> Outcome {
+        classify(self.kind(), response, |v| {
+            serde_json::from_value::<Created>(v.clone())
+                .ok()
+                .map(|c| c.id)
+        })
+    }
+}

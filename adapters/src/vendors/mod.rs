@@ -1,0 +1,47 @@
+//! One module a vendor. Each holds the vendor's typed request and response shapes and the
+//! conversions to and from the unified model, following its document in
+//! `shared/vendor-docs/` to the letter.
+
+pub mod limio;
+pub mod r#loop;
+pub mod moltin;
+pub mod partnero;
+pub mod spacebring;
+
+use crate::adapter::{Adapter, VendorKind};
+
+/// The adapter for a vendor kind.
+pub fn for_kind(kind: VendorKind) -> Box<dyn Adapter> {
+    match kind {
+        VendorKind::Spacebring => Box::new(spacebring::Spacebring),
+        VendorKind::Partnero => Box::new(partnero::Partnero),
+        VendorKind::Moltin => Box::new(moltin::Moltin),
+        VendorKind::LimioV2 => Box::new(limio::LimioV2),
+        VendorKind::LimioV3 => Box::new(limio::LimioV3),
+        VendorKind::Loop => Box::new(r#loop::Loop),
+    }
+}
+
+/// Every adapter, in the README table's order.
+pub fn all() -> Vec<Box<dyn Adapter>> {
+    VendorKind::ALL.into_iter().map(for_kind).collect()
+}
+
+/// The `Content-Type` every vendor here takes.
+pub(crate) fn json_headers() -> Vec<(String, String)> {
+    vec![("Content-Type".into(), "application/json".into())]
+}
+
+/// Percent-encodes one path segment taken from a mapping file, so an id can never change the
+/// path it is put into.
+pub(crate) fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

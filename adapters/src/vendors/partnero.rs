@@ -1,0 +1,236 @@
+//! Partnero: `POST /v1/promotion-codes` (shared/vendor-docs/partnero-create-promotion-code.md).
+//!
+//! A Partnero promotion code attaches to a coupon (`coupon_uuid`, from the campaign mapping)
+//! that grants the discount. Every limit is a documented `*_status` flag with its `*_value`;
+//! the gateway always sends the flag, `false` included, so the code's limits are stated in full
+//! rather than left to whatever the coupon defaults to.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::adapter::{
+    check_parent_grants, classify, mapped, Adapter, BuildContext, BuildError, Outcome, Translation,
+    VendorKind, VendorRequest, VendorResponse, Warning,
+};
+use crate::dates::expiry_field;
+use crate::model::{Party, PromoCode};
+use crate::money::{to_major, Round};
+use crate::policy::{Field, Support};
+
+pub struct Partnero;
+
+/// Partnero's documented code limit.
+pub const MAX_CODE_LEN: usize = 100;
+
+#[derive(Debug, Serialize)]
+struct CreatePromotionCode<'a> {
+    coupon_uuid: &'a str,
+    code: &'a str,
+    first_time_order: bool,
+    limit_to_specific_partner: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    coupon_specific_partners: Option<SpecificPartner<'a>>,
+    limit_to_specific_customer: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    coupon_specific_customers: Option<SpecificCustomer<'a>>,
+    minimum_order_status: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    minimum_order_value: Option<serde_json::Number>,
+    expiration_date_status: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expiration_date_value: Option<String>,
+    redemption_times_status: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redemption_times_value: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<&'a Map<String, Value>>,
+}
+
+#[derive(Debug, Serialize)]
+struct SpecificPartner<'a> {
+    id: &'a str,
+    full_name: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct SpecificCustomer<'a> {
+    id: &'a str,
+    customer_full_name: &'a str,
+}
+
+/// The documented 200 body: `{data, status, message}`.
+#[derive(Debug, Deserialize)]
+struct Answer {
+    data: Option<AnswerData>,
+    status: i64,
+    #[serde(default)]
+    message: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct AnswerData {
+    code: Option<String>,
+}
+
+/// Whether a code uses only Partnero's documented characters: `A-Z a-z 0-9 - _`.
+pub fn is_valid_code(code: &str) -> bool {
+    !code.is_empty()
+        && code.len() <= MAX_CODE_LEN
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn named<'a>(party: &'a Party, field: &str) -> Result<&'a str, BuildError> {
+    party.name.as_deref().ok_or_else(|| BuildError::Invalid {
+        field: format!("{field}.name"),
+        rule: format!(
+            "Partnero restricts a code to a {field} by id and full name; give {field}.name"
+        ),
+    })
+}
+
+impl Adapter for Partnero {
+    fn kind(&self) -> VendorKind {
+        VendorKind::Partnero
+    }
+
+    fn support(&self, field: Field) -> Support {
+        match field {
+            Field::PercentOff | Field::AmountOff | Field::Duration => Support::Parent,
+            Field::ExpiresAt => {
+                Support::Lossy("date only, the last day that ends before expires_at")
+            }
+            Field::MinimumOrder => Support::Lossy("whole major units rounded up; no currency sent"),
+            Field::MaxRedemptions
+            | Field::FirstTimeOnly
+            | Field::Customer
+            | Field::Partner
+            | Field::Metadata => Support::Carried,
+            Field::Active | Field::StartsAt | Field::Description => Support::NotCarried,
+        }
+    }
+
+    fn build(
+        &self,
+        code: &PromoCode,
+        skipped: &[Field],
+        ctx: &BuildContext<'_>,
+    ) -> Result<Translation, BuildError> {
+        if !is_valid_code(&code.code) {
+            return Err(BuildError::Invalid {
+                field: "code".into(),
+                rule: format!("Partnero takes 1 to {MAX_CODE_LEN} characters of A-Z, a-z, 0-9, - and _; got `{}`", code.code),
+            });
+        }
+        let coupon_uuid = mapped(ctx, self.kind(), "coupon_uuid", |m| m.coupon_uuid.as_ref())?;
+        check_parent_grants(code, ctx, self.kind())?;
+        let mut warnings = Vec::new();
+
+        let partner = code
+            .partner
+            .as_ref()
+            .map(|p| {
+                Ok::<_, BuildError>(SpecificPartner {
+                    id: &p.id,
+                    full_name: named(p, "partner")?,
+                })
+            })
+            .transpose()?;
+        let customer = code
+            .customer
+            .as_ref()
+            .map(|c| {
+                Ok::<_, BuildError>(SpecificCustomer {
+                    id: &c.id,
+                    customer_full_name: named(c, "customer")?,
+                })
+            })
+            .transpose()?;
+        let minimum_order_value = code.minimum_order.map(|m| {
+            let (value, exact) = to_major(m.amount, m.currency.exponent(), 0, Round::Up);
+            warnings.push(Warning {
+                field: "minimum_order".into(),
+                message: format!(
+                    "sent as {value}{}: Partnero takes whole units and no currency, so the program's currency must be {}",
+                    if exact { "" } else { " (rounded up)" },
+                    m.currency
+                ),
+            });
+            value
+        });
+        let expiration_date_value = code.expires_at.map(|t| {
+            let (date, warning) = expiry_field(t, ctx.timezone);
+            warnings.extend(warning);
+            date
+        });
+        let metadata = (!skipped.contains(&Field::Metadata) && !code.metadata.is_empty())
+            .then_some(&code.metadata);
+
+        let body = CreatePromotionCode {
+            coupon_uuid,
+            code: &code.code,
+            first_time_order: code.first_time_only,
+            limit_to_specific_partner: partner.is_some(),
+            coupon_specific_partners: partner,
+            limit_to_specific_customer: customer.is_some(),
+            coupon_specific_customers: customer,
+            minimum_order_status: minimum_order_value.is_some(),
+            minimum_order_value,
+            expiration_date_status: expiration_date_value.is_some(),
+            expiration_date_value,
+            redemption_times_status: code.max_redemptions.is_some(),
+            redemption_times_value: code.max_redemptions,
+            metadata,
+        };
+        let mut headers = vec![("Accept".to_owned(), "application/json".to_owned())];
+        headers.extend(super::json_headers());
+        Ok(Translation {
+            request: VendorRequest {
+                method: "POST",
+                path: "/v1/promotion-codes".into(),
+                headers,
+                body: serde_json::to_value(body).expect("serializable"),
+            },
+            warnings,
+        })
+    }
+
+    fn reserved_keys(&self) -> &'static [&'static str] {
+        &[
+            "coupon_uuid",
+            "code",
+            "first_time_order",
+            "limit_to_specific_partner",
+            "coupon_specific_partners",
+            "limit_to_specific_customer",
+            "coupon_specific_customers",
+            "minimum_order_status",
+            "minimum_order_value",
+            "expiration_date_status",
+            "expiration_date_value",
+            "redemption_times_status",
+            "redemption_times_value",
+            "metadata",
+        ]
+    }
+
+    fn parse(&self, code: &PromoCode, response: &VendorResponse<'_>) -> Outcome {
+        // A 200 whose `status` is not 1 is Partnero saying no in a success envelope.
+        if (200..300).contains(&response.status) {
+            if let Ok(answer) = serde_json::from_slice::<Answer>(response.body) {
+                if answer.status != 1 {
+                    return Outcome::Rejected {
+                        status: response.status,
+                        message: answer.message,
+                    };
+                }
+            }
+        }
+        classify(self.kind(), response, |v| {
+            let answer: Answer = serde_json::from_value(v.clone()).ok()?;
+            // Partnero returns no id of its own: the code is the id.
+            Some(answer.data?.code.unwrap_or_else(|| code.code.clone()))
+        })
+    }
+}
