@@ -146,11 +146,21 @@ pub enum Outcome {
         retry_after: Option<Duration>,
         message: String,
     },
-    /// A transient fault (5xx) or an answer that cannot be trusted.
+    /// A fault at the vendor (5xx), or an answer that cannot be trusted.
     Failed {
         message: String,
         retryable: bool,
+        cause: FailureCause,
     },
+}
+
+/// Why a call failed: the vendor said so, or its answer made no sense.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureCause {
+    /// A 5xx (or other non-4xx error status).
+    ServerError { status: u16 },
+    /// A success status with a body that is not the documented shape: the code may exist.
+    UnreadableAnswer { status: u16 },
 }
 
 /// A vendor's answer, as bytes: the engine reads the socket, the adapter reads the bytes.
@@ -176,12 +186,7 @@ pub trait Adapter: Send + Sync + 'static {
 
     /// Builds the request for a code that has passed [`crate::policy::check`]. Fields the
     /// policy dropped are listed in `skipped`; the adapter must not send them.
-    fn build(
-        &self,
-        code: &PromoCode,
-        skipped: &[Field],
-        ctx: &BuildContext<'_>,
-    ) -> Result<Translation, BuildError>;
+    fn build(&self, code: &PromoCode, skipped: &[Field], ctx: &BuildContext<'_>) -> Result<Translation, BuildError>;
 
     /// JSON pointer to the object that passthrough fields merge into.
     fn passthrough_at(&self) -> &'static str {
@@ -232,15 +237,11 @@ fn merge_passthrough(
     let mut targets: Vec<&mut Map<String, Value>> = Vec::new();
     match body.pointer_mut(adapter.passthrough_at()) {
         Some(Value::Object(o)) => targets.push(o),
-        Some(Value::Array(items)) => {
-            targets.extend(items.iter_mut().filter_map(Value::as_object_mut))
-        }
+        Some(Value::Array(items)) => targets.extend(items.iter_mut().filter_map(Value::as_object_mut)),
         _ => {}
     }
     for key in extra.keys() {
-        if adapter.reserved_keys().contains(&key.as_str())
-            || targets.iter().any(|o| o.contains_key(key))
-        {
+        if adapter.reserved_keys().contains(&key.as_str()) || targets.iter().any(|o| o.contains_key(key)) {
             return Err(conflict(key));
         }
     }
@@ -275,11 +276,7 @@ pub fn mapped<'a, T>(
 
 /// For vendors whose parent object grants the discount: the code's discount must be the
 /// parent's, and so must its duration if it names one.
-pub fn check_parent_grants(
-    code: &PromoCode,
-    ctx: &BuildContext<'_>,
-    vendor: VendorKind,
-) -> Result<(), BuildError> {
+pub fn check_parent_grants(code: &PromoCode, ctx: &BuildContext<'_>, vendor: VendorKind) -> Result<(), BuildError> {
     let granted: &Discount = mapped(ctx, vendor, "discount", |m| m.discount.as_ref())?;
     if *granted != code.discount {
         return Err(BuildError::Contradicts {
@@ -332,6 +329,7 @@ pub fn classify(
                     snippet(response.body)
                 ),
                 retryable: false,
+                cause: FailureCause::UnreadableAnswer { status },
             },
         },
         409 => Outcome::AlreadyExists {
@@ -348,6 +346,7 @@ pub fn classify(
         _ => Outcome::Failed {
             message: format!("{vendor} answered {status}: {}", error_message(json.as_ref(), response.body)),
             retryable: matches!(status, 502..=504),
+            cause: FailureCause::ServerError { status },
         },
     }
 }
@@ -423,10 +422,7 @@ mod tests {
         );
         assert!(matches!(
             answer(201, "<html>"),
-            Outcome::Failed {
-                retryable: false,
-                ..
-            }
+            Outcome::Failed { retryable: false, .. }
         ));
         assert!(matches!(answer(409, "{}"), Outcome::AlreadyExists { .. }));
         assert_eq!(
@@ -443,20 +439,8 @@ mod tests {
                 message: "invalid_code: too long".into()
             }
         );
-        assert!(matches!(
-            answer(500, "boom"),
-            Outcome::Failed {
-                retryable: false,
-                ..
-            }
-        ));
-        assert!(matches!(
-            answer(503, "busy"),
-            Outcome::Failed {
-                retryable: true,
-                ..
-            }
-        ));
+        assert!(matches!(answer(500, "boom"), Outcome::Failed { retryable: false, .. }));
+        assert!(matches!(answer(503, "busy"), Outcome::Failed { retryable: true, .. }));
     }
 
     #[test]
@@ -467,10 +451,7 @@ mod tests {
 
     #[test]
     fn retry_after_http_date_in_the_past_is_zero() {
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
-            Some(Duration::ZERO)
-        );
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon"), None);
     }
 }

@@ -157,10 +157,7 @@ mod tests {
 
 /// A date-only vendor field filled from `expires_at`, with a warning when the date cuts time
 /// off the code's life.
-pub fn expiry_field(
-    expires_at: DateTime<FixedOffset>,
-    tz: Tz,
-) -> (String, Option<crate::adapter::Warning>) {
+pub fn expiry_field(expires_at: DateTime<FixedOffset>, tz: Tz) -> (String, Option<crate::adapter::Warning>) {
     let c = expiry_date(expires_at, tz);
     let warning = (!c.exact).then(|| crate::adapter::Warning {
         field: "expires_at".into(),
@@ -173,10 +170,7 @@ pub fn expiry_field(
 }
 
 /// A date-only vendor field filled from `starts_at`, with a warning when the code starts later.
-pub fn start_field(
-    starts_at: DateTime<FixedOffset>,
-    tz: Tz,
-) -> (String, Option<crate::adapter::Warning>) {
+pub fn start_field(starts_at: DateTime<FixedOffset>, tz: Tz) -> (String, Option<crate::adapter::Warning>) {
     let c = start_date(starts_at, tz);
     let warning = (!c.exact).then(|| crate::adapter::Warning {
         field: "starts_at".into(),

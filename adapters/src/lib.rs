@@ -12,8 +12,8 @@ pub mod policy;
 pub mod vendors;
 
 pub use adapter::{
-    Adapter, BuildContext, BuildError, Outcome, Translation, VendorKind, VendorRequest,
-    VendorResponse, Warning,
+    Adapter, BuildContext, BuildError, FailureCause, Outcome, Translation, VendorKind, VendorRequest, VendorResponse,
+    Warning,
 };
 pub use mapping::{Campaign, UpstreamMapping};
 pub use model::{CreateRequest, Discount, OnUnsupported, Problem, Problems, PromoCode};

@@ -90,21 +90,13 @@ mod tests {
         let names: Vec<&str> = c.upstreams.keys().map(String::as_str).collect();
         assert_eq!(
             names,
-            [
-                "limio-v2",
-                "limio-v3",
-                "loop",
-                "moltin",
-                "partnero",
-                "spacebring"
-            ]
+            ["limio-v2", "limio-v3", "loop", "moltin", "partnero", "spacebring"]
         );
     }
 
     #[test]
     fn unknown_keys_are_refused() {
-        let err =
-            toml::from_str::<Campaign>("[upstreams.partnero]\ncoupon_uid = \"x\"\n").unwrap_err();
+        let err = toml::from_str::<Campaign>("[upstreams.partnero]\ncoupon_uid = \"x\"\n").unwrap_err();
         assert!(err.to_string().contains("coupon_uid"), "{err}");
     }
 }

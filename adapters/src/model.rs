@@ -95,7 +95,13 @@ pub enum DurationUnit {
 
 impl fmt::Display for DiscountDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {:?}", self.length, self.unit)
+        let unit = match self.unit {
+            DurationUnit::Days => "days",
+            DurationUnit::Weeks => "weeks",
+            DurationUnit::Months => "months",
+            DurationUnit::Years => "years",
+        };
+        write!(f, "{} {unit}", self.length)
     }
 }
 
@@ -181,11 +187,7 @@ impl Problems {
 
 impl fmt::Display for Problems {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self
-            .0
-            .iter()
-            .map(|p| format!("{}: {}", p.field, p.rule))
-            .collect();
+        let parts: Vec<String> = self.0.iter().map(|p| format!("{}: {}", p.field, p.rule)).collect();
         f.write_str(&parts.join("; "))
     }
 }
@@ -233,10 +235,7 @@ pub fn validate(body: &Value, ctx: &ValidationContext<'_>) -> Result<CreateReque
         if !FIELDS.contains(&key.as_str()) {
             p.push(
                 key,
-                format!(
-                    "is not a field of a promo code (known fields: {})",
-                    FIELDS.join(", ")
-                ),
+                format!("is not a field of a promo code (known fields: {})", FIELDS.join(", ")),
             );
         }
     }
@@ -266,7 +265,10 @@ pub fn validate(body: &Value, ctx: &ValidationContext<'_>) -> Result<CreateReque
         });
     let discount = match obj.get("discount") {
         None | Some(Value::Null) => {
-            p.push("discount", "is required: { \"percent_off\": N } or { \"amount_off\": N, \"currency\": \"USD\" }");
+            p.push(
+                "discount",
+                "is required: { \"percent_off\": N } or { \"amount_off\": N, \"currency\": \"USD\" }",
+            );
             None
         }
         Some(v) => parse_discount(v, "discount", &mut p),
@@ -286,10 +288,8 @@ pub fn validate(body: &Value, ctx: &ValidationContext<'_>) -> Result<CreateReque
         }
         n.map(|n| n as u32)
     });
-    let first_time_only =
-        opt(obj, "first_time_only").map_or(Some(false), |v| boolean(v, "first_time_only", &mut p));
-    let minimum_order =
-        opt(obj, "minimum_order").and_then(|v| parse_money(v, "minimum_order", "amount", &mut p));
+    let first_time_only = opt(obj, "first_time_only").map_or(Some(false), |v| boolean(v, "first_time_only", &mut p));
+    let minimum_order = opt(obj, "minimum_order").and_then(|v| parse_money(v, "minimum_order", "amount", &mut p));
     let customer = opt(obj, "customer").and_then(|v| parse_party(v, "customer", &mut p));
     let partner = opt(obj, "partner").and_then(|v| parse_party(v, "partner", &mut p));
     let description = opt(obj, "description")
@@ -306,7 +306,10 @@ pub fn validate(body: &Value, ctx: &ValidationContext<'_>) -> Result<CreateReque
     let duration = opt(obj, "duration").and_then(|v| parse_duration(v, "duration", &mut p));
     let targets = opt(obj, "targets").and_then(|v| parse_targets(v, ctx, &mut p));
     if opt(obj, "targets").is_none() && opt(obj, "campaign").is_none() {
-        p.push("targets", "is required when no campaign is given (the campaign's mapping names the default targets)");
+        p.push(
+            "targets",
+            "is required when no campaign is given (the campaign's mapping names the default targets)",
+        );
     }
     let on_unsupported = opt(obj, "on_unsupported").map_or(Some(OnUnsupported::Refuse), |v| {
         let parsed = serde_json::from_value(v.clone()).ok();
@@ -315,14 +318,11 @@ pub fn validate(body: &Value, ctx: &ValidationContext<'_>) -> Result<CreateReque
         }
         parsed
     });
-    let passthrough = opt(obj, "passthrough").map_or_else(BTreeMap::new, |v| {
-        parse_passthrough(v, targets.as_deref(), &mut p)
-    });
+    let passthrough =
+        opt(obj, "passthrough").map_or_else(BTreeMap::new, |v| parse_passthrough(v, targets.as_deref(), &mut p));
 
     match (code, discount, active, first_time_only, on_unsupported) {
-        (Some(code), Some(discount), Some(active), Some(first_time_only), Some(on_unsupported))
-            if p.is_empty() =>
-        {
+        (Some(code), Some(discount), Some(active), Some(first_time_only), Some(on_unsupported)) if p.is_empty() => {
             Ok(CreateRequest {
                 promo: PromoCode {
                     code: code.to_owned(),
@@ -353,10 +353,7 @@ fn join(set: &BTreeSet<String>) -> String {
     if set.is_empty() {
         "none".into()
     } else {
-        set.iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .join(", ")
+        set.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -389,10 +386,7 @@ fn string<'a>(v: &'a Value, field: &str, p: &mut Problems) -> Option<&'a str> {
 fn boolean(v: &Value, field: &str, p: &mut Problems) -> Option<bool> {
     let b = v.as_bool();
     if b.is_none() {
-        p.push(
-            field,
-            format!("must be true or false, got {}", type_name(v)),
-        );
+        p.push(field, format!("must be true or false, got {}", type_name(v)));
     }
     b
 }
@@ -418,18 +412,16 @@ fn date_time(v: &Value, field: &str, p: &mut Problems) -> Option<DateTime<FixedO
     match DateTime::parse_from_rfc3339(s) {
         Ok(t) => Some(t),
         Err(_) => {
-            p.push(field, format!("must be an RFC 3339 date-time with an offset, such as 2026-04-01T00:00:00Z; got `{s}`"));
+            p.push(
+                field,
+                format!("must be an RFC 3339 date-time with an offset, such as 2026-04-01T00:00:00Z; got `{s}`"),
+            );
             None
         }
     }
 }
 
-fn object<'a>(
-    v: &'a Value,
-    field: &str,
-    allowed: &[&str],
-    p: &mut Problems,
-) -> Option<&'a Map<String, Value>> {
+fn object<'a>(v: &'a Value, field: &str, allowed: &[&str], p: &mut Problems) -> Option<&'a Map<String, Value>> {
     let Some(obj) = v.as_object() else {
         p.push(field, format!("must be an object, got {}", type_name(v)));
         return None;
@@ -438,10 +430,7 @@ fn object<'a>(
         if !allowed.contains(&key.as_str()) {
             p.push(
                 format!("{field}.{key}"),
-                format!(
-                    "is not a field of {field} (known fields: {})",
-                    allowed.join(", ")
-                ),
+                format!("is not a field of {field} (known fields: {})", allowed.join(", ")),
             );
         }
     }
@@ -499,10 +488,7 @@ fn parse_discount(v: &Value, field: &str, p: &mut Problems) -> Option<Discount> 
     let obj = object(v, field, &["percent_off", "amount_off", "currency"], p)?;
     match (opt(obj, "percent_off"), opt(obj, "amount_off")) {
         (Some(_), Some(_)) => {
-            p.push(
-                field,
-                "must have either percent_off or amount_off, not both",
-            );
+            p.push(field, "must have either percent_off or amount_off, not both");
             None
         }
         (None, None) => {
@@ -511,17 +497,11 @@ fn parse_discount(v: &Value, field: &str, p: &mut Problems) -> Option<Discount> 
         }
         (Some(pct), None) => {
             if obj.contains_key("currency") {
-                p.push(
-                    format!("{field}.currency"),
-                    "is only allowed with amount_off",
-                );
+                p.push(format!("{field}.currency"), "is only allowed with amount_off");
             }
             let parsed = pct.as_number().and_then(Percent::from_json);
             if parsed.is_none() {
-                p.push(
-                    format!("{field}.percent_off"),
-                    format!("{}; got {pct}", Percent::RULE),
-                );
+                p.push(format!("{field}.percent_off"), format!("{}; got {pct}", Percent::RULE));
             }
             parsed.map(Discount::Percent)
         }
@@ -559,13 +539,9 @@ fn parse_duration(v: &Value, field: &str, p: &mut Problems) -> Option<DiscountDu
         .and_then(Value::as_u64)
         .filter(|n| (1..=u64::from(u32::MAX)).contains(n));
     if length.is_none() {
-        p.push(
-            format!("{field}.length"),
-            "is required and must be a positive integer",
-        );
+        p.push(format!("{field}.length"), "is required and must be a positive integer");
     }
-    let unit =
-        opt(obj, "unit").and_then(|u| serde_json::from_value::<DurationUnit>(u.clone()).ok());
+    let unit = opt(obj, "unit").and_then(|u| serde_json::from_value::<DurationUnit>(u.clone()).ok());
     if unit.is_none() {
         p.push(
             format!("{field}.unit"),
@@ -614,11 +590,7 @@ fn parse_targets(v: &Value, ctx: &ValidationContext<'_>, p: &mut Problems) -> Op
     (p.0.len() == before).then_some(out)
 }
 
-fn parse_passthrough(
-    v: &Value,
-    targets: Option<&[String]>,
-    p: &mut Problems,
-) -> BTreeMap<String, Map<String, Value>> {
+fn parse_passthrough(v: &Value, targets: Option<&[String]>, p: &mut Problems) -> BTreeMap<String, Map<String, Value>> {
     let mut out = BTreeMap::new();
     let Some(obj) = v.as_object() else {
         p.push("passthrough", "must be an object keyed by target name");
@@ -628,10 +600,7 @@ fn parse_passthrough(
         let field = format!("passthrough.{target}");
         if let Some(targets) = targets {
             if !targets.iter().any(|t| t == target) {
-                p.push(
-                    &field,
-                    format!("`{target}` is not one of this request's targets"),
-                );
+                p.push(&field, format!("`{target}` is not one of this request's targets"));
                 continue;
             }
         }
@@ -724,9 +693,6 @@ mod tests {
             let d: Discount = serde_json::from_value(v.clone()).unwrap();
             assert_eq!(serde_json::to_value(d).unwrap(), v);
         }
-        assert!(
-            serde_json::from_value::<Discount>(json!({ "percent_off": 5, "amount_off": 5 }))
-                .is_err()
-        );
+        assert!(serde_json::from_value::<Discount>(json!({ "percent_off": 5, "amount_off": 5 })).is_err());
     }
 }

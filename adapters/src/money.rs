@@ -74,11 +74,7 @@ impl Money {
             self.currency.exponent(),
             Round::Down,
         );
-        format!(
-            "{} {}",
-            format_number(&n, self.currency.exponent()),
-            self.currency
-        )
+        format!("{} {}", format_number(&n, self.currency.exponent()), self.currency)
     }
 }
 
@@ -98,12 +94,7 @@ pub enum Round {
 
 /// Converts `minor` units of a currency with `exponent` decimals to a JSON number in major
 /// units with at most `max_decimals` decimals. Returns the number and whether it was exact.
-pub fn to_major(
-    minor: u64,
-    exponent: u32,
-    max_decimals: u32,
-    round: Round,
-) -> (serde_json::Number, bool) {
+pub fn to_major(minor: u64, exponent: u32, max_decimals: u32, round: Round) -> (serde_json::Number, bool) {
     let drop = exponent.saturating_sub(max_decimals);
     let step = 10u64.pow(drop);
     let kept = match round {
@@ -139,8 +130,7 @@ fn format_number(n: &serde_json::Number, decimals: u32) -> String {
 pub struct Percent(u32);
 
 impl Percent {
-    pub const RULE: &'static str =
-        "must be a number greater than 0 and at most 100, with at most 2 decimals";
+    pub const RULE: &'static str = "must be a number greater than 0 and at most 100, with at most 2 decimals";
 
     pub fn from_hundredths(h: u32) -> Option<Self> {
         (1..=10_000).contains(&h).then_some(Self(h))
@@ -194,8 +184,7 @@ impl Serialize for Percent {
 impl<'de> Deserialize<'de> for Percent {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let n = serde_json::Number::deserialize(d)?;
-        Percent::from_json(&n)
-            .ok_or_else(|| serde::de::Error::custom(format!("percent_off {}", Percent::RULE)))
+        Percent::from_json(&n).ok_or_else(|| serde::de::Error::custom(format!("percent_off {}", Percent::RULE)))
     }
 }
 
@@ -246,8 +235,7 @@ mod tests {
 
     #[test]
     fn percent_parsing_reads_the_written_decimals() {
-        let p =
-            |s: &str| Percent::from_json(&serde_json::from_str::<serde_json::Number>(s).unwrap());
+        let p = |s: &str| Percent::from_json(&serde_json::from_str::<serde_json::Number>(s).unwrap());
         assert_eq!(p("20").unwrap().hundredths(), 2000);
         assert_eq!(p("20.1").unwrap().hundredths(), 2010);
         assert_eq!(p("12.34").unwrap().hundredths(), 1234);
@@ -263,10 +251,7 @@ mod tests {
     #[test]
     fn percent_to_fewer_decimals_rounds_down() {
         let p = Percent::from_hundredths(1255).unwrap();
-        assert_eq!(
-            p.to_json(2),
-            (serde_json::Number::from_f64(12.55).unwrap(), true)
-        );
+        assert_eq!(p.to_json(2), (serde_json::Number::from_f64(12.55).unwrap(), true));
         assert_eq!(p.to_json(0), (serde_json::Number::from(12u64), false));
         assert_eq!(p.to_string(), "12.55%");
     }

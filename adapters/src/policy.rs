@@ -122,11 +122,7 @@ pub struct Checked {
 }
 
 /// Applies the policy; see the module docs for the rules.
-pub fn check(
-    adapter: &dyn Adapter,
-    code: &PromoCode,
-    on_unsupported: OnUnsupported,
-) -> Result<Checked, BuildError> {
+pub fn check(adapter: &dyn Adapter, code: &PromoCode, on_unsupported: OnUnsupported) -> Result<Checked, BuildError> {
     let mut out = Checked::default();
     for field in Field::ALL {
         if !field.is_set(code) || adapter.support(field) != Support::NotCarried {

@@ -8,8 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::adapter::{
-    check_parent_grants, classify, mapped, Adapter, BuildContext, BuildError, Outcome, Translation,
-    VendorKind, VendorRequest, VendorResponse, Warning,
+    check_parent_grants, classify, mapped, Adapter, BuildContext, BuildError, Outcome, Translation, VendorKind,
+    VendorRequest, VendorResponse, Warning,
 };
 use crate::dates::{expiry_field, start_field};
 use crate::mapping::{ApplicationLevel, AttachedDiscount};
@@ -125,18 +125,11 @@ fn common<'a>(
             .filter(|_| !skipped.contains(&Field::Description)),
         promo_start_date: code.starts_at.map(|t| date(start_field(t, ctx.timezone))),
         promo_expiry_date: code.expires_at.map(|t| date(expiry_field(t, ctx.timezone))),
-        usage: code.max_redemptions.map(|n| Usage {
-            available_quantity: n,
-        }),
+        usage: code.max_redemptions.map(|n| Usage { available_quantity: n }),
     }
 }
 
-fn object<D: Serialize>(
-    record_type: &str,
-    code: &PromoCode,
-    data: D,
-    warnings: Vec<Warning>,
-) -> Translation {
+fn object<D: Serialize>(record_type: &str, code: &PromoCode, data: D, warnings: Vec<Warning>) -> Translation {
     let body = CreateObject {
         name: code.code.clone(),
         id: format!("{record_type}-{}", code.code),
@@ -155,18 +148,14 @@ fn object<D: Serialize>(
 
 fn parse_created(kind: VendorKind, response: &VendorResponse<'_>) -> Outcome {
     classify(kind, response, |v| {
-        serde_json::from_value::<Created>(v.clone())
-            .ok()
-            .map(|c| c.id)
+        serde_json::from_value::<Created>(v.clone()).ok().map(|c| c.id)
     })
 }
 
 fn support(field: Field, discount: Support) -> Support {
     match field {
         Field::PercentOff | Field::AmountOff | Field::Duration => discount,
-        Field::StartsAt => {
-            Support::Lossy("date only, the first day that starts at or after starts_at")
-        }
+        Field::StartsAt => Support::Lossy("date only, the first day that starts at or after starts_at"),
         Field::ExpiresAt => Support::Lossy("date only, the last day that ends before expires_at"),
         Field::Active | Field::MaxRedemptions | Field::Description => Support::Carried,
         _ => Support::NotCarried,
@@ -180,25 +169,16 @@ impl Adapter for LimioV2 {
 
     fn support(&self, field: Field) -> Support {
         match field {
-            Field::AmountOff => {
-                Support::Lossy("decimal major units, at most 2 decimals, rounded down (KWD)")
-            }
+            Field::AmountOff => Support::Lossy("decimal major units, at most 2 decimals, rounded down (KWD)"),
             _ => support(field, Support::Carried),
         }
     }
 
-    fn build(
-        &self,
-        code: &PromoCode,
-        skipped: &[Field],
-        ctx: &BuildContext<'_>,
-    ) -> Result<Translation, BuildError> {
+    fn build(&self, code: &PromoCode, skipped: &[Field], ctx: &BuildContext<'_>) -> Result<Translation, BuildError> {
         let kind = self.kind();
         let product = mapped(ctx, kind, "product_path", |m| m.product_path.as_ref())?;
         let rate_plan = mapped(ctx, kind, "rate_plan_path", |m| m.rate_plan_path.as_ref())?;
-        let level = *mapped(ctx, kind, "application_level", |m| {
-            m.application_level.as_ref()
-        })?;
+        let level = *mapped(ctx, kind, "application_level", |m| m.application_level.as_ref())?;
         let (application_level, referenced_offer_label) = match level {
             ApplicationLevel::WholeBasket => ("wholeBasket", None),
             ApplicationLevel::SelectedItems => (
@@ -234,12 +214,14 @@ impl Adapter for LimioV2 {
                 duration_type,
             },
             Discount::Amount(m) => {
-                let (amount, exact) =
-                    to_major(m.amount, m.currency.exponent(), MAX_DECIMALS, Round::Down);
+                let (amount, exact) = to_major(m.amount, m.currency.exponent(), MAX_DECIMALS, Round::Down);
                 if !exact {
                     warnings.push(Warning {
                         field: "discount.amount_off".into(),
-                        message: format!("{m} sent as {amount} {}: Limio takes at most {MAX_DECIMALS} decimals, rounded down", m.currency),
+                        message: format!(
+                            "{m} sent as {amount} {}: Limio takes at most {MAX_DECIMALS} decimals, rounded down",
+                            m.currency
+                        ),
                     });
                 }
                 V2Discount {
@@ -300,15 +282,8 @@ impl Adapter for LimioV3 {
         support(field, Support::Parent)
     }
 
-    fn build(
-        &self,
-        code: &PromoCode,
-        skipped: &[Field],
-        ctx: &BuildContext<'_>,
-    ) -> Result<Translation, BuildError> {
-        let attached = mapped(ctx, self.kind(), "attached_discount", |m| {
-            m.attached_discount.as_ref()
-        })?;
+    fn build(&self, code: &PromoCode, skipped: &[Field], ctx: &BuildContext<'_>) -> Result<Translation, BuildError> {
+        let attached = mapped(ctx, self.kind(), "attached_discount", |m| m.attached_discount.as_ref())?;
         check_parent_grants(code, ctx, self.kind())?;
         let mut warnings = Vec::new();
         let data = V3Data {

@@ -6,8 +6,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::adapter::{
-    classify, Adapter, BuildContext, BuildError, Outcome, Translation, VendorKind, VendorRequest,
-    VendorResponse, Warning,
+    classify, Adapter, BuildContext, BuildError, Outcome, Translation, VendorKind, VendorRequest, VendorResponse,
+    Warning,
 };
 use crate::dates::utc_rfc3339;
 use crate::model::{Discount, PromoCode};
@@ -49,26 +49,17 @@ impl Adapter for Loop {
     fn support(&self, field: Field) -> Support {
         match field {
             Field::PercentOff | Field::ExpiresAt | Field::MaxRedemptions => Support::Carried,
-            Field::AmountOff => {
-                Support::Lossy("minor units, no currency sent: Loop applies its account currency")
-            }
+            Field::AmountOff => Support::Lossy("minor units, no currency sent: Loop applies its account currency"),
             _ => Support::NotCarried,
         }
     }
 
-    fn build(
-        &self,
-        code: &PromoCode,
-        _skipped: &[Field],
-        _ctx: &BuildContext<'_>,
-    ) -> Result<Translation, BuildError> {
+    fn build(&self, code: &PromoCode, _skipped: &[Field], _ctx: &BuildContext<'_>) -> Result<Translation, BuildError> {
         let len = code.code.chars().count();
         if len > MAX_CODE_LEN {
             return Err(BuildError::Invalid {
                 field: "code".into(),
-                rule: format!(
-                    "Loop takes codes of 1 to {MAX_CODE_LEN} characters, this one has {len}"
-                ),
+                rule: format!("Loop takes codes of 1 to {MAX_CODE_LEN} characters, this one has {len}"),
             });
         }
         let mut warnings = Vec::new();
@@ -112,20 +103,12 @@ impl Adapter for Loop {
     }
 
     fn reserved_keys(&self) -> &'static [&'static str] {
-        &[
-            "code",
-            "percent_off",
-            "amount_off",
-            "valid_until",
-            "max_redemptions",
-        ]
+        &["code", "percent_off", "amount_off", "valid_until", "max_redemptions"]
     }
 
     fn parse(&self, _code: &PromoCode, response: &VendorResponse<'_>) -> Outcome {
         classify(self.kind(), response, |v| {
-            serde_json::from_value::<Created>(v.clone())
-                .ok()
-                .map(|c| c.id)
+            serde_json::from_value::<Created>(v.clone()).ok().map(|c| c.id)
         })
     }
 }

@@ -8,8 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::adapter::{
-    check_parent_grants, classify, mapped, Adapter, BuildContext, BuildError, Outcome, Translation,
-    VendorKind, VendorRequest, VendorResponse,
+    check_parent_grants, classify, mapped, Adapter, BuildContext, BuildError, Outcome, Translation, VendorKind,
+    VendorRequest, VendorResponse,
 };
 use crate::model::PromoCode;
 use crate::policy::{Field, Support};
@@ -55,23 +55,14 @@ struct CreatedPromotion {
 
 impl Moltin {
     /// Builds one call for up to [`BATCH_SIZE`] codes of the same campaign.
-    pub fn build_batch(
-        &self,
-        codes: &[&PromoCode],
-        ctx: &BuildContext<'_>,
-    ) -> Result<Translation, BuildError> {
+    pub fn build_batch(&self, codes: &[&PromoCode], ctx: &BuildContext<'_>) -> Result<Translation, BuildError> {
         if codes.is_empty() || codes.len() > BATCH_SIZE {
             return Err(BuildError::Invalid {
                 field: "codes".into(),
-                rule: format!(
-                    "a Moltin batch holds 1 to {BATCH_SIZE} codes, got {}",
-                    codes.len()
-                ),
+                rule: format!("a Moltin batch holds 1 to {BATCH_SIZE} codes, got {}", codes.len()),
             });
         }
-        let promotion_id = mapped(ctx, self.kind(), "promotion_id", |m| {
-            m.promotion_id.as_ref()
-        })?;
+        let promotion_id = mapped(ctx, self.kind(), "promotion_id", |m| m.promotion_id.as_ref())?;
         for code in codes {
             check_parent_grants(code, ctx, self.kind())?;
         }
@@ -117,12 +108,7 @@ impl Adapter for Moltin {
         BATCH_SIZE
     }
 
-    fn build(
-        &self,
-        code: &PromoCode,
-        _skipped: &[Field],
-        ctx: &BuildContext<'_>,
-    ) -> Result<Translation, BuildError> {
+    fn build(&self, code: &PromoCode, _skipped: &[Field], ctx: &BuildContext<'_>) -> Result<Translation, BuildError> {
         self.build_batch(&[code], ctx)
     }
 

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::adapter::{
-    check_parent_grants, classify, mapped, Adapter, BuildContext, BuildError, Outcome, Translation,
-    VendorKind, VendorRequest, VendorResponse, Warning,
+    check_parent_grants, classify, mapped, Adapter, BuildContext, BuildError, Outcome, Translation, VendorKind,
+    VendorRequest, VendorResponse, Warning,
 };
 use crate::dates::expiry_field;
 use crate::model::{Party, PromoCode};
@@ -84,9 +84,7 @@ pub fn is_valid_code(code: &str) -> bool {
 fn named<'a>(party: &'a Party, field: &str) -> Result<&'a str, BuildError> {
     party.name.as_deref().ok_or_else(|| BuildError::Invalid {
         field: format!("{field}.name"),
-        rule: format!(
-            "Partnero restricts a code to a {field} by id and full name; give {field}.name"
-        ),
+        rule: format!("Partnero restricts a code to a {field} by id and full name; give {field}.name"),
     })
 }
 
@@ -98,29 +96,23 @@ impl Adapter for Partnero {
     fn support(&self, field: Field) -> Support {
         match field {
             Field::PercentOff | Field::AmountOff | Field::Duration => Support::Parent,
-            Field::ExpiresAt => {
-                Support::Lossy("date only, the last day that ends before expires_at")
-            }
+            Field::ExpiresAt => Support::Lossy("date only, the last day that ends before expires_at"),
             Field::MinimumOrder => Support::Lossy("whole major units rounded up; no currency sent"),
-            Field::MaxRedemptions
-            | Field::FirstTimeOnly
-            | Field::Customer
-            | Field::Partner
-            | Field::Metadata => Support::Carried,
+            Field::MaxRedemptions | Field::FirstTimeOnly | Field::Customer | Field::Partner | Field::Metadata => {
+                Support::Carried
+            }
             Field::Active | Field::StartsAt | Field::Description => Support::NotCarried,
         }
     }
 
-    fn build(
-        &self,
-        code: &PromoCode,
-        skipped: &[Field],
-        ctx: &BuildContext<'_>,
-    ) -> Result<Translation, BuildError> {
+    fn build(&self, code: &PromoCode, skipped: &[Field], ctx: &BuildContext<'_>) -> Result<Translation, BuildError> {
         if !is_valid_code(&code.code) {
             return Err(BuildError::Invalid {
                 field: "code".into(),
-                rule: format!("Partnero takes 1 to {MAX_CODE_LEN} characters of A-Z, a-z, 0-9, - and _; got `{}`", code.code),
+                rule: format!(
+                    "Partnero takes 1 to {MAX_CODE_LEN} characters of A-Z, a-z, 0-9, - and _; got `{}`",
+                    code.code
+                ),
             });
         }
         let coupon_uuid = mapped(ctx, self.kind(), "coupon_uuid", |m| m.coupon_uuid.as_ref())?;
@@ -164,8 +156,7 @@ impl Adapter for Partnero {
             warnings.extend(warning);
             date
         });
-        let metadata = (!skipped.contains(&Field::Metadata) && !code.metadata.is_empty())
-            .then_some(&code.metadata);
+        let metadata = (!skipped.contains(&Field::Metadata) && !code.metadata.is_empty()).then_some(&code.metadata);
 
         let body = CreatePromotionCode {
             coupon_uuid,

@@ -9,8 +9,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::adapter::{
-    check_parent_grants, classify, mapped, Adapter, BuildContext, BuildError, Outcome, Translation,
-    VendorKind, VendorRequest, VendorResponse,
+    check_parent_grants, classify, mapped, Adapter, BuildContext, BuildError, Outcome, Translation, VendorKind,
+    VendorRequest, VendorResponse,
 };
 use crate::dates::utc_rfc3339;
 use crate::model::PromoCode;
@@ -80,12 +80,7 @@ impl Adapter for Spacebring {
         }
     }
 
-    fn build(
-        &self,
-        code: &PromoCode,
-        _skipped: &[Field],
-        ctx: &BuildContext<'_>,
-    ) -> Result<Translation, BuildError> {
+    fn build(&self, code: &PromoCode, _skipped: &[Field], ctx: &BuildContext<'_>) -> Result<Translation, BuildError> {
         let coupon_ref = mapped(ctx, self.kind(), "coupon_ref", |m| m.coupon_ref.as_ref())?;
         if !is_uuid(coupon_ref) {
             return Err(BuildError::Mapping(format!(

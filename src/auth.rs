@@ -1,0 +1,287 @@
+//! Upstream credentials: read from the environment variables config.toml names, held as
+//! secrets (never printed, logged or echoed), and turned into an `Authorization` header.
+//!
+//! OAuth2 tokens come from a [`TokenSource`] that fetches once, caches until shortly before
+//! expiry, makes concurrent callers wait for the one fetch in flight instead of each fetching,
+//! and drops a token the upstream refused (401) so that the next call fetches a fresh one.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::http::HeaderValue;
+use base64::Engine as _;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::config::{AuthConfig, ClientAuth, Grant};
+
+/// Why no `Authorization` header could be made.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuthError {
+    #[error("the token endpoint answered {status}: {message}")]
+    TokenRefused { status: u16, message: String },
+    #[error("the token endpoint could not be reached: {0}")]
+    TokenUnreachable(String),
+    #[error("the token endpoint's answer has no usable access_token: {0}")]
+    TokenGarbled(String),
+}
+
+/// An upstream's credentials, or the variables that would hold them.
+pub enum Credentials {
+    Ready(Auth),
+    /// Names of the environment variables that are unset or empty.
+    Missing(Vec<String>),
+}
+
+pub enum Auth {
+    Bearer(SecretString),
+    Basic {
+        username: SecretString,
+        password: SecretString,
+    },
+    OAuth2(Box<TokenSource>),
+}
+
+/// The header for one call. `token` is set for OAuth2, so a 401 can invalidate exactly it.
+pub struct Authorization {
+    pub value: HeaderValue,
+    pub token: Option<SecretString>,
+}
+
+impl Credentials {
+    /// Reads credentials through `env` (the process environment in the binary; a map in tests,
+    /// since tests in one process cannot safely share environment variables).
+    pub fn resolve(config: &AuthConfig, timeout: Duration, env: &dyn Fn(&str) -> Option<String>) -> Self {
+        let mut missing = Vec::new();
+        let mut get = |name: &str| match env(name).filter(|v| !v.is_empty()) {
+            Some(v) => SecretString::from(v),
+            None => {
+                missing.push(name.to_owned());
+                SecretString::from(String::new())
+            }
+        };
+        let auth = match config {
+            AuthConfig::Bearer { token_env } => Auth::Bearer(get(token_env)),
+            AuthConfig::Basic {
+                username_env,
+                password_env,
+            } => Auth::Basic {
+                username: get(username_env),
+                password: get(password_env),
+            },
+            AuthConfig::Oauth2 {
+                token_url,
+                grant,
+                client_id_env,
+                client_secret_env,
+                refresh_token_env,
+                scopes,
+                client_auth,
+            } => {
+                let client_id = get(client_id_env);
+                let client_secret = get(client_secret_env);
+                let refresh_token = refresh_token_env.as_deref().map(&mut get);
+                Auth::OAuth2(Box::new(TokenSource {
+                    token_url: token_url.clone(),
+                    grant: *grant,
+                    client_id,
+                    client_secret,
+                    scopes: scopes.join(" "),
+                    client_auth: *client_auth,
+                    timeout,
+                    state: Mutex::new(State {
+                        token: None,
+                        refresh_token,
+                    }),
+                    fetches: AtomicU64::new(0),
+                }))
+            }
+        };
+        if missing.is_empty() {
+            Credentials::Ready(auth)
+        } else {
+            Credentials::Missing(missing)
+        }
+    }
+}
+
+impl Auth {
+    pub async fn authorization(&self, http: &reqwest::Client) -> Result<Authorization, AuthError> {
+        let (value, token) = match self {
+            Auth::Bearer(token) => (format!("Bearer {}", token.expose_secret()), None),
+            Auth::Basic { username, password } => (basic(username, password), None),
+            Auth::OAuth2(source) => {
+                let token = source.token(http).await?;
+                (format!("Bearer {}", token.expose_secret()), Some(token))
+            }
+        };
+        let mut value =
+            HeaderValue::from_str(&value).map_err(|_| AuthError::TokenGarbled("not a valid header value".into()))?;
+        value.set_sensitive(true);
+        Ok(Authorization { value, token })
+    }
+
+    /// What a dry run shows in place of the header.
+    pub fn redacted(&self) -> &'static str {
+        match self {
+            Auth::Basic { .. } => "Basic [redacted]",
+            Auth::Bearer(_) | Auth::OAuth2(_) => "Bearer [redacted]",
+        }
+    }
+}
+
+fn basic(username: &SecretString, password: &SecretString) -> String {
+    let raw = format!("{}:{}", username.expose_secret(), password.expose_secret());
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
+}
+
+/// A cached, shared OAuth2 access token (client-credentials or refresh-token grant).
+pub struct TokenSource {
+    token_url: url::Url,
+    grant: Grant,
+    client_id: SecretString,
+    client_secret: SecretString,
+    scopes: String,
+    client_auth: ClientAuth,
+    timeout: Duration,
+    /// Held across the fetch: that is what makes concurrent callers share one fetch.
+    state: Mutex<State>,
+    fetches: AtomicU64,
+}
+
+struct State {
+    token: Option<Cached>,
+    /// The refresh-token grant's current refresh token; rotated when the server sends a new one.
+    refresh_token: Option<SecretString>,
+}
+
+struct Cached {
+    access: SecretString,
+    /// When to stop using it: a little before the server's expiry, so no call carries a token
+    /// that expires in flight.
+    renew_at: Instant,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TokenErrorAnswer {
+    error: String,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+/// Servers that omit `expires_in` get this lifetime.
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
+
+impl TokenSource {
+    /// Token fetches made so far (for `/health` and tests).
+    pub fn fetches(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+
+    pub async fn token(&self, http: &reqwest::Client) -> Result<SecretString, AuthError> {
+        let mut state = self.state.lock().await;
+        if let Some(cached) = &state.token {
+            if Instant::now() < cached.renew_at {
+                return Ok(cached.access.clone());
+            }
+        }
+        let fetched_at = Instant::now();
+        let answer = self.fetch(http, state.refresh_token.as_ref()).await?;
+        let lifetime = answer.expires_in.map_or(DEFAULT_LIFETIME, Duration::from_secs);
+        let margin = (lifetime / 10).min(Duration::from_secs(30));
+        let access = SecretString::from(answer.access_token);
+        state.token = Some(Cached {
+            access: access.clone(),
+            renew_at: fetched_at + lifetime - margin,
+        });
+        if let Some(rotated) = answer.refresh_token {
+            state.refresh_token = Some(SecretString::from(rotated));
+        }
+        Ok(access)
+    }
+
+    /// Forgets `stale` if it is still the cached token (another caller may already have
+    /// replaced it, and that newer token must survive).
+    pub async fn invalidate(&self, stale: &SecretString) {
+        let mut state = self.state.lock().await;
+        if state
+            .token
+            .as_ref()
+            .is_some_and(|c| c.access.expose_secret() == stale.expose_secret())
+        {
+            state.token = None;
+        }
+    }
+
+    async fn fetch(
+        &self,
+        http: &reqwest::Client,
+        refresh_token: Option<&SecretString>,
+    ) -> Result<TokenAnswer, AuthError> {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let mut form: Vec<(&str, &str)> = Vec::new();
+        match self.grant {
+            Grant::ClientCredentials => form.push(("grant_type", "client_credentials")),
+            Grant::RefreshToken => {
+                form.push(("grant_type", "refresh_token"));
+                if let Some(rt) = refresh_token {
+                    form.push(("refresh_token", rt.expose_secret()));
+                }
+            }
+        }
+        if !self.scopes.is_empty() {
+            form.push(("scope", &self.scopes));
+        }
+        let mut request = http
+            .post(self.token_url.clone())
+            .timeout(self.timeout)
+            .header("Accept", "application/json");
+        match self.client_auth {
+            ClientAuth::Basic => {
+                request = request.basic_auth(self.client_id.expose_secret(), Some(self.client_secret.expose_secret()));
+            }
+            ClientAuth::Body => {
+                form.push(("client_id", self.client_id.expose_secret()));
+                form.push(("client_secret", self.client_secret.expose_secret()));
+            }
+        }
+        // reqwest's error text can include the URL but never the form body, so it is safe to show.
+        let response = request
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| AuthError::TokenUnreachable(e.without_url().to_string()))?;
+        let status = response.status().as_u16();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| AuthError::TokenUnreachable(e.without_url().to_string()))?;
+        if !(200..300).contains(&status) {
+            // Only the standard error fields are shown: a token endpoint's free text is not
+            // ours to vouch for and might echo what it was sent.
+            let message = serde_json::from_slice::<TokenErrorAnswer>(&body)
+                .map(|e| match e.error_description {
+                    Some(d) => format!("{}: {d}", e.error),
+                    None => e.error,
+                })
+                .unwrap_or_else(|_| "no OAuth2 error body".into());
+            return Err(AuthError::TokenRefused { status, message });
+        }
+        let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| AuthError::TokenGarbled(e.to_string()))?;
+        if answer.access_token.is_empty() {
+            return Err(AuthError::TokenGarbled("access_token is empty".into()));
+        }
+        Ok(answer)
+    }
+}

@@ -1,0 +1,405 @@
+//! `config.toml`: the listen address, where mappings live, and the named upstreams.
+//!
+//! The file holds no secret: each upstream names the environment variables its credentials come
+//! from. A malformed file stops start-up with the dotted path of the bad key; a missing
+//! credential does not (the upstream is reported unconfigured, see [`crate::auth`]).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use promo_adapters::mapping::Campaign;
+use promo_adapters::VendorKind;
+use serde::Deserialize;
+
+use crate::error::StartupError;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: Server,
+    /// Named upstream instances: two of one kind can coexist (`limio-eu`, `limio-us`).
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Request bodies larger than this are refused with 413.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Directory of campaign mapping files, relative to the config file.
+    #[serde(default = "default_mappings")]
+    pub mappings_dir: PathBuf,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            max_body_bytes: default_max_body(),
+            mappings_dir: default_mappings(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_max_body() -> usize {
+    64 * 1024
+}
+fn default_mappings() -> PathBuf {
+    PathBuf::from("mappings")
+}
+
+/// The vendor API an upstream speaks, as written in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Spacebring,
+    Partnero,
+    Moltin,
+    Limio,
+    Loop,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimioVersion {
+    V2,
+    V3,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    pub kind: Kind,
+    /// Limio only: which promo-code API the tenant speaks. Configuration, never a guess.
+    #[serde(default)]
+    pub version: Option<LimioVersion>,
+    /// The vendor's API root; for Limio the tenant, `https://{tenant}/api`.
+    pub base_url: url::Url,
+    pub auth: AuthConfig,
+    pub rate_limit: RateLimit,
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    #[serde(default)]
+    pub retry: Retry,
+    /// Calls in flight at once to this upstream.
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: usize,
+    /// IANA zone in which the vendor counts date-only fields (Partnero, Limio).
+    #[serde(default = "default_tz")]
+    pub timezone: chrono_tz::Tz,
+    /// Spacebring only: the `spacebring-network-id` header (a uuid), required with OAuth2.
+    #[serde(default)]
+    pub network_id: Option<String>,
+}
+
+fn default_timeout() -> u64 {
+    10_000
+}
+fn default_in_flight() -> usize {
+    16
+}
+fn default_tz() -> chrono_tz::Tz {
+    chrono_tz::Tz::UTC
+}
+
+/// Where an upstream's credentials come from. Only names of environment variables live here.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "scheme", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AuthConfig {
+    /// `Authorization: Bearer <token>`.
+    Bearer { token_env: String },
+    /// `Authorization: Basic base64(user:password)`.
+    Basic { username_env: String, password_env: String },
+    /// OAuth2: a token from `token_url`, cached, shared and refreshed by the gateway.
+    Oauth2 {
+        token_url: url::Url,
+        grant: Grant,
+        client_id_env: String,
+        client_secret_env: String,
+        /// Required for the refresh-token grant.
+        #[serde(default)]
+        refresh_token_env: Option<String>,
+        #[serde(default)]
+        scopes: Vec<String>,
+        /// How the client authenticates at the token endpoint.
+        #[serde(default)]
+        client_auth: ClientAuth,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grant {
+    ClientCredentials,
+    RefreshToken,
+}
+
+/// RFC 6749 §2.3.1: HTTP Basic (which every server must accept) or form fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    #[default]
+    Basic,
+    Body,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained calls per second.
+    pub per_second: u32,
+    /// Calls allowed at once after a quiet spell.
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    /// Tries in all, the first included.
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    /// The first back-off; each next one doubles, with jitter.
+    #[serde(default = "default_base_delay")]
+    pub base_delay_ms: u64,
+    /// No single wait (Retry-After included) is longer than this.
+    #[serde(default = "default_max_delay")]
+    pub max_delay_ms: u64,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_attempts(),
+            base_delay_ms: default_base_delay(),
+            max_delay_ms: default_max_delay(),
+        }
+    }
+}
+
+fn default_attempts() -> u32 {
+    3
+}
+fn default_base_delay() -> u64 {
+    200
+}
+fn default_max_delay() -> u64 {
+    5_000
+}
+
+impl UpstreamConfig {
+    /// The adapter kind this upstream uses.
+    pub fn vendor(&self) -> VendorKind {
+        match (self.kind, self.version) {
+            (Kind::Spacebring, _) => VendorKind::Spacebring,
+            (Kind::Partnero, _) => VendorKind::Partnero,
+            (Kind::Moltin, _) => VendorKind::Moltin,
+            (Kind::Limio, Some(LimioVersion::V3)) => VendorKind::LimioV3,
+            (Kind::Limio, _) => VendorKind::LimioV2,
+            (Kind::Loop, _) => VendorKind::Loop,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks a config file; errors name the file and the key.
+    pub fn load(path: &Path) -> Result<Self, StartupError> {
+        let text = std::fs::read_to_string(path).map_err(|e| StartupError::Read {
+            path: path.to_owned(),
+            source: e,
+        })?;
+        Self::parse(&text).map_err(|message| StartupError::Config {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: Config = parse_toml(text)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Rules serde cannot express, each naming its key.
+    fn check(&self) -> Result<(), String> {
+        for (name, u) in &self.upstreams {
+            let key = |k: &str| format!("upstreams.{name}.{k}");
+            if u.rate_limit.per_second == 0 {
+                return Err(format!("{}: must be at least 1", key("rate_limit.per_second")));
+            }
+            if u.rate_limit.burst == 0 {
+                return Err(format!("{}: must be at least 1", key("rate_limit.burst")));
+            }
+            if u.timeout_ms == 0 {
+                return Err(format!("{}: must be at least 1", key("timeout_ms")));
+            }
+            if u.retry.max_attempts == 0 {
+                return Err(format!("{}: must be at least 1", key("retry.max_attempts")));
+            }
+            if u.max_in_flight == 0 {
+                return Err(format!("{}: must be at least 1", key("max_in_flight")));
+            }
+            match (u.kind, u.version) {
+                (Kind::Limio, None) => {
+                    return Err(format!(
+                        "{}: required for kind \"limio\": \"v2\" or \"v3\"",
+                        key("version")
+                    ))
+                }
+                (Kind::Limio, Some(_)) | (_, None) => {}
+                (_, Some(_)) => return Err(format!("{}: only Limio upstreams have a version", key("version"))),
+            }
+            match (&u.network_id, u.kind) {
+                (Some(id), Kind::Spacebring) if !promo_adapters::vendors::spacebring::is_uuid(id) => {
+                    return Err(format!("{}: must be a uuid, got `{id}`", key("network_id")))
+                }
+                (Some(_), Kind::Spacebring) => {}
+                (Some(_), _) => {
+                    return Err(format!(
+                        "{}: only Spacebring upstreams have a network id",
+                        key("network_id")
+                    ))
+                }
+                (None, Kind::Spacebring) if matches!(u.auth, AuthConfig::Oauth2 { .. }) => {
+                    return Err(format!(
+                        "{}: required when a Spacebring upstream uses OAuth2 (the spacebring-network-id header)",
+                        key("network_id")
+                    ))
+                }
+                (None, _) => {}
+            }
+            if let AuthConfig::Oauth2 {
+                grant: Grant::RefreshToken,
+                refresh_token_env: None,
+                ..
+            } = u.auth
+            {
+                return Err(format!(
+                    "{}: required with grant = \"refresh_token\"",
+                    key("auth.refresh_token_env")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The mappings directory, resolved against the config file's own directory.
+    pub fn mappings_dir(&self, config_path: &Path) -> PathBuf {
+        let base = config_path.parent().unwrap_or(Path::new("."));
+        base.join(&self.server.mappings_dir)
+    }
+}
+
+/// Deserializes TOML; an error names the dotted path of the offending key.
+fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    let de = toml::Deserializer::parse(text).map_err(|e| e.to_string())?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let inner = inner.trim();
+        if path == "." {
+            inner.to_owned()
+        } else {
+            format!("{path}: {inner}")
+        }
+    })
+}
+
+/// Loads every `<campaign>.toml` in a directory. A malformed file stops start-up, naming it.
+pub fn load_campaigns(dir: &Path) -> Result<BTreeMap<String, Campaign>, StartupError> {
+    let mut out = BTreeMap::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => {
+            return Err(StartupError::Read {
+                path: dir.to_owned(),
+                source: e,
+            })
+        }
+    };
+    for entry in entries {
+        let path = entry
+            .map_err(|e| StartupError::Read {
+                path: dir.to_owned(),
+                source: e,
+            })?
+            .path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else {
+            continue;
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| StartupError::Read {
+            path: path.clone(),
+            source: e,
+        })?;
+        let campaign: Campaign = parse_toml(&text).map_err(|message| StartupError::Config {
+            path: path.clone(),
+            message,
+        })?;
+        out.insert(name, campaign);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOOP: &str = r#"
+[upstreams.loop]
+kind = "loop"
+base_url = "https://payments.platform.loop.health"
+auth = { scheme = "bearer", token_env = "LOOP_API_TOKEN" }
+rate_limit = { per_second = 10, burst = 10 }
+"#;
+
+    #[test]
+    fn the_issue_shape_parses() {
+        let c = Config::parse(LOOP).unwrap();
+        assert_eq!(c.upstreams["loop"].vendor(), VendorKind::Loop);
+        assert_eq!(c.upstreams["loop"].timeout_ms, 10_000);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let bad = LOOP.replace("per_second = 10", "per_second = \"ten\"");
+        let e = Config::parse(&bad).unwrap_err();
+        assert!(e.starts_with("upstreams.loop.rate_limit.per_second"), "{e}");
+
+        let bad = LOOP.replace("kind = \"loop\"", "kind = \"lop\"");
+        let e = Config::parse(&bad).unwrap_err();
+        assert!(e.starts_with("upstreams.loop.kind"), "{e}");
+
+        let bad = LOOP.replace("[upstreams.loop]", "[upstreams.loop]\ntimeout = 5");
+        let e = Config::parse(&bad).unwrap_err();
+        assert!(e.contains("timeout"), "{e}");
+
+        let bad = LOOP.replace("kind = \"loop\"", "kind = \"limio\"");
+        let e = Config::parse(&bad).unwrap_err();
+        assert!(e.starts_with("upstreams.loop.version"), "{e}");
+    }
+
+    #[test]
+    fn spacebring_oauth_needs_a_network_id() {
+        let text = r#"
+[upstreams.sb]
+kind = "spacebring"
+base_url = "https://api.spacebring.com"
+auth = { scheme = "oauth2", grant = "client_credentials", token_url = "https://api.spacebring.com/oauth2/token", client_id_env = "A", client_secret_env = "B" }
+rate_limit = { per_second = 1, burst = 1 }
+"#;
+        let e = Config::parse(text).unwrap_err();
+        assert!(e.starts_with("upstreams.sb.network_id"), "{e}");
+    }
+}

@@ -1,0 +1,425 @@
+//! The fan-out engine: one validated code, one translated call per target, all targets in
+//! parallel, one result per target.
+//!
+//! Work happens in two phases so that a request the gateway refuses changes nothing anywhere:
+//! first every target is translated (pure, no I/O), and only when the request as a whole holds
+//! (no passthrough tries to overwrite an adapter's field) are the calls made.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use promo_adapters::adapter::translate;
+use promo_adapters::mapping::Campaign;
+use promo_adapters::model::{validate, ValidationContext};
+use promo_adapters::{
+    BuildContext, BuildError, CreateRequest, FailureCause, Outcome, Problems, Translation, VendorKind, Warning,
+};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::auth::Credentials;
+use crate::config::Config;
+use crate::error::{ApiError, StartupError};
+use crate::upstream::{Delivery, Sent, Upstream};
+
+pub struct Engine {
+    upstreams: BTreeMap<String, Arc<Upstream>>,
+    campaigns: BTreeMap<String, Campaign>,
+    upstream_names: BTreeSet<String>,
+    campaign_names: BTreeSet<String>,
+}
+
+/// What became of the code at one target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// The vendor created it (`vendor_id` says under which id).
+    Created,
+    /// The vendor already has a code by that name.
+    AlreadyExists,
+    /// The vendor refused it; sending it again will not help.
+    Rejected,
+    /// The vendor is rate-limiting us and retries ran out.
+    Throttled,
+    /// A transient fault, a timeout or an untrustworthy answer.
+    Failed,
+    /// The vendor cannot carry a restriction the code has; nothing was sent.
+    Unsupported,
+    /// The code breaks a rule of this vendor or contradicts its campaign mapping; nothing sent.
+    Invalid,
+    /// Credentials or a mapping key are missing; nothing sent.
+    Unconfigured,
+    /// Dry run: the request below is what would be sent.
+    WouldSend,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    VendorRejected,
+    AlreadyExists,
+    RateLimited,
+    UpstreamError,
+    InvalidResponse,
+    Timeout,
+    Unreachable,
+    Auth,
+    UnsupportedField,
+    InvalidForVendor,
+    ContradictsMapping,
+    MissingMapping,
+    MissingCredentials,
+    UnknownUpstream,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetError {
+    pub kind: ErrorKind,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// The vendor's HTTP status, when it answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u64>,
+}
+
+/// The request a dry run shows: exactly what would be sent, with credentials redacted.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestPreview {
+    pub method: &'static str,
+    pub url: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetResult {
+    pub upstream: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<VendorKind>,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vendor_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<TargetError>,
+    pub warnings: Vec<Warning>,
+    /// HTTP calls made to the vendor (retries included).
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestPreview>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CreateResponse {
+    pub code: String,
+    pub dry_run: bool,
+    pub results: Vec<TargetResult>,
+}
+
+impl TargetResult {
+    fn new(upstream: &str, vendor: Option<VendorKind>, status: Status) -> Self {
+        Self {
+            upstream: upstream.to_owned(),
+            vendor,
+            status,
+            vendor_id: None,
+            error: None,
+            warnings: Vec::new(),
+            attempts: 0,
+            request: None,
+        }
+    }
+
+    fn with_error(mut self, kind: ErrorKind, message: impl Into<String>) -> Self {
+        self.error = Some(TargetError {
+            kind,
+            message: message.into(),
+            field: None,
+            http_status: None,
+            retry_after_secs: None,
+        });
+        self
+    }
+
+    fn with_field(mut self, field: impl Into<String>) -> Self {
+        if let Some(e) = self.error.as_mut() {
+            e.field = Some(field.into());
+        }
+        self
+    }
+}
+
+/// A target after the pure phase.
+enum Plan {
+    Send {
+        upstream: Arc<Upstream>,
+        translation: Translation,
+    },
+    Done(TargetResult),
+}
+
+impl Engine {
+    pub fn new(
+        config: &Config,
+        campaigns: BTreeMap<String, Campaign>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, StartupError> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("promo-gateway/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let upstreams: BTreeMap<String, Arc<Upstream>> = config
+            .upstreams
+            .iter()
+            .map(|(name, u)| (name.clone(), Arc::new(Upstream::new(name, u, http.clone(), env))))
+            .collect();
+        Ok(Self {
+            upstream_names: upstreams.keys().cloned().collect(),
+            campaign_names: campaigns.keys().cloned().collect(),
+            upstreams,
+            campaigns,
+        })
+    }
+
+    pub fn upstreams(&self) -> impl Iterator<Item = &Arc<Upstream>> {
+        self.upstreams.values()
+    }
+
+    /// Validates, translates and (unless `dry_run`) sends one code to its targets.
+    pub async fn create(&self, body: &Value, dry_run: bool) -> Result<CreateResponse, ApiError> {
+        let request = validate(
+            body,
+            &ValidationContext {
+                upstreams: &self.upstream_names,
+                campaigns: &self.campaign_names,
+            },
+        )
+        .map_err(ApiError::Invalid)?;
+        let plans = self.plan(&request)?;
+        let code = &request.promo;
+
+        let sends = plans.into_iter().map(|(target, plan)| async move {
+            match plan {
+                Plan::Done(result) => result,
+                Plan::Send { upstream, translation } => {
+                    let mut result = TargetResult::new(&target, Some(upstream.vendor), Status::WouldSend);
+                    result.warnings = translation.warnings.clone();
+                    let auth = upstream.auth();
+                    if dry_run {
+                        result.request = Some(preview(&upstream, &translation, auth.map(|a| a.redacted())));
+                        if let Credentials::Missing(vars) = &upstream.credentials {
+                            result = missing_credentials(result, vars);
+                        }
+                        return result;
+                    }
+                    if let Credentials::Missing(vars) = &upstream.credentials {
+                        return missing_credentials(result, vars);
+                    }
+                    let sent = upstream.send(code, &translation.request).await;
+                    let result = delivered(result, &upstream, sent);
+                    tracing::info!(
+                        code = %code.code,
+                        upstream = %target,
+                        status = ?result.status,
+                        vendor_id = result.vendor_id.as_deref().unwrap_or(""),
+                        attempts = result.attempts,
+                        "delivery finished"
+                    );
+                    result
+                }
+            }
+        });
+        let results = futures::future::join_all(sends).await;
+        Ok(CreateResponse {
+            code: code.code.clone(),
+            dry_run,
+            results,
+        })
+    }
+
+    /// The pure phase: a plan per target, or the whole request refused.
+    fn plan(&self, request: &CreateRequest) -> Result<Vec<(String, Plan)>, ApiError> {
+        let code = &request.promo;
+        let campaign = code.campaign.as_ref().and_then(|c| self.campaigns.get(c));
+        let targets: Vec<String> = match (&request.targets, campaign) {
+            (Some(t), _) => t.clone(),
+            (None, Some(c)) => c.upstreams.keys().cloned().collect(),
+            (None, None) => Vec::new(),
+        };
+        if targets.is_empty() {
+            let mut p = Problems::default();
+            p.push("campaign", "its mapping lists no upstreams, so give targets");
+            return Err(ApiError::Invalid(p));
+        }
+        let mut conflicts = Problems::default();
+        let mut plans = Vec::with_capacity(targets.len());
+        for target in targets {
+            let plan = match self.upstreams.get(&target) {
+                None => Plan::Done(TargetResult::new(&target, None, Status::Unconfigured).with_error(
+                    ErrorKind::UnknownUpstream,
+                    format!("the campaign maps `{target}` but config.toml has no [upstreams.{target}]"),
+                )),
+                Some(upstream) => {
+                    let ctx = BuildContext {
+                        upstream: &target,
+                        mapping: campaign.and_then(|c| c.upstreams.get(&target)),
+                        timezone: upstream.timezone,
+                        network_id: upstream.network_id.as_deref(),
+                    };
+                    match translate(
+                        upstream.adapter.as_ref(),
+                        code,
+                        request.on_unsupported,
+                        request.passthrough.get(&target),
+                        &ctx,
+                    ) {
+                        Ok(translation) => Plan::Send {
+                            upstream: upstream.clone(),
+                            translation,
+                        },
+                        Err(BuildError::PassthroughConflict { upstream: u, key, .. }) => {
+                            conflicts.push(
+                                format!("passthrough.{u}.{key}"),
+                                format!("would overwrite a field the gateway sets for {}", upstream.vendor),
+                            );
+                            continue;
+                        }
+                        Err(e) => Plan::Done(refused(&target, upstream.vendor, e)),
+                    }
+                }
+            };
+            plans.push((target, plan));
+        }
+        if conflicts.is_empty() {
+            Ok(plans)
+        } else {
+            Err(ApiError::Invalid(conflicts))
+        }
+    }
+}
+
+fn preview(upstream: &Upstream, t: &Translation, redacted_auth: Option<&str>) -> RequestPreview {
+    let mut headers: BTreeMap<String, String> = t.request.headers.iter().cloned().collect();
+    headers.insert(
+        "Authorization".into(),
+        redacted_auth.unwrap_or("[credentials missing]").into(),
+    );
+    RequestPreview {
+        method: t.request.method,
+        url: upstream.url(&t.request.path),
+        headers,
+        body: t.request.body.clone(),
+    }
+}
+
+fn missing_credentials(result: TargetResult, vars: &[String]) -> TargetResult {
+    let mut r = result.with_error(
+        ErrorKind::MissingCredentials,
+        format!("credentials are not configured: set {}", vars.join(", ")),
+    );
+    r.status = Status::Unconfigured;
+    r
+}
+
+fn refused(target: &str, vendor: VendorKind, e: BuildError) -> TargetResult {
+    let message = e.to_string();
+    let r = TargetResult::new(target, Some(vendor), Status::Invalid);
+    match e {
+        BuildError::Unsupported { field, .. } => {
+            let mut r = r.with_error(ErrorKind::UnsupportedField, message).with_field(field);
+            r.status = Status::Unsupported;
+            r
+        }
+        BuildError::Invalid { field, .. } => r.with_error(ErrorKind::InvalidForVendor, message).with_field(field),
+        BuildError::Contradicts { field, .. } => r.with_error(ErrorKind::ContradictsMapping, message).with_field(field),
+        BuildError::Mapping(_) | BuildError::PassthroughConflict { .. } => {
+            let mut r = r.with_error(ErrorKind::MissingMapping, message);
+            r.status = Status::Unconfigured;
+            r
+        }
+    }
+}
+
+fn delivered(mut r: TargetResult, upstream: &Upstream, sent: Sent) -> TargetResult {
+    r.attempts = sent.calls;
+    let vendor = upstream.vendor;
+    let (status, error) = match sent.delivery {
+        Delivery::Answered(Outcome::Created { vendor_id }) => {
+            r.vendor_id = Some(vendor_id);
+            (Status::Created, None)
+        }
+        Delivery::Answered(Outcome::AlreadyExists { message }) => (
+            Status::AlreadyExists,
+            Some((
+                ErrorKind::AlreadyExists,
+                format!("{vendor}: {message}"),
+                Some(409),
+                None,
+            )),
+        ),
+        Delivery::Answered(Outcome::Rejected { status, message }) => (
+            Status::Rejected,
+            Some((
+                ErrorKind::VendorRejected,
+                format!("{vendor} rejected the code: {message}"),
+                Some(status),
+                None,
+            )),
+        ),
+        Delivery::Answered(Outcome::Throttled { retry_after, message }) => (
+            Status::Throttled,
+            Some((
+                ErrorKind::RateLimited,
+                format!("{vendor} is rate-limiting after {} calls: {message}", sent.calls),
+                Some(429),
+                retry_after.map(|d| d.as_secs()),
+            )),
+        ),
+        Delivery::Answered(Outcome::Failed { message, cause, .. }) => {
+            let (kind, status) = match cause {
+                FailureCause::ServerError { status } => (ErrorKind::UpstreamError, status),
+                FailureCause::UnreadableAnswer { status } => (ErrorKind::InvalidResponse, status),
+            };
+            (Status::Failed, Some((kind, message, Some(status), None)))
+        }
+        Delivery::TimedOut => (
+            Status::Failed,
+            Some((
+                ErrorKind::Timeout,
+                format!(
+                    "{vendor} did not answer within the timeout; the code may exist upstream, check before retrying"
+                ),
+                None,
+                None,
+            )),
+        ),
+        Delivery::Unreachable(e) => (
+            Status::Failed,
+            Some((
+                ErrorKind::Unreachable,
+                format!("{vendor} could not be reached: {e}"),
+                None,
+                None,
+            )),
+        ),
+        Delivery::Auth(e) => (
+            Status::Failed,
+            Some((
+                ErrorKind::Auth,
+                format!("{vendor}: no credentials could be obtained: {e}"),
+                None,
+                None,
+            )),
+        ),
+    };
+    r.status = status;
+    r.error = error.map(|(kind, message, http_status, retry_after_secs)| TargetError {
+        kind,
+        message,
+        field: None,
+        http_status,
+        retry_after_secs,
+    });
+    r
+}

@@ -1,0 +1,92 @@
+//! The gateway's errors, and the one place they become HTTP answers.
+
+use std::path::PathBuf;
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use promo_adapters::Problems;
+use serde_json::json;
+
+/// What stops the gateway from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Config { path: PathBuf, message: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// A request the API refuses as a whole, before any upstream is called.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the request body is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("the request body is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("the request body could not be read: {0}")]
+    BadBody(String),
+    #[error("the request is invalid: {0}")]
+    Invalid(Problems),
+    #[error("query parameter {name}: {rule}")]
+    BadQuery { name: &'static str, rule: String },
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::NotJson(_) | ApiError::BadBody(_) | ApiError::BadQuery { .. } => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            ApiError::NotJson(_) => "Body is not JSON",
+            ApiError::TooLarge { .. } => "Body too large",
+            ApiError::BadBody(_) => "Body unreadable",
+            ApiError::Invalid(_) => "Invalid promo code",
+            ApiError::BadQuery { .. } => "Invalid query parameter",
+        }
+    }
+
+    /// Every refusal names the fields at fault, also when there is only one.
+    fn problems(&self) -> Problems {
+        let mut p = Problems::default();
+        match self {
+            ApiError::Invalid(problems) => return problems.clone(),
+            ApiError::NotJson(detail) => p.push("body", format!("must be a JSON object ({detail})")),
+            ApiError::TooLarge { limit } => p.push("body", format!("must be at most {limit} bytes")),
+            ApiError::BadBody(detail) => p.push("body", detail.clone()),
+            ApiError::BadQuery { name, rule } => p.push(*name, rule.clone()),
+        }
+        p
+    }
+}
+
+/// RFC 9457 problem details, with `errors` listing each field and rule.
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = json!({
+            "type": "about:blank",
+            "title": self.title(),
+            "status": status.as_u16(),
+            "detail": self.to_string(),
+            "errors": self.problems(),
+        });
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body.to_string(),
+        )
+            .into_response()
+    }
+}
