@@ -4,13 +4,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use promo_adapters::Problems;
+use serde::Serialize;
 
 use crate::auth::{Auth, Credentials};
 use crate::engine::{CreateResponse, Engine, Status};
@@ -30,22 +31,35 @@ struct AppState {
     max_body_bytes: usize,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateQuery {
-    #[serde(default)]
-    dry_run: bool,
+/// Reads `?dry_run=true|false`, the only query parameter. Every problem names the parameter at
+/// fault (a misspelt `dryrun` is named as such, not reported as a bad `dry_run`).
+fn dry_run(raw: Option<&str>) -> Result<bool, ApiError> {
+    let mut p = Problems::default();
+    let mut dry_run = None;
+    for (key, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        match key.as_ref() {
+            "dry_run" if dry_run.is_some() => p.push("dry_run", "is given more than once"),
+            "dry_run" => match value.as_ref() {
+                "true" => dry_run = Some(true),
+                "false" => dry_run = Some(false),
+                other => p.push("dry_run", format!("must be true or false, got `{other}`")),
+            },
+            other => p.push(other, "is not a query parameter of this endpoint (known: dry_run)"),
+        }
+    }
+    if p.is_empty() {
+        Ok(dry_run.unwrap_or(false))
+    } else {
+        Err(ApiError::BadQuery(p))
+    }
 }
 
 async fn create(
     State(state): State<AppState>,
-    query: Result<Query<CreateQuery>, QueryRejection>,
+    RawQuery(query): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::BadQuery {
-        name: "dry_run",
-        rule: format!("must be true or false ({})", e.body_text()),
-    })?;
+    let dry_run = dry_run(query.as_deref())?;
     let body = body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge {
             limit: state.max_body_bytes,
@@ -53,7 +67,7 @@ async fn create(
         _ => ApiError::BadBody(e.body_text()),
     })?;
     let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| ApiError::NotJson(e.to_string()))?;
-    let response = state.engine.create(&value, query.dry_run).await?;
+    let response = state.engine.create(&value, dry_run).await?;
     Ok((summary_status(&response), Json(response)).into_response())
 }
 
@@ -73,7 +87,7 @@ pub fn summary_status(response: &CreateResponse) -> StatusCode {
         };
     }
     let created = count(Status::Created);
-    let not_sent = response.results.iter().filter(|r| r.attempts == 0).count();
+    let not_sent = count(Status::Unsupported) + count(Status::Invalid) + count(Status::Unconfigured);
     if created == total {
         StatusCode::CREATED
     } else if created > 0 {

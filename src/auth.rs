@@ -2,8 +2,9 @@
 //! secrets (never printed, logged or echoed), and turned into an `Authorization` header.
 //!
 //! OAuth2 tokens come from a [`TokenSource`] that fetches once, caches until shortly before
-//! expiry, makes concurrent callers wait for the one fetch in flight instead of each fetching,
-//! and drops a token the upstream refused (401) so that the next call fetches a fresh one.
+//! expiry, makes concurrent callers wait for the one fetch in flight instead of each fetching
+//! (and share its error when it fails), and drops a token the upstream refused (401) so that
+//! the next call fetches a fresh one.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -94,6 +95,7 @@ impl Credentials {
                     state: Mutex::new(State {
                         token: None,
                         refresh_token,
+                        failure: None,
                     }),
                     fetches: AtomicU64::new(0),
                 }))
@@ -155,6 +157,9 @@ struct State {
     token: Option<Cached>,
     /// The refresh-token grant's current refresh token; rotated when the server sends a new one.
     refresh_token: Option<SecretString>,
+    /// When the last fetch failed, and why: callers that were already waiting for that fetch
+    /// get its error instead of each trying again in turn (and each waiting out the timeout).
+    failure: Option<(Instant, AuthError)>,
 }
 
 struct Cached {
@@ -167,10 +172,24 @@ struct Cached {
 #[derive(Deserialize)]
 struct TokenAnswer {
     access_token: String,
-    #[serde(default)]
+    /// Seconds. RFC 6749 makes it a number, but some servers (Azure AD v1) send a string.
+    #[serde(default, deserialize_with = "seconds")]
     expires_in: Option<u64>,
     #[serde(default)]
     refresh_token: Option<String>,
+}
+
+/// `expires_in` as a non-negative number or a numeric string; anything else counts as absent
+/// (the default lifetime applies) rather than making a good token unusable.
+fn seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let v = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(match v {
+        Some(serde_json::Value::Number(n)) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
+        Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    })
 }
 
 #[derive(Deserialize)]
@@ -182,6 +201,8 @@ struct TokenErrorAnswer {
 
 /// Servers that omit `expires_in` get this lifetime.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
+/// A longer `expires_in` is cut to this (a huge one would overflow `Instant` arithmetic).
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl TokenSource {
     /// Token fetches made so far (for `/health` and tests).
@@ -190,15 +211,33 @@ impl TokenSource {
     }
 
     pub async fn token(&self, http: &reqwest::Client) -> Result<SecretString, AuthError> {
+        let arrived = Instant::now();
         let mut state = self.state.lock().await;
         if let Some(cached) = &state.token {
             if Instant::now() < cached.renew_at {
                 return Ok(cached.access.clone());
             }
         }
+        if let Some((failed_at, error)) = &state.failure {
+            if *failed_at > arrived {
+                return Err(error.clone());
+            }
+        }
         let fetched_at = Instant::now();
-        let answer = self.fetch(http, state.refresh_token.as_ref()).await?;
-        let lifetime = answer.expires_in.map_or(DEFAULT_LIFETIME, Duration::from_secs);
+        let answer = match self.fetch(http, state.refresh_token.as_ref()).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                state.failure = Some((Instant::now(), e.clone()));
+                return Err(e);
+            }
+        };
+        state.failure = None;
+        let lifetime = answer
+            .expires_in
+            .map_or(DEFAULT_LIFETIME, Duration::from_secs)
+            .min(MAX_LIFETIME);
+        // Renew a tenth of the lifetime early, at most 30 s: measured from before the request
+        // was sent, so the server's clock started later than ours and the margin only grows.
         let margin = (lifetime / 10).min(Duration::from_secs(30));
         let access = SecretString::from(answer.access_token);
         state.token = Some(Cached {
@@ -276,12 +315,26 @@ impl TokenSource {
                     None => e.error,
                 })
                 .unwrap_or_else(|_| "no OAuth2 error body".into());
+            // ...and even those must not carry back a credential we sent.
+            let message = self.redact(message, refresh_token);
             return Err(AuthError::TokenRefused { status, message });
         }
-        let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| AuthError::TokenGarbled(e.to_string()))?;
+        let answer: TokenAnswer = serde_json::from_slice(&body)
+            .map_err(|e| AuthError::TokenGarbled(self.redact(e.to_string(), refresh_token)))?;
         if answer.access_token.is_empty() {
             return Err(AuthError::TokenGarbled("access_token is empty".into()));
         }
         Ok(answer)
+    }
+
+    /// Replaces every credential this source sends with `[redacted]`.
+    fn redact(&self, mut text: String, refresh_token: Option<&SecretString>) -> String {
+        for secret in [Some(&self.client_secret), refresh_token].into_iter().flatten() {
+            let secret = secret.expose_secret();
+            if !secret.is_empty() && text.contains(secret) {
+                text = text.replace(secret, "[redacted]");
+            }
+        }
+        text
     }
 }

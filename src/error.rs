@@ -34,14 +34,14 @@ pub enum ApiError {
     BadBody(String),
     #[error("the request is invalid: {0}")]
     Invalid(Problems),
-    #[error("query parameter {name}: {rule}")]
-    BadQuery { name: &'static str, rule: String },
+    #[error("the query string is invalid: {0}")]
+    BadQuery(Problems),
 }
 
 impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
-            ApiError::NotJson(_) | ApiError::BadBody(_) | ApiError::BadQuery { .. } => StatusCode::BAD_REQUEST,
+            ApiError::NotJson(_) | ApiError::BadBody(_) | ApiError::BadQuery(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
         }
@@ -53,7 +53,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => "Body too large",
             ApiError::BadBody(_) => "Body unreadable",
             ApiError::Invalid(_) => "Invalid promo code",
-            ApiError::BadQuery { .. } => "Invalid query parameter",
+            ApiError::BadQuery(_) => "Invalid query parameter",
         }
     }
 
@@ -61,11 +61,10 @@ impl ApiError {
     fn problems(&self) -> Problems {
         let mut p = Problems::default();
         match self {
-            ApiError::Invalid(problems) => return problems.clone(),
+            ApiError::Invalid(problems) | ApiError::BadQuery(problems) => return problems.clone(),
             ApiError::NotJson(detail) => p.push("body", format!("must be a JSON object ({detail})")),
             ApiError::TooLarge { limit } => p.push("body", format!("must be at most {limit} bytes")),
             ApiError::BadBody(detail) => p.push("body", detail.clone()),
-            ApiError::BadQuery { name, rule } => p.push(*name, rule.clone()),
         }
         p
     }

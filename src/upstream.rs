@@ -120,11 +120,13 @@ impl Upstream {
                 .http
                 .request(method.clone(), &url)
                 .timeout(self.timeout)
-                .header(reqwest::header::AUTHORIZATION, authorization.value)
-                .json(&request.body);
+                .header(reqwest::header::AUTHORIZATION, authorization.value);
             for (name, value) in &request.headers {
                 call = call.header(name, value);
             }
+            // After the adapter's headers: `json` adds a Content-Type only where none is set, so
+            // the call never carries two (`header` appends, it does not replace).
+            let call = call.json(&request.body);
             calls += 1;
             let answer = match call.send().await {
                 Ok(response) => {

@@ -50,6 +50,39 @@ fn start_of_day(day: NaiveDate, tz: Tz) -> Option<DateTime<FixedOffset>> {
         .map(|t| t.fixed_offset())
 }
 
+/// A date-only vendor field filled from `expires_at`, with a warning when the date cuts time
+/// off the code's life.
+pub fn expiry_field(expires_at: DateTime<FixedOffset>, tz: Tz) -> (String, Option<crate::adapter::Warning>) {
+    let c = expiry_date(expires_at, tz);
+    let warning = (!c.exact).then(|| crate::adapter::Warning {
+        field: "expires_at".into(),
+        message: format!(
+            "sent as the date {} (the vendor takes a date, read as valid through the end of that day in {tz}); the code ends before {expires_at}, never after",
+            c.date
+        ),
+    });
+    (c.date.to_string(), warning)
+}
+
+/// A date-only vendor field filled from `starts_at`, with a warning when the code starts later.
+pub fn start_field(starts_at: DateTime<FixedOffset>, tz: Tz) -> (String, Option<crate::adapter::Warning>) {
+    let c = start_date(starts_at, tz);
+    let warning = (!c.exact).then(|| crate::adapter::Warning {
+        field: "starts_at".into(),
+        message: format!(
+            "sent as the date {} (the vendor takes a date, counted from its first instant in {tz}); the code starts after {starts_at}, never before",
+            c.date
+        ),
+    });
+    (c.date.to_string(), warning)
+}
+
+/// An RFC 3339 date-time in UTC, the form every date-time vendor field here documents.
+pub fn utc_rfc3339(t: DateTime<FixedOffset>) -> String {
+    t.with_timezone(&chrono::Utc)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,37 +186,4 @@ mod tests {
             }
         );
     }
-}
-
-/// A date-only vendor field filled from `expires_at`, with a warning when the date cuts time
-/// off the code's life.
-pub fn expiry_field(expires_at: DateTime<FixedOffset>, tz: Tz) -> (String, Option<crate::adapter::Warning>) {
-    let c = expiry_date(expires_at, tz);
-    let warning = (!c.exact).then(|| crate::adapter::Warning {
-        field: "expires_at".into(),
-        message: format!(
-            "sent as the date {} (the vendor takes a date, read as valid through the end of that day in {tz}); the code ends before {expires_at}, never after",
-            c.date
-        ),
-    });
-    (c.date.to_string(), warning)
-}
-
-/// A date-only vendor field filled from `starts_at`, with a warning when the code starts later.
-pub fn start_field(starts_at: DateTime<FixedOffset>, tz: Tz) -> (String, Option<crate::adapter::Warning>) {
-    let c = start_date(starts_at, tz);
-    let warning = (!c.exact).then(|| crate::adapter::Warning {
-        field: "starts_at".into(),
-        message: format!(
-            "sent as the date {} (the vendor takes a date, counted from its first instant in {tz}); the code starts after {starts_at}, never before",
-            c.date
-        ),
-    });
-    (c.date.to_string(), warning)
-}
-
-/// An RFC 3339 date-time in UTC, the form every date-time vendor field here documents.
-pub fn utc_rfc3339(t: DateTime<FixedOffset>) -> String {
-    t.with_timezone(&chrono::Utc)
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }

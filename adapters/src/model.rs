@@ -319,7 +319,7 @@ pub fn validate(body: &Value, ctx: &ValidationContext<'_>) -> Result<CreateReque
         parsed
     });
     let passthrough =
-        opt(obj, "passthrough").map_or_else(BTreeMap::new, |v| parse_passthrough(v, targets.as_deref(), &mut p));
+        opt(obj, "passthrough").map_or_else(BTreeMap::new, |v| parse_passthrough(v, targets.as_deref(), ctx, &mut p));
 
     match (code, discount, active, first_time_only, on_unsupported) {
         (Some(code), Some(discount), Some(active), Some(first_time_only), Some(on_unsupported)) if p.is_empty() => {
@@ -470,6 +470,12 @@ fn positive_minor(v: &Value, path: &str, p: &mut Problems) -> Option<u64> {
 
 fn parse_money(v: &Value, field: &str, amount_key: &str, p: &mut Problems) -> Option<Money> {
     let obj = object(v, field, &[amount_key, "currency"], p)?;
+    money_fields(obj, field, amount_key, p)
+}
+
+/// The amount and currency of an object whose keys the caller has already checked (so that an
+/// unknown key is reported once, not once per reading).
+fn money_fields(obj: &Map<String, Value>, field: &str, amount_key: &str, p: &mut Problems) -> Option<Money> {
     let amount = match opt(obj, amount_key) {
         None => {
             p.push(format!("{field}.{amount_key}"), "is required");
@@ -505,7 +511,7 @@ fn parse_discount(v: &Value, field: &str, p: &mut Problems) -> Option<Discount> 
             }
             parsed.map(Discount::Percent)
         }
-        (None, Some(_)) => parse_money(v, field, "amount_off", p).map(Discount::Amount),
+        (None, Some(_)) => money_fields(obj, field, "amount_off", p).map(Discount::Amount),
     }
 }
 
@@ -590,7 +596,15 @@ fn parse_targets(v: &Value, ctx: &ValidationContext<'_>, p: &mut Problems) -> Op
     (p.0.len() == before).then_some(out)
 }
 
-fn parse_passthrough(v: &Value, targets: Option<&[String]>, p: &mut Problems) -> BTreeMap<String, Map<String, Value>> {
+/// Extra vendor fields keyed by target. With explicit targets a key must be one of them; without
+/// (the campaign names the targets, or the targets are themselves invalid) it must at least be a
+/// configured upstream, so that a misspelt key is refused rather than silently never sent.
+fn parse_passthrough(
+    v: &Value,
+    targets: Option<&[String]>,
+    ctx: &ValidationContext<'_>,
+    p: &mut Problems,
+) -> BTreeMap<String, Map<String, Value>> {
     let mut out = BTreeMap::new();
     let Some(obj) = v.as_object() else {
         p.push("passthrough", "must be an object keyed by target name");
@@ -598,11 +612,22 @@ fn parse_passthrough(v: &Value, targets: Option<&[String]>, p: &mut Problems) ->
     };
     for (target, extras) in obj {
         let field = format!("passthrough.{target}");
-        if let Some(targets) = targets {
-            if !targets.iter().any(|t| t == target) {
+        match targets {
+            Some(targets) if !targets.iter().any(|t| t == target) => {
                 p.push(&field, format!("`{target}` is not one of this request's targets"));
                 continue;
             }
+            None if !ctx.upstreams.contains(target) => {
+                p.push(
+                    &field,
+                    format!(
+                        "`{target}` is not a configured upstream (configured: {})",
+                        join(ctx.upstreams)
+                    ),
+                );
+                continue;
+            }
+            _ => {}
         }
         match extras.as_object() {
             Some(m) => {
@@ -682,6 +707,27 @@ mod tests {
     fn neither_targets_nor_campaign_is_refused() {
         let e = check(json!({ "code": "A", "discount": { "percent_off": 5 } })).unwrap_err();
         assert_eq!(e.0[0].field, "targets");
+    }
+
+    #[test]
+    fn an_unknown_key_beside_an_amount_is_reported_once() {
+        let e = check(json!({
+            "code": "A", "discount": { "amount_off": 500, "currency": "USD", "percent": 1 }, "targets": ["loop"]
+        }))
+        .unwrap_err();
+        let fields: Vec<&str> = e.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["discount.percent"]);
+    }
+
+    #[test]
+    fn passthrough_without_targets_must_name_a_configured_upstream() {
+        let e = check(json!({
+            "code": "A", "campaign": "spring-2026", "discount": { "percent_off": 5 },
+            "passthrough": { "loop": {}, "nowhere": { "x": 1 } }
+        }))
+        .unwrap_err();
+        let fields: Vec<&str> = e.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["passthrough.nowhere"]);
     }
 
     #[test]

@@ -23,7 +23,10 @@ pub fn upstream(name: &str, kind: &str, base_url: &str, extra: &str) -> String {
         t.push_str("rate_limit = { per_second = 1000, burst = 1000 }\n");
     }
     if !extra.contains("auth") {
-        t.push_str(&format!("auth = {{ scheme = \"bearer\", token_env = \"{}_TOKEN\" }}\n", env_prefix(name)));
+        t.push_str(&format!(
+            "auth = {{ scheme = \"bearer\", token_env = \"{}_TOKEN\" }}\n",
+            env_prefix(name)
+        ));
     }
     if !extra.contains("timeout_ms") {
         t.push_str("timeout_ms = 2000\n");

@@ -129,7 +129,17 @@ fn common<'a>(
     }
 }
 
-fn object<D: Serialize>(record_type: &str, code: &PromoCode, data: D, warnings: Vec<Warning>) -> Translation {
+/// The documented create endpoint and record type of each version: the path names the
+/// collection (`promo_codes_v2`), the object id the record type (`promo_code_v2-<name>`).
+const V2: (&str, &str) = ("/objects/limio/promo_codes_v2", "promo_code_v2");
+const V3: (&str, &str) = ("/objects/limio/promo_codes_v3", "promo_code_v3");
+
+fn object<D: Serialize>(
+    (path, record_type): (&str, &str),
+    code: &PromoCode,
+    data: D,
+    warnings: Vec<Warning>,
+) -> Translation {
     let body = CreateObject {
         name: code.code.clone(),
         id: format!("{record_type}-{}", code.code),
@@ -138,7 +148,7 @@ fn object<D: Serialize>(record_type: &str, code: &PromoCode, data: D, warnings: 
     Translation {
         request: VendorRequest {
             method: "POST",
-            path: format!("/objects/limio/{record_type}s"),
+            path: path.to_owned(),
             headers: super::json_headers(),
             body: serde_json::to_value(body).expect("serializable"),
         },
@@ -244,7 +254,7 @@ impl Adapter for LimioV2 {
             },
             discount,
         };
-        Ok(object("promo_code_v2", code, data, warnings))
+        Ok(object(V2, code, data, warnings))
     }
 
     fn passthrough_at(&self) -> &'static str {
@@ -290,7 +300,7 @@ impl Adapter for LimioV3 {
             common: common(code, skipped, ctx, &mut warnings),
             attached_discount: attached,
         };
-        Ok(object("promo_code_v3", code, data, warnings))
+        Ok(object(V3, code, data, warnings))
     }
 
     fn passthrough_at(&self) -> &'static str {

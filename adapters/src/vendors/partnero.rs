@@ -58,18 +58,14 @@ struct SpecificCustomer<'a> {
     customer_full_name: &'a str,
 }
 
-/// The documented 200 body: `{data, status, message}`.
+/// The documented 200 envelope: `{data, status, message}`. Only `status` and `message` are read
+/// to tell a yes from a no, so a refusal whose `data` is PHP's empty array `[]` (not an object)
+/// is still read as the refusal it is.
 #[derive(Debug, Deserialize)]
-struct Answer {
-    data: Option<AnswerData>,
+struct Envelope {
     status: i64,
     #[serde(default)]
-    message: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct AnswerData {
-    code: Option<String>,
+    message: Option<String>,
 }
 
 /// Whether a code uses only Partnero's documented characters: `A-Z a-z 0-9 - _`.
@@ -207,21 +203,114 @@ impl Adapter for Partnero {
     }
 
     fn parse(&self, code: &PromoCode, response: &VendorResponse<'_>) -> Outcome {
-        // A 200 whose `status` is not 1 is Partnero saying no in a success envelope.
+        // A 2xx whose `status` is not 1 is Partnero saying no in a success envelope.
         if (200..300).contains(&response.status) {
-            if let Ok(answer) = serde_json::from_slice::<Answer>(response.body) {
-                if answer.status != 1 {
+            if let Ok(envelope) = serde_json::from_slice::<Envelope>(response.body) {
+                if envelope.status != 1 {
+                    let message = envelope
+                        .message
+                        .filter(|m| !m.trim().is_empty())
+                        .unwrap_or_else(|| format!("status {} without a message", envelope.status));
                     return Outcome::Rejected {
                         status: response.status,
-                        message: answer.message,
+                        message,
                     };
                 }
             }
         }
         classify(self.kind(), response, |v| {
-            let answer: Answer = serde_json::from_value(v.clone()).ok()?;
+            let envelope: Envelope = serde_json::from_value(v.clone()).ok()?;
+            if envelope.status != 1 {
+                return None;
+            }
+            // The documented success carries the created code as an object under `data`.
+            let data = v.get("data")?.as_object()?;
             // Partnero returns no id of its own: the code is the id.
-            Some(answer.data?.code.unwrap_or_else(|| code.code.clone()))
+            let echoed = data.get("code").and_then(Value::as_str);
+            Some(echoed.map_or_else(|| code.code.clone(), str::to_owned))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapter::FailureCause;
+    use crate::model::{validate, ValidationContext};
+
+    fn code() -> PromoCode {
+        let upstreams = ["partnero".to_owned()].into_iter().collect();
+        let campaigns = Default::default();
+        let ctx = ValidationContext {
+            upstreams: &upstreams,
+            campaigns: &campaigns,
+        };
+        let body =
+            serde_json::json!({ "code": "SPRING20", "discount": { "percent_off": 20 }, "targets": ["partnero"] });
+        validate(&body, &ctx).unwrap().promo
+    }
+
+    fn parse(status: u16, body: &str) -> Outcome {
+        Partnero.parse(
+            &code(),
+            &VendorResponse {
+                status,
+                retry_after: None,
+                body: body.as_bytes(),
+            },
+        )
+    }
+
+    #[test]
+    fn status_1_is_created_under_the_echoed_code() {
+        assert_eq!(
+            parse(
+                200,
+                r#"{"data":{"code":"SPRING20","metadata":[]},"status":1,"message":"ok"}"#
+            ),
+            Outcome::Created {
+                vendor_id: "SPRING20".into()
+            }
+        );
+    }
+
+    #[test]
+    fn status_0_is_a_rejection_whatever_data_is() {
+        for data in ["null", "[]", "{}"] {
+            let body = format!(r#"{{"data":{data},"status":0,"message":"Coupon not found."}}"#);
+            assert_eq!(
+                parse(200, &body),
+                Outcome::Rejected {
+                    status: 200,
+                    message: "Coupon not found.".into()
+                },
+                "data {data}"
+            );
+        }
+        assert!(
+            matches!(parse(200, r#"{"status":0}"#), Outcome::Rejected { message, .. } if message.contains("status 0"))
+        );
+    }
+
+    #[test]
+    fn status_1_without_a_data_object_is_not_trusted() {
+        for body in [
+            r#"{"data":null,"status":1}"#,
+            r#"{"data":[],"status":1}"#,
+            r#"{"status":1}"#,
+            r#"{"data":{"code":"X"}}"#,
+        ] {
+            assert!(
+                matches!(
+                    parse(200, body),
+                    Outcome::Failed {
+                        cause: FailureCause::UnreadableAnswer { status: 200 },
+                        retryable: false,
+                        ..
+                    }
+                ),
+                "{body}"
+            );
+        }
     }
 }

@@ -1,0 +1,3 @@
+fn main() {
+    print!("{}", promo_adapters::policy::markdown_table());
+}

@@ -1,0 +1,23 @@
+//! The README is part of the product: its vendor table must be the adapters' own.
+
+#[test]
+fn readme_vendor_table_matches_the_adapters() {
+    let readme = include_str!("../README.md");
+    let start =
+        readme.find("<!-- vendor-table:start -->\n").expect("start marker") + "<!-- vendor-table:start -->\n".len();
+    let end = readme.find("<!-- vendor-table:end -->").expect("end marker");
+    let expected = promo_adapters::policy::markdown_table();
+    assert_eq!(
+        &readme[start..end],
+        expected,
+        "README's vendor table is stale: replace it with the output of `cargo run --example vendor_table`"
+    );
+}
+
+#[test]
+fn readme_test_command_is_what_ci_runs() {
+    let readme = include_str!("../README.md");
+    let ci = include_str!("../.ci/run");
+    assert!(readme.contains("cargo test --workspace"));
+    assert!(ci.contains("cargo test --workspace"));
+}

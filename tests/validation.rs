@@ -1,0 +1,290 @@
+//! Requests the gateway refuses as a whole: each answer is an RFC 9457 problem (status, title,
+//! detail and an `errors` array naming every field at fault), and no upstream hears of it.
+
+mod common;
+
+use serde_json::{json, Value};
+use wiremock::matchers::any;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const CREATE: &str = "/v1/promo-codes";
+
+/// Loop and Partnero both point at one wiremock server whose only mock is a catch-all that
+/// must never be hit. Both are fully configured, so a request that slipped through validation
+/// would really be sent.
+async fn setup() -> (MockServer, common::Gateway) {
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .named("any call to an upstream")
+        .mount(&server)
+        .await;
+    let config = [
+        common::upstream("loop", "loop", &server.uri(), ""),
+        common::upstream("partnero", "partnero", &server.uri(), ""),
+    ]
+    .join("\n");
+    let mapping = r#"
+[upstreams.loop]
+
+[upstreams.partnero]
+coupon_uuid = "coupon_spring"
+discount = { percent_off = 20 }
+"#;
+    let gw = common::start(
+        &config,
+        &[("spring", mapping)],
+        &[("LOOP_TOKEN", "t"), ("PARTNERO_TOKEN", "t")],
+    )
+    .await;
+    (server, gw)
+}
+
+/// A valid request; each row breaks it in one way.
+fn base() -> Value {
+    json!({ "code": "SPRING-20", "discount": { "percent_off": 20 }, "targets": ["loop"] })
+}
+
+fn with(pairs: &[(&str, Value)]) -> String {
+    let mut body = base();
+    for (key, value) in pairs {
+        body[*key] = value.clone();
+    }
+    body.to_string()
+}
+
+fn without(key: &str, pairs: &[(&str, Value)]) -> String {
+    let mut body: Value = serde_json::from_str(&with(pairs)).unwrap();
+    body.as_object_mut().unwrap().remove(key);
+    body.to_string()
+}
+
+struct Answer {
+    status: u16,
+    content_type: String,
+    body: Value,
+}
+
+async fn post(gw: &common::Gateway, path: &str, body: String) -> Answer {
+    let r = gw
+        .http
+        .post(format!("{}{path}", gw.base))
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let content_type = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let text = r.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("answer is not JSON: {text}"));
+    Answer {
+        status,
+        content_type,
+        body,
+    }
+}
+
+/// Checks the problem shape and returns the fields its `errors` name, in order.
+fn problem_fields(name: &str, a: &Answer) -> Vec<String> {
+    assert_eq!(a.content_type, "application/problem+json", "{name}: {}", a.body);
+    let b = &a.body;
+    assert_eq!(b["status"], a.status, "{name}: status member: {b}");
+    assert!(b["title"].as_str().is_some_and(|t| !t.is_empty()), "{name}: title: {b}");
+    assert!(
+        b["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "{name}: detail: {b}"
+    );
+    let errors = b["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{name}: no errors array: {b}"));
+    assert!(!errors.is_empty(), "{name}: empty errors: {b}");
+    errors
+        .iter()
+        .map(|e| {
+            let rule = e["rule"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name}: error without rule: {b}"));
+            assert!(!rule.is_empty(), "{name}: empty rule: {b}");
+            e["field"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name}: error without field: {b}"))
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn malformed_requests_are_refused_with_a_problem_naming_each_field() {
+    let (server, gw) = setup().await;
+
+    // The control: the base request passes validation (a dry run sends nothing).
+    let a = post(&gw, "/v1/promo-codes?dry_run=true", base().to_string()).await;
+    assert_eq!(a.status, 200, "the base request must be valid: {}", a.body);
+    assert_eq!(common::result(&a.body, "loop")["status"], "would_send");
+
+    let percent = |v: Value| with(&[("discount", json!({ "percent_off": v }))]);
+    let amount = |v: Value| with(&[("discount", json!({ "amount_off": v, "currency": "USD" }))]);
+    let currency = |c: &str| with(&[("discount", json!({ "amount_off": 500, "currency": c }))]);
+    let targets = |t: Value| with(&[("targets", t)]);
+    let dates = |s: &str, e: &str| with(&[("starts_at", json!(s)), ("expires_at", json!(e))]);
+    let too_large = with(&[("description", json!("x".repeat(20_000)))]);
+
+    #[rustfmt::skip]
+    let rows: Vec<(&str, &str, String, u16, &[&str])> = vec![
+        ("code as a number", CREATE, with(&[("code", json!(42))]), 422, &["code"]),
+        ("active as a string", CREATE, with(&[("active", json!("yes"))]), 422, &["active"]),
+        ("max_redemptions as a string", CREATE, with(&[("max_redemptions", json!("10"))]), 422, &["max_redemptions"]),
+        ("percent_off 0", CREATE, percent(json!(0)), 422, &["discount.percent_off"]),
+        ("percent_off 101", CREATE, percent(json!(101)), 422, &["discount.percent_off"]),
+        ("percent_off 12.345", CREATE, percent(json!(12.345)), 422, &["discount.percent_off"]),
+        ("percent_off negative", CREATE, percent(json!(-5)), 422, &["discount.percent_off"]),
+        ("percent_off as a string", CREATE, percent(json!("20")), 422, &["discount.percent_off"]),
+        ("amount_off without currency", CREATE, with(&[("discount", json!({ "amount_off": 500 }))]), 422, &["discount.currency"]),
+        ("amount_off 0", CREATE, amount(json!(0)), 422, &["discount.amount_off"]),
+        ("amount_off negative", CREATE, amount(json!(-500)), 422, &["discount.amount_off"]),
+        ("amount_off fractional", CREATE, amount(json!(5.5)), 422, &["discount.amount_off"]),
+        ("currency lower case", CREATE, currency("usd"), 422, &["discount.currency"]),
+        ("currency unknown", CREATE, currency("XYZ"), 422, &["discount.currency"]),
+        ("currency with percent_off", CREATE, with(&[("discount", json!({ "percent_off": 10, "currency": "USD" }))]), 422, &["discount.currency"]),
+        ("both percent_off and amount_off", CREATE, with(&[("discount", json!({ "percent_off": 10, "amount_off": 500, "currency": "USD" }))]), 422, &["discount"]),
+        ("discount missing", CREATE, without("discount", &[]), 422, &["discount"]),
+        ("max_redemptions negative", CREATE, with(&[("max_redemptions", json!(-1))]), 422, &["max_redemptions"]),
+        ("max_redemptions 0", CREATE, with(&[("max_redemptions", json!(0))]), 422, &["max_redemptions"]),
+        ("unknown upstream in targets", CREATE, targets(json!(["loop", "nowhere"])), 422, &["targets[1]"]),
+        ("duplicate target", CREATE, targets(json!(["loop", "partnero", "loop"])), 422, &["targets[2]"]),
+        ("empty targets", CREATE, targets(json!([])), 422, &["targets"]),
+        ("targets not an array", CREATE, targets(json!("loop")), 422, &["targets"]),
+        ("empty code", CREATE, with(&[("code", json!(""))]), 422, &["code"]),
+        ("code with a space", CREATE, with(&[("code", json!("SPRING 20"))]), 422, &["code"]),
+        ("code missing", CREATE, without("code", &[]), 422, &["code"]),
+        ("unknown top-level field", CREATE, with(&[("max_redemption", json!(5))]), 422, &["max_redemption"]),
+        ("unknown nested field", CREATE, with(&[("discount", json!({ "percent": 20 }))]), 422, &["discount.percent", "discount"]),
+        ("unknown nested field beside an amount", CREATE, with(&[("discount", json!({ "amount_off": 500, "currency": "USD", "percent": 1 }))]), 422, &["discount.percent"]),
+        ("starts_at tomorrow", CREATE, with(&[("starts_at", json!("tomorrow"))]), 422, &["starts_at"]),
+        ("expires_at month 13", CREATE, with(&[("expires_at", json!("2026-13-01T00:00:00Z"))]), 422, &["expires_at"]),
+        ("expires_at before starts_at", CREATE, dates("2026-04-01T00:00:00Z", "2026-03-01T00:00:00Z"), 422, &["expires_at"]),
+        ("expires_at equal to starts_at", CREATE, dates("2026-04-01T00:00:00Z", "2026-04-01T02:00:00+02:00"), 422, &["expires_at"]),
+        ("neither targets nor campaign", CREATE, without("targets", &[]), 422, &["targets"]),
+        ("unknown campaign", CREATE, without("targets", &[("campaign", json!("autumn"))]), 422, &["campaign"]),
+        ("customer without id", CREATE, with(&[("customer", json!({ "name": "Ada Lovelace" }))]), 422, &["customer.id"]),
+        ("partner with an empty id", CREATE, with(&[("partner", json!({ "id": " ", "name": "Acme" }))]), 422, &["partner.id"]),
+        ("on_unsupported ignore", CREATE, with(&[("on_unsupported", json!("ignore"))]), 422, &["on_unsupported"]),
+        ("passthrough for a non-target", CREATE, with(&[("passthrough", json!({ "partnero": { "x": 1 } }))]), 422, &["passthrough.partnero"]),
+        ("passthrough for an unknown upstream, campaign targets", CREATE, without("targets", &[("campaign", json!("spring")), ("passthrough", json!({ "nowhere": { "x": 1 } }))]), 422, &["passthrough.nowhere"]),
+        ("metadata not an object", CREATE, with(&[("metadata", json!(["a"]))]), 422, &["metadata"]),
+        ("duration with a bad unit", CREATE, with(&[("duration", json!({ "length": 3, "unit": "fortnights" }))]), 422, &["duration.unit"]),
+        ("body not JSON", CREATE, "{\"code\": \"SPRING-20\",".to_owned(), 400, &["body"]),
+        ("body empty", CREATE, String::new(), 400, &["body"]),
+        ("body a JSON array", CREATE, format!("[{}]", base()), 422, &["body"]),
+        ("body over the size limit", CREATE, too_large, 413, &["body"]),
+        ("dry_run=maybe", "/v1/promo-codes?dry_run=maybe", base().to_string(), 400, &["dry_run"]),
+        ("unknown query parameter", "/v1/promo-codes?dryrun=true", base().to_string(), 400, &["dryrun"]),
+    ];
+    assert!(rows.len() >= 20);
+
+    let mut failures = Vec::new();
+    for (name, path, body, status, fields) in &rows {
+        let a = post(&gw, path, body.clone()).await;
+        if a.status != *status {
+            failures.push(format!("{name}: expected {status}, got {}: {}", a.status, a.body));
+            continue;
+        }
+        let got = problem_fields(name, &a);
+        if got != *fields {
+            failures.push(format!("{name}: expected fields {fields:?}, got {got:?}: {}", a.body));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} rows failed:\n{}",
+        failures.len(),
+        rows.len(),
+        failures.join("\n")
+    );
+
+    assert!(server.received_requests().await.unwrap().is_empty());
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn every_problem_of_a_request_is_listed_at_once() {
+    let (server, gw) = setup().await;
+    let body = json!({
+        "code": "",
+        "discount": { "percent_off": 0, "currency": "USD" },
+        "active": "yes",
+        "max_redemption": 5,
+        "max_redemptions": 0,
+        "starts_at": "tomorrow",
+        "expires_at": "2026-13-01T00:00:00Z",
+        "customer": { "name": "Ada" },
+        "targets": ["nowhere", "loop", "loop"],
+        "on_unsupported": "ignore",
+        "passthrough": 3,
+    });
+    let a = post(&gw, CREATE, body.to_string()).await;
+    assert_eq!(a.status, 422, "{}", a.body);
+    let mut got = problem_fields("many problems", &a);
+    let count = got.len();
+    got.sort();
+    got.dedup();
+    assert_eq!(count, got.len(), "a problem is listed twice: {}", a.body);
+    let mut want = vec![
+        "max_redemption",
+        "code",
+        "discount.currency",
+        "discount.percent_off",
+        "active",
+        "starts_at",
+        "expires_at",
+        "max_redemptions",
+        "customer.id",
+        "targets[0]",
+        "targets[2]",
+        "on_unsupported",
+        "passthrough",
+    ];
+    want.sort();
+    assert_eq!(got, want, "{}", a.body);
+    assert_eq!(a.body["title"], "Invalid promo code");
+    // The detail repeats every field, for clients that only show the detail.
+    let detail = a.body["detail"].as_str().unwrap();
+    for field in &want {
+        assert!(detail.contains(field), "detail omits {field}: {detail}");
+    }
+
+    assert!(server.received_requests().await.unwrap().is_empty());
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn a_refused_dry_run_also_calls_nobody_and_a_vendor_rule_is_a_target_result_not_a_problem() {
+    let (server, gw) = setup().await;
+
+    // A whole-request problem refuses a dry run too.
+    let body = with(&[("code", json!(""))]);
+    let a = post(&gw, "/v1/promo-codes?dry_run=true", body).await;
+    assert_eq!(a.status, 422);
+    assert_eq!(problem_fields("dry run", &a), ["code"]);
+
+    // A code valid for the gateway but too long for Loop (50 characters) is no 4xx problem: the
+    // Loop target is `invalid` with the field named, and still nothing is sent.
+    let long = "A".repeat(51);
+    let a = post(&gw, CREATE, with(&[("code", json!(long))])).await;
+    assert_eq!(a.status, 422, "{}", a.body);
+    assert_eq!(a.content_type, "application/json");
+    let r = common::result(&a.body, "loop");
+    assert_eq!(r["status"], "invalid", "{}", a.body);
+    assert_eq!(r["error"]["kind"], "invalid_for_vendor");
+    assert_eq!(r["error"]["field"], "code");
+    assert_eq!(r["attempts"], 0);
+
+    assert!(server.received_requests().await.unwrap().is_empty());
+    server.verify().await;
+}
