@@ -21,6 +21,8 @@ pub fn router(engine: Arc<Engine>, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/v1/promo-codes", post(create))
         .route("/health", get(health))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(AppState { engine, max_body_bytes })
 }
@@ -96,6 +98,17 @@ pub fn summary_status(response: &CreateResponse) -> StatusCode {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
         StatusCode::BAD_GATEWAY
+    }
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(uri.path().to_owned())
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
     }
 }
 

@@ -125,6 +125,19 @@ impl Auth {
         Ok(Authorization { value, token })
     }
 
+    /// Every credential this upstream may send, in the forms it sends them.
+    pub async fn secrets(&self) -> Vec<SecretString> {
+        match self {
+            Auth::Bearer(token) => vec![token.clone()],
+            Auth::Basic { username, password } => {
+                let encoded = basic(username, password);
+                let encoded = encoded.trim_start_matches("Basic ").to_owned();
+                vec![username.clone(), password.clone(), SecretString::from(encoded)]
+            }
+            Auth::OAuth2(source) => source.secrets().await,
+        }
+    }
+
     /// What a dry run shows in place of the header.
     pub fn redacted(&self) -> &'static str {
         match self {
@@ -328,13 +341,32 @@ impl TokenSource {
     }
 
     /// Replaces every credential this source sends with `[redacted]`.
-    fn redact(&self, mut text: String, refresh_token: Option<&SecretString>) -> String {
-        for secret in [Some(&self.client_secret), refresh_token].into_iter().flatten() {
-            let secret = secret.expose_secret();
-            if !secret.is_empty() && text.contains(secret) {
-                text = text.replace(secret, "[redacted]");
-            }
-        }
-        text
+    fn redact(&self, text: String, refresh_token: Option<&SecretString>) -> String {
+        redact(text, [Some(&self.client_secret), refresh_token].into_iter().flatten())
     }
+
+    /// Every credential this source holds or has handed out, for redacting vendor messages.
+    async fn secrets(&self) -> Vec<SecretString> {
+        let state = self.state.lock().await;
+        let mut out = vec![self.client_secret.clone()];
+        out.extend(state.refresh_token.clone());
+        out.extend(state.token.as_ref().map(|t| t.access.clone()));
+        out
+    }
+}
+
+/// Secrets shorter than this are not searched for: they would mangle ordinary words, and no
+/// real credential is that short.
+const MIN_REDACTED_LEN: usize = 6;
+
+/// Replaces each of `secrets` in `text` with `[redacted]`: the one place that keeps a
+/// credential that a vendor or token endpoint echoes back out of our answers.
+pub fn redact<'a>(mut text: String, secrets: impl IntoIterator<Item = &'a SecretString>) -> String {
+    for secret in secrets {
+        let secret = secret.expose_secret();
+        if secret.len() >= MIN_REDACTED_LEN && text.contains(secret) {
+            text = text.replace(secret, "[redacted]");
+        }
+    }
+    text
 }

@@ -96,7 +96,7 @@ pub struct UpstreamConfig {
     /// IANA zone in which the vendor counts date-only fields (Partnero, Limio).
     #[serde(default = "default_tz")]
     pub timezone: chrono_tz::Tz,
-    /// Spacebring only: the `spacebring-network-id` header (a uuid), required with OAuth2.
+    /// Spacebring only: the `spacebring-network-id` header (a uuid), required with bearer or OAuth2 auth.
     #[serde(default)]
     pub network_id: Option<String>,
 }
@@ -268,9 +268,9 @@ impl Config {
                         key("network_id")
                     ))
                 }
-                (None, Kind::Spacebring) if matches!(u.auth, AuthConfig::Oauth2 { .. }) => {
+                (None, Kind::Spacebring) if matches!(u.auth, AuthConfig::Oauth2 { .. } | AuthConfig::Bearer { .. }) => {
                     return Err(format!(
-                        "{}: required when a Spacebring upstream uses OAuth2 (the spacebring-network-id header)",
+                        "{}: required when a Spacebring upstream uses a bearer token or OAuth2 (the spacebring-network-id header)",
                         key("network_id")
                     ))
                 }
@@ -388,6 +388,24 @@ rate_limit = { per_second = 10, burst = 10 }
         let bad = LOOP.replace("kind = \"loop\"", "kind = \"limio\"");
         let e = Config::parse(&bad).unwrap_err();
         assert!(e.starts_with("upstreams.loop.version"), "{e}");
+    }
+
+    #[test]
+    fn spacebring_bearer_needs_a_network_id() {
+        let text = r#"
+[upstreams.sb]
+kind = "spacebring"
+base_url = "https://api.spacebring.com"
+auth = { scheme = "bearer", token_env = "SB_TOKEN" }
+rate_limit = { per_second = 1, burst = 1 }
+"#;
+        let e = Config::parse(text).unwrap_err();
+        assert!(e.starts_with("upstreams.sb.network_id"), "{e}");
+        let basic = text.replace(
+            r#"{ scheme = "bearer", token_env = "SB_TOKEN" }"#,
+            r#"{ scheme = "basic", username_env = "K", password_env = "S" }"#,
+        );
+        assert!(Config::parse(&basic).is_ok());
     }
 
     #[test]

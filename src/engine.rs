@@ -213,11 +213,15 @@ impl Engine {
                         }
                         return result;
                     }
-                    if let Credentials::Missing(vars) = &upstream.credentials {
-                        return missing_credentials(result, vars);
+                    let auth = match &upstream.credentials {
+                        Credentials::Ready(auth) => auth,
+                        Credentials::Missing(vars) => return missing_credentials(result, vars),
+                    };
+                    let sent = upstream.send(auth, code, &translation.request).await;
+                    let mut result = delivered(result, &upstream, sent);
+                    if let Some(error) = result.error.as_mut() {
+                        error.message = upstream.redact(std::mem::take(&mut error.message)).await;
                     }
-                    let sent = upstream.send(code, &translation.request).await;
-                    let result = delivered(result, &upstream, sent);
                     tracing::info!(
                         code = %code.code,
                         upstream = %target,
@@ -252,7 +256,16 @@ impl Engine {
             p.push("campaign", "its mapping lists no upstreams, so give targets");
             return Err(ApiError::Invalid(p));
         }
+        // A passthrough for an upstream that is not a target would be silently dropped.
         let mut conflicts = Problems::default();
+        for key in request.passthrough.keys() {
+            if !targets.contains(key) {
+                conflicts.push(
+                    format!("passthrough.{key}"),
+                    format!("`{key}` is not one of this request's targets ({})", targets.join(", ")),
+                );
+            }
+        }
         let mut plans = Vec::with_capacity(targets.len());
         for target in targets {
             let plan = match self.upstreams.get(&target) {

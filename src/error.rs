@@ -36,6 +36,10 @@ pub enum ApiError {
     Invalid(Problems),
     #[error("the query string is invalid: {0}")]
     BadQuery(Problems),
+    #[error("no resource at {0}")]
+    NotFound(String),
+    #[error("{method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
 }
 
 impl ApiError {
@@ -44,6 +48,21 @@ impl ApiError {
             ApiError::NotJson(_) | ApiError::BadBody(_) | ApiError::BadQuery(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    /// The problem type, a stable name clients can branch on (RFC 9457 `type`).
+    fn slug(&self) -> &'static str {
+        match self {
+            ApiError::NotJson(_) => "body-not-json",
+            ApiError::TooLarge { .. } => "body-too-large",
+            ApiError::BadBody(_) => "body-unreadable",
+            ApiError::Invalid(_) => "invalid-promo-code",
+            ApiError::BadQuery(_) => "invalid-query",
+            ApiError::NotFound(_) => "not-found",
+            ApiError::MethodNotAllowed { .. } => "method-not-allowed",
         }
     }
 
@@ -54,6 +73,8 @@ impl ApiError {
             ApiError::BadBody(_) => "Body unreadable",
             ApiError::Invalid(_) => "Invalid promo code",
             ApiError::BadQuery(_) => "Invalid query parameter",
+            ApiError::NotFound(_) => "Not found",
+            ApiError::MethodNotAllowed { .. } => "Method not allowed",
         }
     }
 
@@ -65,6 +86,11 @@ impl ApiError {
             ApiError::NotJson(detail) => p.push("body", format!("must be a JSON object ({detail})")),
             ApiError::TooLarge { limit } => p.push("body", format!("must be at most {limit} bytes")),
             ApiError::BadBody(detail) => p.push("body", detail.clone()),
+            ApiError::NotFound(path) => p.push(
+                "path",
+                format!("`{path}` is not a route (POST /v1/promo-codes, GET /health)"),
+            ),
+            ApiError::MethodNotAllowed { method, .. } => p.push("method", format!("{method} is not allowed here")),
         }
         p
     }
@@ -75,7 +101,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let body = json!({
-            "type": "about:blank",
+            "type": format!("urn:promo-gateway:problem:{}", self.slug()),
             "title": self.title(),
             "status": status.as_u16(),
             "detail": self.to_string(),

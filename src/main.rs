@@ -23,6 +23,8 @@ async fn main() -> ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=info".into()),
         )
+        // stdout carries only the "listening on" line that scripts read.
+        .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
     match run(args).await {

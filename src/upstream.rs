@@ -92,12 +92,18 @@ impl Upstream {
         }
     }
 
+    /// Replaces any credential of this upstream that `text` contains: vendors do echo tokens
+    /// in their error messages ("token abc123 is revoked").
+    pub async fn redact(&self, text: String) -> String {
+        match self.auth() {
+            Some(auth) => crate::auth::redact(text, &auth.secrets().await),
+            None => text,
+        }
+    }
+
     /// Sends a translated request, honouring the rate limit, the in-flight cap and the retry
     /// policy, and has the adapter read the answer.
-    pub async fn send(&self, code: &PromoCode, request: &VendorRequest) -> Sent {
-        let Some(auth) = self.auth() else {
-            unreachable!("the engine does not send to an unconfigured upstream");
-        };
+    pub async fn send(&self, auth: &Auth, code: &PromoCode, request: &VendorRequest) -> Sent {
         let url = self.url(request.path.as_str());
         let method = reqwest::Method::from_bytes(request.method.as_bytes()).expect("adapters use standard methods");
         let mut calls = 0;

@@ -1295,3 +1295,31 @@ async fn no_secret_appears_in_any_response() {
     assert_eq!(r["status"], "unconfigured");
     assert_eq!(r["request"]["headers"]["Authorization"], "[credentials missing]");
 }
+
+#[tokio::test]
+async fn a_vendor_message_echoing_the_token_is_redacted() {
+    let s = Setup::new().await;
+    s.no_other_calls().await;
+    loop_call(loop_plain("SPRING20"))
+        .respond_with(
+            ResponseTemplate::new(401)
+                .set_body_json(json!({ "error": "unauthorized", "message": format!("token {LOOP_TOKEN} is revoked") })),
+        )
+        .expect(1)
+        .mount(&s.loop_srv)
+        .await;
+    let gw = s.gateway().await;
+    // `create` asserts that no secret appears anywhere in the answer.
+    let (status, body) = create(
+        &gw,
+        &json!({ "code": "SPRING20", "discount": { "percent_off": 20 }, "targets": ["loop"] }),
+    )
+    .await;
+    assert_eq!(status, 502);
+    let r = common::result(&body, "loop");
+    assert_eq!(r["status"], "rejected");
+    assert_eq!(
+        r["error"]["message"],
+        "Loop rejected the code: unauthorized: token [redacted] is revoked"
+    );
+}

@@ -288,3 +288,47 @@ async fn a_refused_dry_run_also_calls_nobody_and_a_vendor_rule_is_a_target_resul
     assert!(server.received_requests().await.unwrap().is_empty());
     server.verify().await;
 }
+
+/// A campaign that maps only Loop, while Partnero is configured too: a passthrough naming
+/// Partnero would be silently dropped, so the request is refused instead.
+#[tokio::test]
+async fn a_passthrough_for_an_upstream_the_campaign_does_not_target_is_refused() {
+    let (server, _) = setup().await;
+    let config = [
+        common::upstream("loop", "loop", &server.uri(), ""),
+        common::upstream("partnero", "partnero", &server.uri(), ""),
+    ]
+    .join("\n");
+    let gw = common::start(
+        &config,
+        &[("loop-only", "[upstreams.loop]\n")],
+        &[("LOOP_TOKEN", "t"), ("PARTNERO_TOKEN", "t")],
+    )
+    .await;
+    let (status, body) = gw
+        .create(&json!({
+            "code": "SPRING-20", "campaign": "loop-only", "discount": { "percent_off": 20 },
+            "passthrough": { "partnero": { "limit_to_specific_subscriber": true } }
+        }))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["field"], "passthrough.partnero", "{body}");
+    assert!(body["errors"][0]["rule"].as_str().unwrap().contains("loop"), "{body}");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_problems_too() {
+    let (_server, gw) = setup().await;
+    let r = gw.http.get(format!("{}/v1/nope", gw.base)).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["errors"][0]["field"], "path");
+    assert_eq!(body["type"], "urn:promo-gateway:problem:not-found");
+
+    let r = gw.http.get(format!("{}{CREATE}", gw.base)).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["errors"][0]["field"], "method");
+}

@@ -97,8 +97,9 @@ pub struct Translation {
 /// Why a code cannot be sent to one target. The engine maps each to a result status.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum BuildError {
-    /// The vendor has no way to express a restriction the code carries.
-    #[error("{vendor} cannot carry `{field}`: {reason}")]
+    /// The vendor has no way to express restrictions the code carries; `field` lists them all,
+    /// comma-separated.
+    #[error("{vendor} cannot carry {field}: {reason}")]
     Unsupported {
         vendor: VendorKind,
         field: String,

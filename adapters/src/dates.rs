@@ -57,8 +57,9 @@ pub fn expiry_field(expires_at: DateTime<FixedOffset>, tz: Tz) -> (String, Optio
     let warning = (!c.exact).then(|| crate::adapter::Warning {
         field: "expires_at".into(),
         message: format!(
-            "sent as the date {} (the vendor takes a date, read as valid through the end of that day in {tz}); the code ends before {expires_at}, never after",
-            c.date
+            "sent as the date {} (the vendor takes a date, read as valid through the end of that day in {tz}); the code ends before {}, never after",
+            c.date,
+            expires_at.to_rfc3339()
         ),
     });
     (c.date.to_string(), warning)
@@ -70,8 +71,9 @@ pub fn start_field(starts_at: DateTime<FixedOffset>, tz: Tz) -> (String, Option<
     let warning = (!c.exact).then(|| crate::adapter::Warning {
         field: "starts_at".into(),
         message: format!(
-            "sent as the date {} (the vendor takes a date, counted from its first instant in {tz}); the code starts after {starts_at}, never before",
-            c.date
+            "sent as the date {} (the vendor takes a date, counted from its first instant in {tz}); the code starts after {}, never before",
+            c.date,
+            starts_at.to_rfc3339()
         ),
     });
     (c.date.to_string(), warning)

@@ -121,24 +121,21 @@ pub struct Checked {
     pub warnings: Vec<Warning>,
 }
 
-/// Applies the policy; see the module docs for the rules.
+/// Applies the policy; see the module docs for the rules. A refusal names every field the
+/// vendor cannot carry, not just the first, so one round trip tells the whole story.
 pub fn check(adapter: &dyn Adapter, code: &PromoCode, on_unsupported: OnUnsupported) -> Result<Checked, BuildError> {
     let mut out = Checked::default();
+    let mut refused = Vec::new();
+    let mut discount_refused = false;
     for field in Field::ALL {
         if !field.is_set(code) || adapter.support(field) != Support::NotCarried {
             continue;
         }
         let is_discount = matches!(field, Field::PercentOff | Field::AmountOff);
         if is_discount || (field.is_restriction() && on_unsupported == OnUnsupported::Refuse) {
-            return Err(BuildError::Unsupported {
-                vendor: adapter.kind(),
-                field: field.name().to_owned(),
-                reason: if is_discount {
-                    "a code cannot be sent without its discount".to_owned()
-                } else {
-                    "the vendor has no such restriction; set \"on_unsupported\": \"skip_field\" to send the code without it".to_owned()
-                },
-            });
+            discount_refused |= is_discount;
+            refused.push(field.name());
+            continue;
         }
         out.skipped.push(field);
         out.warnings.push(Warning {
@@ -146,7 +143,19 @@ pub fn check(adapter: &dyn Adapter, code: &PromoCode, on_unsupported: OnUnsuppor
             message: format!("not sent: {} has no such field", adapter.kind()),
         });
     }
-    Ok(out)
+    if refused.is_empty() {
+        return Ok(out);
+    }
+    Err(BuildError::Unsupported {
+        vendor: adapter.kind(),
+        field: refused.join(", "),
+        reason: if discount_refused {
+            "a code cannot be sent without its discount".to_owned()
+        } else {
+            "the vendor has no such restriction; set \"on_unsupported\": \"skip_field\" to send the code without it"
+                .to_owned()
+        },
+    })
 }
 
 /// The vendor table of the README, generated from the adapters themselves.

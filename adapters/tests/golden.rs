@@ -104,8 +104,8 @@ fn not_sent(vendor: &str) -> String {
     format!("not sent: {vendor} has no such field")
 }
 
-const START_DATE_WARNING: &str = "sent as the date 2026-03-02 (the vendor takes a date, counted from its first instant in UTC); the code starts after 2026-03-01 09:00:00 +00:00, never before";
-const EXPIRY_DATE_WARNING: &str = "sent as the date 2026-03-31 (the vendor takes a date, read as valid through the end of that day in UTC); the code ends before 2026-04-01 12:00:00 +00:00, never after";
+const START_DATE_WARNING: &str = "sent as the date 2026-03-02 (the vendor takes a date, counted from its first instant in UTC); the code starts after 2026-03-01T09:00:00+00:00, never before";
+const EXPIRY_DATE_WARNING: &str = "sent as the date 2026-03-31 (the vendor takes a date, read as valid through the end of that day in UTC); the code ends before 2026-04-01T12:00:00+00:00, never after";
 
 #[test]
 fn spacebring() {
@@ -353,9 +353,9 @@ fn r#loop() {
 }
 
 /// The golden code, sent with the default policy, is refused wherever a restriction would be
-/// dropped, naming the first such field: the goldens above only exist because of skip_field.
+/// dropped, naming every such field: the goldens above only exist because of skip_field.
 #[test]
-fn without_skip_field_each_vendor_names_the_first_restriction_it_cannot_carry() {
+fn without_skip_field_each_vendor_names_every_restriction_it_cannot_carry() {
     let mut body = full_request();
     body.as_object_mut().unwrap().remove("on_unsupported");
     let request = parse(&body);
@@ -367,12 +367,27 @@ fn without_skip_field_each_vendor_names_the_first_restriction_it_cannot_carry() 
         }
         other => panic!("{kind}: expected unsupported, got {other:?}"),
     };
-    assert_eq!(refused(VendorKind::Spacebring), "active");
-    assert_eq!(refused(VendorKind::Partnero), "active");
-    assert_eq!(refused(VendorKind::Moltin), "active");
-    assert_eq!(refused(VendorKind::LimioV2), "first_time_only");
-    assert_eq!(refused(VendorKind::LimioV3), "first_time_only");
-    assert_eq!(refused(VendorKind::Loop), "active");
+    assert_eq!(
+        refused(VendorKind::Spacebring),
+        "active, starts_at, minimum_order, customer, partner"
+    );
+    assert_eq!(refused(VendorKind::Partnero), "active, starts_at");
+    assert_eq!(
+        refused(VendorKind::Moltin),
+        "active, starts_at, expires_at, first_time_only, minimum_order, partner"
+    );
+    assert_eq!(
+        refused(VendorKind::LimioV2),
+        "first_time_only, minimum_order, customer, partner"
+    );
+    assert_eq!(
+        refused(VendorKind::LimioV3),
+        "first_time_only, minimum_order, customer, partner"
+    );
+    assert_eq!(
+        refused(VendorKind::Loop),
+        "active, starts_at, first_time_only, minimum_order, customer, partner"
+    );
 }
 
 /// The golden code plus the duration the example's Limio v3 catalog discount declares: Limio v2

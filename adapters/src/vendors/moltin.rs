@@ -54,7 +54,9 @@ struct CreatedPromotion {
 }
 
 impl Moltin {
-    /// Builds one call for up to [`BATCH_SIZE`] codes of the same campaign.
+    /// Builds one call for up to [`BATCH_SIZE`] codes of the same campaign. Each code must
+    /// already have passed [`crate::policy::check`] for Moltin: this only reads the fields Moltin
+    /// carries, so a code with an uncarried restriction would lose it here.
     pub fn build_batch(&self, codes: &[&PromoCode], ctx: &BuildContext<'_>) -> Result<Translation, BuildError> {
         if codes.is_empty() || codes.len() > BATCH_SIZE {
             return Err(BuildError::Invalid {
