@@ -10,7 +10,9 @@
 //! Rounds interleave the two sides so that drift in machine load hits both alike; the figure is
 //! the ratio of the medians.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono_tz::Tz;
@@ -21,6 +23,32 @@ use promo_adapters::{BuildContext, OnUnsupported, VendorKind};
 use serde_json::{json, Value};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// Counts bytes allocated, so memory is compared as exactly as instructions would be: the same
+/// work allocates the same bytes however busy the machine is.
+struct Counting;
+
+static ALLOCATED: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATED.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Bytes allocated by one call of `f`.
+fn allocated(mut f: impl FnMut()) -> u64 {
+    let before = ALLOCATED.load(Ordering::Relaxed);
+    f();
+    ALLOCATED.load(Ordering::Relaxed) - before
+}
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -80,8 +108,8 @@ fn translation_bench(rounds: usize) {
         },
     )
     .unwrap();
-    println!("## Translation, per code (ratio to serde_json::to_value of the unified code)\n");
-    println!("| vendor | ratio |\n|---|---|");
+    println!("## Translation, per code (ratios to serde_json::to_value of the unified code)\n");
+    println!("| vendor | time | bytes allocated |\n|---|---|---|");
     for (kind, name) in
         VendorKind::ALL
             .into_iter()
@@ -94,17 +122,15 @@ fn translation_bench(rounds: usize) {
             timezone: Tz::UTC,
             network_id: None,
         };
-        let (t, base) = side_by_side(
-            rounds,
-            2_000,
-            || {
-                black_box(translate(adapter.as_ref(), &request.promo, OnUnsupported::SkipField, None, &ctx).unwrap());
-            },
-            || {
-                black_box(serde_json::to_value(&request.promo).unwrap());
-            },
-        );
-        println!("| {kind} | {:.2} |", t.as_secs_f64() / base.as_secs_f64());
+        let mut vendor = || {
+            black_box(translate(adapter.as_ref(), &request.promo, OnUnsupported::SkipField, None, &ctx).unwrap());
+        };
+        let mut baseline = || {
+            black_box(serde_json::to_value(&request.promo).unwrap());
+        };
+        let bytes = allocated(&mut vendor) as f64 / allocated(&mut baseline) as f64;
+        let (t, base) = side_by_side(rounds, 2_000, vendor, baseline);
+        println!("| {kind} | {:.2} | {bytes:.2} |", t.as_secs_f64() / base.as_secs_f64());
     }
     println!();
 }

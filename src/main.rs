@@ -50,9 +50,30 @@ async fn run(args: Args) -> Result<(), promo_gateway::StartupError> {
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("listening on {local}");
     axum::serve(listener, router.layer(TraceLayer::new_for_http()))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(shutdown())
         .await
         .map_err(|source| promo_gateway::StartupError::Listen { addr, source })
+}
+
+/// Ctrl-C, or SIGTERM from a service manager: stop accepting, finish the requests in flight.
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
 }

@@ -3,7 +3,7 @@
 //!
 //! Retries happen only where a second call cannot create a second code: after a 429 (the
 //! vendor refused to process the call), after a connection that never opened, and after a
-//! 502/503/504 (a proxy in front of the vendor answered). A timeout is *not* retried: the vendor
+//! 502/503 (a proxy in front of the vendor answered). A timeout or a 504 is *not* retried: the vendor
 //! may have created the code before the answer was lost, and a retry would then be reported as
 //! "already exists" or, worse, create a duplicate on a vendor that allows them.
 

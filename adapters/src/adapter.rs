@@ -346,7 +346,9 @@ pub fn classify(
         },
         _ => Outcome::Failed {
             message: format!("{vendor} answered {status}: {}", error_message(json.as_ref(), response.body)),
-            retryable: matches!(status, 502..=504),
+            // 502 and 503 come from in front of the vendor's application, which never saw
+            // the call; a 504 may follow a create the vendor did make, like a timeout.
+            retryable: matches!(status, 502 | 503),
             cause: FailureCause::ServerError { status },
         },
     }
@@ -442,6 +444,7 @@ mod tests {
         );
         assert!(matches!(answer(500, "boom"), Outcome::Failed { retryable: false, .. }));
         assert!(matches!(answer(503, "busy"), Outcome::Failed { retryable: true, .. }));
+        assert!(matches!(answer(504, "late"), Outcome::Failed { retryable: false, .. }));
     }
 
     #[test]
