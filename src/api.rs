@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, RawQuery, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -20,6 +20,7 @@ use crate::error::ApiError;
 pub fn router(engine: Arc<Engine>, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/v1/promo-codes", post(create))
+        .route("/v1/requests/{id}", get(recorded))
         .route("/health", get(health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -56,12 +57,26 @@ fn dry_run(raw: Option<&str>) -> Result<bool, ApiError> {
     }
 }
 
+/// The `Idempotency-Key` header, if any: visible ASCII, 1 to 255 characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().map_err(|_| ApiError::BadIdempotencyKey)?;
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::BadIdempotencyKey);
+    }
+    Ok(Some(key.to_owned()))
+}
+
 async fn create(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let dry_run = dry_run(query.as_deref())?;
+    let key = idempotency_key(&headers)?;
     let body = body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge {
             limit: state.max_body_bytes,
@@ -69,8 +84,41 @@ async fn create(
         _ => ApiError::BadBody(e.body_text()),
     })?;
     let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| ApiError::NotJson(e.to_string()))?;
-    let response = state.engine.create(&value, dry_run).await?;
-    Ok((summary_status(&response), Json(response)).into_response())
+    let answer = state.engine.create(&value, dry_run, key).await?;
+    let status = summary_status(&answer.response);
+    let mut response = (status, Json(answer.response)).into_response();
+    if answer.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+#[derive(Serialize)]
+struct Recorded {
+    request_id: i64,
+    code: String,
+    received_at: String,
+    finished: bool,
+    /// Targets still waiting for their answer.
+    pending: Vec<String>,
+    results: Vec<crate::engine::TargetResult>,
+}
+
+/// `GET /v1/requests/{id}`: what the ledger knows of a create, also while it is in flight.
+async fn recorded(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Recorded>, ApiError> {
+    let not_found = || ApiError::NotFound(format!("/v1/requests/{id}"));
+    let request_id: i64 = id.parse().map_err(|_| not_found())?;
+    let stored = state.engine.recorded(request_id).await?.ok_or_else(not_found)?;
+    Ok(Json(Recorded {
+        request_id: stored.request_id,
+        code: stored.code,
+        received_at: stored.received_at,
+        finished: stored.finished,
+        pending: stored.pending,
+        results: stored.results,
+    }))
 }
 
 /// The status that sums up every target: 201 all created, 207 some, 502 none although calls

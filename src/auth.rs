@@ -313,12 +313,12 @@ impl TokenSource {
             .form(&form)
             .send()
             .await
-            .map_err(|e| AuthError::TokenUnreachable(e.without_url().to_string()))?;
+            .map_err(|e| AuthError::TokenUnreachable(crate::upstream::describe(e)))?;
         let status = response.status().as_u16();
         let body = response
             .bytes()
             .await
-            .map_err(|e| AuthError::TokenUnreachable(e.without_url().to_string()))?;
+            .map_err(|e| AuthError::TokenUnreachable(crate::upstream::describe(e)))?;
         if !(200..300).contains(&status) {
             // Only the standard error fields are shown: a token endpoint's free text is not
             // ours to vouch for and might echo what it was sent.

@@ -19,6 +19,8 @@ use crate::error::StartupError;
 pub struct Config {
     #[serde(default)]
     pub server: Server,
+    #[serde(default)]
+    pub ledger: LedgerConfig,
     /// Named upstream instances: two of one kind can coexist (`limio-eu`, `limio-us`).
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
@@ -45,6 +47,27 @@ impl Default for Server {
             mappings_dir: default_mappings(),
         }
     }
+}
+
+/// Where the ledger lives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerConfig {
+    /// The SQLite file, relative to the config file; created when absent.
+    #[serde(default = "default_ledger_path")]
+    pub path: PathBuf,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        Self {
+            path: default_ledger_path(),
+        }
+    }
+}
+
+fn default_ledger_path() -> PathBuf {
+    PathBuf::from("promo-gateway.db")
 }
 
 fn default_listen() -> SocketAddr {
@@ -293,9 +316,17 @@ impl Config {
 
     /// The mappings directory, resolved against the config file's own directory.
     pub fn mappings_dir(&self, config_path: &Path) -> PathBuf {
-        let base = config_path.parent().unwrap_or(Path::new("."));
-        base.join(&self.server.mappings_dir)
+        relative_to(config_path, &self.server.mappings_dir)
     }
+
+    /// The ledger file, resolved against the config file's own directory.
+    pub fn ledger_path(&self, config_path: &Path) -> PathBuf {
+        relative_to(config_path, &self.ledger.path)
+    }
+}
+
+fn relative_to(config_path: &Path, path: &Path) -> PathBuf {
+    config_path.parent().unwrap_or(Path::new(".")).join(path)
 }
 
 /// Deserializes TOML; an error names the dotted path of the offending key.

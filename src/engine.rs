@@ -12,17 +12,20 @@ use promo_adapters::adapter::translate;
 use promo_adapters::mapping::Campaign;
 use promo_adapters::model::{validate, ValidationContext};
 use promo_adapters::{
-    BuildContext, BuildError, CreateRequest, FailureCause, Outcome, Problems, Translation, VendorKind, Warning,
+    BuildContext, BuildError, CreateRequest, FailureCause, Outcome, Problems, PromoCode, Translation, VendorKind,
+    Warning,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::auth::Credentials;
 use crate::config::Config;
 use crate::error::{ApiError, StartupError};
+use crate::ledger::{Begin, Ledger, Unfinished};
 use crate::upstream::{Delivery, Sent, Upstream};
 
 pub struct Engine {
+    ledger: Ledger,
     upstreams: BTreeMap<String, Arc<Upstream>>,
     campaigns: BTreeMap<String, Campaign>,
     upstream_names: BTreeSet<String>,
@@ -30,7 +33,7 @@ pub struct Engine {
 }
 
 /// What became of the code at one target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// The vendor created it (`vendor_id` says under which id).
@@ -53,7 +56,7 @@ pub enum Status {
     WouldSend,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     VendorRejected,
@@ -70,9 +73,11 @@ pub enum ErrorKind {
     MissingMapping,
     MissingCredentials,
     UnknownUpstream,
+    /// A create interrupted by a restart whose target could not be resent.
+    NotResumed,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TargetError {
     pub kind: ErrorKind,
     pub message: String,
@@ -86,15 +91,15 @@ pub struct TargetError {
 }
 
 /// The request a dry run shows: exactly what would be sent, with credentials redacted.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RequestPreview {
-    pub method: &'static str,
+    pub method: String,
     pub url: String,
     pub headers: BTreeMap<String, String>,
     pub body: Value,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TargetResult {
     pub upstream: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -115,7 +120,27 @@ pub struct TargetResult {
 pub struct CreateResponse {
     pub code: String,
     pub dry_run: bool,
+    /// The ledger's id for this create (`GET /v1/requests/{id}`); absent on a dry run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<i64>,
     pub results: Vec<TargetResult>,
+}
+
+impl CreateResponse {
+    fn new(code: &PromoCode, request_id: Option<i64>, results: Vec<TargetResult>) -> Self {
+        Self {
+            code: code.code.clone(),
+            dry_run: request_id.is_none(),
+            request_id,
+            results,
+        }
+    }
+}
+
+/// A create's answer, and whether it is the replay of an earlier one (same idempotency key).
+pub struct Answer {
+    pub response: CreateResponse,
+    pub replayed: bool,
 }
 
 impl TargetResult {
@@ -160,10 +185,28 @@ enum Plan {
     Done(TargetResult),
 }
 
+impl Plan {
+    /// A target whose credentials are missing is settled here, without a call.
+    fn settle_credentials(self, target: &str) -> Plan {
+        match self {
+            Plan::Send { upstream, translation } => match &upstream.credentials {
+                Credentials::Missing(vars) => {
+                    let mut result = TargetResult::new(target, Some(upstream.vendor), Status::Unconfigured);
+                    result.warnings = translation.warnings.clone();
+                    Plan::Done(missing_credentials(result, vars))
+                }
+                Credentials::Ready(_) => Plan::Send { upstream, translation },
+            },
+            done => done,
+        }
+    }
+}
+
 impl Engine {
     pub fn new(
         config: &Config,
         campaigns: BTreeMap<String, Campaign>,
+        ledger: Ledger,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, StartupError> {
         let http = reqwest::Client::builder()
@@ -175,6 +218,7 @@ impl Engine {
             .map(|(name, u)| (name.clone(), Arc::new(Upstream::new(name, u, http.clone(), env))))
             .collect();
         Ok(Self {
+            ledger,
             upstream_names: upstreams.keys().cloned().collect(),
             campaign_names: campaigns.keys().cloned().collect(),
             upstreams,
@@ -186,60 +230,175 @@ impl Engine {
         self.upstreams.values()
     }
 
-    /// Validates, translates and (unless `dry_run`) sends one code to its targets.
-    pub async fn create(&self, body: &Value, dry_run: bool) -> Result<CreateResponse, ApiError> {
-        let request = validate(
-            body,
-            &ValidationContext {
-                upstreams: &self.upstream_names,
-                campaigns: &self.campaign_names,
-            },
-        )
-        .map_err(ApiError::Invalid)?;
+    /// Validates, translates and (unless `dry_run`) records and sends one code to its targets.
+    /// With an idempotency key, a repeat of a finished create replays its recorded answer.
+    pub async fn create(&self, body: &Value, dry_run: bool, key: Option<String>) -> Result<Answer, ApiError> {
+        let request = validate(body, &self.validation_context()).map_err(ApiError::Invalid)?;
         let plans = self.plan(&request)?;
         let code = &request.promo;
+        if dry_run {
+            let results = plans
+                .into_iter()
+                .map(|(target, plan)| preview_result(&target, plan))
+                .collect();
+            return Ok(Answer {
+                response: CreateResponse::new(code, None, results),
+                replayed: false,
+            });
+        }
+        let plans: Vec<(String, Plan)> = plans
+            .into_iter()
+            .map(|(t, p)| {
+                let p = p.settle_credentials(&t);
+                (t, p)
+            })
+            .collect();
+        // Recorded before any call: from here on the ledger knows of every target.
+        let settled = plans
+            .iter()
+            .map(|(target, plan)| {
+                let result = match plan {
+                    Plan::Done(r) => Some(r.clone()),
+                    Plan::Send { .. } => None,
+                };
+                (target.clone(), result)
+            })
+            .collect();
+        let begun = self
+            .ledger
+            .begin(key, code.code.clone(), body.clone(), settled)
+            .await
+            .map_err(|e| ApiError::Ledger(e.to_string()))?;
+        let request_id = match begun {
+            Begin::New(id) => id,
+            Begin::Replay { request_id, results } => {
+                return Ok(Answer {
+                    response: CreateResponse::new(code, Some(request_id), results),
+                    replayed: true,
+                })
+            }
+            Begin::Retry { request_id, targets } => {
+                let retry: BTreeSet<&String> = targets.iter().collect();
+                let plans = plans.into_iter().filter(|(t, _)| retry.contains(t)).collect();
+                self.deliver(request_id, code, plans, false).await;
+                self.finish(request_id).await;
+                let results = self
+                    .ledger
+                    .results(request_id)
+                    .await
+                    .map_err(|e| ApiError::Ledger(e.to_string()))?;
+                return Ok(Answer {
+                    response: CreateResponse::new(code, Some(request_id), results),
+                    replayed: false,
+                });
+            }
+            Begin::InProgress(id) => return Err(ApiError::IdempotencyInProgress(id)),
+            Begin::KeyReused(id) => return Err(ApiError::IdempotencyKeyReused(id)),
+        };
+        let results = self.deliver(request_id, code, plans, false).await;
+        self.finish(request_id).await;
+        Ok(Answer {
+            response: CreateResponse::new(code, Some(request_id), results),
+            replayed: false,
+        })
+    }
 
-        let sends = plans.into_iter().map(|(target, plan)| async move {
-            match plan {
-                Plan::Done(result) => result,
-                Plan::Send { upstream, translation } => {
-                    let mut result = TargetResult::new(&target, Some(upstream.vendor), Status::WouldSend);
-                    result.warnings = translation.warnings.clone();
-                    let auth = upstream.auth();
-                    if dry_run {
-                        result.request = Some(preview(&upstream, &translation, auth.map(|a| a.redacted())));
-                        if let Credentials::Missing(vars) = &upstream.credentials {
-                            result = missing_credentials(result, vars);
-                        }
-                        return result;
+    /// A recorded create, as the ledger has it now.
+    pub async fn recorded(&self, request_id: i64) -> Result<Option<crate::ledger::Stored>, ApiError> {
+        self.ledger
+            .get(request_id)
+            .await
+            .map_err(|e| ApiError::Ledger(e.to_string()))
+    }
+
+    /// Sends the targets of creates that a crash interrupted (as [`Ledger::interrupted`] read
+    /// them at start-up), and returns how many creates it finished. A target is resent only if it was still `pending`; its result carries a warning,
+    /// since the interrupted call may have reached the vendor (which then answers 409).
+    pub async fn resume(&self, unfinished: Vec<Unfinished>) -> Result<usize, crate::ledger::LedgerError> {
+        let count = unfinished.len();
+        for u in unfinished {
+            let pending: BTreeSet<&String> = u.pending.iter().collect();
+            let planned = validate(&u.body, &self.validation_context())
+                .map_err(ApiError::Invalid)
+                .and_then(|request| Ok((self.plan(&request)?, request)));
+            match planned {
+                Ok((plans, request)) => {
+                    let plans = plans
+                        .into_iter()
+                        .filter(|(t, _)| pending.contains(t))
+                        .map(|(t, p)| {
+                            let p = p.settle_credentials(&t);
+                            (t, p)
+                        })
+                        .collect();
+                    self.deliver(u.request_id, &request.promo, plans, true).await;
+                }
+                Err(e) => {
+                    for target in &u.pending {
+                        let result = TargetResult::new(target, self.upstreams.get(target).map(|u| u.vendor), Status::Failed)
+                            .with_error(
+                                ErrorKind::NotResumed,
+                                format!("interrupted by a restart and not resent: the request no longer passes under the current configuration ({e})"),
+                            );
+                        self.ledger.record(u.request_id, &result).await?;
                     }
-                    let auth = match &upstream.credentials {
-                        Credentials::Ready(auth) => auth,
-                        Credentials::Missing(vars) => return missing_credentials(result, vars),
-                    };
-                    let sent = upstream.send(auth, code, &translation.request).await;
-                    let mut result = delivered(result, &upstream, sent);
-                    if let Some(error) = result.error.as_mut() {
-                        error.message = upstream.redact(std::mem::take(&mut error.message)).await;
-                    }
-                    tracing::info!(
-                        code = %code.code,
-                        upstream = %target,
-                        status = ?result.status,
-                        vendor_id = result.vendor_id.as_deref().unwrap_or(""),
-                        attempts = result.attempts,
-                        "delivery finished"
-                    );
-                    result
                 }
             }
+            self.ledger.finish(u.request_id).await?;
+            tracing::info!(
+                request_id = u.request_id,
+                targets = u.pending.len(),
+                "resumed an interrupted create"
+            );
+        }
+        Ok(count)
+    }
+
+    async fn finish(&self, request_id: i64) {
+        if let Err(e) = self.ledger.finish(request_id).await {
+            // The outcomes are recorded; only the "finished" mark is missing, so a restart
+            // would find no pending target to resend and just mark it.
+            tracing::error!(request_id, "could not mark the create finished in the ledger: {e}");
+        }
+    }
+
+    fn validation_context(&self) -> ValidationContext<'_> {
+        ValidationContext {
+            upstreams: &self.upstream_names,
+            campaigns: &self.campaign_names,
+        }
+    }
+
+    /// Calls every target that needs a call, in parallel, recording each outcome the moment it
+    /// is known, and returns all results in target order.
+    async fn deliver(
+        &self,
+        request_id: i64,
+        code: &PromoCode,
+        plans: Vec<(String, Plan)>,
+        resumed: bool,
+    ) -> Vec<TargetResult> {
+        let sends = plans.into_iter().map(|(target, plan)| async move {
+            // A result settled without a call is already in the ledger, unless this is a resume.
+            let (mut result, record) = match plan {
+                Plan::Done(result) => (result, resumed),
+                Plan::Send { upstream, translation } => (send(&target, code, &upstream, &translation).await, true),
+            };
+            if resumed {
+                result.warnings.push(Warning {
+                    field: "code".into(),
+                    message: "resent after a restart interrupted the first attempt, which may have reached the vendor"
+                        .into(),
+                });
+            }
+            if record {
+                if let Err(e) = self.ledger.record(request_id, &result).await {
+                    tracing::error!(request_id, upstream = %target, "could not record a delivery in the ledger: {e}");
+                }
+            }
+            result
         });
-        let results = futures::future::join_all(sends).await;
-        Ok(CreateResponse {
-            code: code.code.clone(),
-            dry_run,
-            results,
-        })
+        futures::future::join_all(sends).await
     }
 
     /// The pure phase: a plan per target, or the whole request refused.
@@ -312,6 +471,46 @@ impl Engine {
     }
 }
 
+/// One target of a dry run: the request it would get, or why it would get none.
+fn preview_result(target: &str, plan: Plan) -> TargetResult {
+    match plan {
+        Plan::Done(result) => result,
+        Plan::Send { upstream, translation } => {
+            let mut result = TargetResult::new(target, Some(upstream.vendor), Status::WouldSend);
+            result.warnings = translation.warnings.clone();
+            result.request = Some(preview(&upstream, &translation, upstream.auth().map(|a| a.redacted())));
+            match &upstream.credentials {
+                Credentials::Missing(vars) => missing_credentials(result, vars),
+                Credentials::Ready(_) => result,
+            }
+        }
+    }
+}
+
+/// One call to one target, with the vendor's answer read into a result.
+async fn send(target: &str, code: &PromoCode, upstream: &Upstream, translation: &Translation) -> TargetResult {
+    let mut result = TargetResult::new(target, Some(upstream.vendor), Status::WouldSend);
+    result.warnings = translation.warnings.clone();
+    let auth = match &upstream.credentials {
+        Credentials::Ready(auth) => auth,
+        Credentials::Missing(vars) => return missing_credentials(result, vars),
+    };
+    let sent = upstream.send(auth, code, &translation.request).await;
+    let mut result = delivered(result, upstream, sent);
+    if let Some(error) = result.error.as_mut() {
+        error.message = upstream.redact(std::mem::take(&mut error.message)).await;
+    }
+    tracing::info!(
+        code = %code.code,
+        upstream = %target,
+        status = ?result.status,
+        vendor_id = result.vendor_id.as_deref().unwrap_or(""),
+        attempts = result.attempts,
+        "delivery finished"
+    );
+    result
+}
+
 fn preview(upstream: &Upstream, t: &Translation, redacted_auth: Option<&str>) -> RequestPreview {
     let mut headers: BTreeMap<String, String> = t.request.headers.iter().cloned().collect();
     headers.insert(
@@ -319,7 +518,7 @@ fn preview(upstream: &Upstream, t: &Translation, redacted_auth: Option<&str>) ->
         redacted_auth.unwrap_or("[credentials missing]").into(),
     );
     RequestPreview {
-        method: t.request.method,
+        method: t.request.method.to_owned(),
         url: upstream.url(&t.request.path),
         headers,
         body: t.request.body.clone(),

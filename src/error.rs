@@ -19,6 +19,8 @@ pub enum StartupError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot open the ledger {path}: {message}")]
+    Ledger { path: PathBuf, message: String },
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
 }
@@ -38,6 +40,14 @@ pub enum ApiError {
     BadQuery(Problems),
     #[error("no resource at {0}")]
     NotFound(String),
+    #[error("the ledger is unavailable, so nothing was sent: {0}")]
+    Ledger(String),
+    #[error("a create with this Idempotency-Key (request {0}) is still being delivered; ask again later or GET /v1/requests/{0}")]
+    IdempotencyInProgress(i64),
+    #[error("this Idempotency-Key was used for request {0} with a different body")]
+    IdempotencyKeyReused(i64),
+    #[error("the Idempotency-Key header must be 1 to 255 visible ASCII characters")]
+    BadIdempotencyKey,
     #[error("{method} is not allowed on {path}")]
     MethodNotAllowed { method: String, path: String },
 }
@@ -49,6 +59,10 @@ impl ApiError {
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Ledger(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::IdempotencyInProgress(_) => StatusCode::CONFLICT,
+            ApiError::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BadIdempotencyKey => StatusCode::BAD_REQUEST,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
@@ -62,6 +76,10 @@ impl ApiError {
             ApiError::Invalid(_) => "invalid-promo-code",
             ApiError::BadQuery(_) => "invalid-query",
             ApiError::NotFound(_) => "not-found",
+            ApiError::Ledger(_) => "ledger-unavailable",
+            ApiError::IdempotencyInProgress(_) => "idempotency-in-progress",
+            ApiError::IdempotencyKeyReused(_) => "idempotency-key-reused",
+            ApiError::BadIdempotencyKey => "bad-idempotency-key",
             ApiError::MethodNotAllowed { .. } => "method-not-allowed",
         }
     }
@@ -74,6 +92,10 @@ impl ApiError {
             ApiError::Invalid(_) => "Invalid promo code",
             ApiError::BadQuery(_) => "Invalid query parameter",
             ApiError::NotFound(_) => "Not found",
+            ApiError::Ledger(_) => "Ledger unavailable",
+            ApiError::IdempotencyInProgress(_) => "Create in progress",
+            ApiError::IdempotencyKeyReused(_) => "Idempotency-Key reused",
+            ApiError::BadIdempotencyKey => "Invalid Idempotency-Key",
             ApiError::MethodNotAllowed { .. } => "Method not allowed",
         }
     }
@@ -86,9 +108,21 @@ impl ApiError {
             ApiError::NotJson(detail) => p.push("body", format!("must be a JSON object ({detail})")),
             ApiError::TooLarge { limit } => p.push("body", format!("must be at most {limit} bytes")),
             ApiError::BadBody(detail) => p.push("body", detail.clone()),
+            ApiError::Ledger(detail) => p.push("ledger", detail.clone()),
+            ApiError::IdempotencyInProgress(id) => p.push(
+                "Idempotency-Key",
+                format!("request {id} with this key has not finished"),
+            ),
+            ApiError::IdempotencyKeyReused(id) => p.push(
+                "Idempotency-Key",
+                format!("was used for request {id} with a different body"),
+            ),
+            ApiError::BadIdempotencyKey => p.push("Idempotency-Key", "must be 1 to 255 visible ASCII characters"),
             ApiError::NotFound(path) => p.push(
                 "path",
-                format!("`{path}` is not a route (POST /v1/promo-codes, GET /health)"),
+                format!(
+                    "`{path}` names nothing here (routes: POST /v1/promo-codes, GET /v1/requests/{{id}}, GET /health)"
+                ),
             ),
             ApiError::MethodNotAllowed { method, .. } => p.push("method", format!("{method} is not allowed here")),
         }

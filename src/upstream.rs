@@ -162,7 +162,7 @@ impl Upstream {
                 }
                 Err(e) => {
                     return Sent {
-                        delivery: Delivery::Unreachable(e.without_url().to_string()),
+                        delivery: Delivery::Unreachable(crate::upstream::describe(e)),
                         calls,
                     }
                 }
@@ -214,4 +214,21 @@ impl Upstream {
         });
         wait.min(cap)
     }
+}
+
+/// A transport error with its causes ("error sending request: ... Connection refused"), and
+/// without the URL, which is configuration rather than news to the caller.
+pub fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }

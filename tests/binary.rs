@@ -1,15 +1,16 @@
 //! The real `promo-gateway` binary, started as a child process on a config file in a tempdir,
 //! with wiremock servers standing in for Loop and Partnero.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
-use wiremock::matchers::{any, body_json, header, method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use serde_json::json;
+use wiremock::ResponseTemplate;
 
 const BIN: &str = env!("CARGO_BIN_EXE_promo-gateway");
 
@@ -18,10 +19,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_promo-gateway");
 const LOOP_VAR: &str = "PROMO_BIN_TEST_LOOP_TOKEN";
 const PARTNERO_VAR: &str = "PROMO_BIN_TEST_PARTNERO_KEY";
 
-/// The child process; killed when dropped, so a failing assertion does not leak it.
+/// The child process; killed when dropped, so a failing assertion does not leak it. Derefs to
+/// a client for it.
 struct Gateway {
     child: Child,
-    base: String,
+    api: common::Gateway,
     _dir: tempfile::TempDir,
 }
 
@@ -32,44 +34,39 @@ impl Drop for Gateway {
     }
 }
 
-fn config(loop_url: &str, partnero_url: &str) -> String {
-    format!(
-        r#"
-[server]
-max_body_bytes = 16384
+impl std::ops::Deref for Gateway {
+    type Target = common::Gateway;
 
-[upstreams.loop]
-kind = "loop"
-base_url = "{loop_url}"
-auth = {{ scheme = "bearer", token_env = "{LOOP_VAR}" }}
-rate_limit = {{ per_second = 100, burst = 100 }}
-timeout_ms = 2000
-retry = {{ max_attempts = 1 }}
+    fn deref(&self) -> &common::Gateway {
+        &self.api
+    }
+}
 
-[upstreams.partnero]
-kind = "partnero"
-base_url = "{partnero_url}"
-auth = {{ scheme = "bearer", token_env = "{PARTNERO_VAR}" }}
-rate_limit = {{ per_second = 100, burst = 100 }}
-timeout_ms = 2000
-retry = {{ max_attempts = 1 }}
-"#
+/// One upstream for the binary: its bearer token in `var`, one attempt only.
+fn table(name: &str, url: &str, var: &str) -> String {
+    common::upstream(
+        name,
+        name,
+        url,
+        &format!(
+            "auth = {{ scheme = \"bearer\", token_env = \"{var}\" }}\n\
+             rate_limit = {{ per_second = 100, burst = 100 }}\n\
+             retry = {{ max_attempts = 1 }}"
+        ),
     )
 }
 
-const MAPPING: &str = r#"
-[upstreams.loop]
-
-[upstreams.partnero]
-coupon_uuid = "coupon_spring"
-discount = { percent_off = 20 }
-"#;
+fn config(loop_url: &str, partnero_url: &str) -> String {
+    format!(
+        "{}\n{}",
+        table("loop", loop_url, LOOP_VAR),
+        table("partnero", partnero_url, PARTNERO_VAR)
+    )
+}
 
 /// Writes `<dir>/config.toml` and `<dir>/mappings/spring.toml`.
 fn write_files(dir: &Path, config: &str) {
-    std::fs::write(dir.join("config.toml"), config).unwrap();
-    std::fs::create_dir(dir.join("mappings")).unwrap();
-    std::fs::write(dir.join("mappings").join("spring.toml"), MAPPING).unwrap();
+    common::write_files(dir, config, &[("spring", common::SPRING_LOOP_PARTNERO)]);
 }
 
 fn command(dir: &Path, env: &[(&str, &str)]) -> Command {
@@ -111,11 +108,11 @@ fn spawn(config: &str, env: &[(&str, &str)]) -> Gateway {
     });
     let mut gw = Gateway {
         child,
-        base: String::new(),
+        api: common::Gateway::at(String::new()),
         _dir: dir,
     };
     match rx.recv_timeout(Duration::from_secs(10)) {
-        Ok(addr) => gw.base = format!("http://{addr}"),
+        Ok(addr) => gw.api.base = format!("http://{addr}"),
         Err(_) => panic!(
             "the binary printed no `listening on` line; exit status: {:?}",
             gw.child.try_wait()
@@ -126,36 +123,33 @@ fn spawn(config: &str, env: &[(&str, &str)]) -> Gateway {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_binary_creates_a_code_on_loop_and_partnero() {
-    let loop_server = MockServer::start().await;
-    let partnero_server = MockServer::start().await;
+    // Anything but the calls mocked below (a second call, another path, another token) is a
+    // failure.
+    let loop_server = common::strict_server().await;
+    let partnero_server = common::strict_server().await;
     // loop-create-promo.md: POST /v1/admin/promos, bearer token, the code with its own discount.
-    Mock::given(method("POST"))
-        .and(path("/v1/admin/promos"))
-        .and(header("Authorization", "Bearer loop-secret"))
-        .and(header("Content-Type", "application/json"))
-        .and(body_json(json!({
+    common::loop_create(
+        "loop-secret",
+        json!({
             "code": "SPRING-20",
             "percent_off": 20,
             "valid_until": "2026-04-01T00:00:00Z",
             "max_redemptions": 500
-        })))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
-            "id": "promo_123", "code": "SPRING-20", "active": true, "percent_off": 20, "amount_off": null,
-            "currency": null, "expires_at": "2026-04-01T00:00:00Z", "max_redemptions": 500,
-            "times_redeemed": 0, "created_at": "2026-02-01T00:00:00Z"
-        })))
-        .expect(1)
-        .named("Loop create")
-        .mount(&loop_server)
-        .await;
+        }),
+    )
+    .respond_with(ResponseTemplate::new(201).set_body_json(common::merged(
+        common::loop_promo("promo_123", "SPRING-20"),
+        json!({ "expires_at": "2026-04-01T00:00:00Z", "max_redemptions": 500 }),
+    )))
+    .expect(1)
+    .named("Loop create")
+    .mount(&loop_server)
+    .await;
     // partnero-create-promotion-code.md: POST /v1/promotion-codes with the mapped coupon; every
     // limit as its *_status flag, the expiry as the last whole day before expires_at.
-    Mock::given(method("POST"))
-        .and(path("/v1/promotion-codes"))
-        .and(header("Authorization", "Bearer partnero-secret"))
-        .and(header("Accept", "application/json"))
-        .and(header("Content-Type", "application/json"))
-        .and(body_json(json!({
+    common::partnero_create(
+        "partnero-secret",
+        json!({
             "coupon_uuid": "coupon_spring",
             "code": "SPRING-20",
             "first_time_order": false,
@@ -166,44 +160,23 @@ async fn the_binary_creates_a_code_on_loop_and_partnero() {
             "expiration_date_value": "2026-03-31",
             "redemption_times_status": true,
             "redemption_times_value": 500
-        })))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "data": { "code": "SPRING-20", "first_time_order": false, "times_redeemed": 0 },
-            "status": 1,
-            "message": "Promotion code created in the app successfully."
-        })))
-        .expect(1)
-        .named("Partnero create")
-        .mount(&partnero_server)
-        .await;
-    // Anything else (a second call, another path, another token) is a failure.
-    for server in [&loop_server, &partnero_server] {
-        Mock::given(any())
-            .respond_with(ResponseTemplate::new(500))
-            .expect(0)
-            .named("unexpected call")
-            .mount(server)
-            .await;
-    }
+        }),
+    )
+    .respond_with(common::partnero_created("SPRING-20"))
+    .expect(1)
+    .named("Partnero create")
+    .mount(&partnero_server)
+    .await;
 
     let gw = spawn(
         &config(&loop_server.uri(), &partnero_server.uri()),
         &[(LOOP_VAR, "loop-secret"), (PARTNERO_VAR, "partnero-secret")],
     );
-    let http = reqwest::Client::new();
-    let health: Value = http
-        .get(format!("{}/health", gw.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, health) = gw.get("/health").await;
     assert_eq!(health["status"], "ok", "{health}");
 
-    let r = http
-        .post(format!("{}/v1/promo-codes", gw.base))
-        .json(&json!({
+    let (status, body) = gw
+        .create(&json!({
             "code": "SPRING-20",
             "campaign": "spring",
             "discount": { "percent_off": 20 },
@@ -211,28 +184,15 @@ async fn the_binary_creates_a_code_on_loop_and_partnero() {
             "max_redemptions": 500,
             "targets": ["loop", "partnero"]
         }))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let body: Value = r.json().await.unwrap();
+        .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["code"], "SPRING-20");
     assert_eq!(body["dry_run"], false);
-    let result = |name: &str| {
-        body["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["upstream"] == name)
-            .unwrap_or_else(|| panic!("no result for {name}: {body}"))
-            .clone()
-    };
-    let l = result("loop");
+    let l = common::result(&body, "loop");
     assert_eq!(l["status"], "created", "{body}");
     assert_eq!(l["vendor_id"], "promo_123");
     assert_eq!(l["attempts"], 1);
-    let p = result("partnero");
+    let p = common::result(&body, "partnero");
     assert_eq!(p["status"], "created", "{body}");
     // Partnero returns no id of its own: the code is its id.
     assert_eq!(p["vendor_id"], "SPRING-20");
@@ -293,23 +253,15 @@ fn a_malformed_config_stops_the_binary_naming_the_key() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_credential_starts_the_binary_with_the_upstream_unconfigured() {
-    let server = MockServer::start().await;
-    Mock::given(any())
-        .respond_with(ResponseTemplate::new(500))
-        .expect(0)
-        .named("any call to Loop")
-        .mount(&server)
-        .await;
+    let server = common::strict_server().await;
     // Partnero's key is set, Loop's is not.
     let gw = spawn(
         &config(&server.uri(), &server.uri()),
         &[(PARTNERO_VAR, "partnero-secret")],
     );
-    let http = reqwest::Client::new();
 
-    let r = http.get(format!("{}/health", gw.base)).send().await.unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    let health: Value = r.json().await.unwrap();
+    let (status, health) = gw.get("/health").await;
+    assert_eq!(status, 200);
     assert_eq!(health["status"], "degraded", "{health}");
     assert_eq!(health["upstreams"]["loop"]["vendor"], "loop");
     assert_eq!(health["upstreams"]["loop"]["configured"], false, "{health}");
@@ -318,14 +270,8 @@ async fn a_missing_credential_starts_the_binary_with_the_upstream_unconfigured()
     assert!(health["upstreams"]["partnero"].get("missing").is_none(), "{health}");
 
     // A code for Loop alone: unconfigured, the variable named, nothing sent.
-    let r = http
-        .post(format!("{}/v1/promo-codes", gw.base))
-        .json(&json!({ "code": "SPRING-20", "discount": { "percent_off": 20 }, "targets": ["loop"] }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 422);
-    let body: Value = r.json().await.unwrap();
+    let (status, body) = gw.create(&common::percent20("SPRING-20", &["loop"])).await;
+    assert_eq!(status, 422);
     let l = &body["results"][0];
     assert_eq!(l["upstream"], "loop");
     assert_eq!(l["status"], "unconfigured", "{body}");

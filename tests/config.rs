@@ -1,28 +1,40 @@
 //! The repository's own config.toml and mappings/ (what the README tells people to start with)
 //! load as they are, with no credential set, and the gateway says what is missing.
 
+mod common;
+
 use std::path::PathBuf;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-/// Serves the router built from the repository's real files, with an empty environment.
-async fn start_default() -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+/// Serves the router built from the repository's real config.toml and mappings/, with an
+/// empty environment. They are copied into a temporary directory first, so that the ledger the
+/// config names is created there and not in the working tree.
+async fn start_default() -> (tempfile::TempDir, common::Gateway) {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(repo.join("config.toml"), dir.path().join("config.toml")).unwrap();
+    std::fs::create_dir(dir.path().join("mappings")).unwrap();
+    for entry in std::fs::read_dir(repo.join("mappings")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join("mappings").join(entry.file_name())).unwrap();
+    }
+    let path = dir.path().join("config.toml");
     let (config, router) = promo_gateway::app_from_file(&path, &|_: &str| None)
         .unwrap_or_else(|e| panic!("the repository's config.toml does not load: {e}"));
     assert_eq!(config.upstreams.len(), 6);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    base
+    assert!(
+        dir.path().join("promo-gateway.db").exists(),
+        "the default ledger is created beside the config"
+    );
+    (dir, common::serve(router).await)
 }
 
 #[tokio::test]
 async fn the_default_config_loads_and_health_lists_six_unconfigured_upstreams() {
-    let base = start_default().await;
-    let r = reqwest::get(format!("{base}/health")).await.unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    let health: Value = r.json().await.unwrap();
+    let (_dir, gw) = start_default().await;
+    let (status, health) = gw.get("/health").await;
+    assert_eq!(status, 200);
     assert_eq!(
         health,
         json!({
@@ -52,19 +64,14 @@ async fn the_default_config_loads_and_health_lists_six_unconfigured_upstreams() 
 /// (none of them refused by the mapping), and reports each unconfigured, naming its variables.
 #[tokio::test]
 async fn the_example_campaign_reaches_all_six_upstreams_in_a_dry_run() {
-    let base = start_default().await;
-    let r = reqwest::Client::new()
-        .post(format!("{base}/v1/promo-codes?dry_run=true"))
-        .json(&json!({
+    let (_dir, gw) = start_default().await;
+    let (status, body) = gw
+        .dry_run(&json!({
             "code": "SPRING-20",
             "campaign": "example",
             "discount": { "percent_off": 20 }
         }))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let body: Value = r.json().await.unwrap();
+        .await;
     assert_eq!(status, 422, "nothing can be sent without credentials: {body}");
     let results = body["results"].as_array().unwrap();
     let mut names: Vec<&str> = results.iter().map(|r| r["upstream"].as_str().unwrap()).collect();

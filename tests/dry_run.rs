@@ -4,10 +4,7 @@
 
 mod common;
 
-use base64::Engine as _;
 use serde_json::{json, Value};
-use wiremock::matchers::any;
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const EXAMPLE: &str = include_str!("../mappings/example.toml");
 const NETWORK_ID: &str = "9b2f4c1e-6a3d-4e8f-b7c5-1d2e3f4a5b6c";
@@ -23,32 +20,20 @@ const ENV: &[(&str, &str)] = &[
     ("LOOP_TOKEN", "loop-SECRET-a3b4"),
 ];
 
-/// A server that fails the test (on drop) if it receives anything at all.
-async fn untouchable() -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(any())
-        .respond_with(ResponseTemplate::new(500))
-        .expect(0)
-        .mount(&server)
-        .await;
-    server
-}
-
 #[tokio::test]
 async fn dry_run_of_the_example_campaign_shows_six_documented_requests_and_calls_nothing() {
+    // Servers that fail the test (on drop) if they receive anything at all.
     let [spacebring, partnero, moltin, limio_v2, limio_v3, loop_, token] = [
-        untouchable().await,
-        untouchable().await,
-        untouchable().await,
-        untouchable().await,
-        untouchable().await,
-        untouchable().await,
-        untouchable().await,
+        common::strict_server().await,
+        common::strict_server().await,
+        common::strict_server().await,
+        common::strict_server().await,
+        common::strict_server().await,
+        common::strict_server().await,
+        common::strict_server().await,
     ];
-    let limio_auth = format!(
-        "auth = {{ scheme = \"oauth2\", grant = \"client_credentials\", token_url = \"{}/oauth/token\", client_id_env = \"LIMIO_ID\", client_secret_env = \"LIMIO_SECRET\" }}",
-        token.uri()
-    );
+    let limio_auth =
+        common::oauth2_client_credentials(&format!("{}/oauth/token", token.uri()), "LIMIO_ID", "LIMIO_SECRET", "");
     let config = [
         common::upstream(
             "spacebring",
@@ -82,20 +67,14 @@ async fn dry_run_of_the_example_campaign_shows_six_documented_requests_and_calls
     let request = json!({
         "code": "SPRING-20", "campaign": "example", "discount": { "percent_off": 20 }, "max_redemptions": 100
     });
-    let response = gw
-        .http
-        .post(format!("{}/v1/promo-codes?dry_run=true", gw.base))
-        .json(&request)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    let text = response.text().await.unwrap();
+    let response = gw.post_raw("/v1/promo-codes?dry_run=true", request.to_string()).await;
+    assert_eq!(response.status, 200);
+    let text = response.text;
 
-    let basic = base64::engine::general_purpose::STANDARD.encode("sb-user-SECRET-1a2b:sb-pass-SECRET-3c4d");
-    for secret in ENV.iter().map(|(_, v)| *v).chain([basic.as_str(), "SECRET"]) {
-        assert!(!text.contains(secret), "`{secret}` leaked into the dry run: {text}");
-    }
+    let basic = common::basic("sb-user-SECRET-1a2b", "sb-pass-SECRET-3c4d");
+    let encoded = basic.strip_prefix("Basic ").unwrap();
+    let secrets: Vec<&str> = ENV.iter().map(|(_, v)| *v).chain([encoded, "SECRET"]).collect();
+    common::assert_hides(&text, &secrets);
 
     let body: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(body["code"], "SPRING-20");

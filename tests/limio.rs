@@ -3,9 +3,9 @@
 
 mod common;
 
-use base64::Engine as _;
+use common::{warning, warning_fields};
 use serde_json::{json, Value};
-use wiremock::matchers::{any, body_json, body_string, header, method, path};
+use wiremock::matchers::{body_json, body_string, header, method, path};
 use wiremock::{Mock, MockBuilder, MockServer, ResponseTemplate};
 
 const EXAMPLE: &str = include_str!("../mappings/example.toml");
@@ -17,13 +17,14 @@ const V3_PATH: &str = "/api/objects/limio/promo_codes_v3";
 /// One Limio upstream on `api` (base URL `<uri>/api`, the documented `https://{tenant}/api`),
 /// authenticating with client credentials at `<auth>/oauth/token`.
 fn limio(name: &str, version: &str, api: &MockServer, auth: &MockServer, extra: &str) -> String {
+    let token_url = format!("{}/oauth/token", auth.uri());
     common::upstream(
         name,
         "limio",
         &format!("{}/api", api.uri()),
         &format!(
-            "version = \"{version}\"\nauth = {{ scheme = \"oauth2\", grant = \"client_credentials\", token_url = \"{}/oauth/token\", client_id_env = \"LIMIO_ID\", client_secret_env = \"LIMIO_SECRET\" }}\n{extra}",
-            auth.uri()
+            "version = \"{version}\"\n{}\n{extra}",
+            common::oauth2_client_credentials(&token_url, "LIMIO_ID", "LIMIO_SECRET", "")
         ),
     )
 }
@@ -41,167 +42,168 @@ async fn gateway(api: &MockServer, auth: &MockServer) -> common::Gateway {
 }
 
 /// The token endpoint: a client-credentials form, client authenticated with HTTP Basic
-/// (RFC 6749 §2.3.1), answering `token`. Expected `times` times.
+/// (RFC 6749 §2.3.1), answering `token`.
 fn token_endpoint(token: &str) -> Mock {
-    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"));
-    Mock::given(method("POST"))
-        .and(path("/oauth/token"))
-        .and(header("Authorization", format!("Basic {basic}").as_str()))
-        .and(header("Content-Type", "application/x-www-form-urlencoded"))
+    common::token_endpoint("/oauth/token", CLIENT_ID, CLIENT_SECRET)
         .and(body_string("grant_type=client_credentials"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "access_token": token, "token_type": "Bearer", "expires_in": 3600
-        })))
+        .respond_with(common::token_issued(token))
+}
+
+/// Any POST to `path_`, whatever the headers and body.
+fn endpoint(path_: &str) -> MockBuilder {
+    Mock::given(method("POST")).and(path(path_))
 }
 
 /// POST `path` with exactly `body`, carrying `Bearer token` and the JSON content type.
 fn create(path_: &str, token: &str, body: Value) -> MockBuilder {
-    Mock::given(method("POST"))
-        .and(path(path_))
+    endpoint(path_)
         .and(header("Authorization", format!("Bearer {token}").as_str()))
         .and(header("Content-Type", "application/json"))
         .and(body_json(body))
 }
 
-/// The documented 200 `UpdateObjectsResponse`.
-fn update_objects_response(id: &str, name: &str, record_type: &str) -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_json(json!({
-        "id": id, "name": name, "status": "active", "record_type": record_type, "service": "limio", "data": {}
-    }))
+/// Expects exactly one [`create`] call on `api`, answered with `answer`.
+async fn expect_create(api: &MockServer, path_: &str, token: &str, body: Value, answer: ResponseTemplate) {
+    create(path_, token, body)
+        .respond_with(answer)
+        .expect(1)
+        .mount(api)
+        .await;
 }
 
-/// A catch-all that fails the test (on drop) if anything reaches `server`.
-async fn nothing_reaches(server: &MockServer) {
-    Mock::given(any())
-        .respond_with(ResponseTemplate::new(500))
-        .with_priority(u8::MAX)
-        .expect(0)
-        .mount(server)
-        .await;
+/// The documented `UpdateObjectsResponse` for v2 code `code` (id `promo_code_v2-<code>`).
+fn v2_created(code: &str) -> ResponseTemplate {
+    common::limio_updated(&format!("promo_code_v2-{code}"), code, "promo_code_v2")
+}
+
+/// The documented `UpdateObjectsResponse` for v3 code `code` (id `promo_code_v3-<code>`).
+fn v3_created(code: &str) -> ResponseTemplate {
+    common::limio_updated(&format!("promo_code_v3-{code}"), code, "promo_code_v3")
 }
 
 /// The example mapping's `limio-v2` parent: selected items of the spring offer.
 fn v2_data(extra: Value) -> Value {
-    let mut data = json!({
-        "applicationLevel": "selectedItems",
-        "referencedOfferLabel": "spring-offer",
-        "productDetails": {
-            "product": { "path": "/products/digital-subscription" },
-            "ratePlan": { "path": "/products/digital-subscription/rate-plans/monthly-discount" }
-        }
-    });
-    data.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-    data
+    common::merged(
+        json!({
+            "applicationLevel": "selectedItems",
+            "referencedOfferLabel": "spring-offer",
+            "productDetails": {
+                "product": { "path": "/products/digital-subscription" },
+                "ratePlan": { "path": "/products/digital-subscription/rate-plans/monthly-discount" }
+            }
+        }),
+        extra,
+    )
 }
 
 fn attached_discount() -> Value {
     json!({ "id": "d_8f2e", "path": "/offers/discounts/spring-20", "name": "Spring 20%" })
 }
 
-fn warning_fields(result: &Value) -> Vec<&str> {
-    result["warnings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["field"].as_str().unwrap())
-        .collect()
+/// The exact v2 body for `SPRING-20` at 20% off, with nothing else set.
+fn v2_spring20() -> Value {
+    json!({
+        "name": "SPRING-20",
+        "id": "promo_code_v2-SPRING-20",
+        "data": v2_data(json!({
+            "promoCode": "SPRING-20",
+            "status": true,
+            "discount": { "discountType": "DiscountPercentage", "percentageDiscount": 20 }
+        }))
+    })
 }
 
-#[tokio::test]
-async fn v2_percent_code_is_posted_with_the_token_from_the_token_endpoint() {
-    let (api, auth) = (MockServer::start().await, MockServer::start().await);
-    token_endpoint("tok-v2").expect(1).mount(&auth).await;
-    create(
-        V2_PATH,
-        "tok-v2",
-        json!({
-            "name": "SPRING-20",
-            "id": "promo_code_v2-SPRING-20",
-            "data": v2_data(json!({
-                "promoCode": "SPRING-20",
-                "status": true,
-                "discount": { "discountType": "DiscountPercentage", "percentageDiscount": 20 }
-            }))
-        }),
-    )
-    .respond_with(update_objects_response(
-        "promo_code_v2-SPRING-20",
-        "SPRING-20",
-        "promo_code_v2",
-    ))
-    .expect(1)
-    .mount(&api)
-    .await;
-    nothing_reaches(&api).await;
-    let gw = gateway(&api, &auth).await;
-
-    let (status, body) = gw
-        .create(&json!({
-            "code": "SPRING-20", "campaign": "example", "discount": { "percent_off": 20 }, "targets": ["limio-v2"]
-        }))
-        .await;
-
-    assert_eq!(status, 201, "{body}");
-    let r = common::result(&body, "limio-v2");
-    assert_eq!(r["vendor"], "limio_v2");
-    assert_eq!(r["status"], "created", "{r}");
-    assert_eq!(r["vendor_id"], "promo_code_v2-SPRING-20");
-    assert_eq!(r["attempts"], 1);
-    assert_eq!(r["warnings"], json!([]));
-    assert!(r.get("error").is_none(), "{r}");
+/// The exact v3 body for `SPRING-20` at 20% off, with nothing else set: the catalog discount
+/// grants the 20%, so no inline discount.
+fn v3_spring20() -> Value {
+    json!({
+        "name": "SPRING-20",
+        "id": "promo_code_v3-SPRING-20",
+        "data": { "promoCode": "SPRING-20", "status": true, "attachedDiscount": attached_discount() }
+    })
 }
 
+/// The request for `SPRING-20` at 20% off in the example campaign, sent to `target` alone.
+fn spring20(target: &str) -> Value {
+    json!({ "code": "SPRING-20", "campaign": "example", "discount": { "percent_off": 20 }, "targets": [target] })
+}
+
+/// `SPRING-20` at `percent_off` for `target`, with every field Limio carries: inactive, a start
+/// and an end that are not midnights, a redemption cap, a description and a 3-month duration.
+fn every_field(target: &str, percent_off: Value) -> Value {
+    json!({
+        "code": "SPRING-20", "campaign": "example", "targets": [target],
+        "discount": { "percent_off": percent_off },
+        "active": false,
+        "starts_at": "2026-03-01T09:00:00Z",
+        "expires_at": "2026-04-01T12:00:00Z",
+        "max_redemptions": 250,
+        "description": "Spring sale",
+        "duration": { "length": 3, "unit": "months" }
+    })
+}
+
+/// A tenant API that fails the test on any call not mocked on it, and its token endpoint.
+async fn tenant() -> (MockServer, MockServer) {
+    (common::strict_server().await, MockServer::start().await)
+}
+
+/// A percent code, posted with the token from the token endpoint: v2 carries the discount inline,
+/// v3 references the catalog discount and sends no inline discount.
 #[tokio::test]
-async fn v3_percent_code_references_the_catalog_discount_and_sends_no_inline_discount() {
-    let (api, auth) = (MockServer::start().await, MockServer::start().await);
-    token_endpoint("tok-v3").expect(1).mount(&auth).await;
-    create(
-        V3_PATH,
-        "tok-v3",
-        json!({
-            "name": "SPRING-20",
-            "id": "promo_code_v3-SPRING-20",
-            "data": { "promoCode": "SPRING-20", "status": true, "attachedDiscount": attached_discount() }
-        }),
-    )
-    .respond_with(update_objects_response(
-        "promo_code_v3-SPRING-20",
-        "SPRING-20",
-        "promo_code_v3",
-    ))
-    .expect(1)
-    .mount(&api)
-    .await;
-    nothing_reaches(&api).await;
-    let gw = gateway(&api, &auth).await;
+async fn percent_code_is_posted_with_the_token_from_the_token_endpoint() {
+    // (target, vendor, token, path, the exact body, the answer, the vendor's id in it)
+    let cases = [
+        (
+            "limio-v2",
+            "limio_v2",
+            "tok-v2",
+            V2_PATH,
+            v2_spring20(),
+            v2_created("SPRING-20"),
+            "promo_code_v2-SPRING-20",
+        ),
+        (
+            "limio-v3",
+            "limio_v3",
+            "tok-v3",
+            V3_PATH,
+            v3_spring20(),
+            v3_created("SPRING-20"),
+            "promo_code_v3-SPRING-20",
+        ),
+    ];
+    for (target, vendor, token, path_, expected, answer, vendor_id) in cases {
+        let (api, auth) = tenant().await;
+        token_endpoint(token).expect(1).mount(&auth).await;
+        expect_create(&api, path_, token, expected, answer).await;
+        let gw = gateway(&api, &auth).await;
 
-    let (status, body) = gw
-        .create(&json!({
-            "code": "SPRING-20", "campaign": "example", "discount": { "percent_off": 20 }, "targets": ["limio-v3"]
-        }))
-        .await;
+        let (status, body) = gw.create(&spring20(target)).await;
 
-    assert_eq!(status, 201, "{body}");
-    let r = common::result(&body, "limio-v3");
-    assert_eq!(r["vendor"], "limio_v3");
-    assert_eq!(r["status"], "created", "{r}");
-    assert_eq!(r["vendor_id"], "promo_code_v3-SPRING-20");
-    assert_eq!(r["warnings"], json!([]));
+        assert_eq!(status, 201, "{body}");
+        let r = common::result(&body, target);
+        assert_eq!(r["vendor"], vendor);
+        assert_eq!(r["status"], "created", "{r}");
+        assert_eq!(r["vendor_id"], vendor_id);
+        assert_eq!(r["attempts"], 1);
+        assert_eq!(r["warnings"], json!([]));
+        assert!(r.get("error").is_none(), "{r}");
+    }
 }
 
 /// v2 only: `DiscountFixedAmount` with `amountDiscount` in decimal major units (at most 2
 /// decimals, rounded down) and `currency`. One token serves all three calls.
 #[tokio::test]
 async fn v2_amount_codes_are_sent_in_major_units_with_their_currency() {
-    let (api, auth) = (MockServer::start().await, MockServer::start().await);
+    let (api, auth) = tenant().await;
     token_endpoint("tok").expect(1).mount(&auth).await;
     for (code, amount, currency) in [
         ("KWD-OFF", json!(1.23), "KWD"),
         ("JPY-OFF", json!(500), "JPY"),
         ("USD-OFF", json!(19.99), "USD"),
     ] {
-        create(
-            V2_PATH,
+        expect_create(&api, V2_PATH,
             "tok",
             json!({
                 "name": code,
@@ -211,14 +213,8 @@ async fn v2_amount_codes_are_sent_in_major_units_with_their_currency() {
                     "status": true,
                     "discount": { "discountType": "DiscountFixedAmount", "amountDiscount": amount, "currency": currency }
                 }))
-            }),
-        )
-        .respond_with(update_objects_response(&format!("promo_code_v2-{code}"), code, "promo_code_v2"))
-        .expect(1)
-        .mount(&api)
-        .await;
+            }), v2_created(code)).await;
     }
-    nothing_reaches(&api).await;
     let gw = gateway(&api, &auth).await;
     let send = |code: &str, amount: u64, currency: &str| {
         json!({
@@ -256,9 +252,10 @@ async fn v2_amount_codes_are_sent_in_major_units_with_their_currency() {
 /// with warnings), usage.availableQuantity and the discount's duration.
 #[tokio::test]
 async fn v2_code_with_every_field_it_carries() {
-    let (api, auth) = (MockServer::start().await, MockServer::start().await);
+    let (api, auth) = tenant().await;
     token_endpoint("tok").expect(1).mount(&auth).await;
-    create(
+    expect_create(
+        &api,
         V2_PATH,
         "tok",
         json!({
@@ -279,30 +276,12 @@ async fn v2_code_with_every_field_it_carries() {
                 }
             }))
         }),
+        v2_created("SPRING-20"),
     )
-    .respond_with(update_objects_response(
-        "promo_code_v2-SPRING-20",
-        "SPRING-20",
-        "promo_code_v2",
-    ))
-    .expect(1)
-    .mount(&api)
     .await;
-    nothing_reaches(&api).await;
     let gw = gateway(&api, &auth).await;
 
-    let (status, body) = gw
-        .create(&json!({
-            "code": "SPRING-20", "campaign": "example", "targets": ["limio-v2"],
-            "discount": { "percent_off": 12.5 },
-            "active": false,
-            "starts_at": "2026-03-01T09:00:00Z",
-            "expires_at": "2026-04-01T12:00:00Z",
-            "max_redemptions": 250,
-            "description": "Spring sale",
-            "duration": { "length": 3, "unit": "months" }
-        }))
-        .await;
+    let (status, body) = gw.create(&every_field("limio-v2", json!(12.5))).await;
 
     assert_eq!(status, 201, "{body}");
     let r = common::result(&body, "limio-v2");
@@ -326,9 +305,10 @@ async fn v2_code_with_every_field_it_carries() {
 /// months), so it is accepted and not sent: the catalog item grants it.
 #[tokio::test]
 async fn v3_code_with_every_field_it_carries() {
-    let (api, auth) = (MockServer::start().await, MockServer::start().await);
+    let (api, auth) = tenant().await;
     token_endpoint("tok").expect(1).mount(&auth).await;
-    create(
+    expect_create(
+        &api,
         V3_PATH,
         "tok",
         json!({
@@ -344,30 +324,12 @@ async fn v3_code_with_every_field_it_carries() {
                 "attachedDiscount": attached_discount()
             }
         }),
+        v3_created("SPRING-20"),
     )
-    .respond_with(update_objects_response(
-        "promo_code_v3-SPRING-20",
-        "SPRING-20",
-        "promo_code_v3",
-    ))
-    .expect(1)
-    .mount(&api)
     .await;
-    nothing_reaches(&api).await;
     let gw = gateway(&api, &auth).await;
 
-    let (status, body) = gw
-        .create(&json!({
-            "code": "SPRING-20", "campaign": "example", "targets": ["limio-v3"],
-            "discount": { "percent_off": 20 },
-            "active": false,
-            "starts_at": "2026-03-01T09:00:00Z",
-            "expires_at": "2026-04-01T12:00:00Z",
-            "max_redemptions": 250,
-            "description": "Spring sale",
-            "duration": { "length": 3, "unit": "months" }
-        }))
-        .await;
+    let (status, body) = gw.create(&every_field("limio-v3", json!(20))).await;
 
     assert_eq!(status, 201, "{body}");
     let r = common::result(&body, "limio-v3");
@@ -378,9 +340,10 @@ async fn v3_code_with_every_field_it_carries() {
 
 #[tokio::test]
 async fn dates_at_midnight_in_the_upstreams_zone_are_exact_and_carry_no_warning() {
-    let (api, auth) = (MockServer::start().await, MockServer::start().await);
+    let (api, auth) = tenant().await;
     token_endpoint("tok").expect(1).mount(&auth).await;
-    create(
+    expect_create(
+        &api,
         V2_PATH,
         "tok",
         json!({
@@ -394,12 +357,9 @@ async fn dates_at_midnight_in_the_upstreams_zone_are_exact_and_carry_no_warning(
                 "discount": { "discountType": "DiscountPercentage", "percentageDiscount": 20 }
             }))
         }),
+        v2_created("MARCH"),
     )
-    .respond_with(update_objects_response("promo_code_v2-MARCH", "MARCH", "promo_code_v2"))
-    .expect(1)
-    .mount(&api)
     .await;
-    nothing_reaches(&api).await;
     let gw = gateway(&api, &auth).await;
 
     let (status, body) = gw
@@ -420,8 +380,8 @@ async fn dates_at_midnight_in_the_upstreams_zone_are_exact_and_carry_no_warning(
 #[tokio::test]
 async fn the_upstreams_timezone_decides_the_dates_sent() {
     let (utc_api, berlin_api, auth) = (
-        MockServer::start().await,
-        MockServer::start().await,
+        common::strict_server().await,
+        common::strict_server().await,
         MockServer::start().await,
     );
     // Each upstream has its own token source.
@@ -445,18 +405,22 @@ async fn the_upstreams_timezone_decides_the_dates_sent() {
     // during 28 February, so the first whole UTC day is 1 March, with a warning.
     // 2026-03-31T23:30Z is 01:30 on 1 April in Berlin (CEST): 31 March is the last Berlin day
     // that ends before it. In UTC, 31 March has not ended, so the date is 30 March.
-    create(V2_PATH, "tok", body("2026-03-01", "2026-03-30"))
-        .respond_with(update_objects_response("promo_code_v2-TZ", "TZ", "promo_code_v2"))
-        .expect(1)
-        .mount(&utc_api)
-        .await;
-    create(V2_PATH, "tok", body("2026-03-01", "2026-03-31"))
-        .respond_with(update_objects_response("promo_code_v2-TZ", "TZ", "promo_code_v2"))
-        .expect(1)
-        .mount(&berlin_api)
-        .await;
-    nothing_reaches(&utc_api).await;
-    nothing_reaches(&berlin_api).await;
+    expect_create(
+        &utc_api,
+        V2_PATH,
+        "tok",
+        body("2026-03-01", "2026-03-30"),
+        v2_created("TZ"),
+    )
+    .await;
+    expect_create(
+        &berlin_api,
+        V2_PATH,
+        "tok",
+        body("2026-03-01", "2026-03-31"),
+        v2_created("TZ"),
+    )
+    .await;
     let config = format!(
         "{}\n{}",
         limio("limio-utc", "v2", &utc_api, &auth, ""),
@@ -477,48 +441,31 @@ async fn the_upstreams_timezone_decides_the_dates_sent() {
     let utc = common::result(&body, "limio-utc");
     assert_eq!(utc["status"], "created", "{utc}");
     assert_eq!(warning_fields(utc), ["starts_at", "expires_at"]);
-    assert!(
-        utc["warnings"][1]["message"].as_str().unwrap().contains("2026-03-30"),
-        "{utc}"
-    );
-    assert!(
-        utc["warnings"][1]["message"].as_str().unwrap().contains("in UTC"),
-        "{utc}"
-    );
+    let w = warning(utc, "expires_at");
+    assert!(w.contains("2026-03-30"), "{utc}");
+    assert!(w.contains("in UTC"), "{utc}");
     let berlin = common::result(&body, "limio-berlin");
     assert_eq!(berlin["status"], "created", "{berlin}");
     assert_eq!(warning_fields(berlin), ["expires_at"]);
-    assert!(
-        berlin["warnings"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("2026-03-31")
-            && berlin["warnings"][0]["message"]
-                .as_str()
-                .unwrap()
-                .contains("Europe/Berlin"),
-        "{berlin}"
-    );
+    let w = warning(berlin, "expires_at");
+    assert!(w.contains("2026-03-31") && w.contains("Europe/Berlin"), "{berlin}");
 }
 
 /// Limio has no first-order rule and no customer restriction: by default the code is refused for
 /// both versions, naming the field, and nothing is sent (not even a token request).
 #[tokio::test]
 async fn a_restriction_limio_cannot_carry_is_refused_without_a_call() {
-    let (api, auth) = (MockServer::start().await, MockServer::start().await);
-    nothing_reaches(&api).await;
-    nothing_reaches(&auth).await;
+    let (api, auth) = (common::strict_server().await, common::strict_server().await);
     let gw = gateway(&api, &auth).await;
 
     for (extra, field) in [
         (json!({ "first_time_only": true }), "first_time_only"),
         (json!({ "customer": { "id": "cus_123" } }), "customer"),
     ] {
-        let mut request = json!({ "code": "SPRING-20", "campaign": "example", "discount": { "percent_off": 20 } });
-        request
-            .as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
+        let request = common::merged(
+            json!({ "code": "SPRING-20", "campaign": "example", "discount": { "percent_off": 20 } }),
+            extra,
+        );
         let (status, body) = gw.create(&request).await;
         assert_eq!(status, 422, "{body}");
         for target in ["limio-v2", "limio-v3"] {
@@ -540,47 +487,10 @@ async fn a_restriction_limio_cannot_carry_is_refused_without_a_call() {
 /// names each one.
 #[tokio::test]
 async fn skip_field_sends_the_code_without_the_field_and_warns() {
-    let (api, auth) = (MockServer::start().await, MockServer::start().await);
+    let (api, auth) = tenant().await;
     token_endpoint("tok").expect(2).mount(&auth).await;
-    create(
-        V2_PATH,
-        "tok",
-        json!({
-            "name": "SPRING-20",
-            "id": "promo_code_v2-SPRING-20",
-            "data": v2_data(json!({
-                "promoCode": "SPRING-20",
-                "status": true,
-                "discount": { "discountType": "DiscountPercentage", "percentageDiscount": 20 }
-            }))
-        }),
-    )
-    .respond_with(update_objects_response(
-        "promo_code_v2-SPRING-20",
-        "SPRING-20",
-        "promo_code_v2",
-    ))
-    .expect(1)
-    .mount(&api)
-    .await;
-    create(
-        V3_PATH,
-        "tok",
-        json!({
-            "name": "SPRING-20",
-            "id": "promo_code_v3-SPRING-20",
-            "data": { "promoCode": "SPRING-20", "status": true, "attachedDiscount": attached_discount() }
-        }),
-    )
-    .respond_with(update_objects_response(
-        "promo_code_v3-SPRING-20",
-        "SPRING-20",
-        "promo_code_v3",
-    ))
-    .expect(1)
-    .mount(&api)
-    .await;
-    nothing_reaches(&api).await;
+    expect_create(&api, V2_PATH, "tok", v2_spring20(), v2_created("SPRING-20")).await;
+    expect_create(&api, V3_PATH, "tok", v3_spring20(), v3_created("SPRING-20")).await;
     let gw = gateway(&api, &auth).await;
 
     let (status, body) = gw
@@ -610,9 +520,7 @@ async fn skip_field_sends_the_code_without_the_field_and_warns() {
 /// refused for v3 (no call), naming both values.
 #[tokio::test]
 async fn v3_refuses_a_discount_or_duration_its_catalog_item_does_not_grant() {
-    let (api, auth) = (MockServer::start().await, MockServer::start().await);
-    nothing_reaches(&api).await;
-    nothing_reaches(&auth).await;
+    let (api, auth) = (common::strict_server().await, common::strict_server().await);
     let gw = gateway(&api, &auth).await;
 
     let (status, body) = gw
@@ -651,9 +559,7 @@ async fn v3_refuses_a_discount_or_duration_its_catalog_item_does_not_grant() {
 
 #[tokio::test]
 async fn a_mapping_without_the_rate_plan_leaves_v2_unconfigured() {
-    let (api, auth) = (MockServer::start().await, MockServer::start().await);
-    nothing_reaches(&api).await;
-    nothing_reaches(&auth).await;
+    let (api, auth) = (common::strict_server().await, common::strict_server().await);
     let config = limio("limio-v2", "v2", &api, &auth, "");
     let mapping = "[upstreams.limio-v2]\nproduct_path = \"/products/p\"\napplication_level = \"whole_basket\"\n";
     let gw = common::start(&config, &[("partial", mapping)], ENV).await;
@@ -677,9 +583,8 @@ async fn a_mapping_without_the_rate_plan_leaves_v2_unconfigured() {
 async fn the_vendor_id_is_read_from_the_documented_answer() {
     let (api, auth) = (MockServer::start().await, MockServer::start().await);
     token_endpoint("tok").expect(1).mount(&auth).await;
-    Mock::given(method("POST"))
-        .and(path(V2_PATH))
-        .respond_with(update_objects_response(
+    endpoint(V2_PATH)
+        .respond_with(common::limio_updated(
             "promo_code_v2-spring-20-7f3a",
             "SPRING-20",
             "promo_code_v2",
@@ -689,9 +594,7 @@ async fn the_vendor_id_is_read_from_the_documented_answer() {
         .await;
     let gw = gateway(&api, &auth).await;
 
-    let (status, body) = gw
-        .create(&json!({ "code": "SPRING-20", "campaign": "example", "discount": { "percent_off": 20 }, "targets": ["limio-v2"] }))
-        .await;
+    let (status, body) = gw.create(&spring20("limio-v2")).await;
 
     assert_eq!(status, 201, "{body}");
     assert_eq!(
@@ -702,10 +605,9 @@ async fn the_vendor_id_is_read_from_the_documented_answer() {
 
 #[tokio::test]
 async fn a_400_is_rejected_and_not_retried() {
-    let (api, auth) = (MockServer::start().await, MockServer::start().await);
+    let (api, auth) = tenant().await;
     token_endpoint("tok").expect(1).mount(&auth).await;
-    Mock::given(method("POST"))
-        .and(path(V3_PATH))
+    endpoint(V3_PATH)
         .and(header("Authorization", "Bearer tok"))
         .respond_with(
             ResponseTemplate::new(400).set_body_json(json!({ "message": "attachedDiscount.id does not exist" })),
@@ -713,12 +615,9 @@ async fn a_400_is_rejected_and_not_retried() {
         .expect(1)
         .mount(&api)
         .await;
-    nothing_reaches(&api).await;
     let gw = gateway(&api, &auth).await;
 
-    let (status, body) = gw
-        .create(&json!({ "code": "SPRING-20", "campaign": "example", "discount": { "percent_off": 20 }, "targets": ["limio-v3"] }))
-        .await;
+    let (status, body) = gw.create(&spring20("limio-v3")).await;
 
     assert_eq!(status, 502, "{body}");
     let r = common::result(&body, "limio-v3");
@@ -737,17 +636,14 @@ async fn a_400_is_rejected_and_not_retried() {
 async fn a_200_that_is_not_the_documented_answer_is_not_taken_for_success() {
     let (api, auth) = (MockServer::start().await, MockServer::start().await);
     token_endpoint("tok").expect(1).mount(&auth).await;
-    Mock::given(method("POST"))
-        .and(path(V2_PATH))
+    endpoint(V2_PATH)
         .respond_with(ResponseTemplate::new(200).set_body_string("<html>maintenance</html>"))
         .expect(1)
         .mount(&api)
         .await;
     let gw = gateway(&api, &auth).await;
 
-    let (status, body) = gw
-        .create(&json!({ "code": "SPRING-20", "campaign": "example", "discount": { "percent_off": 20 }, "targets": ["limio-v2"] }))
-        .await;
+    let (status, body) = gw.create(&spring20("limio-v2")).await;
 
     assert_eq!(status, 502, "{body}");
     let r = common::result(&body, "limio-v2");
@@ -761,73 +657,52 @@ async fn a_200_that_is_not_the_documented_answer_is_not_taken_for_success() {
 /// made once more with it.
 #[tokio::test]
 async fn a_401_refreshes_the_token_and_retries_once() {
-    let (api, auth) = (MockServer::start().await, MockServer::start().await);
+    let (api, auth) = tenant().await;
     token_endpoint("tok-revoked")
         .up_to_n_times(1)
         .expect(1)
         .mount(&auth)
         .await;
     token_endpoint("tok-fresh").expect(1).mount(&auth).await;
-    let body = json!({
-        "name": "SPRING-20",
-        "id": "promo_code_v2-SPRING-20",
-        "data": v2_data(json!({
-            "promoCode": "SPRING-20",
-            "status": true,
-            "discount": { "discountType": "DiscountPercentage", "percentageDiscount": 20 }
-        }))
-    });
-    create(V2_PATH, "tok-revoked", body.clone())
-        .respond_with(ResponseTemplate::new(401).set_body_json(json!({ "message": "Unauthorized" })))
-        .expect(1)
-        .mount(&api)
-        .await;
-    create(V2_PATH, "tok-fresh", body)
-        .respond_with(update_objects_response(
-            "promo_code_v2-SPRING-20",
-            "SPRING-20",
-            "promo_code_v2",
-        ))
-        .expect(1)
-        .mount(&api)
-        .await;
-    nothing_reaches(&api).await;
+    let body = v2_spring20();
+    expect_create(
+        &api,
+        V2_PATH,
+        "tok-revoked",
+        body.clone(),
+        ResponseTemplate::new(401).set_body_json(json!({ "message": "Unauthorized" })),
+    )
+    .await;
+    expect_create(&api, V2_PATH, "tok-fresh", body, v2_created("SPRING-20")).await;
     let gw = gateway(&api, &auth).await;
 
-    let (status, body) = gw
-        .create(&json!({ "code": "SPRING-20", "campaign": "example", "discount": { "percent_off": 20 }, "targets": ["limio-v2"] }))
-        .await;
+    let (status, body) = gw.create(&spring20("limio-v2")).await;
 
     assert_eq!(status, 201, "{body}");
     let r = common::result(&body, "limio-v2");
     assert_eq!(r["status"], "created", "{r}");
     assert_eq!(r["vendor_id"], "promo_code_v2-SPRING-20");
     assert_eq!(r["attempts"], 2);
-    let (_, health) = gw.get("/health").await;
-    assert_eq!(health["upstreams"]["limio-v2"]["token_fetches"], 2, "{health}");
+    assert_eq!(gw.token_fetches("limio-v2").await, 2);
 }
 
 /// Only one refresh: a second 401 with a fresh token is Limio's answer.
 #[tokio::test]
 async fn a_second_401_is_the_vendors_answer() {
-    let (api, auth) = (MockServer::start().await, MockServer::start().await);
+    let (api, auth) = tenant().await;
     token_endpoint("tok-1").up_to_n_times(1).expect(1).mount(&auth).await;
     token_endpoint("tok-2").expect(1).mount(&auth).await;
     for token in ["tok-1", "tok-2"] {
-        Mock::given(method("POST"))
-            .and(path(V3_PATH))
+        endpoint(V3_PATH)
             .and(header("Authorization", format!("Bearer {token}").as_str()))
             .respond_with(ResponseTemplate::new(401).set_body_json(json!({ "message": "Unauthorized" })))
             .expect(1)
             .mount(&api)
             .await;
     }
-    nothing_reaches(&api).await;
     let gw = gateway(&api, &auth).await;
 
-    let (status, body) = gw
-        .create(&json!({ "code": "SPRING-20", "campaign": "example", "discount": { "percent_off": 20 }, "targets": ["limio-v3"] }))
-        .await;
+    let (status, body) = gw.create(&spring20("limio-v3")).await;
 
     assert_eq!(status, 502, "{body}");
     let r = common::result(&body, "limio-v3");

@@ -6,9 +6,9 @@ mod common;
 
 use std::time::Duration;
 
+use common::{loop_body, loop_created, partnero_created, warning, warning_fields};
 use serde_json::{json, Value};
-use wiremock::matchers::{any, body_json, header, method, path};
-use wiremock::{Mock, MockBuilder, MockServer, ResponseTemplate};
+use wiremock::{MockBuilder, MockServer, ResponseTemplate};
 
 const LOOP_TOKEN: &str = "loop-secret-7c1e9a55";
 const PARTNERO_TOKEN: &str = "partnero-secret-42b8d0aa";
@@ -51,6 +51,14 @@ impl Setup {
         }
     }
 
+    /// Two servers that fail the test if they get any call beyond the mocks mounted on them.
+    async fn strict() -> Self {
+        Self {
+            loop_srv: common::strict_server().await,
+            partnero_srv: common::strict_server().await,
+        }
+    }
+
     /// Starts the gateway with `loop` and `partnero` pointing at the two servers, extra TOML for
     /// each, and the given environment.
     async fn gateway_with(&self, loop_extra: &str, partnero_extra: &str, env: &[(&str, &str)]) -> common::Gateway {
@@ -66,17 +74,24 @@ impl Setup {
         self.gateway_with("", "", &BOTH_TOKENS).await
     }
 
-    /// Proves that neither vendor gets any call beyond the mocks mounted with a higher priority.
-    async fn no_other_calls(&self) {
-        for srv in [&self.loop_srv, &self.partnero_srv] {
-            Mock::given(any())
-                .respond_with(ResponseTemplate::new(599))
-                .with_priority(255)
-                .expect(0)
-                .named("no other call")
-                .mount(srv)
-                .await;
-        }
+    /// Expects exactly one call Loop's document requires (POST /v1/admin/promos, the bearer
+    /// token, JSON) with `body`, answered with `answer`.
+    async fn expect_loop(&self, body: Value, answer: ResponseTemplate) {
+        common::loop_create(LOOP_TOKEN, body)
+            .respond_with(answer)
+            .expect(1)
+            .mount(&self.loop_srv)
+            .await;
+    }
+
+    /// Expects exactly one call Partnero's document requires (`Accept: application/json`
+    /// included) with `body`, answered with `answer`.
+    async fn expect_partnero(&self, body: Value, answer: ResponseTemplate) {
+        common::partnero_create(PARTNERO_TOKEN, body)
+            .respond_with(answer)
+            .expect(1)
+            .mount(&self.partnero_srv)
+            .await;
     }
 }
 
@@ -88,68 +103,7 @@ async fn create(gw: &common::Gateway, body: &Value) -> (u16, Value) {
 }
 
 fn assert_no_secret(answer: &Value) {
-    let text = answer.to_string();
-    for secret in SECRETS {
-        assert!(!text.contains(secret), "a credential leaked into a response: {text}");
-    }
-}
-
-/// Exactly the call Loop's document requires: POST /v1/admin/promos, bearer token, JSON body.
-fn loop_call(body: Value) -> MockBuilder {
-    Mock::given(method("POST"))
-        .and(path("/v1/admin/promos"))
-        .and(header("Authorization", format!("Bearer {LOOP_TOKEN}").as_str()))
-        .and(header("Content-Type", "application/json"))
-        .and(body_json(body))
-}
-
-/// Exactly the call Partnero's document requires, `Accept: application/json` included.
-fn partnero_call(body: Value) -> MockBuilder {
-    Mock::given(method("POST"))
-        .and(path("/v1/promotion-codes"))
-        .and(header("Authorization", format!("Bearer {PARTNERO_TOKEN}").as_str()))
-        .and(header("Content-Type", "application/json"))
-        .and(header("Accept", "application/json"))
-        .and(body_json(body))
-}
-
-/// Any call to Loop's endpoint, whatever its body (for fault tests).
-fn loop_any() -> MockBuilder {
-    Mock::given(method("POST")).and(path("/v1/admin/promos"))
-}
-
-fn partnero_any() -> MockBuilder {
-    Mock::given(method("POST")).and(path("/v1/promotion-codes"))
-}
-
-/// Loop's documented 201 body.
-fn loop_created(id: &str, code: &str) -> ResponseTemplate {
-    ResponseTemplate::new(201).set_body_json(json!({
-        "id": id, "code": code, "active": true, "percent_off": 20, "amount_off": null,
-        "currency": null, "expires_at": null, "max_redemptions": null, "times_redeemed": 0,
-        "created_at": "2026-03-01T10:00:00Z"
-    }))
-}
-
-/// Partnero's documented 200 body.
-fn partnero_created(code: &str) -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_json(json!({
-        "data": {
-            "code": code, "first_time_order": false, "limit_to_specific_partner": false,
-            "coupon_specific_partners": [], "limit_to_specific_customer": false,
-            "coupon_specific_customers": [], "minimum_order_status": false, "minimum_order_value": null,
-            "expiration_date_status": false, "expiration_date_value": null,
-            "redemption_times_status": false, "redemption_times_value": null,
-            "metadata": [], "additional_info": [], "times_redeemed": 0
-        },
-        "status": 1,
-        "message": "Promotion code created in the app successfully."
-    }))
-}
-
-/// Loop's body for a plain percent code.
-fn loop_plain(code: &str) -> Value {
-    json!({ "code": code, "percent_off": 20 })
+    common::assert_hides(&answer.to_string(), &SECRETS);
 }
 
 /// Partnero's body for a code with no limits: every flag is sent, `false` included.
@@ -164,26 +118,6 @@ fn partnero_plain(coupon: &str, code: &str) -> Value {
         "expiration_date_status": false,
         "redemption_times_status": false
     })
-}
-
-fn warning_fields(result: &Value) -> Vec<&str> {
-    result["warnings"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no warnings array in {result}"))
-        .iter()
-        .map(|w| w["field"].as_str().unwrap())
-        .collect()
-}
-
-fn warning<'a>(result: &'a Value, field: &str) -> &'a str {
-    result["warnings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["field"] == field)
-        .unwrap_or_else(|| panic!("no warning for {field} in {result}"))["message"]
-        .as_str()
-        .unwrap()
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -211,27 +145,26 @@ impl Vendor {
             Vendor::Partnero => &s.partnero_srv,
         }
     }
+    /// Any call to the vendor's create endpoint, whatever its body (for fault tests).
     fn any_call(self) -> MockBuilder {
         match self {
-            Vendor::Loop => loop_any(),
-            Vendor::Partnero => partnero_any(),
+            Vendor::Loop => common::loop_endpoint(),
+            Vendor::Partnero => common::partnero_endpoint(),
+        }
+    }
+    /// The vendor's documented success answer for `SPRING20`.
+    fn spring20_created(self) -> ResponseTemplate {
+        match self {
+            Vendor::Loop => loop_created("promo_8f3a", "SPRING20"),
+            Vendor::Partnero => partnero_created("SPRING20"),
         }
     }
     /// The exact call for `SPRING20` at 20% off (campaign `spring`), answered as documented.
     async fn expect_spring20_created(self, s: &Setup) {
         match self {
-            Vendor::Loop => {
-                loop_call(loop_plain("SPRING20"))
-                    .respond_with(loop_created("promo_8f3a", "SPRING20"))
-                    .expect(1)
-                    .mount(&s.loop_srv)
-                    .await
-            }
+            Vendor::Loop => s.expect_loop(loop_body("SPRING20"), self.spring20_created()).await,
             Vendor::Partnero => {
-                partnero_call(partnero_plain("coupon_123", "SPRING20"))
-                    .respond_with(partnero_created("SPRING20"))
-                    .expect(1)
-                    .mount(&s.partnero_srv)
+                s.expect_partnero(partnero_plain("coupon_123", "SPRING20"), self.spring20_created())
                     .await
             }
         }
@@ -254,16 +187,11 @@ fn spring20(targets: &[&str]) -> Value {
 
 #[tokio::test]
 async fn loop_percent_code_is_created_with_the_documented_call() {
-    let s = Setup::new().await;
-    s.no_other_calls().await;
+    let s = Setup::strict().await;
     Vendor::Loop.expect_spring20_created(&s).await;
     let gw = s.gateway().await;
 
-    let (status, body) = create(
-        &gw,
-        &json!({ "code": "SPRING20", "discount": { "percent_off": 20 }, "targets": ["loop"] }),
-    )
-    .await;
+    let (status, body) = create(&gw, &common::percent20("SPRING20", &["loop"])).await;
     assert_eq!(status, 201, "{body}");
     let r = common::result(&body, "loop");
     assert_eq!(r["status"], "created", "{r}");
@@ -276,13 +204,12 @@ async fn loop_percent_code_is_created_with_the_documented_call() {
 
 #[tokio::test]
 async fn loop_fractional_percent_is_sent_as_written() {
-    let s = Setup::new().await;
-    s.no_other_calls().await;
-    loop_call(json!({ "code": "TWELVE-HALF", "percent_off": 12.5 }))
-        .respond_with(loop_created("promo_125", "TWELVE-HALF"))
-        .expect(1)
-        .mount(&s.loop_srv)
-        .await;
+    let s = Setup::strict().await;
+    s.expect_loop(
+        json!({ "code": "TWELVE-HALF", "percent_off": 12.5 }),
+        loop_created("promo_125", "TWELVE-HALF"),
+    )
+    .await;
     let gw = s.gateway().await;
 
     let (status, body) = create(
@@ -297,14 +224,10 @@ async fn loop_fractional_percent_is_sent_as_written() {
 /// Content-Type is a singleton field (RFC 9110 §8.3): sent twice, a strict server reads
 /// `application/json, application/json` and answers 415.
 async fn sends_one_content_type(vendor: Vendor) {
-    let s = Setup::new().await;
-    s.no_other_calls().await;
+    let s = Setup::strict().await;
     vendor
         .any_call()
-        .respond_with(match vendor {
-            Vendor::Loop => loop_created("promo_8f3a", "SPRING20"),
-            Vendor::Partnero => partnero_created("SPRING20"),
-        })
+        .respond_with(vendor.spring20_created())
         .expect(1)
         .mount(vendor.server(&s))
         .await;
@@ -312,10 +235,7 @@ async fn sends_one_content_type(vendor: Vendor) {
     let (status, body) = create(&gw, &spring20(&[vendor.name()])).await;
     assert_eq!(status, 201, "{body}");
     let received = vendor.server(&s).received_requests().await.unwrap();
-    let values = |name: &str| -> Vec<String> {
-        let all = received[0].headers.get_all(name);
-        all.iter().map(|v| v.to_str().unwrap().to_owned()).collect()
-    };
+    let values = |name: &str| common::header_values(&received[0], name);
     assert_eq!(
         values("content-type"),
         ["application/json"],
@@ -338,8 +258,7 @@ async fn partnero_sends_one_content_type() {
 
 #[tokio::test]
 async fn partnero_percent_code_is_created_with_the_documented_call() {
-    let s = Setup::new().await;
-    s.no_other_calls().await;
+    let s = Setup::strict().await;
     Vendor::Partnero.expect_spring20_created(&s).await;
     let gw = s.gateway().await;
 
@@ -355,8 +274,7 @@ async fn partnero_percent_code_is_created_with_the_documented_call() {
 
 #[tokio::test]
 async fn a_campaign_without_targets_goes_to_both_and_is_201() {
-    let s = Setup::new().await;
-    s.no_other_calls().await;
+    let s = Setup::strict().await;
     Vendor::Loop.expect_spring20_created(&s).await;
     Vendor::Partnero.expect_spring20_created(&s).await;
     let gw = s.gateway().await;
@@ -380,17 +298,16 @@ async fn a_campaign_without_targets_goes_to_both_and_is_201() {
 
 #[tokio::test]
 async fn loop_amount_code_sends_minor_units_and_warns_that_no_currency_is_sent() {
-    let s = Setup::new().await;
-    s.no_other_calls().await;
-    loop_call(json!({ "code": "FLAT15", "amount_off": 1500 }))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
-            "id": "promo_flat", "code": "FLAT15", "active": true, "percent_off": null, "amount_off": 1500,
-            "currency": "eur", "expires_at": null, "max_redemptions": null, "times_redeemed": 0,
-            "created_at": "2026-03-01T10:00:00Z"
-        })))
-        .expect(1)
-        .mount(&s.loop_srv)
-        .await;
+    let s = Setup::strict().await;
+    s.expect_loop(
+        json!({ "code": "FLAT15", "amount_off": 1500 }),
+        // Loop's documented promo, an amount code: Loop names the account's currency.
+        ResponseTemplate::new(201).set_body_json(common::merged(
+            common::loop_promo("promo_flat", "FLAT15"),
+            json!({ "percent_off": null, "amount_off": 1500, "currency": "eur" }),
+        )),
+    )
+    .await;
     let gw = s.gateway().await;
 
     let (status, body) = create(
@@ -412,13 +329,12 @@ async fn loop_amount_code_sends_minor_units_and_warns_that_no_currency_is_sent()
 
 #[tokio::test]
 async fn partnero_amount_code_attaches_to_a_coupon_granting_that_amount() {
-    let s = Setup::new().await;
-    s.no_other_calls().await;
-    partnero_call(partnero_plain("coupon_fixed_500", "FIVE-OFF"))
-        .respond_with(partnero_created("FIVE-OFF"))
-        .expect(1)
-        .mount(&s.partnero_srv)
-        .await;
+    let s = Setup::strict().await;
+    s.expect_partnero(
+        partnero_plain("coupon_fixed_500", "FIVE-OFF"),
+        partnero_created("FIVE-OFF"),
+    )
+    .await;
     let gw = s.gateway().await;
 
     let (status, body) = create(
@@ -439,17 +355,16 @@ async fn partnero_amount_code_attaches_to_a_coupon_granting_that_amount() {
 
 #[tokio::test]
 async fn loop_carries_every_field_it_has() {
-    let s = Setup::new().await;
-    s.no_other_calls().await;
-    loop_call(json!({
-        "code": "SPRING-VIP",
-        "percent_off": 20,
-        "valid_until": "2026-04-01T00:00:00Z",
-        "max_redemptions": 500
-    }))
-    .respond_with(loop_created("promo_vip", "SPRING-VIP"))
-    .expect(1)
-    .mount(&s.loop_srv)
+    let s = Setup::strict().await;
+    s.expect_loop(
+        json!({
+            "code": "SPRING-VIP",
+            "percent_off": 20,
+            "valid_until": "2026-04-01T00:00:00Z",
+            "max_redemptions": 500
+        }),
+        loop_created("promo_vip", "SPRING-VIP"),
+    )
     .await;
     let gw = s.gateway().await;
 
@@ -476,27 +391,26 @@ async fn loop_carries_every_field_it_has() {
 
 #[tokio::test]
 async fn partnero_carries_every_field_it_has() {
-    let s = Setup::new().await;
-    s.no_other_calls().await;
-    partnero_call(json!({
-        "coupon_uuid": "coupon_123",
-        "code": "VIP_2026-a",
-        "first_time_order": true,
-        "limit_to_specific_partner": true,
-        "coupon_specific_partners": { "id": "p_9", "full_name": "Acme Affiliates" },
-        "limit_to_specific_customer": true,
-        "coupon_specific_customers": { "id": "cus_123", "customer_full_name": "Ada Lovelace" },
-        "minimum_order_status": true,
-        "minimum_order_value": 23,
-        "expiration_date_status": true,
-        "expiration_date_value": "2026-03-31",
-        "redemption_times_status": true,
-        "redemption_times_value": 100,
-        "metadata": { "source": "crm", "batch": 7 }
-    }))
-    .respond_with(partnero_created("VIP_2026-a"))
-    .expect(1)
-    .mount(&s.partnero_srv)
+    let s = Setup::strict().await;
+    s.expect_partnero(
+        json!({
+            "coupon_uuid": "coupon_123",
+            "code": "VIP_2026-a",
+            "first_time_order": true,
+            "limit_to_specific_partner": true,
+            "coupon_specific_partners": { "id": "p_9", "full_name": "Acme Affiliates" },
+            "limit_to_specific_customer": true,
+            "coupon_specific_customers": { "id": "cus_123", "customer_full_name": "Ada Lovelace" },
+            "minimum_order_status": true,
+            "minimum_order_value": 23,
+            "expiration_date_status": true,
+            "expiration_date_value": "2026-03-31",
+            "redemption_times_status": true,
+            "redemption_times_value": 100,
+            "metadata": { "source": "crm", "batch": 7 }
+        }),
+        partnero_created("VIP_2026-a"),
+    )
     .await;
     let gw = s.gateway().await;
 
@@ -532,8 +446,7 @@ async fn partnero_carries_every_field_it_has() {
 
 #[tokio::test]
 async fn partnero_expiry_date_is_exact_at_midnight_and_counted_in_the_upstreams_zone() {
-    let s = Setup::new().await;
-    s.no_other_calls().await;
+    let s = Setup::strict().await;
     let limited = |code: &str, date: &str, minimum: u64| {
         json!({
             "coupon_uuid": "coupon_123", "code": code, "first_time_order": false,
@@ -543,16 +456,16 @@ async fn partnero_expiry_date_is_exact_at_midnight_and_counted_in_the_upstreams_
             "redemption_times_status": false
         })
     };
-    partnero_call(limited("BERLIN-MIDNIGHT", "2026-03-31", 22))
-        .respond_with(partnero_created("BERLIN-MIDNIGHT"))
-        .expect(1)
-        .mount(&s.partnero_srv)
-        .await;
-    partnero_call(limited("BERLIN-LATE", "2026-03-31", 22))
-        .respond_with(partnero_created("BERLIN-LATE"))
-        .expect(1)
-        .mount(&s.partnero_srv)
-        .await;
+    s.expect_partnero(
+        limited("BERLIN-MIDNIGHT", "2026-03-31", 22),
+        partnero_created("BERLIN-MIDNIGHT"),
+    )
+    .await;
+    s.expect_partnero(
+        limited("BERLIN-LATE", "2026-03-31", 22),
+        partnero_created("BERLIN-LATE"),
+    )
+    .await;
     let gw = s.gateway_with("", "timezone = \"Europe/Berlin\"", &BOTH_TOKENS).await;
     let request = |code: &str, expires: &str| {
         json!({
@@ -588,8 +501,7 @@ async fn partnero_expiry_date_is_exact_at_midnight_and_counted_in_the_upstreams_
 
 #[tokio::test]
 async fn loop_refuses_restrictions_it_cannot_carry_without_calling() {
-    let s = Setup::new().await;
-    s.no_other_calls().await;
+    let s = Setup::strict().await;
     let gw = s.gateway().await;
     let cases = [
         ("first_time_only", json!(true)),
@@ -599,7 +511,7 @@ async fn loop_refuses_restrictions_it_cannot_carry_without_calling() {
         ("active", json!(false)),
     ];
     for (field, value) in cases {
-        let mut request = json!({ "code": "SPRING20", "discount": { "percent_off": 20 }, "targets": ["loop"] });
+        let mut request = common::percent20("SPRING20", &["loop"]);
         request[field] = value;
         let (status, body) = create(&gw, &request).await;
         assert_eq!(status, 422, "{field}: {body}");
@@ -615,12 +527,8 @@ async fn loop_refuses_restrictions_it_cannot_carry_without_calling() {
 
 #[tokio::test]
 async fn loop_with_skip_field_sends_the_code_without_them_and_warns() {
-    let s = Setup::new().await;
-    s.no_other_calls().await;
-    loop_call(loop_plain("SPRING20"))
-        .respond_with(loop_created("promo_8f3a", "SPRING20"))
-        .expect(1)
-        .mount(&s.loop_srv)
+    let s = Setup::strict().await;
+    s.expect_loop(loop_body("SPRING20"), loop_created("promo_8f3a", "SPRING20"))
         .await;
     let gw = s.gateway().await;
 
@@ -658,8 +566,7 @@ async fn loop_with_skip_field_sends_the_code_without_them_and_warns() {
 
 #[tokio::test]
 async fn partnero_refuses_starts_at_and_inactive_codes_without_calling() {
-    let s = Setup::new().await;
-    s.no_other_calls().await;
+    let s = Setup::strict().await;
     let gw = s.gateway().await;
     for (field, value) in [("starts_at", json!("2026-03-01T00:00:00Z")), ("active", json!(false))] {
         let mut request = spring20(&["partnero"]);
@@ -676,8 +583,7 @@ async fn partnero_refuses_starts_at_and_inactive_codes_without_calling() {
 
 #[tokio::test]
 async fn partnero_with_skip_field_sends_the_code_without_them_and_warns() {
-    let s = Setup::new().await;
-    s.no_other_calls().await;
+    let s = Setup::strict().await;
     Vendor::Partnero.expect_spring20_created(&s).await;
     let gw = s.gateway().await;
 
@@ -704,20 +610,15 @@ async fn loop_documented_errors_are_rejections_with_the_vendors_message() {
         (403, "forbidden", "Token lacks permission to manage promos"),
     ];
     for (http, error, message) in cases {
-        let s = Setup::new().await;
-        s.no_other_calls().await;
-        loop_call(loop_plain("SPRING20"))
-            .respond_with(ResponseTemplate::new(http).set_body_json(json!({ "error": error, "message": message })))
-            .expect(1)
-            .mount(&s.loop_srv)
-            .await;
-        let gw = s.gateway().await;
-
-        let (status, body) = create(
-            &gw,
-            &json!({ "code": "SPRING20", "discount": { "percent_off": 20 }, "targets": ["loop"] }),
+        let s = Setup::strict().await;
+        s.expect_loop(
+            loop_body("SPRING20"),
+            ResponseTemplate::new(http).set_body_json(json!({ "error": error, "message": message })),
         )
         .await;
+        let gw = s.gateway().await;
+
+        let (status, body) = create(&gw, &common::percent20("SPRING20", &["loop"])).await;
         assert_eq!(status, 502, "a call was made and nothing was created: {body}");
         let r = common::result(&body, "loop");
         assert_eq!(r["status"], "rejected", "{http}: {r}");
@@ -734,15 +635,14 @@ async fn loop_documented_errors_are_rejections_with_the_vendors_message() {
 async fn partnero_200_with_status_0_is_a_rejection() {
     // The documented envelope with `data: null`, and with PHP's empty array for no data.
     for data in [Value::Null, json!([])] {
-        let s = Setup::new().await;
-        s.no_other_calls().await;
-        partnero_call(partnero_plain("coupon_123", "SPRING20"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+        let s = Setup::strict().await;
+        s.expect_partnero(
+            partnero_plain("coupon_123", "SPRING20"),
+            ResponseTemplate::new(200).set_body_json(json!({
                 "data": data, "status": 0, "message": "Coupon not found."
-            })))
-            .expect(1)
-            .mount(&s.partnero_srv)
-            .await;
+            })),
+        )
+        .await;
         let gw = s.gateway().await;
 
         let (status, body) = create(&gw, &spring20(&["partnero"])).await;
@@ -761,16 +661,15 @@ async fn partnero_200_with_status_0_is_a_rejection() {
 
 #[tokio::test]
 async fn partnero_422_is_a_rejection_with_its_message() {
-    let s = Setup::new().await;
-    s.no_other_calls().await;
-    partnero_call(partnero_plain("coupon_123", "SPRING20"))
-        .respond_with(ResponseTemplate::new(422).set_body_json(json!({
+    let s = Setup::strict().await;
+    s.expect_partnero(
+        partnero_plain("coupon_123", "SPRING20"),
+        ResponseTemplate::new(422).set_body_json(json!({
             "message": "The code has already been taken.",
             "errors": { "code": ["The code has already been taken."] }
-        })))
-        .expect(1)
-        .mount(&s.partnero_srv)
-        .await;
+        })),
+    )
+    .await;
     let gw = s.gateway().await;
 
     let (status, body) = create(&gw, &spring20(&["partnero"])).await;
@@ -796,8 +695,7 @@ async fn partnero_422_is_a_rejection_with_its_message() {
 /// Sends SPRING20 to both; `faulty` answers with `fault` (its config gets `extra`), the other is
 /// created. Returns the faulty target's result after checking the other and the 207.
 async fn one_faulty(faulty: Vendor, fault: ResponseTemplate, extra: &str) -> Value {
-    let s = Setup::new().await;
-    s.no_other_calls().await;
+    let s = Setup::strict().await;
     faulty
         .any_call()
         .respond_with(fault)
@@ -902,8 +800,7 @@ fn throttled() -> ResponseTemplate {
 }
 
 async fn retried_after_429(vendor: Vendor) {
-    let s = Setup::new().await;
-    s.no_other_calls().await;
+    let s = Setup::strict().await;
     vendor
         .any_call()
         .respond_with(throttled())
@@ -930,8 +827,7 @@ async fn retried_after_429(vendor: Vendor) {
 }
 
 async fn throttled_forever(vendor: Vendor) {
-    let s = Setup::new().await;
-    s.no_other_calls().await;
+    let s = Setup::strict().await;
     vendor
         .any_call()
         .respond_with(throttled())
@@ -976,12 +872,8 @@ async fn partnero_429_forever_is_throttled() {
 
 #[tokio::test]
 async fn partnero_refuses_characters_outside_its_alphabet_while_loop_takes_them() {
-    let s = Setup::new().await;
-    s.no_other_calls().await;
-    loop_call(loop_plain("SPRING.20"))
-        .respond_with(loop_created("promo_dot", "SPRING.20"))
-        .expect(1)
-        .mount(&s.loop_srv)
+    let s = Setup::strict().await;
+    s.expect_loop(loop_body("SPRING.20"), loop_created("promo_dot", "SPRING.20"))
         .await;
     let gw = s.gateway().await;
 
@@ -1010,19 +902,11 @@ async fn partnero_refuses_characters_outside_its_alphabet_while_loop_takes_them(
 
 #[tokio::test]
 async fn loop_refuses_codes_over_50_characters_while_partnero_takes_them() {
-    let s = Setup::new().await;
-    s.no_other_calls().await;
+    let s = Setup::strict().await;
     let fifty = "A".repeat(50);
     let long = "B".repeat(51);
-    loop_call(loop_plain(&fifty))
-        .respond_with(loop_created("promo_50", &fifty))
-        .expect(1)
-        .mount(&s.loop_srv)
-        .await;
-    partnero_call(partnero_plain("coupon_123", &long))
-        .respond_with(partnero_created(&long))
-        .expect(1)
-        .mount(&s.partnero_srv)
+    s.expect_loop(loop_body(&fifty), loop_created("promo_50", &fifty)).await;
+    s.expect_partnero(partnero_plain("coupon_123", &long), partnero_created(&long))
         .await;
     let gw = s.gateway().await;
 
@@ -1048,8 +932,7 @@ async fn loop_refuses_codes_over_50_characters_while_partnero_takes_them() {
 
 #[tokio::test]
 async fn loop_refuses_a_percent_below_its_documented_minimum_of_1() {
-    let s = Setup::new().await;
-    s.no_other_calls().await;
+    let s = Setup::strict().await;
     let gw = s.gateway().await;
 
     let (status, body) = create(
@@ -1071,8 +954,7 @@ async fn loop_refuses_a_percent_below_its_documented_minimum_of_1() {
 
 #[tokio::test]
 async fn partnero_discount_contradicting_the_coupon_is_invalid_and_names_both() {
-    let s = Setup::new().await;
-    s.no_other_calls().await;
+    let s = Setup::strict().await;
     let gw = s.gateway().await;
 
     let cases = [
@@ -1104,8 +986,7 @@ async fn partnero_discount_contradicting_the_coupon_is_invalid_and_names_both() 
 
 #[tokio::test]
 async fn partnero_without_a_campaign_is_unconfigured() {
-    let s = Setup::new().await;
-    s.no_other_calls().await;
+    let s = Setup::strict().await;
     let gw = s.gateway().await;
 
     let (status, body) = create(
@@ -1122,8 +1003,7 @@ async fn partnero_without_a_campaign_is_unconfigured() {
 
 #[tokio::test]
 async fn partnero_customer_without_a_name_is_invalid() {
-    let s = Setup::new().await;
-    s.no_other_calls().await;
+    let s = Setup::strict().await;
     let gw = s.gateway().await;
 
     let mut request = spring20(&["partnero"]);
@@ -1140,8 +1020,7 @@ async fn partnero_customer_without_a_name_is_invalid() {
 // ---------------------------------------------------------------------------------------------
 
 async fn unconfigured(missing: Vendor) {
-    let s = Setup::new().await;
-    s.no_other_calls().await;
+    let s = Setup::strict().await;
     let present = missing.other();
     present.expect_spring20_created(&s).await;
     let env: Vec<(&str, &str)> = BOTH_TOKENS
@@ -1187,8 +1066,7 @@ async fn partnero_without_its_token_is_unconfigured() {
 
 #[tokio::test]
 async fn dry_run_shows_the_exact_requests_without_calling() {
-    let s = Setup::new().await;
-    s.no_other_calls().await;
+    let s = Setup::strict().await;
     let gw = s.gateway().await;
 
     let (status, body) = gw.dry_run(&spring20(&["loop", "partnero"])).await;
@@ -1204,7 +1082,7 @@ async fn dry_run_shows_the_exact_requests_without_calling() {
             "method": "POST",
             "url": format!("{}/v1/admin/promos", s.loop_srv.uri()),
             "headers": { "Authorization": "Bearer [redacted]", "Content-Type": "application/json" },
-            "body": loop_plain("SPRING20")
+            "body": loop_body("SPRING20")
         })
     );
     let r = common::result(&body, "partnero");
@@ -1228,28 +1106,28 @@ async fn dry_run_shows_the_exact_requests_without_calling() {
 async fn no_secret_appears_in_any_response() {
     let s = Setup::new().await;
     // Loop: created, then 401; Partnero: created, then 500.
-    loop_any()
+    common::loop_endpoint()
         .respond_with(loop_created("promo_1", "SECRET-CHECK-1"))
         .up_to_n_times(1)
         .with_priority(1)
         .expect(1)
         .mount(&s.loop_srv)
         .await;
-    loop_any()
+    common::loop_endpoint()
         .respond_with(
             ResponseTemplate::new(401).set_body_json(json!({ "error": "unauthorized", "message": "Invalid token" })),
         )
         .expect(1)
         .mount(&s.loop_srv)
         .await;
-    partnero_any()
+    common::partnero_endpoint()
         .respond_with(partnero_created("SECRET-CHECK-1"))
         .up_to_n_times(1)
         .with_priority(1)
         .expect(1)
         .mount(&s.partnero_srv)
         .await;
-    partnero_any()
+    common::partnero_endpoint()
         .respond_with(ResponseTemplate::new(500).set_body_string("boom"))
         .expect(1)
         .mount(&s.partnero_srv)
@@ -1298,23 +1176,16 @@ async fn no_secret_appears_in_any_response() {
 
 #[tokio::test]
 async fn a_vendor_message_echoing_the_token_is_redacted() {
-    let s = Setup::new().await;
-    s.no_other_calls().await;
-    loop_call(loop_plain("SPRING20"))
-        .respond_with(
-            ResponseTemplate::new(401)
-                .set_body_json(json!({ "error": "unauthorized", "message": format!("token {LOOP_TOKEN} is revoked") })),
-        )
-        .expect(1)
-        .mount(&s.loop_srv)
-        .await;
-    let gw = s.gateway().await;
-    // `create` asserts that no secret appears anywhere in the answer.
-    let (status, body) = create(
-        &gw,
-        &json!({ "code": "SPRING20", "discount": { "percent_off": 20 }, "targets": ["loop"] }),
+    let s = Setup::strict().await;
+    s.expect_loop(
+        loop_body("SPRING20"),
+        ResponseTemplate::new(401)
+            .set_body_json(json!({ "error": "unauthorized", "message": format!("token {LOOP_TOKEN} is revoked") })),
     )
     .await;
+    let gw = s.gateway().await;
+    // `create` asserts that no secret appears anywhere in the answer.
+    let (status, body) = create(&gw, &common::percent20("SPRING20", &["loop"])).await;
     assert_eq!(status, 502);
     let r = common::result(&body, "loop");
     assert_eq!(r["status"], "rejected");

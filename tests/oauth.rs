@@ -9,43 +9,17 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use base64::Engine as _;
+use common::loop_created;
 use serde_json::{json, Value};
-use wiremock::matchers::{header, method, path};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+use wiremock::matchers::{body_json, header, method, path};
+use wiremock::{Mock, MockBuilder, MockServer, Request, Respond, ResponseTemplate};
 
 const CID: &str = "client-7f3a";
 const CSECRET: &str = "s3cret-Zq81-do-not-leak";
 
-/// Loop's documented 201 body for `code`.
-fn loop_created(id: &str, code: &str) -> ResponseTemplate {
-    ResponseTemplate::new(201).set_body_json(json!({
-        "id": id,
-        "code": code,
-        "active": true,
-        "percent_off": 20,
-        "amount_off": null,
-        "currency": null,
-        "expires_at": null,
-        "max_redemptions": null,
-        "times_redeemed": 0,
-        "created_at": "2025-03-01T12:00:00Z"
-    }))
-}
-
 /// Loop's documented 401 body.
 fn loop_unauthorized() -> ResponseTemplate {
     ResponseTemplate::new(401).set_body_json(json!({"error": "unauthorized", "message": "invalid or expired token"}))
-}
-
-/// The request for one 20%-off code sent to `targets`.
-fn promo(code: &str, targets: &[&str]) -> Value {
-    json!({"code": code, "discount": {"percent_off": 20}, "targets": targets})
-}
-
-/// The exact body Loop must receive for [`promo`].
-fn loop_body(code: &str) -> Value {
-    json!({"code": code, "percent_off": 20})
 }
 
 /// The `[upstreams.loop]` table with OAuth2 client credentials at `<token_base>/token`;
@@ -55,9 +29,11 @@ fn oauth_loop(loop_base: &str, token_base: &str, more: &str) -> String {
         "loop",
         "loop",
         loop_base,
-        &format!(
-            "auth = {{ scheme = \"oauth2\", grant = \"client_credentials\", token_url = \"{token_base}/token\", \
-             client_id_env = \"CID\", client_secret_env = \"CSECRET\", scopes = [\"promos.write\"]{more} }}"
+        &common::oauth2_client_credentials(
+            &format!("{token_base}/token"),
+            "CID",
+            "CSECRET",
+            &format!(", scopes = [\"promos.write\"]{more}"),
         ),
     )
 }
@@ -73,13 +49,6 @@ fn form(req: &Request) -> BTreeMap<String, String> {
 fn form_is(fields: &[(&str, &str)]) -> impl Fn(&Request) -> bool + Send + Sync + 'static {
     let want: BTreeMap<String, String> = fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     move |req: &Request| form(req) == want
-}
-
-fn basic(user: &str, password: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-    )
 }
 
 /// A token endpoint that hands out `tok-1`, `tok-2`, ... with the given lifetime.
@@ -100,84 +69,65 @@ impl Tokens {
 impl Respond for Tokens {
     fn respond(&self, _: &Request) -> ResponseTemplate {
         let n = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
-        ResponseTemplate::new(200).set_body_json(json!({
-            "access_token": format!("tok-{n}"),
-            "token_type": "Bearer",
-            "expires_in": self.expires_in
-        }))
+        ResponseTemplate::new(200).set_body_json(common::merged(
+            common::token_json(&format!("tok-{n}")),
+            json!({ "expires_in": self.expires_in }),
+        ))
     }
 }
 
 /// The token request every client-credentials test expects: POST /token, form-encoded,
 /// client credentials as HTTP Basic, grant and scope in the form.
-fn token_request() -> wiremock::MockBuilder {
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .and(header("Content-Type", "application/x-www-form-urlencoded"))
+fn token_request() -> MockBuilder {
+    common::token_endpoint("/token", CID, CSECRET)
         .and(header("Accept", "application/json"))
-        .and(header("Authorization", basic(CID, CSECRET).as_str()))
         .and(form_is(&[
             ("grant_type", "client_credentials"),
             ("scope", "promos.write"),
         ]))
 }
 
-/// A catch-all that must never be hit: proves no other call reached `server`.
-async fn nothing_else(server: &MockServer) {
-    Mock::given(wiremock::matchers::any())
-        .respond_with(ResponseTemplate::new(418))
-        .with_priority(100)
-        .expect(0)
-        .mount(server)
+/// Expects `times` [`token_request`]s on `tokens`, each answered by `answer`.
+async fn expect_token_requests(tokens: &MockServer, answer: impl Respond + 'static, times: u64) {
+    token_request().respond_with(answer).expect(times).mount(tokens).await;
+}
+
+/// The gateway with `loop` on `vendor`, its OAuth2 token endpoint on `tokens`.
+async fn gateway(vendor: &MockServer, tokens: &MockServer) -> common::Gateway {
+    common::start(&oauth_loop(&vendor.uri(), &tokens.uri(), ""), &[], ENV).await
+}
+
+/// The request for one 20%-off `code` sent to `loop`.
+fn promo(code: &str) -> Value {
+    common::percent20(code, &["loop"])
+}
+
+/// Expects exactly one Loop create that carries exactly `token` and the body for a 20%-off
+/// `code`, answered with `answer`.
+async fn expect_loop(vendor: &MockServer, code: &str, token: &str, answer: ResponseTemplate) {
+    common::loop_create(token, common::loop_body(code))
+        .respond_with(answer)
+        .expect(1)
+        .mount(vendor)
         .await;
 }
 
-/// A Loop create that must carry exactly `token` and the body for `code`.
-fn loop_create(code: &str, token: &str) -> wiremock::MockBuilder {
-    Mock::given(method("POST"))
-        .and(path("/v1/admin/promos"))
-        .and(header("Authorization", format!("Bearer {token}").as_str()))
-        .and(header("Content-Type", "application/json"))
-        .and(wiremock::matchers::body_json(loop_body(code)))
-}
-
-async fn token_fetches(gw: &common::Gateway, upstream: &str) -> u64 {
-    let (status, health) = gw.get("/health").await;
-    assert_eq!(status, 200, "{health}");
-    health["upstreams"][upstream]["token_fetches"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no token_fetches for {upstream} in {health}"))
+/// A token endpoint and a Loop upstream, each failing the test on any call not mocked on it.
+async fn servers() -> (MockServer, MockServer) {
+    (common::strict_server().await, common::strict_server().await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_creates_share_one_token_fetch() {
-    let tokens = MockServer::start().await;
-    let vendor = MockServer::start().await;
-    token_request()
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"access_token": "tok-shared", "token_type": "Bearer", "expires_in": 3600})),
-        )
-        .expect(1)
-        .mount(&tokens)
-        .await;
-    nothing_else(&tokens).await;
+    let (tokens, vendor) = servers().await;
+    expect_token_requests(&tokens, common::token_issued("tok-shared"), 1).await;
     let codes: Vec<String> = (1..=8).map(|i| format!("SHARED-{i}")).collect();
     for (i, code) in codes.iter().enumerate() {
-        loop_create(code, "tok-shared")
-            .respond_with(loop_created(&format!("promo_{i}"), code))
-            .expect(1)
-            .mount(&vendor)
-            .await;
+        expect_loop(&vendor, code, "tok-shared", loop_created(&format!("promo_{i}"), code)).await;
     }
-    nothing_else(&vendor).await;
-    let gw = common::start(&oauth_loop(&vendor.uri(), &tokens.uri(), ""), &[], ENV).await;
+    let gw = gateway(&vendor, &tokens).await;
 
-    let answers = futures::future::join_all(codes.iter().map(|c| {
-        let gw = &gw;
-        async move { gw.create(&promo(c, &["loop"])).await }
-    }))
-    .await;
+    let answers = gw.create_all(&codes.iter().map(|c| promo(c)).collect::<Vec<_>>()).await;
 
     for (i, (status, body)) in answers.iter().enumerate() {
         assert_eq!(*status, 201, "{body}");
@@ -185,15 +135,14 @@ async fn concurrent_creates_share_one_token_fetch() {
         assert_eq!(r["status"], "created", "{body}");
         assert_eq!(r["vendor_id"], format!("promo_{i}"), "{body}");
         assert_eq!(r["attempts"], 1, "{body}");
-        assert!(!body.to_string().contains("tok-shared"), "the token leaked: {body}");
+        common::assert_hides(&body.to_string(), &["tok-shared"]);
     }
-    assert_eq!(token_fetches(&gw, "loop").await, 1);
+    assert_eq!(gw.token_fetches("loop").await, 1);
 }
 
 #[tokio::test]
 async fn client_auth_body_sends_the_credentials_in_the_form() {
-    let tokens = MockServer::start().await;
-    let vendor = MockServer::start().await;
+    let (tokens, vendor) = servers().await;
     Mock::given(method("POST"))
         .and(path("/token"))
         .and(header("Content-Type", "application/x-www-form-urlencoded"))
@@ -209,13 +158,7 @@ async fn client_auth_body_sends_the_credentials_in_the_form() {
         .expect(1)
         .mount(&tokens)
         .await;
-    nothing_else(&tokens).await;
-    loop_create("BODYAUTH", "tok-body")
-        .respond_with(loop_created("promo_b", "BODYAUTH"))
-        .expect(1)
-        .mount(&vendor)
-        .await;
-    nothing_else(&vendor).await;
+    expect_loop(&vendor, "BODYAUTH", "tok-body", loop_created("promo_b", "BODYAUTH")).await;
     let gw = common::start(
         &oauth_loop(&vendor.uri(), &tokens.uri(), ", client_auth = \"body\""),
         &[],
@@ -223,7 +166,7 @@ async fn client_auth_body_sends_the_credentials_in_the_form() {
     )
     .await;
 
-    let (status, body) = gw.create(&promo("BODYAUTH", &["loop"])).await;
+    let (status, body) = gw.create(&promo("BODYAUTH")).await;
 
     assert_eq!(status, 201, "{body}");
     assert_eq!(common::result(&body, "loop")["status"], "created", "{body}");
@@ -240,75 +183,41 @@ async fn client_auth_body_sends_the_credentials_in_the_form() {
 
 #[tokio::test]
 async fn an_expired_token_is_fetched_anew() {
-    let tokens = MockServer::start().await;
-    let vendor = MockServer::start().await;
-    token_request()
-        .respond_with(Tokens::lasting(1))
-        .expect(2)
-        .mount(&tokens)
-        .await;
-    nothing_else(&tokens).await;
-    loop_create("EXP-1", "tok-1")
-        .respond_with(loop_created("promo_1", "EXP-1"))
-        .expect(1)
-        .mount(&vendor)
-        .await;
+    let (tokens, vendor) = servers().await;
+    expect_token_requests(&tokens, Tokens::lasting(1), 2).await;
+    expect_loop(&vendor, "EXP-1", "tok-1", loop_created("promo_1", "EXP-1")).await;
     // Well inside the token's second: the cached token is reused.
-    loop_create("EXP-2", "tok-1")
-        .respond_with(loop_created("promo_2", "EXP-2"))
-        .expect(1)
-        .mount(&vendor)
-        .await;
-    loop_create("EXP-3", "tok-2")
-        .respond_with(loop_created("promo_3", "EXP-3"))
-        .expect(1)
-        .mount(&vendor)
-        .await;
-    nothing_else(&vendor).await;
-    let gw = common::start(&oauth_loop(&vendor.uri(), &tokens.uri(), ""), &[], ENV).await;
+    expect_loop(&vendor, "EXP-2", "tok-1", loop_created("promo_2", "EXP-2")).await;
+    expect_loop(&vendor, "EXP-3", "tok-2", loop_created("promo_3", "EXP-3")).await;
+    let gw = gateway(&vendor, &tokens).await;
 
     for code in ["EXP-1", "EXP-2"] {
-        let (status, body) = gw.create(&promo(code, &["loop"])).await;
+        let (status, body) = gw.create(&promo(code)).await;
         assert_eq!(status, 201, "{body}");
         assert_eq!(common::result(&body, "loop")["status"], "created", "{body}");
     }
-    assert_eq!(token_fetches(&gw, "loop").await, 1);
+    assert_eq!(gw.token_fetches("loop").await, 1);
 
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let (status, body) = gw.create(&promo("EXP-3", &["loop"])).await;
+    let (status, body) = gw.create(&promo("EXP-3")).await;
 
     assert_eq!(status, 201, "{body}");
     let r = common::result(&body, "loop");
     assert_eq!(r["status"], "created", "{body}");
     assert_eq!(r["vendor_id"], "promo_3", "{body}");
     assert_eq!(r["attempts"], 1, "{body}");
-    assert_eq!(token_fetches(&gw, "loop").await, 2);
+    assert_eq!(gw.token_fetches("loop").await, 2);
 }
 
 #[tokio::test]
 async fn a_401_refreshes_the_token_once_and_retries_once() {
-    let tokens = MockServer::start().await;
-    let vendor = MockServer::start().await;
-    token_request()
-        .respond_with(Tokens::lasting(3600))
-        .expect(2)
-        .mount(&tokens)
-        .await;
-    nothing_else(&tokens).await;
-    loop_create("REVOKED", "tok-1")
-        .respond_with(loop_unauthorized())
-        .expect(1)
-        .mount(&vendor)
-        .await;
-    loop_create("REVOKED", "tok-2")
-        .respond_with(loop_created("promo_r", "REVOKED"))
-        .expect(1)
-        .mount(&vendor)
-        .await;
-    nothing_else(&vendor).await;
-    let gw = common::start(&oauth_loop(&vendor.uri(), &tokens.uri(), ""), &[], ENV).await;
+    let (tokens, vendor) = servers().await;
+    expect_token_requests(&tokens, Tokens::lasting(3600), 2).await;
+    expect_loop(&vendor, "REVOKED", "tok-1", loop_unauthorized()).await;
+    expect_loop(&vendor, "REVOKED", "tok-2", loop_created("promo_r", "REVOKED")).await;
+    let gw = gateway(&vendor, &tokens).await;
 
-    let (status, body) = gw.create(&promo("REVOKED", &["loop"])).await;
+    let (status, body) = gw.create(&promo("REVOKED")).await;
 
     assert_eq!(status, 201, "{body}");
     let r = common::result(&body, "loop");
@@ -316,30 +225,22 @@ async fn a_401_refreshes_the_token_once_and_retries_once() {
     assert_eq!(r["vendor_id"], "promo_r", "{body}");
     assert_eq!(r["attempts"], 2, "{body}");
     assert!(r.get("error").is_none(), "{body}");
-    assert_eq!(token_fetches(&gw, "loop").await, 2);
+    assert_eq!(gw.token_fetches("loop").await, 2);
 }
 
 #[tokio::test]
 async fn a_second_401_is_the_vendors_answer() {
-    let tokens = MockServer::start().await;
-    let vendor = MockServer::start().await;
-    token_request()
-        .respond_with(Tokens::lasting(3600))
-        .expect(2)
-        .mount(&tokens)
-        .await;
-    nothing_else(&tokens).await;
-    Mock::given(method("POST"))
-        .and(path("/v1/admin/promos"))
-        .and(wiremock::matchers::body_json(loop_body("NOPE")))
+    let (tokens, vendor) = servers().await;
+    expect_token_requests(&tokens, Tokens::lasting(3600), 2).await;
+    common::loop_endpoint()
+        .and(body_json(common::loop_body("NOPE")))
         .respond_with(loop_unauthorized())
         .expect(2)
         .mount(&vendor)
         .await;
-    nothing_else(&vendor).await;
-    let gw = common::start(&oauth_loop(&vendor.uri(), &tokens.uri(), ""), &[], ENV).await;
+    let gw = gateway(&vendor, &tokens).await;
 
-    let (status, body) = gw.create(&promo("NOPE", &["loop"])).await;
+    let (status, body) = gw.create(&promo("NOPE")).await;
 
     assert_eq!(status, 502, "{body}");
     let r = common::result(&body, "loop");
@@ -356,28 +257,22 @@ async fn a_second_401_is_the_vendors_answer() {
         .map(|c| c.headers.get("authorization").unwrap().to_str().unwrap())
         .collect();
     assert_eq!(sent, ["Bearer tok-1", "Bearer tok-2"]);
-    assert_eq!(token_fetches(&gw, "loop").await, 2);
+    assert_eq!(gw.token_fetches("loop").await, 2);
 }
 
 /// Runs one create against `loop` (OAuth2, token endpoint answering `token_answer`) and
 /// `backup` (bearer); returns the response and the loop result's error message.
 async fn with_failing_token_endpoint(token_answer: ResponseTemplate) -> (Value, String) {
-    let tokens = MockServer::start().await;
-    let vendor = MockServer::start().await;
-    let backup = MockServer::start().await;
-    token_request()
-        .respond_with(token_answer)
-        .expect(1)
-        .mount(&tokens)
-        .await;
-    nothing_else(&tokens).await;
-    nothing_else(&vendor).await;
-    loop_create("FALLBACK", "backup-token")
-        .respond_with(loop_created("promo_backup", "FALLBACK"))
-        .expect(1)
-        .mount(&backup)
-        .await;
-    nothing_else(&backup).await;
+    let (tokens, vendor) = servers().await;
+    let backup = common::strict_server().await;
+    expect_token_requests(&tokens, token_answer, 1).await;
+    expect_loop(
+        &backup,
+        "FALLBACK",
+        "backup-token",
+        loop_created("promo_backup", "FALLBACK"),
+    )
+    .await;
     let config = format!(
         "{}\n{}",
         oauth_loop(&vendor.uri(), &tokens.uri(), ""),
@@ -385,7 +280,7 @@ async fn with_failing_token_endpoint(token_answer: ResponseTemplate) -> (Value, 
     );
     let gw = common::start(&config, &[], ENV).await;
 
-    let (status, body) = gw.create(&promo("FALLBACK", &["loop", "backup"])).await;
+    let (status, body) = gw.create(&common::percent20("FALLBACK", &["loop", "backup"])).await;
 
     assert_eq!(status, 207, "{body}");
     let b = common::result(&body, "backup");
@@ -395,10 +290,7 @@ async fn with_failing_token_endpoint(token_answer: ResponseTemplate) -> (Value, 
     assert_eq!(r["status"], "failed", "{body}");
     assert_eq!(r["attempts"], 0, "{body}");
     assert_eq!(r["error"]["kind"], "auth", "{body}");
-    assert!(
-        !body.to_string().contains(CSECRET),
-        "the client secret leaked into the response: {body}"
-    );
+    common::assert_hides(&body.to_string(), &[CSECRET]);
     let message = r["error"]["message"].as_str().unwrap().to_owned();
     assert!(message.contains("token endpoint"), "{message}");
     (body, message)
@@ -435,42 +327,27 @@ async fn a_token_endpoint_echoing_the_secret_does_not_leak_it() {
 
 #[tokio::test]
 async fn refresh_token_grant_uses_the_rotated_refresh_token() {
-    let tokens = MockServer::start().await;
-    let vendor = MockServer::start().await;
+    let (tokens, vendor) = servers().await;
     let refresh = |rt: &str| {
-        Mock::given(method("POST"))
-            .and(path("/token"))
-            .and(header("Content-Type", "application/x-www-form-urlencoded"))
-            .and(header("Authorization", basic(CID, CSECRET).as_str()))
+        common::token_endpoint("/token", CID, CSECRET)
             .and(form_is(&[("grant_type", "refresh_token"), ("refresh_token", rt)]))
     };
     refresh("rt-initial")
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "access_token": "tok-1", "token_type": "Bearer", "expires_in": 3600, "refresh_token": "rt-rotated"
-        })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(common::merged(
+            common::token_json("tok-1"),
+            json!({ "refresh_token": "rt-rotated" }),
+        )))
         .expect(1)
         .mount(&tokens)
         .await;
     refresh("rt-rotated")
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "access_token": "tok-2", "token_type": "Bearer", "expires_in": 3600
-        })))
+        .respond_with(common::token_issued("tok-2"))
         .expect(1)
         .mount(&tokens)
         .await;
-    nothing_else(&tokens).await;
     // tok-1 is refused, which forces the second fetch without waiting for expiry.
-    loop_create("ROTATE", "tok-1")
-        .respond_with(loop_unauthorized())
-        .expect(1)
-        .mount(&vendor)
-        .await;
-    loop_create("ROTATE", "tok-2")
-        .respond_with(loop_created("promo_rt", "ROTATE"))
-        .expect(1)
-        .mount(&vendor)
-        .await;
-    nothing_else(&vendor).await;
+    expect_loop(&vendor, "ROTATE", "tok-1", loop_unauthorized()).await;
+    expect_loop(&vendor, "ROTATE", "tok-2", loop_created("promo_rt", "ROTATE")).await;
     let config = common::upstream(
         "loop",
         "loop",
@@ -488,78 +365,63 @@ async fn refresh_token_grant_uses_the_rotated_refresh_token() {
     )
     .await;
 
-    let (status, body) = gw.create(&promo("ROTATE", &["loop"])).await;
+    let (status, body) = gw.create(&promo("ROTATE")).await;
 
     assert_eq!(status, 201, "{body}");
     let r = common::result(&body, "loop");
     assert_eq!(r["status"], "created", "{body}");
     assert_eq!(r["vendor_id"], "promo_rt", "{body}");
     assert_eq!(r["attempts"], 2, "{body}");
-    assert!(!body.to_string().contains("rt-"), "a refresh token leaked: {body}");
-    assert_eq!(token_fetches(&gw, "loop").await, 2);
+    common::assert_hides(&body.to_string(), &["rt-"]);
+    assert_eq!(gw.token_fetches("loop").await, 2);
 }
 
 #[tokio::test]
 async fn odd_but_seen_expires_in_values_work() {
     // A numeric string (Azure AD v1 sends these) and a lifetime too long for clock arithmetic.
     for expires_in in [json!("3600"), json!(u64::MAX)] {
-        let tokens = MockServer::start().await;
-        let vendor = MockServer::start().await;
-        token_request()
-            .respond_with(
-                ResponseTemplate::new(200).set_body_json(
-                    json!({"access_token": "tok-odd", "token_type": "Bearer", "expires_in": expires_in}),
-                ),
-            )
-            .expect(1)
-            .mount(&tokens)
-            .await;
-        nothing_else(&tokens).await;
+        let (tokens, vendor) = servers().await;
+        expect_token_requests(
+            &tokens,
+            ResponseTemplate::new(200).set_body_json(common::merged(
+                common::token_json("tok-odd"),
+                json!({ "expires_in": expires_in }),
+            )),
+            1,
+        )
+        .await;
         for code in ["ODD-1", "ODD-2"] {
-            loop_create(code, "tok-odd")
-                .respond_with(loop_created("promo_odd", code))
-                .expect(1)
-                .mount(&vendor)
-                .await;
+            expect_loop(&vendor, code, "tok-odd", loop_created("promo_odd", code)).await;
         }
-        nothing_else(&vendor).await;
-        let gw = common::start(&oauth_loop(&vendor.uri(), &tokens.uri(), ""), &[], ENV).await;
+        let gw = gateway(&vendor, &tokens).await;
 
         for code in ["ODD-1", "ODD-2"] {
-            let (status, body) = gw.create(&promo(code, &["loop"])).await;
+            let (status, body) = gw.create(&promo(code)).await;
             assert_eq!(status, 201, "expires_in {expires_in}: {body}");
             assert_eq!(common::result(&body, "loop")["status"], "created", "{body}");
         }
         // The token was cached, not refetched.
-        assert_eq!(token_fetches(&gw, "loop").await, 1, "expires_in {expires_in}");
+        assert_eq!(gw.token_fetches("loop").await, 1, "expires_in {expires_in}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn callers_waiting_on_a_failing_fetch_share_its_error() {
-    let tokens = MockServer::start().await;
-    let vendor = MockServer::start().await;
+    let (tokens, vendor) = servers().await;
     // Slow to fail, so that every concurrent create is waiting for this one fetch; then one
     // more fetch for the create made afterwards (a failure is not remembered for later calls).
-    token_request()
-        .respond_with(
-            ResponseTemplate::new(503)
-                .set_body_json(json!({"error": "temporarily_unavailable"}))
-                .set_delay(Duration::from_millis(300)),
-        )
-        .expect(2)
-        .mount(&tokens)
-        .await;
-    nothing_else(&tokens).await;
-    nothing_else(&vendor).await;
-    let gw = common::start(&oauth_loop(&vendor.uri(), &tokens.uri(), ""), &[], ENV).await;
+    expect_token_requests(
+        &tokens,
+        ResponseTemplate::new(503)
+            .set_body_json(json!({"error": "temporarily_unavailable"}))
+            .set_delay(Duration::from_millis(300)),
+        2,
+    )
+    .await;
+    let gw = gateway(&vendor, &tokens).await;
 
     let codes: Vec<String> = (1..=6).map(|i| format!("DOWN-{i}")).collect();
-    let answers = futures::future::join_all(codes.iter().map(|c| {
-        let gw = &gw;
-        async move { gw.create(&promo(c, &["loop"])).await }
-    }))
-    .await;
+    let answers = gw.create_all(&codes.iter().map(|c| promo(c)).collect::<Vec<_>>()).await;
 
     for (status, body) in &answers {
         // Nothing the caller sent was wrong: a failing token endpoint is a bad gateway.
@@ -571,10 +433,10 @@ async fn callers_waiting_on_a_failing_fetch_share_its_error() {
         let message = r["error"]["message"].as_str().unwrap();
         assert!(message.contains("answered 503: temporarily_unavailable"), "{message}");
     }
-    assert_eq!(token_fetches(&gw, "loop").await, 1);
+    assert_eq!(gw.token_fetches("loop").await, 1);
 
-    let (status, body) = gw.create(&promo("DOWN-LATER", &["loop"])).await;
+    let (status, body) = gw.create(&promo("DOWN-LATER")).await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(common::result(&body, "loop")["error"]["kind"], "auth", "{body}");
-    assert_eq!(token_fetches(&gw, "loop").await, 2);
+    assert_eq!(gw.token_fetches("loop").await, 2);
 }

@@ -7,28 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use wiremock::matchers::{header, method, path};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+use wiremock::matchers::header;
+use wiremock::{MockServer, Request, Respond, ResponseTemplate};
 
 /// The request for one 20%-off code sent to `target`.
 fn promo(code: &str, target: &str) -> Value {
-    json!({"code": code, "discount": {"percent_off": 20}, "targets": [target]})
-}
-
-/// Loop's documented 201 body for `code`.
-fn loop_created(code: &str) -> ResponseTemplate {
-    ResponseTemplate::new(201).set_body_json(json!({
-        "id": format!("promo_{code}"),
-        "code": code,
-        "active": true,
-        "percent_off": 20,
-        "amount_off": null,
-        "currency": null,
-        "expires_at": null,
-        "max_redemptions": null,
-        "times_redeemed": 0,
-        "created_at": "2025-03-01T12:00:00Z"
-    }))
+    common::percent20(code, &[target])
 }
 
 /// A Loop upstream that records each call's arrival. It answers 201 to a call whose body is
@@ -64,7 +48,7 @@ impl Respond for Recorder {
         }
         let body: Value = req.body_json().unwrap_or(Value::Null);
         match body["code"].as_str() {
-            Some(code) if body == json!({"code": code, "percent_off": 20}) => loop_created(code),
+            Some(code) if body == common::loop_body(code) => common::loop_created(&format!("promo_{code}"), code),
             _ => {
                 ResponseTemplate::new(400).set_body_json(json!({"error": "bad_request", "message": "unexpected body"}))
             }
@@ -75,20 +59,14 @@ impl Respond for Recorder {
 /// Mounts `recorder` as the Loop create endpoint for bearer `token`, expecting `calls` calls, and
 /// a catch-all that must stay unused.
 async fn mount(server: &MockServer, recorder: &Recorder, token: &str, calls: u64) {
-    Mock::given(method("POST"))
-        .and(path("/v1/admin/promos"))
+    common::loop_endpoint()
         .and(header("Authorization", format!("Bearer {token}").as_str()))
         .and(header("Content-Type", "application/json"))
         .respond_with(recorder.clone())
         .expect(calls)
         .mount(server)
         .await;
-    Mock::given(wiremock::matchers::any())
-        .respond_with(ResponseTemplate::new(418))
-        .with_priority(100)
-        .expect(0)
-        .mount(server)
-        .await;
+    common::no_other_calls(server).await;
 }
 
 fn assert_created(status: u16, body: &Value, upstream: &str) {
@@ -119,11 +97,9 @@ async fn the_limiter_holds_at_the_vendor() {
     let gw = common::start(&config, &[], &[("LOOP_TOKEN", "loop-token")]).await;
 
     let codes: Vec<String> = (0..N).map(|i| format!("RL-{i}")).collect();
-    let answers = futures::future::join_all(codes.iter().map(|c| {
-        let gw = &gw;
-        async move { gw.create(&promo(c, "loop")).await }
-    }))
-    .await;
+    let answers = gw
+        .create_all(&codes.iter().map(|c| promo(c, "loop")).collect::<Vec<_>>())
+        .await;
 
     for (status, body) in &answers {
         assert_created(*status, body, "loop");
@@ -200,11 +176,13 @@ async fn a_saturated_upstream_does_not_slow_another() {
     }
 
     let started = Instant::now();
-    let answers = futures::future::join_all((0..FAST_CALLS).map(|i| {
-        let gw = &gw;
-        async move { gw.create(&promo(&format!("FAST-{i}"), "fast")).await }
-    }))
-    .await;
+    let answers = gw
+        .create_all(
+            &(0..FAST_CALLS)
+                .map(|i| promo(&format!("FAST-{i}"), "fast"))
+                .collect::<Vec<_>>(),
+        )
+        .await;
     let fast_took = started.elapsed();
     let slow_done_meanwhile = slow.count();
 

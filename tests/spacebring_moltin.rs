@@ -5,9 +5,10 @@
 
 mod common;
 
+use common::warning_fields;
 use serde_json::{json, Value};
-use wiremock::matchers::{any, body_json, body_string_contains, header, method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::matchers::{body_json, body_string_contains, header, method, path};
+use wiremock::{Mock, MockBuilder, MockServer, ResponseTemplate};
 
 /// The Spacebring coupon and Moltin promotion every campaign here attaches to.
 const COUPON: &str = "3f6c2a9e-8b1d-4c5e-9a7f-2d4b6e8c0a1f";
@@ -63,6 +64,11 @@ fn campaigns() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The Spacebring and Moltin servers, each failing the test on any call not mocked on it.
+async fn servers() -> (MockServer, MockServer) {
+    (common::strict_server().await, common::strict_server().await)
+}
+
 /// The gateway with `spacebring` (Basic auth unless `sb_extra` says otherwise) and `moltin`
 /// (bearer `MOLTIN_TOKEN`) pointing at the two mock servers.
 async fn gateway_with(sb: &MockServer, moltin: &MockServer, sb_extra: &str) -> common::Gateway {
@@ -80,16 +86,6 @@ async fn gateway(sb: &MockServer, moltin: &MockServer) -> common::Gateway {
     gateway_with(sb, moltin, SB_BASIC_AUTH).await
 }
 
-/// Any request the specific mocks did not match fails the test (mounted last: lowest precedence).
-async fn no_other_calls(server: &MockServer) {
-    Mock::given(any())
-        .respond_with(ResponseTemplate::new(599))
-        .named("unexpected call")
-        .expect(0)
-        .mount(server)
-        .await;
-}
-
 /// The body Spacebring documents for a code with no limits.
 fn sb_body(code: &str) -> Value {
     json!({
@@ -105,51 +101,31 @@ fn sb_body(code: &str) -> Value {
 
 /// Spacebring's documented 201 answer.
 fn sb_created(code: &str) -> ResponseTemplate {
-    ResponseTemplate::new(201).set_body_json(json!({
-        "promocode": {
-            "id": SB_ID,
-            "code": code,
-            "couponRef": COUPON,
-            "createDate": "2026-03-01T10:00:00Z",
-            "expiration": { "enabled": false },
-            "limitByFirstPurchase": false,
-            "limitedRedemption": { "enabled": false, "usage": 0, "value": 0 },
-            "networkRef": NETWORK
-        }
-    }))
+    common::spacebring_created(SB_ID, code, COUPON, NETWORK)
 }
 
-fn moltin_path() -> String {
-    format!("/v2/promotions/{PROMOTION}/codes")
+/// Spacebring's create endpoint, whatever the headers and body.
+fn sb_endpoint() -> MockBuilder {
+    Mock::given(method("POST")).and(path("/discounts/promocodes/v1"))
+}
+
+/// Moltin's create endpoint for the campaigns' promotion, whatever the headers and body.
+fn moltin_endpoint() -> MockBuilder {
+    Mock::given(method("POST")).and(path(format!("/v2/promotions/{PROMOTION}/codes")))
+}
+
+/// The request for a 20%-off `code` in campaign `pct`, sent to `target` alone.
+fn pct(code: &str, target: &str) -> Value {
+    json!({ "code": code, "campaign": "pct", "discount": { "percent_off": 20 }, "targets": [target] })
 }
 
 fn moltin_body(codes: Value) -> Value {
     json!({ "data": { "type": "promotion_codes", "codes": codes } })
 }
 
-/// Moltin's documented 201 answer: the promotion the codes joined.
-fn moltin_created() -> ResponseTemplate {
-    ResponseTemplate::new(201).set_body_json(json!({
-        "data": {
-            "type": "promotion",
-            "id": PROMOTION,
-            "name": "Promo #1",
-            "description": "Initial Promotion",
-            "enabled": true,
-            "promotion_type": "fixed_discount",
-            "schema": { "currencies": [ { "currency": "USD", "amount": 900 }, { "currency": "GBP", "amount": 1100 } ] },
-            "start": "2017-11-13T00:00:00Z",
-            "end": "2019-11-13T00:00:00Z",
-            "created_at": "2018-05-10T15:25:21.164Z",
-            "updated_at": "2018-05-10T15:26:18.203Z"
-        }
-    }))
-}
-
 /// Expects exactly one Spacebring create with Basic auth, `Content-Type: application/json` and `body`.
 async fn expect_sb_create(server: &MockServer, body: Value, code: &str) {
-    Mock::given(method("POST"))
-        .and(path("/discounts/promocodes/v1"))
+    sb_endpoint()
         .and(header("Authorization", SB_BASIC))
         .and(header("Content-Type", "application/json"))
         .and(body_json(body))
@@ -161,12 +137,11 @@ async fn expect_sb_create(server: &MockServer, body: Value, code: &str) {
 
 /// Expects exactly one Moltin create with the bearer token, `Content-Type: application/json` and `body`.
 async fn expect_moltin_create(server: &MockServer, body: Value) {
-    Mock::given(method("POST"))
-        .and(path(moltin_path()))
+    moltin_endpoint()
         .and(header("Authorization", MOLTIN_BEARER))
         .and(header("Content-Type", "application/json"))
         .and(body_json(body))
-        .respond_with(moltin_created())
+        .respond_with(common::moltin_created(PROMOTION))
         .expect(1)
         .mount(server)
         .await;
@@ -186,10 +161,8 @@ fn assert_created(body: &Value, upstream: &str, vendor_id: &str) {
 
 #[tokio::test]
 async fn spacebring_percent_code_sends_the_documented_body_and_reads_the_promocode_id() {
-    let (sb, moltin) = (MockServer::start().await, MockServer::start().await);
+    let (sb, moltin) = servers().await;
     expect_sb_create(&sb, sb_body("SPRING20"), "SPRING20").await;
-    no_other_calls(&sb).await;
-    no_other_calls(&moltin).await;
     let gw = gateway(&sb, &moltin).await;
 
     let (status, body) = gw
@@ -213,10 +186,8 @@ async fn spacebring_percent_code_sends_the_documented_body_and_reads_the_promoco
 
 #[tokio::test]
 async fn spacebring_amount_code_attaches_to_the_coupon_that_grants_the_amount() {
-    let (sb, moltin) = (MockServer::start().await, MockServer::start().await);
+    let (sb, moltin) = servers().await;
     expect_sb_create(&sb, sb_body("NINEOFF"), "NINEOFF").await;
-    no_other_calls(&sb).await;
-    no_other_calls(&moltin).await;
     let gw = gateway(&sb, &moltin).await;
 
     let (status, body) = gw
@@ -232,7 +203,7 @@ async fn spacebring_amount_code_attaches_to_the_coupon_that_grants_the_amount() 
 
 #[tokio::test]
 async fn spacebring_carries_expiry_as_utc_z_first_purchase_and_redemption_limit() {
-    let (sb, moltin) = (MockServer::start().await, MockServer::start().await);
+    let (sb, moltin) = servers().await;
     expect_sb_create(
         &sb,
         json!({
@@ -248,8 +219,6 @@ async fn spacebring_carries_expiry_as_utc_z_first_purchase_and_redemption_limit(
         "FULL20",
     )
     .await;
-    no_other_calls(&sb).await;
-    no_other_calls(&moltin).await;
     let gw = gateway(&sb, &moltin).await;
 
     let (status, body) = gw
@@ -265,60 +234,44 @@ async fn spacebring_carries_expiry_as_utc_z_first_purchase_and_redemption_limit(
     assert_eq!(common::result(&body, "spacebring")["warnings"], json!([]));
 }
 
+/// A field the vendor cannot carry is refused by default, naming the field, and nothing is sent.
 #[tokio::test]
-async fn spacebring_refuses_minimum_order_by_default_without_calling() {
-    let (sb, moltin) = (MockServer::start().await, MockServer::start().await);
-    no_other_calls(&sb).await;
-    no_other_calls(&moltin).await;
+async fn a_field_the_vendor_cannot_carry_is_refused_by_default_without_calling() {
+    let (sb, moltin) = servers().await;
     let gw = gateway(&sb, &moltin).await;
 
-    let (status, body) = gw
-        .create(&json!({
-            "code": "MIN25", "campaign": "pct", "discount": { "percent_off": 20 },
-            "minimum_order": { "amount": 2500, "currency": "USD" },
-            "targets": ["spacebring"]
-        }))
-        .await;
+    let cases = [
+        (
+            "spacebring",
+            "MIN25",
+            "minimum_order",
+            json!({ "amount": 2500, "currency": "USD" }),
+        ),
+        ("spacebring", "ADAONLY", "customer", json!({ "id": "cust_42" })),
+        ("moltin", "EXP20", "expires_at", json!("2026-04-01T00:00:00Z")),
+        ("moltin", "FIRST20", "first_time_only", json!(true)),
+    ];
+    for (target, code, field, value) in cases {
+        let mut request = pct(code, target);
+        request[field] = value;
+        let (status, body) = gw.create(&request).await;
 
-    assert_eq!(status, 422, "{body}");
-    let r = common::result(&body, "spacebring");
-    assert_eq!(r["status"], "unsupported", "{r}");
-    assert_eq!(r["attempts"], 0);
-    assert_eq!(r["error"]["kind"], "unsupported_field");
-    assert_eq!(r["error"]["field"], "minimum_order");
-    let message = r["error"]["message"].as_str().unwrap();
-    assert!(message.contains("minimum_order"), "{message}");
-    assert!(r.get("vendor_id").is_none());
-}
-
-#[tokio::test]
-async fn spacebring_refuses_customer_by_default_without_calling() {
-    let (sb, moltin) = (MockServer::start().await, MockServer::start().await);
-    no_other_calls(&sb).await;
-    no_other_calls(&moltin).await;
-    let gw = gateway(&sb, &moltin).await;
-
-    let (status, body) = gw
-        .create(&json!({
-            "code": "ADAONLY", "campaign": "pct", "discount": { "percent_off": 20 },
-            "customer": { "id": "cust_42" },
-            "targets": ["spacebring"]
-        }))
-        .await;
-
-    assert_eq!(status, 422, "{body}");
-    let r = common::result(&body, "spacebring");
-    assert_eq!(r["status"], "unsupported", "{r}");
-    assert_eq!(r["error"]["field"], "customer");
-    assert!(r["error"]["message"].as_str().unwrap().contains("customer"), "{r}");
+        assert_eq!(status, 422, "{field}: {body}");
+        let r = common::result(&body, target);
+        assert_eq!(r["status"], "unsupported", "{r}");
+        assert_eq!(r["attempts"], 0, "{r}");
+        assert_eq!(r["error"]["kind"], "unsupported_field", "{r}");
+        assert_eq!(r["error"]["field"], field, "{r}");
+        let message = r["error"]["message"].as_str().unwrap();
+        assert!(message.contains(field), "{message}");
+        assert!(r.get("vendor_id").is_none(), "{r}");
+    }
 }
 
 #[tokio::test]
 async fn spacebring_skip_field_sends_without_minimum_order_and_customer_and_warns() {
-    let (sb, moltin) = (MockServer::start().await, MockServer::start().await);
+    let (sb, moltin) = servers().await;
     expect_sb_create(&sb, sb_body("SKIP20"), "SKIP20").await;
-    no_other_calls(&sb).await;
-    no_other_calls(&moltin).await;
     let gw = gateway(&sb, &moltin).await;
 
     let (status, body) = gw
@@ -331,37 +284,26 @@ async fn spacebring_skip_field_sends_without_minimum_order_and_customer_and_warn
 
     assert_eq!(status, 201, "{body}");
     assert_created(&body, "spacebring", SB_ID);
-    let warnings = common::result(&body, "spacebring")["warnings"]
-        .as_array()
-        .unwrap()
-        .clone();
-    let fields: Vec<&str> = warnings.iter().map(|w| w["field"].as_str().unwrap()).collect();
-    assert_eq!(fields, ["minimum_order", "customer"], "{warnings:?}");
-    for w in &warnings {
+    let r = common::result(&body, "spacebring");
+    assert_eq!(warning_fields(r), ["minimum_order", "customer"], "{r}");
+    for w in r["warnings"].as_array().unwrap() {
         assert!(w["message"].as_str().unwrap().contains("Spacebring"), "{w}");
     }
 }
 
 #[tokio::test]
 async fn spacebring_basic_auth_header_is_base64_of_key_and_secret() {
-    let (sb, moltin) = (MockServer::start().await, MockServer::start().await);
+    let (sb, moltin) = servers().await;
     // The header alone decides the match here; the body is checked by the other tests.
-    Mock::given(method("POST"))
-        .and(path("/discounts/promocodes/v1"))
+    sb_endpoint()
         .and(header("Authorization", SB_BASIC))
         .respond_with(sb_created("BASIC20"))
         .expect(1)
         .mount(&sb)
         .await;
-    no_other_calls(&sb).await;
-    no_other_calls(&moltin).await;
     let gw = gateway(&sb, &moltin).await;
 
-    let (status, body) = gw
-        .create(&json!({
-            "code": "BASIC20", "campaign": "pct", "discount": { "percent_off": 20 }, "targets": ["spacebring"]
-        }))
-        .await;
+    let (status, body) = gw.create(&pct("BASIC20", "spacebring")).await;
 
     assert_eq!(status, 201, "{body}");
     assert_created(&body, "spacebring", SB_ID);
@@ -371,24 +313,18 @@ async fn spacebring_basic_auth_header_is_base64_of_key_and_secret() {
 
 #[tokio::test]
 async fn spacebring_oauth2_client_credentials_fetches_one_token_and_sends_bearer_and_network_id() {
-    let (sb, moltin) = (MockServer::start().await, MockServer::start().await);
-    Mock::given(method("POST"))
-        .and(path("/oauth2/token"))
-        .and(header("Content-Type", "application/x-www-form-urlencoded"))
-        // client_auth defaults to HTTP Basic: base64("sb-client:sb-client-secret").
-        .and(header("Authorization", "Basic c2ItY2xpZW50OnNiLWNsaWVudC1zZWNyZXQ="))
+    let (sb, moltin) = servers().await;
+    // client_auth defaults to HTTP Basic: base64("sb-client:sb-client-secret").
+    common::token_endpoint("/oauth2/token", "sb-client", "sb-client-secret")
         .and(body_string_contains("grant_type=client_credentials"))
         .and(body_string_contains("scope=invoices"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "access_token": "sb-access-1", "token_type": "Bearer", "expires_in": 3600
-        })))
+        .respond_with(common::token_issued("sb-access-1"))
         .named("token endpoint")
         .expect(1)
         .mount(&sb)
         .await;
     for code in ["OAUTH1", "OAUTH2"] {
-        Mock::given(method("POST"))
-            .and(path("/discounts/promocodes/v1"))
+        sb_endpoint()
             .and(header("Authorization", "Bearer sb-access-1"))
             .and(header("spacebring-network-id", NETWORK))
             .and(header("Content-Type", "application/json"))
@@ -399,35 +335,30 @@ async fn spacebring_oauth2_client_credentials_fetches_one_token_and_sends_bearer
             .mount(&sb)
             .await;
     }
-    no_other_calls(&sb).await;
-    no_other_calls(&moltin).await;
     let auth = format!(
-        "auth = {{ scheme = \"oauth2\", grant = \"client_credentials\", token_url = \"{}/oauth2/token\", \
-         client_id_env = \"SB_CLIENT_ID\", client_secret_env = \"SB_CLIENT_SECRET\", scopes = [\"invoices\"] }}\n\
-         network_id = \"{NETWORK}\"",
-        sb.uri()
+        "{}\nnetwork_id = \"{NETWORK}\"",
+        common::oauth2_client_credentials(
+            &format!("{}/oauth2/token", sb.uri()),
+            "SB_CLIENT_ID",
+            "SB_CLIENT_SECRET",
+            ", scopes = [\"invoices\"]"
+        )
     );
     let gw = gateway_with(&sb, &moltin, &auth).await;
 
     for code in ["OAUTH1", "OAUTH2"] {
-        let (status, body) = gw
-            .create(&json!({
-                "code": code, "campaign": "pct", "discount": { "percent_off": 20 }, "targets": ["spacebring"]
-            }))
-            .await;
+        let (status, body) = gw.create(&pct(code, "spacebring")).await;
         assert_eq!(status, 201, "{body}");
         assert_created(&body, "spacebring", SB_ID);
     }
     // The second create reused the cached token.
-    let (_, health) = gw.get("/health").await;
-    assert_eq!(health["upstreams"]["spacebring"]["token_fetches"], 1, "{health}");
+    assert_eq!(gw.token_fetches("spacebring").await, 1);
 }
 
 #[tokio::test]
 async fn spacebring_400_is_rejected_with_its_message() {
-    let (sb, moltin) = (MockServer::start().await, MockServer::start().await);
-    Mock::given(method("POST"))
-        .and(path("/discounts/promocodes/v1"))
+    let (sb, moltin) = servers().await;
+    sb_endpoint()
         .and(body_json(sb_body("TAKEN20")))
         .respond_with(ResponseTemplate::new(400).set_body_json(json!({
             "message": "Promocode with this code already exists",
@@ -436,15 +367,9 @@ async fn spacebring_400_is_rejected_with_its_message() {
         .expect(1)
         .mount(&sb)
         .await;
-    no_other_calls(&sb).await;
-    no_other_calls(&moltin).await;
     let gw = gateway(&sb, &moltin).await;
 
-    let (status, body) = gw
-        .create(&json!({
-            "code": "TAKEN20", "campaign": "pct", "discount": { "percent_off": 20 }, "targets": ["spacebring"]
-        }))
-        .await;
+    let (status, body) = gw.create(&pct("TAKEN20", "spacebring")).await;
 
     assert_eq!(status, 502, "{body}");
     let r = common::result(&body, "spacebring");
@@ -459,13 +384,11 @@ async fn spacebring_400_is_rejected_with_its_message() {
 
 #[tokio::test]
 async fn spacebring_passthrough_is_merged_into_the_promocode_object() {
-    let (sb, moltin) = (MockServer::start().await, MockServer::start().await);
+    let (sb, moltin) = servers().await;
     let location = "5e4d3c2b-1a09-4f8e-9d7c-6b5a4f3e2d1c";
     let mut expected = sb_body("LOC20");
     expected["promocode"]["locationRef"] = json!(location);
     expect_sb_create(&sb, expected, "LOC20").await;
-    no_other_calls(&sb).await;
-    no_other_calls(&moltin).await;
     let gw = gateway(&sb, &moltin).await;
 
     let (status, body) = gw
@@ -481,9 +404,7 @@ async fn spacebring_passthrough_is_merged_into_the_promocode_object() {
 
 #[tokio::test]
 async fn spacebring_passthrough_over_coupon_ref_refuses_the_whole_request() {
-    let (sb, moltin) = (MockServer::start().await, MockServer::start().await);
-    no_other_calls(&sb).await;
-    no_other_calls(&moltin).await;
+    let (sb, moltin) = servers().await;
     let gw = gateway(&sb, &moltin).await;
 
     let (status, body) = gw
@@ -508,17 +429,11 @@ async fn spacebring_passthrough_over_coupon_ref_refuses_the_whole_request() {
 
 #[tokio::test]
 async fn moltin_percent_code_sends_the_documented_body_and_uses_the_code_as_vendor_id() {
-    let (sb, moltin) = (MockServer::start().await, MockServer::start().await);
+    let (sb, moltin) = servers().await;
     expect_moltin_create(&moltin, moltin_body(json!([{ "code": "SPRING20" }]))).await;
-    no_other_calls(&sb).await;
-    no_other_calls(&moltin).await;
     let gw = gateway(&sb, &moltin).await;
 
-    let (status, body) = gw
-        .create(&json!({
-            "code": "SPRING20", "campaign": "pct", "discount": { "percent_off": 20 }, "targets": ["moltin"]
-        }))
-        .await;
+    let (status, body) = gw.create(&pct("SPRING20", "moltin")).await;
 
     assert_eq!(status, 201, "{body}");
     assert_created(&body, "moltin", "SPRING20");
@@ -529,10 +444,8 @@ async fn moltin_percent_code_sends_the_documented_body_and_uses_the_code_as_vend
 
 #[tokio::test]
 async fn moltin_amount_code_attaches_to_the_promotion_that_grants_the_amount() {
-    let (sb, moltin) = (MockServer::start().await, MockServer::start().await);
+    let (sb, moltin) = servers().await;
     expect_moltin_create(&moltin, moltin_body(json!([{ "code": "NINEOFF" }]))).await;
-    no_other_calls(&sb).await;
-    no_other_calls(&moltin).await;
     let gw = gateway(&sb, &moltin).await;
 
     let (status, body) = gw
@@ -548,14 +461,12 @@ async fn moltin_amount_code_attaches_to_the_promotion_that_grants_the_amount() {
 
 #[tokio::test]
 async fn moltin_carries_uses_and_user() {
-    let (sb, moltin) = (MockServer::start().await, MockServer::start().await);
+    let (sb, moltin) = servers().await;
     expect_moltin_create(
         &moltin,
         moltin_body(json!([{ "code": "ADA25", "uses": 25, "user": "cust_42" }])),
     )
     .await;
-    no_other_calls(&sb).await;
-    no_other_calls(&moltin).await;
     let gw = gateway(&sb, &moltin).await;
 
     let (status, body) = gw
@@ -572,58 +483,9 @@ async fn moltin_carries_uses_and_user() {
 }
 
 #[tokio::test]
-async fn moltin_refuses_expires_at_by_default_without_calling() {
-    let (sb, moltin) = (MockServer::start().await, MockServer::start().await);
-    no_other_calls(&sb).await;
-    no_other_calls(&moltin).await;
-    let gw = gateway(&sb, &moltin).await;
-
-    let (status, body) = gw
-        .create(&json!({
-            "code": "EXP20", "campaign": "pct", "discount": { "percent_off": 20 },
-            "expires_at": "2026-04-01T00:00:00Z", "targets": ["moltin"]
-        }))
-        .await;
-
-    assert_eq!(status, 422, "{body}");
-    let r = common::result(&body, "moltin");
-    assert_eq!(r["status"], "unsupported", "{r}");
-    assert_eq!(r["attempts"], 0);
-    assert_eq!(r["error"]["kind"], "unsupported_field");
-    assert_eq!(r["error"]["field"], "expires_at");
-    assert!(r["error"]["message"].as_str().unwrap().contains("expires_at"), "{r}");
-}
-
-#[tokio::test]
-async fn moltin_refuses_first_time_only_by_default_without_calling() {
-    let (sb, moltin) = (MockServer::start().await, MockServer::start().await);
-    no_other_calls(&sb).await;
-    no_other_calls(&moltin).await;
-    let gw = gateway(&sb, &moltin).await;
-
-    let (status, body) = gw
-        .create(&json!({
-            "code": "FIRST20", "campaign": "pct", "discount": { "percent_off": 20 },
-            "first_time_only": true, "targets": ["moltin"]
-        }))
-        .await;
-
-    assert_eq!(status, 422, "{body}");
-    let r = common::result(&body, "moltin");
-    assert_eq!(r["status"], "unsupported", "{r}");
-    assert_eq!(r["error"]["field"], "first_time_only");
-    assert!(
-        r["error"]["message"].as_str().unwrap().contains("first_time_only"),
-        "{r}"
-    );
-}
-
-#[tokio::test]
 async fn moltin_skip_field_sends_without_expiry_and_first_time_only_and_warns() {
-    let (sb, moltin) = (MockServer::start().await, MockServer::start().await);
+    let (sb, moltin) = servers().await;
     expect_moltin_create(&moltin, moltin_body(json!([{ "code": "SKIP20", "uses": 3 }]))).await;
-    no_other_calls(&sb).await;
-    no_other_calls(&moltin).await;
     let gw = gateway(&sb, &moltin).await;
 
     let (status, body) = gw
@@ -636,19 +498,17 @@ async fn moltin_skip_field_sends_without_expiry_and_first_time_only_and_warns() 
 
     assert_eq!(status, 201, "{body}");
     assert_created(&body, "moltin", "SKIP20");
-    let warnings = common::result(&body, "moltin")["warnings"].as_array().unwrap().clone();
-    let fields: Vec<&str> = warnings.iter().map(|w| w["field"].as_str().unwrap()).collect();
-    assert_eq!(fields, ["expires_at", "first_time_only"], "{warnings:?}");
-    for w in &warnings {
+    let r = common::result(&body, "moltin");
+    assert_eq!(warning_fields(r), ["expires_at", "first_time_only"], "{r}");
+    for w in r["warnings"].as_array().unwrap() {
         assert!(w["message"].as_str().unwrap().contains("Moltin"), "{w}");
     }
 }
 
 #[tokio::test]
 async fn moltin_jsonapi_422_is_rejected_with_the_detail() {
-    let (sb, moltin) = (MockServer::start().await, MockServer::start().await);
-    Mock::given(method("POST"))
-        .and(path(moltin_path()))
+    let (sb, moltin) = servers().await;
+    moltin_endpoint()
         .and(header("Authorization", MOLTIN_BEARER))
         .and(body_json(moltin_body(json!([{ "code": "TAKEN20" }]))))
         .respond_with(ResponseTemplate::new(422).set_body_json(json!({
@@ -661,15 +521,9 @@ async fn moltin_jsonapi_422_is_rejected_with_the_detail() {
         .expect(1)
         .mount(&moltin)
         .await;
-    no_other_calls(&sb).await;
-    no_other_calls(&moltin).await;
     let gw = gateway(&sb, &moltin).await;
 
-    let (status, body) = gw
-        .create(&json!({
-            "code": "TAKEN20", "campaign": "pct", "discount": { "percent_off": 20 }, "targets": ["moltin"]
-        }))
-        .await;
+    let (status, body) = gw.create(&pct("TAKEN20", "moltin")).await;
 
     assert_eq!(status, 502, "{body}");
     let r = common::result(&body, "moltin");
@@ -690,10 +544,8 @@ async fn moltin_jsonapi_422_is_rejected_with_the_detail() {
 
 #[tokio::test]
 async fn campaign_without_coupon_ref_leaves_spacebring_unconfigured_and_moltin_created() {
-    let (sb, moltin) = (MockServer::start().await, MockServer::start().await);
+    let (sb, moltin) = servers().await;
     expect_moltin_create(&moltin, moltin_body(json!([{ "code": "HALF" }]))).await;
-    no_other_calls(&sb).await;
-    no_other_calls(&moltin).await;
     let gw = gateway(&sb, &moltin).await;
 
     // No targets: the campaign's mapping names both upstreams.
@@ -713,10 +565,8 @@ async fn campaign_without_coupon_ref_leaves_spacebring_unconfigured_and_moltin_c
 
 #[tokio::test]
 async fn campaign_without_promotion_id_leaves_moltin_unconfigured_and_spacebring_created() {
-    let (sb, moltin) = (MockServer::start().await, MockServer::start().await);
+    let (sb, moltin) = servers().await;
     expect_sb_create(&sb, sb_body("HALF"), "HALF").await;
-    no_other_calls(&sb).await;
-    no_other_calls(&moltin).await;
     let gw = gateway(&sb, &moltin).await;
 
     let (status, body) = gw
@@ -737,9 +587,7 @@ async fn campaign_without_promotion_id_leaves_moltin_unconfigured_and_spacebring
 
 #[tokio::test]
 async fn a_discount_other_than_the_parents_is_refused_for_both_without_calling() {
-    let (sb, moltin) = (MockServer::start().await, MockServer::start().await);
-    no_other_calls(&sb).await;
-    no_other_calls(&moltin).await;
+    let (sb, moltin) = servers().await;
     let gw = gateway(&sb, &moltin).await;
 
     let (status, body) = gw
@@ -762,11 +610,9 @@ async fn a_discount_other_than_the_parents_is_refused_for_both_without_calling()
 
 #[tokio::test]
 async fn both_vendors_get_exactly_one_content_type_application_json() {
-    let (sb, moltin) = (MockServer::start().await, MockServer::start().await);
+    let (sb, moltin) = servers().await;
     expect_sb_create(&sb, sb_body("CT20"), "CT20").await;
     expect_moltin_create(&moltin, moltin_body(json!([{ "code": "CT20" }]))).await;
-    no_other_calls(&sb).await;
-    no_other_calls(&moltin).await;
     let gw = gateway(&sb, &moltin).await;
 
     let (status, body) = gw
@@ -777,12 +623,7 @@ async fn both_vendors_get_exactly_one_content_type_application_json() {
     for (vendor, server) in [("spacebring", &sb), ("moltin", &moltin)] {
         let received = server.received_requests().await.unwrap();
         assert_eq!(received.len(), 1, "{vendor}");
-        let values: Vec<&str> = received[0]
-            .headers
-            .get_all("content-type")
-            .iter()
-            .map(|v| v.to_str().unwrap())
-            .collect();
+        let values = common::header_values(&received[0], "content-type");
         // Content-Type is a singleton field (RFC 9110 §8.3): sent twice, a strict server reads
         // `application/json, application/json` and refuses the body.
         assert_eq!(values, ["application/json"], "{vendor} got Content-Type {values:?}");

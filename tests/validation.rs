@@ -4,46 +4,33 @@
 mod common;
 
 use serde_json::{json, Value};
-use wiremock::matchers::any;
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::MockServer;
 
 const CREATE: &str = "/v1/promo-codes";
+
+const TOKENS: &[(&str, &str)] = &[("LOOP_TOKEN", "t"), ("PARTNERO_TOKEN", "t")];
+
+/// Loop and Partnero, both fully configured and both pointing at `server`.
+fn config(server: &MockServer) -> String {
+    [
+        common::upstream("loop", "loop", &server.uri(), ""),
+        common::upstream("partnero", "partnero", &server.uri(), ""),
+    ]
+    .join("\n")
+}
 
 /// Loop and Partnero both point at one wiremock server whose only mock is a catch-all that
 /// must never be hit. Both are fully configured, so a request that slipped through validation
 /// would really be sent.
 async fn setup() -> (MockServer, common::Gateway) {
-    let server = MockServer::start().await;
-    Mock::given(any())
-        .respond_with(ResponseTemplate::new(500))
-        .expect(0)
-        .named("any call to an upstream")
-        .mount(&server)
-        .await;
-    let config = [
-        common::upstream("loop", "loop", &server.uri(), ""),
-        common::upstream("partnero", "partnero", &server.uri(), ""),
-    ]
-    .join("\n");
-    let mapping = r#"
-[upstreams.loop]
-
-[upstreams.partnero]
-coupon_uuid = "coupon_spring"
-discount = { percent_off = 20 }
-"#;
-    let gw = common::start(
-        &config,
-        &[("spring", mapping)],
-        &[("LOOP_TOKEN", "t"), ("PARTNERO_TOKEN", "t")],
-    )
-    .await;
+    let server = common::strict_server().await;
+    let gw = common::start(&config(&server), &[("spring", common::SPRING_LOOP_PARTNERO)], TOKENS).await;
     (server, gw)
 }
 
 /// A valid request; each row breaks it in one way.
 fn base() -> Value {
-    json!({ "code": "SPRING-20", "discount": { "percent_off": 20 }, "targets": ["loop"] })
+    common::percent20("SPRING-20", &["loop"])
 }
 
 fn with(pairs: &[(&str, Value)]) -> String {
@@ -66,26 +53,13 @@ struct Answer {
     body: Value,
 }
 
+/// POSTs `body` as JSON and insists that the answer is JSON.
 async fn post(gw: &common::Gateway, path: &str, body: String) -> Answer {
-    let r = gw
-        .http
-        .post(format!("{}{path}", gw.base))
-        .header("Content-Type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let content_type = r
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let text = r.text().await.unwrap();
-    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("answer is not JSON: {text}"));
+    let raw = gw.post_raw(path, body).await;
+    let body = serde_json::from_str(&raw.text).unwrap_or_else(|_| panic!("answer is not JSON: {}", raw.text));
     Answer {
-        status,
-        content_type,
+        status: raw.status,
+        content_type: raw.content_type,
         body,
     }
 }
@@ -294,17 +268,7 @@ async fn a_refused_dry_run_also_calls_nobody_and_a_vendor_rule_is_a_target_resul
 #[tokio::test]
 async fn a_passthrough_for_an_upstream_the_campaign_does_not_target_is_refused() {
     let (server, _) = setup().await;
-    let config = [
-        common::upstream("loop", "loop", &server.uri(), ""),
-        common::upstream("partnero", "partnero", &server.uri(), ""),
-    ]
-    .join("\n");
-    let gw = common::start(
-        &config,
-        &[("loop-only", "[upstreams.loop]\n")],
-        &[("LOOP_TOKEN", "t"), ("PARTNERO_TOKEN", "t")],
-    )
-    .await;
+    let gw = common::start(&config(&server), &[("loop-only", "[upstreams.loop]\n")], TOKENS).await;
     let (status, body) = gw
         .create(&json!({
             "code": "SPRING-20", "campaign": "loop-only", "discount": { "percent_off": 20 },
@@ -319,16 +283,16 @@ async fn a_passthrough_for_an_upstream_the_campaign_does_not_target_is_refused()
 #[tokio::test]
 async fn unknown_routes_and_methods_are_problems_too() {
     let (_server, gw) = setup().await;
-    let r = gw.http.get(format!("{}/v1/nope", gw.base)).send().await.unwrap();
-    assert_eq!(r.status(), 404);
-    assert_eq!(r.headers()["content-type"], "application/problem+json");
-    let body: Value = r.json().await.unwrap();
+    let r = gw.get_raw("/v1/nope").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.content_type, "application/problem+json");
+    let body: Value = serde_json::from_str(&r.text).unwrap();
     assert_eq!(body["errors"][0]["field"], "path");
     assert_eq!(body["type"], "urn:promo-gateway:problem:not-found");
 
-    let r = gw.http.get(format!("{}{CREATE}", gw.base)).send().await.unwrap();
-    assert_eq!(r.status(), 405);
-    assert_eq!(r.headers()["content-type"], "application/problem+json");
-    let body: Value = r.json().await.unwrap();
+    let r = gw.get_raw(CREATE).await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.content_type, "application/problem+json");
+    let body: Value = serde_json::from_str(&r.text).unwrap();
     assert_eq!(body["errors"][0]["field"], "method");
 }

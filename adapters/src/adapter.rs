@@ -8,7 +8,7 @@ use std::fmt;
 use std::time::Duration;
 
 use chrono_tz::Tz;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::mapping::UpstreamMapping;
@@ -17,7 +17,7 @@ use crate::policy::{Field, Support};
 
 /// The vendor APIs the gateway speaks. Limio's two promo-code versions are different
 /// contracts (inline discount vs catalog reference), so they are different kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VendorKind {
     Spacebring,
@@ -81,7 +81,7 @@ pub struct VendorRequest {
 }
 
 /// A lossy conversion or a dropped field, reported with the result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Warning {
     pub field: String,
     pub message: String,

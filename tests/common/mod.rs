@@ -1,18 +1,27 @@
 //! The harness every integration test shares: the real router, built from a real config file
 //! and real mapping files in a temporary directory, served on a loopback port, with wiremock
-//! servers standing in for the vendors.
+//! servers standing in for the vendors. Below the harness: the wiremock scaffolding more than one
+//! test file needs (catch-alls, OAuth2 token endpoints, the vendors' documented success answers).
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use base64::Engine as _;
+use serde_json::{json, Value};
 use tempfile::TempDir;
+use wiremock::matchers::{any, body_json, header, method, path};
+use wiremock::{Mock, MockBuilder, MockServer, ResponseTemplate};
+
+// ---------------------------------------------------------------------------------------------
+// The gateway
+// ---------------------------------------------------------------------------------------------
 
 /// A running gateway. Dropping it stops nothing explicitly; the runtime ends with the test.
 pub struct Gateway {
     pub base: String,
     pub http: reqwest::Client,
-    _dir: TempDir,
+    _dir: Option<TempDir>,
 }
 
 /// One `[upstreams.NAME]` table pointing at `base_url`, with extra TOML lines (auth, version...).
@@ -42,29 +51,91 @@ pub fn env_prefix(name: &str) -> String {
     name.to_uppercase().replace('-', "_")
 }
 
+/// The `auth = {...}` line for OAuth2 client credentials at `token_url`, the client's id and
+/// secret read from `id_env` and `secret_env`; `more` adds keys inside the table (it starts with
+/// a comma, e.g. `, scopes = ["x"]`).
+pub fn oauth2_client_credentials(token_url: &str, id_env: &str, secret_env: &str, more: &str) -> String {
+    format!(
+        "auth = {{ scheme = \"oauth2\", grant = \"client_credentials\", token_url = \"{token_url}\", \
+         client_id_env = \"{id_env}\", client_secret_env = \"{secret_env}\"{more} }}"
+    )
+}
+
+/// The `spring` campaign for Loop (its own discount) and Partnero (a coupon granting 20% off).
+pub const SPRING_LOOP_PARTNERO: &str = r#"
+[upstreams.loop]
+
+[upstreams.partnero]
+coupon_uuid = "coupon_spring"
+discount = { percent_off = 20 }
+"#;
+
+/// Writes `<dir>/config.toml` (`config` after a [server] table) and `<dir>/mappings/<name>.toml`
+/// for each `(name, toml)`; returns the config file's path.
+pub fn write_files(dir: &Path, config: &str, mappings: &[(&str, &str)]) -> PathBuf {
+    std::fs::create_dir(dir.join("mappings")).unwrap();
+    for (name, text) in mappings {
+        std::fs::write(dir.join("mappings").join(format!("{name}.toml")), text).unwrap();
+    }
+    let path = dir.join("config.toml");
+    std::fs::write(&path, format!("[server]\nmax_body_bytes = 16384\n\n{config}")).unwrap();
+    path
+}
+
 /// Starts the gateway on `config` (upstream tables; a [server] table is added), with mapping
 /// files `(campaign, toml)` and the environment `env`.
 pub async fn start(config: &str, mappings: &[(&str, &str)], env: &[(&str, &str)]) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("mappings")).unwrap();
-    for (name, text) in mappings {
-        std::fs::write(dir.path().join("mappings").join(format!("{name}.toml")), text).unwrap();
-    }
-    let path = dir.path().join("config.toml");
-    std::fs::write(&path, format!("[server]\nmax_body_bytes = 16384\n\n{config}")).unwrap();
+    let path = write_files(dir.path(), config, mappings);
     let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let (_, router) = promo_gateway::app_from_file(&path, &move |k: &str| env.get(k).cloned()).unwrap();
+    let mut gw = serve(router).await;
+    gw._dir = Some(dir);
+    gw
+}
+
+/// Serves `router` on a loopback port.
+pub async fn serve(router: axum::Router) -> Gateway {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    Gateway {
-        base,
-        http: reqwest::Client::new(),
-        _dir: dir,
+    Gateway::at(base)
+}
+
+/// One answer as it came: status, Content-Type (empty if none) and the body's text.
+pub struct Raw {
+    pub status: u16,
+    pub content_type: String,
+    pub text: String,
+}
+
+impl Raw {
+    async fn from(r: reqwest::Response) -> Self {
+        let status = r.status().as_u16();
+        let content_type = r
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let text = r.text().await.unwrap();
+        Raw {
+            status,
+            content_type,
+            text,
+        }
     }
 }
 
 impl Gateway {
+    /// A client for a gateway listening at `base` (e.g. the real binary).
+    pub fn at(base: String) -> Self {
+        Gateway {
+            base,
+            http: reqwest::Client::new(),
+            _dir: None,
+        }
+    }
+
     /// POSTs a JSON body to /v1/promo-codes; returns the status and the parsed body.
     pub async fn create(&self, body: &Value) -> (u16, Value) {
         self.post("/v1/promo-codes", body.to_string()).await
@@ -74,8 +145,22 @@ impl Gateway {
         self.post("/v1/promo-codes?dry_run=true", body.to_string()).await
     }
 
+    /// POSTs every body to /v1/promo-codes at once; the answers in the order of `bodies`.
+    pub async fn create_all(&self, bodies: &[Value]) -> Vec<(u16, Value)> {
+        futures::future::join_all(bodies.iter().map(|b| self.create(b))).await
+    }
+
     /// POSTs raw text, for bodies that are not JSON.
     pub async fn post(&self, path: &str, body: String) -> (u16, Value) {
+        let raw = self.post_raw(path, body).await;
+        (
+            raw.status,
+            serde_json::from_str(&raw.text).unwrap_or(Value::String(raw.text)),
+        )
+    }
+
+    /// POSTs raw text as `application/json`; the answer unparsed.
+    pub async fn post_raw(&self, path: &str, body: String) -> Raw {
         let r = self
             .http
             .post(format!("{}{path}", self.base))
@@ -84,15 +169,41 @@ impl Gateway {
             .send()
             .await
             .unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        Raw::from(r).await
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
-        (r.status().as_u16(), r.json().await.unwrap())
+        let raw = self.get_raw(path).await;
+        (raw.status, serde_json::from_str(&raw.text).unwrap())
     }
+
+    pub async fn get_raw(&self, path: &str) -> Raw {
+        Raw::from(self.http.get(format!("{}{path}", self.base)).send().await.unwrap()).await
+    }
+
+    /// How many tokens `upstream` has fetched, as /health (answering 200) reports it.
+    pub async fn token_fetches(&self, upstream: &str) -> u64 {
+        let (status, health) = self.get("/health").await;
+        assert_eq!(status, 200, "{health}");
+        health["upstreams"][upstream]["token_fetches"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no token_fetches for {upstream} in {health}"))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests and answers
+// ---------------------------------------------------------------------------------------------
+
+/// The request for one 20%-off code sent to `targets`.
+pub fn percent20(code: &str, targets: &[&str]) -> Value {
+    json!({ "code": code, "discount": { "percent_off": 20 }, "targets": targets })
+}
+
+/// `base` with the members of `extra` added (or replaced).
+pub fn merged(mut base: Value, extra: Value) -> Value {
+    base.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    base
 }
 
 /// The result for one upstream in a create response.
@@ -103,4 +214,193 @@ pub fn result<'a>(body: &'a Value, upstream: &str) -> &'a Value {
         .iter()
         .find(|r| r["upstream"] == upstream)
         .unwrap_or_else(|| panic!("no result for {upstream} in {body}"))
+}
+
+/// The fields a result's warnings name, in order.
+pub fn warning_fields(result: &Value) -> Vec<&str> {
+    result["warnings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no warnings array in {result}"))
+        .iter()
+        .map(|w| w["field"].as_str().unwrap())
+        .collect()
+}
+
+/// The message of the warning naming `field`.
+pub fn warning<'a>(result: &'a Value, field: &str) -> &'a str {
+    result["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["field"] == field)
+        .unwrap_or_else(|| panic!("no warning for {field} in {result}"))["message"]
+        .as_str()
+        .unwrap()
+}
+
+/// Fails if any of `secrets` appears in `text`.
+pub fn assert_hides(text: &str, secrets: &[&str]) {
+    for secret in secrets {
+        assert!(!text.contains(secret), "`{secret}` leaked into a response: {text}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upstreams (wiremock)
+// ---------------------------------------------------------------------------------------------
+
+/// A catch-all that fails the test (on drop) if any call reaches `server` that no other mock
+/// takes: it has the lowest priority, so it may be mounted before or after them.
+pub async fn no_other_calls(server: &MockServer) {
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(599))
+        .with_priority(u8::MAX)
+        .expect(0)
+        .named("no other call")
+        .mount(server)
+        .await;
+}
+
+/// A fresh server with [`no_other_calls`] mounted: it takes only the calls mocked on it later.
+pub async fn strict_server() -> MockServer {
+    let server = MockServer::start().await;
+    no_other_calls(&server).await;
+    server
+}
+
+/// Every value of header `name` in a request an upstream received, in order.
+pub fn header_values(request: &wiremock::Request, name: &str) -> Vec<String> {
+    let all = request.headers.get_all(name);
+    all.iter().map(|v| v.to_str().unwrap().to_owned()).collect()
+}
+
+/// `Basic base64(user:password)`.
+pub fn basic(user: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+/// An OAuth2 token request to `path_`: POST, form-encoded, the client authenticated with HTTP
+/// Basic (RFC 6749 §2.3.1). Callers add what the form must hold.
+pub fn token_endpoint(path_: &str, client_id: &str, client_secret: &str) -> MockBuilder {
+    Mock::given(method("POST"))
+        .and(path(path_))
+        .and(header("Content-Type", "application/x-www-form-urlencoded"))
+        .and(header("Authorization", basic(client_id, client_secret).as_str()))
+}
+
+/// A token endpoint's answer body: a bearer `token` good for an hour.
+pub fn token_json(token: &str) -> Value {
+    json!({ "access_token": token, "token_type": "Bearer", "expires_in": 3600 })
+}
+
+/// A token endpoint's 200 answer with [`token_json`].
+pub fn token_issued(token: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(token_json(token))
+}
+
+/// Loop's create endpoint, whatever the headers and body.
+pub fn loop_endpoint() -> MockBuilder {
+    Mock::given(method("POST")).and(path("/v1/admin/promos"))
+}
+
+/// Exactly the call Loop's document requires: POST /v1/admin/promos, `Bearer token`, JSON `body`.
+pub fn loop_create(token: &str, body: Value) -> MockBuilder {
+    loop_endpoint()
+        .and(header("Authorization", format!("Bearer {token}").as_str()))
+        .and(header("Content-Type", "application/json"))
+        .and(body_json(body))
+}
+
+/// Loop's body for a plain 20%-off `code`.
+pub fn loop_body(code: &str) -> Value {
+    json!({ "code": code, "percent_off": 20 })
+}
+
+/// Loop's documented promo object for a 20%-off `code` with id `id`.
+pub fn loop_promo(id: &str, code: &str) -> Value {
+    json!({
+        "id": id, "code": code, "active": true, "percent_off": 20, "amount_off": null,
+        "currency": null, "expires_at": null, "max_redemptions": null, "times_redeemed": 0,
+        "created_at": "2026-03-01T10:00:00Z"
+    })
+}
+
+/// Loop's documented 201 answer: [`loop_promo`].
+pub fn loop_created(id: &str, code: &str) -> ResponseTemplate {
+    ResponseTemplate::new(201).set_body_json(loop_promo(id, code))
+}
+
+/// Partnero's create endpoint, whatever the headers and body.
+pub fn partnero_endpoint() -> MockBuilder {
+    Mock::given(method("POST")).and(path("/v1/promotion-codes"))
+}
+
+/// Exactly the call Partnero's document requires, `Accept: application/json` included.
+pub fn partnero_create(token: &str, body: Value) -> MockBuilder {
+    partnero_endpoint()
+        .and(header("Authorization", format!("Bearer {token}").as_str()))
+        .and(header("Content-Type", "application/json"))
+        .and(header("Accept", "application/json"))
+        .and(body_json(body))
+}
+
+/// Partnero's documented 200 answer for `code` (a code with no limits).
+pub fn partnero_created(code: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "data": {
+            "code": code, "first_time_order": false, "limit_to_specific_partner": false,
+            "coupon_specific_partners": [], "limit_to_specific_customer": false,
+            "coupon_specific_customers": [], "minimum_order_status": false, "minimum_order_value": null,
+            "expiration_date_status": false, "expiration_date_value": null,
+            "redemption_times_status": false, "redemption_times_value": null,
+            "metadata": [], "additional_info": [], "times_redeemed": 0
+        },
+        "status": 1,
+        "message": "Promotion code created in the app successfully."
+    }))
+}
+
+/// Spacebring's documented 201 answer: promocode `id` for `code` on `coupon`, in `network`.
+pub fn spacebring_created(id: &str, code: &str, coupon: &str, network: &str) -> ResponseTemplate {
+    ResponseTemplate::new(201).set_body_json(json!({
+        "promocode": {
+            "id": id,
+            "code": code,
+            "couponRef": coupon,
+            "createDate": "2026-03-01T10:00:00Z",
+            "expiration": { "enabled": false },
+            "limitByFirstPurchase": false,
+            "limitedRedemption": { "enabled": false, "usage": 0, "value": 0 },
+            "networkRef": network
+        }
+    }))
+}
+
+/// Moltin's documented 201 answer: the promotion the codes joined.
+pub fn moltin_created(promotion: &str) -> ResponseTemplate {
+    ResponseTemplate::new(201).set_body_json(json!({
+        "data": {
+            "type": "promotion",
+            "id": promotion,
+            "name": "Promo #1",
+            "description": "Initial Promotion",
+            "enabled": true,
+            "promotion_type": "fixed_discount",
+            "schema": { "currencies": [ { "currency": "USD", "amount": 900 }, { "currency": "GBP", "amount": 1100 } ] },
+            "start": "2017-11-13T00:00:00Z",
+            "end": "2019-11-13T00:00:00Z",
+            "created_at": "2018-05-10T15:25:21.164Z",
+            "updated_at": "2018-05-10T15:26:18.203Z"
+        }
+    }))
+}
+
+/// Limio's documented 200 `UpdateObjectsResponse` for the object `id` named `name`.
+pub fn limio_updated(id: &str, name: &str, record_type: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "id": id, "name": name, "status": "active", "record_type": record_type, "service": "limio", "data": {}
+    }))
 }
