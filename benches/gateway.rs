@@ -192,18 +192,49 @@ async fn gateway_bench(rounds: usize, ops: usize) {
             start.elapsed() / ops as u32
         }
     };
-    let (mut via, mut direct, mut fan) = (Vec::new(), Vec::new(), Vec::new());
+    // The ledger's part of a create: the record made before the call and the outcome after it.
+    let ledger = promo_gateway::ledger::Ledger::open(&dir.path().join("bench-ledger.db")).unwrap();
+    let result: promo_gateway::engine::TargetResult = serde_json::from_value(json!({
+        "upstream": "loop0", "vendor": "loop", "status": "created", "vendor_id": "promo_1",
+        "warnings": [], "attempts": 1
+    }))
+    .unwrap();
+    let body: Value = serde_json::from_str(&one).unwrap();
+    let ledger_writes = || {
+        let (ledger, result, body) = (ledger.clone(), result.clone(), body.clone());
+        async move {
+            let start = Instant::now();
+            for _ in 0..ops {
+                let begun = ledger
+                    .begin(None, "BENCH-1".into(), body.clone(), vec![("loop0".into(), None)])
+                    .await
+                    .unwrap();
+                let promo_gateway::ledger::Begin::New(id) = begun else {
+                    unreachable!()
+                };
+                ledger.record(id, &result).await.unwrap();
+            }
+            start.elapsed() / ops as u32
+        }
+    };
+
+    let (mut via, mut direct, mut fan, mut writes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         direct.push(time(direct_url.clone(), direct_body.clone()).await);
         via.push(time(gateway.clone(), one.clone()).await);
         fan.push(time(gateway.clone(), six.clone()).await);
+        writes.push(ledger_writes().await);
     }
-    let (via, direct, fan) = (median(via), median(direct), median(fan));
+    let (via, direct, fan, writes) = (median(via), median(direct), median(fan), median(writes));
     println!("## Gateway, per create (sequential requests over loopback, wiremock vendors)\n");
     println!("| comparison | ratio |\n|---|---|");
     println!(
         "| via the gateway to 1 vendor / straight to that vendor | {:.2} |",
         via.as_secs_f64() / direct.as_secs_f64()
+    );
+    println!(
+        "| the ledger's writes for one create / straight to that vendor | {:.2} |",
+        writes.as_secs_f64() / direct.as_secs_f64()
     );
     println!(
         "| via the gateway to 6 vendors / via the gateway to 1 | {:.2} |",

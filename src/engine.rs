@@ -281,7 +281,6 @@ impl Engine {
                 let retry: BTreeSet<&String> = targets.iter().collect();
                 let plans = plans.into_iter().filter(|(t, _)| retry.contains(t)).collect();
                 self.deliver(request_id, code, plans, false).await;
-                self.finish(request_id).await;
                 let results = self
                     .ledger
                     .results(request_id)
@@ -296,7 +295,6 @@ impl Engine {
             Begin::KeyReused(id) => return Err(ApiError::IdempotencyKeyReused(id)),
         };
         let results = self.deliver(request_id, code, plans, false).await;
-        self.finish(request_id).await;
         Ok(Answer {
             response: CreateResponse::new(code, Some(request_id), results),
             replayed: false,
@@ -312,39 +310,39 @@ impl Engine {
     }
 
     /// Sends the targets of creates that a crash interrupted (as [`Ledger::interrupted`] read
-    /// them at start-up), and returns how many creates it finished. A target is resent only if it was still `pending`; its result carries a warning,
-    /// since the interrupted call may have reached the vendor (which then answers 409).
+    /// them at start-up), and returns how many creates it took up. A target is resent only if it
+    /// was still `pending`; its result carries a warning, since the interrupted call may have
+    /// reached the vendor (which then answers 409). A pending target the current configuration
+    /// can no longer plan is recorded as not resumed, so no create stays pending for ever.
     pub async fn resume(&self, unfinished: Vec<Unfinished>) -> Result<usize, crate::ledger::LedgerError> {
         let count = unfinished.len();
         for u in unfinished {
-            let pending: BTreeSet<&String> = u.pending.iter().collect();
             let planned = validate(&u.body, &self.validation_context())
                 .map_err(ApiError::Invalid)
                 .and_then(|request| Ok((self.plan(&request)?, request)));
-            match planned {
-                Ok((plans, request)) => {
-                    let plans = plans
-                        .into_iter()
-                        .filter(|(t, _)| pending.contains(t))
-                        .map(|(t, p)| {
-                            let p = p.settle_credentials(&t);
-                            (t, p)
-                        })
-                        .collect();
-                    self.deliver(u.request_id, &request.promo, plans, true).await;
-                }
-                Err(e) => {
-                    for target in &u.pending {
-                        let result = TargetResult::new(target, self.upstreams.get(target).map(|u| u.vendor), Status::Failed)
-                            .with_error(
-                                ErrorKind::NotResumed,
-                                format!("interrupted by a restart and not resent: the request no longer passes under the current configuration ({e})"),
-                            );
-                        self.ledger.record(u.request_id, &result).await?;
-                    }
-                }
+            let (mut plans, code, why_not) = match planned {
+                Ok((plans, request)) => (plans, Some(request.promo), "its target is no longer planned".to_owned()),
+                Err(e) => (Vec::new(), None, format!("the request no longer passes ({e})")),
+            };
+            plans.retain(|(t, _)| u.pending.contains(t));
+            for target in u.pending.iter().filter(|t| !plans.iter().any(|(p, _)| p == *t)) {
+                let vendor = self.upstreams.get(target).map(|u| u.vendor);
+                let result = TargetResult::new(target, vendor, Status::Failed).with_error(
+                    ErrorKind::NotResumed,
+                    format!("interrupted by a restart and not resent under the current configuration: {why_not}"),
+                );
+                self.ledger.record(u.request_id, &result).await?;
             }
-            self.ledger.finish(u.request_id).await?;
+            if let Some(code) = code {
+                let plans = plans
+                    .into_iter()
+                    .map(|(t, p)| {
+                        let p = p.settle_credentials(&t);
+                        (t, p)
+                    })
+                    .collect();
+                self.deliver(u.request_id, &code, plans, true).await;
+            }
             tracing::info!(
                 request_id = u.request_id,
                 targets = u.pending.len(),
@@ -352,14 +350,6 @@ impl Engine {
             );
         }
         Ok(count)
-    }
-
-    async fn finish(&self, request_id: i64) {
-        if let Err(e) = self.ledger.finish(request_id).await {
-            // The outcomes are recorded; only the "finished" mark is missing, so a restart
-            // would find no pending target to resend and just mark it.
-            tracing::error!(request_id, "could not mark the create finished in the ledger: {e}");
-        }
     }
 
     fn validation_context(&self) -> ValidationContext<'_> {

@@ -138,11 +138,8 @@ impl Ledger {
             let tx = conn.transaction()?;
             if let Some(key) = &key {
                 let seen: Option<(i64, String, Option<String>)> = tx
-                    .query_row(
-                        "SELECT id, body, finished_at FROM requests WHERE idempotency_key = ?1",
-                        [key],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                    )
+                    .prepare_cached("SELECT id, body, finished_at FROM requests WHERE idempotency_key = ?1")?
+                    .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                     .optional()?;
                 if let Some((id, seen_body, finished)) = seen {
                     if seen_body != body {
@@ -176,50 +173,41 @@ impl Ledger {
                     });
                 }
             }
-            tx.execute(
-                "INSERT INTO requests (idempotency_key, code, body) VALUES (?1, ?2, ?3)",
-                params![key, code, body],
-            )?;
+            tx.prepare_cached("INSERT INTO requests (idempotency_key, code, body) VALUES (?1, ?2, ?3)")?
+                .execute(params![key, code, body])?;
             let id = tx.last_insert_rowid();
             for (position, (upstream, settled)) in targets.iter().enumerate() {
                 let (status, result) = match settled {
                     Some(r) => (status_name(r)?, Some(serde_json::to_string(r)?)),
                     None => ("pending".to_owned(), None),
                 };
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO deliveries (request_id, upstream, position, status, result) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![id, upstream, position as i64, status, result],
-                )?;
+                )?
+                .execute(params![id, upstream, position as i64, status, result])?;
             }
+            finish_if_settled(&tx, id)?;
             tx.commit()?;
             Ok(Begin::New(id))
         })
         .await
     }
 
-    /// Records one target's outcome as soon as it is known.
+    /// Records one target's outcome as soon as it is known; the create is marked finished in
+    /// the same transaction when this was its last pending target.
     pub async fn record(&self, request_id: i64, result: &TargetResult) -> Result<(), LedgerError> {
         let status = status_name(result)?;
         let json = serde_json::to_string(result)?;
         let upstream = result.upstream.clone();
         self.with(move |conn| {
-            conn.execute(
+            let tx = conn.transaction()?;
+            tx.prepare_cached(
                 "UPDATE deliveries SET status = ?1, result = ?2, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
                  WHERE request_id = ?3 AND upstream = ?4",
-                params![status, json, request_id, upstream],
-            )?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Marks a create finished: every target has its outcome.
-    pub async fn finish(&self, request_id: i64) -> Result<(), LedgerError> {
-        self.with(move |conn| {
-            conn.execute(
-                "UPDATE requests SET finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
-                [request_id],
-            )?;
+            )?
+            .execute(params![status, json, request_id, upstream])?;
+            finish_if_settled(&tx, request_id)?;
+            tx.commit()?;
             Ok(())
         })
         .await
@@ -272,6 +260,16 @@ impl Ledger {
     pub async fn results(&self, request_id: i64) -> Result<Vec<TargetResult>, LedgerError> {
         self.with(move |conn| results(conn, request_id)).await
     }
+}
+
+/// Marks a create finished once none of its targets is pending.
+fn finish_if_settled(conn: &Connection, request_id: i64) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "UPDATE requests SET finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+         WHERE id = ?1 AND finished_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM deliveries WHERE request_id = ?1 AND status = 'pending')",
+    )?
+    .execute([request_id])
 }
 
 fn status_name(result: &TargetResult) -> Result<String, serde_json::Error> {
