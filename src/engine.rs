@@ -176,6 +176,17 @@ impl TargetResult {
     }
 }
 
+/// Which delivery of a create this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Round {
+    /// The create as it came in.
+    First,
+    /// A repeat under the same idempotency key, sending what failed.
+    Repeat,
+    /// After a restart, sending what a stop left pending.
+    Resume,
+}
+
 /// A target after the pure phase.
 enum Plan {
     Send {
@@ -280,7 +291,7 @@ impl Engine {
             Begin::Retry { request_id, targets } => {
                 let retry: BTreeSet<&String> = targets.iter().collect();
                 let plans = plans.into_iter().filter(|(t, _)| retry.contains(t)).collect();
-                self.deliver(request_id, code, plans, false).await;
+                self.deliver(request_id, code, plans, Round::Repeat).await;
                 let results = self
                     .ledger
                     .results(request_id)
@@ -294,7 +305,7 @@ impl Engine {
             Begin::InProgress(id) => return Err(ApiError::IdempotencyInProgress(id)),
             Begin::KeyReused(id) => return Err(ApiError::IdempotencyKeyReused(id)),
         };
-        let results = self.deliver(request_id, code, plans, false).await;
+        let results = self.deliver(request_id, code, plans, Round::First).await;
         Ok(Answer {
             response: CreateResponse::new(code, Some(request_id), results),
             replayed: false,
@@ -341,7 +352,7 @@ impl Engine {
                         (t, p)
                     })
                     .collect();
-                self.deliver(u.request_id, &code, plans, true).await;
+                self.deliver(u.request_id, &code, plans, Round::Resume).await;
             }
             tracing::info!(
                 request_id = u.request_id,
@@ -366,15 +377,15 @@ impl Engine {
         request_id: i64,
         code: &PromoCode,
         plans: Vec<(String, Plan)>,
-        resumed: bool,
+        round: Round,
     ) -> Vec<TargetResult> {
         let sends = plans.into_iter().map(|(target, plan)| async move {
-            // A result settled without a call is already in the ledger, unless this is a resume.
+            // On a first round, `Ledger::begin` already recorded what was settled without a call.
             let (mut result, record) = match plan {
-                Plan::Done(result) => (result, resumed),
+                Plan::Done(result) => (result, round != Round::First),
                 Plan::Send { upstream, translation } => (send(&target, code, &upstream, &translation).await, true),
             };
-            if resumed {
+            if round == Round::Resume {
                 result.warnings.push(Warning {
                     field: "code".into(),
                     message: "resent after a restart interrupted the first attempt, which may have reached the vendor"

@@ -281,3 +281,50 @@ async fn no_credential_reaches_the_ledger() {
     }
     assert!(recorded, "the redacted outcome is in the ledger");
 }
+
+/// A repeat whose failed target can no longer be sent (its credential was removed since) records
+/// why, and the create is finished rather than left pending.
+#[tokio::test]
+async fn a_repeat_records_a_failed_target_that_can_no_longer_be_sent() {
+    let (a, b) = (common::strict_server().await, common::strict_server().await);
+    common::loop_create(TOKEN, common::loop_body("SPRING20"))
+        .respond_with(common::loop_created("promo_a", "SPRING20"))
+        .expect(1)
+        .mount(&a)
+        .await;
+    common::loop_create(TOKEN2, common::loop_body("SPRING20"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(1)
+        .mount(&b)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = [
+        common::upstream("loop", "loop", &a.uri(), ""),
+        common::upstream("loop2", "loop", &b.uri(), ""),
+    ]
+    .join("\n");
+    let path = common::write_files(dir.path(), &config, &[]);
+    let start = |env: HashMap<&'static str, &'static str>| {
+        let (_, router) = promo_gateway::app_from_file(&path, &|k: &str| env.get(k).map(|v| v.to_string())).unwrap();
+        common::serve(router)
+    };
+    let body = common::percent20("SPRING20", &["loop", "loop2"]);
+
+    let first = start([("LOOP_TOKEN", TOKEN), ("LOOP2_TOKEN", TOKEN2)].into()).await;
+    let (status, _, answer) = create_with_key(&first, "k-5", &body).await;
+    assert_eq!(status, 207, "{answer}");
+
+    // The same ledger, served again without loop2's credential.
+    let second = start([("LOOP_TOKEN", TOKEN)].into()).await;
+    let (status, _, answer) = create_with_key(&second, "k-5", &body).await;
+    assert_eq!(status, 207, "{answer}");
+    assert_eq!(common::result(&answer, "loop")["vendor_id"], "promo_a");
+    let r = common::result(&answer, "loop2");
+    assert_eq!(r["status"], "unconfigured", "{r}");
+    assert_eq!(r["error"]["kind"], "missing_credentials");
+
+    let (_, record) = second.get(&format!("/v1/requests/{}", answer["request_id"])).await;
+    assert_eq!(record["finished"], true, "{record}");
+    assert_eq!(record["pending"], json!([]));
+    assert_eq!(record["results"], answer["results"]);
+}
