@@ -202,9 +202,7 @@ impl Plan {
         match self {
             Plan::Send { upstream, translation } => match &upstream.credentials {
                 Credentials::Missing(vars) => {
-                    let mut result = TargetResult::new(target, Some(upstream.vendor), Status::Unconfigured);
-                    result.warnings = translation.warnings.clone();
-                    Plan::Done(missing_credentials(result, vars))
+                    Plan::Done(missing_credentials(translated(target, &upstream, &translation), vars))
                 }
                 Credentials::Ready(_) => Plan::Send { upstream, translation },
             },
@@ -472,13 +470,19 @@ impl Engine {
     }
 }
 
+/// A target's result before its call: ready to send, with the translation's warnings.
+fn translated(target: &str, upstream: &Upstream, translation: &Translation) -> TargetResult {
+    let mut result = TargetResult::new(target, Some(upstream.vendor), Status::WouldSend);
+    result.warnings = translation.warnings.clone();
+    result
+}
+
 /// One target of a dry run: the request it would get, or why it would get none.
 fn preview_result(target: &str, plan: Plan) -> TargetResult {
     match plan {
         Plan::Done(result) => result,
         Plan::Send { upstream, translation } => {
-            let mut result = TargetResult::new(target, Some(upstream.vendor), Status::WouldSend);
-            result.warnings = translation.warnings.clone();
+            let mut result = translated(target, &upstream, &translation);
             result.request = Some(preview(&upstream, &translation, upstream.auth().map(|a| a.redacted())));
             match &upstream.credentials {
                 Credentials::Missing(vars) => missing_credentials(result, vars),
@@ -490,8 +494,8 @@ fn preview_result(target: &str, plan: Plan) -> TargetResult {
 
 /// One call to one target, with the vendor's answer read into a result.
 async fn send(target: &str, code: &PromoCode, upstream: &Upstream, translation: &Translation) -> TargetResult {
-    let mut result = TargetResult::new(target, Some(upstream.vendor), Status::WouldSend);
-    result.warnings = translation.warnings.clone();
+    let result = translated(target, upstream, translation);
+    // Settled before the ledger's record by `Plan::settle_credentials`; kept total all the same.
     let auth = match &upstream.credentials {
         Credentials::Ready(auth) => auth,
         Credentials::Missing(vars) => return missing_credentials(result, vars),

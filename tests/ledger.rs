@@ -24,6 +24,13 @@ async fn two_loops() -> (MockServer, MockServer, common::Gateway) {
     (a, b, gw)
 }
 
+/// Serves the gateway on an existing config file (and so on the ledger beside it), with `env`.
+async fn serve_config(path: &std::path::Path, env: &[(&str, &str)]) -> common::Gateway {
+    let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let (_, router) = promo_gateway::app_from_file(path, &|k: &str| env.get(k).cloned()).unwrap();
+    common::serve(router).await
+}
+
 /// POSTs a create with an `Idempotency-Key`; the status, the replay header and the body.
 async fn create_with_key(gw: &common::Gateway, key: &str, body: &Value) -> (u16, Option<String>, Value) {
     let r = gw
@@ -222,9 +229,7 @@ async fn a_create_interrupted_by_a_stop_is_resent_at_the_next_start() {
     };
     drop(ledger);
 
-    let env: HashMap<&str, &str> = [("LOOP_TOKEN", TOKEN)].into();
-    let (_, router) = promo_gateway::app_from_file(&path, &|k: &str| env.get(k).map(|v| v.to_string())).unwrap();
-    let gw = common::serve(router).await;
+    let gw = serve_config(&path, &[("LOOP_TOKEN", TOKEN)]).await;
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let record = loop {
@@ -257,9 +262,7 @@ async fn no_credential_reaches_the_ledger() {
         .await;
     let dir = tempfile::tempdir().unwrap();
     let path = common::write_files(dir.path(), &common::upstream("loop", "loop", &server.uri(), ""), &[]);
-    let env: HashMap<&str, &str> = [("LOOP_TOKEN", TOKEN)].into();
-    let (_, router) = promo_gateway::app_from_file(&path, &|k: &str| env.get(k).map(|v| v.to_string())).unwrap();
-    let gw = common::serve(router).await;
+    let gw = serve_config(&path, &[("LOOP_TOKEN", TOKEN)]).await;
 
     let (status, body) = gw.create(&common::percent20("SPRING20", &["loop"])).await;
     assert_eq!(status, 502, "{body}");
@@ -304,18 +307,14 @@ async fn a_repeat_records_a_failed_target_that_can_no_longer_be_sent() {
     ]
     .join("\n");
     let path = common::write_files(dir.path(), &config, &[]);
-    let start = |env: HashMap<&'static str, &'static str>| {
-        let (_, router) = promo_gateway::app_from_file(&path, &|k: &str| env.get(k).map(|v| v.to_string())).unwrap();
-        common::serve(router)
-    };
     let body = common::percent20("SPRING20", &["loop", "loop2"]);
 
-    let first = start([("LOOP_TOKEN", TOKEN), ("LOOP2_TOKEN", TOKEN2)].into()).await;
+    let first = serve_config(&path, &[("LOOP_TOKEN", TOKEN), ("LOOP2_TOKEN", TOKEN2)]).await;
     let (status, _, answer) = create_with_key(&first, "k-5", &body).await;
     assert_eq!(status, 207, "{answer}");
 
     // The same ledger, served again without loop2's credential.
-    let second = start([("LOOP_TOKEN", TOKEN)].into()).await;
+    let second = serve_config(&path, &[("LOOP_TOKEN", TOKEN)]).await;
     let (status, _, answer) = create_with_key(&second, "k-5", &body).await;
     assert_eq!(status, 207, "{answer}");
     assert_eq!(common::result(&answer, "loop")["vendor_id"], "promo_a");
