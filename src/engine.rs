@@ -19,10 +19,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::auth::Credentials;
+use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::error::{ApiError, StartupError};
 use crate::ledger::{Begin, Ledger, Unfinished};
-use crate::upstream::{Delivery, Sent, Upstream};
+use crate::upstream::{Delivery, Patience, Sent, Upstream};
 
 pub struct Engine {
     ledger: Ledger,
@@ -217,6 +218,7 @@ impl Engine {
         campaigns: BTreeMap<String, Campaign>,
         ledger: Ledger,
         env: &dyn Fn(&str) -> Option<String>,
+        clock: SharedClock,
     ) -> Result<Self, StartupError> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("promo-gateway/", env!("CARGO_PKG_VERSION")))
@@ -224,7 +226,12 @@ impl Engine {
         let upstreams: BTreeMap<String, Arc<Upstream>> = config
             .upstreams
             .iter()
-            .map(|(name, u)| (name.clone(), Arc::new(Upstream::new(name, u, http.clone(), env))))
+            .map(|(name, u)| {
+                (
+                    name.clone(),
+                    Arc::new(Upstream::new(name, u, http.clone(), env, clock.clone())),
+                )
+            })
             .collect();
         Ok(Self {
             ledger,
@@ -500,7 +507,9 @@ async fn send(target: &str, code: &PromoCode, upstream: &Upstream, translation: 
         Credentials::Ready(auth) => auth,
         Credentials::Missing(vars) => return missing_credentials(result, vars),
     };
-    let sent = upstream.send(auth, code, &translation.request).await;
+    let sent = upstream
+        .send(auth, code, &translation.request, Patience::Interactive)
+        .await;
     let mut result = delivered(result, upstream, sent);
     if let Some(error) = result.error.as_mut() {
         error.message = upstream.redact(std::mem::take(&mut error.message)).await;

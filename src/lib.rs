@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod error;
@@ -28,6 +29,15 @@ pub fn app_from_file(
     config_path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(Config, Router), StartupError> {
+    app(config_path, env, Arc::new(clock::SystemClock))
+}
+
+/// [`app_from_file`] on a given clock: tests move a [`clock::ManualClock`] by hand.
+pub fn app(
+    config_path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    clock: clock::SharedClock,
+) -> Result<(Config, Router), StartupError> {
     let config = Config::load(config_path)?;
     let campaigns = config::load_campaigns(&config.mappings_dir(config_path))?;
     let ledger_path = config.ledger_path(config_path);
@@ -36,7 +46,7 @@ pub fn app_from_file(
         path: ledger_path,
         message: e.to_string(),
     })?;
-    let engine = Arc::new(Engine::new(&config, campaigns, ledger, env)?);
+    let engine = Arc::new(Engine::new(&config, campaigns, ledger, env, clock)?);
     if let (false, Ok(runtime)) = (interrupted.is_empty(), tokio::runtime::Handle::try_current()) {
         let engine = engine.clone();
         runtime.spawn(async move {

@@ -16,6 +16,7 @@ use rand::Rng;
 use tokio::sync::Semaphore;
 
 use crate::auth::{Auth, AuthError, Credentials};
+use crate::clock::SharedClock;
 use crate::config::{Retry, UpstreamConfig};
 
 pub struct Upstream {
@@ -31,6 +32,7 @@ pub struct Upstream {
     timeout: Duration,
     retry: Retry,
     http: reqwest::Client,
+    clock: SharedClock,
 }
 
 /// How a delivery ended, before the engine turns it into a result.
@@ -46,6 +48,17 @@ pub enum Delivery {
     Auth(AuthError),
 }
 
+/// How long a caller will wait for this upstream's rate limiter, Retry-After pauses and
+/// back-off before taking a `throttled` answer instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Patience {
+    /// A client is holding an HTTP request open: waits are bounded by the upstream's settings.
+    Interactive,
+    /// A sync job: it goes at the upstream's pace however slow, and never takes `throttled`
+    /// for an answer merely because the wait is long.
+    Background,
+}
+
 /// A delivery and the number of HTTP calls it took.
 #[derive(Debug)]
 pub struct Sent {
@@ -59,6 +72,7 @@ impl Upstream {
         config: &UpstreamConfig,
         http: reqwest::Client,
         env: &dyn Fn(&str) -> Option<String>,
+        clock: SharedClock,
     ) -> Self {
         let vendor = config.vendor();
         let timeout = Duration::from_millis(config.timeout_ms);
@@ -77,6 +91,7 @@ impl Upstream {
             timeout,
             retry: config.retry,
             http,
+            clock,
         }
     }
 
@@ -103,7 +118,7 @@ impl Upstream {
 
     /// Sends a translated request, honouring the rate limit, the in-flight cap and the retry
     /// policy, and has the adapter read the answer.
-    pub async fn send(&self, auth: &Auth, code: &PromoCode, request: &VendorRequest) -> Sent {
+    pub async fn send(&self, auth: &Auth, code: &PromoCode, request: &VendorRequest, _patience: Patience) -> Sent {
         let url = self.url(request.path.as_str());
         let method = reqwest::Method::from_bytes(request.method.as_bytes()).expect("adapters use standard methods");
         let mut calls = 0;
@@ -157,7 +172,7 @@ impl Upstream {
                 }
                 Err(e) if e.is_connect() && attempt < self.retry.max_attempts => {
                     tracing::warn!(upstream = %self.name, attempt, "connection failed, retrying");
-                    tokio::time::sleep(self.backoff(attempt, None)).await;
+                    self.clock.sleep(self.backoff(attempt, None)).await;
                     continue;
                 }
                 Err(e) => {
@@ -193,7 +208,7 @@ impl Upstream {
             match wait {
                 Some(wait) if attempt < self.retry.max_attempts => {
                     tracing::warn!(upstream = %self.name, attempt, status, "retrying in {wait:?}");
-                    tokio::time::sleep(wait).await;
+                    self.clock.sleep(wait).await;
                 }
                 _ => {
                     return Sent {
