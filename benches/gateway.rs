@@ -1,256 +1,418 @@
-//! Benchmarks, reported as ratios of two things measured side by side in one run (the machines
-//! are shared and noisy, so absolute figures mean little). Run with
-//! `cargo bench --bench gateway`; `BENCH_ROUNDS` and `BENCH_OPS` scale it.
+//! The gateway benchmarks of issue 7, each against a baseline measured in the same run with
+//! rounds interleaved (A B, B A, ...), so that a noisy shared machine moves both sides alike:
 //!
-//! 1. Translation: each vendor's full translation of one fully-specified code (policy check,
-//!    build, serialization) against serializing the unified code itself with serde_json.
-//! 2. Gateway overhead: a create through the gateway to one wiremock vendor against the same
-//!    POST sent straight to that vendor, and a create fanned out to six vendors against one.
+//! 1. Overhead: `POST /v1/promo-codes` through the real gateway binary to one fast upstream
+//!    (Loop, answering at once) against the same load client posting Loop's own request to that
+//!    upstream directly: added p50/p99 latency on one connection, and the throughput ratio on
+//!    several.
+//! 2. Fan-out: one code to the six upstreams of mappings/example.toml, each answering after
+//!    50 ms, against 50 ms (all in parallel) and 300 ms (one after another), with a direct call
+//!    to one such upstream as the measured baseline.
 //!
-//! Rounds interleave the two sides so that drift in machine load hits both alike; the figure is
-//! the ratio of the medians.
+//! `cargo bench --bench gateway` runs both (about a minute and a half), prints the tables and
+//! writes them into README.md and BENCHMARKS.md between `<!-- bench:start -->` and
+//! `<!-- bench:end -->` (`BENCH_WRITE=0` skips that). `BENCH_ROUNDS`, `BENCH_SECONDS` (per
+//! round), `BENCH_CONNECTIONS` and `BENCH_FANOUT` (creates) scale it. Without `--bench` (as
+//! `cargo test --all-targets` runs it) it does a short smoke run and writes nothing.
+//!
+//! The sync-job benchmarks (items 3 and 4) are added as further sections the same way: an async
+//! function that starts `FastUpstream`s and a `GatewayProcess`, drives it, and returns a
+//! [`Section`] with its table and its verdicts against the issue's targets.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+mod support;
 
-use chrono_tz::Tz;
-use promo_adapters::adapter::translate;
-use promo_adapters::mapping::Campaign;
-use promo_adapters::model::{validate, ValidationContext};
-use promo_adapters::{BuildContext, OnUnsupported, VendorKind};
-use serde_json::{json, Value};
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use std::future::Future;
+use std::time::Duration;
 
-/// Counts bytes allocated, so memory is compared as exactly as instructions would be: the same
-/// work allocates the same bytes however busy the machine is.
-struct Counting;
+use promo_adapters::VendorKind;
+use serde_json::json;
+use support::gateway::{upstream_name, upstream_table, GatewayProcess, Quota, TOKEN};
+use support::load::{self, ms, Call, Run, Stop, Summary};
+use support::upstream::{FastUpstream, Route};
 
-static ALLOCATED: AtomicU64 = AtomicU64::new(0);
+const EXAMPLE_MAPPING: &str = include_str!("../mappings/example.toml");
 
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATED.fetch_add(layout.size() as u64, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
+/// The fan-out upstreams' delay.
+const DELAY: Duration = Duration::from_millis(50);
+
+struct Settings {
+    quick: bool,
+    /// Rounds per side in each interleaved comparison.
+    rounds: usize,
+    /// Length of one overhead round.
+    round_time: Duration,
+    /// Concurrent connections for the throughput comparison.
+    connections: usize,
+    /// Sequential creates per side in the fan-out comparison.
+    fanout: usize,
 }
 
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Bytes allocated by one call of `f`.
-fn allocated(mut f: impl FnMut()) -> u64 {
-    let before = ALLOCATED.load(Ordering::Relaxed);
-    f();
-    ALLOCATED.load(Ordering::Relaxed) - before
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn median(mut xs: Vec<Duration>) -> Duration {
-    xs.sort();
-    xs[xs.len() / 2]
-}
-
-/// Times `ops` calls of each side per round, alternating sides, and returns per-op medians.
-fn side_by_side(rounds: usize, ops: usize, mut a: impl FnMut(), mut b: impl FnMut()) -> (Duration, Duration) {
-    let (mut ta, mut tb) = (Vec::new(), Vec::new());
-    for round in 0..rounds {
-        let time = |f: &mut dyn FnMut()| {
-            let start = Instant::now();
-            for _ in 0..ops {
-                f();
-            }
-            start.elapsed() / ops as u32
+impl Settings {
+    fn from_env() -> Self {
+        // `cargo bench` passes `--bench`; `cargo test --all-targets` runs the binary without it.
+        let quick = !std::env::args().any(|a| a == "--bench");
+        let var = |name: &str, default: f64| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(default)
         };
-        // Alternate which side goes first so neither always runs on a warmer cache.
-        if round % 2 == 0 {
-            ta.push(time(&mut a));
-            tb.push(time(&mut b));
-        } else {
-            tb.push(time(&mut b));
-            ta.push(time(&mut a));
+        let rounds = var("BENCH_ROUNDS", if quick { 2.0 } else { 6.0 }).max(1.0) as usize;
+        Settings {
+            quick,
+            rounds,
+            round_time: Duration::from_secs_f64(var("BENCH_SECONDS", if quick { 0.2 } else { 2.0 })),
+            connections: var("BENCH_CONNECTIONS", 16.0).max(1.0) as usize,
+            fanout: (var("BENCH_FANOUT", if quick { 6.0 } else { 200.0 }) as usize).max(rounds),
         }
     }
-    (median(ta), median(tb))
 }
 
-fn full_code() -> Value {
-    json!({
-        "code": "SPRING-20", "campaign": "example", "discount": { "percent_off": 20 },
-        "active": true, "starts_at": "2026-03-01T09:30:00Z", "expires_at": "2026-04-01T12:00:00Z",
-        "max_redemptions": 500, "first_time_only": true,
-        "minimum_order": { "amount": 2550, "currency": "USD" },
-        "customer": { "id": "cus_123", "name": "Ada Lovelace" },
-        "partner": { "id": "p_9", "name": "Acme Affiliates" },
-        "description": "Spring sale", "metadata": { "source": "crm" },
-        "on_unsupported": "skip_field"
-    })
+/// One benchmark's published part: its table and its verdicts against issue 7's targets.
+struct Section {
+    table: String,
+    verdicts: Vec<Verdict>,
 }
 
-fn translation_bench(rounds: usize) {
-    let campaign: Campaign = toml::from_str(include_str!("../mappings/example.toml")).unwrap();
-    let names = ["spacebring", "partnero", "moltin", "limio-v2", "limio-v3", "loop"];
-    let upstreams = names.iter().map(|s| s.to_string()).collect();
-    let campaigns = ["example".to_string()].into_iter().collect();
-    let request = validate(
-        &full_code(),
-        &ValidationContext {
-            upstreams: &upstreams,
-            campaigns: &campaigns,
-        },
-    )
-    .unwrap();
-    println!("## Translation, per code (ratios to serde_json::to_value of the unified code)\n");
-    println!("| vendor | time | bytes allocated |\n|---|---|---|");
-    for (kind, name) in
-        VendorKind::ALL
-            .into_iter()
-            .zip(["spacebring", "partnero", "moltin", "limio-v2", "limio-v3", "loop"])
-    {
-        let adapter = promo_adapters::vendors::for_kind(kind);
-        let ctx = BuildContext {
-            upstream: name,
-            mapping: campaign.upstreams.get(name),
-            timezone: Tz::UTC,
-            network_id: None,
-        };
-        let mut vendor = || {
-            black_box(translate(adapter.as_ref(), &request.promo, OnUnsupported::SkipField, None, &ctx).unwrap());
-        };
-        let mut baseline = || {
-            black_box(serde_json::to_value(&request.promo).unwrap());
-        };
-        let bytes = allocated(&mut vendor) as f64 / allocated(&mut baseline) as f64;
-        let (t, base) = side_by_side(rounds, 2_000, vendor, baseline);
-        println!("| {kind} | {:.2} | {bytes:.2} |", t.as_secs_f64() / base.as_secs_f64());
-    }
-    println!();
-}
-
-async fn gateway_bench(rounds: usize, ops: usize) {
-    let mut servers = Vec::new();
-    for _ in 0..6 {
-        let s = MockServer::start().await;
-        Mock::given(method("POST"))
-            .respond_with(ResponseTemplate::new(201).set_body_json(json!({
-                "id": "promo_1", "code": "X", "active": true, "percent_off": 20, "amount_off": null,
-                "currency": null, "expires_at": null, "max_redemptions": null, "times_redeemed": 0,
-                "created_at": "2026-01-01T00:00:00Z"
-            })))
-            .mount(&s)
-            .await;
-        servers.push(s);
-    }
-    // Six Loop upstreams: the same vendor six times isolates the engine's fan-out cost.
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = String::from("[server]\n");
-    for (i, s) in servers.iter().enumerate() {
-        config.push_str(&format!(
-            "[upstreams.loop{i}]\nkind = \"loop\"\nbase_url = \"{}\"\nauth = {{ scheme = \"bearer\", token_env = \"T\" }}\nrate_limit = {{ per_second = 1000000, burst = 1000000 }}\nmax_in_flight = 1024\n",
-            s.uri()
-        ));
-    }
-    let path = dir.path().join("config.toml");
-    std::fs::write(&path, config).unwrap();
-    let (_, router) = promo_gateway::app_from_file(&path, &|_: &str| Some("bench-token".into())).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gateway = format!("http://{}/v1/promo-codes", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-
-    let http = reqwest::Client::new();
-    let one = json!({ "code": "BENCH-1", "discount": { "percent_off": 20 }, "targets": ["loop0"] }).to_string();
-    let six = json!({ "code": "BENCH-6", "discount": { "percent_off": 20 },
-        "targets": ["loop0", "loop1", "loop2", "loop3", "loop4", "loop5"] })
-    .to_string();
-    let direct_url = format!("{}/v1/admin/promos", servers[0].uri());
-    let direct_body = json!({ "code": "BENCH-1", "percent_off": 20 }).to_string();
-
-    let time = |url: String, body: String| {
-        let http = http.clone();
-        async move {
-            let start = Instant::now();
-            for _ in 0..ops {
-                let r = http
-                    .post(&url)
-                    .header("Content-Type", "application/json")
-                    .header("Authorization", "Bearer bench-token")
-                    .body(body.clone())
-                    .send()
-                    .await
-                    .unwrap();
-                assert!(r.status().is_success(), "{}", r.status());
-                black_box(r.bytes().await.unwrap());
-            }
-            start.elapsed() / ops as u32
-        }
-    };
-    // The ledger's part of a create: the record made before the call and the outcome after it.
-    let ledger = promo_gateway::ledger::Ledger::open(&dir.path().join("bench-ledger.db")).unwrap();
-    let result: promo_gateway::engine::TargetResult = serde_json::from_value(json!({
-        "upstream": "loop0", "vendor": "loop", "status": "created", "vendor_id": "promo_1",
-        "warnings": [], "attempts": 1
-    }))
-    .unwrap();
-    let body: Value = serde_json::from_str(&one).unwrap();
-    let ledger_writes = || {
-        let (ledger, result, body) = (ledger.clone(), result.clone(), body.clone());
-        async move {
-            let start = Instant::now();
-            for _ in 0..ops {
-                let begun = ledger
-                    .begin(None, "BENCH-1".into(), body.clone(), vec![("loop0".into(), None)])
-                    .await
-                    .unwrap();
-                let promo_gateway::ledger::Begin::New(id) = begun else {
-                    unreachable!()
-                };
-                ledger.record(id, &result).await.unwrap();
-            }
-            start.elapsed() / ops as u32
-        }
-    };
-
-    let (mut via, mut direct, mut fan, mut writes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        direct.push(time(direct_url.clone(), direct_body.clone()).await);
-        via.push(time(gateway.clone(), one.clone()).await);
-        fan.push(time(gateway.clone(), six.clone()).await);
-        writes.push(ledger_writes().await);
-    }
-    let (via, direct, fan, writes) = (median(via), median(direct), median(fan), median(writes));
-    println!("## Gateway, per create (sequential requests over loopback, wiremock vendors)\n");
-    println!("| comparison | ratio |\n|---|---|");
-    println!(
-        "| via the gateway to 1 vendor / straight to that vendor | {:.2} |",
-        via.as_secs_f64() / direct.as_secs_f64()
-    );
-    println!(
-        "| the ledger's writes for one create / straight to that vendor | {:.2} |",
-        writes.as_secs_f64() / direct.as_secs_f64()
-    );
-    println!(
-        "| via the gateway to 6 vendors / via the gateway to 1 | {:.2} |",
-        fan.as_secs_f64() / via.as_secs_f64()
-    );
+struct Verdict {
+    target: &'static str,
+    measured: String,
+    met: bool,
 }
 
 fn main() {
-    // `cargo test --all-targets` runs benches with `--bench` absent: do a quick smoke run then.
-    let quick = !std::env::args().any(|a| a == "--bench");
-    let rounds = env_usize("BENCH_ROUNDS", if quick { 1 } else { 15 });
-    let ops = env_usize("BENCH_OPS", if quick { 5 } else { 200 });
-    translation_bench(rounds);
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let settings = Settings::from_env();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .unwrap();
-    rt.block_on(gateway_bench(rounds, ops));
+        .expect("a tokio runtime");
+    let sections = vec![
+        runtime.block_on(overhead(&settings)),
+        runtime.block_on(fan_out(&settings)),
+    ];
+    let machine = support::machine();
+    let full = publish_full(&sections, &machine);
+    println!("{full}");
+    if settings.quick || std::env::var("BENCH_WRITE").as_deref() == Ok("0") {
+        return;
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    support::write_between_markers(&root.join("BENCHMARKS.md"), &full);
+    support::write_between_markers(&root.join("README.md"), &publish_summary(&sections, &machine));
+}
+
+/// Every table and the verdicts, for BENCHMARKS.md.
+fn publish_full(sections: &[Section], machine: &str) -> String {
+    let mut out = format!("Measured on {machine}.\n\n");
+    for s in sections {
+        out.push_str(&s.table);
+        out.push('\n');
+    }
+    out.push_str(&verdict_table(sections));
+    out
+}
+
+/// The verdicts and where the rest is, for the README.
+fn publish_summary(sections: &[Section], machine: &str) -> String {
+    format!(
+        "`cargo bench --bench gateway` measures the gateway's overhead and fan-out against baselines \
+         taken in the same run; `cargo bench -p promo-adapters` times each adapter's translation \
+         (criterion). [BENCHMARKS.md](BENCHMARKS.md) has every figure, the method and the profile. \
+         One run on {machine}:\n\n{}",
+        verdict_table(sections)
+    )
+}
+
+fn verdict_table(sections: &[Section]) -> String {
+    let mut out = String::from("| issue 7 target | measured | met |\n|---|---|---|\n");
+    for v in sections.iter().flat_map(|s| &s.verdicts) {
+        out.push_str(&format!(
+            "| {} | {} | {} |\n",
+            v.target,
+            v.measured,
+            if v.met { "yes" } else { "**no**" }
+        ));
+    }
+    out.push_str(
+        "| rate-limit fidelity ≥ 95% of quota, no 1 s window above quota + burst | comes with sync jobs (issue 5) | — |\n\
+         | 100,000-code sync job under 100 MB peak RSS | comes with sync jobs (issue 5) | — |\n",
+    );
+    out
+}
+
+/// Runs `drive` while adding the CPU time this process and the gateway use to `cpu`.
+async fn with_cpu(gateway: &GatewayProcess, cpu: &mut (Duration, Duration), drive: impl Future<Output = Run>) -> Run {
+    let (own, gw) = (support::cpu_time("/proc/self/stat"), gateway.cpu_time());
+    let run = drive.await;
+    if let (Some(a), Some(b), Some(a2), Some(b2)) = (own, gw, support::cpu_time("/proc/self/stat"), gateway.cpu_time())
+    {
+        cpu.0 += a2.saturating_sub(a);
+        cpu.1 += b2.saturating_sub(b);
+    }
+    run
+}
+
+fn micros_per(total: Duration, requests: usize) -> f64 {
+    total.as_secs_f64() * 1e6 / requests.max(1) as f64
+}
+
+/// Item 1: the gateway's own cost on the path of one create to one upstream.
+async fn overhead(s: &Settings) -> Section {
+    let upstream = FastUpstream::start(Duration::ZERO);
+    let table = upstream_table("loop", VendorKind::Loop, &upstream.base_url(), Quota::UNLIMITED);
+    let gateway = tokio::task::block_in_place(|| GatewayProcess::start(&table, &[]));
+    let direct = Call::json(
+        format!("{}/v1/admin/promos", upstream.base_url()),
+        Some(TOKEN),
+        201,
+        |code| json!({ "code": code, "percent_off": 20 }).to_string(),
+    );
+    let via = Call::json(format!("{}/v1/promo-codes", gateway.base_url()), None, 201, |code| {
+        json!({ "code": code, "discount": { "percent_off": 20 }, "targets": ["loop"] }).to_string()
+    });
+    let one = load::client(1);
+    let many = load::client(s.connections);
+
+    // The gateway answers as documented before anything is timed.
+    let (status, body) = load::post_json(
+        &one,
+        &via.url,
+        &json!({ "code": load::unique_code(), "discount": { "percent_off": 20 }, "targets": ["loop"] }),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["results"][0]["status"]),
+        (201, &json!("created")),
+        "{body}"
+    );
+    // Warm-up: connections open, caches and the ledger's file warm on both sides.
+    let warm = Stop::Count(if s.quick { 20 } else { 500 });
+    for call in [&direct, &via] {
+        load::drive(&one, call, 1, warm).await;
+        load::drive(&many, call, s.connections, warm).await;
+    }
+
+    let stop = Stop::After(s.round_time);
+    let (seq_direct, seq_via) = load::interleave(
+        s.rounds,
+        async || load::drive(&one, &direct, 1, stop).await,
+        async || load::drive(&one, &via, 1, stop).await,
+    )
+    .await;
+    // (this process, the gateway process) CPU time during each side's runs.
+    let (mut tcpu_direct, mut tcpu_via) = ((Duration::ZERO, Duration::ZERO), (Duration::ZERO, Duration::ZERO));
+    let (par_direct, par_via) = load::interleave(
+        s.rounds,
+        async || {
+            with_cpu(
+                &gateway,
+                &mut tcpu_direct,
+                load::drive(&many, &direct, s.connections, stop),
+            )
+            .await
+        },
+        async || with_cpu(&gateway, &mut tcpu_via, load::drive(&many, &via, s.connections, stop)).await,
+    )
+    .await;
+    let summaries = [
+        (Summary::of(&seq_direct), &seq_direct, "direct, 1 connection"),
+        (Summary::of(&seq_via), &seq_via, "gateway, 1 connection"),
+        (Summary::of(&par_direct), &par_direct, "direct, many connections"),
+        (Summary::of(&par_via), &par_via, "gateway, many connections"),
+    ];
+    for (summary, runs, what) in &summaries {
+        summary.assert_clean(runs, what);
+    }
+    let [sd, sv, pd, pv] = summaries.map(|(summary, _, _)| summary);
+    // Every create through the gateway reached the upstream exactly once.
+    let sent_direct = upstream.calls(Route::Create(VendorKind::Loop));
+    assert!(sent_direct > 0 && upstream.calls(Route::Unknown) == 0);
+
+    let added_p50 = ms(sv.p50) - ms(sd.p50);
+    let added_p99 = ms(sv.p99) - ms(sd.p99);
+    let c = s.connections;
+    let mut t = String::from(
+        "### 1. Overhead: one create to one upstream (Loop, answering at once)\n\n\
+         | `POST`, same load client | straight to the upstream | through the gateway | the gateway adds |\n\
+         |---|---|---|---|\n",
+    );
+    t.push_str(&format!(
+        "| 1 connection, p50 latency | {:.3} ms | {:.3} ms | **{:+.3} ms** |\n",
+        ms(sd.p50),
+        ms(sv.p50),
+        added_p50
+    ));
+    t.push_str(&format!(
+        "| 1 connection, p99 latency | {:.3} ms | {:.3} ms | **{:+.3} ms** |\n",
+        ms(sd.p99),
+        ms(sv.p99),
+        added_p99
+    ));
+    t.push_str(&format!(
+        "| 1 connection, requests/s | {:.0} | {:.0} | ×{:.2} |\n",
+        sd.per_second,
+        sv.per_second,
+        sv.per_second / sd.per_second
+    ));
+    t.push_str(&format!(
+        "| {c} connections, requests/s | {:.0} | {:.0} | **×{:.2}** (throughput ratio) |\n",
+        pd.per_second,
+        pv.per_second,
+        pv.per_second / pd.per_second
+    ));
+    t.push_str(&format!(
+        "| {c} connections, p50 / p99 latency | {:.2} / {:.2} ms | {:.2} / {:.2} ms | {:+.2} / {:+.2} ms |\n",
+        ms(pd.p50),
+        ms(pd.p99),
+        ms(pv.p50),
+        ms(pv.p99),
+        ms(pv.p50) - ms(pd.p50),
+        ms(pv.p99) - ms(pd.p99)
+    ));
+    t.push_str(&format!(
+        "| {c} connections, CPU per request: load client + upstream | {:.0} µs | {:.0} µs | |\n",
+        micros_per(tcpu_direct.0, pd.requests),
+        micros_per(tcpu_via.0, pv.requests)
+    ));
+    t.push_str(&format!(
+        "| {c} connections, CPU per request: gateway process | — | {:.0} µs | |\n",
+        micros_per(tcpu_via.1, pv.requests)
+    ));
+    t.push_str(&format!(
+        "\n{} rounds of {:.1} s a side, interleaved; {} + {} requests on 1 connection, {} + {} on {c}; \
+         none failed. p50/p99 pool every request of a side.\n",
+        s.rounds,
+        s.round_time.as_secs_f64(),
+        sd.requests,
+        sv.requests,
+        pd.requests,
+        pv.requests
+    ));
+    Section {
+        table: t,
+        verdicts: vec![Verdict {
+            target: "overhead: added p50 latency under 0.5 ms",
+            measured: format!(
+                "{added_p50:+.3} ms ({:.3} → {:.3} ms); throughput ×{:.2} on {c} connections",
+                ms(sd.p50),
+                ms(sv.p50),
+                pv.per_second / pd.per_second
+            ),
+            met: added_p50 < 0.5,
+        }],
+    }
+}
+
+/// Item 2: one code to six targets whose upstreams each take 50 ms.
+async fn fan_out(s: &Settings) -> Section {
+    let upstreams: Vec<(VendorKind, FastUpstream)> = VendorKind::ALL
+        .into_iter()
+        .map(|kind| (kind, FastUpstream::start(DELAY)))
+        .collect();
+    let tables: String = upstreams
+        .iter()
+        .map(|(kind, u)| upstream_table(upstream_name(*kind), *kind, &u.base_url(), Quota::UNLIMITED))
+        .collect();
+    let gateway = tokio::task::block_in_place(|| GatewayProcess::start(&tables, &[("example", EXAMPLE_MAPPING)]));
+    // The example campaign's default targets are all six upstreams.
+    let create = Call::json(format!("{}/v1/promo-codes", gateway.base_url()), None, 201, |code| {
+        json!({ "code": code, "campaign": "example", "discount": { "percent_off": 20 } }).to_string()
+    });
+    let loop_url = upstreams
+        .iter()
+        .find(|(k, _)| *k == VendorKind::Loop)
+        .unwrap()
+        .1
+        .base_url();
+    let direct = Call::json(format!("{loop_url}/v1/admin/promos"), Some(TOKEN), 201, |code| {
+        json!({ "code": code, "percent_off": 20 }).to_string()
+    });
+    let client = load::client(1);
+
+    // Every target is created (Limio's tokens fetched) before anything is timed.
+    let (status, body) = load::post_json(
+        &client,
+        &create.url,
+        &json!({ "code": load::unique_code(), "campaign": "example", "discount": { "percent_off": 20 } }),
+    )
+    .await;
+    let results = body["results"].as_array().unwrap_or_else(|| panic!("{body}"));
+    assert!(
+        status == 201 && results.len() == 6 && results.iter().all(|r| r["status"] == "created"),
+        "{status} {body}"
+    );
+    let warm = Stop::Count(5);
+    load::drive(&client, &create, 1, warm).await;
+    load::drive(&client, &direct, 1, warm).await;
+
+    let per_round = Stop::Count(s.fanout / s.rounds);
+    let (via, straight) = load::interleave(
+        s.rounds,
+        async || load::drive(&client, &create, 1, per_round).await,
+        async || load::drive(&client, &direct, 1, per_round).await,
+    )
+    .await;
+    let (fv, fd) = (Summary::of(&via), Summary::of(&straight));
+    fv.assert_clean(&via, "fan-out through the gateway");
+    fd.assert_clean(&straight, "one upstream directly");
+    // Each upstream took every create (Loop also every direct call), and no token was fetched
+    // again after the first.
+    let creates = 1 + 5 + fv.requests as u64;
+    for (kind, u) in &upstreams {
+        let direct_calls = if *kind == VendorKind::Loop {
+            5 + fd.requests as u64
+        } else {
+            0
+        };
+        assert_eq!(u.calls(Route::Create(*kind)), creates + direct_calls, "{kind}");
+        assert!(u.calls(Route::Token) <= 1, "{kind}");
+    }
+
+    let delay = ms(DELAY);
+    let mut t = String::from(
+        "### 2. Fan-out: one code to six upstreams, each answering after 50 ms\n\n\
+         | sequential creates, 1 connection | p50 | p99 |\n|---|---|---|\n",
+    );
+    t.push_str(&format!(
+        "| through the gateway to all six (spacebring, partnero, moltin, limio-v2, limio-v3, loop) | {:.2} ms | {:.2} ms |\n",
+        ms(fv.p50),
+        ms(fv.p99)
+    ));
+    t.push_str(&format!(
+        "| straight to one of those upstreams (the slowest upstream, measured) | {:.2} ms | {:.2} ms |\n",
+        ms(fd.p50),
+        ms(fd.p99)
+    ));
+    t.push_str(&format!(
+        "| gateway / 50 ms (all six in parallel) | **{:.3}** | {:.3} |\n",
+        ms(fv.p50) / delay,
+        ms(fv.p99) / delay
+    ));
+    t.push_str(&format!(
+        "| gateway / 300 ms (one after another) | {:.3} | {:.3} |\n",
+        ms(fv.p50) / (6.0 * delay),
+        ms(fv.p99) / (6.0 * delay)
+    ));
+    t.push_str(&format!(
+        "| gateway / straight to one upstream | {:.3} | {:.3} |\n",
+        ms(fv.p50) / ms(fd.p50),
+        ms(fv.p99) / ms(fd.p99)
+    ));
+    t.push_str(&format!(
+        "\n{} + {} creates in {} interleaved rounds; none failed; each upstream received every create once.\n",
+        fv.requests, fd.requests, s.rounds
+    ));
+    Section {
+        table: t,
+        verdicts: vec![Verdict {
+            target: "fan-out to six 50 ms upstreams within 10% of the slowest (p50 ≤ 55 ms)",
+            measured: format!(
+                "p50 {:.2} ms (×{:.3} of 50 ms; serial would be 300 ms), p99 {:.2} ms",
+                ms(fv.p50),
+                ms(fv.p50) / delay,
+                ms(fv.p99)
+            ),
+            met: ms(fv.p50) <= 1.1 * delay,
+        }],
+    }
 }

@@ -17,43 +17,202 @@ use crate::auth::{Auth, Credentials};
 use crate::engine::{CreateResponse, Engine, Status};
 use crate::error::ApiError;
 
-pub fn router(engine: Arc<Engine>, max_body_bytes: usize) -> Router {
+pub fn router(engine: Arc<Engine>, server: &crate::config::Server) -> Router {
+    let max_body_bytes = server.max_body_bytes;
     Router::new()
-        .route("/v1/promo-codes", post(create))
+        .route("/v1/promo-codes", post(create).get(list_codes))
+        .route("/v1/promo-codes/{code}", get(code))
         .route("/v1/requests/{id}", get(recorded))
+        .route(
+            "/v1/sync-jobs",
+            // A job streams its own body (see `sync_jobs::create`), within its own limits.
+            post(crate::sync_api::create).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/sync-jobs/{id}", get(crate::sync_api::status))
+        .route("/v1/sync-jobs/{id}/results", get(crate::sync_api::results))
+        .route("/v1/sync-jobs/{id}/retry", post(crate::sync_api::retry))
+        .route("/v1/sync-jobs/{id}/cancel", post(crate::sync_api::cancel))
         .route("/health", get(health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .with_state(AppState { engine, max_body_bytes })
+        .with_state(AppState {
+            engine,
+            max_body_bytes,
+            max_upload_bytes: server.max_upload_bytes,
+            max_job_json_bytes: server.max_job_json_bytes,
+        })
 }
 
 #[derive(Clone)]
-struct AppState {
-    engine: Arc<Engine>,
+pub(crate) struct AppState {
+    pub(crate) engine: Arc<Engine>,
     max_body_bytes: usize,
+    pub(crate) max_upload_bytes: u64,
+    pub(crate) max_job_json_bytes: usize,
 }
 
-/// Reads `?dry_run=true|false`, the only query parameter. Every problem names the parameter at
-/// fault (a misspelt `dryrun` is named as such, not reported as a bad `dry_run`).
-fn dry_run(raw: Option<&str>) -> Result<bool, ApiError> {
+/// Reads a query string of known parameters. Every problem names the parameter at fault (a
+/// misspelt `dryrun` is named as such, not reported as a bad `dry_run`).
+pub(crate) fn query(raw: Option<&str>, known: &[&str]) -> Result<BTreeMap<String, String>, ApiError> {
     let mut p = Problems::default();
-    let mut dry_run = None;
+    let mut out = BTreeMap::new();
     for (key, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        match key.as_ref() {
-            "dry_run" if dry_run.is_some() => p.push("dry_run", "is given more than once"),
-            "dry_run" => match value.as_ref() {
-                "true" => dry_run = Some(true),
-                "false" => dry_run = Some(false),
-                other => p.push("dry_run", format!("must be true or false, got `{other}`")),
-            },
-            other => p.push(other, "is not a query parameter of this endpoint (known: dry_run)"),
+        if !known.contains(&key.as_ref()) {
+            p.push(
+                key.as_ref(),
+                format!(
+                    "is not a query parameter of this endpoint (known: {})",
+                    known.join(", ")
+                ),
+            );
+        } else if out.insert(key.to_string(), value.to_string()).is_some() {
+            p.push(key.as_ref(), "is given more than once");
         }
     }
     if p.is_empty() {
-        Ok(dry_run.unwrap_or(false))
+        Ok(out)
     } else {
         Err(ApiError::BadQuery(p))
+    }
+}
+
+/// Page size and position of a listing: `limit` (1 to 1000, default 100) and an opaque `cursor`
+/// from the previous page's `next_cursor`.
+pub(crate) fn page(q: &BTreeMap<String, String>) -> Result<(usize, i64), ApiError> {
+    let mut p = Problems::default();
+    let limit = match q.get("limit") {
+        None => 100,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => {
+                p.push("limit", format!("must be an integer from 1 to 1000, got `{l}`"));
+                0
+            }
+        },
+    };
+    let after = match q.get("cursor") {
+        None => 0,
+        Some(c) => match decode_cursor(c) {
+            Some(n) => n,
+            None => {
+                p.push(
+                    "cursor",
+                    "is not a cursor this API gave out (use next_cursor as it came)",
+                );
+                0
+            }
+        },
+    };
+    if p.is_empty() {
+        Ok((limit, after))
+    } else {
+        Err(ApiError::BadQuery(p))
+    }
+}
+
+pub(crate) fn encode_cursor(after: i64) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("after:{after}"))
+}
+
+fn decode_cursor(cursor: &str) -> Option<i64> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    String::from_utf8(bytes).ok()?.strip_prefix("after:")?.parse().ok()
+}
+
+/// A `status` query parameter: one of the delivery states.
+pub(crate) fn status_param(q: &BTreeMap<String, String>) -> Result<Option<Status>, ApiError> {
+    q.get("status")
+        .map(|s| {
+            Status::from_name(s).filter(|s| *s != Status::WouldSend).ok_or_else(|| {
+                let mut p = Problems::default();
+                let known: Vec<&str> = Status::ALL
+                    .iter()
+                    .filter(|s| **s != Status::WouldSend)
+                    .map(|s| s.as_str())
+                    .collect();
+                p.push("status", format!("must be one of {}, got `{s}`", known.join(", ")));
+                ApiError::BadQuery(p)
+            })
+        })
+        .transpose()
+}
+
+#[derive(Serialize)]
+struct CodePage {
+    items: Vec<crate::ledger::CodeRecord>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+}
+
+/// `GET /v1/promo-codes?campaign=&upstream=&status=&limit=&cursor=`: the ledger's codes, oldest
+/// first, with their state on every target.
+async fn list_codes(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Json<CodePage>, ApiError> {
+    let q = query(raw.as_deref(), &["campaign", "upstream", "status", "limit", "cursor"])?;
+    let (limit, after) = page(&q)?;
+    let filter = crate::ledger::CodeFilter {
+        campaign: q.get("campaign").cloned(),
+        upstream: q.get("upstream").cloned(),
+        status: status_param(&q)?,
+        after,
+        limit: limit + 1,
+    };
+    let mut rows = state
+        .engine
+        .store
+        .codes(filter)
+        .await
+        .map_err(crate::engine::ledger_error)?;
+    let next_cursor = (rows.len() > limit).then(|| {
+        rows.truncate(limit);
+        encode_cursor(rows.last().map_or(0, |(id, _)| *id))
+    });
+    Ok(Json(CodePage {
+        items: rows.into_iter().map(|(_, r)| r).collect(),
+        next_cursor,
+    }))
+}
+
+/// `GET /v1/promo-codes/{code}?campaign=`: one code (matched without regard to case) and its
+/// state on every upstream.
+async fn code(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<crate::ledger::CodeRecord>, ApiError> {
+    let q = query(raw.as_deref(), &["campaign"])?;
+    let mut found = state
+        .engine
+        .store
+        .code(code.clone(), q.get("campaign").cloned())
+        .await
+        .map_err(crate::engine::ledger_error)?;
+    match found.len() {
+        0 => Err(ApiError::NotFound(format!("/v1/promo-codes/{code}"))),
+        1 => Ok(Json(found.remove(0))),
+        _ => Err(ApiError::AmbiguousCode {
+            code,
+            campaigns: found
+                .into_iter()
+                .map(|c| c.campaign.unwrap_or_else(|| "(no campaign: ?campaign=)".into()))
+                .collect(),
+        }),
+    }
+}
+
+/// Reads `?dry_run=true|false`, the only query parameter of a create.
+fn dry_run(raw: Option<&str>) -> Result<bool, ApiError> {
+    match query(raw, &["dry_run"])?.get("dry_run").map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => {
+            let mut p = Problems::default();
+            p.push("dry_run", format!("must be true or false, got `{other}`"));
+            Err(ApiError::BadQuery(p))
+        }
     }
 }
 
@@ -121,8 +280,9 @@ async fn recorded(State(state): State<AppState>, Path(id): Path<String>) -> Resu
     }))
 }
 
-/// The status that sums up every target: 201 all created, 207 some, 502 none although calls
-/// were made, 422 when no call could even be made. A dry run that could send to every target
+/// The status that sums up every target: 201 the code is on every target (created now or
+/// before), 202 the rest is being delivered by another request or job, 207 some, 502 none
+/// although calls were made, 422 when no call could even be made. A dry run that could send to every target
 /// is 200, and 207 when some targets could not be sent to.
 pub fn summary_status(response: &CreateResponse) -> StatusCode {
     let count = |s: Status| response.results.iter().filter(|r| r.status == s).count();
@@ -136,11 +296,15 @@ pub fn summary_status(response: &CreateResponse) -> StatusCode {
             StatusCode::UNPROCESSABLE_ENTITY
         };
     }
-    let created = count(Status::Created);
+    // A code the vendor already had is on the vendor all the same.
+    let delivered = count(Status::Created) + count(Status::AlreadyExists);
+    let pending = count(Status::Pending);
     let not_sent = count(Status::Unsupported) + count(Status::Invalid) + count(Status::Unconfigured);
-    if created == total {
+    if delivered == total {
         StatusCode::CREATED
-    } else if created > 0 {
+    } else if pending > 0 && delivered + pending == total {
+        StatusCode::ACCEPTED
+    } else if delivered > 0 || pending > 0 {
         StatusCode::MULTI_STATUS
     } else if not_sent == total {
         StatusCode::UNPROCESSABLE_ENTITY
@@ -176,6 +340,13 @@ struct UpstreamHealth {
     /// OAuth2 upstreams: token fetches so far.
     #[serde(skip_serializing_if = "Option::is_none")]
     token_fetches: Option<u64>,
+    /// RFC 3339: the end of the pause the vendor asked for with Retry-After, while it lasts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    paused_until: Option<String>,
+    breaker: crate::upstream::BreakerState,
+    /// RFC 3339: when the open breaker lets a trial call through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    breaker_open_until: Option<String>,
 }
 
 async fn health(State(state): State<AppState>) -> Json<Health> {
@@ -188,6 +359,8 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
                 Credentials::Ready(_) => (true, Vec::new(), None),
                 Credentials::Missing(vars) => (false, vars.clone(), None),
             };
+            let rfc3339 = |at: chrono::DateTime<chrono::Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+            let (breaker, breaker_open_until) = u.breaker();
             (
                 u.name.clone(),
                 UpstreamHealth {
@@ -195,11 +368,17 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
                     configured,
                     missing,
                     token_fetches,
+                    paused_until: u.paused_until().map(rfc3339),
+                    breaker,
+                    breaker_open_until: breaker_open_until.map(rfc3339),
                 },
             )
         })
         .collect();
-    let status = if upstreams.values().all(|u| u.configured) {
+    let status = if upstreams
+        .values()
+        .all(|u| u.configured && u.breaker == crate::upstream::BreakerState::Closed)
+    {
         "ok"
     } else {
         "degraded"

@@ -63,6 +63,12 @@ impl ManualClock {
         *now += chrono::Duration::from_std(by).expect("a test advances by a sane amount");
         self.changed.send_replace(*now);
     }
+
+    /// How many sleeps are waiting on this clock now: a test can tell that a call has reached
+    /// a pause before it moves time.
+    pub fn sleepers(&self) -> usize {
+        self.changed.receiver_count()
+    }
 }
 
 impl Clock for ManualClock {

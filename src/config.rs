@@ -34,6 +34,12 @@ pub struct Server {
     /// Request bodies larger than this are refused with 413.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// A sync job's uploaded CSV or NDJSON file (streamed to disk, never held in memory) may be
+    /// this large; a job's JSON body may be `max_job_json_bytes`.
+    #[serde(default = "default_max_upload")]
+    pub max_upload_bytes: u64,
+    #[serde(default = "default_max_job_json")]
+    pub max_job_json_bytes: usize,
     /// Directory of campaign mapping files, relative to the config file.
     #[serde(default = "default_mappings")]
     pub mappings_dir: PathBuf,
@@ -44,6 +50,8 @@ impl Default for Server {
         Self {
             listen: default_listen(),
             max_body_bytes: default_max_body(),
+            max_upload_bytes: default_max_upload(),
+            max_job_json_bytes: default_max_job_json(),
             mappings_dir: default_mappings(),
         }
     }
@@ -56,18 +64,34 @@ pub struct LedgerConfig {
     /// The SQLite file, relative to the config file; created when absent.
     #[serde(default = "default_ledger_path")]
     pub path: PathBuf,
+    /// How long an `Idempotency-Key` names its create; after that the key may be used again.
+    #[serde(default = "default_key_hours")]
+    pub idempotency_key_hours: u32,
 }
 
 impl Default for LedgerConfig {
     fn default() -> Self {
         Self {
             path: default_ledger_path(),
+            idempotency_key_hours: default_key_hours(),
         }
     }
 }
 
+fn default_key_hours() -> u32 {
+    24
+}
+
 fn default_ledger_path() -> PathBuf {
     PathBuf::from("promo-gateway.db")
+}
+
+fn default_max_upload() -> u64 {
+    1 << 30
+}
+
+fn default_max_job_json() -> usize {
+    16 << 20
 }
 
 fn default_listen() -> SocketAddr {
@@ -109,13 +133,26 @@ pub struct UpstreamConfig {
     pub base_url: url::Url,
     pub auth: AuthConfig,
     pub rate_limit: RateLimit,
+    /// One call, from connecting to the answer's last byte.
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
+    /// Opening the connection (TCP and TLS); a call that never connected is safe to retry.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
     #[serde(default)]
     pub retry: Retry,
     /// Calls in flight at once to this upstream.
     #[serde(default = "default_in_flight")]
     pub max_in_flight: usize,
+    /// How long a client's call may wait for the rate limiter and an in-flight slot before it
+    /// is answered `throttled` (sync jobs wait as long as it takes).
+    #[serde(default = "default_limiter_wait")]
+    pub limiter_wait_ms: u64,
+    #[serde(default)]
+    pub breaker: Breaker,
+    /// Answers longer than this are not read further: the call is `failed`.
+    #[serde(default = "default_max_response")]
+    pub max_response_bytes: usize,
     /// IANA zone in which the vendor counts date-only fields (Partnero, Limio).
     #[serde(default = "default_tz")]
     pub timezone: chrono_tz::Tz,
@@ -126,6 +163,15 @@ pub struct UpstreamConfig {
 
 fn default_timeout() -> u64 {
     10_000
+}
+fn default_connect_timeout() -> u64 {
+    2_000
+}
+fn default_limiter_wait() -> u64 {
+    5_000
+}
+fn default_max_response() -> usize {
+    1024 * 1024
 }
 fn default_in_flight() -> usize {
     16
@@ -193,9 +239,18 @@ pub struct Retry {
     /// The first back-off; each next one doubles, with jitter.
     #[serde(default = "default_base_delay")]
     pub base_delay_ms: u64,
-    /// No single wait (Retry-After included) is longer than this.
+    /// No back-off is longer than this (a vendor's Retry-After is honoured as given).
     #[serde(default = "default_max_delay")]
     pub max_delay_ms: u64,
+    /// The longest Retry-After pause a client's call sits through; a longer one is answered at
+    /// once `throttled`, with the time the upstream takes calls again. 0: never wait one out.
+    #[serde(default = "default_max_wait")]
+    pub max_wait_ms: u64,
+    /// Also retry after a timeout or a broken connection *after* the request went out (and
+    /// after a 504). Only safe where the vendor refuses a second code of the same name, so that
+    /// a retry cannot create a duplicate: its 409 is then read as `already_exists`.
+    #[serde(default)]
+    pub unconfirmed: bool,
 }
 
 impl Default for Retry {
@@ -204,8 +259,40 @@ impl Default for Retry {
             max_attempts: default_attempts(),
             base_delay_ms: default_base_delay(),
             max_delay_ms: default_max_delay(),
+            max_wait_ms: default_max_wait(),
+            unconfirmed: false,
         }
     }
+}
+
+/// The circuit breaker: after `failures` transient failures in a row (timeouts, unreachable,
+/// 5xx, unreadable answers), calls fail fast for `cool_down_ms`; then one trial call decides.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Breaker {
+    #[serde(default = "default_breaker_failures")]
+    pub failures: u32,
+    #[serde(default = "default_cool_down")]
+    pub cool_down_ms: u64,
+}
+
+impl Default for Breaker {
+    fn default() -> Self {
+        Self {
+            failures: default_breaker_failures(),
+            cool_down_ms: default_cool_down(),
+        }
+    }
+}
+
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_cool_down() -> u64 {
+    30_000
+}
+fn default_max_wait() -> u64 {
+    30_000
 }
 
 fn default_attempts() -> u32 {
@@ -264,11 +351,33 @@ impl Config {
             if u.timeout_ms == 0 {
                 return Err(format!("{}: must be at least 1", key("timeout_ms")));
             }
+            if u.connect_timeout_ms == 0 {
+                return Err(format!("{}: must be at least 1", key("connect_timeout_ms")));
+            }
             if u.retry.max_attempts == 0 {
                 return Err(format!("{}: must be at least 1", key("retry.max_attempts")));
             }
+            if u.retry.max_delay_ms < u.retry.base_delay_ms {
+                return Err(format!(
+                    "{}: must be at least retry.base_delay_ms ({})",
+                    key("retry.max_delay_ms"),
+                    u.retry.base_delay_ms
+                ));
+            }
             if u.max_in_flight == 0 {
                 return Err(format!("{}: must be at least 1", key("max_in_flight")));
+            }
+            if u.limiter_wait_ms == 0 {
+                return Err(format!("{}: must be at least 1", key("limiter_wait_ms")));
+            }
+            if u.breaker.failures == 0 {
+                return Err(format!("{}: must be at least 1", key("breaker.failures")));
+            }
+            if u.breaker.cool_down_ms == 0 {
+                return Err(format!("{}: must be at least 1", key("breaker.cool_down_ms")));
+            }
+            if u.max_response_bytes == 0 {
+                return Err(format!("{}: must be at least 1", key("max_response_bytes")));
             }
             match (u.kind, u.version) {
                 (Kind::Limio, None) => {

@@ -22,21 +22,29 @@ use crate::auth::Credentials;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::error::{ApiError, StartupError};
-use crate::ledger::{Begin, Ledger, Unfinished};
+use crate::ledger::{Begin, Claim, Definition, LedgerError, PlannedTarget, Store, StoredRequest, Unfinished};
 use crate::upstream::{Delivery, Patience, Sent, Upstream};
 
 pub struct Engine {
-    ledger: Ledger,
-    upstreams: BTreeMap<String, Arc<Upstream>>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: SharedClock,
+    pub(crate) upstreams: BTreeMap<String, Arc<Upstream>>,
     campaigns: BTreeMap<String, Campaign>,
     upstream_names: BTreeSet<String>,
     campaign_names: BTreeSet<String>,
+    /// Configured calls per second of each upstream, for sync-job ETAs.
+    pub(crate) rates: BTreeMap<String, u32>,
+    key_window: chrono::Duration,
+    /// Running sync jobs, each with the switch that cancels it.
+    pub(crate) jobs: std::sync::Mutex<BTreeMap<i64, tokio::sync::watch::Sender<bool>>>,
 }
 
-/// What became of the code at one target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What became of the code at one target. The ledger keeps the same states per delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
+    /// Decided and not yet answered: queued in a job, in flight, or cut short by a crash.
+    Pending,
     /// The vendor created it (`vendor_id` says under which id).
     Created,
     /// The vendor already has a code by that name.
@@ -53,8 +61,51 @@ pub enum Status {
     Invalid,
     /// Credentials or a mapping key are missing; nothing sent.
     Unconfigured,
+    /// A cancelled sync job left it unsent.
+    Cancelled,
     /// Dry run: the request below is what would be sent.
     WouldSend,
+}
+
+impl Status {
+    pub const ALL: [Status; 11] = [
+        Status::Pending,
+        Status::Created,
+        Status::AlreadyExists,
+        Status::Rejected,
+        Status::Throttled,
+        Status::Failed,
+        Status::Unsupported,
+        Status::Invalid,
+        Status::Unconfigured,
+        Status::Cancelled,
+        Status::WouldSend,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Created => "created",
+            Status::AlreadyExists => "already_exists",
+            Status::Rejected => "rejected",
+            Status::Throttled => "throttled",
+            Status::Failed => "failed",
+            Status::Unsupported => "unsupported",
+            Status::Invalid => "invalid",
+            Status::Unconfigured => "unconfigured",
+            Status::Cancelled => "cancelled",
+            Status::WouldSend => "would_send",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// The code is on the vendor: it will never be sent there again.
+    pub fn is_delivered(self) -> bool {
+        matches!(self, Status::Created | Status::AlreadyExists)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +127,9 @@ pub enum ErrorKind {
     UnknownUpstream,
     /// A create interrupted by a restart whose target could not be resent.
     NotResumed,
+    /// The upstream's circuit breaker is open: it failed repeatedly, and is not called until
+    /// its cool-down ends.
+    UpstreamUnavailable,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -89,6 +143,10 @@ pub struct TargetError {
     pub http_status: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_secs: Option<u64>,
+    /// When the upstream takes calls again (RFC 3339): the end of a Retry-After pause or of
+    /// the breaker's cool-down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<String>,
 }
 
 /// The request a dry run shows: exactly what would be sent, with credentials redacted.
@@ -117,7 +175,7 @@ pub struct TargetResult {
     pub request: Option<RequestPreview>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CreateResponse {
     pub code: String,
     pub dry_run: bool,
@@ -145,7 +203,7 @@ pub struct Answer {
 }
 
 impl TargetResult {
-    fn new(upstream: &str, vendor: Option<VendorKind>, status: Status) -> Self {
+    pub(crate) fn new(upstream: &str, vendor: Option<VendorKind>, status: Status) -> Self {
         Self {
             upstream: upstream.to_owned(),
             vendor,
@@ -158,13 +216,14 @@ impl TargetResult {
         }
     }
 
-    fn with_error(mut self, kind: ErrorKind, message: impl Into<String>) -> Self {
+    pub(crate) fn with_error(mut self, kind: ErrorKind, message: impl Into<String>) -> Self {
         self.error = Some(TargetError {
             kind,
             message: message.into(),
             field: None,
             http_status: None,
             retry_after_secs: None,
+            retry_at: None,
         });
         self
     }
@@ -182,14 +241,18 @@ impl TargetResult {
 enum Round {
     /// The create as it came in.
     First,
-    /// A repeat under the same idempotency key, sending what failed.
-    Repeat,
     /// After a restart, sending what a stop left pending.
     Resume,
 }
 
+/// One target of a create after the ledger's claim: a call to make, or its result already.
+enum Work {
+    Send(String, Plan),
+    Known(TargetResult),
+}
+
 /// A target after the pure phase.
-enum Plan {
+pub(crate) enum Plan {
     Send {
         upstream: Arc<Upstream>,
         translation: Translation,
@@ -199,7 +262,7 @@ enum Plan {
 
 impl Plan {
     /// A target whose credentials are missing is settled here, without a call.
-    fn settle_credentials(self, target: &str) -> Plan {
+    pub(crate) fn settle_credentials(self, target: &str) -> Plan {
         match self {
             Plan::Send { upstream, translation } => match &upstream.credentials {
                 Credentials::Missing(vars) => {
@@ -216,7 +279,7 @@ impl Engine {
     pub fn new(
         config: &Config,
         campaigns: BTreeMap<String, Campaign>,
-        ledger: Ledger,
+        store: Arc<dyn Store>,
         env: &dyn Fn(&str) -> Option<String>,
         clock: SharedClock,
     ) -> Result<Self, StartupError> {
@@ -234,9 +297,17 @@ impl Engine {
             })
             .collect();
         Ok(Self {
-            ledger,
+            store,
+            clock,
             upstream_names: upstreams.keys().cloned().collect(),
             campaign_names: campaigns.keys().cloned().collect(),
+            rates: config
+                .upstreams
+                .iter()
+                .map(|(name, u)| (name.clone(), u.rate_limit.per_second))
+                .collect(),
+            key_window: chrono::Duration::hours(i64::from(config.ledger.idempotency_key_hours)),
+            jobs: Default::default(),
             upstreams,
             campaigns,
         })
@@ -246,8 +317,13 @@ impl Engine {
         self.upstreams.values()
     }
 
+    pub fn campaign(&self, name: &str) -> Option<&Campaign> {
+        self.campaigns.get(name)
+    }
+
     /// Validates, translates and (unless `dry_run`) records and sends one code to its targets.
-    /// With an idempotency key, a repeat of a finished create replays its recorded answer.
+    /// A target where the ledger already has the code is not called again; with an
+    /// idempotency key, a repeat of a finished create replays its first answer.
     pub async fn create(&self, body: &Value, dry_run: bool, key: Option<String>) -> Result<Answer, ApiError> {
         let request = validate(body, &self.validation_context()).map_err(ApiError::Invalid)?;
         let plans = self.plan(&request)?;
@@ -270,67 +346,81 @@ impl Engine {
             })
             .collect();
         // Recorded before any call: from here on the ledger knows of every target.
-        let settled = plans
+        let planned = plans
             .iter()
-            .map(|(target, plan)| {
-                let result = match plan {
+            .map(|(target, plan)| PlannedTarget {
+                upstream: target.clone(),
+                settled: match plan {
                     Plan::Done(r) => Some(r.clone()),
                     Plan::Send { .. } => None,
-                };
-                (target.clone(), result)
+                },
             })
             .collect();
+        let definition = Definition::of(body, code.campaign.as_deref(), &code.code);
         let begun = self
-            .ledger
-            .begin(key, code.code.clone(), body.clone(), settled)
+            .store
+            .begin_create(
+                key,
+                body.clone(),
+                definition,
+                planned,
+                self.clock.now(),
+                self.key_window,
+            )
             .await
-            .map_err(|e| ApiError::Ledger(e.to_string()))?;
-        let request_id = match begun {
-            Begin::New(id) => id,
-            Begin::Replay { request_id, results } => {
+            .map_err(ledger_error)?;
+        let (request_id, code_id, claims) = match begun {
+            Begin::New {
+                request_id,
+                code_id,
+                claims,
+            } => (request_id, code_id, claims),
+            Begin::Replay(response) => {
                 return Ok(Answer {
-                    response: CreateResponse::new(code, Some(request_id), results),
+                    response,
                     replayed: true,
                 })
             }
-            Begin::Retry { request_id, targets } => {
-                let retry: BTreeSet<&String> = targets.iter().collect();
-                let plans = plans.into_iter().filter(|(t, _)| retry.contains(t)).collect();
-                self.deliver(request_id, code, plans, Round::Repeat).await;
-                let results = self
-                    .ledger
-                    .results(request_id)
-                    .await
-                    .map_err(|e| ApiError::Ledger(e.to_string()))?;
-                return Ok(Answer {
-                    response: CreateResponse::new(code, Some(request_id), results),
-                    replayed: false,
-                });
-            }
             Begin::InProgress(id) => return Err(ApiError::IdempotencyInProgress(id)),
             Begin::KeyReused(id) => return Err(ApiError::IdempotencyKeyReused(id)),
+            Begin::Conflict(conflict) => return Err(ApiError::CodeConflict(conflict)),
         };
-        let results = self.deliver(request_id, code, plans, Round::First).await;
+        let work = plans
+            .into_iter()
+            .zip(claims)
+            .map(|((target, plan), claim)| match (claim, plan) {
+                (Claim::Send, plan) => Work::Send(target, plan),
+                (Claim::Settled, Plan::Done(result)) => Work::Known(result),
+                (Claim::Settled, Plan::Send { upstream, translation }) => {
+                    Work::Known(translated(&target, &upstream, &translation))
+                }
+                (Claim::Done(prior), _) => Work::Known(already_delivered(*prior)),
+                (Claim::Elsewhere, plan) => Work::Known(elsewhere(&target, plan)),
+            });
+        let results = self.deliver(code_id, code, work.collect(), Round::First).await;
+        let response = CreateResponse::new(code, Some(request_id), results);
+        self.store
+            .finish_request(request_id, &response)
+            .await
+            .map_err(ledger_error)?;
         Ok(Answer {
-            response: CreateResponse::new(code, Some(request_id), results),
+            response,
             replayed: false,
         })
     }
 
     /// A recorded create, as the ledger has it now.
-    pub async fn recorded(&self, request_id: i64) -> Result<Option<crate::ledger::Stored>, ApiError> {
-        self.ledger
-            .get(request_id)
-            .await
-            .map_err(|e| ApiError::Ledger(e.to_string()))
+    pub async fn recorded(&self, request_id: i64) -> Result<Option<StoredRequest>, ApiError> {
+        self.store.request(request_id).await.map_err(ledger_error)
     }
 
-    /// Sends the targets of creates that a crash interrupted (as [`Ledger::interrupted`] read
-    /// them at start-up), and returns how many creates it took up. A target is resent only if it
-    /// was still `pending`; its result carries a warning, since the interrupted call may have
-    /// reached the vendor (which then answers 409). A pending target the current configuration
-    /// can no longer plan is recorded as not resumed, so no create stays pending for ever.
-    pub async fn resume(&self, unfinished: Vec<Unfinished>) -> Result<usize, crate::ledger::LedgerError> {
+    /// Sends the targets of creates that a crash interrupted (as [`Store::unfinished_requests`]
+    /// read them at start-up) and stores their answers; returns how many creates it took up. A
+    /// target is resent only if this create's claim on it was still `pending`; its result
+    /// carries a warning, since the interrupted call may have reached the vendor (which then
+    /// answers "already exists"). A pending target the current configuration can no longer
+    /// plan is recorded as not resumed, so no create stays pending for ever.
+    pub async fn resume(&self, unfinished: Vec<Unfinished>) -> Result<usize, LedgerError> {
         let count = unfinished.len();
         for u in unfinished {
             let planned = validate(&u.body, &self.validation_context())
@@ -341,24 +431,32 @@ impl Engine {
                 Err(e) => (Vec::new(), None, format!("the request no longer passes ({e})")),
             };
             plans.retain(|(t, _)| u.pending.contains(t));
+            let mut abandoned = Vec::new();
             for target in u.pending.iter().filter(|t| !plans.iter().any(|(p, _)| p == *t)) {
                 let vendor = self.upstreams.get(target).map(|u| u.vendor);
                 let result = TargetResult::new(target, vendor, Status::Failed).with_error(
                     ErrorKind::NotResumed,
                     format!("interrupted by a restart and not resent under the current configuration: {why_not}"),
                 );
-                self.ledger.record(u.request_id, &result).await?;
+                abandoned.push((u.code_id, result));
             }
-            if let Some(code) = code {
-                let plans = plans
+            self.store.record(abandoned).await?;
+            if let Some(code) = &code {
+                let work = plans
                     .into_iter()
-                    .map(|(t, p)| {
-                        let p = p.settle_credentials(&t);
-                        (t, p)
-                    })
+                    .map(|(t, p)| Work::Send(t.clone(), p.settle_credentials(&t)))
                     .collect();
-                self.deliver(u.request_id, &code, plans, Round::Resume).await;
+                self.deliver(u.code_id, code, work, Round::Resume).await;
             }
+            let results = self.store.delivery_results(u.code_id, u.targets.clone()).await?;
+            let code_name = code.map(|c| c.code).unwrap_or_default();
+            let response = CreateResponse {
+                code: code_name,
+                dry_run: false,
+                request_id: Some(u.request_id),
+                results,
+            };
+            self.store.finish_request(u.request_id, &response).await?;
             tracing::info!(
                 request_id = u.request_id,
                 targets = u.pending.len(),
@@ -368,7 +466,7 @@ impl Engine {
         Ok(count)
     }
 
-    fn validation_context(&self) -> ValidationContext<'_> {
+    pub(crate) fn validation_context(&self) -> ValidationContext<'_> {
         ValidationContext {
             upstreams: &self.upstream_names,
             campaigns: &self.campaign_names,
@@ -377,18 +475,17 @@ impl Engine {
 
     /// Calls every target that needs a call, in parallel, recording each outcome the moment it
     /// is known, and returns all results in target order.
-    async fn deliver(
-        &self,
-        request_id: i64,
-        code: &PromoCode,
-        plans: Vec<(String, Plan)>,
-        round: Round,
-    ) -> Vec<TargetResult> {
-        let sends = plans.into_iter().map(|(target, plan)| async move {
-            // On a first round, `Ledger::begin` already recorded what was settled without a call.
-            let (mut result, record) = match plan {
-                Plan::Done(result) => (result, round != Round::First),
-                Plan::Send { upstream, translation } => (send(&target, code, &upstream, &translation).await, true),
+    async fn deliver(&self, code_id: i64, code: &PromoCode, work: Vec<Work>, round: Round) -> Vec<TargetResult> {
+        let sends = work.into_iter().map(|w| async move {
+            let (target, plan) = match w {
+                Work::Known(result) => return result,
+                Work::Send(target, plan) => (target, plan),
+            };
+            let mut result = match plan {
+                Plan::Done(result) => result,
+                Plan::Send { upstream, translation } => {
+                    send(&target, code, &upstream, &translation, Patience::Interactive).await
+                }
             };
             if round == Round::Resume {
                 result.warnings.push(Warning {
@@ -397,10 +494,8 @@ impl Engine {
                         .into(),
                 });
             }
-            if record {
-                if let Err(e) = self.ledger.record(request_id, &result).await {
-                    tracing::error!(request_id, upstream = %target, "could not record a delivery in the ledger: {e}");
-                }
+            if let Err(e) = self.store.record(vec![(code_id, result.clone())]).await {
+                tracing::error!(code_id, upstream = %target, "could not record a delivery in the ledger: {e}");
             }
             result
         });
@@ -408,7 +503,7 @@ impl Engine {
     }
 
     /// The pure phase: a plan per target, or the whole request refused.
-    fn plan(&self, request: &CreateRequest) -> Result<Vec<(String, Plan)>, ApiError> {
+    pub(crate) fn plan(&self, request: &CreateRequest) -> Result<Vec<(String, Plan)>, ApiError> {
         let code = &request.promo;
         let campaign = code.campaign.as_ref().and_then(|c| self.campaigns.get(c));
         let targets: Vec<String> = match (&request.targets, campaign) {
@@ -478,7 +573,7 @@ impl Engine {
 }
 
 /// A target's result before its call: ready to send, with the translation's warnings.
-fn translated(target: &str, upstream: &Upstream, translation: &Translation) -> TargetResult {
+pub(crate) fn translated(target: &str, upstream: &Upstream, translation: &Translation) -> TargetResult {
     let mut result = TargetResult::new(target, Some(upstream.vendor), Status::WouldSend);
     result.warnings = translation.warnings.clone();
     result
@@ -500,16 +595,20 @@ fn preview_result(target: &str, plan: Plan) -> TargetResult {
 }
 
 /// One call to one target, with the vendor's answer read into a result.
-async fn send(target: &str, code: &PromoCode, upstream: &Upstream, translation: &Translation) -> TargetResult {
+pub(crate) async fn send(
+    target: &str,
+    code: &PromoCode,
+    upstream: &Upstream,
+    translation: &Translation,
+    patience: Patience,
+) -> TargetResult {
     let result = translated(target, upstream, translation);
     // Settled before the ledger's record by `Plan::settle_credentials`; kept total all the same.
     let auth = match &upstream.credentials {
         Credentials::Ready(auth) => auth,
         Credentials::Missing(vars) => return missing_credentials(result, vars),
     };
-    let sent = upstream
-        .send(auth, code, &translation.request, Patience::Interactive)
-        .await;
+    let sent = upstream.send(auth, code, &translation.request, patience).await;
     let mut result = delivered(result, upstream, sent);
     if let Some(error) = result.error.as_mut() {
         error.message = upstream.redact(std::mem::take(&mut error.message)).await;
@@ -539,7 +638,7 @@ fn preview(upstream: &Upstream, t: &Translation, redacted_auth: Option<&str>) ->
     }
 }
 
-fn missing_credentials(result: TargetResult, vars: &[String]) -> TargetResult {
+pub(crate) fn missing_credentials(result: TargetResult, vars: &[String]) -> TargetResult {
     let mut r = result.with_error(
         ErrorKind::MissingCredentials,
         format!("credentials are not configured: set {}", vars.join(", ")),
@@ -548,7 +647,46 @@ fn missing_credentials(result: TargetResult, vars: &[String]) -> TargetResult {
     r
 }
 
-fn refused(target: &str, vendor: VendorKind, e: BuildError) -> TargetResult {
+/// A target the ledger already has the code on: its earlier result, and no call.
+fn already_delivered(mut prior: TargetResult) -> TargetResult {
+    prior.attempts = 0;
+    prior.request = None;
+    prior.warnings.push(Warning {
+        field: "code".into(),
+        message: format!(
+            "{} on {} by an earlier request or sync job (see GET /v1/promo-codes/{{code}}); not sent again",
+            if prior.status == Status::Created {
+                "already created"
+            } else {
+                "already known to exist"
+            },
+            prior.upstream,
+        ),
+    });
+    prior
+}
+
+/// A target another request or job is delivering right now: not sent twice.
+fn elsewhere(target: &str, plan: Plan) -> TargetResult {
+    let vendor = match &plan {
+        Plan::Send { upstream, .. } => Some(upstream.vendor),
+        Plan::Done(r) => r.vendor,
+    };
+    let mut r = TargetResult::new(target, vendor, Status::Pending);
+    r.warnings.push(Warning {
+        field: "code".into(),
+        message: format!(
+            "another request or sync job is delivering this code to {target} now; GET /v1/promo-codes/{{code}} shows its outcome"
+        ),
+    });
+    r
+}
+
+pub(crate) fn ledger_error(e: LedgerError) -> ApiError {
+    ApiError::Ledger(e.to_string())
+}
+
+pub(crate) fn refused(target: &str, vendor: VendorKind, e: BuildError) -> TargetResult {
     let message = e.to_string();
     let r = TargetResult::new(target, Some(vendor), Status::Invalid);
     match e {
@@ -567,9 +705,24 @@ fn refused(target: &str, vendor: VendorKind, e: BuildError) -> TargetResult {
     }
 }
 
-fn delivered(mut r: TargetResult, upstream: &Upstream, sent: Sent) -> TargetResult {
+pub(crate) fn delivered(mut r: TargetResult, upstream: &Upstream, sent: Sent) -> TargetResult {
     r.attempts = sent.calls;
     let vendor = upstream.vendor;
+    let rfc3339 = |at: chrono::DateTime<chrono::Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    if sent.unconfirmed_retry {
+        let lost = format!(
+            "an earlier call to {vendor} was cut off after the request went out and its answer was lost (retry.unconfirmed retried it)"
+        );
+        r.warnings.push(Warning {
+            field: "code".into(),
+            message: match &sent.delivery {
+                Delivery::Answered(Outcome::AlreadyExists { .. }) => {
+                    format!("{lost}; the retry was answered \"already exists\", most likely because that call created the code")
+                }
+                _ => lost,
+            },
+        });
+    }
     let (status, error) = match sent.delivery {
         Delivery::Answered(Outcome::Created { vendor_id }) => {
             r.vendor_id = Some(vendor_id);
@@ -577,12 +730,7 @@ fn delivered(mut r: TargetResult, upstream: &Upstream, sent: Sent) -> TargetResu
         }
         Delivery::Answered(Outcome::AlreadyExists { message }) => (
             Status::AlreadyExists,
-            Some((
-                ErrorKind::AlreadyExists,
-                format!("{vendor}: {message}"),
-                Some(409),
-                None,
-            )),
+            Some((ErrorKind::AlreadyExists, format!("{vendor}: {message}"), Some(409))),
         ),
         Delivery::Answered(Outcome::Rejected { status, message }) => (
             Status::Rejected,
@@ -590,16 +738,14 @@ fn delivered(mut r: TargetResult, upstream: &Upstream, sent: Sent) -> TargetResu
                 ErrorKind::VendorRejected,
                 format!("{vendor} rejected the code: {message}"),
                 Some(status),
-                None,
             )),
         ),
-        Delivery::Answered(Outcome::Throttled { retry_after, message }) => (
+        Delivery::Answered(Outcome::Throttled { message, .. }) => (
             Status::Throttled,
             Some((
                 ErrorKind::RateLimited,
                 format!("{vendor} is rate-limiting after {} calls: {message}", sent.calls),
                 Some(429),
-                retry_after.map(|d| d.as_secs()),
             )),
         ),
         Delivery::Answered(Outcome::Failed { message, cause, .. }) => {
@@ -607,7 +753,7 @@ fn delivered(mut r: TargetResult, upstream: &Upstream, sent: Sent) -> TargetResu
                 FailureCause::ServerError { status } => (ErrorKind::UpstreamError, status),
                 FailureCause::UnreadableAnswer { status } => (ErrorKind::InvalidResponse, status),
             };
-            (Status::Failed, Some((kind, message, Some(status), None)))
+            (Status::Failed, Some((kind, message, Some(status))))
         }
         Delivery::TimedOut => (
             Status::Failed,
@@ -617,15 +763,19 @@ fn delivered(mut r: TargetResult, upstream: &Upstream, sent: Sent) -> TargetResu
                     "{vendor} did not answer within the timeout; the code may exist upstream, check before retrying"
                 ),
                 None,
-                None,
             )),
         ),
         Delivery::Unreachable(e) => (
             Status::Failed,
+            Some((ErrorKind::Unreachable, format!("{vendor} could not be reached: {e}"), None)),
+        ),
+        Delivery::Interrupted(e) => (
+            Status::Failed,
             Some((
                 ErrorKind::Unreachable,
-                format!("{vendor} could not be reached: {e}"),
-                None,
+                format!(
+                    "the connection to {vendor} broke after the request was sent ({e}); the code may exist upstream, check before retrying"
+                ),
                 None,
             )),
         ),
@@ -635,17 +785,63 @@ fn delivered(mut r: TargetResult, upstream: &Upstream, sent: Sent) -> TargetResu
                 ErrorKind::Auth,
                 format!("{vendor}: no credentials could be obtained: {e}"),
                 None,
+            )),
+        ),
+        Delivery::Paused { until } => (
+            Status::Throttled,
+            Some((
+                ErrorKind::RateLimited,
+                format!(
+                    "{vendor} asked for a pause until {}, longer than a call waits (retry.max_wait_ms); nothing was sent",
+                    rfc3339(until)
+                ),
+                None,
+            )),
+        ),
+        Delivery::NoSlot { waited } => (
+            Status::Throttled,
+            Some((
+                ErrorKind::RateLimited,
+                format!(
+                    "no call to {vendor} could be made within {} ms (limiter_wait_ms) under its rate_limit and max_in_flight; nothing was sent",
+                    waited.as_millis()
+                ),
+                None,
+            )),
+        ),
+        Delivery::Unavailable { until, failures } => (
+            Status::Failed,
+            Some((
+                ErrorKind::UpstreamUnavailable,
+                match until {
+                    Some(until) => format!(
+                        "{vendor} failed {failures} times in a row, so the gateway does not call it until {}, when one trial call tests it again; nothing was sent",
+                        rfc3339(until)
+                    ),
+                    None => format!(
+                        "{vendor} failed {failures} times in a row and a trial call is testing it now; nothing was sent, try again shortly"
+                    ),
+                },
                 None,
             )),
         ),
     };
+    // When to come back, for the answers that ask the caller to.
+    let retry_at = sent
+        .retry_at
+        .filter(|_| matches!(status, Status::Throttled | Status::Failed));
+    let now = upstream.now();
     r.status = status;
-    r.error = error.map(|(kind, message, http_status, retry_after_secs)| TargetError {
+    r.error = error.map(|(kind, message, http_status)| TargetError {
         kind,
         message,
         field: None,
         http_status,
-        retry_after_secs,
+        retry_after_secs: retry_at.map(|at| {
+            let ms = (at - now).num_milliseconds().max(0);
+            u64::try_from(ms).unwrap_or(0).div_ceil(1000)
+        }),
+        retry_at: retry_at.map(rfc3339),
     });
     r
 }

@@ -23,6 +23,9 @@ pub enum StartupError {
     Ledger { path: PathBuf, message: String },
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    /// A command-line job that cannot start (a bad file, a job the API would refuse).
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// A request the API refuses as a whole, before any upstream is called.
@@ -50,6 +53,20 @@ pub enum ApiError {
     BadIdempotencyKey,
     #[error("{method} is not allowed on {path}")]
     MethodNotAllowed { method: String, path: String },
+    #[error(
+        "the Content-Type `{0}` is not one this endpoint reads (application/json, application/x-ndjson, text/csv)"
+    )]
+    UnsupportedMediaType(String),
+    #[error("the code clashes with one the ledger holds: {0}")]
+    CodeConflict(crate::ledger::CodeConflict),
+    #[error("`{code}` is held in several campaigns ({}); name one with ?campaign=", campaigns.join(", "))]
+    AmbiguousCode { code: String, campaigns: Vec<String> },
+    #[error("sync job {id} is {state}; {action} is not possible")]
+    JobState {
+        id: i64,
+        state: String,
+        action: &'static str,
+    },
 }
 
 impl ApiError {
@@ -64,6 +81,10 @@ impl ApiError {
             ApiError::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadIdempotencyKey => StatusCode::BAD_REQUEST,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::CodeConflict(_) | ApiError::AmbiguousCode { .. } | ApiError::JobState { .. } => {
+                StatusCode::CONFLICT
+            }
         }
     }
 
@@ -81,6 +102,10 @@ impl ApiError {
             ApiError::IdempotencyKeyReused(_) => "idempotency-key-reused",
             ApiError::BadIdempotencyKey => "bad-idempotency-key",
             ApiError::MethodNotAllowed { .. } => "method-not-allowed",
+            ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
+            ApiError::CodeConflict(_) => "code-conflict",
+            ApiError::AmbiguousCode { .. } => "ambiguous-code",
+            ApiError::JobState { .. } => "job-state",
         }
     }
 
@@ -97,6 +122,10 @@ impl ApiError {
             ApiError::IdempotencyKeyReused(_) => "Idempotency-Key reused",
             ApiError::BadIdempotencyKey => "Invalid Idempotency-Key",
             ApiError::MethodNotAllowed { .. } => "Method not allowed",
+            ApiError::UnsupportedMediaType(_) => "Unsupported media type",
+            ApiError::CodeConflict(_) => "Code conflict",
+            ApiError::AmbiguousCode { .. } => "Ambiguous code",
+            ApiError::JobState { .. } => "Sync job state",
         }
     }
 
@@ -121,10 +150,20 @@ impl ApiError {
             ApiError::NotFound(path) => p.push(
                 "path",
                 format!(
-                    "`{path}` names nothing here (routes: POST /v1/promo-codes, GET /v1/requests/{{id}}, GET /health)"
+                    "`{path}` names nothing here (routes: POST|GET /v1/promo-codes, GET /v1/promo-codes/{{code}}, GET /v1/requests/{{id}}, POST /v1/sync-jobs, GET /v1/sync-jobs/{{id}}[/results], POST /v1/sync-jobs/{{id}}/retry|cancel, GET /health)"
                 ),
             ),
             ApiError::MethodNotAllowed { method, .. } => p.push("method", format!("{method} is not allowed here")),
+            ApiError::UnsupportedMediaType(t) => p.push(
+                "Content-Type",
+                format!("`{t}` is not application/json, application/x-ndjson or text/csv"),
+            ),
+            ApiError::CodeConflict(c) => p.push("code", c.to_string()),
+            ApiError::AmbiguousCode { campaigns, .. } => p.push(
+                "campaign",
+                format!("is required: the code is held in {}", campaigns.join(", ")),
+            ),
+            ApiError::JobState { state, action, .. } => p.push("state", format!("is {state}; cannot {action}")),
         }
         p
     }

@@ -1,28 +1,32 @@
-//! The ledger: an embedded SQLite file that records every create and its delivery state on
-//! every target *before* any upstream is called, and each target's outcome as it arrives.
+//! The ledger: every code the gateway accepts and its delivery state on every target, written
+//! *before* any upstream is called and updated as each answer arrives.
 //!
 //! It is what makes the gateway safe to call twice and safe to crash:
-//! - an `Idempotency-Key` names a create; the same key with the same body replays the recorded
-//!   answer instead of calling the vendors again (only targets that failed or were throttled
-//!   are sent once more), and with another body is refused;
-//! - a create interrupted by a crash leaves targets `pending`, and the next start sends them
-//!   (a vendor that did get the first call answers "already exists", which is recorded as such).
+//! - a code is held once per campaign, compared without regard to case; a target where the
+//!   code is already `created` is never called again, by a create or by a sync job;
+//! - an `Idempotency-Key` names a create: a repeat with the same body replays the first answer,
+//!   with another body is refused, and while the first is running gets 409;
+//! - a delivery is `pending` from the moment it is decided until its outcome is recorded, so a
+//!   crash leaves exactly the deliveries that may not have happened, and the next start sends
+//!   them (a vendor that did get the first call answers "already exists", recorded as such);
+//! - a sync job's codes are written in one transaction before it starts, so a job either holds
+//!   all its codes or none, and a restart continues it.
 //!
-//! SQLite calls are blocking, so they run on tokio's blocking pool behind one connection.
+//! [`Store`] is the interface the engine uses; [`Ledger`] is its SQLite implementation (one
+//! file, one connection, calls on tokio's blocking pool). A PostgreSQL store for several
+//! gateway replicas implements the same trait: nothing outside this file speaks SQL.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::engine::TargetResult;
+use crate::engine::{CreateResponse, Status, TargetResult};
 use crate::error::StartupError;
-
-#[derive(Clone)]
-pub struct Ledger {
-    conn: Arc<Mutex<Connection>>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -34,82 +38,447 @@ pub enum LedgerError {
     Corrupt(#[from] serde_json::Error),
 }
 
-/// What the ledger says about a new create.
-pub enum Begin {
-    /// Recorded under this id; go ahead and send.
-    New(i64),
-    /// The key was used before with the same body and that create finished with every target
-    /// settled for good: its answer.
-    Replay {
-        request_id: i64,
-        results: Vec<TargetResult>,
-    },
-    /// The key was used before with the same body, and these targets had failed or been
-    /// throttled: they are `pending` again, to be sent once more; the others stay as they were.
-    Retry { request_id: i64, targets: Vec<String> },
-    /// The key was used before with the same body and that create is still being delivered.
-    InProgress(i64),
-    /// The key was used before with a different body.
-    KeyReused(i64),
+/// A code as the ledger keys it: unique per campaign regardless of case, and immutable once
+/// accepted (its definition is what every target was or will be sent).
+#[derive(Debug, Clone)]
+pub struct Definition {
+    /// Empty when the code belongs to no campaign.
+    pub campaign: String,
+    pub code: String,
+    /// The unified code without delivery instructions (targets, passthrough, on_unsupported),
+    /// serialised with sorted keys so that equal definitions compare equal as text.
+    pub json: String,
 }
 
-/// One recorded create, as `GET /v1/requests/{id}` shows it.
-pub struct Stored {
+impl Definition {
+    /// The instructions that say where and how to deliver, not what the code is.
+    const DELIVERY_KEYS: [&'static str; 3] = ["targets", "passthrough", "on_unsupported"];
+
+    pub fn of(body: &Value, campaign: Option<&str>, code: &str) -> Self {
+        let mut def = body.clone();
+        if let Some(obj) = def.as_object_mut() {
+            for key in Self::DELIVERY_KEYS {
+                obj.remove(key);
+            }
+        }
+        Self {
+            campaign: campaign.unwrap_or_default().to_owned(),
+            code: code.to_owned(),
+            json: def.to_string(),
+        }
+    }
+
+    fn key(&self) -> String {
+        code_key(&self.code)
+    }
+}
+
+/// Codes are compared without regard to case, as most vendors (and Stripe) do.
+pub fn code_key(code: &str) -> String {
+    code.to_uppercase()
+}
+
+/// Why the ledger will not take a code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "conflict", rename_all = "snake_case")]
+pub enum CodeConflict {
+    /// The campaign holds the same code in another case (`SPRING20` beside `spring20`).
+    OtherCase { existing: String },
+    /// The campaign holds this code with a different definition; codes are immutable.
+    Redefined { existing: String },
+    /// The same code twice in one job.
+    Repeated { existing: String },
+}
+
+impl std::fmt::Display for CodeConflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CodeConflict::OtherCase { existing } => write!(
+                f,
+                "the campaign already holds `{existing}`; codes are compared without regard to case, since several vendors treat them as one"
+            ),
+            CodeConflict::Redefined { existing } => write!(
+                f,
+                "the campaign already holds `{existing}` with a different definition; a code cannot change once accepted"
+            ),
+            CodeConflict::Repeated { existing } => write!(f, "`{existing}` appears earlier in this job"),
+        }
+    }
+}
+
+/// What the ledger decided for one target of a create.
+#[derive(Debug, Clone)]
+pub enum Claim {
+    /// Now `pending` under this create: call the vendor.
+    Send,
+    /// Settled without a call (the plan's result), recorded as such.
+    Settled,
+    /// Already `created` (or `already_exists`) by an earlier request or job: not called again.
+    Done(Box<TargetResult>),
+    /// Being delivered by another request or job right now.
+    Elsewhere,
+}
+
+/// What the ledger says about a new create.
+#[derive(Debug)]
+pub enum Begin {
+    /// Recorded; each target's claim says what to do.
+    New {
+        request_id: i64,
+        code_id: i64,
+        claims: Vec<Claim>,
+    },
+    /// Same key, same body, finished: the first answer.
+    Replay(CreateResponse),
+    /// Same key, same body, still running.
+    InProgress(i64),
+    /// Same key, another body.
+    KeyReused(i64),
+    /// The code clashes with one the ledger holds.
+    Conflict(CodeConflict),
+}
+
+/// One target of a create as the engine planned it.
+pub struct PlannedTarget {
+    pub upstream: String,
+    /// `Some` when settled without a call (unsupported, invalid, unconfigured).
+    pub settled: Option<TargetResult>,
+}
+
+/// A create as `GET /v1/requests/{id}` shows it.
+pub struct StoredRequest {
     pub request_id: i64,
     pub code: String,
     pub received_at: String,
     pub finished: bool,
-    /// Targets still waiting for an answer (after a crash, until the restart resends them).
     pub pending: Vec<String>,
     pub results: Vec<TargetResult>,
 }
 
-/// A create a crash interrupted: its validated body and the targets still pending.
+/// A create a crash interrupted.
+#[derive(Debug, Clone)]
 pub struct Unfinished {
     pub request_id: i64,
+    pub code_id: i64,
     pub body: Value,
+    pub targets: Vec<String>,
+    /// Targets this create claimed that are still pending.
     pub pending: Vec<String>,
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS requests (
+/// A code and its state on every target, as `GET /v1/promo-codes/{code}` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CodeRecord {
+    pub code: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<String>,
+    pub definition: Value,
+    pub created_at: String,
+    pub deliveries: BTreeMap<String, DeliveryRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vendor_id: Option<String>,
+    /// Calls made to the vendor for this code, over every request and job.
+    pub attempts: u32,
+    pub updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<TargetResult>,
+    /// The sync job that last claimed this delivery.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<i64>,
+}
+
+/// A filter for listing codes.
+#[derive(Debug, Clone, Default)]
+pub struct CodeFilter {
+    pub campaign: Option<String>,
+    pub upstream: Option<String>,
+    pub status: Option<Status>,
+    /// Codes after this ledger id.
+    pub after: i64,
+    pub limit: usize,
+}
+
+/// The state of a sync job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Running,
+    Done,
+    Cancelled,
+}
+
+/// A sync job's lasting description.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: i64,
+    pub state: JobState,
+    pub campaign: String,
+    pub targets: Vec<String>,
+    /// Where its codes came from ("json", "csv", "ndjson", "generate", "mirror").
+    pub source: String,
+    pub total: u64,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Job options (on_unsupported) as given.
+    #[serde(skip)]
+    pub options: Value,
+}
+
+/// One code of a job, not yet settled on a target.
+#[derive(Debug, Clone)]
+pub struct JobWork {
+    pub seq: i64,
+    pub code_id: i64,
+    pub definition: Value,
+}
+
+/// One line of a job's results.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobResult {
+    pub seq: i64,
+    pub code: String,
+    pub upstream: String,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vendor_id: Option<String>,
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::engine::TargetError>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<promo_adapters::Warning>,
+}
+
+/// Where a job's codes come from, as the store reads them inside its transaction.
+pub enum JobCodes<'a> {
+    /// Definitions, one per code, each already validated; an `Err` is a line that failed.
+    Items(Box<dyn Iterator<Item = Result<Definition, String>> + Send + 'a>),
+    /// `count` fresh codes from `next`, each unique against the ledger (drawn again on a clash).
+    Generate {
+        count: u64,
+        next: Box<dyn FnMut() -> Definition + Send + 'a>,
+    },
+    /// Every code the ledger holds for this campaign.
+    Mirror { campaign: String },
+}
+
+/// A job refused at intake; nothing was written.
+#[derive(Debug)]
+pub enum JobRefused {
+    /// Items at fault, each "item N: problem" (at most [`MAX_REPORTED`]), and how many in all.
+    Items {
+        problems: Vec<String>,
+        count: usize,
+    },
+    Ledger(LedgerError),
+}
+
+/// Problems listed in a refused job; the count says how many there were in all.
+pub const MAX_REPORTED: usize = 20;
+
+impl From<LedgerError> for JobRefused {
+    fn from(e: LedgerError) -> Self {
+        JobRefused::Ledger(e)
+    }
+}
+
+impl From<rusqlite::Error> for JobRefused {
+    fn from(e: rusqlite::Error) -> Self {
+        JobRefused::Ledger(e.into())
+    }
+}
+
+/// The interface between the engine and its durable state.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Records a create and claims its targets, before any call. `now` dates the idempotency
+    /// key, which expires `key_window` later.
+    async fn begin_create(
+        &self,
+        key: Option<String>,
+        body: Value,
+        definition: Definition,
+        targets: Vec<PlannedTarget>,
+        now: DateTime<Utc>,
+        key_window: chrono::Duration,
+    ) -> Result<Begin, LedgerError>;
+
+    /// Records the outcomes of deliveries, each `(code_id, result)`, in one transaction.
+    async fn record(&self, outcomes: Vec<(i64, TargetResult)>) -> Result<(), LedgerError>;
+
+    /// Stores a create's answer, which an idempotent repeat replays.
+    async fn finish_request(&self, request_id: i64, response: &CreateResponse) -> Result<(), LedgerError>;
+
+    async fn request(&self, request_id: i64) -> Result<Option<StoredRequest>, LedgerError>;
+
+    /// The current state of a code's targets, in the order given.
+    async fn delivery_results(&self, code_id: i64, targets: Vec<String>) -> Result<Vec<TargetResult>, LedgerError>;
+
+    /// Creates a crash interrupted. Read at start-up, before serving.
+    fn unfinished_requests(&self) -> Result<Vec<Unfinished>, LedgerError>;
+
+    /// Codes by case-insensitive name, in every campaign that holds one.
+    async fn code(&self, code: String, campaign: Option<String>) -> Result<Vec<CodeRecord>, LedgerError>;
+
+    /// Codes matching a filter, by ledger id; each with the id to continue after.
+    async fn codes(&self, filter: CodeFilter) -> Result<Vec<(i64, CodeRecord)>, LedgerError>;
+
+    /// Writes a job and all its codes, claiming (`pending`) every target a code is not yet on,
+    /// in one transaction: a job is accepted whole or not at all.
+    fn create_job(
+        &self,
+        campaign: &str,
+        targets: &[String],
+        source: &str,
+        options: Value,
+        codes: JobCodes<'_>,
+    ) -> Result<i64, JobRefused>;
+
+    async fn job(&self, id: i64) -> Result<Option<JobRecord>, LedgerError>;
+
+    /// Jobs to resume at start-up.
+    fn running_jobs(&self) -> Result<Vec<i64>, LedgerError>;
+
+    /// Per target, how many of the job's codes are in each state.
+    async fn job_counts(&self, id: i64) -> Result<BTreeMap<String, BTreeMap<Status, u64>>, LedgerError>;
+
+    /// The next `limit` of the job's codes still pending on `upstream` under this job's claim,
+    /// after `after_seq`. A delivery another create or job has claimed is theirs to send.
+    async fn job_work(
+        &self,
+        id: i64,
+        upstream: String,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<JobWork>, LedgerError>;
+
+    async fn job_results(
+        &self,
+        id: i64,
+        status: Option<Status>,
+        upstream: Option<String>,
+        after: (i64, String),
+        limit: usize,
+    ) -> Result<Vec<JobResult>, LedgerError>;
+
+    /// Sets the job running again with its failed, throttled and cancelled deliveries pending;
+    /// how many deliveries it reopened.
+    async fn retry_job(&self, id: i64) -> Result<u64, LedgerError>;
+
+    /// Ends a job: `Done`, or `Cancelled` with its still pending deliveries marked cancelled.
+    async fn end_job(&self, id: i64, state: JobState) -> Result<(), LedgerError>;
+}
+
+/// The embedded SQLite store.
+#[derive(Clone)]
+pub struct Ledger {
+    conn: Arc<Mutex<Connection>>,
+}
+
+/// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: codes with their deliveries, creates with their idempotency keys, sync jobs.
+    "
+CREATE TABLE codes (
+    id         INTEGER PRIMARY KEY,
+    campaign   TEXT NOT NULL,
+    code       TEXT NOT NULL,
+    code_key   TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    UNIQUE (campaign, code_key)
+);
+CREATE TABLE deliveries (
+    code_id    INTEGER NOT NULL REFERENCES codes(id),
+    upstream   TEXT NOT NULL,
+    status     TEXT NOT NULL,
+    vendor_id  TEXT,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    result     TEXT,
+    job_id     INTEGER,
+    request_id INTEGER,
+    updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    PRIMARY KEY (code_id, upstream)
+) WITHOUT ROWID;
+CREATE INDEX deliveries_by_status ON deliveries(upstream, status);
+CREATE TABLE requests (
     id              INTEGER PRIMARY KEY,
     idempotency_key TEXT UNIQUE,
-    code            TEXT NOT NULL,
+    key_expires_at  TEXT,
     body            TEXT NOT NULL,
+    code_id         INTEGER NOT NULL REFERENCES codes(id),
+    targets         TEXT NOT NULL,
     received_at     TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
-    finished_at     TEXT
+    finished_at     TEXT,
+    response        TEXT
 );
-CREATE TABLE IF NOT EXISTS deliveries (
-    request_id INTEGER NOT NULL REFERENCES requests(id),
-    upstream   TEXT NOT NULL,
-    position   INTEGER NOT NULL,
-    status     TEXT NOT NULL,
-    result     TEXT,
-    updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
-    PRIMARY KEY (request_id, upstream)
+CREATE INDEX requests_unfinished ON requests(id) WHERE finished_at IS NULL;
+CREATE TABLE jobs (
+    id          INTEGER PRIMARY KEY,
+    state       TEXT NOT NULL,
+    campaign    TEXT NOT NULL,
+    targets     TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    options     TEXT NOT NULL,
+    total       INTEGER NOT NULL,
+    created_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    finished_at TEXT
 );
-CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(status) WHERE status = 'pending';
-";
+CREATE TABLE job_items (
+    job_id  INTEGER NOT NULL REFERENCES jobs(id),
+    seq     INTEGER NOT NULL,
+    code_id INTEGER NOT NULL REFERENCES codes(id),
+    PRIMARY KEY (job_id, seq)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX job_items_code ON job_items(job_id, code_id);
+CREATE INDEX job_items_by_code ON job_items(code_id);
+",
+];
+
+const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+
+/// A timestamp in the ledger's text form, which sorts as time does.
+fn stamp(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+fn status_name(status: Status) -> &'static str {
+    status.as_str()
+}
+
+fn parse_status(s: &str) -> Status {
+    Status::from_name(s).unwrap_or(Status::Failed)
+}
 
 impl Ledger {
-    /// Opens (creating if needed) the ledger file. Failure stops start-up: a gateway that
-    /// cannot record would be one that can lose codes.
+    /// Opens (creating and migrating if needed) the ledger file. Failure stops start-up: a
+    /// gateway that cannot record would be one that can lose codes.
     pub fn open(path: &Path) -> Result<Self, StartupError> {
         let fail = |e: rusqlite::Error| StartupError::Ledger {
             path: path.to_owned(),
             message: e.to_string(),
         };
-        let conn = Connection::open(path).map_err(fail)?;
+        let mut conn = Connection::open(path).map_err(fail)?;
         // A busy timeout (set first: switching to WAL takes a lock too) rides out a second
-        // process holding the file briefly; WAL keeps readers from blocking the writer.
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(fail)?;
+        // process (the CLI beside a server) holding the file briefly; WAL keeps readers from
+        // blocking the writer.
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(fail)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(fail)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(fail)?;
-        conn.execute_batch(SCHEMA).map_err(fail)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(fail)?;
+        migrate(&mut conn).map_err(fail)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     async fn with<T: Send + 'static>(
@@ -123,172 +492,742 @@ impl Ledger {
         })
         .await?
     }
+}
 
-    /// Records a create before anything is sent: one row for the request, one per target,
-    /// `pending` for those about to be called and final for those settled without a call.
-    pub async fn begin(
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let tx = conn.transaction()?;
+    if version == 0 {
+        // A ledger from before versioned migrations kept creates in `requests`/`deliveries`
+        // of another shape; they are kept aside, not dropped.
+        let old: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'requests')",
+            [],
+            |r| r.get(0),
+        )?;
+        if old {
+            tx.execute_batch(
+                "ALTER TABLE requests RENAME TO v0_requests; ALTER TABLE deliveries RENAME TO v0_deliveries;
+                 DROP INDEX IF EXISTS deliveries_pending;",
+            )?;
+        }
+    }
+    for (i, migration) in MIGRATIONS.iter().enumerate().skip(version) {
+        tx.execute_batch(migration)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+    }
+    tx.commit()
+}
+
+/// Finds a code in its campaign, or adds it. Once a vendor holds the code (or a delivery of it
+/// is under way), another case or another definition of it is a conflict; a code no vendor
+/// holds (every target refused it) is simply redefined.
+fn find_or_add_code(tx: &Transaction<'_>, def: &Definition) -> Result<Result<i64, CodeConflict>, rusqlite::Error> {
+    let existing: Option<(i64, String, String)> = tx
+        .prepare_cached("SELECT id, code, definition FROM codes WHERE campaign = ?1 AND code_key = ?2")?
+        .query_row(params![def.campaign, def.key()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    let Some((id, code, definition)) = existing else {
+        tx.prepare_cached("INSERT INTO codes (campaign, code, code_key, definition) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![def.campaign, def.code, def.key(), def.json])?;
+        return Ok(Ok(tx.last_insert_rowid()));
+    };
+    if code == def.code && definition == def.json {
+        return Ok(Ok(id));
+    }
+    let held: bool = tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM deliveries WHERE code_id = ?1
+                              AND status IN ('created', 'already_exists', 'pending'))",
+        )?
+        .query_row([id], |r| r.get(0))?;
+    if held {
+        return Ok(Err(if code != def.code {
+            CodeConflict::OtherCase { existing: code }
+        } else {
+            CodeConflict::Redefined { existing: code }
+        }));
+    }
+    tx.prepare_cached("UPDATE codes SET code = ?1, definition = ?2 WHERE id = ?3")?
+        .execute(params![def.code, def.json, id])?;
+    Ok(Ok(id))
+}
+
+/// The state of one delivery, if the ledger has it.
+fn delivery(tx: &Connection, code_id: i64, upstream: &str) -> rusqlite::Result<Option<(Status, Option<String>)>> {
+    tx.prepare_cached("SELECT status, result FROM deliveries WHERE code_id = ?1 AND upstream = ?2")?
+        .query_row(params![code_id, upstream], |r| {
+            Ok((parse_status(&r.get::<_, String>(0)?), r.get(1)?))
+        })
+        .optional()
+}
+
+/// Claims a delivery for a caller (a create or a job): `pending`, or settled as given.
+fn put_delivery(
+    tx: &Connection,
+    code_id: i64,
+    upstream: &str,
+    settled: Option<&TargetResult>,
+    request_id: Option<i64>,
+    job_id: Option<i64>,
+) -> Result<(), LedgerError> {
+    let (status, result, attempts) = match settled {
+        Some(r) => (status_name(r.status), Some(serde_json::to_string(r)?), r.attempts),
+        None => ("pending", None, 0),
+    };
+    tx.prepare_cached(&format!(
+        "INSERT INTO deliveries (code_id, upstream, status, result, attempts, request_id, job_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (code_id, upstream) DO UPDATE SET status = ?3, result = ?4, attempts = attempts + ?5,
+             request_id = ?6, job_id = ?7, vendor_id = NULL, updated_at = {NOW}"
+    ))?
+    .execute(params![code_id, upstream, status, result, attempts, request_id, job_id])?;
+    Ok(())
+}
+
+/// Whether a delivery in this state is settled for good: never sent again.
+fn is_final(status: Status) -> bool {
+    matches!(status, Status::Created | Status::AlreadyExists)
+}
+
+fn read_code(conn: &Connection, id: i64) -> Result<Option<CodeRecord>, LedgerError> {
+    let row: Option<(String, String, String, String)> = conn
+        .prepare_cached("SELECT campaign, code, definition, created_at FROM codes WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .optional()?;
+    let Some((campaign, code, definition, created_at)) = row else {
+        return Ok(None);
+    };
+    let mut deliveries = BTreeMap::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT upstream, status, vendor_id, attempts, updated_at, result, job_id FROM deliveries WHERE code_id = ?1",
+    )?;
+    let rows = stmt.query_map([id], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<String>>(2)?,
+            r.get::<_, u32>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, Option<String>>(5)?,
+            r.get::<_, Option<i64>>(6)?,
+        ))
+    })?;
+    for row in rows {
+        let (upstream, status, vendor_id, attempts, updated_at, result, job_id) = row?;
+        let result: Option<TargetResult> = result.map(|r| serde_json::from_str(&r)).transpose()?;
+        deliveries.insert(
+            upstream,
+            DeliveryRecord {
+                status: parse_status(&status),
+                vendor_id,
+                attempts,
+                updated_at,
+                result,
+                job_id,
+            },
+        );
+    }
+    Ok(Some(CodeRecord {
+        code,
+        campaign: (!campaign.is_empty()).then_some(campaign),
+        definition: serde_json::from_str(&definition)?,
+        created_at,
+        deliveries,
+    }))
+}
+
+/// The current result of each target of a code; a target still pending has none yet.
+fn current_results(conn: &Connection, code_id: i64, targets: &[String]) -> Result<Vec<TargetResult>, LedgerError> {
+    let mut out = Vec::with_capacity(targets.len());
+    for t in targets {
+        if let Some((_, Some(result))) = delivery(conn, code_id, t)? {
+            out.push(serde_json::from_str(&result)?);
+        }
+    }
+    Ok(out)
+}
+
+fn pending_of(
+    conn: &Connection,
+    code_id: i64,
+    targets: &[String],
+    request_id: i64,
+) -> Result<Vec<String>, LedgerError> {
+    let mut pending = Vec::new();
+    for t in targets {
+        let claimed: Option<i64> = conn
+            .prepare_cached(
+                "SELECT request_id FROM deliveries WHERE code_id = ?1 AND upstream = ?2 AND status = 'pending'",
+            )?
+            .query_row(params![code_id, t], |r| r.get(0))
+            .optional()?
+            .flatten();
+        if claimed == Some(request_id) {
+            pending.push(t.clone());
+        }
+    }
+    Ok(pending)
+}
+
+#[async_trait::async_trait]
+impl Store for Ledger {
+    async fn begin_create(
         &self,
         key: Option<String>,
-        code: String,
         body: Value,
-        targets: Vec<(String, Option<TargetResult>)>,
+        definition: Definition,
+        targets: Vec<PlannedTarget>,
+        now: DateTime<Utc>,
+        key_window: chrono::Duration,
     ) -> Result<Begin, LedgerError> {
         let body = body.to_string();
         self.with(move |conn| {
             let tx = conn.transaction()?;
             if let Some(key) = &key {
-                let seen: Option<(i64, String, Option<String>)> = tx
-                    .prepare_cached("SELECT id, body, finished_at FROM requests WHERE idempotency_key = ?1")?
-                    .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                let seen: Option<(i64, String, Option<String>, Option<String>)> = tx
+                    .prepare_cached(
+                        "SELECT id, body, key_expires_at, response FROM requests WHERE idempotency_key = ?1",
+                    )?
+                    .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
                     .optional()?;
-                if let Some((id, seen_body, finished)) = seen {
-                    if seen_body != body {
-                        return Ok(Begin::KeyReused(id));
+                match seen {
+                    // An expired key is forgotten: the old create keeps its record, not its key.
+                    Some((id, _, Some(expires), _)) if expires <= stamp(now) => {
+                        tx.execute("UPDATE requests SET idempotency_key = NULL WHERE id = ?1", [id])?;
                     }
-                    if finished.is_none() {
-                        return Ok(Begin::InProgress(id));
-                    }
-                    // Marked pending again inside this transaction, so that a concurrent
-                    // repeat sees the create in progress instead of sending a second time.
-                    let retry: Vec<String> = {
-                        let mut stmt = tx.prepare(
-                            "SELECT upstream FROM deliveries WHERE request_id = ?1 AND status IN ('failed', 'throttled') ORDER BY position",
-                        )?;
-                        let rows = stmt.query_map([id], |r| r.get(0))?.collect::<Result<_, _>>()?;
-                        rows
-                    };
-                    if retry.is_empty() {
-                        let results = results(&tx, id)?;
-                        return Ok(Begin::Replay { request_id: id, results });
-                    }
-                    tx.execute(
-                        "UPDATE deliveries SET status = 'pending' WHERE request_id = ?1 AND status IN ('failed', 'throttled')",
-                        [id],
-                    )?;
-                    tx.execute("UPDATE requests SET finished_at = NULL WHERE id = ?1", [id])?;
-                    tx.commit()?;
-                    return Ok(Begin::Retry {
-                        request_id: id,
-                        targets: retry,
-                    });
+                    Some((id, seen_body, _, _)) if seen_body != body => return Ok(Begin::KeyReused(id)),
+                    Some((id, _, _, None)) => return Ok(Begin::InProgress(id)),
+                    Some((_, _, _, Some(response))) => return Ok(Begin::Replay(serde_json::from_str(&response)?)),
+                    None => {}
                 }
             }
-            tx.prepare_cached("INSERT INTO requests (idempotency_key, code, body) VALUES (?1, ?2, ?3)")?
-                .execute(params![key, code, body])?;
-            let id = tx.last_insert_rowid();
-            for (position, (upstream, settled)) in targets.iter().enumerate() {
-                let (status, result) = match settled {
-                    Some(r) => (status_name(r)?, Some(serde_json::to_string(r)?)),
-                    None => ("pending".to_owned(), None),
+            let code_id = match find_or_add_code(&tx, &definition)? {
+                Ok(id) => id,
+                Err(conflict) => return Ok(Begin::Conflict(conflict)),
+            };
+            let names: Vec<&String> = targets.iter().map(|t| &t.upstream).collect();
+            tx.prepare_cached(
+                "INSERT INTO requests (idempotency_key, key_expires_at, body, code_id, targets) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                key,
+                key.as_ref().map(|_| stamp(now + key_window)),
+                body,
+                code_id,
+                serde_json::to_string(&names)?
+            ])?;
+            let request_id = tx.last_insert_rowid();
+            let mut claims = Vec::with_capacity(targets.len());
+            for t in &targets {
+                let claim = match delivery(&tx, code_id, &t.upstream)? {
+                    Some((status, Some(result))) if is_final(status) => Claim::Done(Box::new(serde_json::from_str(&result)?)),
+                    Some((Status::Pending, _)) => Claim::Elsewhere,
+                    _ => {
+                        put_delivery(&tx, code_id, &t.upstream, t.settled.as_ref(), Some(request_id), None)?;
+                        if t.settled.is_some() {
+                            Claim::Settled
+                        } else {
+                            Claim::Send
+                        }
+                    }
                 };
-                tx.prepare_cached(
-                    "INSERT INTO deliveries (request_id, upstream, position, status, result) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
-                .execute(params![id, upstream, position as i64, status, result])?;
+                claims.push(claim);
             }
-            finish_if_settled(&tx, id)?;
             tx.commit()?;
-            Ok(Begin::New(id))
+            Ok(Begin::New {
+                request_id,
+                code_id,
+                claims,
+            })
         })
         .await
     }
 
-    /// Records one target's outcome as soon as it is known; the create is marked finished in
-    /// the same transaction when this was its last pending target.
-    pub async fn record(&self, request_id: i64, result: &TargetResult) -> Result<(), LedgerError> {
-        let status = status_name(result)?;
-        let json = serde_json::to_string(result)?;
-        let upstream = result.upstream.clone();
+    async fn record(&self, outcomes: Vec<(i64, TargetResult)>) -> Result<(), LedgerError> {
         self.with(move |conn| {
             let tx = conn.transaction()?;
-            tx.prepare_cached(
-                "UPDATE deliveries SET status = ?1, result = ?2, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-                 WHERE request_id = ?3 AND upstream = ?4",
-            )?
-            .execute(params![status, json, request_id, upstream])?;
-            finish_if_settled(&tx, request_id)?;
+            for (code_id, result) in &outcomes {
+                tx.prepare_cached(&format!(
+                    "UPDATE deliveries SET status = ?1, vendor_id = ?2, attempts = attempts + ?3, result = ?4,
+                         updated_at = {NOW} WHERE code_id = ?5 AND upstream = ?6"
+                ))?
+                .execute(params![
+                    status_name(result.status),
+                    result.vendor_id,
+                    result.attempts,
+                    serde_json::to_string(result)?,
+                    code_id,
+                    result.upstream
+                ])?;
+            }
             tx.commit()?;
             Ok(())
         })
         .await
     }
 
-    pub async fn get(&self, request_id: i64) -> Result<Option<Stored>, LedgerError> {
+    async fn finish_request(&self, request_id: i64, response: &CreateResponse) -> Result<(), LedgerError> {
+        let response = serde_json::to_string(response)?;
         self.with(move |conn| {
-            let row: Option<(String, String, Option<String>)> = conn
+            conn.prepare_cached(&format!(
+                "UPDATE requests SET response = ?1, finished_at = {NOW} WHERE id = ?2"
+            ))?
+            .execute(params![response, request_id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn request(&self, request_id: i64) -> Result<Option<StoredRequest>, LedgerError> {
+        self.with(move |conn| {
+            let row: Option<(i64, String, String, Option<String>, Option<String>)> = conn
                 .query_row(
-                    "SELECT code, received_at, finished_at FROM requests WHERE id = ?1",
+                    "SELECT code_id, targets, received_at, finished_at, response FROM requests WHERE id = ?1",
                     [request_id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
                 )
                 .optional()?;
-            let Some((code, received_at, finished_at)) = row else {
+            let Some((code_id, targets, received_at, finished_at, response)) = row else {
                 return Ok(None);
             };
-            Ok(Some(Stored {
+            let targets: Vec<String> = serde_json::from_str(&targets)?;
+            let code: String = conn.query_row("SELECT code FROM codes WHERE id = ?1", [code_id], |r| r.get(0))?;
+            let results = match &response {
+                Some(r) => serde_json::from_str::<CreateResponse>(r)?.results,
+                None => current_results(conn, code_id, &targets)?,
+            };
+            Ok(Some(StoredRequest {
                 request_id,
                 code,
                 received_at,
                 finished: finished_at.is_some(),
-                pending: pending(conn, request_id)?,
-                results: results(conn, request_id)?,
+                pending: pending_of(conn, code_id, &targets, request_id)?,
+                results,
             }))
         })
         .await
     }
 
-    /// Creates that a crash interrupted, oldest first. Read at start-up, before the gateway
-    /// serves: a create begun after that is in flight, not interrupted, and must not be resent.
-    pub fn interrupted(&self) -> Result<Vec<Unfinished>, LedgerError> {
-        let conn = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut stmt = conn.prepare("SELECT id, body FROM requests WHERE finished_at IS NULL ORDER BY id")?;
-        let rows: Vec<(i64, String)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+    async fn delivery_results(&self, code_id: i64, targets: Vec<String>) -> Result<Vec<TargetResult>, LedgerError> {
+        self.with(move |conn| current_results(conn, code_id, &targets)).await
+    }
+
+    fn unfinished_requests(&self) -> Result<Vec<Unfinished>, LedgerError> {
+        let conn = self.lock();
+        let mut stmt =
+            conn.prepare("SELECT id, code_id, body, targets FROM requests WHERE finished_at IS NULL ORDER BY id")?;
+        let rows: Vec<(i64, i64, String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
             .collect::<Result<_, _>>()?;
         rows.into_iter()
-            .map(|(request_id, body)| {
+            .map(|(request_id, code_id, body, targets)| {
+                let targets: Vec<String> = serde_json::from_str(&targets)?;
                 Ok(Unfinished {
                     request_id,
+                    code_id,
                     body: serde_json::from_str(&body)?,
-                    pending: pending(&conn, request_id)?,
+                    pending: pending_of(&conn, code_id, &targets, request_id)?,
+                    targets,
                 })
             })
             .collect()
     }
 
-    /// Every settled result of a create, in target order.
-    pub async fn results(&self, request_id: i64) -> Result<Vec<TargetResult>, LedgerError> {
-        self.with(move |conn| results(conn, request_id)).await
+    async fn code(&self, code: String, campaign: Option<String>) -> Result<Vec<CodeRecord>, LedgerError> {
+        self.with(move |conn| {
+            let ids: Vec<i64> = {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id FROM codes WHERE code_key = ?1 AND (?2 IS NULL OR campaign = ?2) ORDER BY id",
+                )?;
+                let rows = stmt
+                    .query_map(params![code_key(&code), campaign], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                rows
+            };
+            let mut out = Vec::new();
+            for id in ids {
+                out.extend(read_code(conn, id)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn codes(&self, filter: CodeFilter) -> Result<Vec<(i64, CodeRecord)>, LedgerError> {
+        self.with(move |conn| {
+            let ids: Vec<i64> = {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT c.id FROM codes c WHERE c.id > ?1 AND (?2 IS NULL OR c.campaign = ?2)
+                       AND (?3 IS NULL AND ?4 IS NULL OR EXISTS (
+                           SELECT 1 FROM deliveries d WHERE d.code_id = c.id
+                              AND (?3 IS NULL OR d.upstream = ?3) AND (?4 IS NULL OR d.status = ?4)))
+                     ORDER BY c.id LIMIT ?5",
+                )?;
+                let rows = stmt
+                    .query_map(
+                        params![
+                            filter.after,
+                            filter.campaign,
+                            filter.upstream,
+                            filter.status.map(status_name),
+                            filter.limit as i64
+                        ],
+                        |r| r.get(0),
+                    )?
+                    .collect::<Result<_, _>>()?;
+                rows
+            };
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(record) = read_code(conn, id)? {
+                    out.push((id, record));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    fn create_job(
+        &self,
+        campaign: &str,
+        targets: &[String],
+        source: &str,
+        options: Value,
+        codes: JobCodes<'_>,
+    ) -> Result<i64, JobRefused> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO jobs (state, campaign, targets, source, options, total) VALUES ('running', ?1, ?2, ?3, ?4, 0)",
+            params![
+                campaign,
+                serde_json::to_string(targets).map_err(LedgerError::from)?,
+                source,
+                options.to_string()
+            ],
+        )?;
+        let job_id = tx.last_insert_rowid();
+        let mut problems = Vec::new();
+        let mut count = 0usize;
+        let mut seq: i64 = 0;
+        let add = |tx: &Transaction<'_>, code_id: i64, seq: i64| -> Result<(), JobRefused> {
+            tx.prepare_cached("INSERT INTO job_items (job_id, seq, code_id) VALUES (?1, ?2, ?3)")?
+                .execute(params![job_id, seq, code_id])?;
+            for t in targets {
+                match delivery(tx, code_id, t)? {
+                    Some((status, _)) if is_final(status) || status == Status::Pending => {}
+                    _ => put_delivery(tx, code_id, t, None, None, Some(job_id))?,
+                }
+            }
+            Ok(())
+        };
+        match codes {
+            JobCodes::Items(items) => {
+                for (i, item) in items.enumerate() {
+                    let n = i + 1;
+                    let def = match item {
+                        Ok(def) => def,
+                        Err(problem) => {
+                            count += 1;
+                            if problems.len() < MAX_REPORTED {
+                                problems.push(format!("item {n}: {problem}"));
+                            }
+                            continue;
+                        }
+                    };
+                    let code_id = match find_or_add_code(&tx, &def)? {
+                        Ok(id) => id,
+                        Err(conflict) => {
+                            count += 1;
+                            if problems.len() < MAX_REPORTED {
+                                problems.push(format!("item {n}: code: {conflict}"));
+                            }
+                            continue;
+                        }
+                    };
+                    seq += 1;
+                    match add(&tx, code_id, seq) {
+                        Ok(()) => {}
+                        // The same code twice in the job: (job, code) is unique.
+                        Err(JobRefused::Ledger(LedgerError::Sqlite(e))) if is_constraint(&e) => {
+                            seq -= 1;
+                            count += 1;
+                            if problems.len() < MAX_REPORTED {
+                                problems.push(format!(
+                                    "item {n}: code: {}",
+                                    CodeConflict::Repeated { existing: def.code }
+                                ));
+                            }
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            JobCodes::Generate {
+                count: wanted,
+                mut next,
+            } => {
+                while (seq as u64) < wanted {
+                    let mut tries = 0;
+                    let code_id = loop {
+                        let def = next();
+                        let taken: bool = tx
+                            .prepare_cached(
+                                "SELECT EXISTS (SELECT 1 FROM codes WHERE campaign = ?1 AND code_key = ?2)",
+                            )?
+                            .query_row(params![def.campaign, def.key()], |r| r.get(0))?;
+                        if !taken {
+                            break find_or_add_code(&tx, &def)?.expect("checked free above");
+                        }
+                        tries += 1;
+                        if tries == 100 {
+                            return Err(JobRefused::Items {
+                                problems: vec![format!(
+                                    "generate.pattern: drew 100 taken codes in a row; the pattern's random part is too short for {wanted} more codes"
+                                )],
+                                count: 1,
+                            });
+                        }
+                    };
+                    seq += 1;
+                    add(&tx, code_id, seq)?;
+                }
+            }
+            JobCodes::Mirror { campaign: from } => {
+                let ids: Vec<i64> = {
+                    let mut stmt = tx.prepare("SELECT id FROM codes WHERE campaign = ?1 ORDER BY id")?;
+                    let rows = stmt.query_map([&from], |r| r.get(0))?.collect::<Result<_, _>>()?;
+                    rows
+                };
+                for code_id in ids {
+                    seq += 1;
+                    add(&tx, code_id, seq)?;
+                }
+            }
+        }
+        if count > 0 {
+            // Dropping the transaction rolls it back: a refused job changes nothing.
+            return Err(JobRefused::Items { problems, count });
+        }
+        tx.execute("UPDATE jobs SET total = ?1 WHERE id = ?2", params![seq, job_id])?;
+        tx.commit()?;
+        Ok(job_id)
+    }
+
+    async fn job(&self, id: i64) -> Result<Option<JobRecord>, LedgerError> {
+        self.with(move |conn| {
+            let row = conn
+                .query_row(
+                    "SELECT state, campaign, targets, source, options, total, created_at, finished_at FROM jobs WHERE id = ?1",
+                    [id],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, String>(3)?,
+                            r.get::<_, String>(4)?,
+                            r.get::<_, i64>(5)?,
+                            r.get::<_, String>(6)?,
+                            r.get::<_, Option<String>>(7)?,
+                        ))
+                    },
+                )
+                .optional()?;
+            let Some((state, campaign, targets, source, options, total, created_at, finished_at)) = row else {
+                return Ok(None);
+            };
+            Ok(Some(JobRecord {
+                id,
+                state: serde_json::from_value(Value::String(state))?,
+                campaign,
+                targets: serde_json::from_str(&targets)?,
+                source,
+                total: total as u64,
+                created_at,
+                finished_at,
+                options: serde_json::from_str(&options)?,
+            }))
+        })
+        .await
+    }
+
+    fn running_jobs(&self) -> Result<Vec<i64>, LedgerError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare("SELECT id FROM jobs WHERE state = 'running' ORDER BY id")?;
+        let rows = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    async fn job_counts(&self, id: i64) -> Result<BTreeMap<String, BTreeMap<Status, u64>>, LedgerError> {
+        self.with(move |conn| {
+            let targets: String = conn.query_row("SELECT targets FROM jobs WHERE id = ?1", [id], |r| r.get(0))?;
+            let targets: Vec<String> = serde_json::from_str(&targets)?;
+            let mut out = BTreeMap::new();
+            for t in targets {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT d.status, COUNT(*) FROM job_items i
+                       JOIN deliveries d ON d.code_id = i.code_id AND d.upstream = ?2
+                      WHERE i.job_id = ?1 GROUP BY d.status",
+                )?;
+                let counts: BTreeMap<Status, u64> = stmt
+                    .query_map(params![id, t], |r| {
+                        Ok((parse_status(&r.get::<_, String>(0)?), r.get::<_, i64>(1)? as u64))
+                    })?
+                    .collect::<Result<_, _>>()?;
+                out.insert(t, counts);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn job_work(
+        &self,
+        id: i64,
+        upstream: String,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<JobWork>, LedgerError> {
+        self.with(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT i.seq, i.code_id, c.definition FROM job_items i
+                   JOIN deliveries d ON d.code_id = i.code_id AND d.upstream = ?2
+                   JOIN codes c ON c.id = i.code_id
+                  WHERE i.job_id = ?1 AND i.seq > ?3 AND d.status = 'pending' AND d.job_id = ?1
+                  ORDER BY i.seq LIMIT ?4",
+            )?;
+            let rows: Vec<(i64, i64, String)> = stmt
+                .query_map(params![id, upstream, after_seq, limit as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            rows.into_iter()
+                .map(|(seq, code_id, definition)| {
+                    Ok(JobWork {
+                        seq,
+                        code_id,
+                        definition: serde_json::from_str(&definition)?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn job_results(
+        &self,
+        id: i64,
+        status: Option<Status>,
+        upstream: Option<String>,
+        after: (i64, String),
+        limit: usize,
+    ) -> Result<Vec<JobResult>, LedgerError> {
+        self.with(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT i.seq, c.code, d.upstream, d.status, d.vendor_id, d.attempts, d.result
+                   FROM job_items i
+                   JOIN codes c ON c.id = i.code_id
+                   JOIN deliveries d ON d.code_id = i.code_id
+                   JOIN jobs j ON j.id = i.job_id
+                  WHERE i.job_id = ?1 AND (i.seq, d.upstream) > (?2, ?6)
+                    AND EXISTS (SELECT 1 FROM json_each(j.targets) t WHERE t.value = d.upstream)
+                    AND (?3 IS NULL OR d.status = ?3) AND (?4 IS NULL OR d.upstream = ?4)
+                  ORDER BY i.seq, d.upstream LIMIT ?5",
+            )?;
+            let rows: Vec<(i64, String, String, String, Option<String>, u32, Option<String>)> = stmt
+                .query_map(
+                    params![id, after.0, status.map(status_name), upstream, limit as i64, after.1],
+                    |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                            r.get(6)?,
+                        ))
+                    },
+                )?
+                .collect::<Result<_, _>>()?;
+            rows.into_iter()
+                .map(|(seq, code, upstream, status, vendor_id, attempts, result)| {
+                    let result: Option<TargetResult> = result.map(|r| serde_json::from_str(&r)).transpose()?;
+                    let (error, warnings) = match result {
+                        Some(r) => (r.error, r.warnings),
+                        None => (None, Vec::new()),
+                    };
+                    Ok(JobResult {
+                        seq,
+                        code,
+                        upstream,
+                        status: parse_status(&status),
+                        vendor_id,
+                        attempts,
+                        error,
+                        warnings,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn retry_job(&self, id: i64) -> Result<u64, LedgerError> {
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            let reopened = tx.execute(
+                &format!(
+                    "UPDATE deliveries SET status = 'pending', job_id = ?1, updated_at = {NOW}
+                      WHERE status IN ('failed', 'throttled', 'cancelled')
+                        AND upstream IN (SELECT value FROM json_each((SELECT targets FROM jobs WHERE id = ?1)))
+                        AND code_id IN (SELECT code_id FROM job_items WHERE job_id = ?1)"
+                ),
+                [id],
+            )?;
+            tx.execute(
+                "UPDATE jobs SET state = 'running', finished_at = NULL WHERE id = ?1",
+                [id],
+            )?;
+            tx.commit()?;
+            Ok(reopened as u64)
+        })
+        .await
+    }
+
+    async fn end_job(&self, id: i64, state: JobState) -> Result<(), LedgerError> {
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            if state == JobState::Cancelled {
+                tx.execute(
+                    &format!(
+                        "UPDATE deliveries SET status = 'cancelled', updated_at = {NOW}
+                          WHERE status = 'pending' AND job_id = ?1"
+                    ),
+                    [id],
+                )?;
+            }
+            let name = match state {
+                JobState::Running => "running",
+                JobState::Done => "done",
+                JobState::Cancelled => "cancelled",
+            };
+            tx.execute(
+                &format!("UPDATE jobs SET state = ?1, finished_at = {NOW} WHERE id = ?2"),
+                params![name, id],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
     }
 }
 
-/// Marks a create finished once none of its targets is pending.
-fn finish_if_settled(conn: &Connection, request_id: i64) -> rusqlite::Result<usize> {
-    conn.prepare_cached(
-        "UPDATE requests SET finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-         WHERE id = ?1 AND finished_at IS NULL
-           AND NOT EXISTS (SELECT 1 FROM deliveries WHERE request_id = ?1 AND status = 'pending')",
-    )?
-    .execute([request_id])
-}
-
-fn status_name(result: &TargetResult) -> Result<String, serde_json::Error> {
-    Ok(serde_json::to_value(result.status)?
-        .as_str()
-        .unwrap_or_default()
-        .to_owned())
-}
-
-fn results(conn: &Connection, request_id: i64) -> Result<Vec<TargetResult>, LedgerError> {
-    let mut stmt =
-        conn.prepare("SELECT result FROM deliveries WHERE request_id = ?1 AND result IS NOT NULL ORDER BY position")?;
-    let rows: Vec<String> = stmt.query_map([request_id], |r| r.get(0))?.collect::<Result<_, _>>()?;
-    Ok(rows.iter().map(|r| serde_json::from_str(r)).collect::<Result<_, _>>()?)
-}
-
-fn pending(conn: &Connection, request_id: i64) -> Result<Vec<String>, LedgerError> {
-    let mut stmt =
-        conn.prepare("SELECT upstream FROM deliveries WHERE request_id = ?1 AND status = 'pending' ORDER BY position")?;
-    let rows = stmt.query_map([request_id], |r| r.get(0))?.collect::<Result<_, _>>()?;
-    Ok(rows)
+fn is_constraint(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
 }

@@ -11,7 +11,9 @@ pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod jobs;
 pub mod ledger;
+mod sync_api;
 pub mod upstream;
 
 use std::path::Path;
@@ -38,25 +40,66 @@ pub fn app(
     env: &dyn Fn(&str) -> Option<String>,
     clock: clock::SharedClock,
 ) -> Result<(Config, Router), StartupError> {
-    let config = Config::load(config_path)?;
-    let campaigns = config::load_campaigns(&config.mappings_dir(config_path))?;
-    let ledger_path = config.ledger_path(config_path);
-    let ledger = ledger::Ledger::open(&ledger_path)?;
-    let interrupted = ledger.interrupted().map_err(|e| StartupError::Ledger {
-        path: ledger_path,
-        message: e.to_string(),
-    })?;
-    let engine = Arc::new(Engine::new(&config, campaigns, ledger, env, clock)?);
-    if let (false, Ok(runtime)) = (interrupted.is_empty(), tokio::runtime::Handle::try_current()) {
-        let engine = engine.clone();
-        runtime.spawn(async move {
-            match engine.resume(interrupted).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(creates = n, "resumed creates interrupted by the last stop"),
-                Err(e) => tracing::error!("could not resume interrupted creates: {e}"),
-            }
-        });
+    let gateway = Gateway::open(config_path, env, clock)?;
+    gateway.resume();
+    let router = api::router(gateway.engine.clone(), &gateway.config.server);
+    Ok((gateway.config, router))
+}
+
+/// A configured engine on its ledger, with what the last stop left unfinished.
+pub struct Gateway {
+    pub config: Config,
+    pub engine: Arc<Engine>,
+    interrupted: Vec<ledger::Unfinished>,
+    jobs: Vec<i64>,
+}
+
+impl Gateway {
+    /// Loads the config and mappings and opens (creating or migrating) the ledger.
+    pub fn open(
+        config_path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+        clock: clock::SharedClock,
+    ) -> Result<Self, StartupError> {
+        let config = Config::load(config_path)?;
+        let campaigns = config::load_campaigns(&config.mappings_dir(config_path))?;
+        let ledger_path = config.ledger_path(config_path);
+        let store: Arc<dyn ledger::Store> = Arc::new(ledger::Ledger::open(&ledger_path)?);
+        let read_fail = |e: ledger::LedgerError| StartupError::Ledger {
+            path: ledger_path.clone(),
+            message: e.to_string(),
+        };
+        // Read before serving: anything begun after this is in flight, not interrupted.
+        let interrupted = store.unfinished_requests().map_err(read_fail)?;
+        let jobs = store.running_jobs().map_err(read_fail)?;
+        let engine = Arc::new(Engine::new(&config, campaigns, store, env, clock)?);
+        Ok(Self {
+            config,
+            engine,
+            interrupted,
+            jobs,
+        })
     }
-    let router = api::router(engine, config.server.max_body_bytes);
-    Ok((config, router))
+
+    /// Inside a tokio runtime, resends the creates and resumes the sync jobs that the last
+    /// stop interrupted, in the background.
+    pub fn resume(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if !self.interrupted.is_empty() {
+            let engine = self.engine.clone();
+            let interrupted = self.interrupted.clone();
+            runtime.spawn(async move {
+                match engine.resume(interrupted).await {
+                    Ok(n) => tracing::info!(creates = n, "resumed creates interrupted by the last stop"),
+                    Err(e) => tracing::error!("could not resume interrupted creates: {e}"),
+                }
+            });
+        }
+        for &id in &self.jobs {
+            tracing::info!(job = id, "resuming a sync job interrupted by the last stop");
+            self.engine.clone().spawn_job(id);
+        }
+    }
 }

@@ -1,34 +1,101 @@
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
-use clap::Parser;
+use clap::{Args as ClapArgs, Parser, Subcommand};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use promo_gateway::engine::Status;
+use promo_gateway::jobs::{Format, JobSpec, JobStatus, Source};
+use promo_gateway::ledger::JobState;
+use promo_gateway::{Gateway, StartupError};
 use tower_http::trace::TraceLayer;
 
 /// One API for promotion codes across Spacebring, Partnero, Moltin, Limio and Loop.
+///
+/// Without a subcommand the gateway serves its HTTP API (`serve`). `sync` and `mirror` run a
+/// sync job in this process with a progress bar per target, and exit non-zero when any
+/// delivery did not end with the code on the vendor.
 #[derive(Parser)]
-#[command(version)]
-struct Args {
-    /// The configuration file.
-    #[arg(long, default_value = "config.toml")]
+#[command(version, propagate_version = true)]
+struct Cli {
+    /// The configuration file; the ledger and mappings are found relative to it.
+    #[arg(long, global = true, default_value = "config.toml")]
     config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default).
+    Serve(ServeArgs),
+    /// Deliver the codes of a CSV or NDJSON file to targets, as one sync job.
+    Sync(SyncArgs),
+    /// Deliver every code the ledger holds for a campaign to targets where it is missing.
+    Mirror(MirrorArgs),
+}
+
+#[derive(ClapArgs, Default)]
+struct ServeArgs {
     /// Listen here instead of the file's `server.listen`.
     #[arg(long)]
     listen: Option<SocketAddr>,
 }
 
+#[derive(ClapArgs)]
+struct SyncArgs {
+    /// The codes: `.csv` (a header row; columns code, percent_off, amount_off, currency,
+    /// max_redemptions, starts_at, expires_at, description, first_time_only, active,
+    /// customer_id, partner_id) or `.ndjson`/`.jsonl` (one code or object of fields per line).
+    file: PathBuf,
+    /// The campaign every code belongs to (a file in mappings/).
+    #[arg(long)]
+    campaign: String,
+    /// Upstreams to deliver to, comma-separated (default: every upstream the campaign maps).
+    #[arg(long, value_delimiter = ',')]
+    targets: Vec<String>,
+    /// `refuse` (default) or `skip_field`: what to do with a field a vendor cannot carry.
+    #[arg(long)]
+    on_unsupported: Option<String>,
+}
+
+#[derive(ClapArgs)]
+struct MirrorArgs {
+    /// The campaign whose codes to mirror.
+    #[arg(long)]
+    campaign: String,
+    /// Upstreams to mirror to, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    to: Vec<String>,
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // A command-line job draws progress bars on stderr; per-delivery logs would scroll them away.
+    let default_filter = match cli.command {
+        Some(Command::Sync(_) | Command::Mirror(_)) => "warn",
+        _ => "info,tower_http=info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into()),
         )
-        // stdout carries only the "listening on" line that scripts read.
+        // stdout carries only the "listening on" line that scripts read, or a job's summary.
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
+    let outcome = match cli.command {
+        None => serve(&cli.config, cli.serve).await.map(|()| ExitCode::SUCCESS),
+        Some(Command::Serve(args)) => serve(&cli.config, args).await.map(|()| ExitCode::SUCCESS),
+        Some(Command::Sync(args)) => sync(&cli.config, args).await,
+        Some(Command::Mirror(args)) => mirror(&cli.config, args).await,
+    };
+    match outcome {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("promo-gateway: {e}");
             ExitCode::FAILURE
@@ -36,23 +103,207 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> Result<(), promo_gateway::StartupError> {
+/// Opens the gateway, holding the ledger's lock file for the life of the process: two
+/// processes on one ledger (a server and a CLI job) would both resume the same work.
+fn open(config: &Path) -> Result<(Gateway, std::fs::File), StartupError> {
     let env = |name: &str| std::env::var(name).ok();
-    let (config, router) = promo_gateway::app_from_file(&args.config, &env)?;
-    let addr = args.listen.unwrap_or(config.server.listen);
+    let loaded = promo_gateway::Config::load(config)?;
+    let ledger = loaded.ledger_path(config);
+    let lock_path = ledger.with_extension("db.lock");
+    let fail = |message: String| StartupError::Ledger {
+        path: ledger.clone(),
+        message,
+    };
+    let lock = std::fs::File::create(&lock_path).map_err(|e| fail(format!("{}: {e}", lock_path.display())))?;
+    lock.try_lock().map_err(|_| {
+        fail("another promo-gateway process is using this ledger; stop it, or send the job to its HTTP API (POST /v1/sync-jobs)".into())
+    })?;
+    let gateway = Gateway::open(config, &env, Arc::new(promo_gateway::clock::SystemClock))?;
+    Ok((gateway, lock))
+}
+
+async fn serve(config: &Path, args: ServeArgs) -> Result<(), StartupError> {
+    let (gateway, _lock) = open(config)?;
+    gateway.resume();
+    let addr = args.listen.unwrap_or(gateway.config.server.listen);
+    let router = promo_gateway::api::router(gateway.engine.clone(), &gateway.config.server);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| promo_gateway::StartupError::Listen { addr, source })?;
+        .map_err(|source| StartupError::Listen { addr, source })?;
     let local = listener
         .local_addr()
-        .map_err(|source| promo_gateway::StartupError::Listen { addr, source })?;
-    tracing::info!(%local, upstreams = config.upstreams.len(), "promo-gateway listening");
+        .map_err(|source| StartupError::Listen { addr, source })?;
+    tracing::info!(%local, upstreams = gateway.config.upstreams.len(), "promo-gateway listening");
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("listening on {local}");
     axum::serve(listener, router.layer(TraceLayer::new_for_http()))
         .with_graceful_shutdown(shutdown())
         .await
-        .map_err(|source| promo_gateway::StartupError::Listen { addr, source })
+        .map_err(|source| StartupError::Listen { addr, source })
+}
+
+async fn sync(config: &Path, args: SyncArgs) -> Result<ExitCode, StartupError> {
+    let (gateway, _lock) = open(config)?;
+    let format = match args.file.extension().and_then(|e| e.to_str()) {
+        Some("csv") => Format::Csv,
+        Some("ndjson" | "jsonl") => Format::Ndjson,
+        _ => {
+            return Err(StartupError::Usage(format!(
+                "{}: name a .csv, .ndjson or .jsonl file",
+                args.file.display()
+            )))
+        }
+    };
+    if !args.file.is_file() {
+        return Err(StartupError::Usage(format!("{}: no such file", args.file.display())));
+    }
+    let targets = if args.targets.is_empty() {
+        gateway
+            .engine
+            .campaign(&args.campaign)
+            .map(|c| c.upstreams.keys().cloned().collect())
+            .unwrap_or_default()
+    } else {
+        args.targets
+    };
+    let spec = JobSpec {
+        campaign: args.campaign,
+        targets,
+        template: Default::default(),
+        on_unsupported: args.on_unsupported.map(serde_json::Value::String),
+        source: Source::File {
+            path: args.file,
+            format,
+        },
+    };
+    run_job(&gateway, spec).await
+}
+
+async fn mirror(config: &Path, args: MirrorArgs) -> Result<ExitCode, StartupError> {
+    let (gateway, _lock) = open(config)?;
+    let spec = JobSpec {
+        campaign: args.campaign,
+        targets: args.to,
+        template: Default::default(),
+        on_unsupported: None,
+        source: Source::Mirror,
+    };
+    run_job(&gateway, spec).await
+}
+
+/// Starts a job, draws a bar per target until it ends (Ctrl-C cancels it cleanly), and prints
+/// the summary. Non-zero exit when any delivery did not end with the code on the vendor.
+async fn run_job(gateway: &Gateway, spec: JobSpec) -> Result<ExitCode, StartupError> {
+    let engine = &gateway.engine;
+    let id = engine
+        .start_job(spec)
+        .await
+        .map_err(|e| StartupError::Usage(e.to_string()))?;
+    let bars = MultiProgress::new();
+    let style = ProgressStyle::with_template("{prefix:>12} [{bar:32}] {pos}/{len} {per_sec:>10} eta {eta:>4} {msg}")
+        .expect("a valid template")
+        .progress_chars("=> ");
+    let mut status = engine.job_status(id).await.map_err(usage)?;
+    let progress: Vec<(String, ProgressBar)> = status
+        .targets_progress
+        .iter()
+        .map(|(target, p)| {
+            let bar = bars.add(
+                ProgressBar::new(p.total)
+                    .with_style(style.clone())
+                    .with_prefix(target.clone()),
+            );
+            (target.clone(), bar)
+        })
+        .collect();
+    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+    loop {
+        for (target, bar) in &progress {
+            if let Some(p) = status.targets_progress.get(target) {
+                bar.set_position(p.total - p.pending);
+                bar.set_message(problems(&p.counts));
+            }
+        }
+        if status.job.state != JobState::Running {
+            break;
+        }
+        tokio::select! {
+            _ = &mut ctrl_c => {
+                eprintln!("cancelling: calls in flight finish and are recorded");
+                status = engine.cancel_job(id).await.map_err(usage)?;
+                continue;
+            }
+            () = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+        status = engine.job_status(id).await.map_err(usage)?;
+    }
+    for (_, bar) in &progress {
+        bar.finish();
+    }
+    print!("{}", summary(&status));
+    Ok(if status.failed() > 0 || undelivered(&status) > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn usage(e: promo_gateway::error::ApiError) -> StartupError {
+    StartupError::Usage(e.to_string())
+}
+
+/// Deliveries that ended without the code on the vendor.
+fn undelivered(status: &JobStatus) -> u64 {
+    status
+        .targets_progress
+        .values()
+        .flat_map(|p| p.counts.iter())
+        .filter(|(s, _)| !s.is_delivered())
+        .map(|(_, n)| n)
+        .sum()
+}
+
+fn problems(counts: &std::collections::BTreeMap<Status, u64>) -> String {
+    counts
+        .iter()
+        .filter(|(s, n)| !s.is_delivered() && **s != Status::Pending && **n > 0)
+        .map(|(s, n)| format!("{} {n}", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The table printed when a job ends: one row per target, one column per state seen.
+fn summary(status: &JobStatus) -> String {
+    let columns: Vec<Status> = Status::ALL
+        .into_iter()
+        .filter(|s| status.targets_progress.values().any(|p| p.counts.contains_key(s)))
+        .collect();
+    let mut out = format!(
+        "sync job {} {}: {} codes, campaign {}\n",
+        status.job.id,
+        format!("{:?}", status.job.state).to_lowercase(),
+        status.job.total,
+        status.job.campaign
+    );
+    out.push_str(&format!("{:<14}", "target"));
+    for c in &columns {
+        out.push_str(&format!("{:>16}", c.as_str()));
+    }
+    out.push('\n');
+    for (target, p) in &status.targets_progress {
+        out.push_str(&format!("{target:<14}"));
+        for c in &columns {
+            out.push_str(&format!("{:>16}", p.counts.get(c).copied().unwrap_or(0)));
+        }
+        out.push('\n');
+    }
+    if undelivered(status) > 0 {
+        out.push_str(&format!(
+            "see GET /v1/sync-jobs/{}/results?status=failed for each failure; POST /v1/sync-jobs/{}/retry sends them again\n",
+            status.job.id, status.job.id
+        ));
+    }
+    out
 }
 
 /// Ctrl-C, or SIGTERM from a service manager: stop accepting, finish the requests in flight.

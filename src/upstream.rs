@@ -1,23 +1,33 @@
-//! One configured upstream and the way every call to it is made: its own rate limiter, its
-//! own cap on calls in flight, its timeout, its retry policy and its credentials.
+//! One configured upstream and the way every call to it is made: its own HTTP client (connect
+//! timeout), rate limiter, cap on calls in flight, total timeout, retry policy, Retry-After pause,
+//! circuit breaker and credentials.
 //!
-//! Retries happen only where a second call cannot create a second code: after a 429 (the
-//! vendor refused to process the call), after a connection that never opened, and after a
-//! 502/503 (a proxy in front of the vendor answered). A timeout or a 504 is *not* retried: the vendor
-//! may have created the code before the answer was lost, and a retry would then be reported as
-//! "already exists" or, worse, create a duplicate on a vendor that allows them.
+//! Retries happen only where a second call cannot create a second code: after a 429 (the vendor
+//! refused to process the call), after a connection that never opened, and after a 502/503 (a
+//! proxy in front of the vendor answered). A timeout, a connection that broke after the request
+//! went out, or a 504 may follow a create the vendor did make; those are retried only where the
+//! upstream says `retry.unconfirmed = true` (a vendor that refuses a second code of the same
+//! name, so that the retry's 409 reads as `already_exists`).
+//!
+//! Every wait a vendor imposes (a Retry-After pause, back-off, the breaker's cool-down) is
+//! measured on the gateway's [`crate::clock`]; the per-call HTTP timeouts and the rate limiter
+//! keep real time.
 
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use promo_adapters::{Adapter, Outcome, PromoCode, VendorKind, VendorRequest, VendorResponse};
+use promo_adapters::adapter::parse_retry_after;
+use promo_adapters::{Adapter, FailureCause, Outcome, PromoCode, VendorKind, VendorRequest, VendorResponse};
 use rand::Rng;
-use tokio::sync::Semaphore;
+use serde::Serialize;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::auth::{Auth, AuthError, Credentials};
 use crate::clock::SharedClock;
-use crate::config::{Retry, UpstreamConfig};
+use crate::config::{Breaker as BreakerConfig, Retry, UpstreamConfig};
 
 pub struct Upstream {
     pub name: String,
@@ -30,9 +40,16 @@ pub struct Upstream {
     limiter: DefaultDirectRateLimiter,
     in_flight: Semaphore,
     timeout: Duration,
+    limiter_wait: Duration,
+    max_response_bytes: usize,
     retry: Retry,
+    breaker_config: BreakerConfig,
     http: reqwest::Client,
     clock: SharedClock,
+    /// Until when the vendor asked every caller to hold off (Retry-After on a 429 or 503).
+    pause: Mutex<Option<DateTime<Utc>>>,
+    breaker: Mutex<Breaker>,
+    stats: Mutex<UpstreamStats>,
 }
 
 /// How a delivery ended, before the engine turns it into a result.
@@ -42,10 +59,22 @@ pub enum Delivery {
     Answered(Outcome),
     /// No complete answer within the timeout.
     TimedOut,
-    /// The vendor could not be reached.
+    /// The vendor could not be reached; the request never went out.
     Unreachable(String),
+    /// The connection broke after the request went out: the vendor may have acted on it.
+    Interrupted(String),
     /// No credentials could be presented.
     Auth(AuthError),
+    /// Nothing sent: the vendor asked for a pause until `until`, longer than this caller waits.
+    Paused { until: DateTime<Utc> },
+    /// Nothing sent: no rate-limiter cell and in-flight slot within `limiter_wait_ms`.
+    NoSlot { waited: Duration },
+    /// Nothing sent: the circuit breaker is open. `until` is when a trial call will be let
+    /// through; `None` while that trial is under way.
+    Unavailable {
+        until: Option<DateTime<Utc>>,
+        failures: u32,
+    },
 }
 
 /// How long a caller will wait for this upstream's rate limiter, Retry-After pauses and
@@ -55,7 +84,7 @@ pub enum Patience {
     /// A client is holding an HTTP request open: waits are bounded by the upstream's settings.
     Interactive,
     /// A sync job: it goes at the upstream's pace however slow, and never takes `throttled`
-    /// for an answer merely because the wait is long.
+    /// for an answer merely because the wait is long (a 429 does not use up its attempts).
     Background,
 }
 
@@ -64,13 +93,177 @@ pub enum Patience {
 pub struct Sent {
     pub delivery: Delivery,
     pub calls: u32,
+    /// When the upstream takes calls again: the end of the pause a Retry-After asked for, or of
+    /// the breaker's cool-down.
+    pub retry_at: Option<DateTime<Utc>>,
+    /// A call's answer was lost after the request went out (timeout, broken connection, 504)
+    /// and the call was made again (`retry.unconfirmed`): an `already_exists` may be that call's.
+    pub unconfirmed_retry: bool,
+}
+
+/// The circuit breaker's state, as `/health` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    /// Calls go through.
+    Closed,
+    /// Calls fail fast until the cool-down ends.
+    Open,
+    /// The cool-down is over: the next call is a trial (others fail fast while it runs).
+    HalfOpen,
+}
+
+#[derive(Debug)]
+struct Breaker {
+    /// Transient failures in a row.
+    failures: u32,
+    state: Circuit,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Circuit {
+    Closed,
+    Open { until: DateTime<Utc> },
+    HalfOpen { trial_out: bool },
+}
+
+/// What a finished call says about the vendor's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// It answered as an application does (2xx, 4xx, 429).
+    Alive,
+    /// A transient failure: timeout, unreachable, 5xx, an unreadable answer.
+    Failing,
+    /// Nothing learnt (the call was not made, or ended for a reason of the gateway's own).
+    Unknown,
+}
+
+/// A call the breaker let through; it must learn how the call went. Dropped unsettled (the
+/// call was abandoned), it learns nothing, and a trial's place goes to the next caller.
+struct Ticket<'a> {
+    upstream: &'a Upstream,
+    trial: bool,
+    settled: bool,
+}
+
+impl Ticket<'_> {
+    fn settle(mut self, verdict: Verdict) {
+        self.settled = true;
+        self.upstream.settle(self.trial, verdict);
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.upstream.settle(self.trial, Verdict::Unknown);
+        }
+    }
+}
+
+/// Upper bounds (seconds) of the latency histogram's buckets; one more bucket counts the rest.
+pub const LATENCY_BUCKETS_SECS: [f64; 10] = [0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// Counters of one upstream since start (for metrics): a plain snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct UpstreamStats {
+    /// HTTP calls made, by how each ended.
+    pub calls: CallCounts,
+    /// Calls made again after a retryable outcome.
+    pub retries: u64,
+    /// Deliveries answered without a call because the breaker was open.
+    pub fast_failures: u64,
+    /// Deliveries answered `throttled` without a call: a pause longer than the caller waits,
+    /// or no rate-limiter cell and in-flight slot in time.
+    pub held: u64,
+    /// Seconds spent waiting for the rate limiter and an in-flight slot (real time).
+    pub limiter_wait_secs: f64,
+    /// Seconds spent waiting out Retry-After pauses and back-off (on the gateway's clock).
+    pub pause_wait_secs: f64,
+    /// Duration of each HTTP call, connect to last byte read.
+    pub latency: Latency,
+}
+
+/// HTTP calls by outcome class.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CallCounts {
+    pub created: u64,
+    pub already_exists: u64,
+    pub rejected: u64,
+    pub throttled: u64,
+    /// 5xx answers.
+    pub server_error: u64,
+    /// Answers that could not be read (wrong shape, not JSON, too large).
+    pub invalid_response: u64,
+    pub timeout: u64,
+    /// The connection never opened.
+    pub unreachable: u64,
+    /// The connection broke after the request went out.
+    pub interrupted: u64,
+}
+
+/// A fixed-bucket histogram: `counts[i]` holds the calls that took at most
+/// `LATENCY_BUCKETS_SECS[i]` and more than the bucket before (not cumulative); the last counts the rest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Latency {
+    pub counts: [u64; LATENCY_BUCKETS_SECS.len() + 1],
+    pub sum_secs: f64,
+    pub count: u64,
+}
+
+impl Latency {
+    fn observe(&mut self, took: Duration) {
+        let secs = took.as_secs_f64();
+        let bucket = LATENCY_BUCKETS_SECS
+            .iter()
+            .position(|bound| secs <= *bound)
+            .unwrap_or(LATENCY_BUCKETS_SECS.len());
+        self.counts[bucket] += 1;
+        self.sum_secs += secs;
+        self.count += 1;
+    }
+}
+
+/// One HTTP exchange as read off the wire.
+struct Answer {
+    status: u16,
+    retry_after: Option<String>,
+    /// `None`: longer than `max_response_bytes`, not read to the end.
+    body: Option<Vec<u8>>,
+}
+
+/// Why one HTTP exchange gave no answer.
+enum CallError {
+    /// The connection never opened (refused, DNS, TLS, connect timeout): nothing was sent.
+    NotSent(String),
+    /// The request could not even be built (a malformed header value).
+    Unsendable(String),
+    /// The total timeout ran out; the request may have been processed.
+    TimedOut,
+    /// The connection broke after the request went out.
+    Interrupted(String),
+}
+
+/// What to do after one call.
+enum Next {
+    Done,
+    Retry {
+        /// A timeout, broken connection or 504 before it: only with `retry.unconfirmed`.
+        unconfirmed: bool,
+        /// Whether the call used up one of `retry.max_attempts`.
+        counts: bool,
+        /// Back-off before the next call (a Retry-After is waited out as a pause instead).
+        backoff: bool,
+    },
 }
 
 impl Upstream {
+    /// `shared` is the gateway's common client, used only if this upstream's own (with its
+    /// connect timeout) cannot be built.
     pub fn new(
         name: &str,
         config: &UpstreamConfig,
-        http: reqwest::Client,
+        shared: reqwest::Client,
         env: &dyn Fn(&str) -> Option<String>,
         clock: SharedClock,
     ) -> Self {
@@ -78,6 +271,17 @@ impl Upstream {
         let timeout = Duration::from_millis(config.timeout_ms);
         let per_second = NonZeroU32::new(config.rate_limit.per_second).expect("checked by Config::check");
         let burst = NonZeroU32::new(config.rate_limit.burst).expect("checked by Config::check");
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("promo-gateway/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+            .build()
+            .unwrap_or_else(|e| {
+                tracing::error!(
+                    upstream = name,
+                    "no client of its own ({e}); connect_timeout_ms is not applied"
+                );
+                shared
+            });
         Self {
             name: name.to_owned(),
             vendor,
@@ -89,9 +293,18 @@ impl Upstream {
             limiter: RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)),
             in_flight: Semaphore::new(config.max_in_flight),
             timeout,
+            limiter_wait: Duration::from_millis(config.limiter_wait_ms),
+            max_response_bytes: config.max_response_bytes,
             retry: config.retry,
+            breaker_config: config.breaker,
             http,
             clock,
+            pause: Mutex::new(None),
+            breaker: Mutex::new(Breaker {
+                failures: 0,
+                state: Circuit::Closed,
+            }),
+            stats: Mutex::new(UpstreamStats::default()),
         }
     }
 
@@ -116,119 +329,452 @@ impl Upstream {
         }
     }
 
-    /// Sends a translated request, honouring the rate limit, the in-flight cap and the retry
-    /// policy, and has the adapter read the answer.
-    pub async fn send(&self, auth: &Auth, code: &PromoCode, request: &VendorRequest, _patience: Patience) -> Sent {
+    /// The time on the clock this upstream waits on.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// The end of the current Retry-After pause, if one is under way.
+    pub fn paused_until(&self) -> Option<DateTime<Utc>> {
+        let now = self.clock.now();
+        lock(&self.pause).filter(|until| *until > now)
+    }
+
+    /// The breaker's state and, when open, the end of its cool-down.
+    pub fn breaker(&self) -> (BreakerState, Option<DateTime<Utc>>) {
+        let now = self.clock.now();
+        match lock(&self.breaker).state {
+            Circuit::Closed => (BreakerState::Closed, None),
+            Circuit::Open { until } if until > now => (BreakerState::Open, Some(until)),
+            Circuit::Open { .. } | Circuit::HalfOpen { .. } => (BreakerState::HalfOpen, None),
+        }
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> UpstreamStats {
+        lock(&self.stats).clone()
+    }
+
+    /// Sends a translated request, honouring the breaker, a Retry-After pause, the rate limit,
+    /// the in-flight cap and the retry policy, and has the adapter read the answer.
+    pub async fn send(&self, auth: &Auth, code: &PromoCode, request: &VendorRequest, patience: Patience) -> Sent {
         let url = self.url(request.path.as_str());
         let method = reqwest::Method::from_bytes(request.method.as_bytes()).expect("adapters use standard methods");
-        let mut calls = 0;
-        let mut attempt = 0;
+        let mut sent = Sent {
+            delivery: Delivery::Unreachable(String::new()),
+            calls: 0,
+            retry_at: None,
+            unconfirmed_retry: false,
+        };
+        // Calls that count against retry.max_attempts, and retries so far (the back-off's exponent).
+        let mut attempts = 0;
+        let mut retries = 0;
         let mut refreshed = false;
+        // The answer of the call before, returned as it is if no further call can be made.
+        let mut last: Option<Delivery> = None;
         loop {
-            attempt += 1;
-            self.limiter.until_ready().await;
-            let permit = self.in_flight.acquire().await.expect("never closed");
+            if let Err(unavailable) = self.breaker_allows() {
+                return self.end(sent, last.unwrap_or(unavailable));
+            }
+            if let Err(until) = self.wait_out_pause(patience).await {
+                sent.retry_at = Some(until);
+                return self.end(sent, last.unwrap_or(Delivery::Paused { until }));
+            }
+            let Some(permit) = self.slot(patience).await else {
+                let waited = self.limiter_wait;
+                return self.end(sent, last.unwrap_or(Delivery::NoSlot { waited }));
+            };
+            if self.paused_until().is_some() {
+                // A pause began while this call waited for its slot.
+                continue;
+            }
+            let ticket = match self.admit() {
+                Ok(ticket) => ticket,
+                Err(unavailable) => return self.end(sent, last.unwrap_or(unavailable)),
+            };
             let authorization = match auth.authorization(&self.http).await {
                 Ok(a) => a,
-                Err(e) => {
-                    return Sent {
-                        delivery: Delivery::Auth(e),
-                        calls,
-                    }
-                }
+                Err(e) => return self.end(sent, Delivery::Auth(e)),
             };
-            let mut call = self
-                .http
-                .request(method.clone(), &url)
-                .timeout(self.timeout)
-                .header(reqwest::header::AUTHORIZATION, authorization.value);
-            for (name, value) in &request.headers {
-                call = call.header(name, value);
-            }
-            // After the adapter's headers: `json` adds a Content-Type only where none is set, so
-            // the call never carries two (`header` appends, it does not replace).
-            let call = call.json(&request.body);
-            calls += 1;
-            let answer = match call.send().await {
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    let retry_after = response
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned);
-                    response.bytes().await.map(|body| (status, retry_after, body))
-                }
-                Err(e) => Err(e),
-            };
+            sent.calls += 1;
+            attempts += 1;
+            let started = Instant::now();
+            let answer = self.call(method.clone(), &url, authorization.value, request).await;
             drop(permit);
-            let (status, retry_after, body) = match answer {
-                Ok(a) => a,
-                Err(e) if e.is_timeout() => {
-                    return Sent {
-                        delivery: Delivery::TimedOut,
-                        calls,
-                    }
-                }
-                Err(e) if e.is_connect() && attempt < self.retry.max_attempts => {
-                    tracing::warn!(upstream = %self.name, attempt, "connection failed, retrying");
-                    self.clock.sleep(self.backoff(attempt, None)).await;
-                    continue;
-                }
-                Err(e) => {
-                    return Sent {
-                        delivery: Delivery::Unreachable(crate::upstream::describe(e)),
-                        calls,
-                    }
-                }
-            };
+            let took = started.elapsed();
+
             // One refresh and one retry when the upstream refuses an OAuth2 token: it may have
             // been revoked or expired early. A second 401 is the vendor's answer.
-            if status == 401 && !refreshed {
-                if let (Auth::OAuth2(source), Some(token)) = (auth, authorization.token.as_ref()) {
+            if let Ok(Answer { status: 401, .. }) = &answer {
+                if let (false, Auth::OAuth2(source), Some(token)) = (refreshed, auth, authorization.token.as_ref()) {
                     source.invalidate(token).await;
                     refreshed = true;
-                    attempt -= 1;
+                    attempts -= 1;
+                    ticket.settle(Verdict::Alive);
                     continue;
                 }
             }
-            let outcome = self.adapter.parse(
-                code,
-                &VendorResponse {
-                    status,
-                    retry_after: retry_after.as_deref(),
-                    body: &body,
-                },
-            );
-            let wait = match &outcome {
-                Outcome::Throttled { retry_after, .. } => Some(self.backoff(attempt, *retry_after)),
-                Outcome::Failed { retryable: true, .. } => Some(self.backoff(attempt, None)),
-                _ => None,
-            };
-            match wait {
-                Some(wait) if attempt < self.retry.max_attempts => {
-                    tracing::warn!(upstream = %self.name, attempt, status, "retrying in {wait:?}");
-                    self.clock.sleep(wait).await;
+
+            let (delivery, verdict, next) = match answer {
+                Err(CallError::NotSent(e)) => (
+                    Delivery::Unreachable(e),
+                    Verdict::Failing,
+                    Next::Retry {
+                        unconfirmed: false,
+                        counts: true,
+                        backoff: true,
+                    },
+                ),
+                Err(CallError::Unsendable(e)) => (Delivery::Unreachable(e), Verdict::Unknown, Next::Done),
+                Err(CallError::TimedOut) => (Delivery::TimedOut, Verdict::Failing, self.unconfirmed()),
+                Err(CallError::Interrupted(e)) => (Delivery::Interrupted(e), Verdict::Failing, self.unconfirmed()),
+                Ok(answer) => {
+                    // A Retry-After on a 429 or a 503 pauses the upstream for every caller.
+                    let paused = matches!(answer.status, 429 | 503)
+                        && match answer.retry_after.as_deref().and_then(parse_retry_after) {
+                            Some(retry_after) => {
+                                let until = retry_after.until(self.clock.now());
+                                self.pause_until(until);
+                                sent.retry_at = Some(until);
+                                true
+                            }
+                            None => false,
+                        };
+                    let outcome = match &answer.body {
+                        Some(body) => self.adapter.parse(
+                            code,
+                            &VendorResponse {
+                                status: answer.status,
+                                retry_after: answer.retry_after.as_deref(),
+                                body,
+                            },
+                        ),
+                        None => self.too_large(answer.status),
+                    };
+                    let (verdict, next) = match &outcome {
+                        Outcome::Created { .. } | Outcome::AlreadyExists { .. } | Outcome::Rejected { .. } => {
+                            (Verdict::Alive, Next::Done)
+                        }
+                        Outcome::Throttled { .. } => (
+                            Verdict::Alive,
+                            Next::Retry {
+                                unconfirmed: false,
+                                counts: patience == Patience::Interactive,
+                                backoff: !paused,
+                            },
+                        ),
+                        Outcome::Failed { retryable: true, .. } => (
+                            Verdict::Failing,
+                            Next::Retry {
+                                unconfirmed: false,
+                                counts: true,
+                                backoff: !paused,
+                            },
+                        ),
+                        Outcome::Failed {
+                            cause: FailureCause::ServerError { status: 504 },
+                            ..
+                        } => (Verdict::Failing, self.unconfirmed()),
+                        Outcome::Failed { .. } => (Verdict::Failing, Next::Done),
+                    };
+                    (Delivery::Answered(outcome), verdict, next)
                 }
-                _ => {
-                    return Sent {
-                        delivery: Delivery::Answered(outcome),
-                        calls,
-                    }
+            };
+            ticket.settle(verdict);
+            self.record(&delivery, took);
+
+            let Next::Retry {
+                unconfirmed,
+                counts,
+                backoff,
+            } = next
+            else {
+                return self.end(sent, delivery);
+            };
+            if !counts {
+                attempts -= 1;
+            }
+            if attempts >= self.retry.max_attempts {
+                return self.end(sent, delivery);
+            }
+            sent.unconfirmed_retry |= unconfirmed;
+            retries += 1;
+            lock(&self.stats).retries += 1;
+            tracing::warn!(upstream = %self.name, attempt = sent.calls, outcome = ?delivery, "retrying");
+            last = Some(delivery);
+            if backoff {
+                let wait = self.backoff(retries);
+                let from = self.clock.now();
+                self.clock.sleep(wait).await;
+                self.waited(from);
+            }
+        }
+    }
+
+    /// Retry after an unconfirmed outcome only where the upstream allows it.
+    fn unconfirmed(&self) -> Next {
+        if self.retry.unconfirmed {
+            Next::Retry {
+                unconfirmed: true,
+                counts: true,
+                backoff: true,
+            }
+        } else {
+            Next::Done
+        }
+    }
+
+    /// One HTTP exchange, the answer read chunk by chunk up to `max_response_bytes`.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        authorization: reqwest::header::HeaderValue,
+        request: &VendorRequest,
+    ) -> Result<Answer, CallError> {
+        let mut call = self
+            .http
+            .request(method, url)
+            .timeout(self.timeout)
+            .header(reqwest::header::AUTHORIZATION, authorization);
+        for (name, value) in &request.headers {
+            call = call.header(name, value);
+        }
+        // After the adapter's headers: `json` adds a Content-Type only where none is set, so
+        // the call never carries two (`header` appends, it does not replace).
+        let call = call.json(&request.body);
+        let mut response = call.send().await.map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let cap = self.max_response_bytes;
+        let too_large = Answer {
+            status,
+            retry_after: retry_after.clone(),
+            body: None,
+        };
+        if response.content_length().is_some_and(|n| n > cap as u64) {
+            return Ok(too_large);
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+            if body.len() + chunk.len() > cap {
+                return Ok(too_large);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Answer {
+            status,
+            retry_after,
+            body: Some(body),
+        })
+    }
+
+    /// An answer longer than `max_response_bytes`, read no further.
+    fn too_large(&self, status: u16) -> Outcome {
+        let cap = self.max_response_bytes;
+        let (cause, tail) = if status >= 500 {
+            (FailureCause::ServerError { status }, "")
+        } else {
+            (
+                FailureCause::UnreadableAnswer { status },
+                "; the code may exist upstream, check before retrying",
+            )
+        };
+        Outcome::Failed {
+            message: format!(
+                "{} answered {status} with more than {cap} bytes (max_response_bytes), which the gateway does not read{tail}",
+                self.vendor
+            ),
+            retryable: false,
+            cause,
+        }
+    }
+
+    /// Waits out a Retry-After pause under way; `Err(until)` when it lasts longer than an
+    /// interactive caller waits (`retry.max_wait_ms`).
+    async fn wait_out_pause(&self, patience: Patience) -> Result<(), DateTime<Utc>> {
+        // A pause may be extended while it is waited out: look again after each.
+        while let Some(until) = self.paused_until() {
+            let from = self.clock.now();
+            let too_long = (until - from)
+                .to_std()
+                .is_ok_and(|wait| wait > Duration::from_millis(self.retry.max_wait_ms));
+            if patience == Patience::Interactive && too_long {
+                return Err(until);
+            }
+            self.clock.sleep_until(until).await;
+            self.waited(from);
+        }
+        Ok(())
+    }
+
+    /// Extends the pause to `until` (a shorter Retry-After does not shorten it).
+    fn pause_until(&self, until: DateTime<Utc>) {
+        let mut pause = lock(&self.pause);
+        if pause.is_none_or(|p| p < until) {
+            *pause = Some(until);
+            tracing::warn!(upstream = %self.name, %until, "the vendor asked for a pause");
+        }
+    }
+
+    /// A rate-limiter cell and an in-flight slot; `None` when an interactive caller would wait
+    /// longer than `limiter_wait_ms` for them.
+    async fn slot(&self, patience: Patience) -> Option<SemaphorePermit<'_>> {
+        let started = Instant::now();
+        let ready = async {
+            self.limiter.until_ready().await;
+            self.in_flight.acquire().await.expect("never closed")
+        };
+        let permit = match patience {
+            Patience::Interactive => tokio::time::timeout(self.limiter_wait, ready).await.ok(),
+            Patience::Background => Some(ready.await),
+        };
+        lock(&self.stats).limiter_wait_secs += started.elapsed().as_secs_f64();
+        permit
+    }
+
+    /// Fails fast while the breaker is open or its trial is under way, without taking the trial.
+    fn breaker_allows(&self) -> Result<(), Delivery> {
+        let now = self.clock.now();
+        let breaker = lock(&self.breaker);
+        match breaker.state {
+            Circuit::Open { until } if now < until => Err(Delivery::Unavailable {
+                until: Some(until),
+                failures: breaker.failures,
+            }),
+            Circuit::HalfOpen { trial_out: true } => Err(Delivery::Unavailable {
+                until: None,
+                failures: breaker.failures,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Lets a call through the breaker: any while closed, one trial once the cool-down is over.
+    fn admit(&self) -> Result<Ticket<'_>, Delivery> {
+        self.breaker_allows()?;
+        let mut breaker = lock(&self.breaker);
+        let trial = match breaker.state {
+            Circuit::Closed => false,
+            _ => {
+                breaker.state = Circuit::HalfOpen { trial_out: true };
+                tracing::info!(upstream = %self.name, "breaker half-open: a trial call goes through");
+                true
+            }
+        };
+        Ok(Ticket {
+            upstream: self,
+            trial,
+            settled: false,
+        })
+    }
+
+    fn settle(&self, trial: bool, verdict: Verdict) {
+        let now = self.clock.now();
+        let mut breaker = lock(&self.breaker);
+        match verdict {
+            Verdict::Alive => {
+                if !matches!(breaker.state, Circuit::Closed) {
+                    tracing::info!(upstream = %self.name, "breaker closed: the vendor answers again");
+                }
+                breaker.failures = 0;
+                breaker.state = Circuit::Closed;
+            }
+            Verdict::Failing => {
+                breaker.failures = breaker.failures.saturating_add(1);
+                let trips = trial
+                    || (matches!(breaker.state, Circuit::Closed) && breaker.failures >= self.breaker_config.failures);
+                if trips {
+                    let cool_down = chrono::Duration::milliseconds(
+                        i64::try_from(self.breaker_config.cool_down_ms).unwrap_or(i64::MAX),
+                    );
+                    let until = now.checked_add_signed(cool_down).unwrap_or(DateTime::<Utc>::MAX_UTC);
+                    breaker.state = Circuit::Open { until };
+                    tracing::warn!(upstream = %self.name, failures = breaker.failures, %until, "breaker open");
+                }
+            }
+            Verdict::Unknown => {
+                if trial && matches!(breaker.state, Circuit::HalfOpen { .. }) {
+                    breaker.state = Circuit::HalfOpen { trial_out: false };
                 }
             }
         }
     }
 
-    /// Exponential back-off with full jitter, or the vendor's Retry-After, capped either way.
-    fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let cap = Duration::from_millis(self.retry.max_delay_ms);
-        let wait = retry_after.unwrap_or_else(|| {
-            let ceiling = self.retry.base_delay_ms.saturating_mul(1 << (attempt - 1).min(16));
-            Duration::from_millis(rand::rng().random_range(0..=ceiling))
-        });
-        wait.min(cap)
+    /// The delivery as the engine gets it; counts the deliveries answered without a call.
+    fn end(&self, mut sent: Sent, delivery: Delivery) -> Sent {
+        match &delivery {
+            Delivery::Unavailable { until, .. } => {
+                lock(&self.stats).fast_failures += 1;
+                sent.retry_at = *until;
+            }
+            Delivery::Paused { .. } | Delivery::NoSlot { .. } => lock(&self.stats).held += 1,
+            _ => {}
+        }
+        sent.delivery = delivery;
+        sent
     }
+
+    /// Counts one HTTP call by how it ended.
+    fn record(&self, delivery: &Delivery, took: Duration) {
+        let mut stats = lock(&self.stats);
+        stats.latency.observe(took);
+        let calls = &mut stats.calls;
+        let counter = match delivery {
+            Delivery::Answered(Outcome::Created { .. }) => &mut calls.created,
+            Delivery::Answered(Outcome::AlreadyExists { .. }) => &mut calls.already_exists,
+            Delivery::Answered(Outcome::Rejected { .. }) => &mut calls.rejected,
+            Delivery::Answered(Outcome::Throttled { .. }) => &mut calls.throttled,
+            Delivery::Answered(Outcome::Failed {
+                cause: FailureCause::ServerError { .. },
+                ..
+            }) => &mut calls.server_error,
+            Delivery::Answered(Outcome::Failed { .. }) => &mut calls.invalid_response,
+            Delivery::TimedOut => &mut calls.timeout,
+            Delivery::Interrupted(_) => &mut calls.interrupted,
+            _ => &mut calls.unreachable,
+        };
+        *counter += 1;
+    }
+
+    /// Adds the clock time since `from` to the time spent waiting on the vendor.
+    fn waited(&self, from: DateTime<Utc>) {
+        let secs = (self.clock.now() - from).to_std().unwrap_or_default().as_secs_f64();
+        lock(&self.stats).pause_wait_secs += secs;
+    }
+
+    /// Exponential back-off with full jitter: a random wait up to `base_delay_ms` doubled per
+    /// retry, capped at `max_delay_ms`.
+    fn backoff(&self, retry: u32) -> Duration {
+        let ceiling = self
+            .retry
+            .base_delay_ms
+            .saturating_mul(1 << (retry.max(1) - 1).min(20))
+            .min(self.retry.max_delay_ms);
+        Duration::from_millis(rand::rng().random_range(0..=ceiling))
+    }
+}
+
+/// Sorts a transport error by whether the request can have reached the vendor.
+fn transport_error(e: reqwest::Error) -> CallError {
+    if e.is_builder() {
+        CallError::Unsendable(describe(e))
+    } else if e.is_connect() {
+        // Connect errors (a connect timeout included) come before a byte of the request is sent.
+        CallError::NotSent(describe(e))
+    } else if e.is_timeout() {
+        CallError::TimedOut
+    } else {
+        CallError::Interrupted(describe(e))
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A transport error with its causes ("error sending request: ... Connection refused"), and
@@ -246,4 +792,20 @@ pub fn describe(e: reqwest::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_buckets_are_upper_bounds_and_the_last_counts_the_rest() {
+        let mut l = Latency::default();
+        for ms in [1, 25, 26, 700, 60_000] {
+            l.observe(Duration::from_millis(ms));
+        }
+        assert_eq!(l.counts, [2, 1, 0, 0, 0, 1, 0, 0, 0, 0, 1]);
+        assert_eq!(l.count, 5);
+        assert!((l.sum_secs - 60.752).abs() < 1e-9, "{}", l.sum_secs);
+    }
 }

@@ -41,20 +41,20 @@ async fn the_default_config_loads_and_health_lists_six_unconfigured_upstreams() 
             "status": "degraded",
             "upstreams": {
                 "spacebring": {
-                    "vendor": "spacebring", "configured": false,
+                    "vendor": "spacebring", "configured": false, "breaker": "closed",
                     "missing": ["SPACEBRING_API_KEY", "SPACEBRING_API_SECRET"]
                 },
-                "partnero": { "vendor": "partnero", "configured": false, "missing": ["PARTNERO_API_KEY"] },
-                "moltin": { "vendor": "moltin", "configured": false, "missing": ["MOLTIN_ACCESS_TOKEN"] },
+                "partnero": { "vendor": "partnero", "configured": false, "breaker": "closed", "missing": ["PARTNERO_API_KEY"] },
+                "moltin": { "vendor": "moltin", "configured": false, "breaker": "closed", "missing": ["MOLTIN_ACCESS_TOKEN"] },
                 "limio-v2": {
-                    "vendor": "limio_v2", "configured": false,
+                    "vendor": "limio_v2", "configured": false, "breaker": "closed",
                     "missing": ["LIMIO_CLIENT_ID", "LIMIO_CLIENT_SECRET"]
                 },
                 "limio-v3": {
-                    "vendor": "limio_v3", "configured": false,
+                    "vendor": "limio_v3", "configured": false, "breaker": "closed",
                     "missing": ["LIMIO_CLIENT_ID", "LIMIO_CLIENT_SECRET"]
                 },
-                "loop": { "vendor": "loop", "configured": false, "missing": ["LOOP_API_TOKEN"] }
+                "loop": { "vendor": "loop", "configured": false, "breaker": "closed", "missing": ["LOOP_API_TOKEN"] }
             }
         })
     );

@@ -1,26 +1,37 @@
-//! The ledger through the real router: idempotent repeats, the record of a create, and a create
-//! that a stop interrupted being resent at the next start. Vendors are wiremock Loop servers.
+//! The ledger through the real router: idempotent repeats (a pure replay of the first answer),
+//! the record of a create, targets already created never called again, and a create that a stop
+//! interrupted being resent at the next start. Vendors are wiremock Loop servers.
 
 mod common;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use promo_gateway::ledger::{Begin, Claim, Definition, Ledger, PlannedTarget, Store};
 use serde_json::{json, Value};
 use wiremock::{MockServer, ResponseTemplate};
 
 const TOKEN: &str = "loop-ledger-secret-9f3b";
 const TOKEN2: &str = "loop2-ledger-secret-c41d";
 
-/// Two Loop upstreams, `loop` and `loop2`, on their own strict servers.
-async fn two_loops() -> (MockServer, MockServer, common::Gateway) {
-    let (a, b) = (common::strict_server().await, common::strict_server().await);
-    let config = [
+/// `loop` and `loop2`, two Loop upstreams on `a` and `b`.
+fn two_loops_config(a: &MockServer, b: &MockServer) -> String {
+    [
         common::upstream("loop", "loop", &a.uri(), ""),
         common::upstream("loop2", "loop", &b.uri(), ""),
     ]
-    .join("\n");
-    let gw = common::start(&config, &[], &[("LOOP_TOKEN", TOKEN), ("LOOP2_TOKEN", TOKEN2)]).await;
+    .join("\n")
+}
+
+/// Two Loop upstreams, `loop` and `loop2`, on their own strict servers.
+async fn two_loops() -> (MockServer, MockServer, common::Gateway) {
+    let (a, b) = (common::strict_server().await, common::strict_server().await);
+    let gw = common::start(
+        &two_loops_config(&a, &b),
+        &[],
+        &[("LOOP_TOKEN", TOKEN), ("LOOP2_TOKEN", TOKEN2)],
+    )
+    .await;
     (a, b, gw)
 }
 
@@ -31,23 +42,9 @@ async fn serve_config(path: &std::path::Path, env: &[(&str, &str)]) -> common::G
     common::serve(router).await
 }
 
-/// POSTs a create with an `Idempotency-Key`; the status, the replay header and the body.
-async fn create_with_key(gw: &common::Gateway, key: &str, body: &Value) -> (u16, Option<String>, Value) {
-    let r = gw
-        .http
-        .post(format!("{}/v1/promo-codes", gw.base))
-        .header("Content-Type", "application/json")
-        .header("Idempotency-Key", key)
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let replayed = r
-        .headers()
-        .get("idempotent-replayed")
-        .map(|v| v.to_str().unwrap().to_owned());
-    (status, replayed, r.json().await.unwrap())
+/// Fails unless `server` has received exactly `n` requests.
+async fn assert_calls(server: &MockServer, n: usize, what: &str) {
+    assert_eq!(common::received(server).await, n, "{what}: calls to {}", server.uri());
 }
 
 #[tokio::test]
@@ -60,16 +57,21 @@ async fn a_repeated_key_replays_the_answer_without_calling_again() {
         .await;
     let body = common::percent20("SPRING20", &["loop"]);
 
-    let (status, replayed, first) = create_with_key(&gw, "k-1", &body).await;
+    let (status, replayed, first) = gw.create_with_key("k-1", &body).await;
     assert_eq!(status, 201, "{first}");
     assert_eq!(replayed, None);
     let id = first["request_id"].as_i64().expect("a request id");
+    assert_eq!(common::result(&first, "loop")["vendor_id"], "promo_1");
+    assert_eq!(common::result(&first, "loop")["attempts"], 1);
 
-    let (status, replayed, second) = create_with_key(&gw, "k-1", &body).await;
-    assert_eq!(status, 201, "{second}");
-    assert_eq!(replayed.as_deref(), Some("true"));
-    assert_eq!(second, first, "a replay answers exactly what the first create answered");
-    assert_eq!(second["request_id"], id);
+    for _ in 0..2 {
+        let (status, replayed, again) = gw.create_with_key("k-1", &body).await;
+        assert_eq!(status, 201, "{again}");
+        assert_eq!(replayed.as_deref(), Some("true"));
+        assert_eq!(again, first, "a replay answers exactly what the first create answered");
+        assert_eq!(again["request_id"], id);
+    }
+    assert_calls(&a, 1, "one create, two replays").await;
 }
 
 #[tokio::test]
@@ -80,23 +82,38 @@ async fn a_key_reused_with_another_body_is_refused_and_sends_nothing() {
         .expect(1)
         .mount(&a)
         .await;
-    let (status, _, first) = create_with_key(&gw, "k-2", &common::percent20("SPRING20", &["loop"])).await;
+    common::loop_create(TOKEN, common::loop_body("SUMMER20"))
+        .respond_with(common::loop_created("promo_2", "SUMMER20"))
+        .expect(0)
+        .mount(&a)
+        .await;
+    let (status, _, first) = gw
+        .create_with_key("k-2", &common::percent20("SPRING20", &["loop"]))
+        .await;
     assert_eq!(status, 201, "{first}");
 
-    let (status, _, problem) = create_with_key(&gw, "k-2", &common::percent20("SUMMER20", &["loop"])).await;
+    let (status, replayed, problem) = gw
+        .create_with_key("k-2", &common::percent20("SUMMER20", &["loop"]))
+        .await;
     assert_eq!(status, 422, "{problem}");
+    assert_eq!(replayed, None);
     assert_eq!(problem["type"], "urn:promo-gateway:problem:idempotency-key-reused");
     assert_eq!(problem["errors"][0]["field"], "Idempotency-Key");
     assert!(problem["detail"]
         .as_str()
         .unwrap()
         .contains(&format!("request {}", first["request_id"])));
+
+    // Refused before anything was written: the ledger does not hold SUMMER20.
+    let (status, missing) = gw.get("/v1/promo-codes/SUMMER20").await;
+    assert_eq!(status, 404, "{missing}");
 }
 
-/// A repeat sends again only what failed: `loop` was created and is not called twice, `loop2`
-/// answered 500 the first time and is sent once more.
+/// A repeat with the same key replays the first answer, failure included, and calls nobody. A new
+/// request for the same code (no key, or another key) sends only the target that failed: `loop`
+/// was created and is never called again.
 #[tokio::test]
-async fn a_repeat_resends_only_the_targets_that_failed() {
+async fn a_repeat_replays_the_failure_and_a_new_request_sends_only_the_failed_target() {
     let (a, b, gw) = two_loops().await;
     common::loop_create(TOKEN, common::loop_body("SPRING20"))
         .respond_with(common::loop_created("promo_a", "SPRING20"))
@@ -104,7 +121,7 @@ async fn a_repeat_resends_only_the_targets_that_failed() {
         .mount(&a)
         .await;
     common::loop_create(TOKEN2, common::loop_body("SPRING20"))
-        .respond_with(ResponseTemplate::new(500).set_body_string("boom"))
+        .respond_with(ResponseTemplate::new(500).set_body_json(json!({ "error": "internal", "message": "boom" })))
         .up_to_n_times(1)
         .with_priority(1)
         .expect(1)
@@ -118,54 +135,111 @@ async fn a_repeat_resends_only_the_targets_that_failed() {
         .await;
     let body = common::percent20("SPRING20", &["loop", "loop2"]);
 
-    let (status, _, first) = create_with_key(&gw, "k-3", &body).await;
+    let (status, _, first) = gw.create_with_key("k-3", &body).await;
     assert_eq!(status, 207, "{first}");
     assert_eq!(common::result(&first, "loop")["status"], "created");
-    assert_eq!(common::result(&first, "loop2")["status"], "failed");
+    let failed = common::result(&first, "loop2");
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["error"]["kind"], "upstream_error");
+    assert_eq!(failed["error"]["http_status"], 500);
 
-    let (status, replayed, second) = create_with_key(&gw, "k-3", &body).await;
-    assert_eq!(status, 201, "{second}");
-    assert_eq!(replayed, None, "loop2 was sent again: not a pure replay");
-    assert_eq!(second["request_id"], first["request_id"]);
-    assert_eq!(common::result(&second, "loop")["vendor_id"], "promo_a");
-    assert_eq!(common::result(&second, "loop")["attempts"], 1);
-    assert_eq!(common::result(&second, "loop2")["status"], "created");
-    assert_eq!(common::result(&second, "loop2")["vendor_id"], "promo_b");
+    // The same key: the first answer, failure and all, and no call.
+    let (status, replayed, second) = gw.create_with_key("k-3", &body).await;
+    assert_eq!((status, replayed.as_deref()), (207, Some("true")), "{second}");
+    assert_eq!(second, first);
+    assert_calls(&a, 1, "after the replay").await;
+    assert_calls(&b, 1, "after the replay").await;
 
-    // Settled now: a third repeat is a pure replay and calls nobody.
-    let (status, replayed, third) = create_with_key(&gw, "k-3", &body).await;
-    assert_eq!((status, replayed.as_deref()), (201, Some("true")));
-    assert_eq!(third, second);
+    // A new request (no key): only loop2 is sent.
+    let (status, third) = gw.create(&body).await;
+    assert_eq!(status, 201, "{third}");
+    assert_ne!(third["request_id"], first["request_id"], "a new request");
+    let r = common::result(&third, "loop");
+    assert_eq!(r["status"], "created", "{r}");
+    assert_eq!(r["vendor_id"], "promo_a");
+    assert_eq!(r["attempts"], 0, "{r}");
+    let w = common::warning(r, "code");
+    assert!(
+        w.contains("already created on loop") && w.contains("not sent again"),
+        "{w}"
+    );
+    let r = common::result(&third, "loop2");
+    assert_eq!(r["status"], "created", "{r}");
+    assert_eq!(r["vendor_id"], "promo_b");
+    assert_eq!(r["attempts"], 1);
+    assert!(r.get("error").is_none(), "{r}");
+    assert_calls(&a, 1, "after the new request").await;
+    assert_calls(&b, 2, "after the new request").await;
+
+    // Another key: both are created already, nothing is sent.
+    let (status, replayed, fourth) = gw.create_with_key("k-3b", &body).await;
+    assert_eq!((status, replayed), (201, None), "{fourth}");
+    for (upstream, id) in [("loop", "promo_a"), ("loop2", "promo_b")] {
+        let r = common::result(&fourth, upstream);
+        assert_eq!(
+            (&r["status"], &r["vendor_id"], &r["attempts"]),
+            (&json!("created"), &json!(id), &json!(0))
+        );
+        assert!(common::warning(r, "code").contains("not sent again"), "{r}");
+    }
+
+    // And the first key still replays its own first answer.
+    let (status, replayed, fifth) = gw.create_with_key("k-3", &body).await;
+    assert_eq!((status, replayed.as_deref()), (207, Some("true")));
+    assert_eq!(fifth, first);
+    assert_calls(&a, 1, "in the end").await;
+    assert_calls(&b, 2, "in the end").await;
+
+    let (status, record) = gw.get("/v1/promo-codes/SPRING20").await;
+    assert_eq!(status, 200, "{record}");
+    assert_eq!(record["deliveries"]["loop"]["vendor_id"], "promo_a");
+    assert_eq!(record["deliveries"]["loop2"]["status"], "created");
+    assert_eq!(record["deliveries"]["loop2"]["vendor_id"], "promo_b");
 }
 
 #[tokio::test]
 async fn a_repeat_while_the_first_is_in_flight_gets_409() {
     let (a, _b, gw) = two_loops().await;
     common::loop_create(TOKEN, common::loop_body("SPRING20"))
-        .respond_with(common::loop_created("promo_1", "SPRING20").set_delay(Duration::from_millis(800)))
+        .respond_with(common::loop_created("promo_1", "SPRING20").set_delay(Duration::from_millis(600)))
         .expect(1)
         .mount(&a)
         .await;
     let body = common::percent20("SPRING20", &["loop"]);
-    let (first, second) = tokio::join!(create_with_key(&gw, "k-4", &body), async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        create_with_key(&gw, "k-4", &body).await
+    let (first, second) = tokio::join!(gw.create_with_key("k-4", &body), async {
+        common::wait_for_requests(&a, 1).await;
+        gw.create_with_key("k-4", &body).await
     });
     assert_eq!(first.0, 201, "{}", first.2);
     assert_eq!(second.0, 409, "{}", second.2);
     assert_eq!(second.2["type"], "urn:promo-gateway:problem:idempotency-in-progress");
     assert_eq!(second.2["errors"][0]["field"], "Idempotency-Key");
+    assert!(second.2["detail"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("request {}", first.2["request_id"])));
+
+    // Once it has finished, the key replays it.
+    let (status, replayed, third) = gw.create_with_key("k-4", &body).await;
+    assert_eq!((status, replayed.as_deref()), (201, Some("true")));
+    assert_eq!(third, first.2);
+    assert_calls(&a, 1, "one create").await;
 }
 
 #[tokio::test]
 async fn malformed_keys_are_refused_and_send_nothing() {
-    let (_a, _b, gw) = two_loops().await;
+    let (a, b, gw) = two_loops().await;
     let body = common::percent20("SPRING20", &["loop"]);
-    for key in ["", "has space", &"k".repeat(256)] {
-        let (status, _, problem) = create_with_key(&gw, key, &body).await;
+    for key in ["", "has space", "tab\there", &"k".repeat(256)] {
+        let (status, _, problem) = gw.create_with_key(key, &body).await;
         assert_eq!(status, 400, "{key:?}: {problem}");
+        assert_eq!(problem["type"], "urn:promo-gateway:problem:bad-idempotency-key");
         assert_eq!(problem["errors"][0]["field"], "Idempotency-Key", "{problem}");
     }
+    assert_calls(&a, 0, "refused keys").await;
+    assert_calls(&b, 0, "refused keys").await;
+    let (status, missing) = gw.get("/v1/promo-codes/SPRING20").await;
+    assert_eq!(status, 404, "nothing recorded: {missing}");
 }
 
 #[tokio::test]
@@ -192,44 +266,74 @@ async fn the_record_of_a_create_can_be_read_back() {
     assert_eq!(record["finished"], true);
     assert_eq!(record["pending"], json!([]));
     assert_eq!(record["results"], created["results"]);
+    assert!(record["received_at"].is_string(), "{record}");
 
     for missing in ["/v1/requests/999", "/v1/requests/abc"] {
         let raw = gw.get_raw(missing).await;
         assert_eq!(raw.status, 404, "{missing}: {}", raw.text);
         assert_eq!(raw.content_type, "application/problem+json");
+        let problem: Value = serde_json::from_str(&raw.text).unwrap();
+        assert_eq!(problem["type"], "urn:promo-gateway:problem:not-found");
     }
 }
 
-/// A create recorded with a target still pending (as a stop mid-delivery leaves it) is sent at
-/// the next start, recorded, and its result says it was resent.
+/// The state a stop mid-delivery leaves (built through the ledger's own API): a create recorded
+/// with an idempotency key, `loop` answered and recorded, `loop2` still pending. The next start
+/// sends `loop2` only, records it with a warning that it was resent, and stores the answer,
+/// which the key then replays.
 #[tokio::test]
 async fn a_create_interrupted_by_a_stop_is_resent_at_the_next_start() {
-    let server = common::strict_server().await;
-    common::loop_create(TOKEN, common::loop_body("SPRING20"))
+    let (a, b) = (common::strict_server().await, common::strict_server().await);
+    common::loop_endpoint()
+        .respond_with(common::loop_created("promo_twice", "SPRING20"))
+        .expect(0)
+        .named("loop answered before the stop")
+        .mount(&a)
+        .await;
+    common::loop_create(TOKEN2, common::loop_body("SPRING20"))
         .respond_with(common::loop_created("promo_resumed", "SPRING20"))
         .expect(1)
-        .mount(&server)
+        .mount(&b)
         .await;
     let dir = tempfile::tempdir().unwrap();
-    let path = common::write_files(dir.path(), &common::upstream("loop", "loop", &server.uri(), ""), &[]);
+    let path = common::write_files(dir.path(), &two_loops_config(&a, &b), &[]);
+    let body = common::percent20("SPRING20", &["loop", "loop2"]);
 
-    // The state a stop leaves behind: the create recorded, its target still pending.
-    let ledger = promo_gateway::ledger::Ledger::open(&dir.path().join("promo-gateway.db")).unwrap();
+    let ledger = Ledger::open(&dir.path().join("promo-gateway.db")).unwrap();
     let begun = ledger
-        .begin(
-            None,
-            "SPRING20".into(),
-            common::percent20("SPRING20", &["loop"]),
-            vec![("loop".into(), None)],
+        .begin_create(
+            Some("k-crash".into()),
+            body.clone(),
+            Definition::of(&body, None, "SPRING20"),
+            ["loop", "loop2"]
+                .map(|t| PlannedTarget {
+                    upstream: t.into(),
+                    settled: None,
+                })
+                .into(),
+            chrono::Utc::now(),
+            chrono::Duration::hours(24),
         )
         .await
         .unwrap();
-    let promo_gateway::ledger::Begin::New(id) = begun else {
-        panic!("a fresh ledger begins a new create");
+    let Begin::New {
+        request_id: id,
+        code_id,
+        claims,
+    } = begun
+    else {
+        panic!("a fresh ledger begins a new create, got {begun:?}");
     };
+    assert!(claims.iter().all(|c| matches!(c, Claim::Send)), "{claims:?}");
+    let answered = serde_json::from_value(json!({
+        "upstream": "loop", "vendor": "loop", "status": "created", "vendor_id": "promo_before",
+        "warnings": [], "attempts": 1
+    }))
+    .unwrap();
+    ledger.record(vec![(code_id, answered)]).await.unwrap();
     drop(ledger);
 
-    let gw = serve_config(&path, &[("LOOP_TOKEN", TOKEN)]).await;
+    let gw = serve_config(&path, &[("LOOP_TOKEN", TOKEN), ("LOOP2_TOKEN", TOKEN2)]).await;
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let record = loop {
@@ -239,12 +343,34 @@ async fn a_create_interrupted_by_a_stop_is_resent_at_the_next_start() {
             break record;
         }
         assert!(tokio::time::Instant::now() < deadline, "not resumed in time: {record}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let r = common::result(&record, "loop");
+    assert_eq!(record["pending"], json!([]));
+    let r = common::result(&record, "loop2");
     assert_eq!(r["status"], "created", "{r}");
     assert_eq!(r["vendor_id"], "promo_resumed");
+    assert_eq!(r["attempts"], 1);
     assert!(common::warning(r, "code").contains("resent after a restart"), "{r}");
+    let r = common::result(&record, "loop");
+    assert_eq!(r["status"], "created", "{r}");
+    assert_eq!(r["vendor_id"], "promo_before", "answered before the stop: not resent");
+    assert_eq!(r["warnings"], json!([]));
+    assert_calls(&a, 0, "loop, answered before the stop").await;
+    assert_calls(&b, 1, "loop2, pending at the stop").await;
+
+    // The stored answer is what the key replays.
+    let (status, replayed, answer) = gw.create_with_key("k-crash", &body).await;
+    assert_eq!((status, replayed.as_deref()), (201, Some("true")), "{answer}");
+    assert_eq!(answer["request_id"], id);
+    assert_eq!(answer["code"], "SPRING20");
+    assert_eq!(answer["results"], record["results"]);
+    assert_calls(&b, 1, "after the replay").await;
+
+    let (status, code) = gw.get("/v1/promo-codes/spring20").await;
+    assert_eq!(status, 200, "{code}");
+    assert_eq!(code["deliveries"]["loop"]["vendor_id"], "promo_before");
+    assert_eq!(code["deliveries"]["loop2"]["status"], "created");
+    assert_eq!(code["deliveries"]["loop2"]["vendor_id"], "promo_resumed");
 }
 
 /// A vendor that echoes the credential in its error: neither the answer nor the ledger file
@@ -271,6 +397,8 @@ async fn no_credential_reaches_the_ledger() {
         .unwrap()
         .contains("token [redacted] is revoked"));
     common::assert_hides(&body.to_string(), &[TOKEN]);
+    let (_, record) = gw.get("/v1/promo-codes/SPRING20").await;
+    common::assert_hides(&record.to_string(), &[TOKEN]);
 
     let mut recorded = false;
     for entry in std::fs::read_dir(dir.path()).unwrap() {
@@ -285,10 +413,11 @@ async fn no_credential_reaches_the_ledger() {
     assert!(recorded, "the redacted outcome is in the ledger");
 }
 
-/// A repeat whose failed target can no longer be sent (its credential was removed since) records
-/// why, and the create is finished rather than left pending.
+/// After a restart without loop2's credential: the first key still replays its first answer
+/// (calling nothing), and a new request for the code records why loop2 can no longer be sent
+/// (loop, created, is not called again); the create is finished rather than left pending.
 #[tokio::test]
-async fn a_repeat_records_a_failed_target_that_can_no_longer_be_sent() {
+async fn a_new_request_records_a_failed_target_that_can_no_longer_be_sent() {
     let (a, b) = (common::strict_server().await, common::strict_server().await);
     common::loop_create(TOKEN, common::loop_body("SPRING20"))
         .respond_with(common::loop_created("promo_a", "SPRING20"))
@@ -301,29 +430,39 @@ async fn a_repeat_records_a_failed_target_that_can_no_longer_be_sent() {
         .mount(&b)
         .await;
     let dir = tempfile::tempdir().unwrap();
-    let config = [
-        common::upstream("loop", "loop", &a.uri(), ""),
-        common::upstream("loop2", "loop", &b.uri(), ""),
-    ]
-    .join("\n");
-    let path = common::write_files(dir.path(), &config, &[]);
+    let path = common::write_files(dir.path(), &two_loops_config(&a, &b), &[]);
     let body = common::percent20("SPRING20", &["loop", "loop2"]);
 
     let first = serve_config(&path, &[("LOOP_TOKEN", TOKEN), ("LOOP2_TOKEN", TOKEN2)]).await;
-    let (status, _, answer) = create_with_key(&first, "k-5", &body).await;
+    let (status, _, answer) = first.create_with_key("k-5", &body).await;
     assert_eq!(status, 207, "{answer}");
+    assert_eq!(common::result(&answer, "loop2")["status"], "failed");
 
     // The same ledger, served again without loop2's credential.
     let second = serve_config(&path, &[("LOOP_TOKEN", TOKEN)]).await;
-    let (status, _, answer) = create_with_key(&second, "k-5", &body).await;
-    assert_eq!(status, 207, "{answer}");
-    assert_eq!(common::result(&answer, "loop")["vendor_id"], "promo_a");
-    let r = common::result(&answer, "loop2");
+    let (status, replayed, replay) = second.create_with_key("k-5", &body).await;
+    assert_eq!((status, replayed.as_deref()), (207, Some("true")), "{replay}");
+    assert_eq!(replay, answer, "the key survives the restart");
+
+    let (status, again) = second.create(&body).await;
+    assert_eq!(status, 207, "{again}");
+    let r = common::result(&again, "loop");
+    assert_eq!(
+        (&r["status"], &r["vendor_id"], &r["attempts"]),
+        (&json!("created"), &json!("promo_a"), &json!(0))
+    );
+    assert!(common::warning(r, "code").contains("not sent again"), "{r}");
+    let r = common::result(&again, "loop2");
     assert_eq!(r["status"], "unconfigured", "{r}");
     assert_eq!(r["error"]["kind"], "missing_credentials");
+    assert!(r["error"]["message"].as_str().unwrap().contains("LOOP2_TOKEN"), "{r}");
 
-    let (_, record) = second.get(&format!("/v1/requests/{}", answer["request_id"])).await;
+    let (_, record) = second.get(&format!("/v1/requests/{}", again["request_id"])).await;
     assert_eq!(record["finished"], true, "{record}");
     assert_eq!(record["pending"], json!([]));
-    assert_eq!(record["results"], answer["results"]);
+    assert_eq!(record["results"], again["results"]);
+    let (_, code) = second.get("/v1/promo-codes/SPRING20").await;
+    assert_eq!(code["deliveries"]["loop2"]["status"], "unconfigured", "{code}");
+    assert_calls(&a, 1, "loop").await;
+    assert_calls(&b, 1, "loop2").await;
 }

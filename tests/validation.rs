@@ -290,7 +290,9 @@ async fn unknown_routes_and_methods_are_problems_too() {
     assert_eq!(body["errors"][0]["field"], "path");
     assert_eq!(body["type"], "urn:promo-gateway:problem:not-found");
 
-    let r = gw.get_raw(CREATE).await;
+    let r = gw.get_raw("/v1/requests/1/x").await;
+    assert_eq!(r.status, 404);
+    let r = gw.get_raw("/v1/sync-jobs/1/retry").await;
     assert_eq!(r.status, 405);
     assert_eq!(r.content_type, "application/problem+json");
     let body: Value = serde_json::from_str(&r.text).unwrap();

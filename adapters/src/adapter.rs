@@ -7,6 +7,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -144,7 +145,7 @@ pub enum Outcome {
     },
     /// The vendor asked us to slow down.
     Throttled {
-        retry_after: Option<Duration>,
+        retry_after: Option<RetryAfter>,
         message: String,
     },
     /// A fault at the vendor (5xx), or an answer that cannot be trusted.
@@ -153,6 +154,34 @@ pub enum Outcome {
         retryable: bool,
         cause: FailureCause,
     },
+}
+
+/// A `Retry-After` header as the vendor wrote it: a delay, or a wall time. Kept unresolved so
+/// that the adapter reads no clock; the caller resolves it against its own with [`RetryAfter::until`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryAfter {
+    /// `Retry-After: 120`.
+    Delay(Duration),
+    /// `Retry-After: Wed, 21 Oct 2026 07:28:00 GMT`.
+    At(DateTime<Utc>),
+}
+
+impl RetryAfter {
+    /// When the vendor will take calls again, seen from `now`; never before `now`.
+    pub fn until(self, now: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            RetryAfter::Delay(d) => chrono::Duration::from_std(d)
+                .ok()
+                .and_then(|d| now.checked_add_signed(d))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+            RetryAfter::At(at) => at.max(now),
+        }
+    }
+
+    /// How long to wait, seen from `now`.
+    pub fn delay(self, now: DateTime<Utc>) -> Duration {
+        (self.until(now) - now).to_std().unwrap_or(Duration::MAX)
+    }
 }
 
 /// Why a call failed: the vendor said so, or its answer made no sense.
@@ -188,6 +217,19 @@ pub trait Adapter: Send + Sync + 'static {
     /// Builds the request for a code that has passed [`crate::policy::check`]. Fields the
     /// policy dropped are listed in `skipped`; the adapter must not send them.
     fn build(&self, code: &PromoCode, skipped: &[Field], ctx: &BuildContext<'_>) -> Result<Translation, BuildError>;
+
+    /// One call for several codes of one campaign (at most [`Adapter::batch_size`]), each of
+    /// which has already been translated on its own (so passed [`crate::policy::check`]).
+    /// Vendors without batches take one code per call.
+    fn build_batch(&self, codes: &[&PromoCode], ctx: &BuildContext<'_>) -> Result<Translation, BuildError> {
+        match codes {
+            [one] => self.build(one, &[], ctx),
+            _ => Err(BuildError::Invalid {
+                field: "codes".into(),
+                rule: format!("{} takes one code per call, got {}", self.kind(), codes.len()),
+            }),
+        }
+    }
 
     /// JSON pointer to the object that passthrough fields merge into.
     fn passthrough_at(&self) -> &'static str {
@@ -347,7 +389,8 @@ pub fn classify(
         _ => Outcome::Failed {
             message: format!("{vendor} answered {status}: {}", error_message(json.as_ref(), response.body)),
             // 502 and 503 come from in front of the vendor's application, which never saw
-            // the call; a 504 may follow a create the vendor did make, like a timeout.
+            // the call; a 504 may follow a create the vendor did make, like a timeout (the
+            // gateway retries it only where the upstream is configured to retry timeouts).
             retryable: matches!(status, 502 | 503),
             cause: FailureCause::ServerError { status },
         },
@@ -385,18 +428,23 @@ fn snippet(raw: &[u8]) -> String {
     }
 }
 
-/// `Retry-After` as seconds or as an HTTP date.
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
+/// `Retry-After` as delay-seconds or as an HTTP date (RFC 9110 §10.2.3: the IMF-fixdate, or the
+/// obsolete RFC 850 and asctime forms a recipient must also accept). Anything else is `None`.
+pub fn parse_retry_after(value: &str) -> Option<RetryAfter> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // More digits than a u64 holds is still "a very long time".
+        let secs = value.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(RetryAfter::Delay(Duration::from_secs(secs)));
     }
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let wait = at
-        .signed_duration_since(chrono::Utc::now())
-        .to_std()
-        .unwrap_or(Duration::ZERO);
-    Some(wait)
+    if let Ok(at) = DateTime::parse_from_rfc2822(value) {
+        return Some(RetryAfter::At(at.with_timezone(&Utc)));
+    }
+    // RFC 850 (`Sunday, 06-Nov-94 08:49:37 GMT`) and asctime (`Sun Nov  6 08:49:37 1994`).
+    ["%A, %d-%b-%y %H:%M:%S GMT", "%a %b %e %H:%M:%S %Y"]
+        .iter()
+        .find_map(|format| chrono::NaiveDateTime::parse_from_str(value, format).ok())
+        .map(|at| RetryAfter::At(at.and_utc()))
 }
 
 #[cfg(test)]
@@ -431,7 +479,7 @@ mod tests {
         assert_eq!(
             answer(429, ""),
             Outcome::Throttled {
-                retry_after: Some(Duration::from_secs(7)),
+                retry_after: Some(RetryAfter::Delay(Duration::from_secs(7))),
                 message: "empty body".into()
             }
         );
@@ -453,9 +501,79 @@ mod tests {
         assert_eq!(error_message(Some(&v), b""), "code taken");
     }
 
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
     #[test]
-    fn retry_after_http_date_in_the_past_is_zero() {
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after("soon"), None);
+    fn retry_after_seconds_and_http_dates() {
+        let now = at("2026-03-01T10:00:00Z");
+        assert_eq!(
+            parse_retry_after(" 30 "),
+            Some(RetryAfter::Delay(Duration::from_secs(30)))
+        );
+        assert_eq!(
+            parse_retry_after("99999999999999999999999"),
+            Some(RetryAfter::Delay(Duration::from_secs(u64::MAX)))
+        );
+        assert_eq!(
+            parse_retry_after("99999999999999999999999").unwrap().until(now),
+            DateTime::<Utc>::MAX_UTC
+        );
+        let expected = RetryAfter::At(at("2026-03-01T10:00:30Z"));
+        assert_eq!(parse_retry_after("Sun, 01 Mar 2026 10:00:30 GMT"), Some(expected));
+        assert_eq!(parse_retry_after("Sunday, 01-Mar-26 10:00:30 GMT"), Some(expected));
+        assert_eq!(parse_retry_after("Sun Mar  1 10:00:30 2026"), Some(expected));
+        assert_eq!(expected.delay(now), Duration::from_secs(30));
+        assert_eq!(expected.until(now), at("2026-03-01T10:00:30Z"));
+        for bad in ["soon", "", "-5", "1.5", "30s"] {
+            assert_eq!(parse_retry_after(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn retry_after_http_date_in_the_past_is_now() {
+        let now = at("2026-03-01T10:00:00Z");
+        let past = parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        assert_eq!(past.delay(now), Duration::ZERO);
+        assert_eq!(past.until(now), now);
+    }
+
+    /// Every kind of garbage a vendor (or what stands in front of it) sends is a `Failed` with
+    /// the status it came with; nothing panics, nothing counts as created.
+    #[test]
+    fn garbage_answers_fail_with_their_status() {
+        let huge = "x".repeat(100_000);
+        let cases: [(u16, &str, FailureCause); 8] = [
+            (
+                200,
+                "<html><body>Sign in</body></html>",
+                FailureCause::UnreadableAnswer { status: 200 },
+            ),
+            (201, "", FailureCause::UnreadableAnswer { status: 201 }),
+            (
+                201,
+                r#"{"id":"p_1","co"#,
+                FailureCause::UnreadableAnswer { status: 201 },
+            ),
+            (201, "Created", FailureCause::UnreadableAnswer { status: 201 }),
+            (201, "\u{0}\u{ff}\u{fe}", FailureCause::UnreadableAnswer { status: 201 }),
+            (201, &huge, FailureCause::UnreadableAnswer { status: 201 }),
+            (500, "Internal Server Error", FailureCause::ServerError { status: 500 }),
+            (
+                502,
+                "<html>Bad Gateway</html>",
+                FailureCause::ServerError { status: 502 },
+            ),
+        ];
+        for (status, body, expected) in cases {
+            match answer(status, body) {
+                Outcome::Failed { cause, message, .. } => {
+                    assert_eq!(cause, expected, "{status} {body:.40}");
+                    assert!(message.chars().count() < 400, "the message quotes too much: {message}");
+                }
+                other => panic!("{status} {body:.40}: {other:?}"),
+            }
+        }
     }
 }

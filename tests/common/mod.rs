@@ -404,3 +404,83 @@ pub fn limio_updated(id: &str, name: &str, record_type: &str) -> ResponseTemplat
         "id": id, "name": name, "status": "active", "record_type": record_type, "service": "limio", "data": {}
     }))
 }
+
+// ---------------------------------------------------------------------------------------------
+// A gateway on a clock the test moves
+// ---------------------------------------------------------------------------------------------
+
+/// [`start`] on `clock`: every wait a vendor imposes (Retry-After pauses, back-off, breaker
+/// cool-downs) is measured on it, so a test holding a `ManualClock` moves time by hand.
+pub async fn start_with_clock(
+    config: &str,
+    mappings: &[(&str, &str)],
+    env: &[(&str, &str)],
+    clock: promo_gateway::clock::SharedClock,
+) -> Gateway {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_files(dir.path(), config, mappings);
+    let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let (_, router) = promo_gateway::app(&path, &move |k: &str| env.get(k).cloned(), clock).unwrap();
+    let mut gw = serve(router).await;
+    gw._dir = Some(dir);
+    gw
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idempotency keys and calls held in flight
+// ---------------------------------------------------------------------------------------------
+
+impl Gateway {
+    /// POSTs a create with an `Idempotency-Key`: the status, the `idempotent-replayed` header
+    /// (if any) and the parsed body.
+    pub async fn create_with_key(&self, key: &str, body: &Value) -> (u16, Option<String>, Value) {
+        self.create_with_key_raw(key, body.to_string()).await
+    }
+
+    /// [`Gateway::create_with_key`] with the body's text as given (another layout of one JSON).
+    pub async fn create_with_key_raw(&self, key: &str, body: String) -> (u16, Option<String>, Value) {
+        let r = self
+            .http
+            .post(format!("{}/v1/promo-codes", self.base))
+            .header("Content-Type", "application/json")
+            .header("Idempotency-Key", key)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let replayed = r
+            .headers()
+            .get("idempotent-replayed")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let text = r.text().await.unwrap();
+        (
+            status,
+            replayed,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+/// How many requests `server` has received so far.
+pub async fn received(server: &MockServer) -> usize {
+    server.received_requests().await.map_or(0, |r| r.len())
+}
+
+/// Waits (at most 5 s) until `server` has received `n` requests: a test holding a call in
+/// flight (`set_delay`) knows it is there before it acts.
+pub async fn wait_for_requests(server: &MockServer, n: usize) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let got = received(server).await;
+        if got >= n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} received {got} of {n} requests in 5 s",
+            server.uri()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

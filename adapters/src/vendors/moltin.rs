@@ -53,11 +53,31 @@ struct CreatedPromotion {
     id: String,
 }
 
-impl Moltin {
+impl Adapter for Moltin {
+    fn kind(&self) -> VendorKind {
+        VendorKind::Moltin
+    }
+
+    fn support(&self, field: Field) -> Support {
+        match field {
+            Field::PercentOff | Field::AmountOff | Field::Duration => Support::Parent,
+            Field::MaxRedemptions | Field::Customer => Support::Carried,
+            _ => Support::NotCarried,
+        }
+    }
+
+    fn batch_size(&self) -> usize {
+        BATCH_SIZE
+    }
+
+    fn build(&self, code: &PromoCode, _skipped: &[Field], ctx: &BuildContext<'_>) -> Result<Translation, BuildError> {
+        self.build_batch(&[code], ctx)
+    }
+
     /// Builds one call for up to [`BATCH_SIZE`] codes of the same campaign. Each code must
     /// already have passed [`crate::policy::check`] for Moltin: this only reads the fields Moltin
     /// carries, so a code with an uncarried restriction would lose it here.
-    pub fn build_batch(&self, codes: &[&PromoCode], ctx: &BuildContext<'_>) -> Result<Translation, BuildError> {
+    fn build_batch(&self, codes: &[&PromoCode], ctx: &BuildContext<'_>) -> Result<Translation, BuildError> {
         if codes.is_empty() || codes.len() > BATCH_SIZE {
             return Err(BuildError::Invalid {
                 field: "codes".into(),
@@ -90,28 +110,6 @@ impl Moltin {
             },
             warnings: Vec::new(),
         })
-    }
-}
-
-impl Adapter for Moltin {
-    fn kind(&self) -> VendorKind {
-        VendorKind::Moltin
-    }
-
-    fn support(&self, field: Field) -> Support {
-        match field {
-            Field::PercentOff | Field::AmountOff | Field::Duration => Support::Parent,
-            Field::MaxRedemptions | Field::Customer => Support::Carried,
-            _ => Support::NotCarried,
-        }
-    }
-
-    fn batch_size(&self) -> usize {
-        BATCH_SIZE
-    }
-
-    fn build(&self, code: &PromoCode, _skipped: &[Field], ctx: &BuildContext<'_>) -> Result<Translation, BuildError> {
-        self.build_batch(&[code], ctx)
     }
 
     fn passthrough_at(&self) -> &'static str {

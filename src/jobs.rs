@@ -1,0 +1,753 @@
+//! Sync jobs: many codes, several targets, delivered in the background at each upstream's
+//! own pace, durably.
+//!
+//! A job is accepted whole or not at all: its codes are read (from a JSON list, a CSV or NDJSON
+//! upload streamed to a temporary file, a generator, or the ledger's codes of a campaign for a
+//! mirror), validated, and written to the ledger with every target `pending` in one
+//! transaction; a single bad line refuses the job and changes nothing. Then one worker per
+//! target walks the job's pending deliveries in pages, so memory stays flat however long the
+//! job, and records each outcome as it arrives. A crash leaves `pending` exactly what may not
+//! have been delivered; the next start resumes the job from there.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::Path;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use promo_adapters::adapter::translate;
+use promo_adapters::model::validate;
+use promo_adapters::{BuildContext, PromoCode, Translation};
+use rand::Rng;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::auth::Credentials;
+use crate::engine::{self, ledger_error, Engine, ErrorKind, Status, TargetResult};
+use crate::error::ApiError;
+use crate::ledger::{Definition, JobCodes, JobRecord, JobRefused, JobResult, JobState, LedgerError, MAX_REPORTED};
+use crate::upstream::{Patience, Upstream};
+use promo_adapters::Problems;
+
+/// Codes read from the ledger per round of a target's worker.
+const PAGE: usize = 256;
+/// Deliveries of one target in flight at once from a job (the upstream's own cap still holds).
+const CONCURRENCY: usize = 32;
+/// Codes a generator may be asked for in one job.
+pub const MAX_GENERATE: u64 = 1_000_000;
+/// The characters a generated code's random part is drawn from: no 0/O, 1/I/L, 5/S, 2/Z,
+/// which people misread when they type a code off a poster.
+pub const ALPHABET: &[u8] = b"346789ABCDEFGHJKMNPQRTUVWXY";
+
+/// What a new job delivers, and where its codes come from.
+pub struct JobSpec {
+    pub campaign: String,
+    pub targets: Vec<String>,
+    /// Fields every code of the job shares (discount, dates...); each code's own fields win.
+    pub template: Map<String, Value>,
+    pub on_unsupported: Option<Value>,
+    pub source: Source,
+}
+
+pub enum Source {
+    /// Codes given inline: each a string (the code) or an object of unified fields.
+    Inline(Vec<Value>),
+    /// An uploaded file, already on disk.
+    File { path: std::path::PathBuf, format: Format },
+    /// `count` codes from a pattern such as `SPRING-{random:8}`.
+    Generate { count: u64, pattern: Pattern },
+    /// Every code the ledger holds for the campaign.
+    Mirror,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Ndjson,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Ndjson => "ndjson",
+        }
+    }
+}
+
+/// A code pattern: literal text around one `{random:N}` part.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    prefix: String,
+    random: usize,
+    suffix: String,
+}
+
+impl Pattern {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (prefix, rest) = text
+            .split_once("{random:")
+            .ok_or("must contain one {random:N} part, e.g. SPRING-{random:8}")?;
+        let (n, suffix) = rest.split_once('}').ok_or("{random:N} is not closed")?;
+        let random: usize = n
+            .parse()
+            .ok()
+            .filter(|n| (4..=32).contains(n))
+            .ok_or("{random:N} takes N from 4 to 32")?;
+        if suffix.contains("{random:") {
+            return Err("may contain only one {random:N} part".into());
+        }
+        Ok(Self {
+            prefix: prefix.to_owned(),
+            random,
+            suffix: suffix.to_owned(),
+        })
+    }
+
+    /// One code, its random part drawn by the thread's CSPRNG (ChaCha, seeded from the OS).
+    pub fn draw(&self) -> String {
+        let mut rng = rand::rng();
+        let random: String = (0..self.random)
+            .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+            .collect();
+        format!("{}{random}{}", self.prefix, self.suffix)
+    }
+}
+
+/// A job as `GET /v1/sync-jobs/{id}` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobStatus {
+    #[serde(flatten)]
+    pub job: JobRecord,
+    pub targets_progress: BTreeMap<String, TargetProgress>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetProgress {
+    /// Codes on this target, settled or not.
+    pub total: u64,
+    /// Codes not yet settled.
+    pub pending: u64,
+    /// Codes by state.
+    pub counts: BTreeMap<Status, u64>,
+    /// Codes per second this upstream's rate limit allows (times its batch size).
+    pub rate_per_second: u64,
+    /// Seconds until the pending codes are sent at that rate.
+    pub eta_seconds: u64,
+}
+
+impl JobStatus {
+    /// Deliveries that ended without the code on the vendor and can be tried again.
+    pub fn failed(&self) -> u64 {
+        self.targets_progress
+            .values()
+            .map(|p| {
+                [Status::Failed, Status::Throttled]
+                    .iter()
+                    .map(|s| p.counts.get(s).copied().unwrap_or(0))
+                    .sum::<u64>()
+            })
+            .sum()
+    }
+}
+
+impl Engine {
+    /// Validates a job, writes it and its codes to the ledger, and starts it.
+    pub async fn start_job(self: &Arc<Self>, spec: JobSpec) -> Result<i64, ApiError> {
+        let mut p = Problems::default();
+        if self.campaign(&spec.campaign).is_none() {
+            p.push(
+                "campaign",
+                format!("`{}` has no mapping file in mappings/", spec.campaign),
+            );
+        }
+        if spec.targets.is_empty() {
+            p.push("targets", "must name at least one upstream");
+        }
+        for (i, t) in spec.targets.iter().enumerate() {
+            if !self.upstreams.contains_key(t) {
+                p.push(
+                    format!("targets[{i}]"),
+                    format!(
+                        "`{t}` is not a configured upstream (known: {})",
+                        self.upstreams.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                );
+            }
+            if spec.targets[..i].contains(t) {
+                p.push(format!("targets[{i}]"), format!("`{t}` is listed twice"));
+            }
+        }
+        if !p.is_empty() {
+            return Err(ApiError::Invalid(p));
+        }
+        let engine = self.clone();
+        let id = tokio::task::spawn_blocking(move || engine.write_job(spec))
+            .await
+            .map_err(|e| ApiError::Ledger(e.to_string()))??;
+        self.clone().spawn_job(id);
+        Ok(id)
+    }
+
+    /// The blocking half of [`Engine::start_job`]: reads the codes inside the ledger's
+    /// transaction, so a file of any length is never held in memory.
+    fn write_job(&self, spec: JobSpec) -> Result<i64, ApiError> {
+        let JobSpec {
+            campaign,
+            targets,
+            template,
+            on_unsupported,
+            source,
+        } = spec;
+        let options = json!({ "on_unsupported": on_unsupported });
+        let item = |value: Value| self.definition(&campaign, &targets, &template, on_unsupported.as_ref(), value);
+        let (source_name, codes): (&str, JobCodes<'_>) = match source {
+            Source::Inline(items) => (
+                "json",
+                JobCodes::Items(Box::new(
+                    items
+                        .into_iter()
+                        .enumerate()
+                        .map(move |(i, v)| item(v).map_err(|e| format!("codes[{i}]: {e}"))),
+                )),
+            ),
+            Source::File { path, format } => {
+                let lines = read_file(&path, format).map_err(|e| ApiError::BadBody(e.to_string()))?;
+                (
+                    format.name(),
+                    JobCodes::Items(Box::new(
+                        lines.map(move |(at, v)| v.and_then(&item).map_err(|e| format!("{at}: {e}"))),
+                    )),
+                )
+            }
+            Source::Generate { count, pattern } => {
+                let template = template.clone();
+                let campaign = campaign.clone();
+                (
+                    "generate",
+                    JobCodes::Generate {
+                        count,
+                        next: Box::new(move || {
+                            let code = pattern.draw();
+                            let mut body = template.clone();
+                            body.insert("code".into(), Value::String(code.clone()));
+                            body.insert("campaign".into(), Value::String(campaign.clone()));
+                            Definition::of(&Value::Object(body), Some(&campaign), &code)
+                        }),
+                    },
+                )
+            }
+            Source::Mirror => (
+                "mirror",
+                JobCodes::Mirror {
+                    campaign: campaign.clone(),
+                },
+            ),
+        };
+        self.store
+            .create_job(&campaign, &targets, source_name, options, codes)
+            .map_err(|e| match e {
+                JobRefused::Ledger(e) => ledger_error(e),
+                JobRefused::Items { problems, count } => {
+                    let mut p = Problems::default();
+                    for problem in problems {
+                        let (at, rule) = problem.split_once(": ").unwrap_or(("codes", &problem));
+                        p.push(at, rule);
+                    }
+                    if count > MAX_REPORTED {
+                        p.push(
+                            "codes",
+                            format!("{count} items are at fault in all; the first {MAX_REPORTED} are listed"),
+                        );
+                    }
+                    ApiError::Invalid(p)
+                }
+            })
+    }
+
+    /// One item of a job as a code definition: the template, the item's own fields over it,
+    /// the job's campaign; validated as a create to the job's targets would be.
+    fn definition(
+        &self,
+        campaign: &str,
+        targets: &[String],
+        template: &Map<String, Value>,
+        on_unsupported: Option<&Value>,
+        item: Value,
+    ) -> Result<Definition, String> {
+        let mut body = template.clone();
+        match item {
+            Value::String(code) => {
+                body.insert("code".into(), Value::String(code));
+            }
+            Value::Object(fields) => body.extend(fields),
+            _ => return Err("must be a code (a string) or an object of promo-code fields".into()),
+        }
+        for key in ["campaign", "targets"] {
+            if body.contains_key(key) {
+                return Err(format!("{key}: is set by the job, not per code"));
+            }
+        }
+        body.insert("campaign".into(), Value::String(campaign.to_owned()));
+        body.insert("targets".into(), json!(targets));
+        if let Some(o) = on_unsupported {
+            body.insert("on_unsupported".into(), o.clone());
+        }
+        let body = Value::Object(body);
+        let request = validate(&body, &self.validation_context()).map_err(|p| p.to_string())?;
+        Ok(Definition::of(&body, Some(campaign), &request.promo.code))
+    }
+
+    /// Runs a job in the background until its targets are settled or it is cancelled.
+    pub fn spawn_job(self: Arc<Self>, id: i64) {
+        let (cancel, cancelled) = tokio::sync::watch::channel(false);
+        let mine = cancel.subscribe();
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(id, cancel);
+        tokio::spawn(async move {
+            if let Err(e) = self.run_job(id, cancelled).await {
+                tracing::error!(job = id, "sync job stopped: {e}");
+            }
+            // A retry may already have registered the job's next run: leave that one alone.
+            let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            if jobs.get(&id).is_some_and(|c| mine.same_channel(&c.subscribe())) {
+                jobs.remove(&id);
+            }
+        });
+    }
+
+    /// Asks a running job to stop: calls in flight finish and are recorded, nothing new is sent,
+    /// and the deliveries left are marked `cancelled`.
+    pub async fn cancel_job(&self, id: i64) -> Result<JobStatus, ApiError> {
+        let status = self.job_status(id).await?;
+        if status.job.state != JobState::Running {
+            return Err(ApiError::JobState {
+                id,
+                state: format!("{:?}", status.job.state).to_lowercase(),
+                action: "cancel it",
+            });
+        }
+        let running = self.jobs.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned();
+        match running {
+            Some(cancel) => {
+                cancel.send_replace(true);
+                // The worker ends the job once its calls in flight are recorded.
+                let mut done = cancel.subscribe();
+                while self.jobs.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&id) {
+                    let _ = tokio::time::timeout(std::time::Duration::from_millis(20), done.changed()).await;
+                }
+            }
+            None => self
+                .store
+                .end_job(id, JobState::Cancelled)
+                .await
+                .map_err(ledger_error)?,
+        }
+        self.job_status(id).await
+    }
+
+    /// Sends the job's failed, throttled and cancelled deliveries again.
+    pub async fn retry_job(self: &Arc<Self>, id: i64) -> Result<JobStatus, ApiError> {
+        let status = self.job_status(id).await?;
+        if status.job.state == JobState::Running {
+            return Err(ApiError::JobState {
+                id,
+                state: "running".into(),
+                action: "retry it before it ends",
+            });
+        }
+        let reopened = self.store.retry_job(id).await.map_err(ledger_error)?;
+        tracing::info!(job = id, deliveries = reopened, "retrying a sync job");
+        self.clone().spawn_job(id);
+        self.job_status(id).await
+    }
+
+    pub async fn job_status(&self, id: i64) -> Result<JobStatus, ApiError> {
+        let job = self
+            .store
+            .job(id)
+            .await
+            .map_err(ledger_error)?
+            .ok_or_else(|| ApiError::NotFound(format!("/v1/sync-jobs/{id}")))?;
+        let counts = self.store.job_counts(id).await.map_err(ledger_error)?;
+        let targets_progress = counts
+            .into_iter()
+            .map(|(target, counts)| {
+                let pending = counts.get(&Status::Pending).copied().unwrap_or(0);
+                let batch = self.upstreams.get(&target).map_or(1, |u| u.adapter.batch_size()) as u64;
+                let rate = u64::from(self.rates.get(&target).copied().unwrap_or(1)) * batch;
+                let progress = TargetProgress {
+                    total: counts.values().sum(),
+                    pending,
+                    rate_per_second: rate,
+                    eta_seconds: pending.div_ceil(rate.max(1)),
+                    counts,
+                };
+                (target, progress)
+            })
+            .collect();
+        Ok(JobStatus { job, targets_progress })
+    }
+
+    pub async fn job_results(
+        &self,
+        id: i64,
+        status: Option<Status>,
+        upstream: Option<String>,
+        after: (i64, String),
+        limit: usize,
+    ) -> Result<Vec<JobResult>, ApiError> {
+        self.store
+            .job(id)
+            .await
+            .map_err(ledger_error)?
+            .ok_or_else(|| ApiError::NotFound(format!("/v1/sync-jobs/{id}")))?;
+        self.store
+            .job_results(id, status, upstream, after, limit)
+            .await
+            .map_err(ledger_error)
+    }
+
+    async fn run_job(&self, id: i64, cancelled: tokio::sync::watch::Receiver<bool>) -> Result<(), LedgerError> {
+        let Some(job) = self.store.job(id).await? else {
+            return Ok(());
+        };
+        let workers = job
+            .targets
+            .iter()
+            .map(|target| self.run_target(&job, target, cancelled.clone()));
+        for result in futures::future::join_all(workers).await {
+            result?;
+        }
+        let state = if *cancelled.borrow() {
+            JobState::Cancelled
+        } else {
+            JobState::Done
+        };
+        self.store.end_job(id, state).await?;
+        tracing::info!(job = id, ?state, "sync job ended");
+        Ok(())
+    }
+
+    /// Delivers the job's pending codes to one target, page by page.
+    async fn run_target(
+        &self,
+        job: &JobRecord,
+        target: &str,
+        cancelled: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), LedgerError> {
+        let upstream = self.upstreams.get(target).cloned();
+        let mapping = self.campaign(&job.campaign).and_then(|c| c.upstreams.get(target));
+        let on_unsupported = job.options.get("on_unsupported").filter(|v| !v.is_null()).cloned();
+        let mut after = 0;
+        loop {
+            if *cancelled.borrow() {
+                return Ok(());
+            }
+            let page = self.store.job_work(job.id, target.to_owned(), after, PAGE).await?;
+            let Some(last) = page.last() else {
+                return Ok(());
+            };
+            after = last.seq;
+            let Some(upstream) = &upstream else {
+                let settled = page
+                    .iter()
+                    .map(|w| {
+                        let r = TargetResult::new(target, None, Status::Unconfigured).with_error(
+                            ErrorKind::UnknownUpstream,
+                            format!("config.toml has no [upstreams.{target}]"),
+                        );
+                        (w.code_id, r)
+                    })
+                    .collect();
+                self.store.record(settled).await?;
+                continue;
+            };
+            let ctx = BuildContext {
+                upstream: target,
+                mapping,
+                timezone: upstream.timezone,
+                network_id: upstream.network_id.as_deref(),
+            };
+            let mut settled = Vec::new();
+            let mut ready = Vec::new();
+            for w in page {
+                let mut body = w.definition;
+                if let Some(obj) = body.as_object_mut() {
+                    obj.insert("targets".into(), json!([target]));
+                    if let Some(o) = &on_unsupported {
+                        obj.insert("on_unsupported".into(), o.clone());
+                    }
+                }
+                match prepare(self, &body, upstream, &ctx) {
+                    Ok((code, translation)) => ready.push(Ready {
+                        code_id: w.code_id,
+                        code,
+                        translation,
+                    }),
+                    Err(result) => settled.push((w.code_id, *result)),
+                }
+            }
+            self.store.record(settled).await?;
+            let batch = upstream.adapter.batch_size();
+            let go = || !*cancelled.borrow();
+            if batch > 1 {
+                let chunks: Vec<Vec<Ready>> = chunked(ready, batch);
+                let mut sends = futures::stream::iter(chunks)
+                    .take_while(|_| std::future::ready(go()))
+                    .map(|chunk| send_batch(target, upstream, &ctx, chunk))
+                    .buffer_unordered(4);
+                while let Some(results) = sends.next().await {
+                    self.store.record(results).await?;
+                }
+            } else {
+                let mut sends = futures::stream::iter(ready)
+                    .take_while(|_| std::future::ready(go()))
+                    .map(|r| async move {
+                        let result =
+                            engine::send(target, &r.code, upstream, &r.translation, Patience::Background).await;
+                        (r.code_id, result)
+                    })
+                    .buffer_unordered(CONCURRENCY)
+                    .ready_chunks(64);
+                while let Some(results) = sends.next().await {
+                    self.store.record(results).await?;
+                }
+            }
+        }
+    }
+}
+
+/// A code ready to go to one target.
+struct Ready {
+    code_id: i64,
+    code: PromoCode,
+    translation: Translation,
+}
+
+fn chunked<T>(items: Vec<T>, size: usize) -> Vec<Vec<T>> {
+    let mut out = Vec::new();
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        out.push(items.by_ref().take(size).collect());
+    }
+    out
+}
+
+/// Translates one job code for one target, or settles it without a call.
+fn prepare(
+    engine: &Engine,
+    body: &Value,
+    upstream: &Upstream,
+    ctx: &BuildContext<'_>,
+) -> Result<(PromoCode, Translation), Box<TargetResult>> {
+    let target = ctx.upstream;
+    let request = validate(body, &engine.validation_context()).map_err(|p| {
+        Box::new(
+            TargetResult::new(target, Some(upstream.vendor), Status::Invalid)
+                .with_error(ErrorKind::InvalidForVendor, p.to_string()),
+        )
+    })?;
+    let translation = translate(
+        upstream.adapter.as_ref(),
+        &request.promo,
+        request.on_unsupported,
+        None,
+        ctx,
+    )
+    .map_err(|e| Box::new(engine::refused(target, upstream.vendor, e)))?;
+    if let Credentials::Missing(vars) = &upstream.credentials {
+        return Err(Box::new(engine::missing_credentials(
+            engine::translated(target, upstream, &translation),
+            vars,
+        )));
+    }
+    Ok((request.promo, translation))
+}
+
+/// Sends codes in one call where the vendor takes several (Moltin). A batch the vendor refuses
+/// or partly holds already is split in halves until the codes at fault stand alone, so one bad
+/// code does not sink its neighbours.
+fn send_batch<'a>(
+    target: &'a str,
+    upstream: &'a Upstream,
+    ctx: &'a BuildContext<'a>,
+    chunk: Vec<Ready>,
+) -> futures::future::BoxFuture<'a, Vec<(i64, TargetResult)>> {
+    Box::pin(async move {
+        if chunk.len() == 1 {
+            let r = &chunk[0];
+            let result = engine::send(target, &r.code, upstream, &r.translation, Patience::Background).await;
+            return vec![(r.code_id, result)];
+        }
+        let codes: Vec<&PromoCode> = chunk.iter().map(|r| &r.code).collect();
+        let request = match upstream.adapter.build_batch(&codes, ctx) {
+            Ok(t) => t,
+            Err(e) => {
+                return chunk
+                    .iter()
+                    .map(|r| (r.code_id, engine::refused(target, upstream.vendor, e.clone())))
+                    .collect()
+            }
+        };
+        let sent = engine::send(target, &chunk[0].code, upstream, &request, Patience::Background).await;
+        match sent.status {
+            Status::Rejected | Status::AlreadyExists => {
+                let mut left = chunk;
+                let right = left.split_off(left.len() / 2);
+                let mut out = send_batch(target, upstream, ctx, left).await;
+                out.extend(send_batch(target, upstream, ctx, right).await);
+                out
+            }
+            _ => chunk
+                .into_iter()
+                .map(|r| {
+                    let mut result = engine::translated(target, upstream, &r.translation);
+                    result.status = sent.status;
+                    result.attempts = sent.attempts;
+                    result.error = sent.error.clone();
+                    // In a batch each code is its own id within the promotion (see the adapter).
+                    result.vendor_id = (sent.status == Status::Created).then(|| r.code.code.clone());
+                    (r.code_id, result)
+                })
+                .collect(),
+        }
+    })
+}
+
+/// Items of an upload, each with where it is ("line 7") and its value or what is wrong with it.
+type Lines = Box<dyn Iterator<Item = (String, Result<Value, String>)> + Send>;
+
+/// The lines of an uploaded file, read lazily.
+fn read_file(path: &Path, format: Format) -> std::io::Result<Lines> {
+    let file = std::io::BufReader::with_capacity(64 * 1024, std::fs::File::open(path)?);
+    Ok(match format {
+        Format::Ndjson => Box::new(file.lines().enumerate().filter_map(|(i, line)| {
+            let at = format!("line {}", i + 1);
+            match line {
+                Err(e) => Some((at, Err(format!("is unreadable: {e}")))),
+                Ok(l) if l.trim().is_empty() => None,
+                Ok(l) => Some((at, serde_json::from_str(&l).map_err(|e| format!("is not JSON: {e}")))),
+            }
+        })),
+        Format::Csv => {
+            let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(file);
+            let headers = match reader.headers() {
+                Ok(h) => h.clone(),
+                Err(e) => {
+                    return Ok(Box::new(std::iter::once((
+                        "line 1".to_owned(),
+                        Err(format!("the header row is unreadable: {e}")),
+                    ))))
+                }
+            };
+            Box::new(reader.into_records().enumerate().map(move |(i, row)| {
+                let at = format!("line {}", i + 2);
+                let value = row
+                    .map_err(|e| format!("is not valid CSV: {e}"))
+                    .and_then(|row| csv_row(&headers, &row));
+                (at, value)
+            }))
+        }
+    })
+}
+
+/// The CSV columns a job takes, each a unified field (the discount in two or three columns).
+pub const CSV_COLUMNS: &[&str] = &[
+    "code",
+    "percent_off",
+    "amount_off",
+    "currency",
+    "max_redemptions",
+    "starts_at",
+    "expires_at",
+    "description",
+    "first_time_only",
+    "active",
+    "customer_id",
+    "partner_id",
+];
+
+fn csv_row(headers: &csv::StringRecord, row: &csv::StringRecord) -> Result<Value, String> {
+    let mut obj = Map::new();
+    let mut discount = Map::new();
+    for (name, cell) in headers.iter().zip(row.iter()) {
+        if cell.is_empty() {
+            continue;
+        }
+        let number = || {
+            serde_json::from_str::<serde_json::Number>(cell)
+                .map(Value::Number)
+                .map_err(|_| format!("{name}: must be a number, got `{cell}`"))
+        };
+        let boolean = || match cell {
+            "true" => Ok(Value::Bool(true)),
+            "false" => Ok(Value::Bool(false)),
+            _ => Err(format!("{name}: must be true or false, got `{cell}`")),
+        };
+        match name {
+            "code" | "starts_at" | "expires_at" | "description" => {
+                obj.insert(name.into(), Value::String(cell.into()));
+            }
+            "percent_off" | "amount_off" => {
+                discount.insert(name.into(), number()?);
+            }
+            "currency" => {
+                discount.insert(name.into(), Value::String(cell.into()));
+            }
+            "max_redemptions" => {
+                obj.insert(name.into(), number()?);
+            }
+            "first_time_only" | "active" => {
+                obj.insert(name.into(), boolean()?);
+            }
+            "customer_id" => {
+                obj.insert("customer".into(), json!({ "id": cell }));
+            }
+            "partner_id" => {
+                obj.insert("partner".into(), json!({ "id": cell }));
+            }
+            other => {
+                return Err(format!(
+                    "column `{other}` is not a field a job reads (columns: {})",
+                    CSV_COLUMNS.join(", ")
+                ))
+            }
+        }
+    }
+    if !discount.is_empty() {
+        obj.insert("discount".into(), Value::Object(discount));
+    }
+    Ok(Value::Object(obj))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pattern_draws_from_the_unambiguous_alphabet() {
+        let p = Pattern::parse("SPRING-{random:8}-X").unwrap();
+        for _ in 0..100 {
+            let code = p.draw();
+            assert!(code.starts_with("SPRING-") && code.ends_with("-X"), "{code}");
+            let random = &code[7..15];
+            assert!(random.bytes().all(|b| ALPHABET.contains(&b)), "{code}");
+        }
+        assert!(Pattern::parse("SPRING").is_err());
+        assert!(Pattern::parse("{random:2}").is_err());
+        assert!(Pattern::parse("{random:8}{random:8}").is_err());
+    }
+
+    #[test]
+    fn a_csv_row_becomes_unified_fields() {
+        let headers = csv::StringRecord::from(vec!["code", "percent_off", "max_redemptions", "customer_id"]);
+        let row = csv::StringRecord::from(vec!["A1", "20", "5", "cus_1"]);
+        assert_eq!(
+            csv_row(&headers, &row).unwrap(),
+            json!({"code": "A1", "discount": {"percent_off": 20}, "max_redemptions": 5, "customer": {"id": "cus_1"}})
+        );
+        let bad = csv::StringRecord::from(vec!["code", "colour"]);
+        let err = csv_row(&bad, &csv::StringRecord::from(vec!["A1", "red"])).unwrap_err();
+        assert!(err.contains("column `colour`"), "{err}");
+    }
+}

@@ -1,0 +1,360 @@
+//! The HTTP surface of sync jobs: `POST /v1/sync-jobs` and the job's own resources.
+//!
+//! A job's codes come as JSON (a list, a generator or a mirror) or as an uploaded CSV or NDJSON
+//! file. Uploads are streamed to a temporary file as they arrive, so a 100,000-line file is
+//! never held in memory; the job is then read from that file inside the ledger's transaction.
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::StreamExt;
+use promo_adapters::Problems;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio::io::AsyncWriteExt;
+
+use crate::api::{page, query, status_param, AppState};
+use crate::error::ApiError;
+use crate::jobs::{Format, JobSpec, JobStatus, Pattern, Source, MAX_GENERATE};
+use crate::ledger::JobResult;
+
+/// `POST /v1/sync-jobs`: 202 with the job, which runs in the background.
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let format = match essence.as_str() {
+        "application/json" => None,
+        "application/x-ndjson" | "application/jsonl" | "application/ndjson" => Some(Format::Ndjson),
+        "text/csv" => Some(Format::Csv),
+        other => return Err(ApiError::UnsupportedMediaType(other.to_owned())),
+    };
+    // The upload's temporary file lives until the job is written to the ledger.
+    let mut upload = None;
+    let spec = match format {
+        None => {
+            query(raw.as_deref(), &[])?;
+            let bytes = axum::body::to_bytes(body, state.max_job_json_bytes)
+                .await
+                .map_err(|_| ApiError::TooLarge {
+                    limit: state.max_job_json_bytes,
+                })?;
+            let value: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::NotJson(e.to_string()))?;
+            json_spec(&state, value)?
+        }
+        Some(format) => {
+            let q = query(raw.as_deref(), &["campaign", "targets", "on_unsupported"])?;
+            let (campaign, targets) = campaign_and_targets(&state, &q)?;
+            let file = stream_to_file(body, state.max_upload_bytes).await?;
+            let spec = JobSpec {
+                campaign,
+                targets,
+                template: Map::new(),
+                on_unsupported: q.get("on_unsupported").map(|s| Value::String(s.clone())),
+                source: Source::File {
+                    path: file.path().to_owned(),
+                    format,
+                },
+            };
+            upload = Some(file);
+            spec
+        }
+    };
+    let id = state.engine.start_job(spec).await?;
+    drop(upload);
+    let status = state.engine.job_status(id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, format!("/v1/sync-jobs/{id}"))],
+        Json(status),
+    )
+        .into_response())
+}
+
+/// The campaign (required) and targets (default: every upstream the campaign maps) of an upload.
+fn campaign_and_targets(state: &AppState, q: &BTreeMap<String, String>) -> Result<(String, Vec<String>), ApiError> {
+    let Some(campaign) = q.get("campaign") else {
+        let mut p = Problems::default();
+        p.push(
+            "campaign",
+            "is required: the campaign every code of the file belongs to",
+        );
+        return Err(ApiError::BadQuery(p));
+    };
+    let targets = match q.get("targets") {
+        Some(t) => t
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        None => default_targets(state, campaign),
+    };
+    Ok((campaign.clone(), targets))
+}
+
+fn default_targets(state: &AppState, campaign: &str) -> Vec<String> {
+    state
+        .engine
+        .campaign(campaign)
+        .map(|c| c.upstreams.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Writes the request body to a temporary file as it arrives.
+async fn stream_to_file(body: Body, limit: u64) -> Result<tempfile::NamedTempFile, ApiError> {
+    let io = |e: std::io::Error| ApiError::BadBody(format!("the upload could not be stored: {e}"));
+    let file = tempfile::NamedTempFile::new().map_err(io)?;
+    let mut out = tokio::io::BufWriter::new(tokio::fs::File::from_std(file.reopen().map_err(io)?));
+    let mut stream = body.into_data_stream();
+    let mut written: u64 = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadBody(e.to_string()))?;
+        written += chunk.len() as u64;
+        if written > limit {
+            return Err(ApiError::TooLarge { limit: limit as usize });
+        }
+        out.write_all(&chunk).await.map_err(io)?;
+    }
+    out.flush().await.map_err(io)?;
+    Ok(file)
+}
+
+/// A JSON job: `{campaign, targets?, template?, on_unsupported?, codes | generate}` or
+/// `{mirror: {campaign, to}}`.
+fn json_spec(state: &AppState, value: Value) -> Result<JobSpec, ApiError> {
+    const KEYS: [&str; 7] = [
+        "campaign",
+        "targets",
+        "template",
+        "on_unsupported",
+        "codes",
+        "generate",
+        "mirror",
+    ];
+    let mut p = Problems::default();
+    let Value::Object(obj) = value else {
+        p.push("body", "must be a JSON object");
+        return Err(ApiError::Invalid(p));
+    };
+    for key in obj.keys().filter(|k| !KEYS.contains(&k.as_str())) {
+        p.push(
+            key,
+            format!("is not a field of a sync job (known: {})", KEYS.join(", ")),
+        );
+    }
+    let sources: Vec<&str> = ["codes", "generate", "mirror"]
+        .into_iter()
+        .filter(|k| obj.contains_key(*k))
+        .collect();
+    if sources.len() != 1 {
+        p.push(
+            "codes",
+            format!(
+                "give exactly one of codes, generate or mirror (got {})",
+                if sources.is_empty() {
+                    "none".to_owned()
+                } else {
+                    sources.join(", ")
+                }
+            ),
+        );
+    }
+    let strings = |v: &Value, field: &str, p: &mut Problems| -> Vec<String> {
+        match v.as_array() {
+            Some(a) if a.iter().all(Value::is_string) => {
+                a.iter().filter_map(Value::as_str).map(str::to_owned).collect()
+            }
+            _ => {
+                p.push(field, "must be a list of upstream names");
+                Vec::new()
+            }
+        }
+    };
+    if let Some(mirror) = obj.get("mirror") {
+        for key in ["campaign", "targets", "template", "codes", "generate"] {
+            if obj.contains_key(key) {
+                p.push(key, "is not taken with mirror (mirror names its campaign and targets)");
+            }
+        }
+        let campaign = mirror.get("campaign").and_then(Value::as_str);
+        if campaign.is_none() {
+            p.push("mirror.campaign", "is required: the campaign whose codes to mirror");
+        }
+        let to = match mirror.get("to") {
+            Some(v) => strings(v, "mirror.to", &mut p),
+            None => {
+                p.push("mirror.to", "is required: the upstreams to mirror the codes to");
+                Vec::new()
+            }
+        };
+        if !p.is_empty() {
+            return Err(ApiError::Invalid(p));
+        }
+        return Ok(JobSpec {
+            campaign: campaign.unwrap_or_default().to_owned(),
+            targets: to,
+            template: Map::new(),
+            on_unsupported: obj.get("on_unsupported").cloned(),
+            source: Source::Mirror,
+        });
+    }
+    let campaign = match obj.get("campaign").and_then(Value::as_str) {
+        Some(c) => c.to_owned(),
+        None => {
+            p.push("campaign", "is required: the campaign every code of the job belongs to");
+            String::new()
+        }
+    };
+    let targets = match obj.get("targets") {
+        Some(v) => strings(v, "targets", &mut p),
+        None => default_targets(state, &campaign),
+    };
+    let template = match obj.get("template") {
+        None => Map::new(),
+        Some(Value::Object(t)) => {
+            for key in ["code", "campaign", "targets"] {
+                if t.contains_key(key) {
+                    p.push(
+                        format!("template.{key}"),
+                        "is set per job or per code, not in the template",
+                    );
+                }
+            }
+            t.clone()
+        }
+        Some(_) => {
+            p.push("template", "must be an object of promo-code fields every code shares");
+            Map::new()
+        }
+    };
+    let source = match (obj.get("codes"), obj.get("generate")) {
+        (Some(Value::Array(codes)), _) => Some(Source::Inline(codes.clone())),
+        (Some(_), _) => {
+            p.push("codes", "must be a list of codes (strings or objects)");
+            None
+        }
+        (None, Some(g)) => {
+            let count = g
+                .get("count")
+                .and_then(Value::as_u64)
+                .filter(|n| (1..=MAX_GENERATE).contains(n));
+            if count.is_none() {
+                p.push("generate.count", format!("must be an integer from 1 to {MAX_GENERATE}"));
+            }
+            let pattern = match g.get("pattern").and_then(Value::as_str).map(Pattern::parse) {
+                Some(Ok(pattern)) => Some(pattern),
+                Some(Err(rule)) => {
+                    p.push("generate.pattern", rule);
+                    None
+                }
+                None => {
+                    p.push("generate.pattern", "is required, e.g. \"SPRING-{random:8}\"");
+                    None
+                }
+            };
+            count
+                .zip(pattern)
+                .map(|(count, pattern)| Source::Generate { count, pattern })
+        }
+        (None, None) => None,
+    };
+    match source {
+        Some(source) if p.is_empty() => Ok(JobSpec {
+            campaign,
+            targets,
+            template,
+            on_unsupported: obj.get("on_unsupported").cloned(),
+            source,
+        }),
+        _ => Err(ApiError::Invalid(p)),
+    }
+}
+
+fn job_id(id: &str) -> Result<i64, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::NotFound(format!("/v1/sync-jobs/{id}")))
+}
+
+/// `GET /v1/sync-jobs/{id}`: state, per-target counts and ETA.
+pub(crate) async fn status(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobStatus>, ApiError> {
+    Ok(Json(state.engine.job_status(job_id(&id)?).await?))
+}
+
+#[derive(Serialize)]
+pub(crate) struct ResultPage {
+    items: Vec<JobResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+}
+
+/// `GET /v1/sync-jobs/{id}/results?status=&upstream=&limit=&cursor=`: one line per code and
+/// target, in the job's order.
+pub(crate) async fn results(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<ResultPage>, ApiError> {
+    use base64::Engine as _;
+    let id = job_id(&id)?;
+    let q = query(raw.as_deref(), &["status", "upstream", "limit", "cursor"])?;
+    let status = status_param(&q)?;
+    // The cursor of a result line is its (position, upstream).
+    let mut paging = q.clone();
+    let after = match paging.remove("cursor") {
+        None => (0, String::new()),
+        Some(c) => base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&c)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| {
+                let (seq, upstream) = s.strip_prefix("after:")?.split_once(':')?;
+                Some((seq.parse().ok()?, upstream.to_owned()))
+            })
+            .ok_or_else(|| {
+                let mut p = Problems::default();
+                p.push(
+                    "cursor",
+                    "is not a cursor this API gave out (use next_cursor as it came)",
+                );
+                ApiError::BadQuery(p)
+            })?,
+    };
+    let (limit, _) = page(&paging)?;
+    let mut items = state
+        .engine
+        .job_results(id, status, q.get("upstream").cloned(), after, limit + 1)
+        .await?;
+    let next_cursor = (items.len() > limit).then(|| {
+        items.truncate(limit);
+        let last = items.last().expect("limit is at least 1");
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("after:{}:{}", last.seq, last.upstream))
+    });
+    Ok(Json(ResultPage { items, next_cursor }))
+}
+
+/// `POST /v1/sync-jobs/{id}/retry`: sends the failed, throttled and cancelled deliveries again.
+pub(crate) async fn retry(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let status = state.engine.retry_job(job_id(&id)?).await?;
+    Ok((StatusCode::ACCEPTED, Json(status)).into_response())
+}
+
+/// `POST /v1/sync-jobs/{id}/cancel`: stops a running job once its calls in flight are recorded.
+pub(crate) async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobStatus>, ApiError> {
+    Ok(Json(state.engine.cancel_job(job_id(&id)?).await?))
+}
