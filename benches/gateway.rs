@@ -63,7 +63,7 @@ impl Settings {
             rounds,
             round_time: Duration::from_secs_f64(var("BENCH_SECONDS", if quick { 0.2 } else { 2.0 })),
             connections: var("BENCH_CONNECTIONS", 16.0).max(1.0) as usize,
-            fanout: (var("BENCH_FANOUT", if quick { 6.0 } else { 200.0 }) as usize).max(rounds),
+            fanout: (var("BENCH_FANOUT", if quick { 6.0 } else { 200.0 }) as usize).max(1),
         }
     }
 }
@@ -345,7 +345,7 @@ async fn fan_out(s: &Settings) -> Section {
     load::drive(&client, &create, 1, warm).await;
     load::drive(&client, &direct, 1, warm).await;
 
-    let per_round = Stop::Count(s.fanout / s.rounds);
+    let per_round = Stop::Count(s.fanout.div_ceil(s.rounds));
     let (via, straight) = load::interleave(
         s.rounds,
         async || load::drive(&client, &create, 1, per_round).await,

@@ -33,8 +33,15 @@ pub fn router(engine: Arc<Engine>, server: &crate::config::Server) -> Router {
         .route("/v1/sync-jobs/{id}/retry", post(crate::sync_api::retry))
         .route("/v1/sync-jobs/{id}/cancel", post(crate::sync_api::cancel))
         .route("/health", get(health))
+        .route("/openapi.json", get(crate::openapi::openapi_json))
+        .route("/metrics", get(crate::metrics::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Gateway API keys and scopes (src/gateway_auth.rs); open when none is configured.
+        .layer(axum::middleware::from_fn_with_state(
+            crate::gateway_auth::Keys::from_server(server),
+            crate::gateway_auth::require,
+        ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(AppState {
             engine,
@@ -140,8 +147,8 @@ pub(crate) fn status_param(q: &BTreeMap<String, String>) -> Result<Option<Status
         .transpose()
 }
 
-#[derive(Serialize)]
-struct CodePage {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct CodePage {
     items: Vec<crate::ledger::CodeRecord>,
     /// Pass as `cursor` for the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -150,7 +157,24 @@ struct CodePage {
 
 /// `GET /v1/promo-codes?campaign=&upstream=&status=&limit=&cursor=`: the ledger's codes, oldest
 /// first, with their state on every target.
-async fn list_codes(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Json<CodePage>, ApiError> {
+#[utoipa::path(get, path = "/v1/promo-codes", tag = "promo-codes",
+    params(
+        ("campaign" = Option<String>, Query, description = "Only codes of this campaign"),
+        ("upstream" = Option<String>, Query, description = "Only codes with a delivery to this upstream"),
+        ("status" = Option<Status>, Query, description = "Only codes with a delivery in this state (not would_send)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Page size, default 100"),
+        ("cursor" = Option<String>, Query, description = "The previous page's next_cursor"),
+    ),
+    responses(
+        (status = 200, description = "A page of codes, oldest first", body = CodePage),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 503, response = crate::openapi::LedgerUnavailable),
+    )
+)]
+pub(crate) async fn list_codes(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<CodePage>, ApiError> {
     let q = query(raw.as_deref(), &["campaign", "upstream", "status", "limit", "cursor"])?;
     let (limit, after) = page(&q)?;
     let filter = crate::ledger::CodeFilter {
@@ -178,7 +202,20 @@ async fn list_codes(State(state): State<AppState>, RawQuery(raw): RawQuery) -> R
 
 /// `GET /v1/promo-codes/{code}?campaign=`: one code (matched without regard to case) and its
 /// state on every upstream.
-async fn code(
+#[utoipa::path(get, path = "/v1/promo-codes/{code}", tag = "promo-codes",
+    params(
+        ("code" = String, Path, description = "The code, matched without regard to case"),
+        ("campaign" = Option<String>, Query, description = "The campaign, when the code is held in several"),
+    ),
+    responses(
+        (status = 200, description = "The code and its state on every target", body = crate::ledger::CodeRecord),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 503, response = crate::openapi::LedgerUnavailable),
+    )
+)]
+pub(crate) async fn code(
     State(state): State<AppState>,
     Path(code): Path<String>,
     RawQuery(raw): RawQuery,
@@ -228,7 +265,29 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
-async fn create(
+/// `POST /v1/promo-codes[?dry_run=true]`: creates one code on every target.
+#[utoipa::path(post, path = "/v1/promo-codes", tag = "promo-codes",
+    params(
+        ("dry_run" = Option<bool>, Query, description = "Translate and show each request without sending anything"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; a repeat replays the first answer"),
+    ),
+    request_body(content = crate::openapi::PromoCodeRequestDoc, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Dry run: every target would be sent the request shown", body = CreateResponse),
+        (status = 201, description = "The code is on every target (created now or before)", body = CreateResponse,
+            headers(("idempotent-replayed" = String, description = "`true` when this is the replay of an earlier answer"))),
+        (status = 202, description = "The targets not yet there are being delivered by another request or sync job", body = CreateResponse),
+        (status = 207, description = "Some targets have the code, or (dry run) some could not be sent to", body = CreateResponse),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 413, response = crate::openapi::TooLarge),
+        (status = 422, description = "Nothing could be sent to any target (per-target results), or the request is invalid or its Idempotency-Key was used with another body (problem)",
+            content((CreateResponse = "application/json"), (crate::openapi::ProblemDoc = "application/problem+json"))),
+        (status = 502, description = "Calls were made and no target has the code", body = CreateResponse),
+        (status = 503, response = crate::openapi::LedgerUnavailable),
+    )
+)]
+pub(crate) async fn create(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -254,8 +313,8 @@ async fn create(
     Ok(response)
 }
 
-#[derive(Serialize)]
-struct Recorded {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Recorded {
     request_id: i64,
     code: String,
     received_at: String,
@@ -266,7 +325,18 @@ struct Recorded {
 }
 
 /// `GET /v1/requests/{id}`: what the ledger knows of a create, also while it is in flight.
-async fn recorded(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Recorded>, ApiError> {
+#[utoipa::path(get, path = "/v1/requests/{id}", tag = "promo-codes",
+    params(("id" = i64, Path, description = "The create's request_id")),
+    responses(
+        (status = 200, description = "The create and its results so far", body = Recorded),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::LedgerUnavailable),
+    )
+)]
+pub(crate) async fn recorded(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Recorded>, ApiError> {
     let not_found = || ApiError::NotFound(format!("/v1/requests/{id}"));
     let request_id: i64 = id.parse().map_err(|_| not_found())?;
     let stored = state.engine.recorded(request_id).await?.ok_or_else(not_found)?;
@@ -324,14 +394,16 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
     }
 }
 
-#[derive(Serialize)]
-struct Health {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Health {
+    #[schema(value_type = crate::openapi::HealthStatus)]
     status: &'static str,
     upstreams: BTreeMap<String, UpstreamHealth>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct UpstreamHealth {
+    #[schema(value_type = crate::openapi::VendorKindDoc)]
     vendor: promo_adapters::VendorKind,
     configured: bool,
     /// Environment variables to set, when not configured.
@@ -349,7 +421,11 @@ struct UpstreamHealth {
     breaker_open_until: Option<String>,
 }
 
-async fn health(State(state): State<AppState>) -> Json<Health> {
+/// `GET /health`: every upstream's configuration, pause and breaker.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "The gateway and its upstreams", body = Health))
+)]
+pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
     let upstreams: BTreeMap<String, UpstreamHealth> = state
         .engine
         .upstreams()

@@ -43,6 +43,14 @@ pub struct Server {
     /// Directory of campaign mapping files, relative to the config file.
     #[serde(default = "default_mappings")]
     pub mappings_dir: PathBuf,
+    /// Gateway API keys (`[[server.api_keys]]`); none: the API is open, and `serve` listens on
+    /// loopback addresses only. See [`crate::gateway_auth`].
+    #[serde(default)]
+    pub api_keys: Vec<crate::gateway_auth::ApiKeyConfig>,
+    /// On SIGTERM, how long requests in flight may take to finish before the process exits
+    /// anyway; what did not finish stays pending in the ledger for the next start.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for Server {
@@ -53,6 +61,8 @@ impl Default for Server {
             max_upload_bytes: default_max_upload(),
             max_job_json_bytes: default_max_job_json(),
             mappings_dir: default_mappings(),
+            api_keys: Vec::new(),
+            shutdown_grace_ms: default_shutdown_grace(),
         }
     }
 }
@@ -102,6 +112,9 @@ fn default_max_body() -> usize {
 }
 fn default_mappings() -> PathBuf {
     PathBuf::from("mappings")
+}
+fn default_shutdown_grace() -> u64 {
+    10_000
 }
 
 /// The vendor API an upstream speaks, as written in the file.
@@ -340,6 +353,7 @@ impl Config {
 
     /// Rules serde cannot express, each naming its key.
     fn check(&self) -> Result<(), String> {
+        crate::gateway_auth::check(&self.server.api_keys)?;
         for (name, u) in &self.upstreams {
             let key = |k: &str| format!("upstreams.{name}.{k}");
             if u.rate_limit.per_second == 0 {

@@ -40,7 +40,7 @@ pub struct Engine {
 }
 
 /// What became of the code at one target. The ledger keeps the same states per delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Decided and not yet answered: queued in a job, in flight, or cut short by a crash.
@@ -108,7 +108,7 @@ impl Status {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     VendorRejected,
@@ -132,7 +132,7 @@ pub enum ErrorKind {
     UpstreamUnavailable,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TargetError {
     pub kind: ErrorKind,
     pub message: String,
@@ -150,7 +150,7 @@ pub struct TargetError {
 }
 
 /// The request a dry run shows: exactly what would be sent, with credentials redacted.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RequestPreview {
     pub method: String,
     pub url: String,
@@ -158,16 +158,18 @@ pub struct RequestPreview {
     pub body: Value,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TargetResult {
     pub upstream: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::openapi::VendorKindDoc>)]
     pub vendor: Option<VendorKind>,
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vendor_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<TargetError>,
+    #[schema(value_type = Vec<crate::openapi::WarningDoc>)]
     pub warnings: Vec<Warning>,
     /// HTTP calls made to the vendor (retries included).
     pub attempts: u32,
@@ -175,7 +177,7 @@ pub struct TargetResult {
     pub request: Option<RequestPreview>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreateResponse {
     pub code: String,
     pub dry_run: bool,

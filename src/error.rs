@@ -26,6 +26,9 @@ pub enum StartupError {
     /// A command-line job that cannot start (a bad file, a job the API would refuse).
     #[error("{0}")]
     Usage(String),
+    /// `serve` on an address other hosts can reach, with no gateway API key configured.
+    #[error("refusing to listen on {addr} without gateway authentication: it is not a loopback address and no [[server.api_keys]] is configured; add server.api_keys to the config (see README, Gateway authentication) or listen on 127.0.0.1")]
+    Unprotected { addr: std::net::SocketAddr },
 }
 
 /// A request the API refuses as a whole, before any upstream is called.
@@ -67,6 +70,12 @@ pub enum ApiError {
         state: String,
         action: &'static str,
     },
+    /// No API key, or one the gateway does not know (the key is never echoed).
+    #[error("{}", if *presented { "the API key is not valid" } else { "this endpoint needs an API key: Authorization: Bearer <key>" })]
+    Unauthorized { presented: bool },
+    /// A known key without the route's scope.
+    #[error("the API key `{key}` lacks the scope {scope}")]
+    Forbidden { key: String, scope: &'static str },
 }
 
 impl ApiError {
@@ -85,6 +94,8 @@ impl ApiError {
             ApiError::CodeConflict(_) | ApiError::AmbiguousCode { .. } | ApiError::JobState { .. } => {
                 StatusCode::CONFLICT
             }
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
         }
     }
 
@@ -106,6 +117,8 @@ impl ApiError {
             ApiError::CodeConflict(_) => "code-conflict",
             ApiError::AmbiguousCode { .. } => "ambiguous-code",
             ApiError::JobState { .. } => "job-state",
+            ApiError::Unauthorized { .. } => "unauthorized",
+            ApiError::Forbidden { .. } => "forbidden",
         }
     }
 
@@ -126,6 +139,8 @@ impl ApiError {
             ApiError::CodeConflict(_) => "Code conflict",
             ApiError::AmbiguousCode { .. } => "Ambiguous code",
             ApiError::JobState { .. } => "Sync job state",
+            ApiError::Unauthorized { .. } => "Unauthorized",
+            ApiError::Forbidden { .. } => "Forbidden",
         }
     }
 
@@ -164,6 +179,9 @@ impl ApiError {
                 format!("is required: the code is held in {}", campaigns.join(", ")),
             ),
             ApiError::JobState { state, action, .. } => p.push("state", format!("is {state}; cannot {action}")),
+            ApiError::Unauthorized { presented: false } => p.push("Authorization", "must be `Bearer <key>`"),
+            ApiError::Unauthorized { presented: true } => p.push("Authorization", "names no key this gateway knows"),
+            ApiError::Forbidden { scope, .. } => p.push("Authorization", format!("the key needs the scope {scope}")),
         }
         p
     }
@@ -173,6 +191,17 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        // RFC 6750 §3: how to authenticate, and why the key was refused.
+        let challenge = match &self {
+            ApiError::Unauthorized { presented: false } => Some("Bearer realm=\"promo-gateway\"".to_owned()),
+            ApiError::Unauthorized { presented: true } => {
+                Some("Bearer realm=\"promo-gateway\", error=\"invalid_token\"".to_owned())
+            }
+            ApiError::Forbidden { scope, .. } => Some(format!(
+                "Bearer realm=\"promo-gateway\", error=\"insufficient_scope\", scope=\"{scope}\""
+            )),
+            _ => None,
+        };
         let body = json!({
             "type": format!("urn:promo-gateway:problem:{}", self.slug()),
             "title": self.title(),
@@ -180,11 +209,15 @@ impl IntoResponse for ApiError {
             "detail": self.to_string(),
             "errors": self.problems(),
         });
-        (
+        let mut response = (
             status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             body.to_string(),
         )
-            .into_response()
+            .into_response();
+        if let Some(value) = challenge.and_then(|c| header::HeaderValue::from_str(&c).ok()) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
     }
 }

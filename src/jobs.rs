@@ -115,14 +115,14 @@ impl Pattern {
 }
 
 /// A job as `GET /v1/sync-jobs/{id}` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct JobStatus {
     #[serde(flatten)]
     pub job: JobRecord,
     pub targets_progress: BTreeMap<String, TargetProgress>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TargetProgress {
     /// Codes on this target, settled or not.
     pub total: u64,
@@ -208,16 +208,14 @@ impl Engine {
                     items
                         .into_iter()
                         .enumerate()
-                        .map(move |(i, v)| item(v).map_err(|e| format!("codes[{i}]: {e}"))),
+                        .map(move |(i, v)| (format!("codes[{i}]"), item(v))),
                 )),
             ),
             Source::File { path, format } => {
                 let lines = read_file(&path, format).map_err(|e| ApiError::BadBody(e.to_string()))?;
                 (
                     format.name(),
-                    JobCodes::Items(Box::new(
-                        lines.map(move |(at, v)| v.and_then(&item).map_err(|e| format!("{at}: {e}"))),
-                    )),
+                    JobCodes::Items(Box::new(lines.map(move |(at, v)| (at, v.and_then(&item))))),
                 )
             }
             Source::Generate { count, pattern } => {
@@ -250,8 +248,7 @@ impl Engine {
                 JobRefused::Ledger(e) => ledger_error(e),
                 JobRefused::Items { problems, count } => {
                     let mut p = Problems::default();
-                    for problem in problems {
-                        let (at, rule) = problem.split_once(": ").unwrap_or(("codes", &problem));
+                    for (at, rule) in problems {
                         p.push(at, rule);
                     }
                     if count > MAX_REPORTED {
@@ -438,12 +435,14 @@ impl Engine {
         let upstream = self.upstreams.get(target).cloned();
         let mapping = self.campaign(&job.campaign).and_then(|c| c.upstreams.get(target));
         let on_unsupported = job.options.get("on_unsupported").filter(|v| !v.is_null()).cloned();
+        let batch = upstream.as_ref().map_or(1, |u| u.adapter.batch_size().max(1));
+        let page_size = (PAGE / batch).max(1) * batch;
         let mut after = 0;
         loop {
             if *cancelled.borrow() {
                 return Ok(());
             }
-            let page = self.store.job_work(job.id, target.to_owned(), after, PAGE).await?;
+            let page = self.store.job_work(job.id, target.to_owned(), after, page_size).await?;
             let Some(last) = page.last() else {
                 return Ok(());
             };
@@ -489,6 +488,8 @@ impl Engine {
             }
             self.store.record(settled).await?;
             let batch = upstream.adapter.batch_size();
+            // Pages are whole batches, so no batch is cut short at a page's end.
+            debug_assert!(page_size.is_multiple_of(batch));
             let go = || !*cancelled.borrow();
             if batch > 1 {
                 let chunks: Vec<Vec<Ready>> = chunked(ready, batch);

@@ -167,7 +167,7 @@ pub struct Unfinished {
 }
 
 /// A code and its state on every target, as `GET /v1/promo-codes/{code}` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CodeRecord {
     pub code: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -177,7 +177,7 @@ pub struct CodeRecord {
     pub deliveries: BTreeMap<String, DeliveryRecord>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeliveryRecord {
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -204,7 +204,7 @@ pub struct CodeFilter {
 }
 
 /// The state of a sync job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     Running,
@@ -213,7 +213,7 @@ pub enum JobState {
 }
 
 /// A sync job's lasting description.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobRecord {
     pub id: i64,
     pub state: JobState,
@@ -239,7 +239,7 @@ pub struct JobWork {
 }
 
 /// One line of a job's results.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct JobResult {
     pub seq: i64,
     pub code: String,
@@ -251,13 +251,15 @@ pub struct JobResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<crate::engine::TargetError>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<crate::openapi::WarningDoc>)]
     pub warnings: Vec<promo_adapters::Warning>,
 }
 
 /// Where a job's codes come from, as the store reads them inside its transaction.
 pub enum JobCodes<'a> {
-    /// Definitions, one per code, each already validated; an `Err` is a line that failed.
-    Items(Box<dyn Iterator<Item = Result<Definition, String>> + Send + 'a>),
+    /// Definitions, one per code, each already validated, with where the item is (`line 4`,
+    /// `codes[3]`) for problems; an `Err` is an item that failed.
+    Items(Box<dyn Iterator<Item = (String, Result<Definition, String>)> + Send + 'a>),
     /// `count` fresh codes from `next`, each unique against the ledger (drawn again on a clash).
     Generate {
         count: u64,
@@ -270,9 +272,9 @@ pub enum JobCodes<'a> {
 /// A job refused at intake; nothing was written.
 #[derive(Debug)]
 pub enum JobRefused {
-    /// Items at fault, each "item N: problem" (at most [`MAX_REPORTED`]), and how many in all.
+    /// Items at fault, each (where, problem) (at most [`MAX_REPORTED`]), and how many in all.
     Items {
-        problems: Vec<String>,
+        problems: Vec<(String, String)>,
         count: usize,
     },
     Ledger(LedgerError),
@@ -927,43 +929,37 @@ impl Store for Ledger {
         };
         match codes {
             JobCodes::Items(items) => {
-                for (i, item) in items.enumerate() {
-                    let n = i + 1;
+                let mut refuse = |at: String, problem: String| {
+                    count += 1;
+                    if problems.len() < MAX_REPORTED {
+                        problems.push((at, problem));
+                    }
+                };
+                for (at, item) in items {
                     let def = match item {
                         Ok(def) => def,
                         Err(problem) => {
-                            count += 1;
-                            if problems.len() < MAX_REPORTED {
-                                problems.push(format!("item {n}: {problem}"));
-                            }
+                            refuse(at, problem);
                             continue;
                         }
                     };
-                    let code_id = match find_or_add_code(&tx, &def)? {
-                        Ok(id) => id,
-                        Err(conflict) => {
-                            count += 1;
-                            if problems.len() < MAX_REPORTED {
-                                problems.push(format!("item {n}: code: {conflict}"));
-                            }
-                            continue;
+                    let earlier: Option<String> = tx
+                        .prepare_cached(
+                            "SELECT c.code FROM job_items i JOIN codes c ON c.id = i.code_id
+                              WHERE i.job_id = ?1 AND c.campaign = ?2 AND c.code_key = ?3",
+                        )?
+                        .query_row(params![job_id, def.campaign, def.key()], |r| r.get(0))
+                        .optional()?;
+                    if let Some(existing) = earlier {
+                        refuse(at, format!("code: {}", CodeConflict::Repeated { existing }));
+                        continue;
+                    }
+                    match find_or_add_code(&tx, &def)? {
+                        Ok(code_id) => {
+                            seq += 1;
+                            add(&tx, code_id, seq)?;
                         }
-                    };
-                    seq += 1;
-                    match add(&tx, code_id, seq) {
-                        Ok(()) => {}
-                        // The same code twice in the job: (job, code) is unique.
-                        Err(JobRefused::Ledger(LedgerError::Sqlite(e))) if is_constraint(&e) => {
-                            seq -= 1;
-                            count += 1;
-                            if problems.len() < MAX_REPORTED {
-                                problems.push(format!(
-                                    "item {n}: code: {}",
-                                    CodeConflict::Repeated { existing: def.code }
-                                ));
-                            }
-                        }
-                        Err(e) => return Err(e),
+                        Err(conflict) => refuse(at, format!("code: {conflict}")),
                     }
                 }
             }
@@ -986,8 +982,9 @@ impl Store for Ledger {
                         tries += 1;
                         if tries == 100 {
                             return Err(JobRefused::Items {
-                                problems: vec![format!(
-                                    "generate.pattern: drew 100 taken codes in a row; the pattern's random part is too short for {wanted} more codes"
+                                problems: vec![(
+                                    "generate.pattern".into(),
+                                    format!("drew 100 taken codes in a row; its random part is too short for {wanted} more codes"),
                                 )],
                                 count: 1,
                             });
@@ -1226,8 +1223,4 @@ impl Store for Ledger {
         })
         .await
     }
-}
-
-fn is_constraint(e: &rusqlite::Error) -> bool {
-    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
 }

@@ -7,13 +7,19 @@
 
 pub mod api;
 pub mod auth;
+pub mod check_config;
 pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod gateway_auth;
 pub mod jobs;
 pub mod ledger;
+pub mod metrics;
+pub mod openapi;
+pub mod shutdown;
 mod sync_api;
+pub mod telemetry;
 pub mod upstream;
 
 use std::path::Path;
@@ -61,7 +67,11 @@ impl Gateway {
         env: &dyn Fn(&str) -> Option<String>,
         clock: clock::SharedClock,
     ) -> Result<Self, StartupError> {
-        let config = Config::load(config_path)?;
+        let mut config = Config::load(config_path)?;
+        gateway_auth::resolve(&mut config.server, env).map_err(|message| StartupError::Config {
+            path: config_path.to_owned(),
+            message,
+        })?;
         let campaigns = config::load_campaigns(&config.mappings_dir(config_path))?;
         let ledger_path = config.ledger_path(config_path);
         let store: Arc<dyn ledger::Store> = Arc::new(ledger::Ledger::open(&ledger_path)?);

@@ -10,7 +10,8 @@ use promo_gateway::engine::Status;
 use promo_gateway::jobs::{Format, JobSpec, JobStatus, Source};
 use promo_gateway::ledger::JobState;
 use promo_gateway::{Gateway, StartupError};
-use tower_http::trace::TraceLayer;
+
+mod help;
 
 /// One API for promotion codes across Spacebring, Partnero, Moltin, Limio and Loop.
 ///
@@ -18,24 +19,39 @@ use tower_http::trace::TraceLayer;
 /// sync job in this process with a progress bar per target, and exit non-zero when any
 /// delivery did not end with the code on the vendor.
 #[derive(Parser)]
-#[command(version, propagate_version = true)]
+#[command(version, propagate_version = true, after_long_help = help::MAIN)]
 struct Cli {
     /// The configuration file; the ledger and mappings are found relative to it.
     #[arg(long, global = true, default_value = "config.toml")]
     config: PathBuf,
+    /// Log lines as `text` (default) or `json` (one object a line, with the request id).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormatArg::Text)]
+    log_format: LogFormatArg,
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
     serve: ServeArgs,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve the HTTP API (the default).
+    #[command(after_long_help = help::SERVE)]
     Serve(ServeArgs),
+    /// Check the config, each upstream's credentials and every campaign mapping; serve nothing.
+    #[command(after_long_help = help::CHECK_CONFIG)]
+    CheckConfig,
     /// Deliver the codes of a CSV or NDJSON file to targets, as one sync job.
+    #[command(after_long_help = help::SYNC)]
     Sync(SyncArgs),
     /// Deliver every code the ledger holds for a campaign to targets where it is missing.
+    #[command(after_long_help = help::MIRROR)]
     Mirror(MirrorArgs),
 }
 
@@ -81,18 +97,17 @@ async fn main() -> ExitCode {
         Some(Command::Sync(_) | Command::Mirror(_)) => "warn",
         _ => "info,tower_http=info",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into()),
-        )
-        // stdout carries only the "listening on" line that scripts read, or a job's summary.
-        .with_writer(std::io::stderr)
-        .init();
+    let log_format = match cli.log_format {
+        LogFormatArg::Text => promo_gateway::telemetry::LogFormat::Text,
+        LogFormatArg::Json => promo_gateway::telemetry::LogFormat::Json,
+    };
+    promo_gateway::telemetry::init_logging(log_format, default_filter);
     let outcome = match cli.command {
         None => serve(&cli.config, cli.serve).await.map(|()| ExitCode::SUCCESS),
         Some(Command::Serve(args)) => serve(&cli.config, args).await.map(|()| ExitCode::SUCCESS),
         Some(Command::Sync(args)) => sync(&cli.config, args).await,
         Some(Command::Mirror(args)) => mirror(&cli.config, args).await,
+        Some(Command::CheckConfig) => check_config(&cli.config),
     };
     match outcome {
         Ok(code) => code,
@@ -122,8 +137,24 @@ fn open(config: &Path) -> Result<(Gateway, std::fs::File), StartupError> {
     Ok((gateway, lock))
 }
 
+/// `check-config`: the report on stdout; exit 1 when it found a problem.
+fn check_config(config: &Path) -> Result<ExitCode, StartupError> {
+    let report = promo_gateway::check_config::check(config, &|name: &str| std::env::var(name).ok())?;
+    print!("{}", report.text);
+    Ok(if report.problems == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 async fn serve(config: &Path, args: ServeArgs) -> Result<(), StartupError> {
     let (gateway, _lock) = open(config)?;
+    // Before resuming anything: no keys, no listening beyond loopback.
+    promo_gateway::gateway_auth::require_on(
+        args.listen.unwrap_or(gateway.config.server.listen),
+        &gateway.config.server,
+    )?;
     gateway.resume();
     let addr = args.listen.unwrap_or(gateway.config.server.listen);
     let router = promo_gateway::api::router(gateway.engine.clone(), &gateway.config.server);
@@ -136,8 +167,9 @@ async fn serve(config: &Path, args: ServeArgs) -> Result<(), StartupError> {
     tracing::info!(%local, upstreams = gateway.config.upstreams.len(), "promo-gateway listening");
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("listening on {local}");
-    axum::serve(listener, router.layer(TraceLayer::new_for_http()))
-        .with_graceful_shutdown(shutdown())
+    let grace = Duration::from_millis(gateway.config.server.shutdown_grace_ms);
+    let router = promo_gateway::telemetry::layer(router);
+    promo_gateway::shutdown::serve(listener, router, gateway.engine.clone(), grace, shutdown())
         .await
         .map_err(|source| StartupError::Listen { addr, source })
 }

@@ -23,6 +23,25 @@ use crate::jobs::{Format, JobSpec, JobStatus, Pattern, Source, MAX_GENERATE};
 use crate::ledger::JobResult;
 
 /// `POST /v1/sync-jobs`: 202 with the job, which runs in the background.
+#[utoipa::path(post, path = "/v1/sync-jobs", tag = "sync-jobs",
+    params(
+        ("campaign" = Option<String>, Query, description = "Uploads only (required there): the campaign of every code in the file"),
+        ("targets" = Option<String>, Query, description = "Uploads only: comma-separated upstream names (default: the campaign's)"),
+        ("on_unsupported" = Option<crate::openapi::OnUnsupportedDoc>, Query, description = "Uploads only"),
+    ),
+    request_body(description = "A JSON job, or a CSV (header row of promo-code fields) or NDJSON (one promo code per line) upload",
+        content((crate::openapi::SyncJobRequestDoc = "application/json"), (String = "application/x-ndjson"), (String = "text/csv"))),
+    responses(
+        (status = 202, description = "The job, started in the background", body = JobStatus,
+            headers(("Location" = String, description = "The job's URL"))),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 413, response = crate::openapi::TooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 422, response = crate::openapi::Unprocessable),
+        (status = 503, response = crate::openapi::LedgerUnavailable),
+    )
+)]
 pub(crate) async fn create(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -292,11 +311,19 @@ fn job_id(id: &str) -> Result<i64, ApiError> {
 }
 
 /// `GET /v1/sync-jobs/{id}`: state, per-target counts and ETA.
+#[utoipa::path(get, path = "/v1/sync-jobs/{id}", tag = "sync-jobs",
+    params(("id" = i64, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The job's state and per-target progress", body = JobStatus),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::LedgerUnavailable),
+    )
+)]
 pub(crate) async fn status(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobStatus>, ApiError> {
     Ok(Json(state.engine.job_status(job_id(&id)?).await?))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct ResultPage {
     items: Vec<JobResult>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -305,6 +332,21 @@ pub(crate) struct ResultPage {
 
 /// `GET /v1/sync-jobs/{id}/results?status=&upstream=&limit=&cursor=`: one line per code and
 /// target, in the job's order.
+#[utoipa::path(get, path = "/v1/sync-jobs/{id}/results", tag = "sync-jobs",
+    params(
+        ("id" = i64, Path, description = "The job's id"),
+        ("status" = Option<crate::engine::Status>, Query, description = "Only results in this state (not would_send)"),
+        ("upstream" = Option<String>, Query, description = "Only results of this upstream"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Page size, default 100"),
+        ("cursor" = Option<String>, Query, description = "The previous page's next_cursor"),
+    ),
+    responses(
+        (status = 200, description = "A page of results, in the job's order", body = ResultPage),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::LedgerUnavailable),
+    )
+)]
 pub(crate) async fn results(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -349,12 +391,30 @@ pub(crate) async fn results(
 }
 
 /// `POST /v1/sync-jobs/{id}/retry`: sends the failed, throttled and cancelled deliveries again.
+#[utoipa::path(post, path = "/v1/sync-jobs/{id}/retry", tag = "sync-jobs",
+    params(("id" = i64, Path, description = "The job's id")),
+    responses(
+        (status = 202, description = "The job, running again", body = JobStatus),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 503, response = crate::openapi::LedgerUnavailable),
+    )
+)]
 pub(crate) async fn retry(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let status = state.engine.retry_job(job_id(&id)?).await?;
     Ok((StatusCode::ACCEPTED, Json(status)).into_response())
 }
 
 /// `POST /v1/sync-jobs/{id}/cancel`: stops a running job once its calls in flight are recorded.
+#[utoipa::path(post, path = "/v1/sync-jobs/{id}/cancel", tag = "sync-jobs",
+    params(("id" = i64, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The job, cancelled", body = JobStatus),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 503, response = crate::openapi::LedgerUnavailable),
+    )
+)]
 pub(crate) async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobStatus>, ApiError> {
     Ok(Json(state.engine.cancel_job(job_id(&id)?).await?))
 }

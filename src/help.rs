@@ -1,0 +1,85 @@
+//! The manual that `promo-gateway --help` and each subcommand's `--help` print after the
+//! options (clap's `after_long_help`; `-h` prints the short form).
+
+pub const MAIN: &str = "\
+Commands:
+  serve          the HTTP API (also what runs without a subcommand)
+  check-config   check the config, credentials and campaign mappings; serve nothing
+  sync FILE      deliver a CSV or NDJSON file of codes, as one sync job, in this process
+  mirror         deliver a campaign's codes from the ledger to upstreams that lack them
+
+Examples:
+  promo-gateway --config /etc/promo-gateway/config.toml check-config
+  promo-gateway serve --listen 127.0.0.1:8080
+  PROMO_GW_KEY_CRM=... promo-gateway serve --listen 0.0.0.0:8080
+  promo-gateway sync codes.csv --campaign spring --targets loop,partnero
+  promo-gateway mirror --campaign spring --to limio-v3
+
+Files:
+  config.toml    listen address, gateway API keys, ledger path, mappings directory, upstreams.
+                 It holds no secret: credentials are named by environment variable.
+  mappings/      one <campaign>.toml a campaign: the parent object on each upstream.
+  the ledger     SQLite file (ledger.path), with a .db.lock beside it: one process a ledger.
+
+Environment:
+  each upstream's credential variables   named by upstreams.NAME.auth in config.toml
+                                         (e.g. LOOP_API_TOKEN); unset: that upstream is
+                                         unconfigured, the gateway still starts
+  each gateway key's key_env variable    named by [[server.api_keys]]; unset: start-up refuses
+  RUST_LOG                               log filter (default info; warn for sync and mirror)
+  NO_COLOR                               plain progress output
+
+Gateway authentication:
+  Clients send `Authorization: Bearer <key>`. Keys and their scopes (promo-codes:write,
+  promo-codes:read, sync-jobs:write, sync-jobs:read, metrics:read) are listed in
+  [[server.api_keys]]. Without keys the API is open and `serve` refuses any listen address
+  that is not loopback.
+
+Exit status:
+  0  success (serve: stopped cleanly; check-config: no problem; sync/mirror: every code delivered)
+  1  error: a bad config or mapping, a missing key variable, a port in use, a refused job,
+     or problems reported by check-config
+  2  sync/mirror: the job ended with codes not delivered (see its summary)
+";
+
+pub const SERVE: &str = "\
+Serves the HTTP API (POST /v1/promo-codes, /v1/sync-jobs, GET /health, ...) until SIGTERM or
+Ctrl-C. Prints `listening on ADDR` on stdout once it accepts connections (port 0 picks one).
+Creates and sync jobs a previous stop interrupted are resumed first.
+
+Refuses to start when the address is not loopback and no [[server.api_keys]] is configured,
+or when a key's key_env variable is unset.
+
+Examples:
+  promo-gateway serve
+  promo-gateway --config prod.toml serve --listen 0.0.0.0:8080
+";
+
+pub const CHECK_CONFIG: &str = "\
+Validates config.toml and every mapping file, then prints one block per upstream: whether its
+credential variables are set (names only, never values), and for each campaign that maps it,
+whether the mapping gives its vendor every key it needs (a sample code is translated, nothing
+is sent). Opens no ledger and calls no vendor, so it can run beside a serving gateway.
+
+Exit status: 0 when no problem was found, 1 otherwise (each problem line says PROBLEM).
+
+Example:
+  promo-gateway --config /etc/promo-gateway/config.toml check-config
+";
+
+pub const SYNC: &str = "\
+Runs one sync job in this process, with a progress bar per target on stderr and a summary table
+on stdout. Ctrl-C cancels the job cleanly. Exit status 2 when any code did not end on its vendor.
+
+Examples:
+  promo-gateway sync codes.csv --campaign spring
+  promo-gateway sync codes.ndjson --campaign spring --targets loop --on-unsupported skip_field
+";
+
+pub const MIRROR: &str = "\
+Delivers every code the ledger holds for a campaign to the named upstreams where it is missing.
+Exit status 2 when any code did not end on its vendor.
+
+Example:
+  promo-gateway mirror --campaign spring --to limio-v2,limio-v3
+";

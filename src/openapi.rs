@@ -1,0 +1,341 @@
+//! The OpenAPI 3.1 description of the API, generated from the handlers' `#[utoipa::path]`
+//! annotations and the response types. Served at `GET /openapi.json` and committed as
+//! `openapi.json` (regenerate with `cargo run --example openapi > openapi.json`).
+//!
+//! Requests are validated field by field from JSON (so that every problem is reported at once),
+//! not deserialized into types; the request schemas here are therefore written for the
+//! description only. So are the mirrors of the `promo-adapters` types that responses carry
+//! (that crate does no HTTP and knows nothing of OpenAPI).
+
+use std::sync::OnceLock;
+
+use axum::Json;
+use serde::Serialize;
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::{OpenApi, ToResponse, ToSchema};
+
+/// The description, as `GET /openapi.json` serves it.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "promo-gateway",
+        description = "One API for promotion codes across commerce platforms: a code is validated once, \
+translated for every target vendor and delivered to each, with one result per target. Every request \
+the gateway refuses as a whole is answered with `application/problem+json` (RFC 9457) listing every \
+problem, each with the field at fault and the rule it broke."
+    ),
+    paths(
+        crate::api::create,
+        crate::api::list_codes,
+        crate::api::code,
+        crate::api::recorded,
+        crate::sync_api::create,
+        crate::sync_api::status,
+        crate::sync_api::results,
+        crate::sync_api::retry,
+        crate::sync_api::cancel,
+        crate::api::health,
+        openapi_json,
+    ),
+    components(responses(BadRequest, NotFound, Conflict, TooLarge, UnsupportedMediaType, Unprocessable, LedgerUnavailable)),
+    tags(
+        (name = "promo-codes", description = "Create a code on every target; the ledger's codes"),
+        (name = "sync-jobs", description = "Many codes at once, in the background"),
+        (name = "operations", description = "Health and this description"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The generated description (built once).
+pub fn document() -> &'static utoipa::openapi::OpenApi {
+    static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+    DOC.get_or_init(ApiDoc::openapi)
+}
+
+/// `GET /openapi.json`: this description.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 description of this API", body = Object))
+)]
+pub async fn openapi_json() -> Json<&'static utoipa::openapi::OpenApi> {
+    Json(document())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Problems (RFC 9457)
+
+/// A request refused as a whole, before any upstream was called (RFC 9457 problem details).
+#[derive(Serialize, ToSchema)]
+#[schema(as = Problem)]
+pub struct ProblemDoc {
+    /// A stable name clients can branch on, `urn:promo-gateway:problem:<slug>`.
+    #[schema(example = "urn:promo-gateway:problem:invalid-promo-code")]
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    #[schema(example = "Invalid promo code")]
+    pub title: String,
+    /// The HTTP status of the answer.
+    #[schema(example = 422)]
+    pub status: u16,
+    pub detail: String,
+    /// Every problem found, also when there is only one.
+    pub errors: Vec<FieldProblemDoc>,
+}
+
+/// One broken rule: the field (a dotted path into the request, a query parameter or a header)
+/// and the rule it broke.
+#[derive(Serialize, ToSchema)]
+#[schema(as = FieldProblem)]
+pub struct FieldProblemDoc {
+    #[schema(example = "discount.percent_off")]
+    pub field: String,
+    #[schema(example = "must be greater than 0 and at most 100")]
+    pub rule: String,
+}
+
+fn problem(description: &str) -> RefOr<Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(ProblemDoc::name())))
+                .build(),
+        )
+        .build()
+        .into()
+}
+
+macro_rules! problem_response {
+    ($name:ident, $description:literal) => {
+        #[doc = $description]
+        pub struct $name;
+        impl<'r> ToResponse<'r> for $name {
+            fn response() -> (&'r str, RefOr<Response>) {
+                (stringify!($name), problem($description))
+            }
+        }
+    };
+}
+
+problem_response!(
+    BadRequest,
+    "A body that is not JSON or cannot be read, an unknown, repeated or invalid query parameter, or an invalid Idempotency-Key header"
+);
+problem_response!(NotFound, "Nothing at this path (an unknown code, request or sync job)");
+problem_response!(
+    Conflict,
+    "The request clashes with the ledger's state: a code held with another definition or case, a create with this Idempotency-Key still in flight, a code held in several campaigns, or a sync job in a state that does not allow this"
+);
+problem_response!(TooLarge, "The body is larger than the configured limit");
+problem_response!(
+    UnsupportedMediaType,
+    "A Content-Type other than application/json, application/x-ndjson or text/csv"
+);
+problem_response!(
+    Unprocessable,
+    "The request is invalid; every field at fault is listed with its rule. Nothing was sent"
+);
+problem_response!(
+    LedgerUnavailable,
+    "The ledger could not be read or written; nothing was sent"
+);
+
+// ---------------------------------------------------------------------------------------------
+// Mirrors of promo-adapters types
+
+/// The vendor API an upstream speaks.
+#[derive(Serialize, ToSchema)]
+#[schema(as = VendorKind)]
+#[serde(rename_all = "snake_case")]
+pub enum VendorKindDoc {
+    Spacebring,
+    Partnero,
+    Moltin,
+    LimioV2,
+    LimioV3,
+    Loop,
+}
+
+/// A lossy conversion or a dropped field.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Warning)]
+pub struct WarningDoc {
+    pub field: String,
+    pub message: String,
+}
+
+/// `GET /health`'s overall state: `ok` when every upstream is configured and its breaker closed.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    Ok,
+    Degraded,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+
+/// A promo code to create on every target. Unknown fields are refused, not ignored.
+#[derive(Serialize, ToSchema)]
+#[schema(as = PromoCodeRequest)]
+pub struct PromoCodeRequestDoc {
+    /// What the customer types: 1 to 100 characters, no whitespace; vendors may narrow it.
+    #[schema(example = "SPRING-20")]
+    pub code: String,
+    pub discount: DiscountDoc,
+    /// A campaign mapping (`mappings/<campaign>.toml`); its upstreams are the default targets.
+    #[schema(example = "example")]
+    pub campaign: Option<String>,
+    /// Configured upstream names, no duplicates; required without a campaign.
+    pub targets: Option<Vec<String>>,
+    /// `false` creates the code disabled. Default `true`.
+    pub active: Option<bool>,
+    /// RFC 3339 with offset.
+    #[schema(format = DateTime)]
+    pub starts_at: Option<String>,
+    /// RFC 3339 with offset, later than `starts_at`.
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+    #[schema(minimum = 1)]
+    pub max_redemptions: Option<u32>,
+    /// Only a customer's first order may use it. Default `false`.
+    pub first_time_only: Option<bool>,
+    pub minimum_order: Option<MoneyDoc>,
+    pub customer: Option<PartyDoc>,
+    pub partner: Option<PartyDoc>,
+    pub duration: Option<DurationDoc>,
+    pub description: Option<String>,
+    /// Free-form key-value pairs for vendors that store them.
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    pub on_unsupported: Option<OnUnsupportedDoc>,
+    /// Extra vendor fields per target, merged into that vendor's body; never over a field the
+    /// gateway sets.
+    #[schema(value_type = Option<std::collections::BTreeMap<String, Object>>)]
+    pub passthrough: Option<serde_json::Value>,
+}
+
+/// `{ "percent_off": N }` (0 < N ≤ 100, at most 2 decimals) or `{ "amount_off": N, "currency": "USD" }`
+/// (N in minor units).
+#[derive(Serialize, ToSchema)]
+#[schema(as = Discount)]
+#[serde(untagged)]
+pub enum DiscountDoc {
+    Percent {
+        #[schema(exclusive_minimum = 0, maximum = 100, example = 20)]
+        percent_off: f64,
+    },
+    Amount {
+        #[schema(minimum = 1, example = 500)]
+        amount_off: u64,
+        /// ISO 4217.
+        #[schema(example = "USD")]
+        currency: String,
+    },
+}
+
+/// An amount in minor units of an ISO 4217 currency.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Money)]
+pub struct MoneyDoc {
+    #[schema(example = 2500)]
+    pub amount: u64,
+    #[schema(example = "USD")]
+    pub currency: String,
+}
+
+/// A customer or partner the code is restricted to.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Party)]
+pub struct PartyDoc {
+    pub id: String,
+    pub name: Option<String>,
+}
+
+/// How long a discount keeps applying to a subscription once redeemed.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Duration)]
+pub struct DurationDoc {
+    #[schema(minimum = 1)]
+    pub length: u32,
+    pub unit: DurationUnitDoc,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = DurationUnit)]
+#[serde(rename_all = "snake_case")]
+pub enum DurationUnitDoc {
+    Days,
+    Weeks,
+    Months,
+    Years,
+}
+
+/// What to do with a field a target cannot carry: refuse that target (default) or send without it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = OnUnsupported)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUnsupportedDoc {
+    Refuse,
+    SkipField,
+}
+
+/// A JSON sync job: a campaign's codes (a list or a generator), or a mirror of a campaign's
+/// codes to other upstreams. Exactly one of `codes`, `generate` and `mirror`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = SyncJobRequest)]
+pub struct SyncJobRequestDoc {
+    #[schema(example = "example")]
+    pub campaign: Option<String>,
+    /// Upstream names; default: every upstream the campaign maps.
+    pub targets: Option<Vec<String>>,
+    /// Promo-code fields every code shares (not `code`, `campaign` or `targets`).
+    pub template: Option<serde_json::Map<String, serde_json::Value>>,
+    pub on_unsupported: Option<OnUnsupportedDoc>,
+    /// Codes: strings, or objects of promo-code fields.
+    #[schema(value_type = Option<Vec<Value>>)]
+    pub codes: Option<Vec<serde_json::Value>>,
+    pub generate: Option<GenerateDoc>,
+    pub mirror: Option<MirrorDoc>,
+}
+
+/// Codes drawn at random.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Generate)]
+pub struct GenerateDoc {
+    #[schema(minimum = 1, example = 100)]
+    pub count: u64,
+    /// One `{random:N}` part (N from 4 to 32) between a fixed prefix and suffix.
+    #[schema(example = "SPRING-{random:8}")]
+    pub pattern: String,
+}
+
+/// Sends a campaign's codes to more upstreams.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Mirror)]
+pub struct MirrorDoc {
+    pub campaign: String,
+    pub to: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The mirrors name exactly what the adapters serialize.
+    #[test]
+    fn vendor_kinds_match() {
+        let doc = serde_json::to_value([
+            VendorKindDoc::Spacebring,
+            VendorKindDoc::Partnero,
+            VendorKindDoc::Moltin,
+            VendorKindDoc::LimioV2,
+            VendorKindDoc::LimioV3,
+            VendorKindDoc::Loop,
+        ])
+        .unwrap();
+        assert_eq!(doc, serde_json::to_value(promo_adapters::VendorKind::ALL).unwrap());
+    }
+}
