@@ -21,13 +21,12 @@
 
 mod support;
 
-use std::future::Future;
 use std::time::Duration;
 
 use promo_adapters::VendorKind;
 use serde_json::json;
 use support::gateway::{upstream_name, upstream_table, GatewayProcess, Quota, TOKEN};
-use support::load::{self, ms, Call, Run, Stop, Summary};
+use support::load::{self, ms, Call, Run, Side, Stop, Summary};
 use support::upstream::{FastUpstream, Route};
 
 const EXAMPLE_MAPPING: &str = include_str!("../mappings/example.toml");
@@ -140,153 +139,185 @@ fn verdict_table(sections: &[Section]) -> String {
     out
 }
 
-/// Runs `drive` while adding the CPU time this process and the gateway use to `cpu`.
-async fn with_cpu(gateway: &GatewayProcess, cpu: &mut (Duration, Duration), drive: impl Future<Output = Run>) -> Run {
-    let (own, gw) = (support::cpu_time("/proc/self/stat"), gateway.cpu_time());
-    let run = drive.await;
-    if let (Some(a), Some(b), Some(a2), Some(b2)) = (own, gw, support::cpu_time("/proc/self/stat"), gateway.cpu_time())
-    {
-        cpu.0 += a2.saturating_sub(a);
-        cpu.1 += b2.saturating_sub(b);
-    }
-    run
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
 }
 
-fn micros_per(total: Duration, requests: usize) -> f64 {
-    total.as_secs_f64() * 1e6 / requests.max(1) as f64
-}
-
-/// Item 1: the gateway's own cost on the path of one create to one upstream.
+/// Item 1: the gateway's own cost on the path of one create to one upstream, taken apart with a
+/// dry run (validation and translation, no ledger, no call) measured alongside.
 async fn overhead(s: &Settings) -> Section {
     let upstream = FastUpstream::start(Duration::ZERO);
     let table = upstream_table("loop", VendorKind::Loop, &upstream.base_url(), Quota::UNLIMITED);
     let gateway = tokio::task::block_in_place(|| GatewayProcess::start(&table, &[]));
+    let request = |code: &str| json!({ "code": code, "discount": { "percent_off": 20 }, "targets": ["loop"] });
     let direct = Call::json(
         format!("{}/v1/admin/promos", upstream.base_url()),
         Some(TOKEN),
         201,
         |code| json!({ "code": code, "percent_off": 20 }).to_string(),
     );
-    let via = Call::json(format!("{}/v1/promo-codes", gateway.base_url()), None, 201, |code| {
-        json!({ "code": code, "discount": { "percent_off": 20 }, "targets": ["loop"] }).to_string()
-    });
+    let dry_run = Call::json(
+        format!("{}/v1/promo-codes?dry_run=true", gateway.base_url()),
+        None,
+        200,
+        move |code| request(code).to_string(),
+    );
+    let create = Call::json(
+        format!("{}/v1/promo-codes", gateway.base_url()),
+        None,
+        201,
+        move |code| request(code).to_string(),
+    );
     let one = load::client(1);
     let many = load::client(s.connections);
 
     // The gateway answers as documented before anything is timed.
-    let (status, body) = load::post_json(
-        &one,
-        &via.url,
-        &json!({ "code": load::unique_code(), "discount": { "percent_off": 20 }, "targets": ["loop"] }),
-    )
-    .await;
+    let (status, body) = load::post_json(&one, &create.url, &request(&load::unique_code())).await;
     assert_eq!(
         (status, &body["results"][0]["status"]),
         (201, &json!("created")),
         "{body}"
     );
-    // Warm-up: connections open, caches and the ledger's file warm on both sides.
+    let (status, body) = load::post_json(&one, &dry_run.url, &request(&load::unique_code())).await;
+    assert_eq!(
+        (status, &body["results"][0]["status"]),
+        (200, &json!("would_send")),
+        "{body}"
+    );
+    // Warm-up: connections open, caches and the ledger's file warm on every side.
     let warm = Stop::Count(if s.quick { 20 } else { 500 });
-    for call in [&direct, &via] {
+    for call in [&direct, &dry_run, &create] {
         load::drive(&one, call, 1, warm).await;
         load::drive(&many, call, s.connections, warm).await;
     }
+    let creates_before = upstream.calls(Route::Create(VendorKind::Loop));
 
-    let stop = Stop::After(s.round_time);
-    let (seq_direct, seq_via) = load::interleave(
-        s.rounds,
-        async || load::drive(&one, &direct, 1, stop).await,
-        async || load::drive(&one, &via, 1, stop).await,
-    )
-    .await;
-    // (this process, the gateway process) CPU time during each side's runs.
-    let (mut tcpu_direct, mut tcpu_via) = ((Duration::ZERO, Duration::ZERO), (Duration::ZERO, Duration::ZERO));
-    let (par_direct, par_via) = load::interleave(
-        s.rounds,
-        async || {
-            with_cpu(
-                &gateway,
-                &mut tcpu_direct,
-                load::drive(&many, &direct, s.connections, stop),
-            )
-            .await
-        },
-        async || with_cpu(&gateway, &mut tcpu_via, load::drive(&many, &via, s.connections, stop)).await,
-    )
-    .await;
-    let summaries = [
-        (Summary::of(&seq_direct), &seq_direct, "direct, 1 connection"),
-        (Summary::of(&seq_via), &seq_via, "gateway, 1 connection"),
-        (Summary::of(&par_direct), &par_direct, "direct, many connections"),
-        (Summary::of(&par_via), &par_via, "gateway, many connections"),
-    ];
-    for (summary, runs, what) in &summaries {
-        summary.assert_clean(runs, what);
-    }
-    let [sd, sv, pd, pv] = summaries.map(|(summary, _, _)| summary);
-    // Every create through the gateway reached the upstream exactly once.
-    let sent_direct = upstream.calls(Route::Create(VendorKind::Loop));
-    assert!(sent_direct > 0 && upstream.calls(Route::Unknown) == 0);
-
-    let added_p50 = ms(sv.p50) - ms(sd.p50);
-    let added_p99 = ms(sv.p99) - ms(sd.p99);
+    let pid = Some(gateway.pid());
+    let side = |client, call, connections| Side {
+        client,
+        call,
+        connections,
+        watch: pid,
+    };
     let c = s.connections;
+    let stop = Stop::After(s.round_time);
+    let sequential = load::interleave(
+        s.rounds,
+        &[side(&one, &direct, 1), side(&one, &dry_run, 1), side(&one, &create, 1)],
+        stop,
+    )
+    .await;
+    let concurrent = load::interleave(
+        s.rounds,
+        &[
+            side(&many, &direct, c),
+            side(&many, &dry_run, c),
+            side(&many, &create, c),
+        ],
+        stop,
+    )
+    .await;
+    let names = ["straight to the upstream", "gateway, dry run", "gateway, create"];
+    let summarize = |runs: &[Vec<Run>], connections: usize| -> Vec<Summary> {
+        runs.iter()
+            .zip(names)
+            .map(|(runs, name)| {
+                let summary = Summary::of(runs);
+                summary.assert_clean(runs, &format!("{name}, {connections} connection(s)"));
+                summary
+            })
+            .collect()
+    };
+    let (seq, par) = (summarize(&sequential, 1), summarize(&concurrent, c));
+    let [sd, sr, sc] = [seq[0], seq[1], seq[2]];
+    let [pd, pr, pc] = [par[0], par[1], par[2]];
+    // Every create reached the upstream exactly once (direct calls land there too).
+    assert_eq!(
+        upstream.calls(Route::Create(VendorKind::Loop)) - creates_before,
+        (sd.requests + sc.requests + pd.requests + pc.requests) as u64
+    );
+
+    let added_p50 = ms(sc.p50) - ms(sd.p50);
+    let added_p99 = ms(sc.p99) - ms(sd.p99);
     let mut t = String::from(
         "### 1. Overhead: one create to one upstream (Loop, answering at once)\n\n\
-         | `POST`, same load client | straight to the upstream | through the gateway | the gateway adds |\n\
-         |---|---|---|---|\n",
+         | `POST`, same load client | straight to the upstream | gateway, dry run (no ledger, no call) | gateway, create | the create adds |\n\
+         |---|---|---|---|---|\n",
     );
     t.push_str(&format!(
-        "| 1 connection, p50 latency | {:.3} ms | {:.3} ms | **{:+.3} ms** |\n",
+        "| 1 connection, p50 latency | {:.3} ms | {:.3} ms | {:.3} ms | **{added_p50:+.3} ms** |\n",
         ms(sd.p50),
-        ms(sv.p50),
-        added_p50
+        ms(sr.p50),
+        ms(sc.p50)
     ));
     t.push_str(&format!(
-        "| 1 connection, p99 latency | {:.3} ms | {:.3} ms | **{:+.3} ms** |\n",
+        "| 1 connection, p99 latency | {:.3} ms | {:.3} ms | {:.3} ms | {added_p99:+.3} ms |\n",
         ms(sd.p99),
-        ms(sv.p99),
-        added_p99
+        ms(sr.p99),
+        ms(sc.p99)
     ));
     t.push_str(&format!(
-        "| 1 connection, requests/s | {:.0} | {:.0} | ×{:.2} |\n",
+        "| 1 connection, requests/s | {:.0} | {:.0} | {:.0} | ×{:.2} |\n",
         sd.per_second,
-        sv.per_second,
-        sv.per_second / sd.per_second
+        sr.per_second,
+        sc.per_second,
+        sc.per_second / sd.per_second
     ));
     t.push_str(&format!(
-        "| {c} connections, requests/s | {:.0} | {:.0} | **×{:.2}** (throughput ratio) |\n",
+        "| {c} connections, requests/s | {:.0} | {:.0} | {:.0} | **×{:.2}** (throughput ratio) |\n",
         pd.per_second,
-        pv.per_second,
-        pv.per_second / pd.per_second
+        pr.per_second,
+        pc.per_second,
+        pc.per_second / pd.per_second
     ));
     t.push_str(&format!(
-        "| {c} connections, p50 / p99 latency | {:.2} / {:.2} ms | {:.2} / {:.2} ms | {:+.2} / {:+.2} ms |\n",
+        "| {c} connections, p50 / p99 latency | {:.2} / {:.2} ms | {:.2} / {:.2} ms | {:.2} / {:.2} ms | {:+.2} / {:+.2} ms |\n",
         ms(pd.p50),
         ms(pd.p99),
-        ms(pv.p50),
-        ms(pv.p99),
-        ms(pv.p50) - ms(pd.p50),
-        ms(pv.p99) - ms(pd.p99)
+        ms(pr.p50),
+        ms(pr.p99),
+        ms(pc.p50),
+        ms(pc.p99),
+        ms(pc.p50) - ms(pd.p50),
+        ms(pc.p99) - ms(pd.p99)
     ));
     t.push_str(&format!(
-        "| {c} connections, CPU per request: load client + upstream | {:.0} µs | {:.0} µs | |\n",
-        micros_per(tcpu_direct.0, pd.requests),
-        micros_per(tcpu_via.0, pv.requests)
+        "| {c} connections, CPU per request: gateway process | — | {:.0} µs | {:.0} µs | {:.0} µs |\n",
+        micros(pr.cpu_watched),
+        micros(pc.cpu_watched),
+        micros(pc.cpu_watched)
     ));
     t.push_str(&format!(
-        "| {c} connections, CPU per request: gateway process | — | {:.0} µs | |\n",
-        micros_per(tcpu_via.1, pv.requests)
+        "| {c} connections, CPU per request: load client + upstream (bench process) | {:.0} µs | {:.0} µs | {:.0} µs | {:+.0} µs |\n",
+        micros(pd.cpu_self),
+        micros(pr.cpu_self),
+        micros(pc.cpu_self),
+        micros(pc.cpu_self) - micros(pd.cpu_self)
+    ));
+    let serving = ms(sr.p50) - ms(sd.p50);
+    let rest = ms(sc.p50) - ms(sr.p50) - ms(sd.p50);
+    t.push_str(&format!(
+        "\nThe added p50 taken apart (1 connection): {serving:.3} ms receiving, validating, translating and \
+         answering (dry run − direct: both are one loopback round trip), {:.3} ms the call to the upstream \
+         itself (direct), and {rest:.3} ms the rest of a create: the ledger's writes and the outbound call's \
+         plumbing (create − dry run − direct). On {c} connections the gateway spends {:.0} µs of CPU on a \
+         create against {:.0} µs on a dry run: {:.0} µs go to the ledger and the outbound call.\n",
+        ms(sd.p50),
+        micros(pc.cpu_watched),
+        micros(pr.cpu_watched),
+        micros(pc.cpu_watched) - micros(pr.cpu_watched)
     ));
     t.push_str(&format!(
-        "\n{} rounds of {:.1} s a side, interleaved; {} + {} requests on 1 connection, {} + {} on {c}; \
-         none failed. p50/p99 pool every request of a side.\n",
+        "\n{} rounds of {:.1} s a side, the three sides interleaved; {} / {} / {} requests on 1 connection, \
+         {} / {} / {} on {c}; none failed. p50/p99 pool every request of a side.\n",
         s.rounds,
         s.round_time.as_secs_f64(),
         sd.requests,
-        sv.requests,
+        sr.requests,
+        sc.requests,
         pd.requests,
-        pv.requests
+        pr.requests,
+        pc.requests
     ));
     Section {
         table: t,
@@ -295,8 +326,8 @@ async fn overhead(s: &Settings) -> Section {
             measured: format!(
                 "{added_p50:+.3} ms ({:.3} → {:.3} ms); throughput ×{:.2} on {c} connections",
                 ms(sd.p50),
-                ms(sv.p50),
-                pv.per_second / pd.per_second
+                ms(sc.p50),
+                pc.per_second / pd.per_second
             ),
             met: added_p50 < 0.5,
         }],
@@ -346,12 +377,14 @@ async fn fan_out(s: &Settings) -> Section {
     load::drive(&client, &direct, 1, warm).await;
 
     let per_round = Stop::Count(s.fanout.div_ceil(s.rounds));
-    let (via, straight) = load::interleave(
-        s.rounds,
-        async || load::drive(&client, &create, 1, per_round).await,
-        async || load::drive(&client, &direct, 1, per_round).await,
-    )
-    .await;
+    let side = |call| Side {
+        client: &client,
+        call,
+        connections: 1,
+        watch: Some(gateway.pid()),
+    };
+    let mut runs = load::interleave(s.rounds, &[side(&create), side(&direct)], per_round).await;
+    let (straight, via) = (runs.pop().unwrap(), runs.pop().unwrap());
     let (fv, fd) = (Summary::of(&via), Summary::of(&straight));
     fv.assert_clean(&via, "fan-out through the gateway");
     fd.assert_clean(&straight, "one upstream directly");

@@ -82,6 +82,10 @@ pub struct Run {
     /// Answers with another status than expected, or transport errors.
     pub failures: usize,
     pub first_failure: Option<String>,
+    /// CPU time this process (load client and in-process upstreams) used during the run.
+    pub cpu_self: Duration,
+    /// CPU time the watched process (the gateway) used during the run.
+    pub cpu_watched: Duration,
 }
 
 /// Sends `call` over `connections` concurrent connections until `stop`.
@@ -143,25 +147,38 @@ pub async fn drive(client: &reqwest::Client, call: &Arc<Call>, connections: usiz
     all
 }
 
-/// Runs `a` and `b` for `rounds` rounds each, alternately and alternating which goes first
-/// (A B, B A, A B, ...), so that drift in the machine's load hits both sides alike. Returns
-/// each side's runs in order.
-pub async fn interleave(
-    rounds: usize,
-    mut a: impl AsyncFnMut() -> Run,
-    mut b: impl AsyncFnMut() -> Run,
-) -> (Vec<Run>, Vec<Run>) {
-    let (mut runs_a, mut runs_b) = (Vec::new(), Vec::new());
+/// One side of a comparison: a call, the client and connections it is sent with, and a
+/// process (the gateway) whose CPU time is charged to the side's runs along with this one's.
+pub struct Side<'a> {
+    pub client: &'a reqwest::Client,
+    pub call: &'a Arc<Call>,
+    pub connections: usize,
+    pub watch: Option<u32>,
+}
+
+/// Runs every side `rounds` times, one after another, starting each round one side further
+/// (A B C, B C A, C A B, ...), so that drift in the machine's load hits all sides alike.
+/// Returns each side's runs, in order.
+pub async fn interleave(rounds: usize, sides: &[Side<'_>], stop: Stop) -> Vec<Vec<Run>> {
+    let mut runs: Vec<Vec<Run>> = sides.iter().map(|_| Vec::new()).collect();
     for round in 0..rounds {
-        if round % 2 == 0 {
-            runs_a.push(a().await);
-            runs_b.push(b().await);
-        } else {
-            runs_b.push(b().await);
-            runs_a.push(a().await);
+        for i in 0..sides.len() {
+            let at = (round + i) % sides.len();
+            let side = &sides[at];
+            let own = super::cpu_time("/proc/self/stat");
+            let watched = side.watch.and_then(|pid| super::cpu_time(&format!("/proc/{pid}/stat")));
+            let mut run = drive(side.client, side.call, side.connections, stop).await;
+            if let (Some(before), Some(after)) = (own, super::cpu_time("/proc/self/stat")) {
+                run.cpu_self = after.saturating_sub(before);
+            }
+            let watched_after = side.watch.and_then(|pid| super::cpu_time(&format!("/proc/{pid}/stat")));
+            if let (Some(before), Some(after)) = (watched, watched_after) {
+                run.cpu_watched = after.saturating_sub(before);
+            }
+            runs[at].push(run);
         }
     }
-    (runs_a, runs_b)
+    runs
 }
 
 /// Latency and throughput of one side over all its runs.
@@ -174,6 +191,9 @@ pub struct Summary {
     pub p50: Duration,
     pub p99: Duration,
     pub max: Duration,
+    /// CPU time per request: this process's, and the watched process's.
+    pub cpu_self: Duration,
+    pub cpu_watched: Duration,
 }
 
 impl Summary {
@@ -182,7 +202,10 @@ impl Summary {
         let mut latencies: Vec<Duration> = runs.iter().flat_map(|r| r.latencies.iter().copied()).collect();
         latencies.sort_unstable();
         let elapsed: Duration = runs.iter().map(|r| r.elapsed).sum();
+        let per_request = |total: Duration| total / (latencies.len().max(1) as u32);
         Summary {
+            cpu_self: per_request(runs.iter().map(|r| r.cpu_self).sum()),
+            cpu_watched: per_request(runs.iter().map(|r| r.cpu_watched).sum()),
             requests: latencies.len(),
             failures: runs.iter().map(|r| r.failures).sum(),
             per_second: latencies.len() as f64 / elapsed.as_secs_f64().max(f64::MIN_POSITIVE),
