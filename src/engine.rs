@@ -285,19 +285,11 @@ impl Engine {
         env: &dyn Fn(&str) -> Option<String>,
         clock: SharedClock,
     ) -> Result<Self, StartupError> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("promo-gateway/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        let upstreams: BTreeMap<String, Arc<Upstream>> = config
+        let upstreams = config
             .upstreams
             .iter()
-            .map(|(name, u)| {
-                (
-                    name.clone(),
-                    Arc::new(Upstream::new(name, u, http.clone(), env, clock.clone())),
-                )
-            })
-            .collect();
+            .map(|(name, u)| Ok((name.clone(), Arc::new(Upstream::new(name, u, env, clock.clone())?))))
+            .collect::<Result<BTreeMap<String, Arc<Upstream>>, reqwest::Error>>()?;
         Ok(Self {
             store,
             clock,

@@ -258,15 +258,13 @@ enum Next {
 }
 
 impl Upstream {
-    /// `shared` is the gateway's common client, used only if this upstream's own (with its
-    /// connect timeout) cannot be built.
+    /// Each upstream has a client of its own, since the connect timeout is a client setting.
     pub fn new(
         name: &str,
         config: &UpstreamConfig,
-        shared: reqwest::Client,
         env: &dyn Fn(&str) -> Option<String>,
         clock: SharedClock,
-    ) -> Self {
+    ) -> Result<Self, reqwest::Error> {
         let vendor = config.vendor();
         let timeout = Duration::from_millis(config.timeout_ms);
         let per_second = NonZeroU32::new(config.rate_limit.per_second).expect("checked by Config::check");
@@ -274,15 +272,8 @@ impl Upstream {
         let http = reqwest::Client::builder()
             .user_agent(concat!("promo-gateway/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
-            .build()
-            .unwrap_or_else(|e| {
-                tracing::error!(
-                    upstream = name,
-                    "no client of its own ({e}); connect_timeout_ms is not applied"
-                );
-                shared
-            });
-        Self {
+            .build()?;
+        Ok(Self {
             name: name.to_owned(),
             vendor,
             adapter: promo_adapters::vendors::for_kind(vendor),
@@ -305,7 +296,7 @@ impl Upstream {
                 state: Circuit::Closed,
             }),
             stats: Mutex::new(UpstreamStats::default()),
-        }
+        })
     }
 
     /// The full URL of a vendor path: the base URL's own path (Limio's `/api`) is kept.
