@@ -24,7 +24,8 @@
 //!    straight to those upstreams: codes a second, the gateway's peak RSS, and Moltin's calls
 //!    against the codes it received.
 //!
-//! `BENCH_RATE_CODES` and `BENCH_SCALE_CODES` set the two jobs' sizes.
+//! `BENCH_RATE_CODES` and `BENCH_SCALE_CODES` set the two jobs' sizes; `BENCH_ONLY=4` (a
+//! comma-separated list of items) runs some alone and writes nothing.
 
 mod support;
 
@@ -102,16 +103,28 @@ fn main() {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let sections = vec![
-        runtime.block_on(overhead(&settings)),
-        runtime.block_on(fan_out(&settings)),
-        runtime.block_on(rate_fidelity(&settings)),
-        runtime.block_on(sync_at_scale(&settings)),
-    ];
+    // `BENCH_ONLY=3,4` runs some items alone (for profiling one); nothing is written then.
+    let only: Option<Vec<u8>> = std::env::var("BENCH_ONLY")
+        .ok()
+        .map(|v| v.split(',').filter_map(|i| i.trim().parse().ok()).collect());
+    let wanted = |item: u8| only.as_ref().is_none_or(|o| o.contains(&item));
+    let mut sections = Vec::new();
+    if wanted(1) {
+        sections.push(runtime.block_on(overhead(&settings)));
+    }
+    if wanted(2) {
+        sections.push(runtime.block_on(fan_out(&settings)));
+    }
+    if wanted(3) {
+        sections.push(runtime.block_on(rate_fidelity(&settings)));
+    }
+    if wanted(4) {
+        sections.push(runtime.block_on(sync_at_scale(&settings)));
+    }
     let machine = support::machine();
     let full = publish_full(&sections, &machine);
     println!("{full}");
-    if settings.quick || std::env::var("BENCH_WRITE").as_deref() == Ok("0") {
+    if settings.quick || only.is_some() || std::env::var("BENCH_WRITE").as_deref() == Ok("0") {
         return;
     }
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));

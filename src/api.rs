@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -61,6 +61,22 @@ pub(crate) struct AppState {
 
 /// Reads a query string of known parameters. Every problem names the parameter at fault (a
 /// misspelt `dryrun` is named as such, not reported as a bad `dry_run`).
+/// A route's one path parameter. axum answers a segment that is not UTF-8 with a plain-text
+/// 400 of its own; no code or id can be spelt that way, so here it is the same 404 problem as
+/// any other name the gateway does not hold.
+pub(crate) struct Segment(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Segment {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(segment)) => Ok(Segment(segment)),
+            Err(_) => Err(ApiError::NotFound(parts.uri.path().to_owned())),
+        }
+    }
+}
+
 pub(crate) fn query(raw: Option<&str>, known: &[&str]) -> Result<BTreeMap<String, String>, ApiError> {
     let mut p = Problems::default();
     let mut out = BTreeMap::new();
@@ -217,7 +233,7 @@ pub(crate) async fn list_codes(
 )]
 pub(crate) async fn code(
     State(state): State<AppState>,
-    Path(code): Path<String>,
+    Segment(code): Segment,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<crate::ledger::CodeRecord>, ApiError> {
     let q = query(raw.as_deref(), &["campaign"])?;
@@ -333,10 +349,7 @@ pub(crate) struct Recorded {
         (status = 503, response = crate::openapi::LedgerUnavailable),
     )
 )]
-pub(crate) async fn recorded(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Recorded>, ApiError> {
+pub(crate) async fn recorded(State(state): State<AppState>, Segment(id): Segment) -> Result<Json<Recorded>, ApiError> {
     let not_found = || ApiError::NotFound(format!("/v1/requests/{id}"));
     let request_id: i64 = id.parse().map_err(|_| not_found())?;
     let stored = state.engine.recorded(request_id).await?.ok_or_else(not_found)?;

@@ -317,7 +317,9 @@ impl Engine {
 
     /// Validates, translates and (unless `dry_run`) records and sends one code to its targets.
     /// A target where the ledger already has the code is not called again; with an
-    /// idempotency key, a repeat of a finished create replays its first answer.
+    /// idempotency key, a repeat of a finished create replays its first answer. A code that
+    /// clashes with one the ledger holds (another case or definition in its campaign, or the
+    /// same code of another campaign at one of the targets) is refused whole, nothing sent.
     pub async fn create(&self, body: &Value, dry_run: bool, key: Option<String>) -> Result<Answer, ApiError> {
         let request = validate(body, &self.validation_context()).map_err(ApiError::Invalid)?;
         let plans = self.plan(&request)?;

@@ -165,7 +165,7 @@ impl ApiError {
             ApiError::NotFound(path) => p.push(
                 "path",
                 format!(
-                    "`{path}` names nothing here (routes: POST|GET /v1/promo-codes, GET /v1/promo-codes/{{code}}, GET /v1/requests/{{id}}, POST /v1/sync-jobs, GET /v1/sync-jobs/{{id}}[/results], POST /v1/sync-jobs/{{id}}/retry|cancel, GET /health)"
+                    "`{path}` names nothing here (routes: POST|GET /v1/promo-codes, GET /v1/promo-codes/{{code}}, GET /v1/requests/{{id}}, POST /v1/sync-jobs, GET /v1/sync-jobs/{{id}}[/results], POST /v1/sync-jobs/{{id}}/retry|cancel, GET /health, GET /metrics, GET /openapi.json)"
                 ),
             ),
             ApiError::MethodNotAllowed { method, .. } => p.push("method", format!("{method} is not allowed here")),
@@ -202,13 +202,21 @@ impl IntoResponse for ApiError {
             )),
             _ => None,
         };
-        let body = json!({
+        let mut body = json!({
             "type": format!("urn:promo-gateway:problem:{}", self.slug()),
             "title": self.title(),
             "status": status.as_u16(),
             "detail": self.to_string(),
             "errors": self.problems(),
         });
+        // A code conflict also says what clashed, for clients to branch on (an RFC 9457
+        // extension member): `{"kind": "other_case"|"redefined"|"repeated", "existing": ...}` or
+        // `{"kind": "other_campaign", "held_by": [{"campaign", "code", "upstreams"}]}`.
+        if let ApiError::CodeConflict(conflict) = &self {
+            if let Ok(value) = serde_json::to_value(conflict) {
+                body["conflict"] = value;
+            }
+        }
         let mut response = (
             status,
             [(header::CONTENT_TYPE, "application/problem+json")],

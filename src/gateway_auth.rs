@@ -220,15 +220,15 @@ impl Keys {
     }
 }
 
-/// What a request needs.
+/// What a request needs (also read by the OpenAPI description, src/openapi.rs).
 #[derive(Debug, PartialEq, Eq)]
-enum Need {
+pub(crate) enum Need {
     Nothing,
     AnyKey,
     Scope(Scope),
 }
 
-fn need(method: &Method, path: &str) -> Need {
+pub(crate) fn need(method: &Method, path: &str) -> Need {
     let under = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
     let read = method == Method::GET || method == Method::HEAD;
     match path {

@@ -4,6 +4,9 @@
 //! It is what makes the gateway safe to call twice and safe to crash:
 //! - a code is held once per campaign, compared without regard to case; a target where the
 //!   code is already `created` is never called again, by a create or by a sync job;
+//! - an upstream holds a code (in any case) for one campaign only: a create or job item that
+//!   targets an upstream where another campaign's code is delivered or being delivered is
+//!   refused whole, before anything is written or sent;
 //! - an `Idempotency-Key` names a create: a repeat with the same body replays the first answer,
 //!   with another body is refused, and while the first is running gets 409;
 //! - a delivery is `pending` from the moment it is decided until its outcome is recorded, so a
@@ -78,9 +81,9 @@ pub fn code_key(code: &str) -> String {
     code.to_uppercase()
 }
 
-/// Why the ledger will not take a code.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "conflict", rename_all = "snake_case")]
+/// Why the ledger will not take a code: the `conflict` member of a 409 problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CodeConflict {
     /// The campaign holds the same code in another case (`SPRING20` beside `spring20`).
     OtherCase { existing: String },
@@ -88,6 +91,19 @@ pub enum CodeConflict {
     Redefined { existing: String },
     /// The same code twice in one job.
     Repeated { existing: String },
+    /// Another campaign (or a code of no campaign) holds the code, in any case, at one or more
+    /// of the targets: a vendor keeps one code per name, so it cannot be this campaign's there.
+    OtherCampaign { held_by: Vec<Holder> },
+}
+
+/// Another campaign's hold on a code: the code as it spelt it, and the upstreams where that
+/// code is delivered or being delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Holder {
+    /// `None` for a code of no campaign.
+    pub campaign: Option<String>,
+    pub code: String,
+    pub upstreams: Vec<String>,
 }
 
 impl std::fmt::Display for CodeConflict {
@@ -102,6 +118,20 @@ impl std::fmt::Display for CodeConflict {
                 "the campaign already holds `{existing}` with a different definition; a code cannot change once accepted"
             ),
             CodeConflict::Repeated { existing } => write!(f, "`{existing}` appears earlier in this job"),
+            CodeConflict::OtherCampaign { held_by } => {
+                for (i, h) in held_by.iter().enumerate() {
+                    let owner = match &h.campaign {
+                        Some(c) => format!("campaign `{c}`"),
+                        None => "no campaign".to_owned(),
+                    };
+                    let sep = if i == 0 { "" } else { "; " };
+                    write!(f, "{sep}`{}` of {owner} is held at {}", h.code, h.upstreams.join(", "))?;
+                }
+                write!(
+                    f,
+                    "; a vendor keeps one code per name whatever the case, so this campaign cannot hold it there too (choose another code, or other targets)"
+                )
+            }
         }
     }
 }
@@ -331,7 +361,8 @@ pub trait Store: Send + Sync + 'static {
     async fn codes(&self, filter: CodeFilter) -> Result<Vec<(i64, CodeRecord)>, LedgerError>;
 
     /// Writes a job and all its codes, claiming (`pending`) every target a code is not yet on,
-    /// in one transaction: a job is accepted whole or not at all.
+    /// in one transaction: a job is accepted whole or not at all. An item whose code another
+    /// campaign holds at one of the targets is refused like any other clash.
     fn create_job(
         &self,
         campaign: &str,
@@ -368,8 +399,9 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<JobResult>, LedgerError>;
 
-    /// Sets the job running again with its failed, throttled and cancelled deliveries pending;
-    /// how many deliveries it reopened.
+    /// Sets the job running again with its failed, throttled and cancelled deliveries pending
+    /// (except where another campaign's code has reached that upstream since, which stay as
+    /// they are); how many deliveries it reopened.
     async fn retry_job(&self, id: i64) -> Result<u64, LedgerError>;
 
     /// Ends a job: `Done`, or `Cancelled` with its still pending deliveries marked cancelled.
@@ -439,6 +471,49 @@ CREATE TABLE job_items (
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX job_items_code ON job_items(job_id, code_id);
 CREATE INDEX job_items_by_code ON job_items(code_id);
+",
+    // 2: a code's holders in every campaign, for the check that one upstream holds a code for
+    // one campaign only.
+    "CREATE INDEX codes_by_key ON codes(code_key);",
+    // 3: a running tally of each job's deliveries by target and status, so that a job's
+    // progress (polled by clients, the CLI's bars and /metrics) costs a few rows instead of a
+    // join over every code of the job. `create_job` counts a new job's deliveries once; from
+    // then on the trigger moves a delivery from its old status to its new one in every job
+    // that counts it (a code can be in several jobs: a retry, a mirror). A job counts a
+    // delivery exactly when it has a row for the delivery's target and old status: rows are
+    // never deleted, only brought to 0. (No `OR IGNORE` in the trigger: the upsert that fires
+    // it would override that conflict clause with its own.)
+    "
+CREATE TABLE job_tally (
+    job_id   INTEGER NOT NULL REFERENCES jobs(id),
+    upstream TEXT NOT NULL,
+    status   TEXT NOT NULL,
+    n        INTEGER NOT NULL,
+    PRIMARY KEY (job_id, upstream, status)
+) WITHOUT ROWID;
+INSERT INTO job_tally (job_id, upstream, status, n)
+    SELECT i.job_id, d.upstream, d.status, COUNT(*)
+      FROM job_items i JOIN jobs j ON j.id = i.job_id JOIN deliveries d ON d.code_id = i.code_id
+     WHERE d.upstream IN (SELECT value FROM json_each(j.targets))
+     GROUP BY i.job_id, d.upstream, d.status;
+CREATE TRIGGER deliveries_tally AFTER UPDATE OF status ON deliveries
+WHEN old.status IS NOT new.status
+BEGIN
+    INSERT INTO job_tally (job_id, upstream, status, n)
+        SELECT t.job_id, new.upstream, new.status, 0 FROM job_tally t
+         WHERE t.upstream = old.upstream AND t.status = old.status
+           AND t.job_id IN (SELECT job_id FROM job_items WHERE code_id = old.code_id)
+           AND NOT EXISTS (SELECT 1 FROM job_tally x
+                            WHERE x.job_id = t.job_id AND x.upstream = new.upstream AND x.status = new.status);
+    UPDATE job_tally SET n = n + 1
+     WHERE upstream = new.upstream AND status = new.status
+       AND job_id IN (SELECT t.job_id FROM job_tally t
+                       WHERE t.upstream = old.upstream AND t.status = old.status
+                         AND t.job_id IN (SELECT job_id FROM job_items WHERE code_id = old.code_id));
+    UPDATE job_tally SET n = n - 1
+     WHERE upstream = old.upstream AND status = old.status
+       AND job_id IN (SELECT job_id FROM job_items WHERE code_id = old.code_id);
+END;
 ",
 ];
 
@@ -555,6 +630,44 @@ fn find_or_add_code(tx: &Transaction<'_>, def: &Definition) -> Result<Result<i64
     tx.prepare_cached("UPDATE codes SET code = ?1, definition = ?2 WHERE id = ?3")?
         .execute(params![def.code, def.json, id])?;
     Ok(Ok(id))
+}
+
+/// Other campaigns' holds on a code at any of `targets`: each code of another campaign (or of
+/// none) with the same key that is delivered or being delivered there. A vendor keeps one code
+/// per name, so another campaign's code there would be answered "already exists" with that
+/// campaign's discount. Read inside the transaction that claims the targets, so two creates
+/// cannot both pass it.
+fn held_elsewhere(
+    tx: &Connection,
+    campaign: &str,
+    key: &str,
+    targets: &[String],
+) -> rusqlite::Result<Option<CodeConflict>> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT c.campaign, c.code, d.upstream FROM codes c JOIN deliveries d ON d.code_id = c.id
+          WHERE c.code_key = ?1 AND c.campaign <> ?2 AND d.status IN ('created', 'already_exists', 'pending')
+          ORDER BY c.campaign, c.id, d.upstream",
+    )?;
+    let rows = stmt.query_map(params![key, campaign], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+    })?;
+    let mut held_by: Vec<Holder> = Vec::new();
+    for row in rows {
+        let (campaign, code, upstream) = row?;
+        if !targets.contains(&upstream) {
+            continue;
+        }
+        let campaign = (!campaign.is_empty()).then_some(campaign);
+        match held_by.last_mut() {
+            Some(h) if h.campaign == campaign && h.code == code => h.upstreams.push(upstream),
+            _ => held_by.push(Holder {
+                campaign,
+                code,
+                upstreams: vec![upstream],
+            }),
+        }
+    }
+    Ok((!held_by.is_empty()).then_some(CodeConflict::OtherCampaign { held_by }))
 }
 
 /// The state of one delivery, if the ledger has it.
@@ -706,11 +819,15 @@ impl Store for Ledger {
                     None => {}
                 }
             }
+            // A refusal returns before the commit: dropping the transaction rolls it back.
             let code_id = match find_or_add_code(&tx, &definition)? {
                 Ok(id) => id,
                 Err(conflict) => return Ok(Begin::Conflict(conflict)),
             };
-            let names: Vec<&String> = targets.iter().map(|t| &t.upstream).collect();
+            let names: Vec<String> = targets.iter().map(|t| t.upstream.clone()).collect();
+            if let Some(conflict) = held_elsewhere(&tx, &definition.campaign, &definition.key(), &names)? {
+                return Ok(Begin::Conflict(conflict));
+            }
             tx.prepare_cached(
                 "INSERT INTO requests (idempotency_key, key_expires_at, body, code_id, targets) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
@@ -927,14 +1044,14 @@ impl Store for Ledger {
             }
             Ok(())
         };
+        let mut refuse = |at: String, problem: String| {
+            count += 1;
+            if problems.len() < MAX_REPORTED {
+                problems.push((at, problem));
+            }
+        };
         match codes {
             JobCodes::Items(items) => {
-                let mut refuse = |at: String, problem: String| {
-                    count += 1;
-                    if problems.len() < MAX_REPORTED {
-                        problems.push((at, problem));
-                    }
-                };
                 for (at, item) in items {
                     let def = match item {
                         Ok(def) => def,
@@ -955,10 +1072,13 @@ impl Store for Ledger {
                         continue;
                     }
                     match find_or_add_code(&tx, &def)? {
-                        Ok(code_id) => {
-                            seq += 1;
-                            add(&tx, code_id, seq)?;
-                        }
+                        Ok(code_id) => match held_elsewhere(&tx, &def.campaign, &def.key(), targets)? {
+                            Some(conflict) => refuse(at, format!("code: {conflict}")),
+                            None => {
+                                seq += 1;
+                                add(&tx, code_id, seq)?;
+                            }
+                        },
                         Err(conflict) => refuse(at, format!("code: {conflict}")),
                     }
                 }
@@ -976,7 +1096,8 @@ impl Store for Ledger {
                                 "SELECT EXISTS (SELECT 1 FROM codes WHERE campaign = ?1 AND code_key = ?2)",
                             )?
                             .query_row(params![def.campaign, def.key()], |r| r.get(0))?;
-                        if !taken {
+                        // Another campaign's code at a target is taken too.
+                        if !taken && held_elsewhere(&tx, &def.campaign, &def.key(), targets)?.is_none() {
                             break find_or_add_code(&tx, &def)?.expect("checked free above");
                         }
                         tries += 1;
@@ -995,12 +1116,18 @@ impl Store for Ledger {
                 }
             }
             JobCodes::Mirror { campaign: from } => {
-                let ids: Vec<i64> = {
-                    let mut stmt = tx.prepare("SELECT id FROM codes WHERE campaign = ?1 ORDER BY id")?;
-                    let rows = stmt.query_map([&from], |r| r.get(0))?.collect::<Result<_, _>>()?;
+                let ids: Vec<(i64, String)> = {
+                    let mut stmt = tx.prepare("SELECT id, code_key FROM codes WHERE campaign = ?1 ORDER BY id")?;
+                    let rows = stmt
+                        .query_map([&from], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect::<Result<_, _>>()?;
                     rows
                 };
-                for code_id in ids {
+                for (code_id, key) in ids {
+                    if let Some(conflict) = held_elsewhere(&tx, &from, &key, targets)? {
+                        refuse("codes".into(), format!("code: {conflict}"));
+                        continue;
+                    }
                     seq += 1;
                     add(&tx, code_id, seq)?;
                 }
@@ -1011,6 +1138,14 @@ impl Store for Ledger {
             return Err(JobRefused::Items { problems, count });
         }
         tx.execute("UPDATE jobs SET total = ?1 WHERE id = ?2", params![seq, job_id])?;
+        // The job's tally starts here (see migration 3); the trigger keeps it from now on.
+        tx.execute(
+            "INSERT INTO job_tally (job_id, upstream, status, n)
+                 SELECT ?1, d.upstream, d.status, COUNT(*) FROM job_items i JOIN deliveries d ON d.code_id = i.code_id
+                  WHERE i.job_id = ?1 AND d.upstream IN (SELECT value FROM json_each(?2))
+                  GROUP BY d.upstream, d.status",
+            params![job_id, serde_json::to_string(targets).map_err(LedgerError::from)?],
+        )?;
         tx.commit()?;
         Ok(job_id)
     }
@@ -1066,11 +1201,8 @@ impl Store for Ledger {
             let targets: Vec<String> = serde_json::from_str(&targets)?;
             let mut out = BTreeMap::new();
             for t in targets {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT d.status, COUNT(*) FROM job_items i
-                       JOIN deliveries d ON d.code_id = i.code_id AND d.upstream = ?2
-                      WHERE i.job_id = ?1 GROUP BY d.status",
-                )?;
+                let mut stmt = conn
+                    .prepare_cached("SELECT status, n FROM job_tally WHERE job_id = ?1 AND upstream = ?2 AND n > 0")?;
                 let counts: BTreeMap<Status, u64> = stmt
                     .query_map(params![id, t], |r| {
                         Ok((parse_status(&r.get::<_, String>(0)?), r.get::<_, i64>(1)? as u64))
@@ -1183,7 +1315,14 @@ impl Store for Ledger {
                     "UPDATE deliveries SET status = 'pending', job_id = ?1, updated_at = {NOW}
                       WHERE status IN ('failed', 'throttled', 'cancelled')
                         AND upstream IN (SELECT value FROM json_each((SELECT targets FROM jobs WHERE id = ?1)))
-                        AND code_id IN (SELECT code_id FROM job_items WHERE job_id = ?1)"
+                        AND code_id IN (SELECT code_id FROM job_items WHERE job_id = ?1)
+                        -- Not where another campaign's code has reached the upstream since.
+                        AND NOT EXISTS (
+                            SELECT 1 FROM codes c
+                              JOIN codes o ON o.code_key = c.code_key AND o.campaign <> c.campaign
+                              JOIN deliveries od ON od.code_id = o.id AND od.upstream = deliveries.upstream
+                             WHERE c.id = deliveries.code_id
+                               AND od.status IN ('created', 'already_exists', 'pending'))"
                 ),
                 [id],
             )?;
@@ -1222,5 +1361,225 @@ impl Store for Ledger {
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn open(dir: &tempfile::TempDir) -> Ledger {
+        Ledger::open(&dir.path().join("ledger.db")).unwrap()
+    }
+
+    fn to(upstream: &str) -> PlannedTarget {
+        PlannedTarget {
+            upstream: upstream.into(),
+            settled: None,
+        }
+    }
+
+    async fn begin(ledger: &Ledger, campaign: &str, code: &str, targets: &[&str]) -> Begin {
+        let body = json!({ "code": code, "campaign": campaign, "discount": { "percent_off": 20 } });
+        let def = Definition::of(&body, Some(campaign), code);
+        let targets = targets.iter().map(|t| to(t)).collect();
+        ledger
+            .begin_create(None, body, def, targets, Utc::now(), chrono::Duration::hours(1))
+            .await
+            .unwrap()
+    }
+
+    fn count(ledger: &Ledger, table: &str) -> i64 {
+        ledger
+            .lock()
+            .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn another_campaigns_pending_code_at_a_target_is_a_conflict_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = open(&dir);
+        assert!(matches!(
+            begin(&ledger, "a", "SPRING20", &["loop"]).await,
+            Begin::New { .. }
+        ));
+        let (codes, requests) = (count(&ledger, "codes"), count(&ledger, "requests"));
+        match begin(&ledger, "b", "spring20", &["loop2", "loop"]).await {
+            Begin::Conflict(conflict) => assert_eq!(
+                conflict,
+                CodeConflict::OtherCampaign {
+                    held_by: vec![Holder {
+                        campaign: Some("a".into()),
+                        code: "SPRING20".into(),
+                        upstreams: vec!["loop".into()],
+                    }]
+                }
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!((count(&ledger, "codes"), count(&ledger, "requests")), (codes, requests));
+        // Elsewhere, it is b's to claim.
+        match begin(&ledger, "b", "spring20", &["loop2"]).await {
+            Begin::New { claims, .. } => assert!(matches!(claims[..], [Claim::Send])),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_version_1_ledger_gains_the_code_key_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let ledger = Ledger::open(&path).unwrap();
+        let conn = ledger.lock();
+        let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(version, MIGRATIONS.len());
+        let indexed: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'codes_by_key')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(indexed);
+    }
+
+    /// A job's counts as the tally's trigger must keep them: by a join over the job's codes.
+    fn counted_by_join(ledger: &Ledger, job: i64, targets: &[&str]) -> BTreeMap<String, BTreeMap<Status, u64>> {
+        let conn = ledger.lock();
+        let mut out = BTreeMap::new();
+        for t in targets {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT d.status, COUNT(*) FROM job_items i
+                       JOIN deliveries d ON d.code_id = i.code_id AND d.upstream = ?2
+                      WHERE i.job_id = ?1 GROUP BY d.status",
+                )
+                .unwrap();
+            let counts = stmt
+                .query_map(params![job, t], |r| {
+                    Ok((parse_status(&r.get::<_, String>(0)?), r.get::<_, i64>(1)? as u64))
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            out.insert(t.to_string(), counts);
+        }
+        out
+    }
+
+    fn job_of(ledger: &Ledger, campaign: &str, targets: &[&str], codes: &[&str]) -> i64 {
+        let items: Vec<(String, Result<Definition, String>)> = codes
+            .iter()
+            .enumerate()
+            .map(|(i, code)| {
+                let body = json!({ "code": code, "campaign": campaign, "discount": { "percent_off": 20 } });
+                (format!("codes[{i}]"), Ok(Definition::of(&body, Some(campaign), code)))
+            })
+            .collect();
+        let targets: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
+        ledger
+            .create_job(
+                campaign,
+                &targets,
+                "json",
+                json!({}),
+                JobCodes::Items(Box::new(items.into_iter())),
+            )
+            .unwrap()
+    }
+
+    async fn settle(ledger: &Ledger, job: i64, upstream: &str, statuses: &[Status]) {
+        let work = ledger.job_work(job, upstream.into(), 0, 100).await.unwrap();
+        let outcomes = work
+            .iter()
+            .zip(statuses)
+            .map(|(w, s)| (w.code_id, TargetResult::new(upstream, None, *s)))
+            .collect();
+        ledger.record(outcomes).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_jobs_tally_follows_every_change_of_its_deliveries() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = open(&dir);
+        // One code is already on `a` before the job; a create claims another on `b`.
+        let Begin::New { code_id, .. } = begin(&ledger, "c", "HELD", &["a"]).await else {
+            panic!("a new code")
+        };
+        ledger
+            .record(vec![(code_id, TargetResult::new("a", None, Status::Created))])
+            .await
+            .unwrap();
+        let Begin::New { code_id: busy, .. } = begin(&ledger, "c", "BUSY", &["b"]).await else {
+            panic!("a new code")
+        };
+        let job = job_of(&ledger, "c", &["a", "b"], &["HELD", "BUSY", "N1", "N2", "N3", "N4"]);
+        let check = |what: &str| {
+            let ledger = ledger.clone();
+            let what = what.to_owned();
+            async move {
+                let tally = ledger.job_counts(job).await.unwrap();
+                assert_eq!(tally, counted_by_join(&ledger, job, &["a", "b"]), "{what}");
+                tally
+            }
+        };
+        let start = check("intake").await;
+        assert_eq!(start["a"][&Status::Created], 1);
+        assert_eq!(start["a"][&Status::Pending], 5);
+        assert_eq!(start["b"][&Status::Pending], 6);
+
+        settle(&ledger, job, "a", &[Status::Created, Status::Failed, Status::Throttled]).await;
+        check("some settled on a").await;
+        // The create's own delivery of BUSY on b ends outside the job and moves the job's count.
+        ledger
+            .record(vec![(busy, TargetResult::new("b", None, Status::Created))])
+            .await
+            .unwrap();
+        check("another caller's delivery settled").await;
+        ledger.end_job(job, JobState::Cancelled).await.unwrap();
+        let cancelled = check("cancelled").await;
+        assert!(cancelled["b"][&Status::Cancelled] > 0);
+        // A second job shares codes with the first: both tallies move on one record.
+        let second = job_of(&ledger, "c", &["a"], &["N3", "N4"]);
+        ledger.retry_job(job).await.unwrap();
+        check("retried").await;
+        settle(&ledger, second, "a", &[Status::Created, Status::Rejected]).await;
+        check("the second job's deliveries").await;
+        assert_eq!(
+            ledger.job_counts(second).await.unwrap(),
+            counted_by_join(&ledger, second, &["a"])
+        );
+        settle(&ledger, job, "b", &[Status::Created; 6]).await;
+        let end = check("all of b").await;
+        assert_eq!(end["b"].get(&Status::Pending), None);
+    }
+
+    #[tokio::test]
+    async fn a_version_2_ledgers_jobs_are_tallied_by_the_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let job = {
+            let ledger = Ledger::open(&path).unwrap();
+            let job = job_of(&ledger, "c", &["a", "b"], &["N1", "N2", "N3"]);
+            settle(&ledger, job, "a", &[Status::Created, Status::Failed]).await;
+            // Back to version 2, as a ledger written before the tally.
+            ledger
+                .lock()
+                .execute_batch("DROP TRIGGER deliveries_tally; DROP TABLE job_tally; PRAGMA user_version = 2;")
+                .unwrap();
+            job
+        };
+        let ledger = Ledger::open(&path).unwrap();
+        let counts = ledger.job_counts(job).await.unwrap();
+        assert_eq!(counts, counted_by_join(&ledger, job, &["a", "b"]));
+        assert_eq!(counts["a"][&Status::Failed], 1);
+        assert_eq!(counts["b"][&Status::Pending], 3);
     }
 }

@@ -17,6 +17,16 @@ use crate::upstream::{BreakerState, Upstream, LATENCY_BUCKETS_SECS};
 /// The Content-Type of the text format.
 pub const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// `GET /metrics`: the gateway's metrics, in the Prometheus text exposition format 0.0.4.
+///
+/// Every upstream's calls by outcome, call durations, rate-limiter and pause waits, retries,
+/// breaker and pause, and each running sync job's deliveries, read when scraped.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "The current metrics, in the Prometheus text format (version 0.0.4)",
+            body = String, content_type = "text/plain; version=0.0.4"),
+    )
+)]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let text = render(&state.engine).await;
     ([(CONTENT_TYPE, CONTENT_TYPE_TEXT)], text).into_response()

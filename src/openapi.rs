@@ -9,10 +9,15 @@
 
 use std::sync::OnceLock;
 
+use axum::http::Method;
 use axum::Json;
 use serde::Serialize;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
-use utoipa::{OpenApi, ToResponse, ToSchema};
+use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
+
+use crate::gateway_auth::{need, Need};
 
 /// The description, as `GET /openapi.json` serves it.
 #[derive(OpenApi)]
@@ -35,13 +40,25 @@ problem, each with the field at fault and the rule it broke."
         crate::sync_api::retry,
         crate::sync_api::cancel,
         crate::api::health,
+        crate::metrics::metrics,
         openapi_json,
     ),
-    components(responses(BadRequest, NotFound, Conflict, TooLarge, UnsupportedMediaType, Unprocessable, LedgerUnavailable)),
+    components(responses(
+        BadRequest,
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        Conflict,
+        TooLarge,
+        UnsupportedMediaType,
+        Unprocessable,
+        LedgerUnavailable
+    )),
+    modifiers(&GatewayAuth),
     tags(
         (name = "promo-codes", description = "Create a code on every target; the ledger's codes"),
         (name = "sync-jobs", description = "Many codes at once, in the background"),
-        (name = "operations", description = "Health and this description"),
+        (name = "operations", description = "Health, metrics and this description"),
     )
 )]
 pub struct ApiDoc;
@@ -64,6 +81,115 @@ pub async fn openapi_json() -> Json<&'static utoipa::openapi::OpenApi> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Gateway API keys (src/gateway_auth.rs)
+
+/// The name of the security scheme: an API key from `[[server.api_keys]]` as a bearer token.
+pub const SECURITY_SCHEME: &str = "api_key";
+
+/// Adds the bearer security scheme, and to every operation the middleware guards
+/// ([`crate::gateway_auth::need`], so the description cannot drift from it) the requirement
+/// with the scope the key needs, and the 401 and 403 answers.
+struct GatewayAuth;
+
+impl Modify for GatewayAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+            SECURITY_SCHEME,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key from the config's `[[server.api_keys]]`, sent as `Authorization: Bearer <key>`. \
+Each operation lists the scope the key needs (`GET /health` and `GET /openapi.json` need none). A gateway \
+with no key configured checks nothing, and then listens only on loopback.",
+                    ))
+                    .build(),
+            ),
+        );
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                (Method::GET, item.get.as_mut()),
+                (Method::POST, item.post.as_mut()),
+                (Method::PUT, item.put.as_mut()),
+                (Method::PATCH, item.patch.as_mut()),
+                (Method::DELETE, item.delete.as_mut()),
+            ];
+            for (method, operation) in operations {
+                let Some(operation) = operation else { continue };
+                let scope = match need(&method, path) {
+                    Need::Nothing => continue,
+                    Need::AnyKey => None,
+                    Need::Scope(scope) => Some(scope.as_str()),
+                };
+                operation.security = Some(vec![SecurityRequirement::new(SECURITY_SCHEME, scope)]);
+                let responses = &mut operation.responses.responses;
+                responses.insert("401".into(), Ref::from_response_name(Unauthorized::NAME).into());
+                if let Some(scope) = scope {
+                    responses.insert("403".into(), Ref::from_response_name(Forbidden::NAME).into());
+                    let needs = format!("Needs an API key with the scope `{scope}`.");
+                    operation.description = Some(match operation.description.take() {
+                        Some(d) if !d.is_empty() => format!("{d}\n\n{needs}"),
+                        _ => needs,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// A 401 or 403 of the API-key middleware: a problem with the `WWW-Authenticate` challenge.
+fn auth_problem(description: &str, challenge: &str) -> RefOr<Response> {
+    problem_builder(description)
+        .header(
+            "WWW-Authenticate",
+            HeaderBuilder::new().description(Some(challenge)).build(),
+        )
+        .build()
+        .into()
+}
+
+/// No API key, or one the gateway does not know.
+pub struct Unauthorized;
+
+impl Unauthorized {
+    const NAME: &'static str = "Unauthorized";
+}
+
+impl<'r> ToResponse<'r> for Unauthorized {
+    fn response() -> (&'r str, RefOr<Response>) {
+        (
+            Self::NAME,
+            auth_problem(
+                "No `Authorization: Bearer <key>` header, or a key the gateway does not know (only when `[[server.api_keys]]` are configured)",
+                "`Bearer realm=\"promo-gateway\"`, with `error=\"invalid_token\"` when a key was presented (RFC 6750)",
+            ),
+        )
+    }
+}
+
+/// A known key without the operation's scope.
+pub struct Forbidden;
+
+impl Forbidden {
+    const NAME: &'static str = "Forbidden";
+}
+
+impl<'r> ToResponse<'r> for Forbidden {
+    fn response() -> (&'r str, RefOr<Response>) {
+        (
+            Self::NAME,
+            auth_problem(
+                "The API key is valid but lacks the scope this operation needs",
+                "`Bearer realm=\"promo-gateway\", error=\"insufficient_scope\", scope=\"<scope>\"` (RFC 6750)",
+            ),
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Problems (RFC 9457)
 
 /// A request refused as a whole, before any upstream was called (RFC 9457 problem details).
@@ -82,6 +208,9 @@ pub struct ProblemDoc {
     pub detail: String,
     /// Every problem found, also when there is only one.
     pub errors: Vec<FieldProblemDoc>,
+    /// On a 409 code conflict only: what the code clashed with, for clients to branch on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflict: Option<crate::ledger::CodeConflict>,
 }
 
 /// One broken rule: the field (a dotted path into the request, a query parameter or a header)
@@ -96,16 +225,16 @@ pub struct FieldProblemDoc {
 }
 
 fn problem(description: &str) -> RefOr<Response> {
-    ResponseBuilder::new()
-        .description(description)
-        .content(
-            "application/problem+json",
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name(ProblemDoc::name())))
-                .build(),
-        )
-        .build()
-        .into()
+    problem_builder(description).build().into()
+}
+
+fn problem_builder(description: &str) -> ResponseBuilder {
+    ResponseBuilder::new().description(description).content(
+        "application/problem+json",
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name(ProblemDoc::name())))
+            .build(),
+    )
 }
 
 macro_rules! problem_response {

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
 
-use crate::api::{page, query, status_param, AppState};
+use crate::api::{page, query, status_param, AppState, Segment};
 use crate::error::ApiError;
 use crate::jobs::{Format, JobSpec, JobStatus, Pattern, Source, MAX_GENERATE};
 use crate::ledger::JobResult;
@@ -319,7 +319,7 @@ fn job_id(id: &str) -> Result<i64, ApiError> {
         (status = 503, response = crate::openapi::LedgerUnavailable),
     )
 )]
-pub(crate) async fn status(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobStatus>, ApiError> {
+pub(crate) async fn status(State(state): State<AppState>, Segment(id): Segment) -> Result<Json<JobStatus>, ApiError> {
     Ok(Json(state.engine.job_status(job_id(&id)?).await?))
 }
 
@@ -349,7 +349,7 @@ pub(crate) struct ResultPage {
 )]
 pub(crate) async fn results(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Segment(id): Segment,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<ResultPage>, ApiError> {
     use base64::Engine as _;
@@ -400,7 +400,7 @@ pub(crate) async fn results(
         (status = 503, response = crate::openapi::LedgerUnavailable),
     )
 )]
-pub(crate) async fn retry(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub(crate) async fn retry(State(state): State<AppState>, Segment(id): Segment) -> Result<Response, ApiError> {
     let status = state.engine.retry_job(job_id(&id)?).await?;
     Ok((StatusCode::ACCEPTED, Json(status)).into_response())
 }
@@ -415,6 +415,6 @@ pub(crate) async fn retry(State(state): State<AppState>, Path(id): Path<String>)
         (status = 503, response = crate::openapi::LedgerUnavailable),
     )
 )]
-pub(crate) async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobStatus>, ApiError> {
+pub(crate) async fn cancel(State(state): State<AppState>, Segment(id): Segment) -> Result<Json<JobStatus>, ApiError> {
     Ok(Json(state.engine.cancel_job(job_id(&id)?).await?))
 }

@@ -11,7 +11,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::Router;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 /// The longest request id taken from a client; longer ones are cut.
@@ -59,7 +59,10 @@ pub fn layer(router: Router) -> Router {
                 path = %request.uri().path(),
             )
         })
-        .on_response(DefaultOnResponse::new().level(Level::INFO));
+        .on_response(DefaultOnResponse::new().level(Level::INFO))
+        // A 5xx here is mostly a vendor's fault the gateway reports (502, 503, 504), each
+        // already logged per target by the engine: a warning, not an error of the gateway's.
+        .on_failure(DefaultOnFailure::new().level(Level::WARN));
     // Layers run outermost last-added first: sanitise, set, propagate, then the span.
     router
         .layer(trace)

@@ -3,44 +3,20 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
 use wiremock::ResponseTemplate;
 
-const BIN: &str = env!("CARGO_BIN_EXE_promo-gateway");
+use common::binary::{Binary as Gateway, BIN};
 
 // Variable names no developer machine or CI runner sets, so the child's environment is exactly
 // what each test gives it.
 const LOOP_VAR: &str = "PROMO_BIN_TEST_LOOP_TOKEN";
 const PARTNERO_VAR: &str = "PROMO_BIN_TEST_PARTNERO_KEY";
-
-/// The child process; killed when dropped, so a failing assertion does not leak it. Derefs to
-/// a client for it.
-struct Gateway {
-    child: Child,
-    api: common::Gateway,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl std::ops::Deref for Gateway {
-    type Target = common::Gateway;
-
-    fn deref(&self) -> &common::Gateway {
-        &self.api
-    }
-}
 
 /// One upstream for the binary: its bearer token in `var`, one attempt only.
 fn table(name: &str, url: &str, var: &str) -> String {
@@ -88,37 +64,14 @@ fn command(dir: &Path, env: &[(&str, &str)]) -> Command {
 fn spawn(config: &str, env: &[(&str, &str)]) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     write_files(dir.path(), config);
-    let mut child = command(dir.path(), env)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(addr.trim().to_owned());
-                }
-            }
-        }
-    });
-    let mut gw = Gateway {
-        child,
-        api: common::Gateway::at(String::new()),
-        _dir: dir,
-    };
-    match rx.recv_timeout(Duration::from_secs(10)) {
-        Ok(addr) => gw.api.base = format!("http://{addr}"),
-        Err(_) => panic!(
+    let mut cmd = command(dir.path(), env);
+    let gw = Gateway::spawn(cmd.stderr(Stdio::null()), false, Duration::from_secs(10)).unwrap_or_else(|mut gw| {
+        panic!(
             "the binary printed no `listening on` line; exit status: {:?}",
             gw.child.try_wait()
-        ),
-    }
-    gw
+        )
+    });
+    gw.keeping(dir)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -41,25 +41,6 @@ fn in_campaign(code: &str, campaign: &str) -> Value {
     json!({ "code": code, "campaign": campaign, "discount": { "percent_off": 20 } })
 }
 
-/// Mounts on `server` exactly one documented create of `code` (Loop with `token`), answered 201
-/// with `vendor_id`.
-async fn expect_created(server: &MockServer, token: &str, code: &str, vendor_id: &str) {
-    common::loop_create(token, common::loop_body(code))
-        .respond_with(common::loop_created(vendor_id, code))
-        .expect(1)
-        .mount(server)
-        .await;
-}
-
-/// Mounts on `server` exactly one documented create of `code` answered with `answer`.
-async fn expect_answer(server: &MockServer, token: &str, code: &str, answer: ResponseTemplate) {
-    common::loop_create(token, common::loop_body(code))
-        .respond_with(answer)
-        .expect(1)
-        .mount(server)
-        .await;
-}
-
 /// Mounts a documented create of `code` that must not be made.
 async fn expect_none(server: &MockServer, token: &str, code: &str) {
     common::loop_create(token, common::loop_body(code))
@@ -72,10 +53,6 @@ async fn expect_none(server: &MockServer, token: &str, code: &str) {
 
 fn server_error() -> ResponseTemplate {
     ResponseTemplate::new(500).set_body_json(json!({ "error": "internal", "message": "boom" }))
-}
-
-async fn assert_calls(server: &MockServer, n: usize, what: &str) {
-    assert_eq!(common::received(server).await, n, "{what}: calls to {}", server.uri());
 }
 
 /// The codes of a listing page, in order.
@@ -118,8 +95,8 @@ async fn assert_problem(gw: &common::Gateway, path: &str, status: u16, slug: &st
 #[tokio::test]
 async fn a_code_reads_back_in_any_case_with_its_state_on_every_upstream() {
     let (a, b, gw) = gateway(&[SPRING_BOTH]).await;
-    expect_created(&a, TOKEN, "SPRING20", "promo_a").await;
-    expect_answer(&b, TOKEN2, "SPRING20", server_error()).await;
+    common::expect_loop_created(&a, TOKEN, "SPRING20", "promo_a").await;
+    common::expect_loop_answer(&b, TOKEN2, "SPRING20", server_error()).await;
     let (status, created) = gw.create(&in_campaign("SPRING20", "spring")).await;
     assert_eq!(status, 207, "{created}");
 
@@ -158,14 +135,14 @@ async fn a_code_reads_back_in_any_case_with_its_state_on_every_upstream() {
             Some(f) => assert_eq!(&code, f, "{name} reads the same record"),
         }
     }
-    assert_calls(&a, 1, "loop").await;
-    assert_calls(&b, 1, "loop2").await;
+    common::assert_calls(&a, 1, "loop").await;
+    common::assert_calls(&b, 1, "loop2").await;
 }
 
 #[tokio::test]
 async fn an_unknown_code_is_a_404_problem() {
     let (a, _b, gw) = gateway(&[SPRING_LOOP, AUTUMN_LOOP2]).await;
-    expect_created(&a, TOKEN, "SPRING20", "promo_a").await;
+    common::expect_loop_created(&a, TOKEN, "SPRING20", "promo_a").await;
     let (status, created) = gw.create(&in_campaign("SPRING20", "spring")).await;
     assert_eq!(status, 201, "{created}");
 
@@ -215,8 +192,8 @@ async fn an_unknown_code_is_a_404_problem() {
 #[tokio::test]
 async fn a_code_held_in_two_campaigns_needs_a_campaign_to_be_read() {
     let (a, b, gw) = gateway(&[SPRING_LOOP, AUTUMN_LOOP2]).await;
-    expect_created(&a, TOKEN, "SPRING20", "promo_s").await;
-    expect_created(&b, TOKEN2, "Spring20", "promo_t").await;
+    common::expect_loop_created(&a, TOKEN, "SPRING20", "promo_s").await;
+    common::expect_loop_created(&b, TOKEN2, "Spring20", "promo_t").await;
     let (status, body) = gw.create(&in_campaign("SPRING20", "spring")).await;
     assert_eq!(status, 201, "{body}");
     let (status, body) = gw.create(&in_campaign("Spring20", "autumn")).await;
@@ -240,8 +217,8 @@ async fn a_code_held_in_two_campaigns_needs_a_campaign_to_be_read() {
         assert_eq!(record["deliveries"][upstream]["status"], "created");
         assert_eq!(record["deliveries"][upstream]["vendor_id"], vendor_id);
     }
-    assert_calls(&a, 1, "loop").await;
-    assert_calls(&b, 1, "loop2").await;
+    common::assert_calls(&a, 1, "loop").await;
+    common::assert_calls(&b, 1, "loop2").await;
 }
 
 /// Five codes in several states; each filter, alone and combined, lists exactly the codes it
@@ -249,19 +226,19 @@ async fn a_code_held_in_two_campaigns_needs_a_campaign_to_be_read() {
 #[tokio::test]
 async fn codes_are_listed_by_campaign_upstream_and_status() {
     let (a, b, gw) = gateway(&[SPRING_BOTH, AUTUMN_LOOP2]).await;
-    expect_created(&a, TOKEN, "S1", "promo_s1_a").await;
-    expect_created(&b, TOKEN2, "S1", "promo_s1_b").await;
-    expect_created(&a, TOKEN, "S2", "promo_s2_a").await;
-    expect_answer(&b, TOKEN2, "S2", server_error()).await;
-    expect_created(&b, TOKEN2, "A1", "promo_a1").await;
-    expect_answer(
+    common::expect_loop_created(&a, TOKEN, "S1", "promo_s1_a").await;
+    common::expect_loop_created(&b, TOKEN2, "S1", "promo_s1_b").await;
+    common::expect_loop_created(&a, TOKEN, "S2", "promo_s2_a").await;
+    common::expect_loop_answer(&b, TOKEN2, "S2", server_error()).await;
+    common::expect_loop_created(&b, TOKEN2, "A1", "promo_a1").await;
+    common::expect_loop_answer(
         &b,
         TOKEN2,
         "A2",
         ResponseTemplate::new(409).set_body_json(json!({ "error": "conflict", "message": "code exists" })),
     )
     .await;
-    expect_answer(&a, TOKEN, "X1", server_error()).await;
+    common::expect_loop_answer(&a, TOKEN, "X1", server_error()).await;
     for body in [
         in_campaign("S1", "spring"),
         in_campaign("S2", "spring"),
@@ -305,8 +282,8 @@ async fn codes_are_listed_by_campaign_upstream_and_status() {
     let x1 = &page["items"][1];
     assert!(x1.get("campaign").is_none(), "no campaign: {x1}");
     assert_eq!(x1["deliveries"]["loop"]["status"], "failed");
-    assert_calls(&a, 3, "loop").await;
-    assert_calls(&b, 4, "loop2").await;
+    common::assert_calls(&a, 3, "loop").await;
+    common::assert_calls(&b, 4, "loop2").await;
 }
 
 /// Seven codes of `spring` with one of `autumn` between them: limit=3 pages them 3 + 3 + 1, in
@@ -316,9 +293,9 @@ async fn a_listing_pages_with_a_cursor_without_gaps_or_repeats() {
     let (a, b, gw) = gateway(&[SPRING_LOOP, AUTUMN_LOOP2]).await;
     let spring: Vec<String> = (1..=7).map(|i| format!("P{i:02}")).collect();
     for code in &spring {
-        expect_created(&a, TOKEN, code, &format!("promo_{code}")).await;
+        common::expect_loop_created(&a, TOKEN, code, &format!("promo_{code}")).await;
     }
-    expect_created(&b, TOKEN2, "A01", "promo_A01").await;
+    common::expect_loop_created(&b, TOKEN2, "A01", "promo_A01").await;
     for (i, code) in spring.iter().enumerate() {
         if i == 4 {
             let (status, body) = gw.create(&in_campaign("A01", "autumn")).await;
@@ -361,8 +338,8 @@ async fn a_listing_pages_with_a_cursor_without_gaps_or_repeats() {
     let rest = list(&gw, &format!("limit=5&cursor={cursor}")).await;
     assert_eq!(codes(&rest), ["P05", "P06", "P07"]);
     assert!(rest.get("next_cursor").is_none(), "{rest}");
-    assert_calls(&a, 7, "loop").await;
-    assert_calls(&b, 1, "loop2").await;
+    common::assert_calls(&a, 7, "loop").await;
+    common::assert_calls(&b, 1, "loop2").await;
 }
 
 #[tokio::test]
@@ -413,8 +390,8 @@ async fn bad_listing_parameters_are_named_in_a_problem() {
         assert_eq!(page["items"], json!([]), "?{query}");
         assert!(page.get("next_cursor").is_none());
     }
-    assert_calls(&a, 0, "loop").await;
-    assert_calls(&b, 0, "loop2").await;
+    common::assert_calls(&a, 0, "loop").await;
+    common::assert_calls(&b, 0, "loop2").await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -426,8 +403,8 @@ async fn bad_listing_parameters_are_named_in_a_problem() {
 #[tokio::test]
 async fn a_created_code_is_not_sent_again() {
     let (a, b, gw) = gateway(&[]).await;
-    expect_created(&a, TOKEN, "SPRING20", "promo_a").await;
-    expect_created(&b, TOKEN2, "SPRING20", "promo_b").await;
+    common::expect_loop_created(&a, TOKEN, "SPRING20", "promo_a").await;
+    common::expect_loop_created(&b, TOKEN2, "SPRING20", "promo_b").await;
     let (status, first) = gw.create(&common::percent20("SPRING20", &["loop"])).await;
     assert_eq!(status, 201, "{first}");
     assert_eq!(common::result(&first, "loop")["attempts"], 1);
@@ -445,8 +422,8 @@ async fn a_created_code_is_not_sent_again() {
         w.contains("already created on loop by an earlier request or sync job") && w.contains("not sent again"),
         "{w}"
     );
-    assert_calls(&a, 1, "loop after the repeat").await;
-    assert_calls(&b, 0, "loop2 after the repeat").await;
+    common::assert_calls(&a, 1, "loop after the repeat").await;
+    common::assert_calls(&b, 0, "loop2 after the repeat").await;
 
     // The same code for one more target.
     let (status, third) = gw.create(&common::percent20("SPRING20", &["loop", "loop2"])).await;
@@ -464,15 +441,15 @@ async fn a_created_code_is_not_sent_again() {
     assert_eq!(record["deliveries"]["loop"]["vendor_id"], "promo_a");
     assert_eq!(record["deliveries"]["loop"]["attempts"], 1, "{record}");
     assert_eq!(record["deliveries"]["loop2"]["vendor_id"], "promo_b");
-    assert_calls(&a, 1, "loop in all").await;
-    assert_calls(&b, 1, "loop2 in all").await;
+    common::assert_calls(&a, 1, "loop in all").await;
+    common::assert_calls(&b, 1, "loop2 in all").await;
 }
 
 /// A vendor's 409 is `already_exists`, and such a target is not called again either.
 #[tokio::test]
 async fn a_code_the_vendor_already_has_is_already_exists_and_not_sent_again() {
     let (a, _b, gw) = gateway(&[]).await;
-    expect_answer(
+    common::expect_loop_answer(
         &a,
         TOKEN,
         "SPRING20",
@@ -505,14 +482,14 @@ async fn a_code_the_vendor_already_has_is_already_exists_and_not_sent_again() {
     let (_, record) = gw.get("/v1/promo-codes/spring20").await;
     assert_eq!(record["deliveries"]["loop"]["status"], "already_exists", "{record}");
     assert!(record["deliveries"]["loop"].get("vendor_id").is_none());
-    assert_calls(&a, 1, "loop").await;
+    common::assert_calls(&a, 1, "loop").await;
 }
 
 /// `spring20` beside `SPRING20` in one campaign is refused before anything is written or sent.
 #[tokio::test]
 async fn another_case_of_a_held_code_is_a_conflict() {
     let (a, _b, gw) = gateway(&[SPRING_LOOP]).await;
-    expect_created(&a, TOKEN, "SPRING20", "promo_a").await;
+    common::expect_loop_created(&a, TOKEN, "SPRING20", "promo_a").await;
     expect_none(&a, TOKEN, "spring20").await;
     let (status, first) = gw.create(&in_campaign("SPRING20", "spring")).await;
     assert_eq!(status, 201, "{first}");
@@ -542,7 +519,7 @@ async fn another_case_of_a_held_code_is_a_conflict() {
     assert_eq!(record["deliveries"]["loop"]["attempts"], 1);
     let (status, _) = gw.get(&format!("/v1/requests/{}", first_id + 1)).await;
     assert_eq!(status, 404);
-    assert_calls(&a, 1, "loop").await;
+    common::assert_calls(&a, 1, "loop").await;
 }
 
 /// A code cannot change once accepted: the same name with another discount (or another
@@ -550,7 +527,7 @@ async fn another_case_of_a_held_code_is_a_conflict() {
 #[tokio::test]
 async fn the_same_code_with_another_definition_is_a_conflict() {
     let (a, _b, gw) = gateway(&[]).await;
-    expect_created(&a, TOKEN, "SPRING20", "promo_a").await;
+    common::expect_loop_created(&a, TOKEN, "SPRING20", "promo_a").await;
     common::loop_create(TOKEN, json!({ "code": "SPRING20", "percent_off": 30 }))
         .respond_with(common::loop_created("promo_never", "SPRING20"))
         .expect(0)
@@ -590,7 +567,7 @@ async fn the_same_code_with_another_definition_is_a_conflict() {
         json!({ "code": "SPRING20", "discount": { "percent_off": 20 } })
     );
     assert_eq!(codes(&list(&gw, "").await), ["SPRING20"]);
-    assert_calls(&a, 1, "loop").await;
+    common::assert_calls(&a, 1, "loop").await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -602,8 +579,8 @@ async fn the_same_code_with_another_definition_is_a_conflict() {
 #[tokio::test]
 async fn a_key_replays_the_first_answer_and_upstreams_see_one_call() {
     let (a, b, gw) = gateway(&[SPRING_BOTH]).await;
-    expect_created(&a, TOKEN, "SPRING20", "promo_a").await;
-    expect_created(&b, TOKEN2, "SPRING20", "promo_b").await;
+    common::expect_loop_created(&a, TOKEN, "SPRING20", "promo_a").await;
+    common::expect_loop_created(&b, TOKEN2, "SPRING20", "promo_b").await;
     let body = in_campaign("SPRING20", "spring");
 
     let (status, replayed, first) = gw.create_with_key("order-7781", &body).await;
@@ -624,8 +601,8 @@ async fn a_key_replays_the_first_answer_and_upstreams_see_one_call() {
     let (_, record) = gw.get("/v1/promo-codes/SPRING20").await;
     assert_eq!(record["deliveries"]["loop"]["attempts"], 1, "{record}");
     assert_eq!(record["deliveries"]["loop2"]["attempts"], 1, "{record}");
-    assert_calls(&a, 1, "loop").await;
-    assert_calls(&b, 1, "loop2").await;
+    common::assert_calls(&a, 1, "loop").await;
+    common::assert_calls(&b, 1, "loop2").await;
 }
 
 /// A key names one body: another body under it is refused (422), even for the same code with
@@ -633,8 +610,8 @@ async fn a_key_replays_the_first_answer_and_upstreams_see_one_call() {
 #[tokio::test]
 async fn a_key_with_another_body_is_refused() {
     let (a, b, gw) = gateway(&[]).await;
-    expect_created(&a, TOKEN, "SPRING20", "promo_a").await;
-    expect_created(&b, TOKEN2, "SPRING20", "promo_b").await;
+    common::expect_loop_created(&a, TOKEN, "SPRING20", "promo_a").await;
+    common::expect_loop_created(&b, TOKEN2, "SPRING20", "promo_b").await;
     let (status, _, first) = gw
         .create_with_key("k-1", &common::percent20("SPRING20", &["loop"]))
         .await;
@@ -650,15 +627,15 @@ async fn a_key_with_another_body_is_refused() {
         message.contains(&format!("request {}", first["request_id"])) && message.contains("different body"),
         "{problem}"
     );
-    assert_calls(&b, 0, "loop2 under the reused key").await;
+    common::assert_calls(&b, 0, "loop2 under the reused key").await;
 
     let (status, replayed, fresh) = gw.create_with_key("k-2", &both).await;
     assert_eq!((status, replayed), (201, None), "{fresh}");
     assert_eq!(common::result(&fresh, "loop")["attempts"], 0);
     assert!(common::warning(common::result(&fresh, "loop"), "code").contains("not sent again"));
     assert_eq!(common::result(&fresh, "loop2")["vendor_id"], "promo_b");
-    assert_calls(&a, 1, "loop").await;
-    assert_calls(&b, 1, "loop2").await;
+    common::assert_calls(&a, 1, "loop").await;
+    common::assert_calls(&b, 1, "loop2").await;
 }
 
 /// While a create is held in flight (its vendor answers slowly), a second request with its key
@@ -667,11 +644,13 @@ async fn a_key_with_another_body_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_in_flight_gets_409() {
     let (a, _b, gw) = gateway(&[]).await;
-    common::loop_create(TOKEN, common::loop_body("SPRING20"))
-        .respond_with(common::loop_created("promo_a", "SPRING20").set_delay(Duration::from_millis(700)))
-        .expect(1)
-        .mount(&a)
-        .await;
+    common::expect_loop_answer(
+        &a,
+        TOKEN,
+        "SPRING20",
+        common::loop_created("promo_a", "SPRING20").set_delay(Duration::from_millis(700)),
+    )
+    .await;
     let body = common::percent20("SPRING20", &["loop"]);
 
     let (first, (second, record, keyless)) = tokio::join!(gw.create_with_key("k-slow", &body), async {
@@ -717,7 +696,7 @@ async fn a_key_in_flight_gets_409() {
         (&json!(true), &json!([])),
         "{record}"
     );
-    assert_calls(&a, 1, "loop").await;
+    common::assert_calls(&a, 1, "loop").await;
 }
 
 /// Keys expire after `[ledger] idempotency_key_hours` (24 by default), on the gateway's clock:
@@ -727,20 +706,8 @@ async fn a_key_in_flight_gets_409() {
 #[tokio::test]
 async fn an_expired_key_is_forgotten_and_the_create_runs_again() {
     let (a, b) = (common::strict_server().await, common::strict_server().await);
-    expect_created(&a, TOKEN, "SPRING20", "promo_a").await;
-    common::loop_create(TOKEN2, common::loop_body("SPRING20"))
-        .respond_with(server_error())
-        .up_to_n_times(1)
-        .with_priority(1)
-        .expect(1)
-        .mount(&b)
-        .await;
-    common::loop_create(TOKEN2, common::loop_body("SPRING20"))
-        .respond_with(common::loop_created("promo_b", "SPRING20"))
-        .with_priority(2)
-        .expect(1)
-        .mount(&b)
-        .await;
+    common::expect_loop_created(&a, TOKEN, "SPRING20", "promo_a").await;
+    common::expect_loop_failure_then_created(&b, TOKEN2, "SPRING20", server_error(), "promo_b").await;
     let clock = ManualClock::new(chrono::Utc::now());
     let gw = common::start_with_clock(&config(&a, &b), &[], &ENV, Arc::new(clock.clone())).await;
     let body = common::percent20("SPRING20", &["loop", "loop2"]);
@@ -756,7 +723,7 @@ async fn an_expired_key_is_forgotten_and_the_create_runs_again() {
         "still within 24 h: {replay}"
     );
     assert_eq!(replay, first);
-    assert_calls(&b, 1, "loop2 before expiry").await;
+    common::assert_calls(&b, 1, "loop2 before expiry").await;
 
     clock.advance(Duration::from_secs(120));
     let (status, replayed, second) = gw.create_with_key("k-day", &body).await;
@@ -781,15 +748,15 @@ async fn an_expired_key_is_forgotten_and_the_create_runs_again() {
     let (status, old) = gw.get(&format!("/v1/requests/{}", first["request_id"])).await;
     assert_eq!(status, 200, "{old}");
     assert_eq!(old["results"], first["results"]);
-    assert_calls(&a, 1, "loop").await;
-    assert_calls(&b, 2, "loop2").await;
+    common::assert_calls(&a, 1, "loop").await;
+    common::assert_calls(&b, 2, "loop2").await;
 }
 
 /// `[ledger] idempotency_key_hours` sets the window.
 #[tokio::test]
 async fn the_key_window_is_configurable() {
     let a = common::strict_server().await;
-    expect_created(&a, TOKEN, "SPRING20", "promo_a").await;
+    common::expect_loop_created(&a, TOKEN, "SPRING20", "promo_a").await;
     let clock = ManualClock::new(chrono::Utc::now());
     let config = format!(
         "[ledger]\nidempotency_key_hours = 1\n\n{}",
@@ -814,5 +781,5 @@ async fn the_key_window_is_configurable() {
         0,
         "created already: not sent again"
     );
-    assert_calls(&a, 1, "loop").await;
+    common::assert_calls(&a, 1, "loop").await;
 }

@@ -13,9 +13,9 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,7 +27,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_promo-gateway");
+use common::binary::{Binary as Gateway, BIN};
 
 // Variable names no developer machine or CI runner sets.
 const LOOP_VAR: &str = "PROMO_CRASH_TEST_LOOP_TOKEN";
@@ -133,11 +133,7 @@ async fn loop_create(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Byt
             Json(common::loop_promo(&format!("promo_{code}"), &code)),
         )
             .into_response(),
-        _ => (
-            StatusCode::CONFLICT,
-            Json(json!({ "error": "conflict", "message": "Promo code already exists" })),
-        )
-            .into_response(),
+        _ => (StatusCode::CONFLICT, Json(common::loop_conflict_body())).into_response(),
     }
 }
 
@@ -250,75 +246,31 @@ impl Drop for Upstream {
 // The gateway: the real binary
 // ---------------------------------------------------------------------------------------------
 
-/// The child process, killed (SIGKILL) when dropped. Derefs to a client for it.
-struct Gateway {
-    child: Child,
-    api: common::Gateway,
-}
-
-impl std::ops::Deref for Gateway {
-    type Target = common::Gateway;
-
-    fn deref(&self) -> &common::Gateway {
-        &self.api
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        // std::process::Child::kill is SIGKILL on unix: no shutdown code runs.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Gateway {
     /// Starts the binary on `<dir>/config.toml` (and so on the ledger beside it) and waits for
     /// its `listening on ADDR` line. Its log is appended to `<dir>/gateway.log`.
-    fn spawn(dir: &Path) -> Self {
+    fn start(dir: &Path) -> Self {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join("gateway.log"))
             .unwrap();
-        let mut child = Command::new(BIN)
-            .arg("--config")
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
             .arg(dir.join("config.toml"))
             .args(["--listen", "127.0.0.1:0"])
             .env(LOOP_VAR, LOOP_TOKEN)
             .env(MOLTIN_VAR, MOLTIN_TOKEN)
             .env("RUST_LOG", "warn")
             .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("listening on ") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr.trim().to_owned());
-                    }
-                }
-            }
-        });
-        let mut gw = Gateway {
-            child,
-            api: common::Gateway::at(String::new()),
-        };
-        match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(addr) => gw.api.base = format!("http://{addr}"),
-            Err(_) => panic!(
+            .stderr(log);
+        Gateway::spawn(&mut cmd, false, Duration::from_secs(20)).unwrap_or_else(|mut gw| {
+            panic!(
                 "the binary printed no `listening on` line; exit status: {:?}; log:\n{}",
                 gw.child.try_wait(),
                 log_tail(dir)
-            ),
-        }
-        gw
+            )
+        })
     }
 
     /// A line of /proc/<pid>/status, in kB (VmHWM: the peak resident set).
@@ -391,21 +343,8 @@ async fn wait_done(gw: &common::Gateway, id: i64, within: Duration, dir: &Path) 
 
 /// Every result line of the job matching `filter`, following next_cursor.
 async fn all_results(gw: &common::Gateway, id: i64, filter: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut p = format!("/v1/sync-jobs/{id}/results?limit=1000{filter}");
-        if let Some(c) = &cursor {
-            p.push_str(&format!("&cursor={c}"));
-        }
-        let (status, page) = gw.get(&p).await;
-        assert_eq!(status, 200, "{page}");
-        out.extend(page["items"].as_array().unwrap().clone());
-        match page.get("next_cursor").and_then(Value::as_str) {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => return out,
-        }
-    }
+    gw.all_items(&format!("/v1/sync-jobs/{id}/results?limit=1000{filter}"))
+        .await
 }
 
 /// POSTs a job; its id (after checking 202 and Location).
@@ -419,7 +358,7 @@ async fn post_job(gw: &common::Gateway, query: &str, content_type: &str, body: r
         .await
         .unwrap();
     let status = r.status().as_u16();
-    let location = r.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
+    let location = common::header_of(&r, "location");
     let body: Value = r.json().await.unwrap();
     assert_eq!(status, 202, "{body}");
     let id = body["id"].as_i64().unwrap();
@@ -455,7 +394,7 @@ async fn a_job_killed_six_times_ends_with_every_code_delivered_exactly_once() {
     common::write_files(dir.path(), &config, &[("spring", &mapping)]);
     let codes: Vec<String> = (1..=2000).map(|i| format!("CRASH-{i:05}")).collect();
     let started = Instant::now();
-    let mut gw = Gateway::spawn(dir.path());
+    let mut gw = Gateway::start(dir.path());
     let job = json!({
         "campaign": "spring",
         "targets": ["loop", "moltin"],
@@ -480,7 +419,7 @@ async fn a_job_killed_six_times_ends_with_every_code_delivered_exactly_once() {
         let at = progress(&job_status(&gw, id).await);
         drop(gw); // SIGKILL
         kills.push(at);
-        gw = Gateway::spawn(dir.path());
+        gw = Gateway::start(dir.path());
     }
     let job = wait_done(&gw, id, Duration::from_secs(120), dir.path()).await;
     let elapsed = started.elapsed();
@@ -596,7 +535,7 @@ async fn a_100k_code_ndjson_job_runs_to_completion_in_flat_memory() {
     }
     let size = std::fs::metadata(&file).unwrap().len();
 
-    let gw = Gateway::spawn(dir.path());
+    let gw = Gateway::start(dir.path());
     let started = Instant::now();
     // TODO(lead): stream the file (reqwest::Body::wrap_stream over a tokio File) once reqwest's
     // `stream` feature is in Cargo.toml; without it the test holds the file (about 5 MB) in its

@@ -9,11 +9,12 @@ use std::process::{Command, Stdio};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use common::binary::{Binary, BIN};
+
 const LOOP_TOKEN: &str = "loop-secret-auth-5d1c";
 const WRITER_KEY: &str = "writer-key-0f6b3a9d2c7e41";
 const READER_KEY: &str = "reader-key-8e2d9c4b1a7f35";
 const HASHED_KEY: &str = "hashed-key-6a1f0e9d8c7b25";
-const BIN: &str = env!("CARGO_BIN_EXE_promo-gateway");
 
 fn sha256_hex(key: &str) -> String {
     Sha256::digest(key.as_bytes())
@@ -58,6 +59,13 @@ async fn gateway(loop_url: &str) -> common::Gateway {
     common::start(&config, &[], &ENV).await
 }
 
+/// A strict Loop that expects exactly one create of the 20%-off `code`, answering `id`.
+async fn loop_creating(code: &str, id: &str) -> wiremock::MockServer {
+    let loop_srv = common::strict_server().await;
+    common::expect_loop_created(&loop_srv, LOOP_TOKEN, code, id).await;
+    loop_srv
+}
+
 /// A request with `Authorization: <auth>` (none when `None`); status, headers' WWW-Authenticate,
 /// Content-Type and the parsed body.
 async fn send(
@@ -76,16 +84,21 @@ async fn send(
     }
     let r = req.send().await.unwrap();
     let status = r.status().as_u16();
-    let header = |name: &str| {
-        r.headers()
-            .get(name)
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default()
-    };
+    let header = |name: &str| common::header_of(&r, name).unwrap_or_default();
     let (challenge, content_type) = (header("www-authenticate"), header("content-type"));
     let text = r.text().await.unwrap();
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
     (status, challenge, content_type, body)
+}
+
+/// [`send`] a POST with the JSON `body`.
+async fn post(gw: &common::Gateway, path: &str, auth: Option<&str>, body: &Value) -> (u16, String, String, Value) {
+    send(gw, reqwest::Method::POST, path, auth, Some(body)).await
+}
+
+/// [`send`] a GET.
+async fn get(gw: &common::Gateway, path: &str, auth: Option<&str>) -> (u16, String, String, Value) {
+    send(gw, reqwest::Method::GET, path, auth, None).await
 }
 
 fn bearer(key: &str) -> String {
@@ -108,21 +121,14 @@ async fn no_key_is_401_and_nothing_is_sent() {
     let loop_srv = common::strict_server().await;
     let gw = gateway(&loop_srv.uri()).await;
 
-    let (status, challenge, ct, body) = send(
-        &gw,
-        reqwest::Method::POST,
-        "/v1/promo-codes",
-        None,
-        Some(&code("NOKEY")),
-    )
-    .await;
+    let (status, challenge, ct, body) = post(&gw, "/v1/promo-codes", None, &code("NOKEY")).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(challenge, r#"Bearer realm="promo-gateway""#);
     assert_problem(&body, &ct, "unauthorized", 401);
     assert_eq!(body["title"], "Unauthorized");
 
     // Listings and reads need a key too.
-    let (status, _, ct, body) = send(&gw, reqwest::Method::GET, "/v1/promo-codes", None, None).await;
+    let (status, _, ct, body) = get(&gw, "/v1/promo-codes", None).await;
     assert_eq!(status, 401);
     assert_problem(&body, &ct, "unauthorized", 401);
     // Nothing reached Loop (the strict server fails on any call when dropped).
@@ -134,26 +140,18 @@ async fn a_wrong_key_is_401_and_never_echoed() {
     let gw = gateway(&loop_srv.uri()).await;
     let wrong = "not-a-key-of-this-gateway-77";
 
-    let (status, challenge, ct, body) = send(
-        &gw,
-        reqwest::Method::POST,
-        "/v1/promo-codes",
-        Some(&bearer(wrong)),
-        Some(&code("WRONG")),
-    )
-    .await;
+    let (status, challenge, ct, body) = post(&gw, "/v1/promo-codes", Some(&bearer(wrong)), &code("WRONG")).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(challenge, r#"Bearer realm="promo-gateway", error="invalid_token""#);
     assert_problem(&body, &ct, "unauthorized", 401);
     assert!(!body.to_string().contains(wrong), "{body}");
 
     // A right key in another scheme or header is not read: only `Authorization: Bearer`.
-    let (status, _, _, _) = send(
+    let (status, _, _, _) = post(
         &gw,
-        reqwest::Method::POST,
         "/v1/promo-codes",
         Some(&format!("Basic {WRITER_KEY}")),
-        Some(&code("WRONG")),
+        &code("WRONG"),
     )
     .await;
     assert_eq!(status, 401);
@@ -167,12 +165,11 @@ async fn a_wrong_key_is_401_and_never_echoed() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 401);
     // A key with extra characters is another key.
-    let (status, _, _, _) = send(
+    let (status, _, _, _) = post(
         &gw,
-        reqwest::Method::POST,
         "/v1/promo-codes",
         Some(&bearer(&format!("{WRITER_KEY}x"))),
-        Some(&code("WRONG")),
+        &code("WRONG"),
     )
     .await;
     assert_eq!(status, 401);
@@ -184,14 +181,7 @@ async fn a_key_without_the_scope_is_403_also_for_the_dry_run() {
     let gw = gateway(&loop_srv.uri()).await;
 
     for path in ["/v1/promo-codes", "/v1/promo-codes?dry_run=true"] {
-        let (status, challenge, ct, body) = send(
-            &gw,
-            reqwest::Method::POST,
-            path,
-            Some(&bearer(READER_KEY)),
-            Some(&code("READONLY")),
-        )
-        .await;
+        let (status, challenge, ct, body) = post(&gw, path, Some(&bearer(READER_KEY)), &code("READONLY")).await;
         assert_eq!(status, 403, "{path}: {body}");
         assert_eq!(
             challenge,
@@ -201,33 +191,12 @@ async fn a_key_without_the_scope_is_403_also_for_the_dry_run() {
         assert_eq!(body["detail"], "the API key `reader` lacks the scope promo-codes:write");
     }
     // The writer may not read, nor start sync jobs.
-    let (status, _, ct, body) = send(
-        &gw,
-        reqwest::Method::GET,
-        "/v1/promo-codes",
-        Some(&bearer(WRITER_KEY)),
-        None,
-    )
-    .await;
+    let (status, _, ct, body) = get(&gw, "/v1/promo-codes", Some(&bearer(WRITER_KEY))).await;
     assert_eq!(status, 403);
     assert_problem(&body, &ct, "forbidden", 403);
-    let (status, _, _, body) = send(
-        &gw,
-        reqwest::Method::GET,
-        "/v1/requests/1",
-        Some(&bearer(WRITER_KEY)),
-        None,
-    )
-    .await;
+    let (status, _, _, body) = get(&gw, "/v1/requests/1", Some(&bearer(WRITER_KEY))).await;
     assert_eq!(status, 403, "{body}");
-    let (status, _, _, body) = send(
-        &gw,
-        reqwest::Method::POST,
-        "/v1/sync-jobs",
-        Some(&bearer(READER_KEY)),
-        Some(&json!({})),
-    )
-    .await;
+    let (status, _, _, body) = post(&gw, "/v1/sync-jobs", Some(&bearer(READER_KEY)), &json!({})).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["detail"], "the API key `reader` lacks the scope sync-jobs:write");
     let (status, _, _, body) = send(
@@ -244,87 +213,47 @@ async fn a_key_without_the_scope_is_403_also_for_the_dry_run() {
 
 #[tokio::test]
 async fn a_key_with_the_scope_creates_and_reads() {
-    let loop_srv = common::strict_server().await;
-    common::loop_create(LOOP_TOKEN, common::loop_body("SCOPED-20"))
-        .respond_with(common::loop_created("promo_1", "SCOPED-20"))
-        .expect(1)
-        .mount(&loop_srv)
-        .await;
+    let loop_srv = loop_creating("SCOPED-20", "promo_1").await;
     let gw = gateway(&loop_srv.uri()).await;
 
-    let (status, _, _, body) = send(
-        &gw,
-        reqwest::Method::POST,
-        "/v1/promo-codes",
-        Some(&bearer(WRITER_KEY)),
-        Some(&code("SCOPED-20")),
-    )
-    .await;
+    let (status, _, _, body) = post(&gw, "/v1/promo-codes", Some(&bearer(WRITER_KEY)), &code("SCOPED-20")).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(common::result(&body, "loop")["status"], "created");
     assert_eq!(common::result(&body, "loop")["vendor_id"], "promo_1");
 
     // The dry run with the write scope: 200, nothing sent.
-    let (status, _, _, body) = send(
+    let (status, _, _, body) = post(
         &gw,
-        reqwest::Method::POST,
         "/v1/promo-codes?dry_run=true",
         Some(&bearer(WRITER_KEY)),
-        Some(&code("DRY-20")),
+        &code("DRY-20"),
     )
     .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(common::result(&body, "loop")["status"], "would_send");
 
     // The reader sees the code; a sync job that does not exist is 404, not 403.
-    let (status, _, _, page) = send(
-        &gw,
-        reqwest::Method::GET,
-        "/v1/promo-codes",
-        Some(&bearer(READER_KEY)),
-        None,
-    )
-    .await;
+    let (status, _, _, page) = get(&gw, "/v1/promo-codes", Some(&bearer(READER_KEY))).await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["items"][0]["code"], "SCOPED-20", "{page}");
-    let (status, _, _, body) = send(
-        &gw,
-        reqwest::Method::GET,
-        "/v1/sync-jobs/999",
-        Some(&bearer(READER_KEY)),
-        None,
-    )
-    .await;
+    let (status, _, _, body) = get(&gw, "/v1/sync-jobs/999", Some(&bearer(READER_KEY))).await;
     assert_eq!(status, 404, "{body}");
 }
 
 #[tokio::test]
 async fn a_key_given_by_its_sha256_works() {
-    let loop_srv = common::strict_server().await;
-    common::loop_create(LOOP_TOKEN, common::loop_body("HASHED-20"))
-        .respond_with(common::loop_created("promo_2", "HASHED-20"))
-        .expect(1)
-        .mount(&loop_srv)
-        .await;
+    let loop_srv = loop_creating("HASHED-20", "promo_2").await;
     let gw = gateway(&loop_srv.uri()).await;
 
-    let (status, _, _, body) = send(
-        &gw,
-        reqwest::Method::POST,
-        "/v1/promo-codes",
-        Some(&bearer(HASHED_KEY)),
-        Some(&code("HASHED-20")),
-    )
-    .await;
+    let (status, _, _, body) = post(&gw, "/v1/promo-codes", Some(&bearer(HASHED_KEY)), &code("HASHED-20")).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(common::result(&body, "loop")["status"], "created");
     // The hash itself is not a key.
-    let (status, _, _, _) = send(
+    let (status, _, _, _) = post(
         &gw,
-        reqwest::Method::POST,
         "/v1/promo-codes",
         Some(&bearer(&sha256_hex(HASHED_KEY))),
-        Some(&code("HASHED-21")),
+        &code("HASHED-21"),
     )
     .await;
     assert_eq!(status, 401);
@@ -335,24 +264,19 @@ async fn health_is_open_and_unknown_paths_need_a_key() {
     let loop_srv = common::strict_server().await;
     let gw = gateway(&loop_srv.uri()).await;
 
-    let (status, _, _, body) = send(&gw, reqwest::Method::GET, "/health", None, None).await;
+    let (status, _, _, body) = get(&gw, "/health", None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["upstreams"]["loop"]["configured"], true);
-    let (status, _, _, _) = send(&gw, reqwest::Method::GET, "/nowhere", None, None).await;
+    let (status, _, _, _) = get(&gw, "/nowhere", None).await;
     assert_eq!(status, 401);
-    let (status, _, ct, body) = send(&gw, reqwest::Method::GET, "/nowhere", Some(&bearer(READER_KEY)), None).await;
+    let (status, _, ct, body) = get(&gw, "/nowhere", Some(&bearer(READER_KEY))).await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(ct, "application/problem+json");
 }
 
 #[tokio::test]
 async fn without_keys_on_loopback_the_api_stays_open() {
-    let loop_srv = common::strict_server().await;
-    common::loop_create(LOOP_TOKEN, common::loop_body("OPEN-20"))
-        .respond_with(common::loop_created("promo_3", "OPEN-20"))
-        .expect(1)
-        .mount(&loop_srv)
-        .await;
+    let loop_srv = loop_creating("OPEN-20", "promo_3").await;
     let config = common::upstream("loop", "loop", &loop_srv.uri(), "");
     let gw = common::start(&config, &[], &[("LOOP_TOKEN", LOOP_TOKEN)]).await;
     let (status, body) = gw.create(&code("OPEN-20")).await;
@@ -460,24 +384,10 @@ fn a_non_loopback_listen_with_keys_starts() {
         "0.0.0.0:0",
         &[("GW_KEY_WRITER", WRITER_KEY), ("GW_KEY_READER", READER_KEY)],
     );
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.starts_with("listening on ") {
-                let _ = tx.send(line);
-                break;
-            }
-        }
-    });
-    let line = rx.recv_timeout(std::time::Duration::from_secs(10));
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(line
-        .expect("no `listening on` line")
-        .starts_with("listening on 0.0.0.0:"));
+    let started = Binary::spawn(cmd.stderr(Stdio::null()), false, std::time::Duration::from_secs(10));
+    let base = started.as_ref().ok().map(|gw| gw.base.clone());
+    drop(started);
+    assert!(base.expect("no `listening on` line").starts_with("http://0.0.0.0:"));
 
     // And an unset key variable stops it, naming the variable.
     let (_dir, mut cmd) = binary(&config, "127.0.0.1:0", &[("GW_KEY_WRITER", WRITER_KEY)]);

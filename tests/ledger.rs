@@ -42,19 +42,10 @@ async fn serve_config(path: &std::path::Path, env: &[(&str, &str)]) -> common::G
     common::serve(router).await
 }
 
-/// Fails unless `server` has received exactly `n` requests.
-async fn assert_calls(server: &MockServer, n: usize, what: &str) {
-    assert_eq!(common::received(server).await, n, "{what}: calls to {}", server.uri());
-}
-
 #[tokio::test]
 async fn a_repeated_key_replays_the_answer_without_calling_again() {
     let (a, _b, gw) = two_loops().await;
-    common::loop_create(TOKEN, common::loop_body("SPRING20"))
-        .respond_with(common::loop_created("promo_1", "SPRING20"))
-        .expect(1)
-        .mount(&a)
-        .await;
+    common::expect_loop_created(&a, TOKEN, "SPRING20", "promo_1").await;
     let body = common::percent20("SPRING20", &["loop"]);
 
     let (status, replayed, first) = gw.create_with_key("k-1", &body).await;
@@ -71,17 +62,13 @@ async fn a_repeated_key_replays_the_answer_without_calling_again() {
         assert_eq!(again, first, "a replay answers exactly what the first create answered");
         assert_eq!(again["request_id"], id);
     }
-    assert_calls(&a, 1, "one create, two replays").await;
+    common::assert_calls(&a, 1, "one create, two replays").await;
 }
 
 #[tokio::test]
 async fn a_key_reused_with_another_body_is_refused_and_sends_nothing() {
     let (a, _b, gw) = two_loops().await;
-    common::loop_create(TOKEN, common::loop_body("SPRING20"))
-        .respond_with(common::loop_created("promo_1", "SPRING20"))
-        .expect(1)
-        .mount(&a)
-        .await;
+    common::expect_loop_created(&a, TOKEN, "SPRING20", "promo_1").await;
     common::loop_create(TOKEN, common::loop_body("SUMMER20"))
         .respond_with(common::loop_created("promo_2", "SUMMER20"))
         .expect(0)
@@ -115,24 +102,15 @@ async fn a_key_reused_with_another_body_is_refused_and_sends_nothing() {
 #[tokio::test]
 async fn a_repeat_replays_the_failure_and_a_new_request_sends_only_the_failed_target() {
     let (a, b, gw) = two_loops().await;
-    common::loop_create(TOKEN, common::loop_body("SPRING20"))
-        .respond_with(common::loop_created("promo_a", "SPRING20"))
-        .expect(1)
-        .mount(&a)
-        .await;
-    common::loop_create(TOKEN2, common::loop_body("SPRING20"))
-        .respond_with(ResponseTemplate::new(500).set_body_json(json!({ "error": "internal", "message": "boom" })))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .expect(1)
-        .mount(&b)
-        .await;
-    common::loop_create(TOKEN2, common::loop_body("SPRING20"))
-        .respond_with(common::loop_created("promo_b", "SPRING20"))
-        .with_priority(2)
-        .expect(1)
-        .mount(&b)
-        .await;
+    common::expect_loop_created(&a, TOKEN, "SPRING20", "promo_a").await;
+    common::expect_loop_failure_then_created(
+        &b,
+        TOKEN2,
+        "SPRING20",
+        ResponseTemplate::new(500).set_body_json(json!({ "error": "internal", "message": "boom" })),
+        "promo_b",
+    )
+    .await;
     let body = common::percent20("SPRING20", &["loop", "loop2"]);
 
     let (status, _, first) = gw.create_with_key("k-3", &body).await;
@@ -147,8 +125,8 @@ async fn a_repeat_replays_the_failure_and_a_new_request_sends_only_the_failed_ta
     let (status, replayed, second) = gw.create_with_key("k-3", &body).await;
     assert_eq!((status, replayed.as_deref()), (207, Some("true")), "{second}");
     assert_eq!(second, first);
-    assert_calls(&a, 1, "after the replay").await;
-    assert_calls(&b, 1, "after the replay").await;
+    common::assert_calls(&a, 1, "after the replay").await;
+    common::assert_calls(&b, 1, "after the replay").await;
 
     // A new request (no key): only loop2 is sent.
     let (status, third) = gw.create(&body).await;
@@ -168,8 +146,8 @@ async fn a_repeat_replays_the_failure_and_a_new_request_sends_only_the_failed_ta
     assert_eq!(r["vendor_id"], "promo_b");
     assert_eq!(r["attempts"], 1);
     assert!(r.get("error").is_none(), "{r}");
-    assert_calls(&a, 1, "after the new request").await;
-    assert_calls(&b, 2, "after the new request").await;
+    common::assert_calls(&a, 1, "after the new request").await;
+    common::assert_calls(&b, 2, "after the new request").await;
 
     // Another key: both are created already, nothing is sent.
     let (status, replayed, fourth) = gw.create_with_key("k-3b", &body).await;
@@ -187,8 +165,8 @@ async fn a_repeat_replays_the_failure_and_a_new_request_sends_only_the_failed_ta
     let (status, replayed, fifth) = gw.create_with_key("k-3", &body).await;
     assert_eq!((status, replayed.as_deref()), (207, Some("true")));
     assert_eq!(fifth, first);
-    assert_calls(&a, 1, "in the end").await;
-    assert_calls(&b, 2, "in the end").await;
+    common::assert_calls(&a, 1, "in the end").await;
+    common::assert_calls(&b, 2, "in the end").await;
 
     let (status, record) = gw.get("/v1/promo-codes/SPRING20").await;
     assert_eq!(status, 200, "{record}");
@@ -200,11 +178,13 @@ async fn a_repeat_replays_the_failure_and_a_new_request_sends_only_the_failed_ta
 #[tokio::test]
 async fn a_repeat_while_the_first_is_in_flight_gets_409() {
     let (a, _b, gw) = two_loops().await;
-    common::loop_create(TOKEN, common::loop_body("SPRING20"))
-        .respond_with(common::loop_created("promo_1", "SPRING20").set_delay(Duration::from_millis(600)))
-        .expect(1)
-        .mount(&a)
-        .await;
+    common::expect_loop_answer(
+        &a,
+        TOKEN,
+        "SPRING20",
+        common::loop_created("promo_1", "SPRING20").set_delay(Duration::from_millis(600)),
+    )
+    .await;
     let body = common::percent20("SPRING20", &["loop"]);
     let (first, second) = tokio::join!(gw.create_with_key("k-4", &body), async {
         common::wait_for_requests(&a, 1).await;
@@ -223,7 +203,7 @@ async fn a_repeat_while_the_first_is_in_flight_gets_409() {
     let (status, replayed, third) = gw.create_with_key("k-4", &body).await;
     assert_eq!((status, replayed.as_deref()), (201, Some("true")));
     assert_eq!(third, first.2);
-    assert_calls(&a, 1, "one create").await;
+    common::assert_calls(&a, 1, "one create").await;
 }
 
 #[tokio::test]
@@ -236,8 +216,8 @@ async fn malformed_keys_are_refused_and_send_nothing() {
         assert_eq!(problem["type"], "urn:promo-gateway:problem:bad-idempotency-key");
         assert_eq!(problem["errors"][0]["field"], "Idempotency-Key", "{problem}");
     }
-    assert_calls(&a, 0, "refused keys").await;
-    assert_calls(&b, 0, "refused keys").await;
+    common::assert_calls(&a, 0, "refused keys").await;
+    common::assert_calls(&b, 0, "refused keys").await;
     let (status, missing) = gw.get("/v1/promo-codes/SPRING20").await;
     assert_eq!(status, 404, "nothing recorded: {missing}");
 }
@@ -245,16 +225,8 @@ async fn malformed_keys_are_refused_and_send_nothing() {
 #[tokio::test]
 async fn the_record_of_a_create_can_be_read_back() {
     let (a, b, gw) = two_loops().await;
-    common::loop_create(TOKEN, common::loop_body("SPRING20"))
-        .respond_with(common::loop_created("promo_1", "SPRING20"))
-        .expect(1)
-        .mount(&a)
-        .await;
-    common::loop_create(TOKEN2, common::loop_body("SPRING20"))
-        .respond_with(ResponseTemplate::new(500))
-        .expect(1)
-        .mount(&b)
-        .await;
+    common::expect_loop_created(&a, TOKEN, "SPRING20", "promo_1").await;
+    common::expect_loop_answer(&b, TOKEN2, "SPRING20", ResponseTemplate::new(500)).await;
     let (status, created) = gw.create(&common::percent20("SPRING20", &["loop", "loop2"])).await;
     assert_eq!(status, 207, "{created}");
     let id = created["request_id"].as_i64().unwrap();
@@ -290,11 +262,7 @@ async fn a_create_interrupted_by_a_stop_is_resent_at_the_next_start() {
         .named("loop answered before the stop")
         .mount(&a)
         .await;
-    common::loop_create(TOKEN2, common::loop_body("SPRING20"))
-        .respond_with(common::loop_created("promo_resumed", "SPRING20"))
-        .expect(1)
-        .mount(&b)
-        .await;
+    common::expect_loop_created(&b, TOKEN2, "SPRING20", "promo_resumed").await;
     let dir = tempfile::tempdir().unwrap();
     let path = common::write_files(dir.path(), &two_loops_config(&a, &b), &[]);
     let body = common::percent20("SPRING20", &["loop", "loop2"]);
@@ -355,8 +323,8 @@ async fn a_create_interrupted_by_a_stop_is_resent_at_the_next_start() {
     assert_eq!(r["status"], "created", "{r}");
     assert_eq!(r["vendor_id"], "promo_before", "answered before the stop: not resent");
     assert_eq!(r["warnings"], json!([]));
-    assert_calls(&a, 0, "loop, answered before the stop").await;
-    assert_calls(&b, 1, "loop2, pending at the stop").await;
+    common::assert_calls(&a, 0, "loop, answered before the stop").await;
+    common::assert_calls(&b, 1, "loop2, pending at the stop").await;
 
     // The stored answer is what the key replays.
     let (status, replayed, answer) = gw.create_with_key("k-crash", &body).await;
@@ -364,7 +332,7 @@ async fn a_create_interrupted_by_a_stop_is_resent_at_the_next_start() {
     assert_eq!(answer["request_id"], id);
     assert_eq!(answer["code"], "SPRING20");
     assert_eq!(answer["results"], record["results"]);
-    assert_calls(&b, 1, "after the replay").await;
+    common::assert_calls(&b, 1, "after the replay").await;
 
     let (status, code) = gw.get("/v1/promo-codes/spring20").await;
     assert_eq!(status, 200, "{code}");
@@ -419,16 +387,8 @@ async fn no_credential_reaches_the_ledger() {
 #[tokio::test]
 async fn a_new_request_records_a_failed_target_that_can_no_longer_be_sent() {
     let (a, b) = (common::strict_server().await, common::strict_server().await);
-    common::loop_create(TOKEN, common::loop_body("SPRING20"))
-        .respond_with(common::loop_created("promo_a", "SPRING20"))
-        .expect(1)
-        .mount(&a)
-        .await;
-    common::loop_create(TOKEN2, common::loop_body("SPRING20"))
-        .respond_with(ResponseTemplate::new(500))
-        .expect(1)
-        .mount(&b)
-        .await;
+    common::expect_loop_created(&a, TOKEN, "SPRING20", "promo_a").await;
+    common::expect_loop_answer(&b, TOKEN2, "SPRING20", ResponseTemplate::new(500)).await;
     let dir = tempfile::tempdir().unwrap();
     let path = common::write_files(dir.path(), &two_loops_config(&a, &b), &[]);
     let body = common::percent20("SPRING20", &["loop", "loop2"]);
@@ -463,6 +423,6 @@ async fn a_new_request_records_a_failed_target_that_can_no_longer_be_sent() {
     assert_eq!(record["results"], again["results"]);
     let (_, code) = second.get("/v1/promo-codes/SPRING20").await;
     assert_eq!(code["deliveries"]["loop2"]["status"], "unconfigured", "{code}");
-    assert_calls(&a, 1, "loop").await;
-    assert_calls(&b, 1, "loop2").await;
+    common::assert_calls(&a, 1, "loop").await;
+    common::assert_calls(&b, 1, "loop2").await;
 }

@@ -41,6 +41,22 @@ async fn gateway(api: &MockServer, auth: &MockServer) -> common::Gateway {
     common::start(&config, &[("example", EXAMPLE)], ENV).await
 }
 
+/// Starts [`gateway`] and POSTs the create `request`, asserting the answer's `status`; the
+/// gateway and the result for `target`.
+async fn start_and_create(
+    api: &MockServer,
+    auth: &MockServer,
+    request: &Value,
+    target: &str,
+    status: u16,
+) -> (common::Gateway, Value) {
+    let gw = gateway(api, auth).await;
+    let (got, body) = gw.create(request).await;
+    assert_eq!(got, status, "{body}");
+    let r = common::result(&body, target).clone();
+    (gw, r)
+}
+
 /// The token endpoint: a client-credentials form, client authenticated with HTTP Basic
 /// (RFC 6749 §2.3.1), answering `token`.
 fn token_endpoint(token: &str) -> Mock {
@@ -177,12 +193,8 @@ async fn percent_code_is_posted_with_the_token_from_the_token_endpoint() {
         let (api, auth) = tenant().await;
         token_endpoint(token).expect(1).mount(&auth).await;
         expect_create(&api, path_, token, expected, answer).await;
-        let gw = gateway(&api, &auth).await;
+        let (_gw, r) = start_and_create(&api, &auth, &spring20(target), target, 201).await;
 
-        let (status, body) = gw.create(&spring20(target)).await;
-
-        assert_eq!(status, 201, "{body}");
-        let r = common::result(&body, target);
         assert_eq!(r["vendor"], vendor);
         assert_eq!(r["status"], "created", "{r}");
         assert_eq!(r["vendor_id"], vendor_id);
@@ -279,12 +291,8 @@ async fn v2_code_with_every_field_it_carries() {
         v2_created("SPRING-20"),
     )
     .await;
-    let gw = gateway(&api, &auth).await;
+    let (_gw, r) = start_and_create(&api, &auth, &every_field("limio-v2", json!(12.5)), "limio-v2", 201).await;
 
-    let (status, body) = gw.create(&every_field("limio-v2", json!(12.5))).await;
-
-    assert_eq!(status, 201, "{body}");
-    let r = common::result(&body, "limio-v2");
     assert_eq!(r["status"], "created", "{r}");
     assert_eq!(
         r["warnings"],
@@ -327,15 +335,11 @@ async fn v3_code_with_every_field_it_carries() {
         v3_created("SPRING-20"),
     )
     .await;
-    let gw = gateway(&api, &auth).await;
+    let (_gw, r) = start_and_create(&api, &auth, &every_field("limio-v3", json!(20)), "limio-v3", 201).await;
 
-    let (status, body) = gw.create(&every_field("limio-v3", json!(20))).await;
-
-    assert_eq!(status, 201, "{body}");
-    let r = common::result(&body, "limio-v3");
     assert_eq!(r["status"], "created", "{r}");
     assert_eq!(r["vendor_id"], "promo_code_v3-SPRING-20");
-    assert_eq!(warning_fields(r), ["starts_at", "expires_at"]);
+    assert_eq!(warning_fields(&r), ["starts_at", "expires_at"]);
 }
 
 #[tokio::test]
@@ -592,15 +596,9 @@ async fn the_vendor_id_is_read_from_the_documented_answer() {
         .expect(1)
         .mount(&api)
         .await;
-    let gw = gateway(&api, &auth).await;
+    let (_gw, r) = start_and_create(&api, &auth, &spring20("limio-v2"), "limio-v2", 201).await;
 
-    let (status, body) = gw.create(&spring20("limio-v2")).await;
-
-    assert_eq!(status, 201, "{body}");
-    assert_eq!(
-        common::result(&body, "limio-v2")["vendor_id"],
-        "promo_code_v2-spring-20-7f3a"
-    );
+    assert_eq!(r["vendor_id"], "promo_code_v2-spring-20-7f3a");
 }
 
 #[tokio::test]
@@ -615,12 +613,8 @@ async fn a_400_is_rejected_and_not_retried() {
         .expect(1)
         .mount(&api)
         .await;
-    let gw = gateway(&api, &auth).await;
+    let (_gw, r) = start_and_create(&api, &auth, &spring20("limio-v3"), "limio-v3", 502).await;
 
-    let (status, body) = gw.create(&spring20("limio-v3")).await;
-
-    assert_eq!(status, 502, "{body}");
-    let r = common::result(&body, "limio-v3");
     assert_eq!(r["status"], "rejected", "{r}");
     assert_eq!(r["error"]["kind"], "vendor_rejected");
     assert_eq!(r["error"]["http_status"], 400);
@@ -641,12 +635,8 @@ async fn a_200_that_is_not_the_documented_answer_is_not_taken_for_success() {
         .expect(1)
         .mount(&api)
         .await;
-    let gw = gateway(&api, &auth).await;
+    let (_gw, r) = start_and_create(&api, &auth, &spring20("limio-v2"), "limio-v2", 502).await;
 
-    let (status, body) = gw.create(&spring20("limio-v2")).await;
-
-    assert_eq!(status, 502, "{body}");
-    let r = common::result(&body, "limio-v2");
     assert_eq!(r["status"], "failed", "{r}");
     assert_eq!(r["error"]["kind"], "invalid_response");
     assert_eq!(r["error"]["http_status"], 200);
@@ -674,12 +664,8 @@ async fn a_401_refreshes_the_token_and_retries_once() {
     )
     .await;
     expect_create(&api, V2_PATH, "tok-fresh", body, v2_created("SPRING-20")).await;
-    let gw = gateway(&api, &auth).await;
+    let (gw, r) = start_and_create(&api, &auth, &spring20("limio-v2"), "limio-v2", 201).await;
 
-    let (status, body) = gw.create(&spring20("limio-v2")).await;
-
-    assert_eq!(status, 201, "{body}");
-    let r = common::result(&body, "limio-v2");
     assert_eq!(r["status"], "created", "{r}");
     assert_eq!(r["vendor_id"], "promo_code_v2-SPRING-20");
     assert_eq!(r["attempts"], 2);
@@ -700,12 +686,8 @@ async fn a_second_401_is_the_vendors_answer() {
             .mount(&api)
             .await;
     }
-    let gw = gateway(&api, &auth).await;
+    let (_gw, r) = start_and_create(&api, &auth, &spring20("limio-v3"), "limio-v3", 502).await;
 
-    let (status, body) = gw.create(&spring20("limio-v3")).await;
-
-    assert_eq!(status, 502, "{body}");
-    let r = common::result(&body, "limio-v3");
     assert_eq!(r["status"], "rejected", "{r}");
     assert_eq!(r["error"]["http_status"], 401);
     assert_eq!(r["error"]["message"], "Limio v3 rejected the code: Unauthorized");

@@ -106,20 +106,6 @@ fn assert_no_secret(answer: &Value) {
     common::assert_hides(&answer.to_string(), &SECRETS);
 }
 
-/// Partnero's body for a code with no limits: every flag is sent, `false` included.
-fn partnero_plain(coupon: &str, code: &str) -> Value {
-    json!({
-        "coupon_uuid": coupon,
-        "code": code,
-        "first_time_order": false,
-        "limit_to_specific_partner": false,
-        "limit_to_specific_customer": false,
-        "minimum_order_status": false,
-        "expiration_date_status": false,
-        "redemption_times_status": false
-    })
-}
-
 #[derive(Clone, Copy, Debug)]
 enum Vendor {
     Loop,
@@ -164,7 +150,7 @@ impl Vendor {
         match self {
             Vendor::Loop => s.expect_loop(loop_body("SPRING20"), self.spring20_created()).await,
             Vendor::Partnero => {
-                s.expect_partnero(partnero_plain("coupon_123", "SPRING20"), self.spring20_created())
+                s.expect_partnero(common::partnero_body("coupon_123", "SPRING20"), self.spring20_created())
                     .await
             }
         }
@@ -331,7 +317,7 @@ async fn loop_amount_code_sends_minor_units_and_warns_that_no_currency_is_sent()
 async fn partnero_amount_code_attaches_to_a_coupon_granting_that_amount() {
     let s = Setup::strict().await;
     s.expect_partnero(
-        partnero_plain("coupon_fixed_500", "FIVE-OFF"),
+        common::partnero_body("coupon_fixed_500", "FIVE-OFF"),
         partnero_created("FIVE-OFF"),
     )
     .await;
@@ -637,7 +623,7 @@ async fn partnero_200_with_status_0_is_a_rejection() {
     for data in [Value::Null, json!([])] {
         let s = Setup::strict().await;
         s.expect_partnero(
-            partnero_plain("coupon_123", "SPRING20"),
+            common::partnero_body("coupon_123", "SPRING20"),
             ResponseTemplate::new(200).set_body_json(json!({
                 "data": data, "status": 0, "message": "Coupon not found."
             })),
@@ -663,7 +649,7 @@ async fn partnero_200_with_status_0_is_a_rejection() {
 async fn partnero_422_is_a_rejection_with_its_message() {
     let s = Setup::strict().await;
     s.expect_partnero(
-        partnero_plain("coupon_123", "SPRING20"),
+        common::partnero_body("coupon_123", "SPRING20"),
         ResponseTemplate::new(422).set_body_json(json!({
             "message": "The code has already been taken.",
             "errors": { "code": ["The code has already been taken."] }
@@ -906,7 +892,7 @@ async fn loop_refuses_codes_over_50_characters_while_partnero_takes_them() {
     let fifty = "A".repeat(50);
     let long = "B".repeat(51);
     s.expect_loop(loop_body(&fifty), loop_created("promo_50", &fifty)).await;
-    s.expect_partnero(partnero_plain("coupon_123", &long), partnero_created(&long))
+    s.expect_partnero(common::partnero_body("coupon_123", &long), partnero_created(&long))
         .await;
     let gw = s.gateway().await;
 
@@ -1097,7 +1083,7 @@ async fn dry_run_shows_the_exact_requests_without_calling() {
                 "Authorization": "Bearer [redacted]",
                 "Content-Type": "application/json"
             },
-            "body": partnero_plain("coupon_123", "SPRING20")
+            "body": common::partnero_body("coupon_123", "SPRING20")
         })
     );
 }

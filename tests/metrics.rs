@@ -128,16 +128,14 @@ fn loop_upstream(url: &str) -> String {
 #[tokio::test]
 async fn metrics_count_each_upstream_call_by_outcome_with_latency_and_retries() {
     let server = common::strict_server().await;
-    common::loop_create("t", common::loop_body("OK-1"))
-        .respond_with(common::loop_created("promo_1", "OK-1"))
-        .expect(1)
-        .mount(&server)
-        .await;
-    common::loop_create("t", common::loop_body("BAD-1"))
-        .respond_with(ResponseTemplate::new(400).set_body_json(json!({ "error": "validation_error", "message": "no" })))
-        .expect(1)
-        .mount(&server)
-        .await;
+    common::expect_loop_created(&server, "t", "OK-1", "promo_1").await;
+    common::expect_loop_answer(
+        &server,
+        "t",
+        "BAD-1",
+        ResponseTemplate::new(400).set_body_json(json!({ "error": "validation_error", "message": "no" })),
+    )
+    .await;
     // The first call for RETRY-1 meets a 503 (a proxy's answer, retried), the second succeeds.
     common::loop_create("t", common::loop_body("RETRY-1"))
         .respond_with(ResponseTemplate::new(503).set_body_string("upstream unavailable"))
@@ -145,11 +143,7 @@ async fn metrics_count_each_upstream_call_by_outcome_with_latency_and_retries() 
         .expect(1)
         .mount(&server)
         .await;
-    common::loop_create("t", common::loop_body("RETRY-1"))
-        .respond_with(common::loop_created("promo_2", "RETRY-1"))
-        .expect(1)
-        .mount(&server)
-        .await;
+    common::expect_loop_created(&server, "t", "RETRY-1", "promo_2").await;
     let gw = common::start(&loop_upstream(&server.uri()), &[], &[("LOOP_TOKEN", "t")]).await;
 
     // Before any call: every family is there, every counter 0, the breaker closed.

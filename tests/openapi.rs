@@ -47,6 +47,7 @@ fn description_is_openapi_3_1_and_covers_every_route() {
         operations,
         [
             "GET /health",
+            "GET /metrics",
             "GET /openapi.json",
             "GET /v1/promo-codes",
             "GET /v1/promo-codes/{code}",
@@ -112,4 +113,225 @@ async fn gateway_serves_the_committed_description() {
         served == committed(),
         "the served description differs from openapi.json"
     );
+}
+
+/// Every operation with the scope its API key needs (src/gateway_auth.rs); `None`: always open.
+const SCOPES: [(&str, &str, Option<&str>); 12] = [
+    ("get", "/health", None),
+    ("get", "/openapi.json", None),
+    ("get", "/metrics", Some("metrics:read")),
+    ("post", "/v1/promo-codes", Some("promo-codes:write")),
+    ("get", "/v1/promo-codes", Some("promo-codes:read")),
+    ("get", "/v1/promo-codes/{code}", Some("promo-codes:read")),
+    ("get", "/v1/requests/{id}", Some("promo-codes:read")),
+    ("post", "/v1/sync-jobs", Some("sync-jobs:write")),
+    ("get", "/v1/sync-jobs/{id}", Some("sync-jobs:read")),
+    ("get", "/v1/sync-jobs/{id}/results", Some("sync-jobs:read")),
+    ("post", "/v1/sync-jobs/{id}/retry", Some("sync-jobs:write")),
+    ("post", "/v1/sync-jobs/{id}/cancel", Some("sync-jobs:write")),
+];
+
+#[test]
+fn metrics_is_described_as_prometheus_text() {
+    let doc = generated();
+    let op = &doc["paths"]["/metrics"]["get"];
+    let content = op["responses"]["200"]["content"].as_object().unwrap();
+    assert_eq!(
+        content.keys().collect::<Vec<_>>(),
+        ["text/plain; version=0.0.4"],
+        "{op}"
+    );
+    assert_eq!(content["text/plain; version=0.0.4"]["schema"]["type"], "string");
+    assert_eq!(op["security"], serde_json::json!([{ "api_key": ["metrics:read"] }]));
+    let mut statuses: Vec<&String> = op["responses"].as_object().unwrap().keys().collect();
+    statuses.sort();
+    assert_eq!(statuses, ["200", "401", "403"]);
+}
+
+#[test]
+fn api_keys_are_an_http_bearer_scheme_required_per_operation_with_its_scope() {
+    let doc = generated();
+    let scheme = &doc["components"]["securitySchemes"]["api_key"];
+    assert_eq!(scheme["type"], "http", "{scheme}");
+    assert_eq!(scheme["scheme"], "bearer", "{scheme}");
+    assert_eq!(doc["components"]["securitySchemes"].as_object().unwrap().len(), 1);
+    // Required per operation, not globally: /health and /openapi.json are open.
+    assert!(doc.get("security").is_none(), "{}", doc["security"]);
+    for (method, path, scope) in SCOPES {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} is not described");
+        let responses = op["responses"].as_object().unwrap();
+        match scope {
+            None => {
+                assert!(op.get("security").is_none(), "{method} {path}: {}", op["security"]);
+                assert!(
+                    !responses.contains_key("401") && !responses.contains_key("403"),
+                    "{method} {path}"
+                );
+            }
+            Some(scope) => {
+                assert_eq!(
+                    op["security"],
+                    serde_json::json!([{ "api_key": [scope] }]),
+                    "{method} {path}"
+                );
+                assert_eq!(
+                    responses["401"]["$ref"], "#/components/responses/Unauthorized",
+                    "{method} {path}"
+                );
+                assert_eq!(
+                    responses["403"]["$ref"], "#/components/responses/Forbidden",
+                    "{method} {path}"
+                );
+                let description = op["description"].as_str().unwrap_or_default();
+                assert!(
+                    description.contains(&format!("`{scope}`")),
+                    "{method} {path}: {description}"
+                );
+            }
+        }
+    }
+    for name in ["Unauthorized", "Forbidden"] {
+        let response = &doc["components"]["responses"][name];
+        assert_eq!(
+            response["content"]["application/problem+json"]["schema"]["$ref"], "#/components/schemas/Problem",
+            "{name}"
+        );
+        assert_eq!(
+            response["headers"]["WWW-Authenticate"]["schema"]["type"], "string",
+            "{name}"
+        );
+    }
+}
+
+/// What the description says of keys and scopes is what the gateway does: each protected
+/// operation answers 401 without a key and 403 with a key lacking its scope (problem+json, with
+/// a `WWW-Authenticate` challenge), the open ones answer without a key, and /metrics answers the
+/// documented text format.
+#[tokio::test]
+async fn gateway_answers_as_the_security_requirements_say() {
+    let config = r#"
+[[server.api_keys]]
+name = "metrics"
+key_env = "GW_KEY_METRICS"
+scopes = ["metrics:read"]
+
+[[server.api_keys]]
+name = "codes"
+key_env = "GW_KEY_CODES"
+scopes = ["promo-codes:read"]
+"#;
+    let gw = common::start(
+        config,
+        &[],
+        &[("GW_KEY_METRICS", "metrics-key"), ("GW_KEY_CODES", "codes-key")],
+    )
+    .await;
+    let doc = generated();
+    let send = |method: &str, path: &str, key: Option<&str>| {
+        let url = format!(
+            "{}{}",
+            gw.base,
+            path.replace("{code}", "SPRING-20").replace("{id}", "1")
+        );
+        let request = match method {
+            "get" => gw.http.get(url),
+            "post" => gw.http.post(url).header("Content-Type", "application/json").body("{}"),
+            other => panic!("{other}"),
+        };
+        let request = match key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        };
+        request.send()
+    };
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let Some(scope) = op["security"][0]["api_key"][0].as_str() else {
+                let r = send(method, path, None).await.unwrap();
+                assert_eq!(r.status(), 200, "{method} {path} without a key");
+                continue;
+            };
+            // A key of another scope than the operation's.
+            let other = if scope == "metrics:read" {
+                "codes-key"
+            } else {
+                "metrics-key"
+            };
+            for (key, status, challenge) in [
+                (None, 401, "Bearer realm=\"promo-gateway\"".to_owned()),
+                (
+                    Some(other),
+                    403,
+                    format!("Bearer realm=\"promo-gateway\", error=\"insufficient_scope\", scope=\"{scope}\""),
+                ),
+            ] {
+                let r = send(method, path, key).await.unwrap();
+                assert_eq!(r.status(), status, "{method} {path} with {key:?}");
+                assert_eq!(r.headers()["www-authenticate"], challenge.as_str(), "{method} {path}");
+                assert_eq!(
+                    r.headers()["content-type"],
+                    "application/problem+json",
+                    "{method} {path}"
+                );
+                assert!(
+                    op["responses"][status.to_string()].is_object(),
+                    "{method} {path} {status}"
+                );
+            }
+        }
+    }
+    let r = send("get", "/metrics", Some("metrics-key")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let documented = doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    let content_type = r.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(
+        content_type.starts_with(&documented),
+        "{content_type} is not {documented}"
+    );
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("# TYPE promo_gateway_upstream_calls_total counter"));
+}
+
+/// A path segment that is not UTF-8 names nothing: every parameterised route answers the
+/// documented 404 problem, not axum's undocumented plain-text 400.
+#[tokio::test]
+async fn a_segment_that_is_not_utf8_is_a_404_problem() {
+    let gw = common::start("", &[], &[]).await;
+    for (method, path) in [
+        ("GET", "/v1/promo-codes/%FF"),
+        ("GET", "/v1/requests/%FF"),
+        ("GET", "/v1/sync-jobs/%FF"),
+        ("GET", "/v1/sync-jobs/%FF/results"),
+        ("POST", "/v1/sync-jobs/%FF/retry"),
+        ("POST", "/v1/sync-jobs/%FF/cancel"),
+    ] {
+        let url = format!("{}{path}", gw.base);
+        let request = match method {
+            "GET" => gw.http.get(url),
+            _ => gw.http.post(url),
+        };
+        let answer = request.send().await.unwrap();
+        assert_eq!(answer.status(), 404, "{method} {path}");
+        assert_eq!(
+            answer.headers()["content-type"],
+            "application/problem+json",
+            "{method} {path}"
+        );
+        let body: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(body["errors"][0]["field"], "path", "{method} {path}: {body}");
+        assert!(
+            body["errors"][0]["rule"].as_str().unwrap().contains(path),
+            "{method} {path}: {body}"
+        );
+    }
 }

@@ -68,16 +68,7 @@ impl Vendor {
     fn body(self, code: &str) -> Value {
         match self {
             Vendor::Loop => common::loop_body(code),
-            Vendor::Partnero => json!({
-                "coupon_uuid": "coupon_spring",
-                "code": code,
-                "first_time_order": false,
-                "limit_to_specific_partner": false,
-                "limit_to_specific_customer": false,
-                "minimum_order_status": false,
-                "expiration_date_status": false,
-                "redemption_times_status": false
-            }),
+            Vendor::Partnero => common::partnero_body("coupon_spring", code),
         }
     }
 
@@ -113,8 +104,8 @@ impl Vendor {
 
     fn conflict(self) -> ResponseTemplate {
         ResponseTemplate::new(409).set_body_json(match self {
-            Vendor::Loop => json!({ "error": "conflict", "message": "Promo code already exists" }),
-            Vendor::Partnero => json!({ "message": "The code has already been taken." }),
+            Vendor::Loop => common::loop_conflict_body(),
+            Vendor::Partnero => common::partnero_conflict_body(),
         })
     }
 
@@ -696,14 +687,7 @@ async fn serve_raw(mut stream: TcpStream, step: Raw, seen: Seen) {
 /// A connection reset after the request went out: by default not retried (the vendor may have
 /// created the code); with `retry.unconfirmed` retried, and the 409 read as `already_exists`.
 async fn reset_after_sending(v: Vendor, unconfirmed: bool) {
-    let server = RawServer::start(vec![
-        Raw::Reset,
-        Raw::Answer(
-            409,
-            json!({ "error": "conflict", "message": "Promo code already exists" }),
-        ),
-    ])
-    .await;
+    let server = RawServer::start(vec![Raw::Reset, Raw::Answer(409, common::loop_conflict_body())]).await;
     let retry =
         format!("retry = {{ max_attempts = 3, base_delay_ms = 10, max_delay_ms = 50, unconfirmed = {unconfirmed} }}");
     let gw = gateway(v, &server.uri, &retry).await;

@@ -6,16 +6,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use wiremock::matchers::{body_string, header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-const BIN: &str = env!("CARGO_BIN_EXE_promo-gateway");
+use common::binary::{Binary, BIN};
+
 const EXAMPLE: &str = include_str!("../mappings/example.toml");
 const PROMOTION: &str = "7005b249-300b-4cf6-964e-e663278af218";
 const COUPON: &str = "3f6c2a9e-8b1d-4c5e-9a7f-2d4b6e8c0a1f";
@@ -183,22 +182,7 @@ async fn vendors() -> MockServer {
 }
 
 /// The binary, its output collected line by line (stdout and stderr).
-struct Running {
-    child: Child,
-    api: common::Gateway,
-    lines: Arc<Mutex<Vec<String>>>,
-    readers: Vec<std::thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(config: &str, log_format: &str) -> Running {
+fn spawn(config: &str, log_format: &str) -> Binary {
     let dir = tempfile::tempdir().unwrap();
     common::write_files(dir.path(), config, &[("example", EXAMPLE)]);
     let mut cmd = Command::new(BIN);
@@ -207,55 +191,20 @@ fn spawn(config: &str, log_format: &str) -> Running {
         .args(["--log-format", log_format, "serve", "--listen", "127.0.0.1:0"])
         .env("RUST_LOG", "debug")
         .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in ENV {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().unwrap();
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = mpsc::channel();
-    let mut readers = Vec::new();
-    let out: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().unwrap());
-    let err: Box<dyn std::io::Read + Send> = Box::new(child.stderr.take().unwrap());
-    for stream in [out, err] {
-        let lines = lines.clone();
-        let tx = tx.clone();
-        readers.push(std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(addr.trim().to_owned());
-                }
-                lines.lock().unwrap().push(line);
-            }
-        }));
-    }
-    let addr = rx
-        .recv_timeout(Duration::from_secs(10))
-        .unwrap_or_else(|_| panic!("no `listening on` line: {:?}", lines.lock().unwrap()));
-    Running {
-        child,
-        api: common::Gateway::at(format!("http://{addr}")),
-        lines,
-        readers,
-        _dir: dir,
-    }
+    let running = Binary::spawn(&mut cmd, true, Duration::from_secs(10))
+        .unwrap_or_else(|running| panic!("no `listening on` line: {:?}", running.lines.lock().unwrap()));
+    running.keeping(dir)
 }
 
-impl Running {
+impl Binary {
     /// SIGTERM, then every line the process wrote.
     fn stop(mut self) -> Vec<String> {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(std::time::Instant::now() < deadline, "no exit 10 s after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        self.sigterm();
+        let status = self.exit_within(Duration::from_secs(10));
         assert!(status.success(), "{status:?}");
         for r in std::mem::take(&mut self.readers) {
             r.join().unwrap();
@@ -282,11 +231,7 @@ async fn send(
     }
     let response = r.send().await.unwrap();
     let status = response.status().as_u16();
-    let id = response
-        .headers()
-        .get("x-request-id")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
+    let id = common::header_of(&response, "x-request-id").unwrap_or_default();
     (status, id, response.text().await.unwrap())
 }
 

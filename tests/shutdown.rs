@@ -4,30 +4,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_promo-gateway");
+use common::binary::{Binary, BIN};
+
 const TOKEN_VAR: &str = "PROMO_SHUTDOWN_TEST_LOOP_TOKEN";
-
-/// The binary on `dir`'s config, its stderr collected.
-struct Running {
-    child: Child,
-    api: common::Gateway,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Writes a config with `[server] shutdown_grace_ms = grace_ms` and Loop on `loop_url`.
 fn write_config(dir: &Path, loop_url: &str, grace_ms: u64) {
@@ -47,70 +32,37 @@ fn write_config(dir: &Path, loop_url: &str, grace_ms: u64) {
     common::write_files(dir, &config, &[("spring", "[upstreams.loop]\n")]);
 }
 
-fn spawn(dir: &Path) -> Running {
-    let mut child = Command::new(BIN)
-        .arg("--config")
+/// The binary on `dir`'s config, its stderr collected.
+fn spawn(dir: &Path) -> Binary {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--config")
         .arg(dir.join("config.toml"))
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env(TOKEN_VAR, "t")
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                let _ = tx.send(addr.trim().to_owned());
-            }
-        }
-    });
-    let stderr = child.stderr.take().unwrap();
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            sink.lock().unwrap().push(line);
-        }
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(10)).expect("a `listening on` line");
-    Running {
-        child,
-        api: common::Gateway::at(format!("http://{addr}")),
-        lines,
-    }
+        .stderr(Stdio::piped());
+    Binary::spawn(&mut cmd, false, Duration::from_secs(10)).unwrap_or_else(|_| panic!("a `listening on` line"))
 }
 
-impl Running {
-    fn sigterm(&self) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    }
+/// A fresh tempdir with [`write_config`] for Loop on `server`, and the binary started on it.
+fn start(server: &wiremock::MockServer, grace_ms: u64) -> (tempfile::TempDir, Binary) {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &server.uri(), grace_ms);
+    let gw = spawn(dir.path());
+    (dir, gw)
+}
 
-    /// Waits at most `bound` for the process to exit.
-    fn exit_within(&mut self, bound: Duration) -> ExitStatus {
-        let deadline = Instant::now() + bound;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still running {bound:?} after SIGTERM: {:#?}",
-                self.lines.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn log(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
+/// Loop creates `code` twice, each exactly once: the first call is answered (`first_id`) only
+/// after 1.5 s, the next one (`then_id`) at once.
+async fn slow_then_quick(server: &wiremock::MockServer, code: &str, first_id: &str, then_id: &str) {
+    common::loop_create("t", common::loop_body(code))
+        .respond_with(common::loop_created(first_id, code).set_delay(Duration::from_millis(1500)))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(server)
+        .await;
+    common::expect_loop_created(server, "t", code, then_id).await;
 }
 
 /// Polls `GET /v1/promo-codes/{code}` until Loop's delivery is no longer pending (5 s at most).
@@ -138,14 +90,14 @@ async fn settled_delivery(api: &common::Gateway, code: &str) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_lets_a_create_in_flight_finish_then_exits_0() {
     let server = common::strict_server().await;
-    common::loop_create("t", common::loop_body("SPRING-1"))
-        .respond_with(common::loop_created("promo_1", "SPRING-1").set_delay(Duration::from_millis(1000)))
-        .expect(1)
-        .mount(&server)
-        .await;
-    let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), &server.uri(), 10_000);
-    let mut gw = spawn(dir.path());
+    common::expect_loop_answer(
+        &server,
+        "t",
+        "SPRING-1",
+        common::loop_created("promo_1", "SPRING-1").set_delay(Duration::from_millis(1000)),
+    )
+    .await;
+    let (_dir, mut gw) = start(&server, 10_000);
 
     let api = common::Gateway::at(gw.api.base.clone());
     let create = tokio::spawn(async move { api.create(&common::percent20("SPRING-1", &["loop"])).await });
@@ -175,20 +127,8 @@ async fn sigterm_lets_a_create_in_flight_finish_then_exits_0() {
 async fn a_call_outlasting_the_grace_stays_pending_and_the_next_start_resends_it() {
     let server = common::strict_server().await;
     // The first call answers only after 1.5 s, past the 300 ms grace; the resent one at once.
-    common::loop_create("t", common::loop_body("SLOW-1"))
-        .respond_with(common::loop_created("promo_slow", "SLOW-1").set_delay(Duration::from_millis(1500)))
-        .up_to_n_times(1)
-        .expect(1)
-        .mount(&server)
-        .await;
-    common::loop_create("t", common::loop_body("SLOW-1"))
-        .respond_with(common::loop_created("promo_resent", "SLOW-1"))
-        .expect(1)
-        .mount(&server)
-        .await;
-    let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), &server.uri(), 300);
-    let mut gw = spawn(dir.path());
+    slow_then_quick(&server, "SLOW-1", "promo_slow", "promo_resent").await;
+    let (dir, mut gw) = start(&server, 300);
 
     let api = common::Gateway::at(gw.api.base.clone());
     let create = tokio::spawn(async move {
@@ -232,20 +172,8 @@ async fn a_call_outlasting_the_grace_stays_pending_and_the_next_start_resends_it
 #[tokio::test(flavor = "multi_thread")]
 async fn a_running_sync_job_is_left_running_and_the_next_start_finishes_it() {
     let server = common::strict_server().await;
-    common::loop_create("t", common::loop_body("JOB-1"))
-        .respond_with(common::loop_created("promo_j1", "JOB-1").set_delay(Duration::from_millis(1500)))
-        .up_to_n_times(1)
-        .expect(1)
-        .mount(&server)
-        .await;
-    common::loop_create("t", common::loop_body("JOB-1"))
-        .respond_with(common::loop_created("promo_j1", "JOB-1"))
-        .expect(1)
-        .mount(&server)
-        .await;
-    let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), &server.uri(), 300);
-    let mut gw = spawn(dir.path());
+    slow_then_quick(&server, "JOB-1", "promo_j1", "promo_j1").await;
+    let (dir, mut gw) = start(&server, 300);
     let (status, job) = gw
         .api
         .post(

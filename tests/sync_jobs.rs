@@ -90,7 +90,7 @@ impl Vendor {
     fn body(self, codes: &[String]) -> Value {
         match self {
             Vendor::Loop => common::loop_body(&codes[0]),
-            Vendor::Partnero => partnero_plain(&codes[0]),
+            Vendor::Partnero => common::partnero_body(COUPON, &codes[0]),
             Vendor::Moltin => json!({
                 "data": {
                     "type": "promotion_codes",
@@ -123,8 +123,8 @@ impl Vendor {
 
     fn conflict(self) -> ResponseTemplate {
         ResponseTemplate::new(409).set_body_json(match self {
-            Vendor::Loop => json!({ "error": "conflict", "message": "Promo code already exists" }),
-            Vendor::Partnero => json!({ "message": "The code has already been taken." }),
+            Vendor::Loop => common::loop_conflict_body(),
+            Vendor::Partnero => common::partnero_conflict_body(),
             Vendor::Moltin => json!({ "errors": [{ "status": 409, "title": "Duplicate code" }] }),
         })
     }
@@ -140,20 +140,6 @@ impl Vendor {
 
 fn loop_id(code: &str) -> String {
     format!("promo_{code}")
-}
-
-/// Partnero's body for a code with no limits: every flag sent, `false` included.
-fn partnero_plain(code: &str) -> Value {
-    json!({
-        "coupon_uuid": COUPON,
-        "code": code,
-        "first_time_order": false,
-        "limit_to_specific_partner": false,
-        "limit_to_specific_customer": false,
-        "minimum_order_status": false,
-        "expiration_date_status": false,
-        "redemption_times_status": false
-    })
 }
 
 /// What a recording upstream saw.
@@ -293,12 +279,8 @@ async fn post_job(
         .await
         .unwrap();
     let status = r.status().as_u16();
-    let location = r.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
-    let content_type = r
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
+    let location = common::header_of(&r, "location");
+    let content_type = common::header_of(&r, "content-type").unwrap_or_default();
     let text = r.text().await.unwrap();
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
     if status >= 400 {
@@ -320,6 +302,19 @@ fn accepted(status: u16, location: Option<String>, body: &Value) -> i64 {
     id
 }
 
+/// POSTs `/v1/sync-jobs/{id}/{action}` with no body: the status and the parsed body (`null` if
+/// it is not JSON).
+async fn job_action(gw: &common::Gateway, id: i64, action: &str) -> (u16, Value) {
+    let r = gw
+        .http
+        .post(format!("{}/v1/sync-jobs/{id}/{action}", gw.base))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
 /// Polls the job until it is no longer running (at most 30 s); its last status.
 async fn wait_done(gw: &common::Gateway, id: i64) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -336,26 +331,8 @@ async fn wait_done(gw: &common::Gateway, id: i64) -> Value {
 
 /// Every result line of the job matching `filter` (`&status=...`), following next_cursor.
 async fn all_results(gw: &common::Gateway, id: i64, filter: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut p = format!("/v1/sync-jobs/{id}/results?limit=1000{filter}");
-        if let Some(c) = &cursor {
-            p.push_str(&format!("&cursor={c}"));
-        }
-        let (status, page) = gw.get(&p).await;
-        assert_eq!(status, 200, "{page}");
-        out.extend(
-            page["items"]
-                .as_array()
-                .unwrap_or_else(|| panic!("no items in {page}"))
-                .clone(),
-        );
-        match page.get("next_cursor").and_then(Value::as_str) {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => return out,
-        }
-    }
+    gw.all_items(&format!("/v1/sync-jobs/{id}/results?limit=1000{filter}"))
+        .await
 }
 
 /// The job's per-target counts, e.g. `{"created": 3}`.
@@ -365,26 +342,7 @@ fn counts<'a>(job: &'a Value, target: &str) -> &'a Value {
 
 /// Every code the ledger lists (GET /v1/promo-codes), following next_cursor.
 async fn ledger_codes(gw: &common::Gateway, filter: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut p = format!("/v1/promo-codes?limit=1000{filter}");
-        if let Some(c) = &cursor {
-            p.push_str(&format!("&cursor={c}"));
-        }
-        let (status, page) = gw.get(&p).await;
-        assert_eq!(status, 200, "{page}");
-        out.extend(
-            page["items"]
-                .as_array()
-                .unwrap_or_else(|| panic!("no items in {page}"))
-                .clone(),
-        );
-        match page.get("next_cursor").and_then(Value::as_str) {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => return out,
-        }
-    }
+    gw.all_items(&format!("/v1/promo-codes?limit=1000{filter}")).await
 }
 
 fn codes(prefix: &str, n: usize) -> Vec<String> {
@@ -529,12 +487,18 @@ async fn a_csv_upload_carries_each_column_to_the_vendors() {
     .await;
     // partnero-create-promotion-code.md: each limit with its *_status flag; the expiry as the
     // last whole day before expires_at.
-    expect(&partnero_srv, Vendor::Partnero, partnero_plain("CSV-1"), "CSV-1").await;
+    expect(
+        &partnero_srv,
+        Vendor::Partnero,
+        common::partnero_body(COUPON, "CSV-1"),
+        "CSV-1",
+    )
+    .await;
     expect(
         &partnero_srv,
         Vendor::Partnero,
         common::merged(
-            partnero_plain("CSV-2"),
+            common::partnero_body(COUPON, "CSV-2"),
             json!({ "redemption_times_status": true, "redemption_times_value": 5 }),
         ),
         "CSV-2",
@@ -544,7 +508,7 @@ async fn a_csv_upload_carries_each_column_to_the_vendors() {
         &partnero_srv,
         Vendor::Partnero,
         common::merged(
-            partnero_plain("CSV-3"),
+            common::partnero_body(COUPON, "CSV-3"),
             json!({ "expiration_date_status": true, "expiration_date_value": "2026-03-31" }),
         ),
         "CSV-3",
@@ -730,23 +694,15 @@ async fn a_mirror_delivers_a_campaign_to_the_new_target_only() {
     let partnero_srv = common::strict_server().await;
     let spring_codes = codes("M", 5);
     for c in &spring_codes {
-        common::loop_create(LOOP_TOKEN, common::loop_body(c))
-            .respond_with(Vendor::Loop.created(std::slice::from_ref(c)))
-            .expect(1)
-            .mount(&loop_srv)
-            .await;
+        common::expect_loop_answer(&loop_srv, LOOP_TOKEN, c, Vendor::Loop.created(std::slice::from_ref(c))).await;
         // Only the mirror calls Partnero, once per code of the campaign.
-        common::partnero_create(PARTNERO_TOKEN, partnero_plain(c))
+        common::partnero_create(PARTNERO_TOKEN, common::partnero_body(COUPON, c))
             .respond_with(common::partnero_created(c))
             .expect(1)
             .mount(&partnero_srv)
             .await;
     }
-    common::loop_create(LOOP_TOKEN, common::loop_body("OTHER-1"))
-        .respond_with(common::loop_created("promo_OTHER-1", "OTHER-1"))
-        .expect(1)
-        .mount(&loop_srv)
-        .await;
+    common::expect_loop_created(&loop_srv, LOOP_TOKEN, "OTHER-1", "promo_OTHER-1").await;
     let gw = gateway(&[(Vendor::Loop, &loop_srv, ""), (Vendor::Partnero, &partnero_srv, "")]).await;
 
     // The campaign's codes, on Loop only.
@@ -819,22 +775,9 @@ async fn results_page_by_status_and_upstream() {
     assert_eq!(counts(&job, "partnero"), &json!({ "created": 30 }), "{job}");
 
     // Rejected, three a page: 3 + 3 + 1, the last page without a cursor.
-    let mut pages = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut p = format!("/v1/sync-jobs/{id}/results?status=rejected&limit=3");
-        if let Some(c) = &cursor {
-            p.push_str(&format!("&cursor={c}"));
-        }
-        let (status, page) = gw.get(&p).await;
-        assert_eq!(status, 200, "{page}");
-        pages.push(page["items"].as_array().unwrap().clone());
-        match page.get("next_cursor").and_then(Value::as_str) {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => break,
-        }
-        assert!(pages.len() < 10, "the cursor does not advance");
-    }
+    let pages = gw
+        .pages(&format!("/v1/sync-jobs/{id}/results?status=rejected&limit=3"), 10)
+        .await;
     assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 1]);
     let items: Vec<Value> = pages.into_iter().flatten().collect();
     let got: Vec<&str> = items.iter().map(|r| r["code"].as_str().unwrap()).collect();
@@ -851,28 +794,21 @@ async fn results_page_by_status_and_upstream() {
     }
 
     // Created on Partnero, ten a page.
-    let mut sizes = Vec::new();
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut p = format!("/v1/sync-jobs/{id}/results?status=created&upstream=partnero&limit=10");
-        if let Some(c) = &cursor {
-            p.push_str(&format!("&cursor={c}"));
-        }
-        let (status, page) = gw.get(&p).await;
-        assert_eq!(status, 200, "{page}");
-        let items = page["items"].as_array().unwrap();
-        sizes.push(items.len());
-        seen.extend(items.iter().map(|r| {
+    let pages = gw
+        .pages(
+            &format!("/v1/sync-jobs/{id}/results?status=created&upstream=partnero&limit=10"),
+            10,
+        )
+        .await;
+    let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+    let seen: Vec<String> = pages
+        .iter()
+        .flatten()
+        .map(|r| {
             assert_eq!(r["upstream"], "partnero", "{r}");
             r["code"].as_str().unwrap().to_owned()
-        }));
-        match page.get("next_cursor").and_then(Value::as_str) {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => break,
-        }
-        assert!(sizes.len() < 10, "the cursor does not advance");
-    }
+        })
+        .collect();
     assert_eq!(sizes, [10, 10, 10]);
     assert_eq!(seen, all);
 
@@ -923,13 +859,8 @@ async fn retry_resends_only_the_failed_deliveries() {
     }
     let failed_codes: BTreeSet<String> = failed.iter().map(|r| r["code"].as_str().unwrap().to_owned()).collect();
 
-    let r = gw
-        .http
-        .post(format!("{}/v1/sync-jobs/{id}/retry", gw.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 202);
+    let (status, _) = job_action(&gw, id, "retry").await;
+    assert_eq!(status, 202);
     let job = wait_done(&gw, id).await;
     assert_eq!(job["state"], "done", "{job}");
     assert_eq!(counts(&job, "loop"), &json!({ "created": 20 }), "{job}");
@@ -972,24 +903,12 @@ async fn cancel_stops_a_job_and_marks_the_rest_cancelled() {
     }
 
     // A running job cannot be retried.
-    let r = gw
-        .http
-        .post(format!("{}/v1/sync-jobs/{id}/retry", gw.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 409);
-    let body: Value = r.json().await.unwrap();
+    let (status, body) = job_action(&gw, id, "retry").await;
+    assert_eq!(status, 409);
     assert_eq!(body["errors"][0]["field"], "state", "{body}");
 
-    let r = gw
-        .http
-        .post(format!("{}/v1/sync-jobs/{id}/cancel", gw.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    let job: Value = r.json().await.unwrap();
+    let (status, job) = job_action(&gw, id, "cancel").await;
+    assert_eq!(status, 200);
     let calls_at_cancel = rec.log().calls;
     assert_eq!(job["state"], "cancelled", "{job}");
     assert!(job["finished_at"].is_string(), "{job}");
@@ -1015,13 +934,8 @@ async fn cancel_stops_a_job_and_marks_the_rest_cancelled() {
     assert_eq!(counts(&job, "loop")["cancelled"], cancelled, "{job}");
 
     // Cancelling twice is refused.
-    let r = gw
-        .http
-        .post(format!("{}/v1/sync-jobs/{id}/cancel", gw.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 409);
+    let (status, _) = job_action(&gw, id, "cancel").await;
+    assert_eq!(status, 409);
 }
 
 #[tokio::test]

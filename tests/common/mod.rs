@@ -13,6 +13,8 @@ use tempfile::TempDir;
 use wiremock::matchers::{any, body_json, header, method, path};
 use wiremock::{Mock, MockBuilder, MockServer, ResponseTemplate};
 
+pub mod binary;
+
 // ---------------------------------------------------------------------------------------------
 // The gateway
 // ---------------------------------------------------------------------------------------------
@@ -109,14 +111,15 @@ pub struct Raw {
     pub text: String,
 }
 
+/// The value of header `name` in `response`, if it has one.
+pub fn header_of(response: &reqwest::Response, name: &str) -> Option<String> {
+    response.headers().get(name).map(|v| v.to_str().unwrap().to_owned())
+}
+
 impl Raw {
     async fn from(r: reqwest::Response) -> Self {
         let status = r.status().as_u16();
-        let content_type = r
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
+        let content_type = header_of(&r, "content-type").unwrap_or_default();
         let text = r.text().await.unwrap();
         Raw {
             status,
@@ -333,6 +336,11 @@ pub fn loop_created(id: &str, code: &str) -> ResponseTemplate {
     ResponseTemplate::new(201).set_body_json(loop_promo(id, code))
 }
 
+/// Loop's documented 409 body: the code exists already.
+pub fn loop_conflict_body() -> Value {
+    json!({ "error": "conflict", "message": "Promo code already exists" })
+}
+
 /// Partnero's create endpoint, whatever the headers and body.
 pub fn partnero_endpoint() -> MockBuilder {
     Mock::given(method("POST")).and(path("/v1/promotion-codes"))
@@ -345,6 +353,21 @@ pub fn partnero_create(token: &str, body: Value) -> MockBuilder {
         .and(header("Content-Type", "application/json"))
         .and(header("Accept", "application/json"))
         .and(body_json(body))
+}
+
+/// Partnero's body for a plain `code` on `coupon` (a code with no limits): every flag is sent,
+/// `false` included.
+pub fn partnero_body(coupon: &str, code: &str) -> Value {
+    json!({
+        "coupon_uuid": coupon,
+        "code": code,
+        "first_time_order": false,
+        "limit_to_specific_partner": false,
+        "limit_to_specific_customer": false,
+        "minimum_order_status": false,
+        "expiration_date_status": false,
+        "redemption_times_status": false
+    })
 }
 
 /// Partnero's documented 200 answer for `code` (a code with no limits).
@@ -361,6 +384,11 @@ pub fn partnero_created(code: &str) -> ResponseTemplate {
         "status": 1,
         "message": "Promotion code created in the app successfully."
     }))
+}
+
+/// Partnero's 409 body: the code is taken already.
+pub fn partnero_conflict_body() -> Value {
+    json!({ "message": "The code has already been taken." })
 }
 
 /// Spacebring's documented 201 answer: promocode `id` for `code` on `coupon`, in `network`.
@@ -449,10 +477,7 @@ impl Gateway {
             .await
             .unwrap();
         let status = r.status().as_u16();
-        let replayed = r
-            .headers()
-            .get("idempotent-replayed")
-            .map(|v| v.to_str().unwrap().to_owned());
+        let replayed = header_of(&r, "idempotent-replayed");
         let text = r.text().await.unwrap();
         (
             status,
@@ -482,5 +507,88 @@ pub async fn wait_for_requests(server: &MockServer, n: usize) {
             server.uri()
         );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Expected calls and listings
+// ---------------------------------------------------------------------------------------------
+
+/// Mounts on `server` exactly one documented Loop create of `code` (with `token`), answered 201
+/// with the promo `vendor_id`.
+pub async fn expect_loop_created(server: &MockServer, token: &str, code: &str, vendor_id: &str) {
+    expect_loop_answer(server, token, code, loop_created(vendor_id, code)).await;
+}
+
+/// Mounts on `server` exactly one documented Loop create of `code` answered with `answer`.
+pub async fn expect_loop_answer(server: &MockServer, token: &str, code: &str, answer: ResponseTemplate) {
+    loop_create(token, loop_body(code))
+        .respond_with(answer)
+        .expect(1)
+        .mount(server)
+        .await;
+}
+
+/// Mounts on `server` a documented Loop create of `code` answered `failure` once, then (the next
+/// call) 201 with the promo `vendor_id`: each exactly once.
+pub async fn expect_loop_failure_then_created(
+    server: &MockServer,
+    token: &str,
+    code: &str,
+    failure: ResponseTemplate,
+    vendor_id: &str,
+) {
+    loop_create(token, loop_body(code))
+        .respond_with(failure)
+        .up_to_n_times(1)
+        .with_priority(1)
+        .expect(1)
+        .mount(server)
+        .await;
+    loop_create(token, loop_body(code))
+        .respond_with(loop_created(vendor_id, code))
+        .with_priority(2)
+        .expect(1)
+        .mount(server)
+        .await;
+}
+
+/// Fails unless `server` has received exactly `n` requests.
+pub async fn assert_calls(server: &MockServer, n: usize, what: &str) {
+    assert_eq!(received(server).await, n, "{what}: calls to {}", server.uri());
+}
+
+impl Gateway {
+    /// Every item of the paged listing at `path` (its query included; `&cursor=` is added),
+    /// following `next_cursor`; every page must answer 200.
+    pub async fn all_items(&self, path: &str) -> Vec<Value> {
+        self.pages(path, usize::MAX).await.concat()
+    }
+
+    /// The items of each page of the listing at `path` (its query included; `&cursor=` is added),
+    /// following `next_cursor`; every page must answer 200, and fewer than `max_pages` pages may
+    /// be followed by another (else the cursor does not advance).
+    pub async fn pages(&self, path: &str, max_pages: usize) -> Vec<Vec<Value>> {
+        let mut pages = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut p = path.to_owned();
+            if let Some(c) = &cursor {
+                p.push_str(&format!("&cursor={c}"));
+            }
+            let (status, page) = self.get(&p).await;
+            assert_eq!(status, 200, "{page}");
+            pages.push(
+                page["items"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("no items in {page}"))
+                    .clone(),
+            );
+            match page.get("next_cursor").and_then(Value::as_str) {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return pages,
+            }
+            assert!(pages.len() < max_pages, "the cursor does not advance");
+        }
     }
 }
