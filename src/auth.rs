@@ -301,7 +301,13 @@ impl TokenSource {
             .header("Accept", "application/json");
         match self.client_auth {
             ClientAuth::Basic => {
-                request = request.basic_auth(self.client_id.expose_secret(), Some(self.client_secret.expose_secret()));
+                // RFC 6749 §2.3.1: the id and secret are form-encoded first, then joined by
+                // `:` and base64-encoded, so that a `:` or non-ASCII byte in them survives.
+                let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                request = request.basic_auth(
+                    encode(self.client_id.expose_secret()),
+                    Some(encode(self.client_secret.expose_secret())),
+                );
             }
             ClientAuth::Body => {
                 form.push(("client_id", self.client_id.expose_secret()));

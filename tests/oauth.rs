@@ -440,3 +440,40 @@ async fn callers_waiting_on_a_failing_fetch_share_its_error() {
     assert_eq!(common::result(&body, "loop")["error"]["kind"], "auth", "{body}");
     assert_eq!(gw.token_fetches("loop").await, 2);
 }
+
+/// RFC 6749 §2.3.1: with HTTP Basic client authentication the client id and secret are
+/// form-encoded before they are joined by `:` and base64-encoded, so that a `:`, a space or a
+/// non-ASCII byte in them reaches the server intact.
+#[tokio::test]
+async fn basic_client_credentials_are_form_encoded_first() {
+    let (tokens, vendor) = servers().await;
+    let (id, secret) = ("client:7f3a", "s3cr t/+&é");
+    common::token_endpoint("/token", "client%3A7f3a", "s3cr+t%2F%2B%26%C3%A9")
+        .and(form_is(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "promos.write"),
+        ]))
+        .respond_with(common::token_issued("tok-encoded"))
+        .expect(1)
+        .mount(&tokens)
+        .await;
+    expect_loop(
+        &vendor,
+        "ENCODED-1",
+        "tok-encoded",
+        loop_created("promo_1", "ENCODED-1"),
+    )
+    .await;
+    let gw = common::start(
+        &oauth_loop(&vendor.uri(), &tokens.uri(), ""),
+        &[],
+        &[("CID", id), ("CSECRET", secret)],
+    )
+    .await;
+
+    let (status, body) = gw.create(&promo("ENCODED-1")).await;
+
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(common::result(&body, "loop")["status"], "created", "{body}");
+    common::assert_hides(&body.to_string(), &[secret, "s3cr"]);
+}
