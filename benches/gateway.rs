@@ -9,7 +9,7 @@
 //!    50 ms, against 50 ms (all in parallel) and 300 ms (one after another), with a direct call
 //!    to one such upstream as the measured baseline.
 //!
-//! `cargo bench --bench gateway` runs all four (about three minutes once built), prints the
+//! `cargo bench --bench gateway` runs all four (about three and a half minutes once built), prints the
 //! tables and writes them into README.md and BENCHMARKS.md between `<!-- bench:start -->` and
 //! `<!-- bench:end -->` (`BENCH_WRITE=0` skips that). `BENCH_ROUNDS`, `BENCH_SECONDS` (per
 //! round), `BENCH_CONNECTIONS` and `BENCH_FANOUT` (creates) scale it; the gateway's temp
@@ -147,10 +147,10 @@ fn publish_full(sections: &[Section], machine: &str) -> String {
 fn publish_summary(sections: &[Section], machine: &str) -> String {
     format!(
         "`cargo bench --bench gateway` measures the gateway's overhead, fan-out, rate-limit fidelity\n\
-         and a 100,000-code sync job against baselines taken in the same run (about three minutes);\n\
-         `cargo bench -p promo-adapters`\n\
-         times each adapter's translation with criterion. [BENCHMARKS.md](BENCHMARKS.md) has every\n\
-         figure, the method and a profile of where a create's time goes. One run on {machine}:\n\n{}",
+         and a 100,000-code sync job against baselines taken in the same run (about three and a half\n\
+         minutes); `cargo bench -p promo-adapters` times each adapter's translation with criterion.\n\
+         [BENCHMARKS.md](BENCHMARKS.md) has every figure, the method, and profiles of where a create's\n\
+         and a sync job's time goes. One run on {machine}:\n\n{}",
         verdict_table(sections)
     )
 }
