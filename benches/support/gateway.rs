@@ -15,7 +15,11 @@ use std::time::Duration;
 
 use promo_adapters::VendorKind;
 
-const BIN: &str = env!("CARGO_BIN_EXE_promo-gateway");
+/// The binary `cargo bench` built, or `BENCH_GATEWAY_BIN` (another build of the gateway, to
+/// compare two versions on the same harness).
+fn binary() -> String {
+    std::env::var("BENCH_GATEWAY_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_promo-gateway").to_owned())
+}
 
 /// Credentials every bench upstream is configured with: the fast upstream checks none of them.
 const ENV: [(&str, &str); 5] = [
@@ -122,7 +126,7 @@ impl GatewayProcess {
         )
         .unwrap();
         let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
-        let mut command = Command::new(BIN);
+        let mut command = Command::new(binary());
         command
             .arg("--config")
             .arg(&config)
