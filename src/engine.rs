@@ -393,10 +393,10 @@ impl Engine {
                 (Claim::Done(prior), _) => Work::Known(already_delivered(*prior)),
                 (Claim::Elsewhere, plan) => Work::Known(elsewhere(&target, plan)),
             });
-        let results = self.deliver(code_id, code, work.collect(), Round::First).await;
+        let (results, unrecorded) = self.deliver(code_id, code, work.collect(), Round::First).await;
         let response = CreateResponse::new(code, Some(request_id), results);
         self.store
-            .finish_request(request_id, &response)
+            .finish_request(request_id, &response, unrecorded)
             .await
             .map_err(ledger_error)?;
         Ok(Answer {
@@ -452,7 +452,7 @@ impl Engine {
                 request_id: Some(u.request_id),
                 results,
             };
-            self.store.finish_request(u.request_id, &response).await?;
+            self.store.finish_request(u.request_id, &response, Vec::new()).await?;
             tracing::info!(
                 request_id = u.request_id,
                 targets = u.pending.len(),
@@ -470,11 +470,21 @@ impl Engine {
     }
 
     /// Calls every target that needs a call, in parallel, recording each outcome the moment it
-    /// is known, and returns all results in target order.
-    async fn deliver(&self, code_id: i64, code: &PromoCode, work: Vec<Work>, round: Round) -> Vec<TargetResult> {
+    /// is known, and returns all results in target order. On a first round the outcome that
+    /// arrives last is returned unrecorded instead, for the caller to record with the answer
+    /// (the answer follows at once, so a separate transaction for it would only cost time).
+    async fn deliver(
+        &self,
+        code_id: i64,
+        code: &PromoCode,
+        work: Vec<Work>,
+        round: Round,
+    ) -> (Vec<TargetResult>, Vec<(i64, TargetResult)>) {
+        let calls = work.iter().filter(|w| matches!(w, Work::Send(..))).count();
+        let remaining = &std::sync::atomic::AtomicUsize::new(calls);
         let sends = work.into_iter().map(|w| async move {
             let (target, plan) = match w {
-                Work::Known(result) => return result,
+                Work::Known(result) => return (result, false),
                 Work::Send(target, plan) => (target, plan),
             };
             let mut result = match plan {
@@ -490,12 +500,27 @@ impl Engine {
                         .into(),
                 });
             }
+            let last = remaining.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1;
+            if last && round == Round::First {
+                return (result, true);
+            }
             if let Err(e) = self.store.record(vec![(code_id, result.clone())]).await {
                 tracing::error!(code_id, upstream = %target, "could not record a delivery in the ledger: {e}");
             }
-            result
+            (result, false)
         });
-        futures::future::join_all(sends).await
+        let mut unrecorded = Vec::new();
+        let results = futures::future::join_all(sends)
+            .await
+            .into_iter()
+            .map(|(result, deferred)| {
+                if deferred {
+                    unrecorded.push((code_id, result.clone()));
+                }
+                result
+            })
+            .collect();
+        (results, unrecorded)
     }
 
     /// The pure phase: a plan per target, or the whole request refused.

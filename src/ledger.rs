@@ -343,8 +343,15 @@ pub trait Store: Send + Sync + 'static {
     /// Records the outcomes of deliveries, each `(code_id, result)`, in one transaction.
     async fn record(&self, outcomes: Vec<(i64, TargetResult)>) -> Result<(), LedgerError>;
 
-    /// Stores a create's answer, which an idempotent repeat replays.
-    async fn finish_request(&self, request_id: i64, response: &CreateResponse) -> Result<(), LedgerError>;
+    /// Stores a create's answer, which an idempotent repeat replays, together with the
+    /// outcomes not yet recorded (the last target's, which arrives with the answer: one
+    /// transaction instead of two), atomically.
+    async fn finish_request(
+        &self,
+        request_id: i64,
+        response: &CreateResponse,
+        outcomes: Vec<(i64, TargetResult)>,
+    ) -> Result<(), LedgerError>;
 
     async fn request(&self, request_id: i64) -> Result<Option<StoredRequest>, LedgerError>;
 
@@ -702,6 +709,25 @@ fn put_delivery(
     Ok(())
 }
 
+/// Writes the outcomes of deliveries (each `(code_id, result)`) into their rows.
+fn record_outcomes(tx: &Connection, outcomes: &[(i64, TargetResult)]) -> Result<(), LedgerError> {
+    for (code_id, result) in outcomes {
+        tx.prepare_cached(&format!(
+            "UPDATE deliveries SET status = ?1, vendor_id = ?2, attempts = attempts + ?3, result = ?4,
+                 updated_at = {NOW} WHERE code_id = ?5 AND upstream = ?6"
+        ))?
+        .execute(params![
+            status_name(result.status),
+            result.vendor_id,
+            result.attempts,
+            serde_json::to_string(result)?,
+            code_id,
+            result.upstream
+        ])?;
+    }
+    Ok(())
+}
+
 /// Whether a delivery in this state is settled for good: never sent again.
 fn is_final(status: Status) -> bool {
     matches!(status, Status::Created | Status::AlreadyExists)
@@ -868,33 +894,28 @@ impl Store for Ledger {
     async fn record(&self, outcomes: Vec<(i64, TargetResult)>) -> Result<(), LedgerError> {
         self.with(move |conn| {
             let tx = conn.transaction()?;
-            for (code_id, result) in &outcomes {
-                tx.prepare_cached(&format!(
-                    "UPDATE deliveries SET status = ?1, vendor_id = ?2, attempts = attempts + ?3, result = ?4,
-                         updated_at = {NOW} WHERE code_id = ?5 AND upstream = ?6"
-                ))?
-                .execute(params![
-                    status_name(result.status),
-                    result.vendor_id,
-                    result.attempts,
-                    serde_json::to_string(result)?,
-                    code_id,
-                    result.upstream
-                ])?;
-            }
+            record_outcomes(&tx, &outcomes)?;
             tx.commit()?;
             Ok(())
         })
         .await
     }
 
-    async fn finish_request(&self, request_id: i64, response: &CreateResponse) -> Result<(), LedgerError> {
+    async fn finish_request(
+        &self,
+        request_id: i64,
+        response: &CreateResponse,
+        outcomes: Vec<(i64, TargetResult)>,
+    ) -> Result<(), LedgerError> {
         let response = serde_json::to_string(response)?;
         self.with(move |conn| {
-            conn.prepare_cached(&format!(
+            let tx = conn.transaction()?;
+            record_outcomes(&tx, &outcomes)?;
+            tx.prepare_cached(&format!(
                 "UPDATE requests SET response = ?1, finished_at = {NOW} WHERE id = ?2"
             ))?
             .execute(params![response, request_id])?;
+            tx.commit()?;
             Ok(())
         })
         .await
