@@ -130,6 +130,9 @@ pub enum ErrorKind {
     /// The upstream's circuit breaker is open: it failed repeatedly, and is not called until
     /// its cool-down ends.
     UpstreamUnavailable,
+    /// Another campaign's code of the same name reached the upstream after this delivery
+    /// failed, so it is not sent again: a vendor keeps one code per name.
+    CodeConflict,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]

@@ -28,7 +28,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::engine::{CreateResponse, Status, TargetResult};
+use crate::engine::{CreateResponse, ErrorKind, Status, TargetResult};
 use crate::error::StartupError;
 
 #[derive(Debug, thiserror::Error)]
@@ -709,6 +709,53 @@ fn put_delivery(
     Ok(())
 }
 
+/// Gives the job's deliveries that a retry will not reopen, because another campaign's code of
+/// the same name has reached that upstream since they failed, an error that says so: without
+/// it they would keep their old error and a retry would silently pass them over. Their status
+/// stays as it was (the code is not on the vendor for this campaign).
+fn explain_held_elsewhere(tx: &Connection, job_id: i64) -> Result<(), LedgerError> {
+    let held: Vec<(i64, String, String, Option<String>, String, String)> = {
+        let mut stmt = tx.prepare(
+            "SELECT d.code_id, d.upstream, d.status, d.result, o.campaign, o.code
+               FROM deliveries d
+               JOIN codes c ON c.id = d.code_id
+               JOIN codes o ON o.code_key = c.code_key AND o.campaign <> c.campaign
+               JOIN deliveries od ON od.code_id = o.id AND od.upstream = d.upstream
+              WHERE d.status IN ('failed', 'throttled', 'cancelled')
+                AND d.upstream IN (SELECT value FROM json_each((SELECT targets FROM jobs WHERE id = ?1)))
+                AND d.code_id IN (SELECT code_id FROM job_items WHERE job_id = ?1)
+                AND od.status IN ('created', 'already_exists', 'pending')",
+        )?;
+        let rows = stmt
+            .query_map([job_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        rows
+    };
+    for (code_id, upstream, status, result, campaign, code) in held {
+        let previous: Option<TargetResult> = result.as_deref().map(serde_json::from_str).transpose()?;
+        let held_by = if campaign.is_empty() {
+            format!("`{code}` (of no campaign)")
+        } else {
+            format!("`{code}` of campaign `{campaign}`")
+        };
+        let explained = previous
+            .unwrap_or_else(|| TargetResult::new(&upstream, None, parse_status(&status)))
+            .with_error(
+                ErrorKind::CodeConflict,
+                format!(
+                    "not sent again: {held_by} has reached {upstream} since this delivery failed, and a vendor keeps one code per name whatever the case"
+                ),
+            );
+        tx.prepare_cached(&format!(
+            "UPDATE deliveries SET result = ?1, updated_at = {NOW} WHERE code_id = ?2 AND upstream = ?3"
+        ))?
+        .execute(params![serde_json::to_string(&explained)?, code_id, upstream])?;
+    }
+    Ok(())
+}
+
 /// Writes the outcomes of deliveries (each `(code_id, result)`) into their rows.
 fn record_outcomes(tx: &Connection, outcomes: &[(i64, TargetResult)]) -> Result<(), LedgerError> {
     for (code_id, result) in outcomes {
@@ -1331,6 +1378,7 @@ impl Store for Ledger {
     async fn retry_job(&self, id: i64) -> Result<u64, LedgerError> {
         self.with(move |conn| {
             let tx = conn.transaction()?;
+            explain_held_elsewhere(&tx, id)?;
             let reopened = tx.execute(
                 &format!(
                     "UPDATE deliveries SET status = 'pending', job_id = ?1, updated_at = {NOW}

@@ -363,3 +363,63 @@ async fn a_job_item_held_by_another_campaign_refuses_the_job() {
     assert_eq!(common::received(&a).await, 1);
     assert_eq!(common::received(&b).await, 2);
 }
+
+/// A job's failed delivery whose code another campaign has since delivered at that upstream is
+/// not sent again by a retry, and its result says why instead of keeping the old error.
+#[tokio::test]
+async fn a_retry_passes_over_a_code_another_campaign_took_since_and_says_why() {
+    let (a, _b, gw) = gateway().await;
+    // summer's SUMMER-X fails on loop (a 500 is not retried); SUMMER-Y fails too and is resent.
+    expect(&a, TOKEN, "SUMMER-X", "summer", ResponseTemplate::new(500), 1).await;
+    common::loop_create(TOKEN, loop_body("SUMMER-Y", "summer"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&a)
+        .await;
+    expect(&a, TOKEN, "SUMMER-Y", "summer", created("SUMMER-Y"), 1).await;
+    // Meanwhile spring creates summer-x, which summer's failed delivery does not hold.
+    expect(&a, TOKEN, "summer-x", "spring", created("summer-x"), 1).await;
+
+    let (status, body) = post_job(
+        &gw,
+        &json!({
+            "campaign": "summer",
+            "targets": ["loop"],
+            "template": { "discount": { "percent_off": 30 } },
+            "codes": ["SUMMER-X", "SUMMER-Y"]
+        }),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_i64().unwrap();
+    let done = wait_done(&gw, id).await;
+    assert_eq!(
+        done["targets_progress"]["loop"]["counts"],
+        json!({ "failed": 2 }),
+        "{done}"
+    );
+    let (status, body) = gw.create(&create("summer-x", "spring", &["loop"])).await;
+    assert_eq!(status, 201, "{body}");
+
+    let (status, body) = gw.post(&format!("/v1/sync-jobs/{id}/retry"), String::new()).await;
+    assert_eq!(status, 202, "{body}");
+    let done = wait_done(&gw, id).await;
+    assert_eq!(
+        done["targets_progress"]["loop"]["counts"],
+        json!({ "created": 1, "failed": 1 }),
+        "{done}"
+    );
+    let (status, page) = gw.get(&format!("/v1/sync-jobs/{id}/results?status=failed")).await;
+    assert_eq!(status, 200, "{page}");
+    let items = page["items"].as_array().unwrap_or_else(|| panic!("{page}"));
+    assert_eq!(items.len(), 1, "{page}");
+    assert_eq!(items[0]["code"], "SUMMER-X", "{page}");
+    assert_eq!(items[0]["attempts"], 1, "not sent again: {page}");
+    assert_eq!(items[0]["error"]["kind"], "code_conflict", "{page}");
+    let message = items[0]["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("`summer-x` of campaign `spring` has reached loop"),
+        "{page}"
+    );
+}
