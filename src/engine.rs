@@ -35,8 +35,8 @@ pub struct Engine {
     /// Configured calls per second of each upstream, for sync-job ETAs.
     pub(crate) rates: BTreeMap<String, u32>,
     key_window: chrono::Duration,
-    /// Running sync jobs, each with the switch that cancels it.
-    pub(crate) jobs: std::sync::Mutex<BTreeMap<i64, tokio::sync::watch::Sender<bool>>>,
+    /// Running sync jobs, each with the switch that cancels or pauses it.
+    pub(crate) jobs: std::sync::Mutex<crate::jobs::Registry>,
 }
 
 /// What became of the code at one target. The ledger keeps the same states per delivery.
@@ -624,7 +624,7 @@ pub(crate) async fn send(
     code: &PromoCode,
     upstream: &Upstream,
     translation: &Translation,
-    patience: Patience,
+    patience: Patience<'_>,
 ) -> TargetResult {
     let result = translated(target, upstream, translation);
     // Settled before the ledger's record by `Plan::settle_credentials`; kept total all the same.
@@ -833,6 +833,9 @@ pub(crate) fn delivered(mut r: TargetResult, upstream: &Upstream, sent: Sent) ->
                 None,
             )),
         ),
+        // Still `pending`: the job that withheld it records nothing, so the delivery stays
+        // claimed for its next run (or becomes `cancelled` with the rest of a cancelled job).
+        Delivery::Withheld => (Status::Pending, None),
         Delivery::Unavailable { until, failures } => (
             Status::Failed,
             Some((

@@ -8,6 +8,11 @@
 //! target walks the job's pending deliveries in pages, so memory stays flat however long the
 //! job, and records each outcome as it arrives. A crash leaves `pending` exactly what may not
 //! have been delivered; the next start resumes the job from there.
+//!
+//! Each run obeys one switch ([`Control`]): cancel (the job ends, its undelivered codes
+//! `cancelled`) or pause (at shutdown: the job stays `running` for the next start). Either way
+//! its workers start no new vendor call, in one place (`Gate`), and the calls in flight finish
+//! and are recorded.
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -21,12 +26,13 @@ use promo_adapters::{BuildContext, PromoCode, Translation};
 use rand::Rng;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
+use tokio::sync::watch;
 
 use crate::auth::Credentials;
 use crate::engine::{self, ledger_error, Engine, ErrorKind, Status, TargetResult};
 use crate::error::ApiError;
 use crate::ledger::{Definition, JobCodes, JobRecord, JobRefused, JobResult, JobState, LedgerError, MAX_REPORTED};
-use crate::upstream::{Patience, Upstream};
+use crate::upstream::{Halt, Patience, Upstream};
 use promo_adapters::Problems;
 
 /// Codes read from the ledger per round of a target's worker.
@@ -295,21 +301,55 @@ impl Engine {
         Ok(Definition::of(&body, Some(campaign), &request.promo.code))
     }
 
-    /// Runs a job in the background until its targets are settled or it is cancelled.
+    /// Runs a job in the background until its targets are settled, it is cancelled, or it is
+    /// paused (at shutdown). A job started while the gateway shuts down begins paused.
     pub fn spawn_job(self: Arc<Self>, id: i64) {
-        let (cancel, cancelled) = tokio::sync::watch::channel(false);
-        let mine = cancel.subscribe();
-        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(id, cancel);
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let start = if jobs.pausing { Control::Pause } else { Control::Run };
+        let (control, controlled) = watch::channel(start);
+        let mine = control.subscribe();
+        jobs.running.insert(id, control);
+        drop(jobs);
         tokio::spawn(async move {
-            if let Err(e) = self.run_job(id, cancelled).await {
+            if let Err(e) = self.run_job(id, controlled).await {
                 tracing::error!(job = id, "sync job stopped: {e}");
             }
             // A retry may already have registered the job's next run: leave that one alone.
             let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-            if jobs.get(&id).is_some_and(|c| mine.same_channel(&c.subscribe())) {
-                jobs.remove(&id);
+            if jobs.running.get(&id).is_some_and(|c| mine.same_channel(&c.subscribe())) {
+                jobs.running.remove(&id);
             }
         });
+    }
+
+    /// Pauses every running job, and every job started from now on (the gateway is shutting
+    /// down): its workers start no new vendor call, the calls in flight finish and are recorded,
+    /// and the job stays `running` in the ledger for the next start to resume. A job being
+    /// cancelled is left to its cancel.
+    pub fn pause_jobs(&self) -> Paused {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        jobs.pausing = true;
+        let paused = jobs
+            .running
+            .iter()
+            .filter(|(_, control)| {
+                control.send_if_modified(|c| {
+                    let run = *c == Control::Run;
+                    if run {
+                        *c = Control::Pause;
+                    }
+                    run
+                })
+            })
+            .map(|(&id, control)| (id, control.clone()))
+            .collect();
+        Paused(paused)
+    }
+
+    /// The switch of job `id`'s run in this process, if it runs.
+    fn job_control(&self, id: i64) -> Option<watch::Sender<Control>> {
+        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        jobs.running.get(&id).cloned()
     }
 
     /// Asks a running job to stop: calls in flight finish and are recorded, nothing new is sent,
@@ -323,13 +363,12 @@ impl Engine {
                 action: "cancel it",
             });
         }
-        let running = self.jobs.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned();
-        match running {
+        match self.job_control(id) {
             Some(cancel) => {
-                cancel.send_replace(true);
+                cancel.send_replace(Control::Cancel);
                 // The worker ends the job once its calls in flight are recorded.
                 let mut done = cancel.subscribe();
-                while self.jobs.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&id) {
+                while self.job_control(id).is_some() {
                     let _ = tokio::time::timeout(std::time::Duration::from_millis(20), done.changed()).await;
                 }
             }
@@ -404,21 +443,26 @@ impl Engine {
             .map_err(ledger_error)
     }
 
-    async fn run_job(&self, id: i64, cancelled: tokio::sync::watch::Receiver<bool>) -> Result<(), LedgerError> {
+    async fn run_job(&self, id: i64, control: watch::Receiver<Control>) -> Result<(), LedgerError> {
         let Some(job) = self.store.job(id).await? else {
             return Ok(());
         };
         let workers = job
             .targets
             .iter()
-            .map(|target| self.run_target(&job, target, cancelled.clone()));
+            .map(|target| self.run_target(&job, target, control.clone()));
         for result in futures::future::join_all(workers).await {
             result?;
         }
-        let state = if *cancelled.borrow() {
-            JobState::Cancelled
-        } else {
-            JobState::Done
+        let stopped = *control.borrow();
+        let state = match stopped {
+            Control::Run => JobState::Done,
+            Control::Cancel => JobState::Cancelled,
+            Control::Pause => {
+                // Not ended: the job stays `running`, its undelivered codes `pending`.
+                tracing::info!(job = id, "sync job paused; the next start resumes it");
+                return Ok(());
+            }
         };
         self.store.end_job(id, state).await?;
         tracing::info!(job = id, ?state, "sync job ended");
@@ -430,16 +474,17 @@ impl Engine {
         &self,
         job: &JobRecord,
         target: &str,
-        cancelled: tokio::sync::watch::Receiver<bool>,
+        control: watch::Receiver<Control>,
     ) -> Result<(), LedgerError> {
         let upstream = self.upstreams.get(target).cloned();
+        let gate = Gate { control };
         let mapping = self.campaign(&job.campaign).and_then(|c| c.upstreams.get(target));
         let on_unsupported = job.options.get("on_unsupported").filter(|v| !v.is_null()).cloned();
         let batch = upstream.as_ref().map_or(1, |u| u.adapter.batch_size().max(1));
         let page_size = (PAGE / batch).max(1) * batch;
         let mut after = 0;
         loop {
-            if *cancelled.borrow() {
+            if !gate.open() {
                 return Ok(());
             }
             let page = self.store.job_work(job.id, target.to_owned(), after, page_size).await?;
@@ -490,32 +535,112 @@ impl Engine {
             let batch = upstream.adapter.batch_size();
             // Pages are whole batches, so no batch is cut short at a page's end.
             debug_assert!(page_size.is_multiple_of(batch));
-            let go = || !*cancelled.borrow();
+            // A code withheld by the gate is not recorded: it stays `pending` (a cancel then
+            // marks it `cancelled`, a paused job sends it at its next run).
+            let gate = &gate;
             if batch > 1 {
                 let chunks: Vec<Vec<Ready>> = chunked(ready, batch);
                 let mut sends = futures::stream::iter(chunks)
-                    .take_while(|_| std::future::ready(go()))
-                    .map(|chunk| send_batch(target, upstream, &ctx, chunk))
+                    .take_while(|_| std::future::ready(gate.open()))
+                    .map(|chunk| send_batch(target, upstream, &ctx, gate, chunk))
                     .buffer_unordered(4);
                 while let Some(results) = sends.next().await {
-                    self.store.record(results).await?;
+                    self.store.record(sent_only(results)).await?;
                 }
             } else {
                 let mut sends = futures::stream::iter(ready)
-                    .take_while(|_| std::future::ready(go()))
+                    .take_while(|_| std::future::ready(gate.open()))
                     .map(|r| async move {
                         let result =
-                            engine::send(target, &r.code, upstream, &r.translation, Patience::Background).await;
+                            engine::send(target, &r.code, upstream, &r.translation, Patience::Background(gate)).await;
                         (r.code_id, result)
                     })
                     .buffer_unordered(CONCURRENCY)
                     .ready_chunks(64);
                 while let Some(results) = sends.next().await {
-                    self.store.record(results).await?;
+                    self.store.record(sent_only(results)).await?;
                 }
             }
         }
     }
+}
+
+/// What a running job's workers are told: carry on, stop for good (`cancelled`), or stop for
+/// now (shutdown: the job stays `running` for the next start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Run,
+    Cancel,
+    Pause,
+}
+
+/// The sync jobs running in this process, each with the switch its workers obey.
+#[derive(Debug, Default)]
+pub struct Registry {
+    running: BTreeMap<i64, watch::Sender<Control>>,
+    /// Set at shutdown: a job started from then on begins paused.
+    pausing: bool,
+}
+
+impl Registry {
+    /// The ids of the running jobs.
+    pub fn keys(&self) -> impl Iterator<Item = &i64> {
+        self.running.keys()
+    }
+}
+
+/// The jobs [`Engine::pause_jobs`] paused.
+pub struct Paused(Vec<(i64, watch::Sender<Control>)>);
+
+impl Paused {
+    /// Resolves once every paused job's workers have stopped, their calls in flight recorded.
+    pub async fn stopped(&self) {
+        futures::future::join_all(self.0.iter().map(|(_, control)| control.closed())).await;
+    }
+
+    /// The ids of the paused jobs.
+    pub fn ids(&self) -> Vec<i64> {
+        self.0.iter().map(|(id, _)| *id).collect()
+    }
+}
+
+/// The one place a job's worker asks whether to start another vendor call. It is also the
+/// job's [`Halt`]: a call already waiting in the upstream (for its rate limiter, in-flight cap,
+/// a Retry-After pause or a back-off) is withheld there once the job is paused or cancelled.
+struct Gate {
+    control: watch::Receiver<Control>,
+}
+
+impl Gate {
+    /// Whether the job is to go on (neither paused nor cancelled).
+    fn open(&self) -> bool {
+        *self.control.borrow() == Control::Run
+    }
+}
+
+impl Halt for Gate {
+    fn halted(&self) -> bool {
+        !self.open()
+    }
+
+    fn until_halted(&self) -> futures::future::BoxFuture<'_, ()> {
+        let mut control = self.control.clone();
+        Box::pin(async move {
+            if control.wait_for(|c| *c != Control::Run).await.is_err() {
+                // The switch is gone only once the job has ended: nothing to wait for.
+                std::future::pending::<()>().await;
+            }
+        })
+    }
+}
+
+/// The outcomes of calls the job made. A call the gate withheld comes back `pending` and is
+/// not recorded: the delivery stays claimed by the job, as it was.
+fn sent_only(results: Vec<(i64, TargetResult)>) -> Vec<(i64, TargetResult)> {
+    results
+        .into_iter()
+        .filter(|(_, r)| r.status != Status::Pending)
+        .collect()
 }
 
 /// A code ready to go to one target.
@@ -572,12 +697,13 @@ fn send_batch<'a>(
     target: &'a str,
     upstream: &'a Upstream,
     ctx: &'a BuildContext<'a>,
+    gate: &'a Gate,
     chunk: Vec<Ready>,
 ) -> futures::future::BoxFuture<'a, Vec<(i64, TargetResult)>> {
     Box::pin(async move {
         if chunk.len() == 1 {
             let r = &chunk[0];
-            let result = engine::send(target, &r.code, upstream, &r.translation, Patience::Background).await;
+            let result = engine::send(target, &r.code, upstream, &r.translation, Patience::Background(gate)).await;
             return vec![(r.code_id, result)];
         }
         let codes: Vec<&PromoCode> = chunk.iter().map(|r| &r.code).collect();
@@ -590,13 +716,13 @@ fn send_batch<'a>(
                     .collect()
             }
         };
-        let sent = engine::send(target, &chunk[0].code, upstream, &request, Patience::Background).await;
+        let sent = engine::send(target, &chunk[0].code, upstream, &request, Patience::Background(gate)).await;
         match sent.status {
             Status::Rejected | Status::AlreadyExists => {
                 let mut left = chunk;
                 let right = left.split_off(left.len() / 2);
-                let mut out = send_batch(target, upstream, ctx, left).await;
-                out.extend(send_batch(target, upstream, ctx, right).await);
+                let mut out = send_batch(target, upstream, ctx, gate, left).await;
+                out.extend(send_batch(target, upstream, ctx, gate, right).await);
                 out
             }
             _ => chunk

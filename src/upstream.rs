@@ -5,9 +5,13 @@
 //! Retries happen only where a second call cannot create a second code: after a 429 (the vendor
 //! refused to process the call), after a connection that never opened, and after a 502/503 (a
 //! proxy in front of the vendor answered). A timeout, a connection that broke after the request
-//! went out, or a 504 may follow a create the vendor did make; those are retried only where the
-//! upstream says `retry.unconfirmed = true` (a vendor that refuses a second code of the same
-//! name, so that the retry's 409 reads as `already_exists`).
+//! went out, a 2xx whose body broke off, or a 504 may follow a create the vendor did make; those
+//! are retried only where the upstream says `retry.unconfirmed = true` (a vendor that refuses a
+//! second code of the same name, so that the retry's 409 reads as `already_exists`).
+//!
+//! An answer whose body breaks off after its status and headers arrived is reported with that
+//! status, not as a broken connection: the vendor did answer. Every HTTP call is counted in
+//! [`UpstreamStats`] and in [`Sent::calls`], the call an OAuth2 401 makes again included.
 //!
 //! Every wait a vendor imposes (a Retry-After pause, back-off, the breaker's cool-down) is
 //! measured on the gateway's [`crate::clock`]; the per-call HTTP timeouts and the rate limiter
@@ -69,6 +73,9 @@ pub enum Delivery {
     Paused { until: DateTime<Utc> },
     /// Nothing sent: no rate-limiter cell and in-flight slot within `limiter_wait_ms`.
     NoSlot { waited: Duration },
+    /// Nothing sent: the background caller halted (its job was paused or cancelled) before
+    /// the call could go out.
+    Withheld,
     /// Nothing sent: the circuit breaker is open. `until` is when a trial call will be let
     /// through; `None` while that trial is under way.
     Unavailable {
@@ -79,13 +86,49 @@ pub enum Delivery {
 
 /// How long a caller will wait for this upstream's rate limiter, Retry-After pauses and
 /// back-off before taking a `throttled` answer instead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Patience {
+#[derive(Clone, Copy)]
+pub enum Patience<'a> {
     /// A client is holding an HTTP request open: waits are bounded by the upstream's settings.
     Interactive,
     /// A sync job: it goes at the upstream's pace however slow, and never takes `throttled`
-    /// for an answer merely because the wait is long (a 429 does not use up its attempts).
-    Background,
+    /// for an answer merely because the wait is long (a 429 does not use up its attempts). It
+    /// may stop wanting the call while it waits (paused at shutdown, or cancelled): `Halt`.
+    Background(&'a dyn Halt),
+}
+
+/// A background caller's way to take back a call it no longer wants. The upstream asks before
+/// every call goes out and races every wait before one (rate limiter, in-flight cap, a
+/// Retry-After pause, back-off) against it, so that no call queued here goes out after its job
+/// was paused or cancelled.
+pub trait Halt: Send + Sync {
+    /// Whether the caller no longer wants the call made.
+    fn halted(&self) -> bool;
+    /// Resolves once [`Halt::halted`] is true.
+    fn until_halted(&self) -> futures::future::BoxFuture<'_, ()>;
+}
+
+impl Patience<'_> {
+    fn is_interactive(self) -> bool {
+        matches!(self, Patience::Interactive)
+    }
+
+    /// Runs `wait` to its end, or `None` once a background caller halts.
+    async fn unless_halted<T>(self, wait: impl std::future::Future<Output = T>) -> Option<T> {
+        match self {
+            Patience::Interactive => Some(wait.await),
+            Patience::Background(halt) => {
+                tokio::select! {
+                    biased;
+                    () = halt.until_halted() => None,
+                    done = wait => Some(done),
+                }
+            }
+        }
+    }
+
+    fn halted(self) -> bool {
+        matches!(self, Patience::Background(halt) if halt.halted())
+    }
 }
 
 /// A delivery and the number of HTTP calls it took.
@@ -96,8 +139,9 @@ pub struct Sent {
     /// When the upstream takes calls again: the end of the pause a Retry-After asked for, or of
     /// the breaker's cool-down.
     pub retry_at: Option<DateTime<Utc>>,
-    /// A call's answer was lost after the request went out (timeout, broken connection, 504)
-    /// and the call was made again (`retry.unconfirmed`): an `already_exists` may be that call's.
+    /// A call's answer was lost after the request went out (timeout, broken connection, a 2xx
+    /// whose body broke off, 504) and the call was made again (`retry.unconfirmed`): an
+    /// `already_exists` may be that call's.
     pub unconfirmed_retry: bool,
 }
 
@@ -193,7 +237,7 @@ pub struct CallCounts {
     pub throttled: u64,
     /// 5xx answers.
     pub server_error: u64,
-    /// Answers that could not be read (wrong shape, not JSON, too large).
+    /// Answers that could not be read (wrong shape, not JSON, too large, the body cut off).
     pub invalid_response: u64,
     pub timeout: u64,
     /// The connection never opened.
@@ -228,8 +272,20 @@ impl Latency {
 struct Answer {
     status: u16,
     retry_after: Option<String>,
-    /// `None`: longer than `max_response_bytes`, not read to the end.
-    body: Option<Vec<u8>>,
+    body: Body,
+}
+
+/// The body of an answer whose status line and headers arrived.
+enum Body {
+    Read(Vec<u8>),
+    /// Longer than `max_response_bytes`, not read to the end.
+    TooLarge,
+    /// The body broke off (connection reset, closed early, timeout) after `received` bytes:
+    /// the vendor did answer, with the status, but what it said is lost.
+    CutOff {
+        received: usize,
+        error: String,
+    },
 }
 
 /// Why one HTTP exchange gave no answer.
@@ -248,7 +304,7 @@ enum CallError {
 enum Next {
     Done,
     Retry {
-        /// A timeout, broken connection or 504 before it: only with `retry.unconfirmed`.
+        /// A timeout, broken connection, cut-off 2xx or 504 before it: only with `retry.unconfirmed`.
         unconfirmed: bool,
         /// Whether the call used up one of `retry.max_attempts`.
         counts: bool,
@@ -348,7 +404,7 @@ impl Upstream {
 
     /// Sends a translated request, honouring the breaker, a Retry-After pause, the rate limit,
     /// the in-flight cap and the retry policy, and has the adapter read the answer.
-    pub async fn send(&self, auth: &Auth, code: &PromoCode, request: &VendorRequest, patience: Patience) -> Sent {
+    pub async fn send(&self, auth: &Auth, code: &PromoCode, request: &VendorRequest, patience: Patience<'_>) -> Sent {
         let url = self.url(request.path.as_str());
         let method = reqwest::Method::from_bytes(request.method.as_bytes()).expect("adapters use standard methods");
         let mut sent = Sent {
@@ -367,17 +423,29 @@ impl Upstream {
             if let Err(unavailable) = self.breaker_allows() {
                 return self.end(sent, last.unwrap_or(unavailable));
             }
-            if let Err(until) = self.wait_out_pause(patience).await {
-                sent.retry_at = Some(until);
-                return self.end(sent, last.unwrap_or(Delivery::Paused { until }));
+            match patience.unless_halted(self.wait_out_pause(patience)).await {
+                Some(Ok(())) => {}
+                Some(Err(until)) => {
+                    sent.retry_at = Some(until);
+                    return self.end(sent, last.unwrap_or(Delivery::Paused { until }));
+                }
+                None => return self.end(sent, last.unwrap_or(Delivery::Withheld)),
             }
-            let Some(permit) = self.slot(patience).await else {
-                let waited = self.limiter_wait;
-                return self.end(sent, last.unwrap_or(Delivery::NoSlot { waited }));
+            let permit = match patience.unless_halted(self.slot(patience)).await {
+                Some(Some(permit)) => permit,
+                Some(None) => {
+                    let waited = self.limiter_wait;
+                    return self.end(sent, last.unwrap_or(Delivery::NoSlot { waited }));
+                }
+                None => return self.end(sent, last.unwrap_or(Delivery::Withheld)),
             };
             if self.paused_until().is_some() {
                 // A pause began while this call waited for its slot.
                 continue;
+            }
+            // The caller may have halted just as the slot came: the last moment to hold back.
+            if patience.halted() {
+                return self.end(sent, last.unwrap_or(Delivery::Withheld));
             }
             let ticket = match self.admit() {
                 Ok(ticket) => ticket,
@@ -394,18 +462,7 @@ impl Upstream {
             drop(permit);
             let took = started.elapsed();
 
-            // One refresh and one retry when the upstream refuses an OAuth2 token: it may have
-            // been revoked or expired early. A second 401 is the vendor's answer.
-            if let Ok(Answer { status: 401, .. }) = &answer {
-                if let (false, Auth::OAuth2(source), Some(token)) = (refreshed, auth, authorization.token.as_ref()) {
-                    source.invalidate(token).await;
-                    refreshed = true;
-                    attempts -= 1;
-                    ticket.settle(Verdict::Alive);
-                    continue;
-                }
-            }
-
+            let status = answer.as_ref().ok().map(|a| a.status);
             let (delivery, verdict, next) = match answer {
                 Err(CallError::NotSent(e)) => (
                     Delivery::Unreachable(e),
@@ -431,8 +488,10 @@ impl Upstream {
                             }
                             None => false,
                         };
+                    // A 2xx whose body broke off may have created the code, like a timeout.
+                    let mut unconfirmed = false;
                     let outcome = match &answer.body {
-                        Some(body) => self.adapter.parse(
+                        Body::Read(body) => self.adapter.parse(
                             code,
                             &VendorResponse {
                                 status: answer.status,
@@ -440,9 +499,14 @@ impl Upstream {
                                 body,
                             },
                         ),
-                        None => self.too_large(answer.status),
+                        Body::TooLarge => self.too_large(answer.status),
+                        Body::CutOff { received, error } => {
+                            unconfirmed = (200..300).contains(&answer.status);
+                            self.cut_off(&answer, *received, error)
+                        }
                     };
                     let (verdict, next) = match &outcome {
+                        Outcome::Failed { .. } if unconfirmed => (Verdict::Failing, self.unconfirmed()),
                         Outcome::Created { .. } | Outcome::AlreadyExists { .. } | Outcome::Rejected { .. } => {
                             (Verdict::Alive, Next::Done)
                         }
@@ -450,7 +514,7 @@ impl Upstream {
                             Verdict::Alive,
                             Next::Retry {
                                 unconfirmed: false,
-                                counts: patience == Patience::Interactive,
+                                counts: patience.is_interactive(),
                                 backoff: !paused,
                             },
                         ),
@@ -471,6 +535,21 @@ impl Upstream {
                     (Delivery::Answered(outcome), verdict, next)
                 }
             };
+            // One refresh and one repeat when the upstream refuses an OAuth2 token: it may have
+            // been revoked or expired early. A second 401 is the vendor's answer. The refused
+            // call is counted like any other (stats, `calls`), but not against max_attempts.
+            if status == Some(401) {
+                if let (false, Auth::OAuth2(source), Some(token)) = (refreshed, auth, authorization.token.as_ref()) {
+                    source.invalidate(token).await;
+                    refreshed = true;
+                    attempts -= 1;
+                    ticket.settle(Verdict::Alive);
+                    self.record(&delivery, took);
+                    lock(&self.stats).retries += 1;
+                    tracing::info!(upstream = %self.name, "OAuth2 token refused (401): calling again with a fresh one");
+                    continue;
+                }
+            }
             ticket.settle(verdict);
             self.record(&delivery, took);
 
@@ -496,8 +575,12 @@ impl Upstream {
             if backoff {
                 let wait = self.backoff(retries);
                 let from = self.clock.now();
-                self.clock.sleep(wait).await;
+                let slept = patience.unless_halted(self.clock.sleep(wait)).await;
                 self.waited(from);
+                if slept.is_none() {
+                    // Halted between tries: the last answer stands.
+                    return self.end(sent, last.take().expect("set above"));
+                }
             }
         }
     }
@@ -542,38 +625,86 @@ impl Upstream {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let cap = self.max_response_bytes;
-        let too_large = Answer {
-            status,
-            retry_after: retry_after.clone(),
-            body: None,
-        };
-        if response.content_length().is_some_and(|n| n > cap as u64) {
-            return Ok(too_large);
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
-            if body.len() + chunk.len() > cap {
-                return Ok(too_large);
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(Answer {
+        let answer = |body| Answer {
             status,
             retry_after,
-            body: Some(body),
-        })
+            body,
+        };
+        if response.content_length().is_some_and(|n| n > cap as u64) {
+            return Ok(answer(Body::TooLarge));
+        }
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > cap {
+                        return Ok(answer(Body::TooLarge));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok(answer(Body::Read(body))),
+                // The status and headers came: the vendor answered, only its body is lost.
+                Err(e) => {
+                    let error = if e.is_timeout() {
+                        format!("no more of it within the timeout of {} ms", self.timeout.as_millis())
+                    } else {
+                        describe(e)
+                    };
+                    return Ok(answer(Body::CutOff {
+                        received: body.len(),
+                        error,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// An answer whose body broke off: its status is all the gateway knows. A 2xx may have
+    /// created the code; a 429 is throttling and a 5xx a server error whatever the body said;
+    /// another status is an answer that could not be read.
+    fn cut_off(&self, answer: &Answer, received: usize, error: &str) -> Outcome {
+        let status = answer.status;
+        let what = format!(
+            "{} answered {status} but the body broke off after {received} bytes ({error})",
+            self.vendor
+        );
+        match status {
+            429 => Outcome::Throttled {
+                retry_after: answer.retry_after.as_deref().and_then(parse_retry_after),
+                message: what,
+            },
+            500.. => Outcome::Failed {
+                message: what,
+                retryable: matches!(status, 502 | 503),
+                cause: FailureCause::ServerError { status },
+            },
+            200..=299 => Outcome::Failed {
+                message: format!("{what}; the code may exist upstream, check before retrying"),
+                retryable: false,
+                cause: FailureCause::UnreadableAnswer { status },
+            },
+            _ => Outcome::Failed {
+                message: format!("{what}; the vendor's reason was lost"),
+                retryable: false,
+                cause: FailureCause::UnreadableAnswer { status },
+            },
+        }
     }
 
     /// An answer longer than `max_response_bytes`, read no further.
     fn too_large(&self, status: u16) -> Outcome {
         let cap = self.max_response_bytes;
-        let (cause, tail) = if status >= 500 {
-            (FailureCause::ServerError { status }, "")
-        } else {
-            (
+        let (cause, tail) = match status {
+            500.. => (FailureCause::ServerError { status }, ""),
+            // Only a success may have created the code; a refusal's reason is merely lost.
+            200..=299 => (
                 FailureCause::UnreadableAnswer { status },
                 "; the code may exist upstream, check before retrying",
-            )
+            ),
+            _ => (
+                FailureCause::UnreadableAnswer { status },
+                "; the vendor's reason was lost",
+            ),
         };
         Outcome::Failed {
             message: format!(
@@ -587,14 +718,14 @@ impl Upstream {
 
     /// Waits out a Retry-After pause under way; `Err(until)` when it lasts longer than an
     /// interactive caller waits (`retry.max_wait_ms`).
-    async fn wait_out_pause(&self, patience: Patience) -> Result<(), DateTime<Utc>> {
+    async fn wait_out_pause(&self, patience: Patience<'_>) -> Result<(), DateTime<Utc>> {
         // A pause may be extended while it is waited out: look again after each.
         while let Some(until) = self.paused_until() {
             let from = self.clock.now();
             let too_long = (until - from)
                 .to_std()
                 .is_ok_and(|wait| wait > Duration::from_millis(self.retry.max_wait_ms));
-            if patience == Patience::Interactive && too_long {
+            if patience.is_interactive() && too_long {
                 return Err(until);
             }
             self.clock.sleep_until(until).await;
@@ -614,7 +745,7 @@ impl Upstream {
 
     /// A rate-limiter cell and an in-flight slot; `None` when an interactive caller would wait
     /// longer than `limiter_wait_ms` for them.
-    async fn slot(&self, patience: Patience) -> Option<SemaphorePermit<'_>> {
+    async fn slot(&self, patience: Patience<'_>) -> Option<SemaphorePermit<'_>> {
         let started = Instant::now();
         let ready = async {
             self.limiter.until_ready().await;
@@ -622,7 +753,7 @@ impl Upstream {
         };
         let permit = match patience {
             Patience::Interactive => tokio::time::timeout(self.limiter_wait, ready).await.ok(),
-            Patience::Background => Some(ready.await),
+            Patience::Background(_) => Some(ready.await),
         };
         lock(&self.stats).limiter_wait_secs += started.elapsed().as_secs_f64();
         permit

@@ -226,6 +226,66 @@ async fn a_401_refreshes_the_token_once_and_retries_once() {
     assert_eq!(r["attempts"], 2, "{body}");
     assert!(r.get("error").is_none(), "{body}");
     assert_eq!(gw.token_fetches("loop").await, 2);
+    // Both HTTP calls are in the metrics, as `attempts` counts them: the refused one (a 401
+    // answer, `rejected`) and its repeat (`created`), each timed, the repeat a retry.
+    let metrics = metrics(&gw).await;
+    assert_eq!(calls_by(&metrics, "rejected"), 1.0, "{metrics}");
+    assert_eq!(calls_by(&metrics, "created"), 1.0, "{metrics}");
+    let total: f64 = CALL_OUTCOMES.iter().map(|o| calls_by(&metrics, o)).sum();
+    assert_eq!(total, 2.0, "{metrics}");
+    assert_eq!(
+        sample(&metrics, "promo_gateway_upstream_call_duration_seconds_count", ""),
+        2.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "promo_gateway_upstream_retries_total", ""),
+        1.0,
+        "{metrics}"
+    );
+}
+
+/// Every outcome `promo_gateway_upstream_calls_total` counts calls by.
+const CALL_OUTCOMES: [&str; 9] = [
+    "created",
+    "already_exists",
+    "rejected",
+    "throttled",
+    "server_error",
+    "invalid_response",
+    "timeout",
+    "unreachable",
+    "interrupted",
+];
+
+/// The gateway's `/metrics` text.
+async fn metrics(gw: &common::Gateway) -> String {
+    let raw = gw.get_raw("/metrics").await;
+    assert_eq!(raw.status, 200, "{}", raw.text);
+    raw.text
+}
+
+/// The value of `name`'s one sample for upstream `loop` whose labels contain `label` ("" for any).
+fn sample(metrics: &str, name: &str, label: &str) -> f64 {
+    let found: Vec<f64> = metrics
+        .lines()
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let labels = series.strip_prefix(name)?.strip_prefix('{')?;
+            (labels.contains("upstream=\"loop\"") && labels.contains(label)).then(|| value.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "{name} {label}: {found:?}");
+    found[0]
+}
+
+/// `promo_gateway_upstream_calls_total` of `loop` for one outcome.
+fn calls_by(metrics: &str, outcome: &str) -> f64 {
+    sample(
+        metrics,
+        "promo_gateway_upstream_calls_total",
+        &format!("outcome=\"{outcome}\""),
+    )
 }
 
 #[tokio::test]
@@ -258,6 +318,11 @@ async fn a_second_401_is_the_vendors_answer() {
         .collect();
     assert_eq!(sent, ["Bearer tok-1", "Bearer tok-2"]);
     assert_eq!(gw.token_fetches("loop").await, 2);
+    // Both calls are counted, both answered 401 (`rejected`).
+    let metrics = metrics(&gw).await;
+    assert_eq!(calls_by(&metrics, "rejected"), 2.0, "{metrics}");
+    let total: f64 = CALL_OUTCOMES.iter().map(|o| calls_by(&metrics, o)).sum();
+    assert_eq!(total, 2.0, "{metrics}");
 }
 
 /// Runs one create against `loop` (OAuth2, token endpoint answering `token_answer`) and

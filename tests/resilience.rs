@@ -569,6 +569,9 @@ enum Raw {
     Answer(u16, Value),
     /// Reads the request, then answers `status` with a chunked body that never ends.
     Endless(u16),
+    /// Reads the request, then sends `status`, headers announcing a 100-byte body, the first
+    /// bytes of that body, and closes the connection.
+    CutOff(u16, &'static str),
 }
 
 /// The requests a raw server received, one per connection: head (request line and headers) and body.
@@ -665,6 +668,13 @@ async fn serve_raw(mut stream: TcpStream, step: Raw, seen: Seen) {
             let _ = stream.write_all(answer.as_bytes()).await;
             let _ = stream.shutdown().await;
         }
+        Raw::CutOff(status, partial) => {
+            let answer = format!(
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{partial}"
+            );
+            let _ = stream.write_all(answer.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        }
         Raw::Endless(status) => {
             let head = format!(
                 "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{{\"id\":\"\r\n",
@@ -731,6 +741,105 @@ async fn loop_reset_is_retried_with_unconfirmed_and_409_is_already_exists() {
 #[tokio::test]
 async fn partnero_reset_is_retried_with_unconfirmed_and_409_is_already_exists() {
     reset_after_sending(Vendor::Partnero, true).await;
+}
+
+/// The body Loop and Partnero begin their success answers with, cut off after 6 bytes.
+const CUT: &str = r#"{"id":"#;
+
+/// A success status whose body breaks off: the vendor answered (`http_status`), and may have
+/// created the code, so this is an unreadable answer (`invalid_response`) that is, like a
+/// timeout, retried only with `retry.unconfirmed` (the retry's 409 is then `already_exists`).
+async fn success_cut_off(v: Vendor, unconfirmed: bool) {
+    let server = RawServer::start(vec![
+        Raw::CutOff(v.success(), CUT),
+        Raw::Answer(409, common::loop_conflict_body()),
+    ])
+    .await;
+    let retry =
+        format!("retry = {{ max_attempts = 3, base_delay_ms = 10, max_delay_ms = 50, unconfirmed = {unconfirmed} }}");
+    let gw = gateway(v, &server.uri, &retry).await;
+
+    let (status, r) = create(&gw, v, "CUT-OFF").await;
+    if unconfirmed {
+        assert_eq!(status, 201, "{r}");
+        assert_eq!(r["status"], "already_exists", "{r}");
+        assert_eq!(r["error"]["http_status"], 409, "{r}");
+        assert_eq!(r["attempts"], 2, "{r}");
+        assert_lost_answer_warning(&r);
+        assert_eq!(server.count(), 2);
+    } else {
+        assert_eq!(status, 502, "{r}");
+        assert_eq!(r["status"], "failed", "{r}");
+        assert_eq!(r["error"]["kind"], "invalid_response", "{r}");
+        assert_eq!(r["error"]["http_status"], v.success(), "{r}");
+        let expected = format!(
+            "{} answered {} but the body broke off after 6 bytes (",
+            v.display(),
+            v.success()
+        );
+        assert!(message(&r).starts_with(&expected), "{r}");
+        assert!(message(&r).contains("may exist upstream"), "{r}");
+        assert!(r["warnings"].as_array().unwrap().is_empty(), "{r}");
+        assert_eq!(r["attempts"], 1, "{r}");
+        assert_eq!(server.count(), 1);
+    }
+    server.assert_each_is(v, "CUT-OFF");
+}
+
+#[tokio::test]
+async fn loop_201_with_its_body_cut_off_reports_201_and_is_not_retried_by_default() {
+    success_cut_off(Vendor::Loop, false).await;
+}
+
+#[tokio::test]
+async fn partnero_200_with_its_body_cut_off_reports_200_and_is_not_retried_by_default() {
+    success_cut_off(Vendor::Partnero, false).await;
+}
+
+#[tokio::test]
+async fn loop_201_cut_off_is_retried_with_unconfirmed_and_409_is_already_exists() {
+    success_cut_off(Vendor::Loop, true).await;
+}
+
+/// A 503 whose body breaks off is still a proxy's 503: retried by default, like any 503.
+#[tokio::test]
+async fn a_503_with_its_body_cut_off_is_retried() {
+    let v = Vendor::Loop;
+    let server = RawServer::start(vec![
+        Raw::CutOff(503, "<html>"),
+        Raw::Answer(201, common::loop_promo("promo_CUT-503", "CUT-503")),
+    ])
+    .await;
+    let gw = gateway(v, &server.uri, FAST_RETRY).await;
+
+    let (status, r) = create(&gw, v, "CUT-503").await;
+    assert_eq!(status, 201, "{r}");
+    assert_eq!(r["status"], "created", "{r}");
+    assert_eq!(r["vendor_id"], "promo_CUT-503", "{r}");
+    assert_eq!(r["attempts"], 2, "{r}");
+    assert_eq!(server.count(), 2);
+    server.assert_each_is(v, "CUT-503");
+}
+
+/// A 4xx whose body breaks off: a refusal whose reason is lost, reported with its status.
+#[tokio::test]
+async fn a_422_with_its_body_cut_off_reports_422_and_is_not_retried() {
+    let v = Vendor::Loop;
+    let server = RawServer::start(vec![Raw::CutOff(422, r#"{"error":"#)]).await;
+    let gw = gateway(v, &server.uri, FAST_RETRY).await;
+
+    let (status, r) = create(&gw, v, "CUT-422").await;
+    assert_eq!(status, 502, "{r}");
+    assert_eq!(r["status"], "failed", "{r}");
+    assert_eq!(r["error"]["kind"], "invalid_response", "{r}");
+    assert_eq!(r["error"]["http_status"], 422, "{r}");
+    assert!(
+        message(&r).contains("answered 422 but the body broke off after 9 bytes"),
+        "{r}"
+    );
+    assert!(message(&r).contains("reason was lost"), "{r}");
+    assert_eq!(r["attempts"], 1, "{r}");
+    assert_eq!(server.count(), 1);
 }
 
 // ---------------------------------------------------------------------------------------------

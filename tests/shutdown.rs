@@ -1,6 +1,8 @@
 //! Graceful shutdown of the REAL binary: SIGTERM stops accepting, lets the upstream calls in
 //! flight finish within `server.shutdown_grace_ms`, exits 0, and what did not finish in time
-//! (a create's pending delivery, a running sync job) is resumed by the next start.
+//! (a create's pending delivery, a running sync job) is resumed by the next start. A running
+//! sync job is paused: it starts no new call, its calls in flight are recorded, and it stays
+//! `running` for the next start.
 
 mod common;
 
@@ -14,8 +16,9 @@ use common::binary::{Binary, BIN};
 
 const TOKEN_VAR: &str = "PROMO_SHUTDOWN_TEST_LOOP_TOKEN";
 
-/// Writes a config with `[server] shutdown_grace_ms = grace_ms` and Loop on `loop_url`.
-fn write_config(dir: &Path, loop_url: &str, grace_ms: u64) {
+/// Writes a config with `[server] shutdown_grace_ms = grace_ms` and Loop on `loop_url`, with
+/// `extra` TOML lines (a rate limit) in Loop's table.
+fn write_config(dir: &Path, loop_url: &str, grace_ms: u64, extra: &str) {
     let config = format!(
         "shutdown_grace_ms = {grace_ms}\n\n{}",
         common::upstream(
@@ -25,7 +28,7 @@ fn write_config(dir: &Path, loop_url: &str, grace_ms: u64) {
             &format!(
                 "auth = {{ scheme = \"bearer\", token_env = \"{TOKEN_VAR}\" }}\n\
                  timeout_ms = 5000\n\
-                 retry = {{ max_attempts = 1 }}"
+                 retry = {{ max_attempts = 1 }}\n{extra}"
             ),
         )
     );
@@ -46,9 +49,9 @@ fn spawn(dir: &Path) -> Binary {
 }
 
 /// A fresh tempdir with [`write_config`] for Loop on `server`, and the binary started on it.
-fn start(server: &wiremock::MockServer, grace_ms: u64) -> (tempfile::TempDir, Binary) {
+fn start(server: &wiremock::MockServer, grace_ms: u64, extra: &str) -> (tempfile::TempDir, Binary) {
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), &server.uri(), grace_ms);
+    write_config(dir.path(), &server.uri(), grace_ms, extra);
     let gw = spawn(dir.path());
     (dir, gw)
 }
@@ -97,7 +100,7 @@ async fn sigterm_lets_a_create_in_flight_finish_then_exits_0() {
         common::loop_created("promo_1", "SPRING-1").set_delay(Duration::from_millis(1000)),
     )
     .await;
-    let (_dir, mut gw) = start(&server, 10_000);
+    let (_dir, mut gw) = start(&server, 10_000, "");
 
     let api = common::Gateway::at(gw.api.base.clone());
     let create = tokio::spawn(async move { api.create(&common::percent20("SPRING-1", &["loop"])).await });
@@ -128,7 +131,7 @@ async fn a_call_outlasting_the_grace_stays_pending_and_the_next_start_resends_it
     let server = common::strict_server().await;
     // The first call answers only after 1.5 s, past the 300 ms grace; the resent one at once.
     slow_then_quick(&server, "SLOW-1", "promo_slow", "promo_resent").await;
-    let (dir, mut gw) = start(&server, 300);
+    let (dir, mut gw) = start(&server, 300, "");
 
     let api = common::Gateway::at(gw.api.base.clone());
     let create = tokio::spawn(async move {
@@ -169,23 +172,120 @@ async fn a_call_outlasting_the_grace_stays_pending_and_the_next_start_resends_it
     server.verify().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_running_sync_job_is_left_running_and_the_next_start_finishes_it() {
-    let server = common::strict_server().await;
-    slow_then_quick(&server, "JOB-1", "promo_j1", "promo_j1").await;
-    let (dir, mut gw) = start(&server, 300);
-    let (status, job) = gw
-        .api
+/// Loop at 4 calls a second, one at a time at most: a job's calls go out 250 ms apart.
+const SLOW_RATE: &str = "rate_limit = { per_second = 4, burst = 1 }";
+
+/// Starts a sync job of `codes` to Loop (20% off each); its id.
+async fn start_job(api: &common::Gateway, codes: &[String]) -> i64 {
+    let (status, job) = api
         .post(
             "/v1/sync-jobs",
-            json!({ "campaign": "spring", "targets": ["loop"], "codes": ["JOB-1"],
+            json!({ "campaign": "spring", "targets": ["loop"], "codes": codes,
                     "template": { "discount": { "percent_off": 20 } } })
             .to_string(),
         )
         .await;
     assert_eq!(status, 202, "{job}");
-    let id = job["id"].as_i64().unwrap();
+    job["id"].as_i64().unwrap()
+}
+
+/// `GET /v1/sync-jobs/{id}`.
+async fn job_status(api: &common::Gateway, id: i64) -> Value {
+    let (status, job) = api.get(&format!("/v1/sync-jobs/{id}")).await;
+    assert_eq!(status, 200, "{job}");
+    job
+}
+
+/// Polls the job until it is no longer `running` (5 s at most).
+async fn ended(api: &common::Gateway, id: i64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let job = job_status(api, id).await;
+        if job["state"] != "running" {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "{job}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Loop's deliveries of the job by state (0 for a state not listed).
+fn count(job: &Value, state: &str) -> u64 {
+    job["targets_progress"]["loop"]["counts"][state].as_u64().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_pauses_a_sync_job_its_calls_in_flight_recorded_and_the_next_start_finishes_it() {
+    const N: usize = 8;
+    let server = common::strict_server().await;
+    let codes: Vec<String> = (1..=N).map(|i| format!("PAUSE-{i}")).collect();
+    // Each code is created exactly once at Loop, over both runs; every answer takes 400 ms.
+    for (i, code) in codes.iter().enumerate() {
+        common::expect_loop_answer(
+            &server,
+            "t",
+            code,
+            common::loop_created(&format!("promo_{}", i + 1), code).set_delay(Duration::from_millis(400)),
+        )
+        .await;
+    }
+    let (dir, mut gw) = start(&server, 3_000, SLOW_RATE);
+    let id = start_job(&gw.api, &codes).await;
+
+    // Mid-way: the third call has gone out (at ~500 ms), the next is due 250 ms later.
+    common::wait_for_requests(&server, 3).await;
+    let at_signal = common::received(&server).await;
+    let signalled = Instant::now();
+    gw.sigterm();
+    let exit = gw.exit_within(Duration::from_secs(3));
+    let took = signalled.elapsed();
+    assert_eq!(exit.code(), Some(0), "{}", gw.log());
+    // It waited for the calls in flight (400 ms each at most), not for the whole grace.
+    assert!(took < Duration::from_millis(1500), "took {took:?}: {}", gw.log());
+    // No call started after the signal.
+    assert_eq!(common::received(&server).await, at_signal, "{}", gw.log());
+    let log = gw.log();
+    assert!(
+        log.contains(&format!("paused=[{id}]")) && log.contains("stay running in the ledger"),
+        "{log}"
+    );
+    assert!(!log.contains("cut_off"), "{log}");
+    assert!(!log.contains("shutdown grace ran out"), "{log}");
+    drop(gw);
+
+    // The next start finds the job still running, the calls that were in flight recorded as
+    // created (not pending: the next start does not resend them), and finishes it.
+    let gw = spawn(dir.path());
+    let job = job_status(&gw.api, id).await;
+    assert_eq!(job["state"], "running", "{job}");
+    assert!(count(&job, "created") >= at_signal as u64, "{job}");
+    assert_eq!(count(&job, "already_exists"), 0, "{job}");
+    let job = ended(&gw.api, id).await;
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(count(&job, "created"), N as u64, "{job}");
+    assert_eq!(job["targets_progress"]["loop"]["pending"], 0, "{job}");
+    let (status, record) = gw.api.get("/v1/promo-codes/PAUSE-1").await;
+    assert_eq!(status, 200, "{record}");
+    assert_eq!(record["deliveries"]["loop"]["status"], "created", "{record}");
+    assert_eq!(record["deliveries"]["loop"]["vendor_id"], "promo_1", "{record}");
+    drop(gw);
+    // Each code reached Loop once: N calls in all.
+    assert_eq!(common::received(&server).await, N);
+    server.verify().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_call_outlasting_the_grace_is_cut_off_on_time_and_the_next_start_finishes_the_job() {
+    let server = common::strict_server().await;
+    // JOB-1's first call answers only after 1.5 s, past the 300 ms grace; the resent one at once.
+    slow_then_quick(&server, "JOB-1", "promo_j1", "promo_j1").await;
+    common::expect_loop_created(&server, "t", "JOB-2", "promo_j2").await;
+    common::expect_loop_created(&server, "t", "JOB-3", "promo_j3").await;
+    let (dir, mut gw) = start(&server, 300, SLOW_RATE);
+    let codes: Vec<String> = ["JOB-1", "JOB-2", "JOB-3"].map(String::from).to_vec();
+    let id = start_job(&gw.api, &codes).await;
     common::wait_for_requests(&server, 1).await;
+    let signalled = Instant::now();
     gw.sigterm();
     assert_eq!(
         gw.exit_within(Duration::from_millis(1200)).code(),
@@ -193,25 +293,24 @@ async fn a_running_sync_job_is_left_running_and_the_next_start_finishes_it() {
         "{}",
         gw.log()
     );
+    assert!(signalled.elapsed() >= Duration::from_millis(300), "the grace was given");
+    // JOB-2 was due 250 ms after JOB-1: the paused job did not send it.
+    assert_eq!(common::received(&server).await, 1, "{}", gw.log());
     let log = gw.log();
     assert!(
-        log.contains("stay running in the ledger") && log.contains(&format!("jobs=[{id}]")),
+        log.contains("shutdown grace ran out")
+            && log.contains(&format!("cut_off=[{id}]"))
+            && log.contains("stay running in the ledger"),
         "{log}"
     );
+    assert!(!log.contains("paused=["), "{log}");
     drop(gw);
 
+    // The next start resumes the job: JOB-1, cut off, is sent again; the others once.
     let gw = spawn(dir.path());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let status = loop {
-        let (_, status) = gw.api.get(&format!("/v1/sync-jobs/{id}")).await;
-        if status["state"] != "running" {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "{status}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert_eq!(status["state"], "done", "{status}");
-    assert_eq!(status["targets_progress"]["loop"]["counts"]["created"], 1, "{status}");
+    let job = ended(&gw.api, id).await;
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(count(&job, "created"), 3, "{job}");
     drop(gw);
     server.verify().await;
 }
