@@ -467,4 +467,20 @@ mod tests {
         .unwrap();
         assert_eq!(doc, serde_json::to_value(promo_adapters::VendorKind::ALL).unwrap());
     }
+
+    /// `WarningDoc` describes the adapters' `Warning`: both serialize alike.
+    #[test]
+    fn the_warning_doc_matches_the_adapters_warning() {
+        let doc = serde_json::to_value(WarningDoc {
+            field: "metadata".into(),
+            message: "dropped".into(),
+        })
+        .unwrap();
+        let real = serde_json::to_value(promo_adapters::Warning {
+            field: "metadata".into(),
+            message: "dropped".into(),
+        })
+        .unwrap();
+        assert_eq!(doc, real);
+    }
 }
