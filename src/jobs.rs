@@ -19,6 +19,7 @@ use std::io::BufRead;
 use std::path::Path;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use promo_adapters::adapter::translate;
 use promo_adapters::model::validate;
@@ -138,7 +139,12 @@ pub struct TargetProgress {
     pub counts: BTreeMap<Status, u64>,
     /// Codes per second this upstream's rate limit allows (times its batch size).
     pub rate_per_second: u64,
-    /// Seconds until the pending codes are sent at that rate.
+    /// Codes per second settled on this target since the job's run in this process began, once
+    /// it has run for a second and settled some: a vendor slower than its quota shows here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed_per_second: Option<f64>,
+    /// Seconds until the pending codes are settled: at the observed pace where there is one,
+    /// else at the rate limit's.
     pub eta_seconds: u64,
 }
 
@@ -311,6 +317,12 @@ impl Engine {
         jobs.running.insert(id, control);
         drop(jobs);
         tokio::spawn(async move {
+            // The pace this run achieves is measured from here (see `job_status`).
+            if let Ok(counts) = self.store.job_counts(id).await {
+                let pending = counts.into_iter().map(|(t, c)| (t, pending_of(&c))).collect();
+                let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+                jobs.started.insert(id, (self.clock.now(), pending));
+            }
             if let Err(e) = self.run_job(id, controlled).await {
                 tracing::error!(job = id, "sync job stopped: {e}");
             }
@@ -318,6 +330,7 @@ impl Engine {
             let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
             if jobs.running.get(&id).is_some_and(|c| mine.same_channel(&c.subscribe())) {
                 jobs.running.remove(&id);
+                jobs.started.remove(&id);
             }
         });
     }
@@ -405,17 +418,37 @@ impl Engine {
             .map_err(ledger_error)?
             .ok_or_else(|| ApiError::NotFound(format!("/v1/sync-jobs/{id}")))?;
         let counts = self.store.job_counts(id).await.map_err(ledger_error)?;
+        let started = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .started
+            .get(&id)
+            .cloned();
+        let now = self.clock.now();
         let targets_progress = counts
             .into_iter()
             .map(|(target, counts)| {
-                let pending = counts.get(&Status::Pending).copied().unwrap_or(0);
+                let pending = pending_of(&counts);
                 let batch = self.upstreams.get(&target).map_or(1, |u| u.adapter.batch_size()) as u64;
                 let rate = u64::from(self.rates.get(&target).copied().unwrap_or(1)) * batch;
+                let observed = started.as_ref().and_then(|(at, before)| {
+                    let seconds = (now - *at).num_milliseconds() as f64 / 1000.0;
+                    let settled = before.get(&target)?.saturating_sub(pending);
+                    // To a tenth, as shown; the ETA is computed from the figure shown.
+                    let pace = (settled as f64 / seconds * 10.0).round() / 10.0;
+                    (seconds >= 1.0 && pace > 0.0).then_some(pace)
+                });
+                let eta_seconds = match observed {
+                    Some(pace) => (pending as f64 / pace).ceil() as u64,
+                    None => pending.div_ceil(rate.max(1)),
+                };
                 let progress = TargetProgress {
                     total: counts.values().sum(),
                     pending,
                     rate_per_second: rate,
-                    eta_seconds: pending.div_ceil(rate.max(1)),
+                    observed_per_second: observed,
+                    eta_seconds,
                     counts,
                 };
                 (target, progress)
@@ -578,6 +611,8 @@ pub enum Control {
 #[derive(Debug, Default)]
 pub struct Registry {
     running: BTreeMap<i64, watch::Sender<Control>>,
+    /// Where each running job's run began: when, and how many codes each target had pending.
+    started: BTreeMap<i64, (DateTime<Utc>, BTreeMap<String, u64>)>,
     /// Set at shutdown: a job started from then on begins paused.
     pausing: bool,
 }
@@ -632,6 +667,11 @@ impl Halt for Gate {
             }
         })
     }
+}
+
+/// Codes not yet settled, of a target's counts.
+fn pending_of(counts: &BTreeMap<Status, u64>) -> u64 {
+    counts.get(&Status::Pending).copied().unwrap_or(0)
 }
 
 /// The outcomes of calls the job made. A call the gate withheld comes back `pending` and is

@@ -938,6 +938,50 @@ async fn cancel_stops_a_job_and_marks_the_rest_cancelled() {
     assert_eq!(status, 409);
 }
 
+/// A vendor slower than its quota: the ETA follows the pace the job achieves, not the rate
+/// limit (which alone would promise the rest within a second). This test is about time: the
+/// vendor answers after 200 ms, one call at a time, so about 5 codes a second.
+#[tokio::test]
+async fn the_eta_follows_the_observed_pace_of_a_slow_vendor() {
+    let mut rec = Recorder::new(Vendor::Loop);
+    rec.delay = Duration::from_millis(200);
+    let (loop_srv, rec) = rec.serve().await;
+    let gw = gateway(&[(Vendor::Loop, &loop_srv, "max_in_flight = 1")]).await;
+    let id = start_job(
+        &gw,
+        &json!({ "campaign": "spring", "targets": ["loop"], "template": template(), "codes": codes("E", 40) }),
+    )
+    .await;
+    let started = Instant::now();
+    // Before a second has passed there is no observed pace, and the ETA is the quota's.
+    let (_, job) = gw.get(&format!("/v1/sync-jobs/{id}")).await;
+    if started.elapsed() < Duration::from_millis(900) {
+        let p = &job["targets_progress"]["loop"];
+        assert!(p.get("observed_per_second").is_none(), "{job}");
+        assert_eq!(p["eta_seconds"], 1, "at most 40 pending at 1000/s: {job}");
+    }
+
+    tokio::time::sleep(Duration::from_millis(1500).saturating_sub(started.elapsed())).await;
+    let (_, job) = gw.get(&format!("/v1/sync-jobs/{id}")).await;
+    let p = &job["targets_progress"]["loop"];
+    let pace = p["observed_per_second"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no observed pace: {job}"));
+    assert!((2.0..=6.0).contains(&pace), "about 5 codes a second: {job}");
+    let pending = p["pending"].as_u64().unwrap();
+    assert!(pending >= 25, "{job}");
+    assert_eq!(p["rate_per_second"], 1000, "{job}");
+    assert_eq!(p["eta_seconds"], (pending as f64 / pace).ceil() as u64, "{job}");
+    assert!(p["eta_seconds"].as_u64().unwrap() >= 4, "{job}");
+
+    let (status, job) = job_action(&gw, id, "cancel").await;
+    assert_eq!(status, 200, "{job}");
+    assert_eq!(
+        counts(&job, "loop")["created"].as_u64().unwrap() as usize,
+        rec.log().calls
+    );
+}
+
 #[tokio::test]
 async fn a_bad_line_refuses_the_whole_job_and_changes_nothing() {
     // No call may reach either upstream.
