@@ -758,7 +758,7 @@ fn send_batch<'a>(
         };
         let sent = engine::send(target, &chunk[0].code, upstream, &request, Patience::Background(gate)).await;
         match sent.status {
-            Status::Rejected | Status::AlreadyExists => {
+            Status::Rejected | Status::AlreadyExists if !refused_the_caller(&sent) => {
                 let mut left = chunk;
                 let right = left.split_off(left.len() / 2);
                 let mut out = send_batch(target, upstream, ctx, gate, left).await;
@@ -779,6 +779,12 @@ fn send_batch<'a>(
                 .collect(),
         }
     })
+}
+
+/// A 401 or 403: the vendor refused the caller's credentials, not the codes, so splitting the
+/// batch would only repeat the refusal for every half (99 calls for 50 codes).
+fn refused_the_caller(result: &TargetResult) -> bool {
+    matches!(result.error.as_ref().and_then(|e| e.http_status), Some(401 | 403))
 }
 
 /// Items of an upload, each with where it is ("line 7") and its value or what is wrong with it.

@@ -487,6 +487,37 @@ async fn a_restriction_limio_cannot_carry_is_refused_without_a_call() {
     }
 }
 
+/// Limio takes dates only: a code whose life holds no whole day would be sent with a start
+/// date after its expiry date (never redeemable) and read back as created. It is refused for
+/// both versions, naming `expires_at`, and nothing is sent; one whole day is enough.
+#[tokio::test]
+async fn a_code_living_less_than_a_whole_day_is_refused_without_a_call() {
+    let (api, auth) = (common::strict_server().await, common::strict_server().await);
+    let gw = gateway(&api, &auth).await;
+
+    let (status, body) = gw
+        .create(&json!({
+            "code": "FLASH", "campaign": "example", "discount": { "percent_off": 20 },
+            "targets": ["limio-v2", "limio-v3"],
+            "starts_at": "2026-03-01T09:00:00Z", "expires_at": "2026-03-01T18:00:00Z"
+        }))
+        .await;
+
+    assert_eq!(status, 422, "{body}");
+    for target in ["limio-v2", "limio-v3"] {
+        let r = common::result(&body, target);
+        assert_eq!(r["status"], "invalid", "{r}");
+        assert_eq!(r["error"]["kind"], "invalid_for_vendor", "{r}");
+        assert_eq!(r["error"]["field"], "expires_at", "{r}");
+        let message = r["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("would start on 2026-03-02 and expire after 2026-02-28"),
+            "{message}"
+        );
+        assert_eq!(r["attempts"], 0, "{r}");
+    }
+}
+
 /// With `"on_unsupported": "skip_field"` the code is sent without the fields, and the result
 /// names each one.
 #[tokio::test]

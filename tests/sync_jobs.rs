@@ -982,6 +982,36 @@ async fn the_eta_follows_the_observed_pace_of_a_slow_vendor() {
     );
 }
 
+/// A Moltin batch refused with 401 is refused for its credentials, not its codes: it is not
+/// split in halves (which would repeat the refusal 98 more times), and every code of it is
+/// reported rejected with the vendor's status.
+#[tokio::test]
+async fn a_batch_refused_for_its_credentials_is_not_split() {
+    let server = common::strict_server().await;
+    Vendor::Moltin
+        .endpoint()
+        .respond_with(
+            ResponseTemplate::new(401).set_body_json(json!({ "errors": [{ "status": 401, "title": "Unauthorized" }] })),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let gw = gateway(&[(Vendor::Moltin, &server, "")]).await;
+    let id = start_job(
+        &gw,
+        &json!({ "campaign": "spring", "targets": ["moltin"], "template": template(), "codes": codes("A", 50) }),
+    )
+    .await;
+    let job = wait_done(&gw, id).await;
+    assert_eq!(counts(&job, "moltin"), &json!({ "rejected": 50 }), "{job}");
+    let results = all_results(&gw, id, "").await;
+    assert_eq!(results.len(), 50);
+    for r in &results {
+        assert_eq!(r["error"]["http_status"], 401, "{r}");
+        assert_eq!(r["attempts"], 1, "{r}");
+    }
+}
+
 #[tokio::test]
 async fn a_bad_line_refuses_the_whole_job_and_changes_nothing() {
     // No call may reach either upstream.

@@ -38,6 +38,25 @@ pub fn start_date(starts_at: DateTime<FixedOffset>, tz: Tz) -> DateChoice {
     }
 }
 
+/// For a vendor that takes both dates: the code's life must hold at least one whole day in
+/// `tz`, or the start date would come after the expiry date and the vendor would hold a code
+/// that can never be redeemed. The rule broken, for `expires_at`, otherwise.
+pub fn whole_day_between(
+    starts_at: DateTime<FixedOffset>,
+    expires_at: DateTime<FixedOffset>,
+    tz: Tz,
+) -> Result<(), String> {
+    let (start, expiry) = (start_date(starts_at, tz).date, expiry_date(expires_at, tz).date);
+    if expiry < start {
+        return Err(format!(
+            "must leave at least one whole day in {tz} after starts_at: this vendor takes dates only, and from {} to {} the code would start on {start} and expire after {expiry}, so it could never be redeemed",
+            starts_at.to_rfc3339(),
+            expires_at.to_rfc3339()
+        ));
+    }
+    Ok(())
+}
+
 /// The first instant of `day` in `tz` (midnight, or the first valid local time on days whose
 /// midnight a DST change skips).
 fn start_of_day(day: NaiveDate, tz: Tz) -> Option<DateTime<FixedOffset>> {
@@ -94,6 +113,24 @@ mod tests {
     }
     fn d(s: &str) -> NaiveDate {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_life_of_one_whole_day_is_enough_and_less_is_refused() {
+        let tz = Tz::UTC;
+        // 1 March 00:00 to 2 March 00:00: exactly the day of 1 March.
+        assert_eq!(
+            whole_day_between(at("2026-03-01T00:00:00Z"), at("2026-03-02T00:00:00Z"), tz),
+            Ok(())
+        );
+        // Nine hours within one day: the start date (2 March) is after the expiry (28 February).
+        let rule = whole_day_between(at("2026-03-01T09:00:00Z"), at("2026-03-01T18:00:00Z"), tz).unwrap_err();
+        assert!(
+            rule.contains("start on 2026-03-02 and expire after 2026-02-28"),
+            "{rule}"
+        );
+        // 23 hours across midnight hold no whole day either.
+        assert!(whole_day_between(at("2026-03-01T01:00:00Z"), at("2026-03-02T00:00:00Z"), tz).is_err());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::adapter::{
     check_parent_grants, classify, mapped, Adapter, BuildContext, BuildError, Outcome, Translation, VendorKind,
     VendorRequest, VendorResponse, Warning,
 };
-use crate::dates::{expiry_field, start_field};
+use crate::dates::{expiry_field, start_field, whole_day_between};
 use crate::mapping::{ApplicationLevel, AttachedDiscount};
 use crate::model::{Discount, DurationUnit, PromoCode};
 use crate::money::{to_major, Round};
@@ -111,12 +111,18 @@ fn common<'a>(
     skipped: &[Field],
     ctx: &BuildContext<'_>,
     warnings: &mut Vec<Warning>,
-) -> Common<'a> {
+) -> Result<Common<'a>, BuildError> {
+    if let (Some(starts_at), Some(expires_at)) = (code.starts_at, code.expires_at) {
+        whole_day_between(starts_at, expires_at, ctx.timezone).map_err(|rule| BuildError::Invalid {
+            field: "expires_at".into(),
+            rule,
+        })?;
+    }
     let mut date = |field: (String, Option<Warning>)| {
         warnings.extend(field.1);
         field.0
     };
-    Common {
+    Ok(Common {
         promo_code: &code.code,
         status: code.active,
         description: code
@@ -126,7 +132,7 @@ fn common<'a>(
         promo_start_date: code.starts_at.map(|t| date(start_field(t, ctx.timezone))),
         promo_expiry_date: code.expires_at.map(|t| date(expiry_field(t, ctx.timezone))),
         usage: code.max_redemptions.map(|n| Usage { available_quantity: n }),
-    }
+    })
 }
 
 /// The documented create endpoint and record type of each version: the path names the
@@ -247,7 +253,7 @@ impl Adapter for LimioV2 {
         let data = V2Data {
             application_level,
             referenced_offer_label,
-            common: common(code, skipped, ctx, &mut warnings),
+            common: common(code, skipped, ctx, &mut warnings)?,
             product_details: ProductDetails {
                 product: PathRef { path: product },
                 rate_plan: PathRef { path: rate_plan },
@@ -297,7 +303,7 @@ impl Adapter for LimioV3 {
         check_parent_grants(code, ctx, self.kind())?;
         let mut warnings = Vec::new();
         let data = V3Data {
-            common: common(code, skipped, ctx, &mut warnings),
+            common: common(code, skipped, ctx, &mut warnings)?,
             attached_discount: attached,
         };
         Ok(object(V3, code, data, warnings))
