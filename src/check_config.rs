@@ -138,6 +138,7 @@ pub fn check(config_path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result
                 mapping: Some(mapping),
                 timezone: upstream.timezone,
                 network_id: upstream.network_id.as_deref(),
+                currency: upstream.currency,
             };
             let code = sample(campaign_name, mapping);
             match translate(adapter.as_ref(), &code, OnUnsupported::Refuse, None, &ctx) {

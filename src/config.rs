@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use promo_adapters::mapping::Campaign;
+use promo_adapters::money::Currency;
 use promo_adapters::VendorKind;
 use serde::Deserialize;
 
@@ -172,6 +173,11 @@ pub struct UpstreamConfig {
     /// Spacebring only: the `spacebring-network-id` header (a uuid), required with bearer or OAuth2 auth.
     #[serde(default)]
     pub network_id: Option<String>,
+    /// Loop and Partnero only: the currency of the vendor account, whose amounts carry none
+    /// (Loop's `amount_off`, Partnero's `minimum_order_value`). Amounts in any other currency,
+    /// or any amount while it is unset, are refused for this upstream.
+    #[serde(default)]
+    pub currency: Option<Currency>,
 }
 
 fn default_timeout() -> u64 {
@@ -421,6 +427,12 @@ impl Config {
                     ))
                 }
                 (None, _) => {}
+            }
+            if u.currency.is_some() && !matches!(u.kind, Kind::Loop | Kind::Partnero) {
+                return Err(format!(
+                    "{}: only Loop and Partnero upstreams have a currency (their amounts carry none)",
+                    key("currency")
+                ));
             }
             if let AuthConfig::Oauth2 {
                 grant: Grant::RefreshToken,

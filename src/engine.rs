@@ -563,6 +563,7 @@ impl Engine {
                         mapping: campaign.and_then(|c| c.upstreams.get(&target)),
                         timezone: upstream.timezone,
                         network_id: upstream.network_id.as_deref(),
+                        currency: upstream.currency,
                     };
                     match translate(
                         upstream.adapter.as_ref(),

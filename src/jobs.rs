@@ -544,6 +544,7 @@ impl Engine {
                 mapping,
                 timezone: upstream.timezone,
                 network_id: upstream.network_id.as_deref(),
+                currency: upstream.currency,
             };
             let mut settled = Vec::new();
             let mut ready = Vec::new();

@@ -39,6 +39,8 @@ pub struct Upstream {
     pub adapter: Box<dyn Adapter>,
     pub timezone: chrono_tz::Tz,
     pub network_id: Option<String>,
+    /// The vendor account's currency, for vendors whose amounts carry none.
+    pub currency: Option<promo_adapters::money::Currency>,
     pub credentials: Credentials,
     base_url: url::Url,
     limiter: DefaultDirectRateLimiter,
@@ -335,6 +337,7 @@ impl Upstream {
             adapter: promo_adapters::vendors::for_kind(vendor),
             timezone: config.timezone,
             network_id: config.network_id.clone(),
+            currency: config.currency,
             credentials: Credentials::resolve(&config.auth, timeout, env),
             base_url: config.base_url.clone(),
             limiter: RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)),

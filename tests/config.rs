@@ -105,3 +105,50 @@ async fn the_example_campaign_reaches_all_six_upstreams_in_a_dry_run() {
         assert!(request["body"].is_object(), "{name}: {r}");
     }
 }
+
+/// Starts the router from a config file holding only `upstream`, and returns the start-up error.
+fn startup_error(upstream: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, upstream).unwrap();
+    match promo_gateway::app_from_file(&path, &|_: &str| None) {
+        Ok(_) => panic!("the gateway started on a bad config:\n{upstream}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn an_unknown_account_currency_stops_start_up_naming_the_key() {
+    let e = startup_error(&common::upstream(
+        "loop",
+        "loop",
+        "http://127.0.0.1:9",
+        "currency = \"XYZ\"",
+    ));
+    assert!(e.contains("upstreams.loop.currency"), "{e}");
+    assert!(e.contains("XYZ") && e.contains("ISO 4217"), "{e}");
+    assert!(e.contains("config.toml"), "names the file: {e}");
+
+    // Lower case is not a code either: the same rule as a request's currency.
+    let e = startup_error(&common::upstream(
+        "partnero",
+        "partnero",
+        "http://127.0.0.1:9",
+        "currency = \"usd\"",
+    ));
+    assert!(e.contains("upstreams.partnero.currency"), "{e}");
+}
+
+#[test]
+fn an_account_currency_on_a_vendor_whose_amounts_carry_one_stops_start_up() {
+    let e = startup_error(&common::upstream(
+        "moltin",
+        "moltin",
+        "http://127.0.0.1:9",
+        "currency = \"USD\"",
+    ));
+    assert!(
+        e.contains("upstreams.moltin.currency") && e.contains("only Loop and Partnero"),
+        "{e}"
+    );
+}

@@ -283,7 +283,7 @@ async fn a_campaign_without_targets_goes_to_both_and_is_201() {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn loop_amount_code_sends_minor_units_and_warns_that_no_currency_is_sent() {
+async fn loop_amount_code_in_the_accounts_currency_sends_minor_units_without_a_warning() {
     let s = Setup::strict().await;
     s.expect_loop(
         json!({ "code": "FLAT15", "amount_off": 1500 }),
@@ -294,7 +294,8 @@ async fn loop_amount_code_sends_minor_units_and_warns_that_no_currency_is_sent()
         )),
     )
     .await;
-    let gw = s.gateway().await;
+    // The Loop account is in EUR, so 1500 minor units mean exactly the 15.00 EUR asked.
+    let gw = s.gateway_with("currency = \"EUR\"", "", &BOTH_TOKENS).await;
 
     let (status, body) = create(
         &gw,
@@ -305,11 +306,134 @@ async fn loop_amount_code_sends_minor_units_and_warns_that_no_currency_is_sent()
     let r = common::result(&body, "loop");
     assert_eq!(r["status"], "created");
     assert_eq!(r["vendor_id"], "promo_flat");
-    assert_eq!(warning_fields(r), ["discount.currency"]);
-    let w = warning(r, "discount.currency");
+    assert_eq!(r["warnings"], json!([]), "nothing lost: {r}");
+}
+
+#[tokio::test]
+async fn loop_amount_code_in_a_zero_decimal_account_currency_is_sent_as_is() {
+    let s = Setup::strict().await;
+    s.expect_loop(
+        json!({ "code": "YEN500", "amount_off": 500 }),
+        ResponseTemplate::new(201).set_body_json(common::merged(
+            common::loop_promo("promo_yen", "YEN500"),
+            json!({ "percent_off": null, "amount_off": 500, "currency": "jpy" }),
+        )),
+    )
+    .await;
+    let gw = s.gateway_with("currency = \"JPY\"", "", &BOTH_TOKENS).await;
+
+    let (status, body) = create(
+        &gw,
+        &json!({ "code": "YEN500", "discount": { "amount_off": 500, "currency": "JPY" }, "targets": ["loop"] }),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let r = common::result(&body, "loop");
+    assert_eq!(r["status"], "created", "{r}");
+    assert_eq!(r["vendor_id"], "promo_yen");
+    assert_eq!(r["warnings"], json!([]), "{r}");
+}
+
+/// Asserts a 422 whose one target was refused as invalid for `field`, before any call, and
+/// returns the error message.
+fn refused_for_currency(status: u16, body: &Value, upstream: &str, field: &str) -> String {
+    assert_eq!(status, 422, "{body}");
+    let r = common::result(body, upstream);
+    assert_eq!(r["status"], "invalid", "{r}");
+    assert_eq!(r["error"]["kind"], "invalid_for_vendor", "{r}");
+    assert_eq!(r["error"]["field"], field, "{r}");
+    assert_eq!(r["attempts"], 0, "{r}");
+    assert!(r["vendor_id"].is_null(), "{r}");
+    r["error"]["message"].as_str().unwrap().to_owned()
+}
+
+/// Mounts a mock of the vendor's create call (`POST create_path`) that must never be matched;
+/// the strict server's catch-all also fails the test on any other call.
+async fn expect_no_call(server: &MockServer, create_path: &str) {
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path(create_path))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .named("no create call for a refused amount")
+        .mount(server)
+        .await;
+}
+
+#[tokio::test]
+async fn loop_amount_code_in_another_currency_than_the_account_is_refused_without_calling() {
+    let s = Setup::strict().await;
+    expect_no_call(&s.loop_srv, "/v1/admin/promos").await;
+    let gw = s.gateway_with("currency = \"USD\"", "", &BOTH_TOKENS).await;
+
+    // 500 JPY sent as amount_off 500 to a USD account would be 5.00 USD off: far more.
+    let (status, body) = create(
+        &gw,
+        &json!({ "code": "YEN500", "discount": { "amount_off": 500, "currency": "JPY" }, "targets": ["loop"] }),
+    )
+    .await;
+    let message = refused_for_currency(status, &body, "loop", "discount.currency");
     assert!(
-        w.contains("not sent") && w.contains("1500") && w.contains("15.00 EUR"),
-        "{w}"
+        message.contains("amount_off")
+            && message.contains("upstreams.loop.currency says is USD")
+            && message.contains("this code is in JPY"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn loop_amount_code_without_a_declared_account_currency_is_refused_naming_the_key() {
+    let s = Setup::strict().await;
+    expect_no_call(&s.loop_srv, "/v1/admin/promos").await;
+    let gw = s.gateway().await;
+
+    let (status, body) = create(
+        &gw,
+        &json!({ "code": "FLAT5", "discount": { "amount_off": 500, "currency": "USD" }, "targets": ["loop"] }),
+    )
+    .await;
+    let message = refused_for_currency(status, &body, "loop", "discount.currency");
+    assert!(
+        message.contains("amount discounts")
+            && message.contains("upstreams.loop.currency")
+            && message.contains("Loop account"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn partnero_minimum_order_in_another_currency_than_the_program_is_refused_without_calling() {
+    let s = Setup::strict().await;
+    expect_no_call(&s.partnero_srv, "/v1/promotion-codes").await;
+    let gw = s.gateway_with("", "currency = \"JPY\"", &BOTH_TOKENS).await;
+
+    // A 10.00 USD minimum sent as 10 to a JPY program would be a 10 JPY minimum.
+    let mut request = spring20(&["partnero"]);
+    request["minimum_order"] = json!({ "amount": 1000, "currency": "USD" });
+    let (status, body) = create(&gw, &request).await;
+    let message = refused_for_currency(status, &body, "partnero", "minimum_order.currency");
+    assert!(
+        message.contains("minimum_order_value")
+            && message.contains("upstreams.partnero.currency says is JPY")
+            && message.contains("this code is in USD"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn partnero_minimum_order_without_a_declared_program_currency_is_refused_naming_the_key() {
+    let s = Setup::strict().await;
+    expect_no_call(&s.partnero_srv, "/v1/promotion-codes").await;
+    let gw = s.gateway().await;
+
+    let mut request = spring20(&["partnero"]);
+    request["minimum_order"] = json!({ "amount": 1000, "currency": "USD" });
+    let (status, body) = create(&gw, &request).await;
+    let message = refused_for_currency(status, &body, "partnero", "minimum_order.currency");
+    assert!(
+        message.contains("minimum orders")
+            && message.contains("upstreams.partnero.currency")
+            && message.contains("Partnero program"),
+        "{message}"
     );
 }
 
@@ -398,7 +522,7 @@ async fn partnero_carries_every_field_it_has() {
         partnero_created("VIP_2026-a"),
     )
     .await;
-    let gw = s.gateway().await;
+    let gw = s.gateway_with("", "currency = \"USD\"", &BOTH_TOKENS).await;
 
     let (status, body) = create(
         &gw,
@@ -452,7 +576,9 @@ async fn partnero_expiry_date_is_exact_at_midnight_and_counted_in_the_upstreams_
         partnero_created("BERLIN-LATE"),
     )
     .await;
-    let gw = s.gateway_with("", "timezone = \"Europe/Berlin\"", &BOTH_TOKENS).await;
+    let gw = s
+        .gateway_with("", "timezone = \"Europe/Berlin\"\ncurrency = \"USD\"", &BOTH_TOKENS)
+        .await;
     let request = |code: &str, expires: &str| {
         json!({
             "code": code, "campaign": "spring", "discount": { "percent_off": 20 }, "expires_at": expires,
@@ -464,13 +590,8 @@ async fn partnero_expiry_date_is_exact_at_midnight_and_counted_in_the_upstreams_
     let (status, body) = create(&gw, &request("BERLIN-MIDNIGHT", "2026-04-01T00:00:00+02:00")).await;
     assert_eq!(status, 201, "{body}");
     let r = common::result(&body, "partnero");
-    assert_eq!(
-        warning_fields(r),
-        ["minimum_order"],
-        "exact expiry, no date warning: {r}"
-    );
-    let w = warning(r, "minimum_order");
-    assert!(w.contains("sent as 22") && !w.contains("rounded up"), "{w}");
+    // 22.00 USD is exactly 22 in the USD program: no minimum_order warning either.
+    assert_eq!(r["warnings"], json!([]), "exact expiry and minimum, no warning: {r}");
 
     // 23:30 UTC on 31 March is already 1 April in Berlin: the last Berlin day ending before it
     // is 31 March (in UTC it would have been 30 March).

@@ -681,6 +681,7 @@ mod moltin_batch {
             mapping: Some(mapping),
             timezone: chrono_tz::Tz::UTC,
             network_id: None,
+            currency: None,
         }
     }
 

@@ -18,6 +18,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use promo_adapters::adapter::translate;
 use promo_adapters::mapping::Campaign;
 use promo_adapters::model::{validate, ValidationContext};
+use promo_adapters::money::Currency;
 use promo_adapters::vendors::for_kind;
 use promo_adapters::{BuildContext, CreateRequest, Outcome, VendorKind, VendorResponse};
 use serde_json::json;
@@ -100,11 +101,14 @@ fn translation(c: &mut Criterion) {
     let campaign: Campaign = toml::from_str(EXAMPLE).expect("mappings/example.toml parses");
     let code = &request.promo;
     let adapters: Vec<_> = VendorKind::ALL.into_iter().map(|k| (k, for_kind(k))).collect();
+    let usd = Currency::parse("USD").expect("USD is a currency");
     let context = |kind: VendorKind| BuildContext {
         upstream: upstream_name(kind),
         mapping: campaign.upstreams.get(upstream_name(kind)),
         timezone: chrono_tz::Tz::UTC,
         network_id: (kind == VendorKind::Spacebring).then_some(NETWORK_ID),
+        // The golden amounts are in USD: declare the Loop account's and Partnero program's currency.
+        currency: matches!(kind, VendorKind::Loop | VendorKind::Partnero).then_some(usd),
     };
     let response = |kind: VendorKind| {
         let success = vendors::success(kind);

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::mapping::UpstreamMapping;
 use crate::model::{Discount, OnUnsupported, PromoCode};
+use crate::money::{Currency, Money};
 use crate::policy::{Field, Support};
 
 /// The vendor APIs the gateway speaks. Limio's two promo-code versions are different
@@ -68,6 +69,10 @@ pub struct BuildContext<'a> {
     pub timezone: Tz,
     /// Non-secret per-upstream settings from config.toml (e.g. Spacebring's network id).
     pub network_id: Option<&'a str>,
+    /// The vendor account's currency (`upstreams.NAME.currency`). Loop's `amount_off` and
+    /// Partnero's `minimum_order_value` are bare numbers the vendor reads in its account's
+    /// currency, so an amount is sent only when it is in this currency (see [`account_amount`]).
+    pub currency: Option<Currency>,
 }
 
 /// The exact HTTP request a vendor gets, minus credentials (the engine adds those).
@@ -317,6 +322,54 @@ pub fn mapped<'a, T>(
     })
 }
 
+/// A vendor field that takes a bare number and reads it in the vendor account's currency.
+#[derive(Debug, Clone, Copy)]
+pub struct BareAmount {
+    pub vendor: VendorKind,
+    /// The unified field an error names, e.g. `discount.currency`.
+    pub field: &'static str,
+    /// The vendor's field, e.g. `amount_off`.
+    pub vendor_field: &'static str,
+    /// What the vendor calls the thing whose currency applies: `account`, `program`.
+    pub account: &'static str,
+    /// What cannot be sent without a declared currency, e.g. `amount discounts`.
+    pub what: &'static str,
+}
+
+/// Checks that `money` is in the currency the upstream declares for its vendor account, the
+/// only currency a bare number can mean there. Any other currency, or none declared, refuses
+/// the target: sending the number anyway could give more than the merchant asked (500 JPY read
+/// as 5.00 USD).
+pub fn account_amount(ctx: &BuildContext<'_>, bare: &BareAmount, money: Money) -> Result<Money, BuildError> {
+    let BareAmount {
+        vendor,
+        field,
+        vendor_field,
+        account,
+        what,
+    } = *bare;
+    let upstream = ctx.upstream;
+    match ctx.currency {
+        Some(declared) if declared == money.currency => Ok(money),
+        Some(declared) => Err(BuildError::Invalid {
+            field: field.to_owned(),
+            rule: format!(
+                "{vendor}'s {vendor_field} carries no currency and applies the {account}'s, which \
+                 upstreams.{upstream}.currency says is {declared}; this code is in {}",
+                money.currency
+            ),
+        }),
+        None => Err(BuildError::Invalid {
+            field: field.to_owned(),
+            rule: format!(
+                "{vendor}'s {vendor_field} carries no currency and applies the {account}'s: {what} need \
+                 upstreams.{upstream}.currency set to the {vendor} {account}'s currency (this code is in {})",
+                money.currency
+            ),
+        }),
+    }
+}
+
 /// For vendors whose parent object grants the discount: the code's discount must be the
 /// parent's, and so must its duration if it names one.
 pub fn check_parent_grants(code: &PromoCode, ctx: &BuildContext<'_>, vendor: VendorKind) -> Result<(), BuildError> {
@@ -450,6 +503,47 @@ pub fn parse_retry_after(value: &str) -> Option<RetryAfter> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_amount_goes_only_in_the_declared_account_currency() {
+        let bare = BareAmount {
+            vendor: VendorKind::Loop,
+            field: "discount.currency",
+            vendor_field: "amount_off",
+            account: "account",
+            what: "amount discounts",
+        };
+        let usd = Currency::parse("USD").unwrap();
+        let jpy = Currency::parse("JPY").unwrap();
+        let ctx = |currency| BuildContext {
+            upstream: "loop-us",
+            mapping: None,
+            timezone: chrono_tz::Tz::UTC,
+            network_id: None,
+            currency,
+        };
+        let yen = Money {
+            amount: 500,
+            currency: jpy,
+        };
+        assert_eq!(account_amount(&ctx(Some(jpy)), &bare, yen), Ok(yen));
+        let Err(BuildError::Invalid { field, rule }) = account_amount(&ctx(Some(usd)), &bare, yen) else {
+            panic!("500 JPY must not go to a USD account");
+        };
+        assert_eq!(field, "discount.currency");
+        assert!(
+            rule.contains("upstreams.loop-us.currency says is USD; this code is in JPY"),
+            "{rule}"
+        );
+        let Err(BuildError::Invalid { field, rule }) = account_amount(&ctx(None), &bare, yen) else {
+            panic!("an amount needs a declared currency");
+        };
+        assert_eq!(field, "discount.currency");
+        assert!(
+            rule.contains("amount discounts need upstreams.loop-us.currency set"),
+            "{rule}"
+        );
+    }
 
     fn answer(status: u16, body: &str) -> Outcome {
         classify(

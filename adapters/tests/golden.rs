@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use promo_adapters::adapter::translate;
 use promo_adapters::mapping::Campaign;
 use promo_adapters::model::{validate, ValidationContext};
+use promo_adapters::money::Currency;
 use promo_adapters::vendors::for_kind;
 use promo_adapters::{BuildContext, BuildError, CreateRequest, OnUnsupported, Translation, VendorKind};
 use serde_json::{json, Value};
@@ -73,6 +74,8 @@ fn translate_for(kind: VendorKind, request: &CreateRequest, campaign: &Campaign)
         mapping: campaign.upstreams.get(name),
         timezone: chrono_tz::Tz::UTC,
         network_id: (kind == VendorKind::Spacebring).then_some(NETWORK_ID),
+        // The golden amounts are in USD: declare the Loop account's and Partnero program's currency.
+        currency: matches!(kind, VendorKind::Loop | VendorKind::Partnero).then(|| Currency::parse("USD").unwrap()),
     };
     translate(
         for_kind(kind).as_ref(),
@@ -191,7 +194,7 @@ fn partnero() {
         &[
             (
                 "minimum_order",
-                "sent as 26 (rounded up): Partnero takes whole units and no currency, so the program's currency must be USD",
+                "sent as 26 (rounded up from 25.50 USD): Partnero takes whole units",
             ),
             ("expires_at", EXPIRY_DATE_WARNING),
         ],

@@ -6,8 +6,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::adapter::{
-    classify, Adapter, BuildContext, BuildError, Outcome, Translation, VendorKind, VendorRequest, VendorResponse,
-    Warning,
+    account_amount, classify, Adapter, BareAmount, BuildContext, BuildError, Outcome, Translation, VendorKind,
+    VendorRequest, VendorResponse,
 };
 use crate::dates::utc_rfc3339;
 use crate::model::{Discount, PromoCode};
@@ -17,6 +17,15 @@ pub struct Loop;
 
 /// Loop's documented `code` limit.
 pub const MAX_CODE_LEN: usize = 50;
+
+/// `amount_off` is a bare integer in the Loop account's currency.
+const AMOUNT_OFF: BareAmount = BareAmount {
+    vendor: VendorKind::Loop,
+    field: "discount.currency",
+    vendor_field: "amount_off",
+    account: "account",
+    what: "amount discounts",
+};
 
 /// The request body, field for field as documented. Absent optionals are left out, not null.
 #[derive(Debug, Serialize)]
@@ -48,13 +57,14 @@ impl Adapter for Loop {
 
     fn support(&self, field: Field) -> Support {
         match field {
-            Field::PercentOff | Field::ExpiresAt | Field::MaxRedemptions => Support::Carried,
-            Field::AmountOff => Support::Lossy("minor units, no currency sent: Loop applies its account currency"),
+            // amount_off is exact in minor units, and only sent in the currency the upstream
+            // declares for the Loop account (`account_amount`); any other is refused as invalid.
+            Field::PercentOff | Field::AmountOff | Field::ExpiresAt | Field::MaxRedemptions => Support::Carried,
             _ => Support::NotCarried,
         }
     }
 
-    fn build(&self, code: &PromoCode, _skipped: &[Field], _ctx: &BuildContext<'_>) -> Result<Translation, BuildError> {
+    fn build(&self, code: &PromoCode, _skipped: &[Field], ctx: &BuildContext<'_>) -> Result<Translation, BuildError> {
         let len = code.code.chars().count();
         if len > MAX_CODE_LEN {
             return Err(BuildError::Invalid {
@@ -62,7 +72,6 @@ impl Adapter for Loop {
                 rule: format!("Loop takes codes of 1 to {MAX_CODE_LEN} characters, this one has {len}"),
             });
         }
-        let mut warnings = Vec::new();
         let (percent_off, amount_off) = match code.discount {
             Discount::Percent(p) => {
                 if p.hundredths() < 100 {
@@ -73,16 +82,7 @@ impl Adapter for Loop {
                 }
                 (Some(p.to_json(2).0), None)
             }
-            Discount::Amount(m) => {
-                warnings.push(Warning {
-                    field: "discount.currency".into(),
-                    message: format!(
-                        "not sent: Loop's amount_off has no currency and applies the account's; {} minor units are meant as {m}",
-                        m.amount
-                    ),
-                });
-                (None, Some(m.amount))
-            }
+            Discount::Amount(m) => (None, Some(account_amount(ctx, &AMOUNT_OFF, m)?.amount)),
         };
         let body = CreatePromo {
             code: &code.code,
@@ -98,7 +98,7 @@ impl Adapter for Loop {
                 headers: super::json_headers(),
                 body: serde_json::to_value(body).expect("serializable"),
             },
-            warnings,
+            warnings: Vec::new(),
         })
     }
 

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::adapter::{
-    check_parent_grants, classify, mapped, Adapter, BuildContext, BuildError, Outcome, Translation, VendorKind,
-    VendorRequest, VendorResponse, Warning,
+    account_amount, check_parent_grants, classify, mapped, Adapter, BareAmount, BuildContext, BuildError, Outcome,
+    Translation, VendorKind, VendorRequest, VendorResponse, Warning,
 };
 use crate::dates::expiry_field;
 use crate::model::{Party, PromoCode};
@@ -21,6 +21,15 @@ pub struct Partnero;
 
 /// Partnero's documented code limit.
 pub const MAX_CODE_LEN: usize = 100;
+
+/// `minimum_order_value` is a bare whole number in the Partnero program's currency.
+const MINIMUM_ORDER: BareAmount = BareAmount {
+    vendor: VendorKind::Partnero,
+    field: "minimum_order.currency",
+    vendor_field: "minimum_order_value",
+    account: "program",
+    what: "minimum orders",
+};
 
 #[derive(Debug, Serialize)]
 struct CreatePromotionCode<'a> {
@@ -93,7 +102,9 @@ impl Adapter for Partnero {
         match field {
             Field::PercentOff | Field::AmountOff | Field::Duration => Support::Parent,
             Field::ExpiresAt => Support::Lossy("date only, the last day that ends before expires_at"),
-            Field::MinimumOrder => Support::Lossy("whole major units rounded up; no currency sent"),
+            Field::MinimumOrder => {
+                Support::Lossy("whole major units rounded up; only in the currency upstreams.NAME.currency declares")
+            }
             Field::MaxRedemptions | Field::FirstTimeOnly | Field::Customer | Field::Partner | Field::Metadata => {
                 Support::Carried
             }
@@ -135,18 +146,20 @@ impl Adapter for Partnero {
                 })
             })
             .transpose()?;
-        let minimum_order_value = code.minimum_order.map(|m| {
-            let (value, exact) = to_major(m.amount, m.currency.exponent(), 0, Round::Up);
-            warnings.push(Warning {
-                field: "minimum_order".into(),
-                message: format!(
-                    "sent as {value}{}: Partnero takes whole units and no currency, so the program's currency must be {}",
-                    if exact { "" } else { " (rounded up)" },
-                    m.currency
-                ),
-            });
-            value
-        });
+        let minimum_order_value = code
+            .minimum_order
+            .map(|m| {
+                let m = account_amount(ctx, &MINIMUM_ORDER, m)?;
+                let (value, exact) = to_major(m.amount, m.currency.exponent(), 0, Round::Up);
+                if !exact {
+                    warnings.push(Warning {
+                        field: "minimum_order".into(),
+                        message: format!("sent as {value} (rounded up from {m}): Partnero takes whole units"),
+                    });
+                }
+                Ok::<_, BuildError>(value)
+            })
+            .transpose()?;
         let expiration_date_value = code.expires_at.map(|t| {
             let (date, warning) = expiry_field(t, ctx.timezone);
             warnings.extend(warning);
