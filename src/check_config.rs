@@ -126,6 +126,13 @@ pub fn check(config_path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result
                 missing.join(", ")
             );
         }
+        if upstream.kind.takes_bare_amounts() && upstream.currency.is_none() {
+            let _ = writeln!(
+                out,
+                "  note: no currency declared: codes with an amount ({}) are refused until upstreams.{name}.currency names the {vendor} account's currency",
+                if upstream.kind == config::Kind::Loop { "amount_off" } else { "minimum_order" }
+            );
+        }
         let adapter = promo_adapters::vendors::for_kind(vendor);
         let mut mapped = false;
         for (campaign_name, campaign) in &campaigns {

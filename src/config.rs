@@ -129,6 +129,14 @@ pub enum Kind {
     Loop,
 }
 
+impl Kind {
+    /// Loop and Partnero read amounts as bare numbers in their account's currency, which
+    /// `upstreams.NAME.currency` declares.
+    pub fn takes_bare_amounts(self) -> bool {
+        matches!(self, Kind::Loop | Kind::Partnero)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LimioVersion {
@@ -428,7 +436,7 @@ impl Config {
                 }
                 (None, _) => {}
             }
-            if u.currency.is_some() && !matches!(u.kind, Kind::Loop | Kind::Partnero) {
+            if u.currency.is_some() && !u.kind.takes_bare_amounts() {
                 return Err(format!(
                     "{}: only Loop and Partnero upstreams have a currency (their amounts carry none)",
                     key("currency")

@@ -73,6 +73,11 @@ fn a_good_config_checks_out() {
         "{stdout}"
     );
     assert!(stdout.contains("ok: no problems"), "{stdout}");
+    // No account currency declared: a note, not a problem.
+    assert!(
+        stdout.contains("  note: no currency declared: codes with an amount (amount_off) are refused until upstreams.loop.currency names the Loop account's currency"),
+        "{stdout}"
+    );
     for secret in [LOOP_SECRET, PARTNERO_SECRET] {
         assert!(!stdout.contains(secret) && !stderr.contains(secret), "{stdout}{stderr}");
     }
