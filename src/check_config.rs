@@ -47,23 +47,13 @@ pub fn credential_vars(auth: &AuthConfig) -> Vec<&str> {
 
 /// A code with what the mapping's parent grants, so that only missing keys can fail.
 fn sample(campaign: &str, mapping: &UpstreamMapping) -> PromoCode {
+    let discount = mapping.discount.unwrap_or(Discount::Percent(
+        Percent::from_hundredths(1_000).expect("10% is a percentage"),
+    ));
     PromoCode {
-        code: "CHECKCONFIG10".into(),
         campaign: Some(campaign.to_owned()),
-        discount: mapping.discount.unwrap_or(Discount::Percent(
-            Percent::from_hundredths(1_000).expect("10% is a percentage"),
-        )),
-        active: true,
-        starts_at: None,
-        expires_at: None,
-        max_redemptions: None,
-        first_time_only: false,
-        minimum_order: None,
-        customer: None,
-        partner: None,
-        description: None,
-        metadata: Default::default(),
         duration: mapping.duration,
+        ..PromoCode::new("CHECKCONFIG10", discount)
     }
 }
 

@@ -650,20 +650,8 @@ mod moltin_batch {
 
     fn code(code: &str) -> PromoCode {
         PromoCode {
-            code: code.into(),
             campaign: Some("pct".into()),
-            discount: twenty(),
-            active: true,
-            starts_at: None,
-            expires_at: None,
-            max_redemptions: None,
-            first_time_only: false,
-            minimum_order: None,
-            customer: None,
-            partner: None,
-            description: None,
-            metadata: Default::default(),
-            duration: None,
+            ..PromoCode::new(code, twenty())
         }
     }
 

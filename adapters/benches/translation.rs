@@ -9,26 +9,22 @@
 //! runs one.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::collections::BTreeSet;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use promo_adapters::adapter::translate;
-use promo_adapters::mapping::Campaign;
-use promo_adapters::model::{validate, ValidationContext};
-use promo_adapters::money::Currency;
 use promo_adapters::vendors::for_kind;
-use promo_adapters::{BuildContext, CreateRequest, Outcome, VendorKind, VendorResponse};
-use serde_json::json;
+use promo_adapters::{Outcome, VendorKind, VendorResponse};
 
 #[allow(dead_code)] // the token answer is the fast upstream's, not an adapter's
 #[path = "../../benches/support/vendors.rs"]
 mod vendors;
 
-const EXAMPLE: &str = include_str!("../../mappings/example.toml");
-const NETWORK_ID: &str = "9b2f4c1e-6a3d-4e8f-b7c5-1d2e3f4a5b6c";
+#[allow(dead_code)] // the golden tests' fixture; the benchmarks use part of it
+#[path = "../tests/fixtures/mod.rs"]
+mod fixtures;
 
 /// Counts bytes allocated: the same work allocates the same bytes however busy the machine.
 struct Counting;
@@ -54,62 +50,12 @@ fn allocated(f: impl FnOnce()) -> u64 {
     ALLOCATED.load(Ordering::Relaxed) - before
 }
 
-/// Upstream names as mappings/example.toml keys them.
-fn upstream_name(kind: VendorKind) -> &'static str {
-    match kind {
-        VendorKind::Spacebring => "spacebring",
-        VendorKind::Partnero => "partnero",
-        VendorKind::Moltin => "moltin",
-        VendorKind::LimioV2 => "limio-v2",
-        VendorKind::LimioV3 => "limio-v3",
-        VendorKind::Loop => "loop",
-    }
-}
-
-/// The golden code of tests/golden.rs: every unified field set but `duration`.
-fn golden_request() -> CreateRequest {
-    let body = json!({
-        "code": "SPRING-20",
-        "campaign": "example",
-        "discount": { "percent_off": 20 },
-        "active": false,
-        "starts_at": "2026-03-01T09:00:00Z",
-        "expires_at": "2026-04-01T12:00:00Z",
-        "max_redemptions": 500,
-        "first_time_only": true,
-        "minimum_order": { "amount": 2550, "currency": "USD" },
-        "customer": { "id": "cus_123", "name": "Ada Lovelace" },
-        "partner": { "id": "p_9", "name": "Acme Affiliates" },
-        "description": "Spring sale",
-        "metadata": { "source": "crm" },
-        "on_unsupported": "skip_field"
-    });
-    let upstreams: BTreeSet<String> = VendorKind::ALL.iter().map(|k| upstream_name(*k).to_owned()).collect();
-    let campaigns: BTreeSet<String> = ["example".to_owned()].into();
-    validate(
-        &body,
-        &ValidationContext {
-            upstreams: &upstreams,
-            campaigns: &campaigns,
-        },
-    )
-    .expect("the golden request is valid")
-}
-
 fn translation(c: &mut Criterion) {
-    let request = golden_request();
-    let campaign: Campaign = toml::from_str(EXAMPLE).expect("mappings/example.toml parses");
+    let request = fixtures::parse(&fixtures::full_request());
+    let campaign = fixtures::campaign();
     let code = &request.promo;
     let adapters: Vec<_> = VendorKind::ALL.into_iter().map(|k| (k, for_kind(k))).collect();
-    let usd = Currency::parse("USD").expect("USD is a currency");
-    let context = |kind: VendorKind| BuildContext {
-        upstream: upstream_name(kind),
-        mapping: campaign.upstreams.get(upstream_name(kind)),
-        timezone: chrono_tz::Tz::UTC,
-        network_id: (kind == VendorKind::Spacebring).then_some(NETWORK_ID),
-        // The golden amounts are in USD: declare the Loop account's and Partnero program's currency.
-        currency: matches!(kind, VendorKind::Loop | VendorKind::Partnero).then_some(usd),
-    };
+    let context = |kind: VendorKind| fixtures::context(kind, &campaign);
     let response = |kind: VendorKind| {
         let success = vendors::success(kind);
         VendorResponse {
@@ -149,7 +95,7 @@ fn translation(c: &mut Criterion) {
     });
     for (kind, adapter) in &adapters {
         let ctx = context(*kind);
-        build.bench_function(upstream_name(*kind), |b| {
+        build.bench_function(fixtures::upstream_name(*kind), |b| {
             b.iter(|| translate(adapter.as_ref(), black_box(code), request.on_unsupported, None, &ctx).unwrap())
         });
     }
@@ -158,7 +104,7 @@ fn translation(c: &mut Criterion) {
     let mut parse = c.benchmark_group("parse");
     for (kind, adapter) in &adapters {
         let answer = response(*kind);
-        parse.bench_function(upstream_name(*kind), |b| {
+        parse.bench_function(fixtures::upstream_name(*kind), |b| {
             b.iter(|| adapter.parse(code, black_box(&answer)))
         });
     }

@@ -135,6 +135,30 @@ pub struct PromoCode {
     pub duration: Option<DiscountDuration>,
 }
 
+impl PromoCode {
+    /// An active code granting `discount`, with no dates, limits or restrictions: the unified
+    /// defaults, for codes made in code rather than read from a request (`check-config`'s
+    /// sample, tests). Set the other fields on the result.
+    pub fn new(code: impl Into<String>, discount: Discount) -> Self {
+        PromoCode {
+            code: code.into(),
+            campaign: None,
+            discount,
+            active: true,
+            starts_at: None,
+            expires_at: None,
+            max_redemptions: None,
+            first_time_only: false,
+            minimum_order: None,
+            customer: None,
+            partner: None,
+            description: None,
+            metadata: Map::new(),
+            duration: None,
+        }
+    }
+}
+
 /// What to do with a field a target cannot carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

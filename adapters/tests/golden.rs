@@ -3,85 +3,23 @@
 //! field by field against its document in shared/vendor-docs/. A change to any body, path,
 //! header or warning has to change this file too.
 
-use std::collections::BTreeSet;
-
 use promo_adapters::adapter::translate;
 use promo_adapters::mapping::Campaign;
-use promo_adapters::model::{validate, ValidationContext};
-use promo_adapters::money::Currency;
 use promo_adapters::vendors::for_kind;
-use promo_adapters::{BuildContext, BuildError, CreateRequest, OnUnsupported, Translation, VendorKind};
+use promo_adapters::{BuildError, CreateRequest, OnUnsupported, Translation, VendorKind};
 use serde_json::{json, Value};
 
-const EXAMPLE: &str = include_str!("../../mappings/example.toml");
-const NETWORK_ID: &str = "9b2f4c1e-6a3d-4e8f-b7c5-1d2e3f4a5b6c";
+mod fixtures;
 
-/// Upstream names as the example mapping keys them.
-fn upstream_name(kind: VendorKind) -> &'static str {
-    match kind {
-        VendorKind::Spacebring => "spacebring",
-        VendorKind::Partnero => "partnero",
-        VendorKind::Moltin => "moltin",
-        VendorKind::LimioV2 => "limio-v2",
-        VendorKind::LimioV3 => "limio-v3",
-        VendorKind::Loop => "loop",
-    }
-}
-
-fn campaign() -> Campaign {
-    toml::from_str(EXAMPLE).expect("mappings/example.toml parses")
-}
-
-/// Every unified field set to a value a vendor has to honour. `duration` is the one field left
-/// out: the example mapping declares no duration for the Spacebring, Partnero and Moltin
-/// parents, so a code naming one is refused there (see `a_duration_needs_a_parent_that_declares_it`).
-fn full_request() -> Value {
-    json!({
-        "code": "SPRING-20",
-        "campaign": "example",
-        "discount": { "percent_off": 20 },
-        "active": false,
-        "starts_at": "2026-03-01T09:00:00Z",
-        "expires_at": "2026-04-01T12:00:00Z",
-        "max_redemptions": 500,
-        "first_time_only": true,
-        "minimum_order": { "amount": 2550, "currency": "USD" },
-        "customer": { "id": "cus_123", "name": "Ada Lovelace" },
-        "partner": { "id": "p_9", "name": "Acme Affiliates" },
-        "description": "Spring sale",
-        "metadata": { "source": "crm" },
-        "on_unsupported": "skip_field"
-    })
-}
-
-fn parse(body: &Value) -> CreateRequest {
-    let upstreams: BTreeSet<String> = VendorKind::ALL.iter().map(|k| upstream_name(*k).to_owned()).collect();
-    let campaigns: BTreeSet<String> = ["example".to_owned()].into();
-    validate(
-        body,
-        &ValidationContext {
-            upstreams: &upstreams,
-            campaigns: &campaigns,
-        },
-    )
-    .unwrap_or_else(|p| panic!("the golden request is valid: {p}"))
-}
+use fixtures::{campaign, full_request, parse, upstream_name, NETWORK_ID};
 
 fn translate_for(kind: VendorKind, request: &CreateRequest, campaign: &Campaign) -> Result<Translation, BuildError> {
-    let name = upstream_name(kind);
-    let ctx = BuildContext {
-        upstream: name,
-        mapping: campaign.upstreams.get(name),
-        timezone: chrono_tz::Tz::UTC,
-        network_id: (kind == VendorKind::Spacebring).then_some(NETWORK_ID),
-        // The golden amounts are in USD: declare the Loop account's and Partnero program's currency.
-        currency: matches!(kind, VendorKind::Loop | VendorKind::Partnero).then(|| Currency::parse("USD").unwrap()),
-    };
+    let ctx = fixtures::context(kind, campaign);
     translate(
         for_kind(kind).as_ref(),
         &request.promo,
         request.on_unsupported,
-        request.passthrough.get(name),
+        request.passthrough.get(upstream_name(kind)),
         &ctx,
     )
 }

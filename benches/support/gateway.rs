@@ -51,17 +51,7 @@ impl Quota {
     };
 }
 
-/// The upstream names mappings/example.toml uses for each vendor.
-pub fn upstream_name(kind: VendorKind) -> &'static str {
-    match kind {
-        VendorKind::Spacebring => "spacebring",
-        VendorKind::Partnero => "partnero",
-        VendorKind::Moltin => "moltin",
-        VendorKind::LimioV2 => "limio-v2",
-        VendorKind::LimioV3 => "limio-v3",
-        VendorKind::Loop => "loop",
-    }
-}
+pub use super::fixtures::upstream_name;
 
 /// One `[upstreams.NAME]` table for a vendor served at `base_url` (a fast upstream's), with
 /// the auth scheme the vendor documents: HTTP Basic for Spacebring, OAuth2 client credentials

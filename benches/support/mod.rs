@@ -6,13 +6,16 @@
 //! - [`vendors`]: the documented success answers (also used by adapters/benches/translation.rs);
 //! - [`machine`] and [`write_between_markers`]: describing the machine and publishing figures.
 //!
-//! The sync-job benchmarks (items 3 and 4) build on the same pieces: `GatewayProcess::start`
-//! with an upstream limited by [`gateway::Quota`], `load::post_json` / `load::get_json` to start
-//! and poll a job, then `FastUpstream::busiest` and `achieved_rate` (rate-limit fidelity),
-//! `FastUpstream::codes` against `calls` (Moltin batching) and `GatewayProcess::peak_rss_kib`.
-// Each bench binary uses a different part of this module (items 3 and 4 use the rest).
+//! The sync-job benchmarks (items 3 and 4) use `GatewayProcess::start` with an upstream
+//! limited by [`gateway::Quota`], `load::post_json` / `load::get_json` to start and poll a job,
+//! then `FastUpstream::busiest` and `achieved_rate` (rate-limit fidelity), `FastUpstream::codes`
+//! against `calls` (Moltin batching) and `GatewayProcess::peak_rss_kib`.
+// Each bench binary uses a different part of this module.
 #![allow(dead_code)]
 
+/// The adapters' golden fixture: the upstream names mappings/example.toml uses, one home.
+#[path = "../../adapters/tests/fixtures/mod.rs"]
+pub mod fixtures;
 pub mod gateway;
 pub mod load;
 pub mod upstream;
