@@ -17,6 +17,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::config::{AuthConfig, ClientAuth, Grant};
+use crate::redact::Redactor;
 
 /// Why no `Authorization` header could be made.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -84,6 +85,12 @@ impl Credentials {
                 let client_id = get(client_id_env);
                 let client_secret = get(client_secret_env);
                 let refresh_token = refresh_token_env.as_deref().map(&mut get);
+                let mut forms = Redactor::default();
+                forms.basic(client_id.expose_secret(), client_secret.expose_secret());
+                forms.basic(
+                    &form_encoded(client_id.expose_secret()),
+                    &form_encoded(client_secret.expose_secret()),
+                );
                 Auth::OAuth2(Box::new(TokenSource {
                     token_url: token_url.clone(),
                     grant: *grant,
@@ -98,6 +105,7 @@ impl Credentials {
                         failure: None,
                     }),
                     fetches: AtomicU64::new(0),
+                    forms,
                 }))
             }
         };
@@ -125,16 +133,30 @@ impl Auth {
         Ok(Authorization { value, token })
     }
 
-    /// Every credential this upstream may send, in the forms it sends them.
-    pub async fn secrets(&self) -> Vec<SecretString> {
+    /// Every form in which this upstream's configured credentials are sent. An OAuth2 source's
+    /// tokens change over time: [`Auth::issued`] adds them.
+    pub fn forms(&self) -> Redactor {
+        let mut forms = Redactor::default();
         match self {
-            Auth::Bearer(token) => vec![token.clone()],
-            Auth::Basic { username, password } => {
-                let encoded = basic(username, password);
-                let encoded = encoded.trim_start_matches("Basic ").to_owned();
-                vec![username.clone(), password.clone(), SecretString::from(encoded)]
+            Auth::Bearer(token) => {
+                forms.secret(token);
             }
-            Auth::OAuth2(source) => source.secrets().await,
+            Auth::Basic { username, password } => {
+                forms.basic(username.expose_secret(), password.expose_secret());
+            }
+            Auth::OAuth2(source) => {
+                forms.extend(&source.forms);
+            }
+        }
+        forms
+    }
+
+    /// The OAuth2 tokens this upstream holds now (access and refresh), in every form they are
+    /// sent in; `None` for a static credential.
+    pub async fn issued(&self) -> Option<Redactor> {
+        match self {
+            Auth::OAuth2(source) => Some(source.issued().await),
+            Auth::Bearer(_) | Auth::Basic { .. } => None,
         }
     }
 
@@ -164,6 +186,8 @@ pub struct TokenSource {
     /// Held across the fetch: that is what makes concurrent callers share one fetch.
     state: Mutex<State>,
     fetches: AtomicU64,
+    /// The client's id and secret in every form [`TokenSource::fetch`] sends them.
+    forms: Redactor,
 }
 
 struct State {
@@ -303,10 +327,9 @@ impl TokenSource {
             ClientAuth::Basic => {
                 // RFC 6749 §2.3.1: the id and secret are form-encoded first, then joined by
                 // `:` and base64-encoded, so that a `:` or non-ASCII byte in them survives.
-                let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
                 request = request.basic_auth(
-                    encode(self.client_id.expose_secret()),
-                    Some(encode(self.client_secret.expose_secret())),
+                    form_encoded(self.client_id.expose_secret()),
+                    Some(form_encoded(self.client_secret.expose_secret())),
                 );
             }
             ClientAuth::Body => {
@@ -346,33 +369,31 @@ impl TokenSource {
         Ok(answer)
     }
 
-    /// Replaces every credential this source sends with `[redacted]`.
+    /// Replaces every credential this source sends, in every form, with `[redacted]`.
     fn redact(&self, text: String, refresh_token: Option<&SecretString>) -> String {
-        redact(text, [Some(&self.client_secret), refresh_token].into_iter().flatten())
+        let mut forms = self.forms.clone();
+        if let Some(rt) = refresh_token {
+            forms.secret(rt);
+        }
+        forms.text(text)
     }
 
-    /// Every credential this source holds or has handed out, for redacting vendor messages.
-    async fn secrets(&self) -> Vec<SecretString> {
+    /// The tokens this source holds or has handed out, for redacting vendor messages.
+    async fn issued(&self) -> Redactor {
         let state = self.state.lock().await;
-        let mut out = vec![self.client_secret.clone()];
-        out.extend(state.refresh_token.clone());
-        out.extend(state.token.as_ref().map(|t| t.access.clone()));
-        out
+        let mut forms = Redactor::default();
+        for token in state
+            .refresh_token
+            .iter()
+            .chain(state.token.as_ref().map(|t| &t.access))
+        {
+            forms.secret(token);
+        }
+        forms
     }
 }
 
-/// Secrets shorter than this are not searched for: they would mangle ordinary words, and no
-/// real credential is that short.
-const MIN_REDACTED_LEN: usize = 6;
-
-/// Replaces each of `secrets` in `text` with `[redacted]`: the one place that keeps a
-/// credential that a vendor or token endpoint echoes back out of our answers.
-pub fn redact<'a>(mut text: String, secrets: impl IntoIterator<Item = &'a SecretString>) -> String {
-    for secret in secrets {
-        let secret = secret.expose_secret();
-        if secret.len() >= MIN_REDACTED_LEN && text.contains(secret) {
-            text = text.replace(secret, "[redacted]");
-        }
-    }
-    text
+/// RFC 6749 §2.3.1: a client id or secret is form-encoded before it is put in a Basic pair.
+fn form_encoded(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

@@ -634,10 +634,7 @@ pub(crate) async fn send(
         Credentials::Missing(vars) => return missing_credentials(result, vars),
     };
     let sent = upstream.send(auth, code, &translation.request, patience).await;
-    let mut result = delivered(result, upstream, sent);
-    if let Some(error) = result.error.as_mut() {
-        error.message = upstream.redact(std::mem::take(&mut error.message)).await;
-    }
+    let result = delivered(result, upstream, sent);
     tracing::info!(
         code = %code.code,
         upstream = %target,

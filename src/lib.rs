@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod ledger;
 pub mod metrics;
 pub mod openapi;
+pub mod redact;
 pub mod shutdown;
 mod sync_api;
 pub mod telemetry;

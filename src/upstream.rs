@@ -29,9 +29,10 @@ use rand::Rng;
 use serde::Serialize;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use crate::auth::{Auth, AuthError, Credentials};
+use crate::auth::{Auth, AuthError, Authorization, Credentials};
 use crate::clock::SharedClock;
 use crate::config::{Breaker as BreakerConfig, Retry, UpstreamConfig};
+use crate::redact::Redactor;
 
 pub struct Upstream {
     pub name: String,
@@ -42,6 +43,8 @@ pub struct Upstream {
     /// The vendor account's currency, for vendors whose amounts carry none.
     pub currency: Option<promo_adapters::money::Currency>,
     pub credentials: Credentials,
+    /// Every form in which the configured credentials are sent, for redacting answers.
+    forms: Redactor,
     base_url: url::Url,
     limiter: DefaultDirectRateLimiter,
     in_flight: Semaphore,
@@ -277,6 +280,50 @@ struct Answer {
     body: Body,
 }
 
+impl Answer {
+    /// The answer with every credential in its body redacted, before any adapter reads (or
+    /// cuts) it.
+    fn redacted(mut self, redactor: &Redactor) -> Self {
+        if let Body::Read(body) = &mut self.body {
+            if let Some(clean) = redactor.bytes(body) {
+                *body = clean;
+            }
+        }
+        self
+    }
+}
+
+/// The outcome an adapter read, with every credential redacted from what it kept of the
+/// vendor's words: a JSON answer may hold a credential in an escaped form that only parsing
+/// turned back into the one sent.
+fn redact_outcome(outcome: Outcome, redactor: &Redactor) -> Outcome {
+    match outcome {
+        Outcome::Created { vendor_id } => Outcome::Created {
+            vendor_id: redactor.text(vendor_id),
+        },
+        Outcome::AlreadyExists { message } => Outcome::AlreadyExists {
+            message: redactor.text(message),
+        },
+        Outcome::Rejected { status, message } => Outcome::Rejected {
+            status,
+            message: redactor.text(message),
+        },
+        Outcome::Throttled { retry_after, message } => Outcome::Throttled {
+            retry_after,
+            message: redactor.text(message),
+        },
+        Outcome::Failed {
+            message,
+            retryable,
+            cause,
+        } => Outcome::Failed {
+            message: redactor.text(message),
+            retryable,
+            cause,
+        },
+    }
+}
+
 /// The body of an answer whose status line and headers arrived.
 enum Body {
     Read(Vec<u8>),
@@ -327,6 +374,11 @@ impl Upstream {
         let timeout = Duration::from_millis(config.timeout_ms);
         let per_second = NonZeroU32::new(config.rate_limit.per_second).expect("checked by Config::check");
         let burst = NonZeroU32::new(config.rate_limit.burst).expect("checked by Config::check");
+        let credentials = Credentials::resolve(&config.auth, timeout, env);
+        let forms = match &credentials {
+            Credentials::Ready(auth) => auth.forms(),
+            Credentials::Missing(_) => Redactor::default(),
+        };
         let http = reqwest::Client::builder()
             .user_agent(concat!("promo-gateway/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
@@ -338,7 +390,8 @@ impl Upstream {
             timezone: config.timezone,
             network_id: config.network_id.clone(),
             currency: config.currency,
-            credentials: Credentials::resolve(&config.auth, timeout, env),
+            credentials,
+            forms,
             base_url: config.base_url.clone(),
             limiter: RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)),
             in_flight: Semaphore::new(config.max_in_flight),
@@ -370,13 +423,19 @@ impl Upstream {
         }
     }
 
-    /// Replaces any credential of this upstream that `text` contains: vendors do echo tokens
-    /// in their error messages ("token abc123 is revoked").
-    pub async fn redact(&self, text: String) -> String {
-        match self.auth() {
-            Some(auth) => crate::auth::redact(text, &auth.secrets().await),
-            None => text,
+    /// Every form of every credential a call with `authorization` sent: the configured ones,
+    /// the OAuth2 tokens held now, and the token this call carried (it may have been replaced
+    /// since).
+    async fn redactor(&self, auth: &Auth, authorization: &Authorization) -> std::borrow::Cow<'_, Redactor> {
+        let Some(issued) = auth.issued().await else {
+            return std::borrow::Cow::Borrowed(&self.forms);
+        };
+        let mut forms = self.forms.clone();
+        forms.extend(&issued);
+        if let Some(token) = &authorization.token {
+            forms.secret(token);
         }
+        std::borrow::Cow::Owned(forms)
     }
 
     /// The time on the clock this upstream waits on.
@@ -461,9 +520,15 @@ impl Upstream {
             sent.calls += 1;
             attempts += 1;
             let started = Instant::now();
-            let answer = self.call(method.clone(), &url, authorization.value, request).await;
+            let answer = self
+                .call(method.clone(), &url, authorization.value.clone(), request)
+                .await;
             drop(permit);
             let took = started.elapsed();
+            // Where the vendor's words enter: nothing below, nor anything the answer reaches
+            // (logs, results, the ledger), sees a credential the call carried.
+            let redactor = self.redactor(auth, &authorization).await;
+            let answer = answer.map(|a| a.redacted(&redactor));
 
             let status = answer.as_ref().ok().map(|a| a.status);
             let (delivery, verdict, next) = match answer {
@@ -535,7 +600,7 @@ impl Upstream {
                         } => (Verdict::Failing, self.unconfirmed()),
                         Outcome::Failed { .. } => (Verdict::Failing, Next::Done),
                     };
-                    (Delivery::Answered(outcome), verdict, next)
+                    (Delivery::Answered(redact_outcome(outcome, &redactor)), verdict, next)
                 }
             };
             // One refresh and one repeat when the upstream refuses an OAuth2 token: it may have

@@ -97,6 +97,11 @@ impl Binary {
         self
     }
 
+    /// The folder [`Binary::keeping`] keeps (the binary's config and, by default, its ledger).
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        self._dir.as_ref().map(TempDir::path)
+    }
+
     /// Every line kept so far, joined by newlines.
     pub fn log(&self) -> String {
         self.lines.lock().unwrap().join("\n")
