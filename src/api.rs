@@ -411,7 +411,19 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 pub(crate) struct Health {
     #[schema(value_type = crate::openapi::HealthStatus)]
     status: &'static str,
+    ledger: LedgerHealth,
     upstreams: BTreeMap<String, UpstreamHealth>,
+}
+
+/// Whether the ledger can record new work: when it cannot, creates are refused with 503 and
+/// nothing is sent.
+#[derive(Serialize, utoipa::ToSchema)]
+struct LedgerHealth {
+    #[schema(value_type = crate::openapi::HealthStatus)]
+    status: &'static str,
+    /// Why the ledger cannot write, while it cannot (a full disk, a read-only file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -464,13 +476,23 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
             )
         })
         .collect();
-    let status = if upstreams
-        .values()
-        .all(|u| u.configured && u.breaker == crate::upstream::BreakerState::Closed)
+    let problem = state.engine.ledger_problem();
+    let ledger = LedgerHealth {
+        status: if problem.is_some() { "degraded" } else { "ok" },
+        problem,
+    };
+    let status = if ledger.problem.is_none()
+        && upstreams
+            .values()
+            .all(|u| u.configured && u.breaker == crate::upstream::BreakerState::Closed)
     {
         "ok"
     } else {
         "degraded"
     };
-    Json(Health { status, upstreams })
+    Json(Health {
+        status,
+        ledger,
+        upstreams,
+    })
 }

@@ -78,6 +78,10 @@ pub struct LedgerConfig {
     /// How long an `Idempotency-Key` names its create; after that the key may be used again.
     #[serde(default = "default_key_hours")]
     pub idempotency_key_hours: u32,
+    /// Room kept on the ledger's filesystem (a file beside it) so that the outcomes of calls
+    /// already made can still be recorded when the disk fills; 0 keeps none.
+    #[serde(default = "default_reserve_bytes")]
+    pub reserve_bytes: u64,
 }
 
 impl Default for LedgerConfig {
@@ -85,8 +89,13 @@ impl Default for LedgerConfig {
         Self {
             path: default_ledger_path(),
             idempotency_key_hours: default_key_hours(),
+            reserve_bytes: default_reserve_bytes(),
         }
     }
+}
+
+fn default_reserve_bytes() -> u64 {
+    crate::ledger::DEFAULT_RESERVE_BYTES
 }
 
 fn default_key_hours() -> u32 {

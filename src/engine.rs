@@ -397,15 +397,25 @@ impl Engine {
                 (Claim::Elsewhere, plan) => Work::Known(elsewhere(&target, plan)),
             });
         let (results, unrecorded) = self.deliver(code_id, code, work.collect(), Round::First).await;
-        let response = CreateResponse::new(code, Some(request_id), results);
-        self.store
-            .finish_request(request_id, &response, unrecorded)
-            .await
-            .map_err(ledger_error)?;
+        let mut response = CreateResponse::new(code, Some(request_id), results);
+        let last: Vec<String> = unrecorded.iter().map(|(_, r)| r.upstream.clone()).collect();
+        if let Err(e) = self.store.finish_request(request_id, &response, unrecorded).await {
+            // The calls were made: the answer says what they did, and that the ledger has not
+            // recorded it, rather than "nothing was sent".
+            tracing::error!(request_id, "could not record a create's answer in the ledger: {e}");
+            for result in response.results.iter_mut().filter(|r| last.contains(&r.upstream)) {
+                result.warnings.push(unrecorded_warning(&e));
+            }
+        }
         Ok(Answer {
             response,
             replayed: false,
         })
+    }
+
+    /// Why the ledger cannot record new work now, if it cannot.
+    pub fn ledger_problem(&self) -> Option<String> {
+        self.store.problem()
     }
 
     /// A recorded create, as the ledger has it now.
@@ -509,6 +519,7 @@ impl Engine {
             }
             if let Err(e) = self.store.record(vec![(code_id, result.clone())]).await {
                 tracing::error!(code_id, upstream = %target, "could not record a delivery in the ledger: {e}");
+                result.warnings.push(unrecorded_warning(&e));
             }
             (result, false)
         });
@@ -702,6 +713,16 @@ fn elsewhere(target: &str, plan: Plan) -> TargetResult {
         ),
     });
     r
+}
+
+/// The warning on a result whose outcome the ledger could not record.
+fn unrecorded_warning(e: &LedgerError) -> Warning {
+    Warning {
+        field: "ledger".into(),
+        message: format!(
+            "this outcome is not recorded in the ledger yet ({e}); GET /v1/promo-codes/{{code}} may show the delivery pending until it is"
+        ),
+    }
 }
 
 pub(crate) fn ledger_error(e: LedgerError) -> ApiError {

@@ -31,6 +31,8 @@ use serde_json::Value;
 use crate::engine::{CreateResponse, ErrorKind, Status, TargetResult};
 use crate::error::StartupError;
 
+mod space;
+
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     #[error("the ledger could not be written: {0}")]
@@ -39,6 +41,30 @@ pub enum LedgerError {
     Worker(#[from] tokio::task::JoinError),
     #[error("the ledger holds a record it cannot read: {0}")]
     Corrupt(#[from] serde_json::Error),
+    /// Nothing was written: the ledger cannot take new work now (its disk is full, it is
+    /// read-only, or outcomes it could not record are still held).
+    #[error("{0}")]
+    Unwritable(String),
+    /// An outcome is not on disk yet: it is held in memory and written before any new claim.
+    #[error("{0}")]
+    Held(String),
+}
+
+impl LedgerError {
+    /// The disk (or the filesystem's quota) has no room for the write.
+    fn is_out_of_space(&self) -> bool {
+        use rusqlite::ErrorCode::{DiskFull, SystemIoFailure};
+        matches!(self, LedgerError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) if matches!(e.code, DiskFull | SystemIoFailure))
+    }
+
+    /// The write failed for a reason of the file or disk, not of the data: it may succeed later.
+    fn is_write_failure(&self) -> bool {
+        use rusqlite::ErrorCode::{CannotOpen, DatabaseBusy, DatabaseLocked, ReadOnly};
+        self.is_out_of_space()
+            || matches!(self, LedgerError::Unwritable(_) | LedgerError::Held(_))
+            || matches!(self, LedgerError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(e.code, CannotOpen | DatabaseBusy | DatabaseLocked | ReadOnly))
+    }
 }
 
 /// A code as the ledger keys it: unique per campaign regardless of case, and immutable once
@@ -328,6 +354,10 @@ impl From<rusqlite::Error> for JobRefused {
 /// The interface between the engine and its durable state.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Why the ledger cannot record new work now (a full disk, a read-only file, outcomes held
+    /// in memory), for `/health`; `None` while it can.
+    fn problem(&self) -> Option<String>;
+
     /// Records a create and claims its targets, before any call. `now` dates the idempotency
     /// key, which expires `key_window` later.
     async fn begin_create(
@@ -419,7 +449,12 @@ pub trait Store: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct Ledger {
     conn: Arc<Mutex<Connection>>,
+    space: Arc<space::Space>,
 }
+
+/// The room [`Ledger::open`] keeps beside the ledger for outcomes when the disk fills
+/// (`ledger.reserve_bytes`).
+pub const DEFAULT_RESERVE_BYTES: u64 = 1024 * 1024;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
@@ -543,6 +578,11 @@ impl Ledger {
     /// Opens (creating and migrating if needed) the ledger file. Failure stops start-up: a
     /// gateway that cannot record would be one that can lose codes.
     pub fn open(path: &Path) -> Result<Self, StartupError> {
+        Self::open_with_reserve(path, DEFAULT_RESERVE_BYTES)
+    }
+
+    /// [`Ledger::open`], keeping `reserve_bytes` of room for outcomes (0: none).
+    pub fn open_with_reserve(path: &Path, reserve_bytes: u64) -> Result<Self, StartupError> {
         let fail = |e: rusqlite::Error| StartupError::Ledger {
             path: path.to_owned(),
             message: e.to_string(),
@@ -556,8 +596,10 @@ impl Ledger {
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(fail)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(fail)?;
         migrate(&mut conn).map_err(fail)?;
+        let read_only = conn.is_readonly(rusqlite::MAIN_DB).map_err(fail)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            space: Arc::new(space::Space::new(path, reserve_bytes, read_only)),
         })
     }
 
@@ -575,6 +617,27 @@ impl Ledger {
             f(&mut conn)
         })
         .await?
+    }
+
+    /// Writes new work (a claim): only while the ledger can also record its outcomes.
+    async fn claim<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, LedgerError> + Send + 'static,
+    ) -> Result<T, LedgerError> {
+        let space = self.space.clone();
+        self.with(move |conn| {
+            space.ready_for_claim(conn)?;
+            let result = f(conn);
+            space.observe(&result);
+            result
+        })
+        .await
+    }
+
+    /// Writes outcomes of calls made: into the reserve's room on a full disk, or held in memory.
+    async fn outcome(&self, write: space::HeldWrite) -> Result<(), LedgerError> {
+        let space = self.space.clone();
+        self.with(move |conn| space.write_outcome(conn, write)).await
     }
 }
 
@@ -862,6 +925,10 @@ fn pending_of(
 
 #[async_trait::async_trait]
 impl Store for Ledger {
+    fn problem(&self) -> Option<String> {
+        self.space.problem()
+    }
+
     async fn begin_create(
         &self,
         key: Option<String>,
@@ -872,7 +939,7 @@ impl Store for Ledger {
         key_window: chrono::Duration,
     ) -> Result<Begin, LedgerError> {
         let body = body.to_string();
-        self.with(move |conn| {
+        self.claim(move |conn| {
             let tx = conn.transaction()?;
             if let Some(key) = &key {
                 let seen: Option<(i64, String, Option<String>, Option<String>)> = tx
@@ -939,12 +1006,12 @@ impl Store for Ledger {
     }
 
     async fn record(&self, outcomes: Vec<(i64, TargetResult)>) -> Result<(), LedgerError> {
-        self.with(move |conn| {
+        self.outcome(Arc::new(move |conn: &mut Connection| {
             let tx = conn.transaction()?;
             record_outcomes(&tx, &outcomes)?;
             tx.commit()?;
             Ok(())
-        })
+        }))
         .await
     }
 
@@ -955,7 +1022,7 @@ impl Store for Ledger {
         outcomes: Vec<(i64, TargetResult)>,
     ) -> Result<(), LedgerError> {
         let response = serde_json::to_string(response)?;
-        self.with(move |conn| {
+        self.outcome(Arc::new(move |conn: &mut Connection| {
             let tx = conn.transaction()?;
             record_outcomes(&tx, &outcomes)?;
             tx.prepare_cached(&format!(
@@ -964,7 +1031,7 @@ impl Store for Ledger {
             .execute(params![response, request_id])?;
             tx.commit()?;
             Ok(())
-        })
+        }))
         .await
     }
 

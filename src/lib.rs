@@ -75,7 +75,10 @@ impl Gateway {
         })?;
         let campaigns = config::load_campaigns(&config.mappings_dir(config_path))?;
         let ledger_path = config.ledger_path(config_path);
-        let store: Arc<dyn ledger::Store> = Arc::new(ledger::Ledger::open(&ledger_path)?);
+        let store: Arc<dyn ledger::Store> = Arc::new(ledger::Ledger::open_with_reserve(
+            &ledger_path,
+            config.ledger.reserve_bytes,
+        )?);
         let read_fail = |e: ledger::LedgerError| StartupError::Ledger {
             path: ledger_path.clone(),
             message: e.to_string(),

@@ -39,6 +39,7 @@ async fn the_default_config_loads_and_health_lists_six_unconfigured_upstreams() 
         health,
         json!({
             "status": "degraded",
+            "ledger": { "status": "ok" },
             "upstreams": {
                 "spacebring": {
                     "vendor": "spacebring", "configured": false, "breaker": "closed",
