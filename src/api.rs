@@ -451,31 +451,28 @@ struct UpstreamHealth {
     responses((status = 200, description = "The gateway and its upstreams", body = Health))
 )]
 pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
-    let upstreams: BTreeMap<String, UpstreamHealth> = state
-        .engine
-        .upstreams()
-        .map(|u| {
-            let (configured, missing, token_fetches) = match &u.credentials {
-                Credentials::Ready(Auth::OAuth2(source)) => (true, Vec::new(), Some(source.fetches())),
-                Credentials::Ready(_) => (true, Vec::new(), None),
-                Credentials::Missing(vars) => (false, vars.clone(), None),
-            };
-            let rfc3339 = |at: chrono::DateTime<chrono::Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
-            let (breaker, breaker_open_until) = u.breaker();
-            (
-                u.name.clone(),
-                UpstreamHealth {
-                    vendor: u.vendor,
-                    configured,
-                    missing,
-                    token_fetches,
-                    paused_until: u.paused_until().map(rfc3339),
-                    breaker,
-                    breaker_open_until: breaker_open_until.map(rfc3339),
-                },
-            )
-        })
-        .collect();
+    let mut upstreams: BTreeMap<String, UpstreamHealth> = BTreeMap::new();
+    for u in state.engine.upstreams() {
+        let (configured, missing, token_fetches) = match &u.credentials {
+            Credentials::Ready(Auth::OAuth2(source)) => (true, Vec::new(), Some(source.fetches())),
+            Credentials::Ready(_) => (true, Vec::new(), None),
+            Credentials::Missing(vars) => (false, vars.clone(), None),
+        };
+        let rfc3339 = |at: chrono::DateTime<chrono::Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        let (breaker, breaker_open_until) = u.breaker();
+        upstreams.insert(
+            u.name.clone(),
+            UpstreamHealth {
+                vendor: u.vendor,
+                configured,
+                missing,
+                token_fetches,
+                paused_until: u.paused_until().await.map(rfc3339),
+                breaker,
+                breaker_open_until: breaker_open_until.map(rfc3339),
+            },
+        );
+    }
     let problem = state.engine.ledger_problem();
     let ledger = LedgerHealth {
         status: if problem.is_some() { "degraded" } else { "ok" },

@@ -281,18 +281,15 @@ impl Plan {
 }
 
 impl Engine {
+    /// An engine over the configured `upstreams` (built by the composition root, each with
+    /// its admission) and `store`.
     pub fn new(
         config: &Config,
         campaigns: BTreeMap<String, Campaign>,
         store: Arc<dyn Store>,
-        env: &dyn Fn(&str) -> Option<String>,
+        upstreams: BTreeMap<String, Arc<Upstream>>,
         clock: SharedClock,
     ) -> Result<Self, StartupError> {
-        let upstreams = config
-            .upstreams
-            .iter()
-            .map(|(name, u)| Ok((name.clone(), Arc::new(Upstream::new(name, u, env, clock.clone())?))))
-            .collect::<Result<BTreeMap<String, Arc<Upstream>>, reqwest::Error>>()?;
         Ok(Self {
             store,
             clock,

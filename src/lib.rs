@@ -5,6 +5,7 @@
 //! a code out to its targets, and `api` is the HTTP surface. Vendor translation lives in the
 //! `promo-adapters` crate, which does no I/O.
 
+pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod check_config;
@@ -17,12 +18,14 @@ pub mod jobs;
 pub mod ledger;
 pub mod metrics;
 pub mod openapi;
+pub mod ports;
 pub mod redact;
 pub mod shutdown;
 mod sync_api;
 pub mod telemetry;
 pub mod upstream;
 
+use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -86,7 +89,8 @@ impl Gateway {
         // Read before serving: anything begun after this is in flight, not interrupted.
         let interrupted = store.unfinished_requests().map_err(read_fail)?;
         let jobs = store.running_jobs().map_err(read_fail)?;
-        let engine = Arc::new(Engine::new(&config, campaigns, store, env, clock)?);
+        let upstreams = upstreams(&config, env, &clock)?;
+        let engine = Arc::new(Engine::new(&config, campaigns, store, upstreams, clock)?);
         Ok(Self {
             config,
             engine,
@@ -116,4 +120,23 @@ impl Gateway {
             self.engine.clone().spawn_job(id);
         }
     }
+}
+
+/// Every configured upstream, each with this process's own rate budget.
+fn upstreams(
+    config: &Config,
+    env: &dyn Fn(&str) -> Option<String>,
+    clock: &clock::SharedClock,
+) -> Result<std::collections::BTreeMap<String, Arc<upstream::Upstream>>, StartupError> {
+    config
+        .upstreams
+        .iter()
+        .map(|(name, u)| {
+            let per_second = NonZeroU32::new(u.rate_limit.per_second).expect("checked by Config::check");
+            let burst = NonZeroU32::new(u.rate_limit.burst).expect("checked by Config::check");
+            let admission = Arc::new(admission::local::LocalAdmission::new(per_second, burst, clock.clone()));
+            let upstream = upstream::Upstream::new(name, u, env, clock.clone(), admission)?;
+            Ok((name.clone(), Arc::new(upstream)))
+        })
+        .collect()
 }

@@ -153,7 +153,10 @@ pub async fn render(engine: &Engine) -> String {
         "End of the Retry-After pause the vendor asked for, in Unix seconds; 0 when none is under way.",
     );
     for u in &upstreams {
-        let until = u.paused_until().map_or(0.0, |t| t.timestamp_millis() as f64 / 1000.0);
+        let until = u
+            .paused_until()
+            .await
+            .map_or(0.0, |t| t.timestamp_millis() as f64 / 1000.0);
         sample(
             &mut out,
             "promo_gateway_upstream_paused_until_seconds",

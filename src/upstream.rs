@@ -17,12 +17,10 @@
 //! measured on the gateway's [`crate::clock`]; the per-call HTTP timeouts and the rate limiter
 //! keep real time.
 
-use std::num::NonZeroU32;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use promo_adapters::adapter::parse_retry_after;
 use promo_adapters::{Adapter, FailureCause, Outcome, PromoCode, VendorKind, VendorRequest, VendorResponse};
 use rand::Rng;
@@ -32,6 +30,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use crate::auth::{Auth, AuthError, Authorization, Credentials};
 use crate::clock::SharedClock;
 use crate::config::{Breaker as BreakerConfig, Retry, UpstreamConfig};
+use crate::ports::{Admission, Admit};
 use crate::redact::Redactor;
 
 pub struct Upstream {
@@ -46,7 +45,9 @@ pub struct Upstream {
     /// Every form in which the configured credentials are sent, for redacting answers.
     forms: Redactor,
     base_url: url::Url,
-    limiter: DefaultDirectRateLimiter,
+    /// The rate budget and the vendor's pause: this process's own, or one shared by replicas.
+    admission: Arc<dyn Admission>,
+    /// Calls in flight from this process (a per-process cap, whatever the admission).
     in_flight: Semaphore,
     timeout: Duration,
     limiter_wait: Duration,
@@ -55,10 +56,20 @@ pub struct Upstream {
     breaker_config: BreakerConfig,
     http: reqwest::Client,
     clock: SharedClock,
-    /// Until when the vendor asked every caller to hold off (Retry-After on a 429 or 503).
-    pause: Mutex<Option<DateTime<Utc>>>,
     breaker: Mutex<Breaker>,
     stats: Mutex<UpstreamStats>,
+}
+
+/// How long to wait before asking an unreachable rate-limit backend again.
+const ADMISSION_RETRY: Duration = Duration::from_millis(100);
+
+/// What waiting for a slot came to.
+enum Slot<'a> {
+    Taken(SemaphorePermit<'a>),
+    /// The upstream is paused: nothing was taken.
+    Paused,
+    /// An interactive caller's `limiter_wait_ms` ran out.
+    NotInTime,
 }
 
 /// How a delivery ended, before the engine turns it into a result.
@@ -364,16 +375,17 @@ enum Next {
 
 impl Upstream {
     /// Each upstream has a client of its own, since the connect timeout is a client setting.
+    /// Its rate budget comes from outside (`admission`): the composition root decides whether
+    /// it is this process's own or shared.
     pub fn new(
         name: &str,
         config: &UpstreamConfig,
         env: &dyn Fn(&str) -> Option<String>,
         clock: SharedClock,
+        admission: Arc<dyn Admission>,
     ) -> Result<Self, reqwest::Error> {
         let vendor = config.vendor();
         let timeout = Duration::from_millis(config.timeout_ms);
-        let per_second = NonZeroU32::new(config.rate_limit.per_second).expect("checked by Config::check");
-        let burst = NonZeroU32::new(config.rate_limit.burst).expect("checked by Config::check");
         let credentials = Credentials::resolve(&config.auth, timeout, env);
         let forms = match &credentials {
             Credentials::Ready(auth) => auth.forms(),
@@ -393,7 +405,7 @@ impl Upstream {
             credentials,
             forms,
             base_url: config.base_url.clone(),
-            limiter: RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)),
+            admission,
             in_flight: Semaphore::new(config.max_in_flight),
             timeout,
             limiter_wait: Duration::from_millis(config.limiter_wait_ms),
@@ -402,7 +414,6 @@ impl Upstream {
             breaker_config: config.breaker,
             http,
             clock,
-            pause: Mutex::new(None),
             breaker: Mutex::new(Breaker {
                 failures: 0,
                 state: Circuit::Closed,
@@ -444,9 +455,14 @@ impl Upstream {
     }
 
     /// The end of the current Retry-After pause, if one is under way.
-    pub fn paused_until(&self) -> Option<DateTime<Utc>> {
-        let now = self.clock.now();
-        lock(&self.pause).filter(|until| *until > now)
+    pub async fn paused_until(&self) -> Option<DateTime<Utc>> {
+        match self.admission.paused_until().await {
+            Ok(until) => until,
+            Err(e) => {
+                tracing::warn!(upstream = %self.name, "could not read the upstream's pause: {e}");
+                None
+            }
+        }
     }
 
     /// The breaker's state and, when open, the end of its cool-down.
@@ -494,14 +510,16 @@ impl Upstream {
                 None => return self.end(sent, last.unwrap_or(Delivery::Withheld)),
             }
             let permit = match patience.unless_halted(self.slot(patience)).await {
-                Some(Some(permit)) => permit,
-                Some(None) => {
+                Some(Slot::Taken(permit)) => permit,
+                // A pause began while this call waited: wait it out first.
+                Some(Slot::Paused) => continue,
+                Some(Slot::NotInTime) => {
                     let waited = self.limiter_wait;
                     return self.end(sent, last.unwrap_or(Delivery::NoSlot { waited }));
                 }
                 None => return self.end(sent, last.unwrap_or(Delivery::Withheld)),
             };
-            if self.paused_until().is_some() {
+            if self.paused_until().await.is_some() {
                 // A pause began while this call waited for its slot.
                 continue;
             }
@@ -546,16 +564,18 @@ impl Upstream {
                 Err(CallError::Interrupted(e)) => (Delivery::Interrupted(e), Verdict::Failing, self.unconfirmed()),
                 Ok(answer) => {
                     // A Retry-After on a 429 or a 503 pauses the upstream for every caller.
-                    let paused = matches!(answer.status, 429 | 503)
-                        && match answer.retry_after.as_deref().and_then(parse_retry_after) {
-                            Some(retry_after) => {
-                                let until = retry_after.until(self.clock.now());
-                                self.pause_until(until);
-                                sent.retry_at = Some(until);
-                                true
-                            }
-                            None => false,
-                        };
+                    let retry_after = matches!(answer.status, 429 | 503)
+                        .then(|| answer.retry_after.as_deref().and_then(parse_retry_after))
+                        .flatten();
+                    let paused = match retry_after {
+                        Some(retry_after) => {
+                            let until = retry_after.until(self.clock.now());
+                            self.pause_until(until).await;
+                            sent.retry_at = Some(until);
+                            true
+                        }
+                        None => false,
+                    };
                     // A 2xx whose body broke off may have created the code, like a timeout.
                     let mut unconfirmed = false;
                     let outcome = match &answer.body {
@@ -788,7 +808,7 @@ impl Upstream {
     /// interactive caller waits (`retry.max_wait_ms`).
     async fn wait_out_pause(&self, patience: Patience<'_>) -> Result<(), DateTime<Utc>> {
         // A pause may be extended while it is waited out: look again after each.
-        while let Some(until) = self.paused_until() {
+        while let Some(until) = self.paused_until().await {
             let from = self.clock.now();
             let too_long = (until - from)
                 .to_std()
@@ -803,28 +823,48 @@ impl Upstream {
     }
 
     /// Extends the pause to `until` (a shorter Retry-After does not shorten it).
-    fn pause_until(&self, until: DateTime<Utc>) {
-        let mut pause = lock(&self.pause);
-        if pause.is_none_or(|p| p < until) {
-            *pause = Some(until);
-            tracing::warn!(upstream = %self.name, %until, "the vendor asked for a pause");
+    async fn pause_until(&self, until: DateTime<Utc>) {
+        match self.admission.pause(until).await {
+            Ok(true) => tracing::warn!(upstream = %self.name, %until, "the vendor asked for a pause"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(upstream = %self.name, %until, "could not share the vendor's pause: {e}"),
         }
     }
 
-    /// A rate-limiter cell and an in-flight slot; `None` when an interactive caller would wait
-    /// longer than `limiter_wait_ms` for them.
-    async fn slot(&self, patience: Patience<'_>) -> Option<SemaphorePermit<'_>> {
+    /// A slot of the rate budget and one of the in-flight cap; [`Slot::NotInTime`] when an
+    /// interactive caller would wait longer than `limiter_wait_ms` for them.
+    async fn slot(&self, patience: Patience<'_>) -> Slot<'_> {
         let started = Instant::now();
         let ready = async {
-            self.limiter.until_ready().await;
-            self.in_flight.acquire().await.expect("never closed")
+            if !self.rate_slot().await {
+                return Slot::Paused;
+            }
+            Slot::Taken(self.in_flight.acquire().await.expect("never closed"))
         };
-        let permit = match patience {
-            Patience::Interactive => tokio::time::timeout(self.limiter_wait, ready).await.ok(),
-            Patience::Background(_) => Some(ready.await),
+        let slot = match patience {
+            Patience::Interactive => tokio::time::timeout(self.limiter_wait, ready)
+                .await
+                .unwrap_or(Slot::NotInTime),
+            Patience::Background(_) => ready.await,
         };
         lock(&self.stats).limiter_wait_secs += started.elapsed().as_secs_f64();
-        permit
+        slot
+    }
+
+    /// Waits (real time) for a slot of the rate budget; `false`, with none taken, when the
+    /// upstream is paused. While the budget cannot be asked, no call goes out: it asks again.
+    async fn rate_slot(&self) -> bool {
+        loop {
+            match self.admission.admit().await {
+                Ok(Admit::Now) => return true,
+                Ok(Admit::After(wait)) => tokio::time::sleep(wait).await,
+                Ok(Admit::Paused(_)) => return false,
+                Err(e) => {
+                    tracing::warn!(upstream = %self.name, "no call without the rate budget's word: {e}");
+                    tokio::time::sleep(ADMISSION_RETRY).await;
+                }
+            }
+        }
     }
 
     /// Fails fast while the breaker is open or its trial is under way, without taking the trial.

@@ -1,0 +1,4 @@
+//! Implementations of [`crate::ports::Admission`]; only the composition root (`lib.rs`) names
+//! one.
+
+pub mod local;
