@@ -317,7 +317,7 @@ pub(crate) async fn create(
         },
         _ => ApiError::BadBody(e.body_text()),
     })?;
-    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| ApiError::NotJson(e.to_string()))?;
+    let value = promo_adapters::json::parse(&body)?;
     let answer = state.engine.create(&value, dry_run, key).await?;
     let status = summary_status(&answer.response);
     let mut response = (status, Json(answer.response)).into_response();

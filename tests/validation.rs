@@ -280,6 +280,42 @@ async fn a_passthrough_for_an_upstream_the_campaign_does_not_target_is_refused()
     assert!(body["errors"][0]["rule"].as_str().unwrap().contains("loop"), "{body}");
 }
 
+/// A key given twice, at any depth, is refused naming its path, in a create and a dry run alike:
+/// serde_json keeps the last value, so `{"code": "A", ..., "code": "B"}` used to create `B`
+/// while every other reader of the body saw `A`.
+#[tokio::test]
+async fn a_repeated_json_key_is_refused_naming_its_path() {
+    let (server, gw) = setup().await;
+    let cases = [
+        (
+            r#"{"code": "SPRING-20", "discount": {"percent_off": 20}, "targets": ["loop"], "code": "SPRING-99"}"#,
+            "code",
+        ),
+        (
+            r#"{"code": "SPRING-20", "discount": {"percent_off": 20, "percent_off": 100}, "targets": ["loop"]}"#,
+            "discount.percent_off",
+        ),
+        (
+            r#"{"code": "SPRING-20", "discount": {"percent_off": 20}, "targets": ["loop"], "passthrough": {"loop": {"x": 1, "x": 2}}}"#,
+            "passthrough.loop.x",
+        ),
+    ];
+    for (body, path) in cases {
+        for endpoint in [CREATE, "/v1/promo-codes?dry_run=true"] {
+            let a = post(&gw, endpoint, body.to_owned()).await;
+            assert_eq!(a.status, 422, "{endpoint} {body}: {}", a.body);
+            assert_eq!(problem_fields(body, &a), [path], "{}", a.body);
+            let rule = a.body["errors"][0]["rule"].as_str().unwrap();
+            assert!(rule.contains("is given more than once"), "{rule}");
+        }
+    }
+    let (status, page) = gw.get("/v1/promo-codes").await;
+    assert_eq!(status, 200);
+    assert_eq!(page["items"], json!([]), "a refused create was recorded: {page}");
+    assert!(server.received_requests().await.unwrap().is_empty());
+    server.verify().await;
+}
+
 #[tokio::test]
 async fn unknown_routes_and_methods_are_problems_too() {
     let (_server, gw) = setup().await;
