@@ -311,7 +311,9 @@ pub enum HealthStatus {
 #[derive(Serialize, ToSchema)]
 #[schema(as = PromoCodeRequest)]
 pub struct PromoCodeRequestDoc {
-    /// What the customer types: 1 to 100 characters, no whitespace; vendors may narrow it.
+    /// What the customer types: 1 to 100 characters, no whitespace, control or invisible format
+    /// characters (Unicode category Cf); vendors may narrow it. Compared with held codes after
+    /// NFKC normalisation and case folding.
     #[schema(example = "SPRING-20")]
     pub code: String,
     pub discount: DiscountDoc,

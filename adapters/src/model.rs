@@ -109,8 +109,8 @@ impl fmt::Display for DiscountDuration {
 /// decide how (or whether) their vendor can carry it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PromoCode {
-    /// What the customer types. 1..=100 characters, no whitespace or control characters;
-    /// vendors may narrow it further.
+    /// What the customer types. 1..=100 characters, no whitespace, control or format
+    /// characters; vendors may narrow it further. Compared with others by [`code_key`].
     pub code: String,
     /// The campaign whose mapping file (`mappings/<campaign>.toml`) names each vendor's parent.
     pub campaign: Option<String>,
@@ -415,6 +415,64 @@ fn boolean(v: &Value, field: &str, p: &mut Problems) -> Option<bool> {
     b
 }
 
+/// Folds text to the form in which two strings are one to a vendor that compares them loosely:
+/// Unicode compatibility normalisation and full case folding, as in Unicode's compatibility
+/// caseless match (D146: `NFKD(casefold(NFKD(casefold(NFD(s)))))`), composed again (NFKC) so
+/// the result reads like the text. `SPRING20`, `spring20` and `ＳＰＲＩＮＧ２０` fold alike, and
+/// so do `KEY` and `\u{212A}EY` (with the Kelvin sign), which `to_uppercase` keeps apart.
+pub fn fold(s: &str) -> String {
+    use caseless::Caseless;
+    use unicode_normalization::UnicodeNormalization;
+    s.chars()
+        .nfd()
+        .default_case_fold()
+        .nfkd()
+        .default_case_fold()
+        .nfkc()
+        .collect()
+}
+
+/// The one key under which codes are compared (the ledger's `code_key` column): two codes with
+/// the same key are the same code to some vendor, so one campaign holds one of them, and one
+/// upstream holds it for one campaign.
+pub fn code_key(code: &str) -> String {
+    fold(code)
+}
+
+/// Unicode's format characters (general category Cf, as of Unicode 15.1): invisible, so a code
+/// holding one looks like the code without it (`SPRING\u{200B}123` beside `SPRING123`), and the
+/// bidi controls among them can make a code display as another. The table is small and changes
+/// rarely, so it is kept here rather than pulling in a crate of character properties for one
+/// category.
+const FORMAT_CHARS: &[(char, char)] = &[
+    ('\u{00AD}', '\u{00AD}'),
+    ('\u{0600}', '\u{0605}'),
+    ('\u{061C}', '\u{061C}'),
+    ('\u{06DD}', '\u{06DD}'),
+    ('\u{070F}', '\u{070F}'),
+    ('\u{0890}', '\u{0891}'),
+    ('\u{08E2}', '\u{08E2}'),
+    ('\u{180E}', '\u{180E}'),
+    ('\u{200B}', '\u{200F}'),
+    ('\u{202A}', '\u{202E}'),
+    ('\u{2060}', '\u{2064}'),
+    ('\u{2066}', '\u{206F}'),
+    ('\u{FEFF}', '\u{FEFF}'),
+    ('\u{FFF9}', '\u{FFFB}'),
+    ('\u{110BD}', '\u{110BD}'),
+    ('\u{110CD}', '\u{110CD}'),
+    ('\u{13430}', '\u{1343F}'),
+    ('\u{1BCA0}', '\u{1BCA3}'),
+    ('\u{1D173}', '\u{1D17A}'),
+    ('\u{E0001}', '\u{E0001}'),
+    ('\u{E0020}', '\u{E007F}'),
+];
+
+/// Whether `c` is a format character (category Cf).
+pub fn is_format_char(c: char) -> bool {
+    FORMAT_CHARS.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))
+}
+
 fn check_code<'a>(code: &'a str, p: &mut Problems) -> Option<&'a str> {
     let len = code.chars().count();
     if len == 0 || len > MAX_CODE_LEN {
@@ -426,6 +484,17 @@ fn check_code<'a>(code: &'a str, p: &mut Problems) -> Option<&'a str> {
     }
     if code.chars().any(|c| c.is_whitespace() || c.is_control()) {
         p.push("code", "must not contain whitespace or control characters");
+        return None;
+    }
+    if let Some(c) = code.chars().find(|c| is_format_char(*c)) {
+        p.push(
+            "code",
+            format!(
+                "must not contain invisible format characters (Unicode category Cf: zero-width spaces and joiners, \
+                 the byte-order mark, bidi controls such as U+202E), which make a code look like another; found U+{:04X}",
+                u32::from(c)
+            ),
+        );
         return None;
     }
     Some(code)
@@ -752,6 +821,36 @@ mod tests {
         .unwrap_err();
         let fields: Vec<&str> = e.iter().map(|p| p.field.as_str()).collect();
         assert_eq!(fields, ["passthrough.nowhere"]);
+    }
+
+    #[test]
+    fn codes_fold_by_nfkc_and_case_folding() {
+        assert_eq!(code_key("Spring20"), code_key("SPRING20"));
+        assert_eq!(code_key("\u{212A}EY"), code_key("KEY"));
+        assert_eq!(code_key("\u{FF33}\u{FF30}"), code_key("sp"));
+        assert_eq!(code_key("STRASSE"), code_key("stra\u{DF}e"));
+        assert_eq!(code_key("e\u{301}"), code_key("\u{E9}"));
+        assert_ne!(code_key("SPRING\u{200B}123"), code_key("SPRING123"));
+        // Folding twice changes nothing: the key is a fixed point.
+        for s in ["\u{212A}EY", "Stra\u{DF}e", "\u{1E9E}", "\u{130}", "ﬁ"] {
+            assert_eq!(code_key(&code_key(s)), code_key(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn format_characters_are_refused_in_codes() {
+        for (code, named) in [
+            ("SPRING\u{200B}123", "U+200B"),
+            ("\u{FEFF}SPRING", "U+FEFF"),
+            ("A\u{202A}B", "U+202A"),
+            ("A\u{2069}B", "U+2069"),
+            ("A\u{E0041}B", "U+E0041"),
+        ] {
+            let e = check(json!({ "code": code, "discount": { "percent_off": 5 }, "targets": ["loop"] })).unwrap_err();
+            assert_eq!(e.0[0].field, "code");
+            assert!(e.0[0].rule.contains(named), "{}", e.0[0].rule);
+        }
+        assert!(check(json!({ "code": "Ŝpring-ÄÖ", "discount": { "percent_off": 5 }, "targets": ["loop"] })).is_ok());
     }
 
     #[test]
