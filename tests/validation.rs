@@ -316,6 +316,33 @@ async fn a_repeated_json_key_is_refused_naming_its_path() {
     server.verify().await;
 }
 
+/// `Code` and `PERCENT_OFF` beside the gateway's `code` and `percent_off` would reach a Loop
+/// that matches keys case-insensitively as a second code and discount: refused with 422 naming
+/// the key and the gateway's field, and nothing is sent.
+#[tokio::test]
+async fn a_passthrough_key_in_another_case_of_a_gateway_field_is_refused() {
+    let (server, gw) = setup().await;
+    for (key, gateway_key) in [
+        ("Code", "code"),
+        ("PERCENT_OFF", "percent_off"),
+        ("percentOff", "percent_off"),
+        ("Valid-Until", "valid_until"),
+        ("MAX_REDEMPTION\u{FF33}", "max_redemptions"),
+    ] {
+        let mut body = base();
+        body["passthrough"] = json!({ "loop": { key: 100 } });
+        for endpoint in [CREATE, "/v1/promo-codes?dry_run=true"] {
+            let a = post(&gw, endpoint, body.to_string()).await;
+            assert_eq!(a.status, 422, "{key}: {}", a.body);
+            assert_eq!(problem_fields(key, &a), [format!("passthrough.loop.{key}")]);
+            let rule = a.body["errors"][0]["rule"].as_str().unwrap();
+            assert!(rule.contains(&format!("would overwrite `{gateway_key}`")), "{rule}");
+        }
+    }
+    assert!(server.received_requests().await.unwrap().is_empty());
+    server.verify().await;
+}
+
 #[tokio::test]
 async fn unknown_routes_and_methods_are_problems_too() {
     let (_server, gw) = setup().await;
