@@ -358,9 +358,12 @@ impl Upstream {
         })
     }
 
-    /// The full URL of a vendor path: the base URL's own path (Limio's `/api`) is kept.
+    /// The full URL of a vendor path: the base URL's own path (Limio's `/api`) is kept. It is
+    /// the URL as the HTTP client will send it (parsed, so resolved and encoded as the client
+    /// would), and the dry run shows this same string.
     pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base_url.as_str().trim_end_matches('/'), path)
+        let joined = format!("{}{}", self.base_url.as_str().trim_end_matches('/'), path);
+        url::Url::parse(&joined).map_or(joined, String::from)
     }
 
     pub fn auth(&self) -> Option<&Auth> {
