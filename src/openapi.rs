@@ -296,7 +296,8 @@ pub struct WarningDoc {
     pub message: String,
 }
 
-/// `GET /health`'s overall state: `ok` when every upstream is configured and its breaker closed.
+/// `GET /health`'s overall state: `ok` when every upstream is configured, its breaker closed,
+/// and not in a Retry-After pause cut to the gateway's maximum (one hour).
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HealthStatus {

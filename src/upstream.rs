@@ -53,9 +53,22 @@ pub struct Upstream {
     http: reqwest::Client,
     clock: SharedClock,
     /// Until when the vendor asked every caller to hold off (Retry-After on a 429 or 503).
-    pause: Mutex<Option<DateTime<Utc>>>,
+    pause: Mutex<Option<Pause>>,
     breaker: Mutex<Breaker>,
     stats: Mutex<UpstreamStats>,
+}
+
+/// The longest a vendor's Retry-After pauses an upstream. A longer one (a vendor's bug, or
+/// `Retry-After: 9999999999999999999999`, which is year 262142) is cut to this: the upstream
+/// is tried again after an hour, and `/health` is `degraded` while such a pause lasts.
+pub const MAX_PAUSE: Duration = Duration::from_secs(3600);
+
+/// A Retry-After pause under way.
+#[derive(Debug, Clone, Copy)]
+struct Pause {
+    until: DateTime<Utc>,
+    /// The vendor asked for longer than [`MAX_PAUSE`].
+    capped: bool,
 }
 
 /// How a delivery ended, before the engine turns it into a result.
@@ -389,8 +402,17 @@ impl Upstream {
 
     /// The end of the current Retry-After pause, if one is under way.
     pub fn paused_until(&self) -> Option<DateTime<Utc>> {
+        self.pause().map(|p| p.until)
+    }
+
+    /// Whether the current pause is one the vendor asked to last longer than [`MAX_PAUSE`].
+    pub fn pause_capped(&self) -> bool {
+        self.pause().is_some_and(|p| p.capped)
+    }
+
+    fn pause(&self) -> Option<Pause> {
         let now = self.clock.now();
-        lock(&self.pause).filter(|until| *until > now)
+        lock(&self.pause).filter(|p| p.until > now)
     }
 
     /// The breaker's state and, when open, the end of its cool-down.
@@ -487,9 +509,7 @@ impl Upstream {
                     let paused = matches!(answer.status, 429 | 503)
                         && match answer.retry_after.as_deref().and_then(parse_retry_after) {
                             Some(retry_after) => {
-                                let until = retry_after.until(self.clock.now());
-                                self.pause_until(until);
-                                sent.retry_at = Some(until);
+                                sent.retry_at = Some(self.pause_until(retry_after.until(self.clock.now())));
                                 true
                             }
                             None => false,
@@ -740,13 +760,18 @@ impl Upstream {
         Ok(())
     }
 
-    /// Extends the pause to `until` (a shorter Retry-After does not shorten it).
-    fn pause_until(&self, until: DateTime<Utc>) {
+    /// Extends the pause to `until`, cut to [`MAX_PAUSE`] from now (a shorter Retry-After does
+    /// not shorten it). Returns the end of the pause asked for, as cut.
+    fn pause_until(&self, until: DateTime<Utc>) -> DateTime<Utc> {
+        let latest = self.clock.now() + chrono::Duration::from_std(MAX_PAUSE).expect("an hour");
+        let capped = until > latest;
+        let until = until.min(latest);
         let mut pause = lock(&self.pause);
-        if pause.is_none_or(|p| p < until) {
-            *pause = Some(until);
-            tracing::warn!(upstream = %self.name, %until, "the vendor asked for a pause");
+        if pause.is_none_or(|p| p.until < until) {
+            *pause = Some(Pause { until, capped });
+            tracing::warn!(upstream = %self.name, %until, capped, "the vendor asked for a pause");
         }
+        until
     }
 
     /// A rate-limiter cell and an in-flight slot; `None` when an interactive caller would wait
