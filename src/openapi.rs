@@ -325,13 +325,14 @@ pub struct PromoCodeRequestDoc {
     pub targets: Option<Vec<String>>,
     /// `false` creates the code disabled. Default `true`.
     pub active: Option<bool>,
-    /// RFC 3339 with offset.
+    /// RFC 3339 with offset, from 0001-01-02T00:00:00Z to 9999-12-30T23:59:59Z, no leap second.
     #[schema(format = DateTime)]
     pub starts_at: Option<String>,
-    /// RFC 3339 with offset, later than `starts_at`.
+    /// RFC 3339 with offset, from 0001-01-02T00:00:00Z to 9999-12-30T23:59:59Z, no leap second;
+    /// later than `starts_at`.
     #[schema(format = DateTime)]
     pub expires_at: Option<String>,
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 4294967295_u64)]
     pub max_redemptions: Option<u32>,
     /// Only a customer's first order may use it. Default `false`.
     pub first_time_only: Option<bool>,
@@ -360,7 +361,7 @@ pub enum DiscountDoc {
         percent_off: f64,
     },
     Amount {
-        #[schema(minimum = 1, example = 500)]
+        #[schema(minimum = 1, maximum = 999_999_999_999_999_u64, example = 500)]
         amount_off: u64,
         /// ISO 4217.
         #[schema(example = "USD")]
@@ -372,7 +373,7 @@ pub enum DiscountDoc {
 #[derive(Serialize, ToSchema)]
 #[schema(as = Money)]
 pub struct MoneyDoc {
-    #[schema(example = 2500)]
+    #[schema(minimum = 1, maximum = 999_999_999_999_999_u64, example = 2500)]
     pub amount: u64,
     #[schema(example = "USD")]
     pub currency: String,

@@ -144,6 +144,14 @@ async fn malformed_requests_are_refused_with_a_problem_naming_each_field() {
         ("expires_at month 13", CREATE, with(&[("expires_at", json!("2026-13-01T00:00:00Z"))]), 422, &["expires_at"]),
         ("expires_at before starts_at", CREATE, dates("2026-04-01T00:00:00Z", "2026-03-01T00:00:00Z"), 422, &["expires_at"]),
         ("expires_at equal to starts_at", CREATE, dates("2026-04-01T00:00:00Z", "2026-04-01T02:00:00+02:00"), 422, &["expires_at"]),
+        ("expires_at past year 9999 in UTC", CREATE, with(&[("expires_at", json!("9999-12-31T23:59:59-14:00"))]), 422, &["expires_at"]),
+        ("starts_at before year 1", CREATE, with(&[("starts_at", json!("0000-06-01T00:00:00Z"))]), 422, &["starts_at"]),
+        ("expires_at a leap second", CREATE, with(&[("expires_at", json!("2026-06-30T23:59:60Z"))]), 422, &["expires_at"]),
+        ("amount_off 2^53 + 1", CREATE, amount(json!(9_007_199_254_740_993u64)), 422, &["discount.amount_off"]),
+        ("amount_off 10^15", CREATE, amount(json!(1_000_000_000_000_000u64)), 422, &["discount.amount_off"]),
+        ("minimum_order 2^64 - 1", CREATE, with(&[("minimum_order", json!({ "amount": u64::MAX, "currency": "USD" }))]), 422, &["minimum_order.amount"]),
+        ("max_redemptions 2^32", CREATE, with(&[("max_redemptions", json!(4_294_967_296u64))]), 422, &["max_redemptions"]),
+        ("duration length 2^32", CREATE, with(&[("duration", json!({ "length": 4_294_967_296u64, "unit": "days" }))]), 422, &["duration.length"]),
         ("neither targets nor campaign", CREATE, without("targets", &[]), 422, &["targets"]),
         ("unknown campaign", CREATE, without("targets", &[("campaign", json!("autumn"))]), 422, &["campaign"]),
         ("customer without id", CREATE, with(&[("customer", json!({ "name": "Ada Lovelace" }))]), 422, &["customer.id"]),
@@ -340,6 +348,63 @@ async fn a_passthrough_key_in_another_case_of_a_gateway_field_is_refused() {
         }
     }
     assert!(server.received_requests().await.unwrap().is_empty());
+    server.verify().await;
+}
+
+/// Values outside what every vendor format carries are refused with their true rule, and the
+/// largest values inside go out as they are.
+#[tokio::test]
+async fn values_beyond_every_vendor_format_are_refused_with_their_true_rule() {
+    let (server, gw) = setup().await;
+    for (body, field, rule) in [
+        (
+            with(&[("max_redemptions", json!(4_294_967_296u64))]),
+            "max_redemptions",
+            "must be an integer from 1 to 4294967295",
+        ),
+        (
+            with(&[("max_redemptions", json!(0))]),
+            "max_redemptions",
+            "must be an integer from 1 to 4294967295",
+        ),
+        (
+            with(&[("expires_at", json!("9999-12-31T23:59:59-14:00"))]),
+            "expires_at",
+            "must be from 0001-01-02T00:00:00Z to 9999-12-30T23:59:59Z",
+        ),
+        (
+            with(&[("expires_at", json!("2026-06-30T23:59:60Z"))]),
+            "expires_at",
+            "leap second",
+        ),
+        (
+            with(&[(
+                "discount",
+                json!({ "amount_off": 9_007_199_254_740_993u64, "currency": "USD" }),
+            )]),
+            "discount.amount_off",
+            "at most 999999999999999",
+        ),
+    ] {
+        let a = post(&gw, CREATE, body.clone()).await;
+        assert_eq!(a.status, 422, "{body}: {}", a.body);
+        assert_eq!(problem_fields(field, &a), [field], "{}", a.body);
+        let got = a.body["errors"][0]["rule"].as_str().unwrap();
+        assert!(got.contains(rule), "{field}: {got}");
+    }
+    assert!(server.received_requests().await.unwrap().is_empty());
+
+    // The bounds themselves pass, and go out unchanged (Loop's date-time is RFC 3339 in UTC).
+    let body = with(&[
+        ("expires_at", json!("9999-12-30T23:59:59Z")),
+        ("max_redemptions", json!(4_294_967_295u64)),
+        ("discount", json!({ "percent_off": 20 })),
+    ]);
+    let a = post(&gw, "/v1/promo-codes?dry_run=true", body).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let sent = &common::result(&a.body, "loop")["request"]["body"];
+    assert_eq!(sent["valid_until"], "9999-12-30T23:59:59Z", "{sent}");
+    assert_eq!(sent["max_redemptions"], 4_294_967_295u64, "{sent}");
     server.verify().await;
 }
 

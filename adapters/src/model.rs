@@ -12,7 +12,7 @@ use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::money::{Currency, Money, Percent};
+use crate::money::{Currency, Money, Percent, MAX_AMOUNT};
 
 /// What a code takes off: a percentage, or a fixed amount in one currency. Never both, never
 /// neither: the enum is the rule.
@@ -305,13 +305,7 @@ pub fn validate(body: &Value, ctx: &ValidationContext<'_>) -> Result<CreateReque
             p.push("expires_at", "must be later than starts_at");
         }
     }
-    let max_redemptions = opt(obj, "max_redemptions").and_then(|v| {
-        let n = v.as_u64().filter(|n| (1..=u64::from(u32::MAX)).contains(n));
-        if n.is_none() {
-            p.push("max_redemptions", "must be a positive integer (at least 1)");
-        }
-        n.map(|n| n as u32)
-    });
+    let max_redemptions = opt(obj, "max_redemptions").and_then(|v| count(v, "max_redemptions", &mut p));
     let first_time_only = opt(obj, "first_time_only").map_or(Some(false), |v| boolean(v, "first_time_only", &mut p));
     let minimum_order = opt(obj, "minimum_order").and_then(|v| parse_money(v, "minimum_order", "amount", &mut p));
     let customer = opt(obj, "customer").and_then(|v| parse_party(v, "customer", &mut p));
@@ -500,18 +494,52 @@ fn check_code<'a>(code: &'a str, p: &mut Problems) -> Option<&'a str> {
     Some(code)
 }
 
-fn date_time(v: &Value, field: &str, p: &mut Problems) -> Option<DateTime<FixedOffset>> {
-    let s = string(v, field, p)?;
-    match DateTime::parse_from_rfc3339(s) {
-        Ok(t) => Some(t),
-        Err(_) => {
-            p.push(
-                field,
-                format!("must be an RFC 3339 date-time with an offset, such as 2026-04-01T00:00:00Z; got `{s}`"),
-            );
-            None
-        }
+/// A count the gateway keeps as a `u32` (redemptions, a duration's length): 1 to 4294967295.
+fn count(v: &Value, field: &str, p: &mut Problems) -> Option<u32> {
+    let n = v.as_u64().filter(|n| *n >= 1).and_then(|n| u32::try_from(n).ok());
+    if n.is_none() {
+        p.push(field, format!("must be an integer from 1 to {}, got {v}", u32::MAX));
     }
+    n
+}
+
+/// The earliest and latest instants a code's dates may name, as RFC 3339 text. Every vendor
+/// format has four-digit years: an RFC 3339 date-time in UTC (Loop, Spacebring) and a date in
+/// the upstream's time zone (Partnero, Limio), which is up to a day away from UTC. Beyond these,
+/// `9999-12-31T23:59:59-14:00` would go out as `+10000-01-01T13:59:59Z`.
+pub const EARLIEST: &str = "0001-01-02T00:00:00Z";
+pub const LATEST: &str = "9999-12-30T23:59:59Z";
+
+fn date_time(v: &Value, field: &str, p: &mut Problems) -> Option<DateTime<FixedOffset>> {
+    use chrono::Timelike;
+    let s = string(v, field, p)?;
+    let Ok(t) = DateTime::parse_from_rfc3339(s) else {
+        p.push(
+            field,
+            format!("must be an RFC 3339 date-time with an offset, such as 2026-04-01T00:00:00Z; got `{s}`"),
+        );
+        return None;
+    };
+    // chrono keeps a leap second as a nanosecond count past 1e9.
+    if t.nanosecond() >= 1_000_000_000 {
+        p.push(
+            field,
+            format!("must not name a leap second (second 60): vendors' date-time parsers refuse it; got `{s}`"),
+        );
+        return None;
+    }
+    let bound = |b: &str| DateTime::parse_from_rfc3339(b).expect("a valid bound");
+    if t < bound(EARLIEST) || t > bound(LATEST) {
+        p.push(
+            field,
+            format!(
+                "must be from {EARLIEST} to {LATEST}, so that every vendor's date format (four-digit years, in UTC \
+                 and in the upstream's time zone) can carry it; got `{s}`"
+            ),
+        );
+        return None;
+    }
+    Some(t)
 }
 
 fn object<'a>(v: &'a Value, field: &str, allowed: &[&str], p: &mut Problems) -> Option<&'a Map<String, Value>> {
@@ -551,11 +579,14 @@ fn currency(obj: &Map<String, Value>, field: &str, p: &mut Problems) -> Option<C
 }
 
 fn positive_minor(v: &Value, path: &str, p: &mut Problems) -> Option<u64> {
-    let n = v.as_u64().filter(|n| *n > 0);
+    let n = v.as_u64().filter(|n| (1..=MAX_AMOUNT).contains(n));
     if n.is_none() {
         p.push(
             path,
-            "must be a positive integer in the currency's minor units (cents for USD)",
+            format!(
+                "must be a positive integer in the currency's minor units (cents for USD), at most {MAX_AMOUNT} \
+                 (vendors read amounts as JavaScript numbers or decimals, exact only to 15 digits); got {v}"
+            ),
         );
     }
     n
@@ -634,12 +665,13 @@ fn parse_party(v: &Value, field: &str, p: &mut Problems) -> Option<Party> {
 
 fn parse_duration(v: &Value, field: &str, p: &mut Problems) -> Option<DiscountDuration> {
     let obj = object(v, field, &["length", "unit"], p)?;
-    let length = opt(obj, "length")
-        .and_then(Value::as_u64)
-        .filter(|n| (1..=u64::from(u32::MAX)).contains(n));
-    if length.is_none() {
-        p.push(format!("{field}.length"), "is required and must be a positive integer");
-    }
+    let length = match opt(obj, "length") {
+        None => {
+            p.push(format!("{field}.length"), "is required");
+            None
+        }
+        Some(v) => count(v, &format!("{field}.length"), p),
+    };
     let unit = opt(obj, "unit").and_then(|u| serde_json::from_value::<DurationUnit>(u.clone()).ok());
     if unit.is_none() {
         p.push(
@@ -648,7 +680,7 @@ fn parse_duration(v: &Value, field: &str, p: &mut Problems) -> Option<DiscountDu
         );
     }
     Some(DiscountDuration {
-        length: length? as u32,
+        length: length?,
         unit: unit?,
     })
 }
