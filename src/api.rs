@@ -317,7 +317,7 @@ pub(crate) async fn create(
         },
         _ => ApiError::BadBody(e.body_text()),
     })?;
-    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| ApiError::NotJson(e.to_string()))?;
+    let value = promo_adapters::json::parse(&body)?;
     let answer = state.engine.create(&value, dry_run, key).await?;
     let status = summary_status(&answer.response);
     let mut response = (status, Json(answer.response)).into_response();
@@ -440,13 +440,19 @@ struct UpstreamHealth {
     /// RFC 3339: the end of the pause the vendor asked for with Retry-After, while it lasts.
     #[serde(skip_serializing_if = "Option::is_none")]
     paused_until: Option<String>,
+    /// `true` while the pause is one the vendor asked to last longer than the gateway's maximum
+    /// (one hour), cut to it: the gateway is then `degraded`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pause_capped: bool,
     breaker: crate::upstream::BreakerState,
     /// RFC 3339: when the open breaker lets a trial call through.
     #[serde(skip_serializing_if = "Option::is_none")]
     breaker_open_until: Option<String>,
 }
 
-/// `GET /health`: every upstream's configuration, pause and breaker.
+/// `GET /health`: every upstream's configuration, pause and breaker. `degraded` while any
+/// upstream lacks credentials, has a breaker that is not closed, or sits in a Retry-After pause
+/// the gateway cut to its maximum.
 #[utoipa::path(get, path = "/health", tag = "operations",
     responses((status = 200, description = "The gateway and its upstreams", body = Health))
 )]
@@ -468,6 +474,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
                 missing,
                 token_fetches,
                 paused_until: u.paused_until().await.map(rfc3339),
+                pause_capped: u.pause_capped(),
                 breaker,
                 breaker_open_until: breaker_open_until.map(rfc3339),
             },
@@ -478,10 +485,11 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
         status: if problem.is_some() { "degraded" } else { "ok" },
         problem,
     };
+    // A pause is the vendor's pace, not a fault, unless it asked for more than the gateway waits.
     let status = if ledger.problem.is_none()
         && upstreams
             .values()
-            .all(|u| u.configured && u.breaker == crate::upstream::BreakerState::Closed)
+            .all(|u| u.configured && u.breaker == crate::upstream::BreakerState::Closed && !u.pause_capped)
     {
         "ok"
     } else {

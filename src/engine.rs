@@ -584,10 +584,15 @@ impl Engine {
                             upstream: upstream.clone(),
                             translation,
                         },
-                        Err(BuildError::PassthroughConflict { upstream: u, key, .. }) => {
+                        Err(BuildError::PassthroughConflict {
+                            vendor,
+                            upstream: u,
+                            key,
+                            gateway_key,
+                        }) => {
                             conflicts.push(
                                 format!("passthrough.{u}.{key}"),
-                                format!("would overwrite a field the gateway sets for {}", upstream.vendor),
+                                promo_adapters::adapter::passthrough_rule(vendor, &gateway_key),
                             );
                             continue;
                         }

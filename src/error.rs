@@ -78,6 +78,21 @@ pub enum ApiError {
     Forbidden { key: String, scope: &'static str },
 }
 
+/// A JSON body that does not parse is a 400; one that repeats a key is a 422 problem naming
+/// the key's path, like any other field the request gets wrong.
+impl From<promo_adapters::json::JsonError> for ApiError {
+    fn from(e: promo_adapters::json::JsonError) -> Self {
+        match e {
+            promo_adapters::json::JsonError::Syntax(e) => ApiError::NotJson(e.to_string()),
+            promo_adapters::json::JsonError::DuplicateKey { path } => {
+                let mut p = Problems::default();
+                p.push(path, promo_adapters::json::DUPLICATE_RULE);
+                ApiError::Invalid(p)
+            }
+        }
+    }
+}
+
 impl ApiError {
     fn status(&self) -> StatusCode {
         match self {

@@ -791,6 +791,14 @@ fn refused_the_caller(result: &TargetResult) -> bool {
 /// Items of an upload, each with where it is ("line 7") and its value or what is wrong with it.
 type Lines = Box<dyn Iterator<Item = (String, Result<Value, String>)> + Send>;
 
+/// What is wrong with an NDJSON line that is not one JSON value, or repeats a key.
+fn json_line_problem(e: promo_adapters::json::JsonError) -> String {
+    match e {
+        promo_adapters::json::JsonError::Syntax(e) => format!("is not JSON: {e}"),
+        duplicate => duplicate.to_string(),
+    }
+}
+
 /// The lines of an uploaded file, read lazily.
 fn read_file(path: &Path, format: Format) -> std::io::Result<Lines> {
     let file = std::io::BufReader::with_capacity(64 * 1024, std::fs::File::open(path)?);
@@ -800,7 +808,7 @@ fn read_file(path: &Path, format: Format) -> std::io::Result<Lines> {
             match line {
                 Err(e) => Some((at, Err(format!("is unreadable: {e}")))),
                 Ok(l) if l.trim().is_empty() => None,
-                Ok(l) => Some((at, serde_json::from_str(&l).map_err(|e| format!("is not JSON: {e}")))),
+                Ok(l) => Some((at, promo_adapters::json::parse(l.as_bytes()).map_err(json_line_problem))),
             }
         })),
         Format::Csv => {

@@ -102,16 +102,16 @@ impl Definition {
     }
 }
 
-/// Codes are compared without regard to case, as most vendors (and Stripe) do.
-pub fn code_key(code: &str) -> String {
-    code.to_uppercase()
-}
+/// Codes are compared as vendors may compare them: without regard to case or Unicode
+/// compatibility forms. The key has one home, in the unified model.
+pub use promo_adapters::model::code_key;
 
 /// Why the ledger will not take a code: the `conflict` member of a 409 problem.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CodeConflict {
-    /// The campaign holds the same code in another case (`SPRING20` beside `spring20`).
+    /// The campaign holds the same code in another case or compatibility form (`SPRING20`
+    /// beside `spring20`, `KEY` beside `\u{212A}EY` with the Kelvin sign).
     OtherCase { existing: String },
     /// The campaign holds this code with a different definition; codes are immutable.
     Redefined { existing: String },
@@ -137,7 +137,7 @@ impl std::fmt::Display for CodeConflict {
         match self {
             CodeConflict::OtherCase { existing } => write!(
                 f,
-                "the campaign already holds `{existing}`; codes are compared without regard to case, since several vendors treat them as one"
+                "the campaign already holds `{existing}`; codes are compared without regard to case or Unicode compatibility forms (NFKC and case folding), since several vendors treat them as one"
             ),
             CodeConflict::Redefined { existing } => write!(
                 f,
@@ -456,10 +456,17 @@ pub struct Ledger {
 /// (`ledger.reserve_bytes`).
 pub const DEFAULT_RESERVE_BYTES: u64 = 1024 * 1024;
 
+/// One schema migration: SQL, or a step that needs the gateway's own code.
+enum Migration {
+    Sql(&'static str),
+    Rust(fn(&Transaction<'_>) -> rusqlite::Result<()>),
+}
+
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[
+const MIGRATIONS: &[Migration] = &[
     // 1: codes with their deliveries, creates with their idempotency keys, sync jobs.
-    "
+    Migration::Sql(
+        "
 CREATE TABLE codes (
     id         INTEGER PRIMARY KEY,
     campaign   TEXT NOT NULL,
@@ -514,9 +521,10 @@ CREATE TABLE job_items (
 CREATE UNIQUE INDEX job_items_code ON job_items(job_id, code_id);
 CREATE INDEX job_items_by_code ON job_items(code_id);
 ",
+    ),
     // 2: a code's holders in every campaign, for the check that one upstream holds a code for
     // one campaign only.
-    "CREATE INDEX codes_by_key ON codes(code_key);",
+    Migration::Sql("CREATE INDEX codes_by_key ON codes(code_key);"),
     // 3: a running tally of each job's deliveries by target and status, so that a job's
     // progress (polled by clients, the CLI's bars and /metrics) costs a few rows instead of a
     // join over every code of the job. `create_job` counts a new job's deliveries once; from
@@ -525,7 +533,8 @@ CREATE INDEX job_items_by_code ON job_items(code_id);
     // delivery exactly when it has a row for the delivery's target and old status: rows are
     // never deleted, only brought to 0. (No `OR IGNORE` in the trigger: the upsert that fires
     // it would override that conflict clause with its own.)
-    "
+    Migration::Sql(
+        "
 CREATE TABLE job_tally (
     job_id   INTEGER NOT NULL REFERENCES jobs(id),
     upstream TEXT NOT NULL,
@@ -557,6 +566,10 @@ BEGIN
        AND job_id IN (SELECT job_id FROM job_items WHERE code_id = old.code_id);
 END;
 ",
+    ),
+    // 4: codes are keyed by NFKC and case folding (`promo_adapters::model::code_key`) instead
+    // of upper case, so that compatibility forms clash like case variants do.
+    Migration::Rust(rekey_codes),
 ];
 
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
@@ -660,10 +673,48 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         }
     }
     for (i, migration) in MIGRATIONS.iter().enumerate().skip(version) {
-        tx.execute_batch(migration)?;
+        match migration {
+            Migration::Sql(sql) => tx.execute_batch(sql)?,
+            Migration::Rust(step) => step(&tx)?,
+        }
         tx.pragma_update(None, "user_version", i + 1)?;
     }
     tx.commit()
+}
+
+/// Recomputes every code's key with [`code_key`]. Every key is first moved out of the way (a
+/// new key may equal another row's old one), then set. Two codes of one campaign that were
+/// distinct before but fold alike now (`KEY` and `\u{212A}EY`) cannot share the unique key: the
+/// later keeps a key no request can produce (the fold, a NUL, its id), so it stays readable by
+/// id and in listings, while the earlier one answers for the key, and a request for either
+/// spelling clashes with it. Each such pair is logged.
+fn rekey_codes(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    let rows: Vec<(i64, String, String)> = {
+        let mut stmt = tx.prepare("SELECT id, campaign, code FROM codes ORDER BY id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    tx.execute("UPDATE codes SET code_key = char(1) || id", [])?;
+    let mut taken: std::collections::HashMap<(String, String), String> = std::collections::HashMap::new();
+    let mut update = tx.prepare("UPDATE codes SET code_key = ?1 WHERE id = ?2")?;
+    for (id, campaign, code) in rows {
+        let key = code_key(&code);
+        let key = match taken.get(&(campaign.clone(), key.clone())) {
+            Some(first) => {
+                tracing::warn!(
+                    campaign = %campaign, code = %code, clashes_with = %first,
+                    "two codes of one campaign fold to one key; the later keeps a key of its own"
+                );
+                format!("{key}\u{0}{id}")
+            }
+            None => {
+                taken.insert((campaign, key.clone()), code);
+                key
+            }
+        };
+        update.execute(params![key, id])?;
+    }
+    Ok(())
 }
 
 /// Finds a code in its campaign, or adds it. Once a vendor holds the code (or a delivery of it
@@ -1569,7 +1620,10 @@ mod tests {
         let path = dir.path().join("ledger.db");
         {
             let conn = Connection::open(&path).unwrap();
-            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            let Migration::Sql(first) = MIGRATIONS[0] else {
+                unreachable!("the first migration is SQL")
+            };
+            conn.execute_batch(first).unwrap();
             conn.pragma_update(None, "user_version", 1).unwrap();
         }
         let ledger = Ledger::open(&path).unwrap();
@@ -1717,5 +1771,59 @@ mod tests {
         assert_eq!(counts, counted_by_join(&ledger, job, &["a", "b"]));
         assert_eq!(counts["a"][&Status::Failed], 1);
         assert_eq!(counts["b"][&Status::Pending], 3);
+    }
+
+    /// A version 3 ledger keyed codes by upper case. Migration 4 rekeys every code by NFKC and
+    /// case folding; of two codes of one campaign that now fold alike, the earlier answers for
+    /// the key and the later keeps a key of its own, so the migration cannot fail on them.
+    #[tokio::test]
+    async fn a_version_3_ledger_is_rekeyed_by_nfkc_and_case_folding() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        {
+            let ledger = Ledger::open(&path).unwrap();
+            let conn = ledger.lock();
+            for (campaign, code) in [
+                ("a", "KEY"),
+                ("a", "\u{212A}EY"),
+                ("b", "Stra\u{DF}e"),
+                ("b", "ＳＰＲＩＮＧ"),
+            ] {
+                conn.execute(
+                    "INSERT INTO codes (campaign, code, code_key, definition) VALUES (?1, ?2, ?3, '{}')",
+                    params![campaign, code, code.to_uppercase()],
+                )
+                .unwrap();
+            }
+            conn.pragma_update(None, "user_version", 3).unwrap();
+        }
+        let ledger = Ledger::open(&path).unwrap();
+        let keys: Vec<(String, String)> = {
+            let conn = ledger.lock();
+            let mut stmt = conn.prepare("SELECT code, code_key FROM codes ORDER BY id").unwrap();
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+            rows.collect::<Result<_, _>>().unwrap()
+        };
+        assert_eq!(
+            keys,
+            [
+                ("KEY".to_owned(), "key".to_owned()),
+                ("\u{212A}EY".to_owned(), "key\u{0}2".to_owned()),
+                ("Stra\u{DF}e".to_owned(), "strasse".to_owned()),
+                ("ＳＰＲＩＮＧ".to_owned(), "spring".to_owned()),
+            ]
+        );
+        // A request for either spelling meets the code that answers for the key (no vendor
+        // holds it yet, so it is redefined in place): no second row appears.
+        assert!(matches!(
+            begin(&ledger, "a", "\u{212A}ey", &["loop"]).await,
+            Begin::New { .. }
+        ));
+        let first: String = ledger
+            .lock()
+            .query_row("SELECT code FROM codes WHERE id = 1", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(first, "\u{212A}ey");
+        assert_eq!(count(&ledger, "codes"), 4);
     }
 }

@@ -296,7 +296,8 @@ pub struct WarningDoc {
     pub message: String,
 }
 
-/// `GET /health`'s overall state: `ok` when every upstream is configured and its breaker closed.
+/// `GET /health`'s overall state: `ok` when every upstream is configured, its breaker closed,
+/// and not in a Retry-After pause cut to the gateway's maximum (one hour).
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HealthStatus {
@@ -311,7 +312,9 @@ pub enum HealthStatus {
 #[derive(Serialize, ToSchema)]
 #[schema(as = PromoCodeRequest)]
 pub struct PromoCodeRequestDoc {
-    /// What the customer types: 1 to 100 characters, no whitespace; vendors may narrow it.
+    /// What the customer types: 1 to 100 characters, no whitespace, control or invisible format
+    /// characters (Unicode category Cf); vendors may narrow it. Compared with held codes after
+    /// NFKC normalisation and case folding.
     #[schema(example = "SPRING-20")]
     pub code: String,
     pub discount: DiscountDoc,
@@ -322,13 +325,14 @@ pub struct PromoCodeRequestDoc {
     pub targets: Option<Vec<String>>,
     /// `false` creates the code disabled. Default `true`.
     pub active: Option<bool>,
-    /// RFC 3339 with offset.
+    /// RFC 3339 with offset, from 0001-01-02T00:00:00Z to 9999-12-30T23:59:59Z, no leap second.
     #[schema(format = DateTime)]
     pub starts_at: Option<String>,
-    /// RFC 3339 with offset, later than `starts_at`.
+    /// RFC 3339 with offset, from 0001-01-02T00:00:00Z to 9999-12-30T23:59:59Z, no leap second;
+    /// later than `starts_at`.
     #[schema(format = DateTime)]
     pub expires_at: Option<String>,
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 4294967295_u64)]
     pub max_redemptions: Option<u32>,
     /// Only a customer's first order may use it. Default `false`.
     pub first_time_only: Option<bool>,
@@ -357,7 +361,7 @@ pub enum DiscountDoc {
         percent_off: f64,
     },
     Amount {
-        #[schema(minimum = 1, example = 500)]
+        #[schema(minimum = 1, maximum = 999_999_999_999_999_u64, example = 500)]
         amount_off: u64,
         /// ISO 4217.
         #[schema(example = "USD")]
@@ -369,7 +373,7 @@ pub enum DiscountDoc {
 #[derive(Serialize, ToSchema)]
 #[schema(as = Money)]
 pub struct MoneyDoc {
-    #[schema(example = 2500)]
+    #[schema(minimum = 1, maximum = 999_999_999_999_999_u64, example = 2500)]
     pub amount: u64,
     #[schema(example = "USD")]
     pub currency: String,

@@ -74,7 +74,7 @@ pub(crate) async fn create(
                 .map_err(|_| ApiError::TooLarge {
                     limit: state.max_job_json_bytes,
                 })?;
-            let value: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::NotJson(e.to_string()))?;
+            let value = promo_adapters::json::parse(&bytes)?;
             json_spec(&state, value)?
         }
         Some(format) => {

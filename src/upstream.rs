@@ -56,6 +56,8 @@ pub struct Upstream {
     breaker_config: BreakerConfig,
     http: reqwest::Client,
     clock: SharedClock,
+    /// The end of a pause this process cut to [`MAX_PAUSE`], while it lasts.
+    capped: Mutex<Option<DateTime<Utc>>>,
     breaker: Mutex<Breaker>,
     stats: Mutex<UpstreamStats>,
 }
@@ -71,6 +73,11 @@ enum Slot<'a> {
     /// An interactive caller's `limiter_wait_ms` ran out.
     NotInTime,
 }
+
+/// The longest a vendor's Retry-After pauses an upstream. A longer one (a vendor's bug, or
+/// `Retry-After: 9999999999999999999999`, which is year 262142) is cut to this: the upstream
+/// is tried again after an hour, and `/health` is `degraded` while such a pause lasts.
+pub const MAX_PAUSE: Duration = Duration::from_secs(3600);
 
 /// How a delivery ended, before the engine turns it into a result.
 #[derive(Debug)]
@@ -414,6 +421,7 @@ impl Upstream {
             breaker_config: config.breaker,
             http,
             clock,
+            capped: Mutex::new(None),
             breaker: Mutex::new(Breaker {
                 failures: 0,
                 state: Circuit::Closed,
@@ -422,9 +430,12 @@ impl Upstream {
         })
     }
 
-    /// The full URL of a vendor path: the base URL's own path (Limio's `/api`) is kept.
+    /// The full URL of a vendor path: the base URL's own path (Limio's `/api`) is kept. It is
+    /// the URL as the HTTP client will send it (parsed, so resolved and encoded as the client
+    /// would), and the dry run shows this same string.
     pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base_url.as_str().trim_end_matches('/'), path)
+        let joined = format!("{}{}", self.base_url.as_str().trim_end_matches('/'), path);
+        url::Url::parse(&joined).map_or(joined, String::from)
     }
 
     pub fn auth(&self) -> Option<&Auth> {
@@ -463,6 +474,13 @@ impl Upstream {
                 None
             }
         }
+    }
+
+    /// Whether the current pause is one the vendor asked to last longer than [`MAX_PAUSE`]
+    /// (as this process saw it: the replica that met the Retry-After).
+    pub fn pause_capped(&self) -> bool {
+        let now = self.clock.now();
+        lock(&self.capped).is_some_and(|until| until > now)
     }
 
     /// The breaker's state and, when open, the end of its cool-down.
@@ -564,18 +582,14 @@ impl Upstream {
                 Err(CallError::Interrupted(e)) => (Delivery::Interrupted(e), Verdict::Failing, self.unconfirmed()),
                 Ok(answer) => {
                     // A Retry-After on a 429 or a 503 pauses the upstream for every caller.
-                    let retry_after = matches!(answer.status, 429 | 503)
-                        .then(|| answer.retry_after.as_deref().and_then(parse_retry_after))
-                        .flatten();
-                    let paused = match retry_after {
-                        Some(retry_after) => {
-                            let until = retry_after.until(self.clock.now());
-                            self.pause_until(until).await;
-                            sent.retry_at = Some(until);
-                            true
-                        }
-                        None => false,
-                    };
+                    let paused = matches!(answer.status, 429 | 503)
+                        && match answer.retry_after.as_deref().and_then(parse_retry_after) {
+                            Some(retry_after) => {
+                                sent.retry_at = Some(self.pause_until(retry_after.until(self.clock.now())).await);
+                                true
+                            }
+                            None => false,
+                        };
                     // A 2xx whose body broke off may have created the code, like a timeout.
                     let mut unconfirmed = false;
                     let outcome = match &answer.body {
@@ -822,13 +836,21 @@ impl Upstream {
         Ok(())
     }
 
-    /// Extends the pause to `until` (a shorter Retry-After does not shorten it).
-    async fn pause_until(&self, until: DateTime<Utc>) {
+    /// Extends the pause to `until`, cut to [`MAX_PAUSE`] from now (a shorter Retry-After does
+    /// not shorten it). Returns the end of the pause asked for, as cut.
+    async fn pause_until(&self, until: DateTime<Utc>) -> DateTime<Utc> {
+        let latest = self.clock.now() + chrono::Duration::from_std(MAX_PAUSE).expect("an hour");
+        let capped = until > latest;
+        let until = until.min(latest);
+        if capped {
+            *lock(&self.capped) = Some(until);
+        }
         match self.admission.pause(until).await {
-            Ok(true) => tracing::warn!(upstream = %self.name, %until, "the vendor asked for a pause"),
+            Ok(true) => tracing::warn!(upstream = %self.name, %until, capped, "the vendor asked for a pause"),
             Ok(false) => {}
             Err(e) => tracing::warn!(upstream = %self.name, %until, "could not share the vendor's pause: {e}"),
         }
+        until
     }
 
     /// A slot of the rate budget and one of the in-flight cap; [`Slot::NotInTime`] when an

@@ -132,6 +132,27 @@ fn an_incomplete_mapping_is_named_and_fails() {
     );
 }
 
+/// A Moltin `promotion_id` of `..` would send the call to `/v2/codes`: check-config fails on
+/// it, naming the file and the key, instead of calling the mapping complete.
+#[test]
+fn a_promotion_id_that_is_a_dot_segment_fails_check_config() {
+    let (out, stdout, stderr) = run(
+        &config(),
+        &[(
+            "spring",
+            "[upstreams.moltin]\npromotion_id = \"..\"\ndiscount = { percent_off = 20 }\n",
+        )],
+        &["check-config"],
+        &BOTH,
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(!stdout.contains("mapping complete"), "{stdout}");
+    assert!(
+        stderr.contains("spring.toml") && stderr.contains("upstreams.moltin.promotion_id"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn a_malformed_config_fails_naming_the_key() {
     let bad = config().replace("per_second = 1000", "per_second = 0");

@@ -522,6 +522,55 @@ async fn another_case_of_a_held_code_is_a_conflict() {
     common::assert_calls(&a, 1, "loop").await;
 }
 
+/// Look-alike codes: a compatibility form (the Kelvin sign for K, full-width letters) folds to
+/// the held code under NFKC and case folding and clashes with 409 like another case does; a
+/// code with an invisible format character (zero-width space, BOM, a bidi control) is refused
+/// with 422 naming `code` and the rule. Nothing is sent or recorded for either.
+#[tokio::test]
+async fn look_alike_codes_clash_or_are_refused() {
+    let (a, _b, gw) = gateway(&[SPRING_LOOP]).await;
+    common::expect_loop_created(&a, TOKEN, "KEY20", "promo_a").await;
+    let (status, first) = gw.create(&in_campaign("KEY20", "spring")).await;
+    assert_eq!(status, 201, "{first}");
+
+    for look_alike in [
+        "\u{212A}EY20",
+        "\u{FF2B}\u{FF25}\u{FF39}\u{FF12}\u{FF10}",
+        "\u{212A}ey20",
+    ] {
+        expect_none(&a, TOKEN, look_alike).await;
+        let (status, problem) = gw.create(&in_campaign(look_alike, "spring")).await;
+        assert_eq!(status, 409, "{look_alike}: {problem}");
+        assert_eq!(problem["type"], "urn:promo-gateway:problem:code-conflict");
+        assert_eq!(problem["errors"][0]["field"], "code");
+        let rule = problem["errors"][0]["rule"].as_str().unwrap();
+        assert!(rule.contains("`KEY20`") && rule.contains("compatibility"), "{problem}");
+    }
+    for (invisible, named) in [
+        ("KEY\u{200B}20", "U+200B"),
+        ("\u{FEFF}KEY20", "U+FEFF"),
+        ("KEY\u{202E}02", "U+202E"),
+        ("KEY\u{2066}20", "U+2066"),
+        ("KEY\u{00AD}20", "U+00AD"),
+    ] {
+        expect_none(&a, TOKEN, invisible).await;
+        for path in ["/v1/promo-codes", "/v1/promo-codes?dry_run=true"] {
+            let (status, problem) = gw.post(path, in_campaign(invisible, "spring").to_string()).await;
+            assert_eq!(status, 422, "{named}: {problem}");
+            assert_eq!(problem["errors"][0]["field"], "code", "{problem}");
+            let rule = problem["errors"][0]["rule"].as_str().unwrap();
+            assert!(rule.contains("format characters") && rule.contains(named), "{rule}");
+        }
+    }
+    let page = list(&gw, "").await;
+    assert_eq!(codes(&page), ["KEY20"]);
+    // Reading back by a look-alike finds the held code.
+    let (status, record) = gw.get("/v1/promo-codes/%E2%84%AAEY20").await;
+    assert_eq!(status, 200, "{record}");
+    assert_eq!(record["code"], "KEY20");
+    common::assert_calls(&a, 1, "loop").await;
+}
+
 /// A code cannot change once accepted: the same name with another discount (or another
 /// restriction) is refused, and nothing is sent.
 #[tokio::test]

@@ -205,3 +205,62 @@ async fn dry_run_of_the_example_campaign_shows_six_documented_requests_and_calls
     let health_text = health.to_string();
     assert!(!health_text.contains("SECRET"), "{health_text}");
 }
+
+/// A Moltin `promotion_id` of `.` or `..` (or empty) would leave the path it is put into
+/// (`/v2/promotions/../codes` goes out as `/v2/codes`) while the dry run showed the unresolved
+/// path: such a mapping stops start-up, naming the file and the key.
+#[test]
+fn a_promotion_id_that_is_a_dot_segment_stops_start_up_naming_the_file_and_key() {
+    for id in ["..", ".", ""] {
+        let dir = tempfile::tempdir().unwrap();
+        let mapping = format!("[upstreams.moltin]\npromotion_id = \"{id}\"\ndiscount = {{ percent_off = 20 }}\n");
+        let path = common::write_files(
+            dir.path(),
+            &common::upstream("moltin", "moltin", "http://127.0.0.1:9", ""),
+            &[("spring", &mapping)],
+        );
+        let e = match promo_gateway::app_from_file(&path, &|_: &str| None) {
+            Ok(_) => panic!("the gateway started with promotion_id = {id:?}"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains("spring.toml"), "names the file: {e}");
+        assert!(e.contains("upstreams.moltin.promotion_id"), "names the key: {e}");
+        assert!(e.contains("path segment"), "states the rule: {e}");
+    }
+}
+
+/// The dry run shows the URL exactly as the call is sent: a promotion id that needs
+/// percent-encoding appears encoded in both, byte for byte.
+#[tokio::test]
+async fn the_dry_run_url_is_the_url_the_vendor_receives() {
+    let moltin = common::strict_server().await;
+    let promotion = "promo 1/ü?x#y...";
+    let mapping = format!("[upstreams.moltin]\npromotion_id = \"{promotion}\"\ndiscount = {{ percent_off = 20 }}\n");
+    let gw = common::start(
+        &common::upstream("moltin", "moltin", &moltin.uri(), ""),
+        &[("spring", &mapping)],
+        &[("MOLTIN_TOKEN", "moltin-SECRET-7a8b")],
+    )
+    .await;
+    let encoded = "/v2/promotions/promo%201%2F%C3%BC%3Fx%23y.../codes";
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path(encoded))
+        .respond_with(common::moltin_created("p_1"))
+        .expect(1)
+        .mount(&moltin)
+        .await;
+    let request = json!({ "code": "URL-1", "campaign": "spring", "discount": { "percent_off": 20 } });
+    let (status, body) = gw.dry_run(&request).await;
+    assert_eq!(status, 200, "{body}");
+    let shown = common::result(&body, "moltin")["request"]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(shown, format!("{}{encoded}", moltin.uri()), "{body}");
+    let (status, body) = gw.create(&request).await;
+    assert_eq!(status, 201, "{body}");
+    let received = moltin.received_requests().await.unwrap();
+    assert_eq!(received.len(), 1);
+    // wiremock rebuilds the URL from the Host header; the path is what went over the wire.
+    assert_eq!(received[0].url.path(), encoded);
+}

@@ -724,3 +724,40 @@ async fn a_second_401_is_the_vendors_answer() {
     assert_eq!(r["error"]["message"], "Limio v3 rejected the code: Unauthorized");
     assert_eq!(r["attempts"], 2);
 }
+
+/// Passthrough keys that differ from the gateway's own only in case (or in `_`/`-`, or in a
+/// Unicode compatibility form) would reach a vendor whose JSON parser matches keys loosely as
+/// a second `promoCode` or `promoExpiryDate`: they are refused with 422 naming the key, and
+/// nothing is sent. A key of the vendor's own still goes through.
+#[tokio::test]
+async fn passthrough_keys_that_match_the_gateways_loosely_are_refused() {
+    let (api, auth) = tenant().await;
+    let gw = gateway(&api, &auth).await;
+    for (target, key, gateway_key) in [
+        ("limio-v2", "promocode", "promoCode"),
+        ("limio-v2", "promoexpirydate", "promoExpiryDate"),
+        ("limio-v2", "PROMO_START_DATE", "promoStartDate"),
+        ("limio-v3", "attached-discount", "attachedDiscount"),
+        ("limio-v3", "\u{FF53}tatus", "status"),
+    ] {
+        let mut request = spring20(target);
+        request["passthrough"] = json!({ target: { key: "EVIL" } });
+        for (status, body) in [gw.create(&request).await, gw.dry_run(&request).await] {
+            assert_eq!(status, 422, "{key}: {body}");
+            let errors = body["errors"].as_array().unwrap();
+            assert_eq!(errors.len(), 1, "{body}");
+            assert_eq!(errors[0]["field"], format!("passthrough.{target}.{key}"), "{body}");
+            let rule = errors[0]["rule"].as_str().unwrap();
+            assert!(rule.contains(&format!("would overwrite `{gateway_key}`")), "{rule}");
+        }
+    }
+    // A field of Limio's own that the gateway does not set is merged as before.
+    let mut request = spring20("limio-v2");
+    request["passthrough"] = json!({ "limio-v2": { "promoStartTime": "09:00" } });
+    let (status, body) = gw.dry_run(&request).await;
+    assert_eq!(status, 200, "{body}");
+    let r = common::result(&body, "limio-v2");
+    assert_eq!(r["request"]["body"]["data"]["promoStartTime"], "09:00", "{body}");
+    assert_eq!(r["request"]["body"]["data"]["promoCode"], "SPRING-20", "{body}");
+    assert!(api.received_requests().await.unwrap().is_empty());
+}

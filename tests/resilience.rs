@@ -1283,3 +1283,60 @@ rate_limit = { per_second = 10, burst = 10 }
     );
     assert_eq!((u.breaker.failures, u.breaker.cool_down_ms), (5, 30_000));
 }
+
+/// A Retry-After beyond any sense (22 digits of seconds is the year 262142; an HTTP date in the
+/// year 9999) pauses the upstream for at most an hour (`MAX_PAUSE`): the result says when it is
+/// back, `/health` shows the pause and is `degraded` while it lasts, and an hour later calls go
+/// through again.
+async fn endless_retry_after_is_cut_to_an_hour(v: Vendor, retry_after: &str) {
+    let clock = ManualClock::new(t0());
+    let server = common::strict_server().await;
+    v.create("ENDLESS-1")
+        .respond_with(throttled_429(retry_after))
+        .expect(1)
+        .mount(&server)
+        .await;
+    v.create("ENDLESS-2")
+        .respond_with(v.created("ENDLESS-2"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let gw = gateway_on(
+        v,
+        &server.uri(),
+        "retry = { max_attempts = 3, base_delay_ms = 10, max_delay_ms = 50, max_wait_ms = 10000 }",
+        &clock,
+    )
+    .await;
+
+    let (status, r) = create(&gw, v, "ENDLESS-1").await;
+    assert_eq!(status, 502, "{r}");
+    assert_eq!(r["status"], "throttled", "{r}");
+    assert_eq!(r["error"]["retry_after_secs"], 3600, "{r}");
+    assert_eq!(r["error"]["retry_at"], "2026-03-01T11:00:00Z", "{r}");
+    let (overall, h) = health(&gw, v).await;
+    assert_eq!(h["paused_until"], "2026-03-01T11:00:00Z", "{h}");
+    assert_eq!(h["pause_capped"], true, "{h}");
+    assert_eq!(overall, "degraded", "a pause cut to the maximum is a fault: {h}");
+
+    clock.advance(Duration::from_secs(3600));
+    let (overall, h) = health(&gw, v).await;
+    assert!(
+        h.get("paused_until").is_none() && h.get("pause_capped").is_none(),
+        "{h}"
+    );
+    assert_eq!(overall, "ok", "{h}");
+    let (status, r) = create(&gw, v, "ENDLESS-2").await;
+    assert_eq!(status, 201, "{r}");
+    assert_eq!(received(&server).await, 2);
+}
+
+#[tokio::test]
+async fn loop_endless_retry_after_seconds_is_cut_to_an_hour() {
+    endless_retry_after_is_cut_to_an_hour(Vendor::Loop, "9999999999999999999999").await;
+}
+
+#[tokio::test]
+async fn partnero_endless_retry_after_date_is_cut_to_an_hour() {
+    endless_retry_after_is_cut_to_an_hour(Vendor::Partnero, "Fri, 31 Dec 9999 23:59:59 GMT").await;
+}

@@ -1190,3 +1190,53 @@ async fn bad_job_bodies_are_refused_naming_the_field() {
     let (_, page) = gw.get("/v1/promo-codes").await;
     assert_eq!(page["items"], json!([]), "{page}");
 }
+
+/// A JSON job (or an NDJSON line) that repeats a key, at any depth, is refused naming the key's
+/// path: serde_json would keep the last value silently, so `"percent_off": 20, ...,
+/// "percent_off": 90` would deliver 90% while the client's own tooling read 20%.
+#[tokio::test]
+async fn a_repeated_json_key_in_a_job_is_refused_naming_its_path() {
+    let loop_srv = common::strict_server().await;
+    let gw = gateway(&[(Vendor::Loop, &loop_srv, "")]).await;
+    let cases = [
+        (
+            r#"{"campaign": "spring", "targets": ["loop"], "template": {"discount": {"percent_off": 20}}, "codes": ["A-1"], "targets": ["loop"]}"#,
+            "targets",
+        ),
+        (
+            r#"{"campaign": "spring", "targets": ["loop"], "template": {"discount": {"percent_off": 20, "percent_off": 90}}, "codes": ["A-1"]}"#,
+            "template.discount.percent_off",
+        ),
+        (
+            r#"{"campaign": "spring", "targets": ["loop"], "template": {"discount": {"percent_off": 20}}, "codes": ["A-1", {"code": "A-2", "code": "A-3"}]}"#,
+            "codes[1].code",
+        ),
+    ];
+    for (body, path) in cases {
+        let (status, location, answer) = post_job(&gw, "", "application/json", body.as_bytes().to_vec()).await;
+        assert_eq!(status, 422, "{body} -> {answer}");
+        assert_eq!(location, None);
+        assert!(
+            problems(&answer)
+                .iter()
+                .any(|(f, r)| f == path && r.contains("is given more than once")),
+            "{body}: expected {path} in {answer}"
+        );
+    }
+    let ndjson = "{\"code\": \"A-1\", \"discount\": {\"percent_off\": 20}}\n{\"code\": \"A-2\", \"discount\": {\"percent_off\": 20}, \"code\": \"A-3\"}\n";
+    let (status, _, answer) = post_job(
+        &gw,
+        "?campaign=spring&targets=loop",
+        "application/x-ndjson",
+        ndjson.as_bytes().to_vec(),
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    let p = problems(&answer);
+    assert_eq!(p.len(), 1, "{answer}");
+    assert_eq!(p[0].0, "line 2", "{answer}");
+    assert!(p[0].1.starts_with("code: is given more than once"), "{answer}");
+
+    let (_, page) = gw.get("/v1/promo-codes").await;
+    assert_eq!(page["items"], json!([]), "a refused job left codes: {page}");
+}

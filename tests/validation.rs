@@ -144,6 +144,14 @@ async fn malformed_requests_are_refused_with_a_problem_naming_each_field() {
         ("expires_at month 13", CREATE, with(&[("expires_at", json!("2026-13-01T00:00:00Z"))]), 422, &["expires_at"]),
         ("expires_at before starts_at", CREATE, dates("2026-04-01T00:00:00Z", "2026-03-01T00:00:00Z"), 422, &["expires_at"]),
         ("expires_at equal to starts_at", CREATE, dates("2026-04-01T00:00:00Z", "2026-04-01T02:00:00+02:00"), 422, &["expires_at"]),
+        ("expires_at past year 9999 in UTC", CREATE, with(&[("expires_at", json!("9999-12-31T23:59:59-14:00"))]), 422, &["expires_at"]),
+        ("starts_at before year 1", CREATE, with(&[("starts_at", json!("0000-06-01T00:00:00Z"))]), 422, &["starts_at"]),
+        ("expires_at a leap second", CREATE, with(&[("expires_at", json!("2026-06-30T23:59:60Z"))]), 422, &["expires_at"]),
+        ("amount_off 2^53 + 1", CREATE, amount(json!(9_007_199_254_740_993u64)), 422, &["discount.amount_off"]),
+        ("amount_off 10^15", CREATE, amount(json!(1_000_000_000_000_000u64)), 422, &["discount.amount_off"]),
+        ("minimum_order 2^64 - 1", CREATE, with(&[("minimum_order", json!({ "amount": u64::MAX, "currency": "USD" }))]), 422, &["minimum_order.amount"]),
+        ("max_redemptions 2^32", CREATE, with(&[("max_redemptions", json!(4_294_967_296u64))]), 422, &["max_redemptions"]),
+        ("duration length 2^32", CREATE, with(&[("duration", json!({ "length": 4_294_967_296u64, "unit": "days" }))]), 422, &["duration.length"]),
         ("neither targets nor campaign", CREATE, without("targets", &[]), 422, &["targets"]),
         ("unknown campaign", CREATE, without("targets", &[("campaign", json!("autumn"))]), 422, &["campaign"]),
         ("customer without id", CREATE, with(&[("customer", json!({ "name": "Ada Lovelace" }))]), 422, &["customer.id"]),
@@ -278,6 +286,126 @@ async fn a_passthrough_for_an_upstream_the_campaign_does_not_target_is_refused()
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["errors"][0]["field"], "passthrough.partnero", "{body}");
     assert!(body["errors"][0]["rule"].as_str().unwrap().contains("loop"), "{body}");
+}
+
+/// A key given twice, at any depth, is refused naming its path, in a create and a dry run alike:
+/// serde_json keeps the last value, so `{"code": "A", ..., "code": "B"}` used to create `B`
+/// while every other reader of the body saw `A`.
+#[tokio::test]
+async fn a_repeated_json_key_is_refused_naming_its_path() {
+    let (server, gw) = setup().await;
+    let cases = [
+        (
+            r#"{"code": "SPRING-20", "discount": {"percent_off": 20}, "targets": ["loop"], "code": "SPRING-99"}"#,
+            "code",
+        ),
+        (
+            r#"{"code": "SPRING-20", "discount": {"percent_off": 20, "percent_off": 100}, "targets": ["loop"]}"#,
+            "discount.percent_off",
+        ),
+        (
+            r#"{"code": "SPRING-20", "discount": {"percent_off": 20}, "targets": ["loop"], "passthrough": {"loop": {"x": 1, "x": 2}}}"#,
+            "passthrough.loop.x",
+        ),
+    ];
+    for (body, path) in cases {
+        for endpoint in [CREATE, "/v1/promo-codes?dry_run=true"] {
+            let a = post(&gw, endpoint, body.to_owned()).await;
+            assert_eq!(a.status, 422, "{endpoint} {body}: {}", a.body);
+            assert_eq!(problem_fields(body, &a), [path], "{}", a.body);
+            let rule = a.body["errors"][0]["rule"].as_str().unwrap();
+            assert!(rule.contains("is given more than once"), "{rule}");
+        }
+    }
+    let (status, page) = gw.get("/v1/promo-codes").await;
+    assert_eq!(status, 200);
+    assert_eq!(page["items"], json!([]), "a refused create was recorded: {page}");
+    assert!(server.received_requests().await.unwrap().is_empty());
+    server.verify().await;
+}
+
+/// `Code` and `PERCENT_OFF` beside the gateway's `code` and `percent_off` would reach a Loop
+/// that matches keys case-insensitively as a second code and discount: refused with 422 naming
+/// the key and the gateway's field, and nothing is sent.
+#[tokio::test]
+async fn a_passthrough_key_in_another_case_of_a_gateway_field_is_refused() {
+    let (server, gw) = setup().await;
+    for (key, gateway_key) in [
+        ("Code", "code"),
+        ("PERCENT_OFF", "percent_off"),
+        ("percentOff", "percent_off"),
+        ("Valid-Until", "valid_until"),
+        ("MAX_REDEMPTION\u{FF33}", "max_redemptions"),
+    ] {
+        let mut body = base();
+        body["passthrough"] = json!({ "loop": { key: 100 } });
+        for endpoint in [CREATE, "/v1/promo-codes?dry_run=true"] {
+            let a = post(&gw, endpoint, body.to_string()).await;
+            assert_eq!(a.status, 422, "{key}: {}", a.body);
+            assert_eq!(problem_fields(key, &a), [format!("passthrough.loop.{key}")]);
+            let rule = a.body["errors"][0]["rule"].as_str().unwrap();
+            assert!(rule.contains(&format!("would overwrite `{gateway_key}`")), "{rule}");
+        }
+    }
+    assert!(server.received_requests().await.unwrap().is_empty());
+    server.verify().await;
+}
+
+/// Values outside what every vendor format carries are refused with their true rule, and the
+/// largest values inside go out as they are.
+#[tokio::test]
+async fn values_beyond_every_vendor_format_are_refused_with_their_true_rule() {
+    let (server, gw) = setup().await;
+    for (body, field, rule) in [
+        (
+            with(&[("max_redemptions", json!(4_294_967_296u64))]),
+            "max_redemptions",
+            "must be an integer from 1 to 4294967295",
+        ),
+        (
+            with(&[("max_redemptions", json!(0))]),
+            "max_redemptions",
+            "must be an integer from 1 to 4294967295",
+        ),
+        (
+            with(&[("expires_at", json!("9999-12-31T23:59:59-14:00"))]),
+            "expires_at",
+            "must be from 0001-01-02T00:00:00Z to 9999-12-30T23:59:59Z",
+        ),
+        (
+            with(&[("expires_at", json!("2026-06-30T23:59:60Z"))]),
+            "expires_at",
+            "leap second",
+        ),
+        (
+            with(&[(
+                "discount",
+                json!({ "amount_off": 9_007_199_254_740_993u64, "currency": "USD" }),
+            )]),
+            "discount.amount_off",
+            "at most 999999999999999",
+        ),
+    ] {
+        let a = post(&gw, CREATE, body.clone()).await;
+        assert_eq!(a.status, 422, "{body}: {}", a.body);
+        assert_eq!(problem_fields(field, &a), [field], "{}", a.body);
+        let got = a.body["errors"][0]["rule"].as_str().unwrap();
+        assert!(got.contains(rule), "{field}: {got}");
+    }
+    assert!(server.received_requests().await.unwrap().is_empty());
+
+    // The bounds themselves pass, and go out unchanged (Loop's date-time is RFC 3339 in UTC).
+    let body = with(&[
+        ("expires_at", json!("9999-12-30T23:59:59Z")),
+        ("max_redemptions", json!(4_294_967_295u64)),
+        ("discount", json!({ "percent_off": 20 })),
+    ]);
+    let a = post(&gw, "/v1/promo-codes?dry_run=true", body).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let sent = &common::result(&a.body, "loop")["request"]["body"];
+    assert_eq!(sent["valid_until"], "9999-12-30T23:59:59Z", "{sent}");
+    assert_eq!(sent["max_redemptions"], 4_294_967_295u64, "{sent}");
+    server.verify().await;
 }
 
 #[tokio::test]

@@ -125,12 +125,16 @@ pub enum BuildError {
     /// The campaign mapping lacks a key this vendor needs.
     #[error("{0}")]
     Mapping(String),
-    /// A passthrough field would overwrite one the adapter sets.
-    #[error("passthrough.{upstream}.{key}: would overwrite a field the gateway sets for {vendor}")]
+    /// A passthrough field would overwrite one the adapter sets, or would be read as one by a
+    /// vendor that matches keys loosely (see [`passthrough_key`]).
+    #[error("passthrough.{upstream}.{key}: {}", passthrough_rule(*vendor, gateway_key))]
     PassthroughConflict {
         vendor: VendorKind,
         upstream: String,
+        /// The passthrough key as the request spelt it.
         key: String,
+        /// The gateway's own key it matches.
+        gateway_key: String,
     },
 }
 
@@ -270,16 +274,38 @@ pub fn translate(
     Ok(t)
 }
 
+/// The rule a passthrough key breaks when it matches `gateway_key`, as a problem states it.
+pub fn passthrough_rule(vendor: VendorKind, gateway_key: &str) -> String {
+    format!(
+        "would overwrite `{gateway_key}`, a field the gateway sets for {vendor} (keys are compared as a vendor's \
+         JSON parser may match them: regardless of case, Unicode compatibility forms, `_` and `-`)"
+    )
+}
+
+/// The form in which a vendor might take two JSON keys for one field. Many JSON parsers match
+/// keys case-insensitively (Jackson's `ACCEPT_CASE_INSENSITIVE_PROPERTIES`, .NET's
+/// `PropertyNameCaseInsensitive`, Go's `encoding/json`, which also folds `K` and the Kelvin
+/// sign), and naming policies map `promo_code`, `promo-code` and `promoCode` to one field. So a
+/// passthrough `Code` beside the gateway's `code` is a second value for the same field, which
+/// such a vendor may take over the gateway's.
+pub fn passthrough_key(key: &str) -> String {
+    crate::model::fold(key)
+        .chars()
+        .filter(|c| !matches!(c, '_' | '-'))
+        .collect()
+}
+
 fn merge_passthrough(
     adapter: &dyn Adapter,
     upstream: &str,
     body: &mut Value,
     extra: &Map<String, Value>,
 ) -> Result<(), BuildError> {
-    let conflict = |key: &str| BuildError::PassthroughConflict {
+    let conflict = |key: &str, gateway_key: &str| BuildError::PassthroughConflict {
         vendor: adapter.kind(),
         upstream: upstream.to_owned(),
         key: key.to_owned(),
+        gateway_key: gateway_key.to_owned(),
     };
     // Every object the pointer reaches gets the extras (for a batch: every code in it).
     let mut targets: Vec<&mut Map<String, Value>> = Vec::new();
@@ -288,9 +314,18 @@ fn merge_passthrough(
         Some(Value::Array(items)) => targets.extend(items.iter_mut().filter_map(Value::as_object_mut)),
         _ => {}
     }
+    // The gateway's keys: those the adapter reserves, and those it set in this body.
+    let owned: Vec<(String, &str)> = adapter
+        .reserved_keys()
+        .iter()
+        .copied()
+        .chain(targets.iter().flat_map(|o| o.keys().map(String::as_str)))
+        .map(|k| (passthrough_key(k), k))
+        .collect();
     for key in extra.keys() {
-        if adapter.reserved_keys().contains(&key.as_str()) || targets.iter().any(|o| o.contains_key(key)) {
-            return Err(conflict(key));
+        let folded = passthrough_key(key);
+        if let Some((_, gateway_key)) = owned.iter().find(|(k, _)| *k == folded) {
+            return Err(conflict(key, gateway_key));
         }
     }
     for o in targets {

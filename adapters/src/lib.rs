@@ -5,6 +5,7 @@
 
 pub mod adapter;
 pub mod dates;
+pub mod json;
 pub mod mapping;
 pub mod model;
 pub mod money;

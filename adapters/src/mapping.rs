@@ -43,8 +43,15 @@ pub struct UpstreamMapping {
     /// Spacebring: the coupon the code attaches to (a uuid).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coupon_ref: Option<String>,
-    /// Moltin: the promotion the code attaches to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Moltin: the promotion the code attaches to. It is a segment of the URL path
+    /// (`/v2/promotions/{promotion_id}/codes`), so it must pass
+    /// [`crate::vendors::check_path_segment`]: read here, so that start-up and `check-config`
+    /// refuse the file naming the key, instead of a call going to another path.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "path_segment_id"
+    )]
     pub promotion_id: Option<String>,
     /// Limio v2: path of the Limio product.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -61,6 +68,15 @@ pub struct UpstreamMapping {
     /// Limio v3: the catalog discount the code attaches to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attached_discount: Option<AttachedDiscount>,
+}
+
+/// An id that becomes a URL path segment (see [`crate::vendors::check_path_segment`]).
+fn path_segment_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let id = String::deserialize(d)?;
+    match crate::vendors::check_path_segment(&id) {
+        Ok(()) => Ok(Some(id)),
+        Err(rule) => Err(serde::de::Error::custom(format!("{rule} (got `{id}`)"))),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -92,6 +108,17 @@ mod tests {
             names,
             ["limio-v2", "limio-v3", "loop", "moltin", "partnero", "spacebring"]
         );
+    }
+
+    #[test]
+    fn a_promotion_id_that_is_no_path_segment_is_refused() {
+        for id in ["", ".", ".."] {
+            let text = format!("[upstreams.moltin]\npromotion_id = \"{id}\"\n");
+            let err = toml::from_str::<Campaign>(&text).unwrap_err().to_string();
+            assert!(err.contains("promotion_id") && err.contains("path segment"), "{err}");
+        }
+        let ok: Campaign = toml::from_str("[upstreams.moltin]\npromotion_id = \"...\"\n").unwrap();
+        assert_eq!(ok.upstreams["moltin"].promotion_id.as_deref(), Some("..."));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::money::{Currency, Money, Percent};
+use crate::money::{Currency, Money, Percent, MAX_AMOUNT};
 
 /// What a code takes off: a percentage, or a fixed amount in one currency. Never both, never
 /// neither: the enum is the rule.
@@ -109,8 +109,8 @@ impl fmt::Display for DiscountDuration {
 /// decide how (or whether) their vendor can carry it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PromoCode {
-    /// What the customer types. 1..=100 characters, no whitespace or control characters;
-    /// vendors may narrow it further.
+    /// What the customer types. 1..=100 characters, no whitespace, control or format
+    /// characters; vendors may narrow it further. Compared with others by [`code_key`].
     pub code: String,
     /// The campaign whose mapping file (`mappings/<campaign>.toml`) names each vendor's parent.
     pub campaign: Option<String>,
@@ -305,13 +305,7 @@ pub fn validate(body: &Value, ctx: &ValidationContext<'_>) -> Result<CreateReque
             p.push("expires_at", "must be later than starts_at");
         }
     }
-    let max_redemptions = opt(obj, "max_redemptions").and_then(|v| {
-        let n = v.as_u64().filter(|n| (1..=u64::from(u32::MAX)).contains(n));
-        if n.is_none() {
-            p.push("max_redemptions", "must be a positive integer (at least 1)");
-        }
-        n.map(|n| n as u32)
-    });
+    let max_redemptions = opt(obj, "max_redemptions").and_then(|v| count(v, "max_redemptions", &mut p));
     let first_time_only = opt(obj, "first_time_only").map_or(Some(false), |v| boolean(v, "first_time_only", &mut p));
     let minimum_order = opt(obj, "minimum_order").and_then(|v| parse_money(v, "minimum_order", "amount", &mut p));
     let customer = opt(obj, "customer").and_then(|v| parse_party(v, "customer", &mut p));
@@ -415,6 +409,64 @@ fn boolean(v: &Value, field: &str, p: &mut Problems) -> Option<bool> {
     b
 }
 
+/// Folds text to the form in which two strings are one to a vendor that compares them loosely:
+/// Unicode compatibility normalisation and full case folding, as in Unicode's compatibility
+/// caseless match (D146: `NFKD(casefold(NFKD(casefold(NFD(s)))))`), composed again (NFKC) so
+/// the result reads like the text. `SPRING20`, `spring20` and `ＳＰＲＩＮＧ２０` fold alike, and
+/// so do `KEY` and `\u{212A}EY` (with the Kelvin sign), which `to_uppercase` keeps apart.
+pub fn fold(s: &str) -> String {
+    use caseless::Caseless;
+    use unicode_normalization::UnicodeNormalization;
+    s.chars()
+        .nfd()
+        .default_case_fold()
+        .nfkd()
+        .default_case_fold()
+        .nfkc()
+        .collect()
+}
+
+/// The one key under which codes are compared (the ledger's `code_key` column): two codes with
+/// the same key are the same code to some vendor, so one campaign holds one of them, and one
+/// upstream holds it for one campaign.
+pub fn code_key(code: &str) -> String {
+    fold(code)
+}
+
+/// Unicode's format characters (general category Cf, as of Unicode 15.1): invisible, so a code
+/// holding one looks like the code without it (`SPRING\u{200B}123` beside `SPRING123`), and the
+/// bidi controls among them can make a code display as another. The table is small and changes
+/// rarely, so it is kept here rather than pulling in a crate of character properties for one
+/// category.
+const FORMAT_CHARS: &[(char, char)] = &[
+    ('\u{00AD}', '\u{00AD}'),
+    ('\u{0600}', '\u{0605}'),
+    ('\u{061C}', '\u{061C}'),
+    ('\u{06DD}', '\u{06DD}'),
+    ('\u{070F}', '\u{070F}'),
+    ('\u{0890}', '\u{0891}'),
+    ('\u{08E2}', '\u{08E2}'),
+    ('\u{180E}', '\u{180E}'),
+    ('\u{200B}', '\u{200F}'),
+    ('\u{202A}', '\u{202E}'),
+    ('\u{2060}', '\u{2064}'),
+    ('\u{2066}', '\u{206F}'),
+    ('\u{FEFF}', '\u{FEFF}'),
+    ('\u{FFF9}', '\u{FFFB}'),
+    ('\u{110BD}', '\u{110BD}'),
+    ('\u{110CD}', '\u{110CD}'),
+    ('\u{13430}', '\u{1343F}'),
+    ('\u{1BCA0}', '\u{1BCA3}'),
+    ('\u{1D173}', '\u{1D17A}'),
+    ('\u{E0001}', '\u{E0001}'),
+    ('\u{E0020}', '\u{E007F}'),
+];
+
+/// Whether `c` is a format character (category Cf).
+pub fn is_format_char(c: char) -> bool {
+    FORMAT_CHARS.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))
+}
+
 fn check_code<'a>(code: &'a str, p: &mut Problems) -> Option<&'a str> {
     let len = code.chars().count();
     if len == 0 || len > MAX_CODE_LEN {
@@ -428,21 +480,66 @@ fn check_code<'a>(code: &'a str, p: &mut Problems) -> Option<&'a str> {
         p.push("code", "must not contain whitespace or control characters");
         return None;
     }
+    if let Some(c) = code.chars().find(|c| is_format_char(*c)) {
+        p.push(
+            "code",
+            format!(
+                "must not contain invisible format characters (Unicode category Cf: zero-width spaces and joiners, \
+                 the byte-order mark, bidi controls such as U+202E), which make a code look like another; found U+{:04X}",
+                u32::from(c)
+            ),
+        );
+        return None;
+    }
     Some(code)
 }
 
-fn date_time(v: &Value, field: &str, p: &mut Problems) -> Option<DateTime<FixedOffset>> {
-    let s = string(v, field, p)?;
-    match DateTime::parse_from_rfc3339(s) {
-        Ok(t) => Some(t),
-        Err(_) => {
-            p.push(
-                field,
-                format!("must be an RFC 3339 date-time with an offset, such as 2026-04-01T00:00:00Z; got `{s}`"),
-            );
-            None
-        }
+/// A count the gateway keeps as a `u32` (redemptions, a duration's length): 1 to 4294967295.
+fn count(v: &Value, field: &str, p: &mut Problems) -> Option<u32> {
+    let n = v.as_u64().filter(|n| *n >= 1).and_then(|n| u32::try_from(n).ok());
+    if n.is_none() {
+        p.push(field, format!("must be an integer from 1 to {}, got {v}", u32::MAX));
     }
+    n
+}
+
+/// The earliest and latest instants a code's dates may name, as RFC 3339 text. Every vendor
+/// format has four-digit years: an RFC 3339 date-time in UTC (Loop, Spacebring) and a date in
+/// the upstream's time zone (Partnero, Limio), which is up to a day away from UTC. Beyond these,
+/// `9999-12-31T23:59:59-14:00` would go out as `+10000-01-01T13:59:59Z`.
+pub const EARLIEST: &str = "0001-01-02T00:00:00Z";
+pub const LATEST: &str = "9999-12-30T23:59:59Z";
+
+fn date_time(v: &Value, field: &str, p: &mut Problems) -> Option<DateTime<FixedOffset>> {
+    use chrono::Timelike;
+    let s = string(v, field, p)?;
+    let Ok(t) = DateTime::parse_from_rfc3339(s) else {
+        p.push(
+            field,
+            format!("must be an RFC 3339 date-time with an offset, such as 2026-04-01T00:00:00Z; got `{s}`"),
+        );
+        return None;
+    };
+    // chrono keeps a leap second as a nanosecond count past 1e9.
+    if t.nanosecond() >= 1_000_000_000 {
+        p.push(
+            field,
+            format!("must not name a leap second (second 60): vendors' date-time parsers refuse it; got `{s}`"),
+        );
+        return None;
+    }
+    let bound = |b: &str| DateTime::parse_from_rfc3339(b).expect("a valid bound");
+    if t < bound(EARLIEST) || t > bound(LATEST) {
+        p.push(
+            field,
+            format!(
+                "must be from {EARLIEST} to {LATEST}, so that every vendor's date format (four-digit years, in UTC \
+                 and in the upstream's time zone) can carry it; got `{s}`"
+            ),
+        );
+        return None;
+    }
+    Some(t)
 }
 
 fn object<'a>(v: &'a Value, field: &str, allowed: &[&str], p: &mut Problems) -> Option<&'a Map<String, Value>> {
@@ -482,11 +579,14 @@ fn currency(obj: &Map<String, Value>, field: &str, p: &mut Problems) -> Option<C
 }
 
 fn positive_minor(v: &Value, path: &str, p: &mut Problems) -> Option<u64> {
-    let n = v.as_u64().filter(|n| *n > 0);
+    let n = v.as_u64().filter(|n| (1..=MAX_AMOUNT).contains(n));
     if n.is_none() {
         p.push(
             path,
-            "must be a positive integer in the currency's minor units (cents for USD)",
+            format!(
+                "must be a positive integer in the currency's minor units (cents for USD), at most {MAX_AMOUNT} \
+                 (vendors read amounts as JavaScript numbers or decimals, exact only to 15 digits); got {v}"
+            ),
         );
     }
     n
@@ -565,12 +665,13 @@ fn parse_party(v: &Value, field: &str, p: &mut Problems) -> Option<Party> {
 
 fn parse_duration(v: &Value, field: &str, p: &mut Problems) -> Option<DiscountDuration> {
     let obj = object(v, field, &["length", "unit"], p)?;
-    let length = opt(obj, "length")
-        .and_then(Value::as_u64)
-        .filter(|n| (1..=u64::from(u32::MAX)).contains(n));
-    if length.is_none() {
-        p.push(format!("{field}.length"), "is required and must be a positive integer");
-    }
+    let length = match opt(obj, "length") {
+        None => {
+            p.push(format!("{field}.length"), "is required");
+            None
+        }
+        Some(v) => count(v, &format!("{field}.length"), p),
+    };
     let unit = opt(obj, "unit").and_then(|u| serde_json::from_value::<DurationUnit>(u.clone()).ok());
     if unit.is_none() {
         p.push(
@@ -579,7 +680,7 @@ fn parse_duration(v: &Value, field: &str, p: &mut Problems) -> Option<DiscountDu
         );
     }
     Some(DiscountDuration {
-        length: length? as u32,
+        length: length?,
         unit: unit?,
     })
 }
@@ -752,6 +853,36 @@ mod tests {
         .unwrap_err();
         let fields: Vec<&str> = e.iter().map(|p| p.field.as_str()).collect();
         assert_eq!(fields, ["passthrough.nowhere"]);
+    }
+
+    #[test]
+    fn codes_fold_by_nfkc_and_case_folding() {
+        assert_eq!(code_key("Spring20"), code_key("SPRING20"));
+        assert_eq!(code_key("\u{212A}EY"), code_key("KEY"));
+        assert_eq!(code_key("\u{FF33}\u{FF30}"), code_key("sp"));
+        assert_eq!(code_key("STRASSE"), code_key("stra\u{DF}e"));
+        assert_eq!(code_key("e\u{301}"), code_key("\u{E9}"));
+        assert_ne!(code_key("SPRING\u{200B}123"), code_key("SPRING123"));
+        // Folding twice changes nothing: the key is a fixed point.
+        for s in ["\u{212A}EY", "Stra\u{DF}e", "\u{1E9E}", "\u{130}", "ﬁ"] {
+            assert_eq!(code_key(&code_key(s)), code_key(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn format_characters_are_refused_in_codes() {
+        for (code, named) in [
+            ("SPRING\u{200B}123", "U+200B"),
+            ("\u{FEFF}SPRING", "U+FEFF"),
+            ("A\u{202A}B", "U+202A"),
+            ("A\u{2069}B", "U+2069"),
+            ("A\u{E0041}B", "U+E0041"),
+        ] {
+            let e = check(json!({ "code": code, "discount": { "percent_off": 5 }, "targets": ["loop"] })).unwrap_err();
+            assert_eq!(e.0[0].field, "code");
+            assert!(e.0[0].rule.contains(named), "{}", e.0[0].rule);
+        }
+        assert!(check(json!({ "code": "Ŝpring-ÄÖ", "discount": { "percent_off": 5 }, "targets": ["loop"] })).is_ok());
     }
 
     #[test]

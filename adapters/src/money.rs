@@ -58,7 +58,15 @@ impl<'de> Deserialize<'de> for Currency {
     }
 }
 
-/// A positive amount in the currency's minor units.
+/// The largest amount, in minor units, a code may carry: 15 digits. Vendors written in
+/// JavaScript read every JSON number as a double, exact for integers only up to 2^53 - 1 (16
+/// digits), and a vendor that takes decimal major units (Limio's `amountDiscount`) is exact
+/// only for decimals of at most 15 significant digits, the precision a double always keeps. So
+/// the smallest of those limits bounds every amount, whatever the target: 9,999,999,999,999.99
+/// USD is more than any promotion gives.
+pub const MAX_AMOUNT: u64 = 999_999_999_999_999;
+
+/// A positive amount in the currency's minor units, at most [`MAX_AMOUNT`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Money {
     pub amount: u64,
@@ -196,6 +204,23 @@ mod tests {
         let c = Currency::parse(code).unwrap();
         let (n, exact) = to_major(minor, c.exponent(), max, round);
         (n.to_string(), exact)
+    }
+
+    #[test]
+    fn the_largest_amount_is_exact_in_major_units() {
+        assert_eq!(
+            major(MAX_AMOUNT, "USD", 2, Round::Down),
+            ("9999999999999.99".into(), true)
+        );
+        assert_eq!(
+            major(MAX_AMOUNT, "KWD", 2, Round::Down),
+            ("999999999999.99".into(), false)
+        );
+        assert_eq!(
+            major(MAX_AMOUNT, "JPY", 2, Round::Down),
+            ("999999999999999".into(), true)
+        );
+        const { assert!(MAX_AMOUNT < (1 << 53) - 1) };
     }
 
     #[test]

@@ -32,9 +32,23 @@ pub(crate) fn json_headers() -> Vec<(String, String)> {
     vec![("Content-Type".into(), "application/json".into())]
 }
 
+/// Whether an id taken from a mapping file can be one segment of a URL path. Percent-encoding
+/// keeps `/`, `?` and `#` from changing the path, but not a dot segment: every URL parser
+/// (RFC 3986 §5.2.4, and the WHATWG parser reqwest uses, which reads `%2E` as `.` too) resolves
+/// `.` and `..` away, so `/v2/promotions/../codes` would be sent as `/v2/codes`. An empty id
+/// would leave `//` in the path. These are refused where the mapping is read.
+pub fn check_path_segment(s: &str) -> Result<(), &'static str> {
+    match s {
+        "" => Err("must not be empty: it is a path segment of the vendor's URL"),
+        "." | ".." => Err("must not be `.` or `..`: URL parsers resolve such a path segment away, so the call would go to another path"),
+        _ => Ok(()),
+    }
+}
+
 /// Percent-encodes one path segment taken from a mapping file, so an id can never change the
-/// path it is put into.
+/// path it is put into (the mapping has passed [`check_path_segment`], so it is no dot segment).
 pub(crate) fn path_segment(s: &str) -> String {
+    debug_assert!(check_path_segment(s).is_ok(), "{s:?} is not a path segment");
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
