@@ -2,3 +2,4 @@
 //! one.
 
 pub mod local;
+pub mod redis;

@@ -445,6 +445,10 @@ struct UpstreamHealth {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pause_capped: bool,
     breaker: crate::upstream::BreakerState,
+    /// Why the upstream's rate budget cannot be asked (a shared budget whose backend does not
+    /// answer): no call goes out until it can.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_limit_problem: Option<String>,
     /// RFC 3339: when the open breaker lets a trial call through.
     #[serde(skip_serializing_if = "Option::is_none")]
     breaker_open_until: Option<String>,
@@ -466,6 +470,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
         };
         let rfc3339 = |at: chrono::DateTime<chrono::Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
         let (breaker, breaker_open_until) = u.breaker();
+        let pause = u.pause_state().await;
         upstreams.insert(
             u.name.clone(),
             UpstreamHealth {
@@ -473,7 +478,8 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
                 configured,
                 missing,
                 token_fetches,
-                paused_until: u.paused_until().await.map(rfc3339),
+                paused_until: pause.as_ref().ok().copied().flatten().map(rfc3339),
+                rate_limit_problem: pause.err().map(|e| e.to_string()),
                 pause_capped: u.pause_capped(),
                 breaker,
                 breaker_open_until: breaker_open_until.map(rfc3339),
@@ -487,10 +493,12 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
     };
     // A pause is the vendor's pace, not a fault, unless it asked for more than the gateway waits.
     let status = if ledger.problem.is_none()
-        && upstreams
-            .values()
-            .all(|u| u.configured && u.breaker == crate::upstream::BreakerState::Closed && !u.pause_capped)
-    {
+        && upstreams.values().all(|u| {
+            u.configured
+                && u.breaker == crate::upstream::BreakerState::Closed
+                && !u.pause_capped
+                && u.rate_limit_problem.is_none()
+        }) {
         "ok"
     } else {
         "degraded"

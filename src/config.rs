@@ -22,6 +22,9 @@ pub struct Config {
     pub server: Server,
     #[serde(default)]
     pub ledger: LedgerConfig,
+    /// Where the upstreams' rate budgets live: in this process, or shared through Redis.
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
     /// Named upstream instances: two of one kind can coexist (`limio-eu`, `limio-us`).
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
@@ -66,6 +69,19 @@ impl Default for Server {
             shutdown_grace_ms: default_shutdown_grace(),
         }
     }
+}
+
+/// `[rate_limit]`: without `redis_url_env`, each process keeps its own budget per upstream
+/// (right for one process); with it, every replica draws on one budget per upstream in Redis.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// The environment variable holding the `redis://` URL (it may carry a password).
+    #[serde(default)]
+    pub redis_url_env: Option<String>,
+    /// Prefix of the gateway's Redis keys, for a Redis shared with other applications.
+    #[serde(default)]
+    pub redis_key_prefix: Option<String>,
 }
 
 /// Where the ledger lives.

@@ -843,14 +843,20 @@ pub(crate) fn delivered(mut r: TargetResult, upstream: &Upstream, sent: Sent) ->
                 None,
             )),
         ),
-        Delivery::NoSlot { waited } => (
+        Delivery::NoSlot { waited, backend } => (
             Status::Throttled,
             Some((
                 ErrorKind::RateLimited,
-                format!(
-                    "no call to {vendor} could be made within {} ms (limiter_wait_ms) under its rate_limit and max_in_flight; nothing was sent",
-                    waited.as_millis()
-                ),
+                match backend {
+                    Some(e) => format!(
+                        "no call to {vendor} was made: its rate budget could not be asked within {} ms (limiter_wait_ms), and no call goes out without it ({e}); nothing was sent",
+                        waited.as_millis()
+                    ),
+                    None => format!(
+                        "no call to {vendor} could be made within {} ms (limiter_wait_ms) under its rate_limit and max_in_flight; nothing was sent",
+                        waited.as_millis()
+                    ),
+                },
                 None,
             )),
         ),

@@ -21,6 +21,10 @@ pub enum StartupError {
     },
     #[error("cannot open the ledger {path}: {message}")]
     Ledger { path: PathBuf, message: String },
+    /// The shared rate budget cannot be used: `[rate_limit]` names a variable that is unset,
+    /// or a Redis that does not answer. Never shows the URL (it may hold a password).
+    #[error("rate_limit.redis_url_env ({var}): {message}")]
+    RateLimit { var: String, message: String },
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
     /// A command-line job that cannot start (a bad file, a job the API would refuse).

@@ -122,19 +122,43 @@ impl Gateway {
     }
 }
 
-/// Every configured upstream, each with this process's own rate budget.
+/// Every configured upstream, each with its rate budget: this process's own, or one shared
+/// through Redis when `[rate_limit] redis_url_env` is set.
 fn upstreams(
     config: &Config,
     env: &dyn Fn(&str) -> Option<String>,
     clock: &clock::SharedClock,
 ) -> Result<std::collections::BTreeMap<String, Arc<upstream::Upstream>>, StartupError> {
+    let shared = match &config.rate_limit.redis_url_env {
+        None => None,
+        Some(var) => {
+            let fail = |message: String| StartupError::RateLimit {
+                var: var.clone(),
+                message,
+            };
+            let url = env(var)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| fail("the variable is not set; it must hold the redis:// URL".into()))?;
+            let prefix = config.rate_limit.redis_key_prefix.as_deref().unwrap_or("promo-gateway");
+            let budget = admission::redis::RedisBudget::connect(&url, prefix)
+                .map_err(|e| fail(format!("Redis does not answer: {e}")))?;
+            Some(budget)
+        }
+    };
     config
         .upstreams
         .iter()
         .map(|(name, u)| {
-            let per_second = NonZeroU32::new(u.rate_limit.per_second).expect("checked by Config::check");
-            let burst = NonZeroU32::new(u.rate_limit.burst).expect("checked by Config::check");
-            let admission = Arc::new(admission::local::LocalAdmission::new(per_second, burst, clock.clone()));
+            let admission: Arc<dyn ports::Admission> = match &shared {
+                Some(budget) => {
+                    Arc::new(budget.upstream(name, u.rate_limit.per_second, u.rate_limit.burst, clock.clone()))
+                }
+                None => {
+                    let per_second = NonZeroU32::new(u.rate_limit.per_second).expect("checked by Config::check");
+                    let burst = NonZeroU32::new(u.rate_limit.burst).expect("checked by Config::check");
+                    Arc::new(admission::local::LocalAdmission::new(per_second, burst, clock.clone()))
+                }
+            };
             let upstream = upstream::Upstream::new(name, u, env, clock.clone(), admission)?;
             Ok((name.clone(), Arc::new(upstream)))
         })

@@ -30,7 +30,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use crate::auth::{Auth, AuthError, Authorization, Credentials};
 use crate::clock::SharedClock;
 use crate::config::{Breaker as BreakerConfig, Retry, UpstreamConfig};
-use crate::ports::{Admission, Admit};
+use crate::ports::{Admission, AdmissionError, Admit};
 use crate::redact::Redactor;
 
 pub struct Upstream {
@@ -70,8 +70,9 @@ enum Slot<'a> {
     Taken(SemaphorePermit<'a>),
     /// The upstream is paused: nothing was taken.
     Paused,
-    /// An interactive caller's `limiter_wait_ms` ran out.
-    NotInTime,
+    /// An interactive caller's `limiter_wait_ms` ran out; with the rate-limit backend's error
+    /// when it could not be asked.
+    NotInTime(Option<AdmissionError>),
 }
 
 /// The longest a vendor's Retry-After pauses an upstream. A longer one (a vendor's bug, or
@@ -95,7 +96,11 @@ pub enum Delivery {
     /// Nothing sent: the vendor asked for a pause until `until`, longer than this caller waits.
     Paused { until: DateTime<Utc> },
     /// Nothing sent: no rate-limiter cell and in-flight slot within `limiter_wait_ms`.
-    NoSlot { waited: Duration },
+    NoSlot {
+        waited: Duration,
+        /// Why the rate budget could not be asked, when that was the reason.
+        backend: Option<AdmissionError>,
+    },
     /// Nothing sent: the background caller halted (its job was paused or cancelled) before
     /// the call could go out.
     Withheld,
@@ -467,13 +472,12 @@ impl Upstream {
 
     /// The end of the current Retry-After pause, if one is under way.
     pub async fn paused_until(&self) -> Option<DateTime<Utc>> {
-        match self.admission.paused_until().await {
-            Ok(until) => until,
-            Err(e) => {
-                tracing::warn!(upstream = %self.name, "could not read the upstream's pause: {e}");
-                None
-            }
-        }
+        self.pause_state().await.ok().flatten()
+    }
+
+    /// [`Upstream::paused_until`], or why the rate budget could not be asked (for `/health`).
+    pub async fn pause_state(&self) -> Result<Option<DateTime<Utc>>, AdmissionError> {
+        self.admission.paused_until().await
     }
 
     /// Whether the current pause is one the vendor asked to last longer than [`MAX_PAUSE`]
@@ -531,9 +535,9 @@ impl Upstream {
                 Some(Slot::Taken(permit)) => permit,
                 // A pause began while this call waited: wait it out first.
                 Some(Slot::Paused) => continue,
-                Some(Slot::NotInTime) => {
+                Some(Slot::NotInTime(backend)) => {
                     let waited = self.limiter_wait;
-                    return self.end(sent, last.unwrap_or(Delivery::NoSlot { waited }));
+                    return self.end(sent, last.unwrap_or(Delivery::NoSlot { waited, backend }));
                 }
                 None => return self.end(sent, last.unwrap_or(Delivery::Withheld)),
             };
@@ -857,16 +861,18 @@ impl Upstream {
     /// interactive caller would wait longer than `limiter_wait_ms` for them.
     async fn slot(&self, patience: Patience<'_>) -> Slot<'_> {
         let started = Instant::now();
+        let backend_error = Mutex::new(None);
         let ready = async {
-            if !self.rate_slot().await {
+            if !self.rate_slot(&backend_error).await {
                 return Slot::Paused;
             }
             Slot::Taken(self.in_flight.acquire().await.expect("never closed"))
         };
         let slot = match patience {
-            Patience::Interactive => tokio::time::timeout(self.limiter_wait, ready)
-                .await
-                .unwrap_or(Slot::NotInTime),
+            Patience::Interactive => match tokio::time::timeout(self.limiter_wait, ready).await {
+                Ok(slot) => slot,
+                Err(_) => Slot::NotInTime(lock(&backend_error).take()),
+            },
             Patience::Background(_) => ready.await,
         };
         lock(&self.stats).limiter_wait_secs += started.elapsed().as_secs_f64();
@@ -875,7 +881,7 @@ impl Upstream {
 
     /// Waits (real time) for a slot of the rate budget; `false`, with none taken, when the
     /// upstream is paused. While the budget cannot be asked, no call goes out: it asks again.
-    async fn rate_slot(&self) -> bool {
+    async fn rate_slot(&self, backend_error: &Mutex<Option<AdmissionError>>) -> bool {
         loop {
             match self.admission.admit().await {
                 Ok(Admit::Now) => return true,
@@ -883,6 +889,7 @@ impl Upstream {
                 Ok(Admit::Paused(_)) => return false,
                 Err(e) => {
                     tracing::warn!(upstream = %self.name, "no call without the rate budget's word: {e}");
+                    *lock(backend_error) = Some(e);
                     tokio::time::sleep(ADMISSION_RETRY).await;
                 }
             }

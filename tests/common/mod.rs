@@ -14,6 +14,7 @@ use wiremock::matchers::{any, body_json, header, method, path};
 use wiremock::{Mock, MockBuilder, MockServer, ResponseTemplate};
 
 pub mod binary;
+pub mod redis;
 
 // ---------------------------------------------------------------------------------------------
 // The gateway
