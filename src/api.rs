@@ -445,6 +445,9 @@ struct UpstreamHealth {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pause_capped: bool,
     breaker: crate::upstream::BreakerState,
+    /// Where the upstream's rate budget lives: `local` (this process's own) or `redis` (one
+    /// budget shared by every replica).
+    rate_limit_backend: &'static str,
     /// Why the upstream's rate budget cannot be asked (a shared budget whose backend does not
     /// answer): no call goes out until it can.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -479,6 +482,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
                 missing,
                 token_fetches,
                 paused_until: pause.as_ref().ok().copied().flatten().map(rfc3339),
+                rate_limit_backend: u.rate_limit_backend(),
                 rate_limit_problem: pause.err().map(|e| e.to_string()),
                 pause_capped: u.pause_capped(),
                 breaker,

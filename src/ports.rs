@@ -31,6 +31,9 @@ pub struct AdmissionError(pub String);
 /// own and stays in [`crate::upstream::Upstream`].
 #[async_trait::async_trait]
 pub trait Admission: Send + Sync {
+    /// Where the budget lives, as `/health` names it (`local`, `redis`).
+    fn backend(&self) -> &'static str;
+
     /// Takes a slot for one call, unless the upstream is paused or no slot is free yet.
     async fn admit(&self) -> Result<Admit, AdmissionError>;
 

@@ -475,6 +475,11 @@ impl Upstream {
         self.pause_state().await.ok().flatten()
     }
 
+    /// Where this upstream's rate budget lives (`local`, `redis`).
+    pub fn rate_limit_backend(&self) -> &'static str {
+        self.admission.backend()
+    }
+
     /// [`Upstream::paused_until`], or why the rate budget could not be asked (for `/health`).
     pub async fn pause_state(&self) -> Result<Option<DateTime<Utc>>, AdmissionError> {
         self.admission.paused_until().await

@@ -42,20 +42,20 @@ async fn the_default_config_loads_and_health_lists_six_unconfigured_upstreams() 
             "ledger": { "status": "ok" },
             "upstreams": {
                 "spacebring": {
-                    "vendor": "spacebring", "configured": false, "breaker": "closed",
+                    "vendor": "spacebring", "configured": false, "breaker": "closed", "rate_limit_backend": "local",
                     "missing": ["SPACEBRING_API_KEY", "SPACEBRING_API_SECRET"]
                 },
-                "partnero": { "vendor": "partnero", "configured": false, "breaker": "closed", "missing": ["PARTNERO_API_KEY"] },
-                "moltin": { "vendor": "moltin", "configured": false, "breaker": "closed", "missing": ["MOLTIN_ACCESS_TOKEN"] },
+                "partnero": { "vendor": "partnero", "configured": false, "breaker": "closed", "rate_limit_backend": "local", "missing": ["PARTNERO_API_KEY"] },
+                "moltin": { "vendor": "moltin", "configured": false, "breaker": "closed", "rate_limit_backend": "local", "missing": ["MOLTIN_ACCESS_TOKEN"] },
                 "limio-v2": {
-                    "vendor": "limio_v2", "configured": false, "breaker": "closed",
+                    "vendor": "limio_v2", "configured": false, "breaker": "closed", "rate_limit_backend": "local",
                     "missing": ["LIMIO_CLIENT_ID", "LIMIO_CLIENT_SECRET"]
                 },
                 "limio-v3": {
-                    "vendor": "limio_v3", "configured": false, "breaker": "closed",
+                    "vendor": "limio_v3", "configured": false, "breaker": "closed", "rate_limit_backend": "local",
                     "missing": ["LIMIO_CLIENT_ID", "LIMIO_CLIENT_SECRET"]
                 },
-                "loop": { "vendor": "loop", "configured": false, "breaker": "closed", "missing": ["LOOP_API_TOKEN"] }
+                "loop": { "vendor": "loop", "configured": false, "breaker": "closed", "rate_limit_backend": "local", "missing": ["LOOP_API_TOKEN"] }
             }
         })
     );

@@ -38,6 +38,10 @@ impl LocalAdmission {
 
 #[async_trait::async_trait]
 impl Admission for LocalAdmission {
+    fn backend(&self) -> &'static str {
+        "local"
+    }
+
     async fn admit(&self) -> Result<Admit, AdmissionError> {
         if let Some(until) = self.current_pause() {
             return Ok(Admit::Paused(until));

@@ -185,6 +185,10 @@ impl RedisAdmission {
 
 #[async_trait::async_trait]
 impl Admission for RedisAdmission {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
     async fn admit(&self) -> Result<Admit, AdmissionError> {
         let mut conn = self.shared.connection().await?;
         let (verdict, micros): (i64, i64) = self

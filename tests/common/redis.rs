@@ -13,6 +13,25 @@ pub struct Redis {
 }
 
 impl Redis {
+    /// A server of the test's own, or `None` (the test is skipped, and says so) on a developer
+    /// machine without `redis-server`. CI (`CI` set) never skips: there it is a failure.
+    pub fn start_or_skip(test: &str) -> Option<Self> {
+        let installed = Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !installed {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{test}: redis-server is not installed; scripts/test installs it"
+            );
+            eprintln!("{test}: SKIPPED: redis-server is not installed (scripts/test installs it)");
+            return None;
+        }
+        Some(Self::start())
+    }
+
     pub fn start() -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
