@@ -3,8 +3,9 @@
 //!
 //! A job is accepted whole or not at all: its codes are read (from a JSON list, a CSV or NDJSON
 //! upload streamed to a temporary file, a generator, or the ledger's codes of a campaign for a
-//! mirror), validated, and written to the ledger with every target `pending` in one
-//! transaction; a single bad line refuses the job and changes nothing. Then one worker per
+//! mirror), validated, and written to the ledger with every target `pending`, in short slices
+//! that let creates in between (see `Store::create_job`); a single bad line refuses the job and
+//! changes nothing. Then one worker per
 //! target walks the job's pending deliveries in pages, so memory stays flat however long the
 //! job, and records each outcome as it arrives. A crash leaves `pending` exactly what may not
 //! have been delivered; the next start resumes the job from there.
@@ -111,6 +112,14 @@ impl Pattern {
         })
     }
 
+    /// How many distinct codes the pattern makes: the alphabet's size to the power of the
+    /// random part's length (saturating: beyond u64 it is plenty).
+    pub fn capacity(&self) -> u64 {
+        (ALPHABET.len() as u64)
+            .checked_pow(self.random as u32)
+            .unwrap_or(u64::MAX)
+    }
+
     /// One code, its random part drawn by the thread's CSPRNG (ChaCha, seeded from the OS).
     pub fn draw(&self) -> String {
         let mut rng = rand::rng();
@@ -118,6 +127,12 @@ impl Pattern {
             .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
             .collect();
         format!("{}{random}{}", self.prefix, self.suffix)
+    }
+}
+
+impl std::fmt::Display for Pattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{{random:{}}}{}", self.prefix, self.random, self.suffix)
     }
 }
 
@@ -201,8 +216,8 @@ impl Engine {
         Ok(id)
     }
 
-    /// The blocking half of [`Engine::start_job`]: reads the codes inside the ledger's
-    /// transaction, so a file of any length is never held in memory.
+    /// The blocking half of [`Engine::start_job`]: reads the codes lazily as the ledger takes
+    /// them in, so a file of any length is never held in memory.
     fn write_job(&self, spec: JobSpec) -> Result<i64, ApiError> {
         let JobSpec {
             campaign,
@@ -237,6 +252,7 @@ impl Engine {
                     "generate",
                     JobCodes::Generate {
                         count,
+                        capacity: pattern.capacity(),
                         next: Box::new(move || {
                             let code = pattern.draw();
                             let mut body = template.clone();

@@ -2,7 +2,7 @@
 //!
 //! A job's codes come as JSON (a list, a generator or a mirror) or as an uploaded CSV or NDJSON
 //! file. Uploads are streamed to a temporary file as they arrive, so a 100,000-line file is
-//! never held in memory; the job is then read from that file inside the ledger's transaction.
+//! never held in memory; the job is then read from that file as the ledger takes it in.
 
 use std::collections::BTreeMap;
 
@@ -287,8 +287,23 @@ fn json_spec(state: &AppState, value: Value) -> Result<JobSpec, ApiError> {
                     None
                 }
             };
+            // Drawing most of a pattern's codes would take ever more draws per new code (and
+            // hold the intake for as long): at most half of them may be asked for.
+            if let (Some(count), Some(pattern)) = (count, &pattern) {
+                let capacity = pattern.capacity();
+                if count > capacity / 2 {
+                    p.push(
+                        "generate.count",
+                        format!(
+                            "the pattern `{pattern}` makes {capacity} codes; a generator may ask for at most half of them ({}), got {count}",
+                            capacity / 2
+                        ),
+                    );
+                }
+            }
             count
                 .zip(pattern)
+                .filter(|_| p.is_empty())
                 .map(|(count, pattern)| Source::Generate { count, pattern })
         }
         (None, None) => None,
