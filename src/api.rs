@@ -54,7 +54,7 @@ pub fn router(engine: Arc<Engine>, server: &crate::config::Server) -> Router {
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub(crate) engine: Arc<Engine>,
-    max_body_bytes: usize,
+    pub(crate) max_body_bytes: usize,
     pub(crate) max_upload_bytes: u64,
     pub(crate) max_job_json_bytes: usize,
 }

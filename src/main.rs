@@ -206,6 +206,7 @@ async fn sync(config: &Path, args: SyncArgs) -> Result<ExitCode, StartupError> {
         source: Source::File {
             path: args.file,
             format,
+            max_item_bytes: gateway.config.server.max_body_bytes,
         },
     };
     run_job(&gateway, spec).await

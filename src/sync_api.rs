@@ -89,6 +89,7 @@ pub(crate) async fn create(
                 source: Source::File {
                     path: file.path().to_owned(),
                     format,
+                    max_item_bytes: state.max_body_bytes,
                 },
             };
             upload = Some(file);
@@ -263,7 +264,22 @@ fn json_spec(state: &AppState, value: Value) -> Result<JobSpec, ApiError> {
         }
     };
     let source = match (obj.get("codes"), obj.get("generate")) {
-        (Some(Value::Array(codes)), _) => Some(Source::Inline(codes.clone())),
+        (Some(Value::Array(codes)), _) => {
+            // Each item is a code: held to a create's body limit, as an upload's line is.
+            for (i, code) in codes.iter().enumerate() {
+                let size = json_size(code);
+                if size > state.max_body_bytes {
+                    p.push(
+                        format!("codes[{i}]"),
+                        format!(
+                            "is {size} bytes: a code may be at most server.max_body_bytes ({} bytes), as in a create",
+                            state.max_body_bytes
+                        ),
+                    );
+                }
+            }
+            Some(Source::Inline(codes.clone()))
+        }
         (Some(_), _) => {
             p.push("codes", "must be a list of codes (strings or objects)");
             None
@@ -318,6 +334,24 @@ fn json_spec(state: &AppState, value: Value) -> Result<JobSpec, ApiError> {
         }),
         _ => Err(ApiError::Invalid(p)),
     }
+}
+
+/// The length of a value written as compact JSON, counted without writing it anywhere.
+fn json_size(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 fn job_id(id: &str) -> Result<i64, ApiError> {

@@ -235,3 +235,51 @@ async fn a_missing_credential_starts_the_binary_with_the_upstream_unconfigured()
     drop(gw);
     server.verify().await;
 }
+
+/// One NDJSON line with a 64 MiB description is refused naming its line and the limit, and the
+/// binary never reads it into memory (the audit saw 409 MB of RSS for a 100 MB line, which was
+/// accepted, stored and sent).
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_upload_line_is_refused_without_being_held_in_memory() {
+    let loop_srv = common::strict_server().await;
+    let partnero_srv = common::strict_server().await;
+    let gw = spawn(
+        &config(&loop_srv.uri(), &partnero_srv.uri()),
+        &[(LOOP_VAR, "t"), (PARTNERO_VAR, "t")],
+    );
+    let mib = 1 << 20;
+    let mut upload = br#"{"code":"BIG","discount":{"percent_off":20},"description":""#.to_vec();
+    upload.resize(upload.len() + 64 * mib, b'x');
+    upload.extend_from_slice(b"\"}\n");
+    let r = gw
+        .http
+        .post(format!("{}/v1/sync-jobs?campaign=spring&targets=loop", gw.base))
+        .header("Content-Type", "application/x-ndjson")
+        .body(upload)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["field"], "line 1", "{body}");
+    assert!(
+        body["errors"][0]["rule"]
+            .as_str()
+            .unwrap()
+            .contains("server.max_body_bytes"),
+        "{body}"
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", gw.child.id())).unwrap();
+    let peak_kib: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(
+        peak_kib * 1024 < 48 * mib,
+        "peak RSS {} MiB for a 64 MiB line",
+        peak_kib / 1024
+    );
+}

@@ -1283,3 +1283,116 @@ async fn a_generator_beyond_its_patterns_capacity_is_refused_at_once() {
     let (_, page) = gw.get("/v1/promo-codes").await;
     assert_eq!(page["items"], json!([]), "{page}");
 }
+
+/// A job item is a code: an upload's line or row, or an inline item, over the create limit
+/// (`server.max_body_bytes`, 16384 in these tests) refuses the job naming it, and nothing is
+/// written. The lines after an oversized NDJSON line are still read and checked.
+#[tokio::test]
+async fn an_item_over_the_create_limit_refuses_the_job_naming_it() {
+    let loop_srv = common::strict_server().await;
+    let gw = gateway(&[(Vendor::Loop, &loop_srv, "")]).await;
+    let big = "x".repeat(1_000_000);
+    let line = |code: &str, description: &str| {
+        json!({ "code": code, "discount": { "percent_off": 20 }, "description": description }).to_string()
+    };
+    let ndjson = [
+        line("OK-1", "fine"),
+        line("BIG-1", &big),
+        line("OK-2", "fine"),
+        "{oops".into(),
+    ]
+    .join("\n");
+    let (status, _, body) = post_job(
+        &gw,
+        "?campaign=spring&targets=loop",
+        "application/x-ndjson",
+        ndjson.into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    let p = problems(&body);
+    assert_eq!(p.len(), 2, "{body}");
+    assert_eq!(p[0].0, "line 2", "{body}");
+    assert!(p[0].1.contains("server.max_body_bytes (16384 bytes)"), "{body}");
+    assert_eq!(p[1].0, "line 4", "{body}");
+    assert!(p[1].1.starts_with("is not JSON"), "{body}");
+
+    let csv = format!("code,percent_off,description\nOK-1,20,fine\nBIG-1,20,{big}\nOK-2,20,fine\n");
+    let (status, _, body) = post_job(&gw, "?campaign=spring&targets=loop", "text/csv", csv.into_bytes()).await;
+    assert_eq!(status, 422, "{body}");
+    let p = problems(&body);
+    assert_eq!(p.len(), 1, "{body}");
+    assert_eq!(p[0].0, "line 3", "{body}");
+    assert!(p[0].1.contains("server.max_body_bytes (16384 bytes)"), "{body}");
+
+    let job = json!({
+        "campaign": "spring", "targets": ["loop"], "template": template(),
+        "codes": ["OK-1", { "code": "BIG-1", "description": "y".repeat(20_000) }]
+    });
+    let (status, _, body) = post_job(&gw, "", "application/json", job.to_string().into_bytes()).await;
+    assert_eq!(status, 422, "{body}");
+    let p = problems(&body);
+    assert_eq!(p[0].0, "codes[1]", "{body}");
+    assert!(p[0].1.contains("server.max_body_bytes (16384 bytes)"), "{body}");
+
+    let (_, page) = gw.get("/v1/promo-codes").await;
+    assert_eq!(page["items"], json!([]), "{page}");
+}
+
+/// A CSV header naming a column twice (`percent_off,percent_off` made the second win: a 90%
+/// code) or a column no job reads, and an upload with no codes at all, refuse the job naming
+/// them, even when no row fills the column.
+#[tokio::test]
+async fn a_csv_header_with_a_repeated_or_unknown_column_and_an_empty_upload_are_refused() {
+    let loop_srv = common::strict_server().await;
+    let gw = gateway(&[(Vendor::Loop, &loop_srv, "")]).await;
+    let cases: [(&str, &str, &str, &str); 6] = [
+        (
+            "text/csv",
+            "code,percent_off,percent_off\nX,20,90\n",
+            "line 1",
+            "column `percent_off` appears twice",
+        ),
+        (
+            "text/csv",
+            "code,percent_off,colour\nX,20,\n",
+            "line 1",
+            "column `colour` is not a field a job reads",
+        ),
+        (
+            "text/csv",
+            "code,percent_off\n",
+            "codes",
+            "a job needs at least one code",
+        ),
+        ("text/csv", "", "codes", "a job needs at least one code"),
+        ("application/x-ndjson", "", "codes", "a job needs at least one code"),
+        (
+            "application/x-ndjson",
+            "\n  \n",
+            "codes",
+            "a job needs at least one code",
+        ),
+    ];
+    for (content_type, upload, field, rule) in cases {
+        let (status, location, body) = post_job(
+            &gw,
+            "?campaign=spring&targets=loop",
+            content_type,
+            upload.as_bytes().to_vec(),
+        )
+        .await;
+        assert_eq!(status, 422, "{upload:?}: {body}");
+        assert_eq!(location, None);
+        assert!(
+            problems(&body).iter().any(|(f, r)| f == field && r.contains(rule)),
+            "{upload:?}: expected {field}: {rule} in {body}"
+        );
+    }
+    let job = json!({ "campaign": "spring", "targets": ["loop"], "template": template(), "codes": [] });
+    let (status, _, body) = post_job(&gw, "", "application/json", job.to_string().into_bytes()).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(problems(&body)[0].0, "codes", "{body}");
+    let (_, page) = gw.get("/v1/promo-codes").await;
+    assert_eq!(page["items"], json!([]), "{page}");
+}
