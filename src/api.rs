@@ -43,6 +43,11 @@ pub fn router(engine: Arc<Engine>, server: &crate::config::Server) -> Router {
             crate::gateway_auth::require,
         ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        // Outermost: a body's deadline runs from when its headers have arrived.
+        .layer(axum::middleware::from_fn_with_state(
+            crate::slow_clients::BodyTimeouts::of(server),
+            crate::slow_clients::body_deadline,
+        ))
         .with_state(AppState {
             engine,
             max_body_bytes,

@@ -18,6 +18,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod openapi;
 pub mod shutdown;
+pub mod slow_clients;
 mod sync_api;
 pub mod telemetry;
 pub mod upstream;

@@ -283,3 +283,154 @@ async fn an_oversized_upload_line_is_refused_without_being_held_in_memory() {
         peak_kib / 1024
     );
 }
+
+/// The binary with server keys (`key = value` lines for [server]) and two strict upstreams.
+async fn spawn_with_server(server: &str) -> (Gateway, wiremock::MockServer, wiremock::MockServer) {
+    let loop_srv = common::strict_server().await;
+    let partnero_srv = common::strict_server().await;
+    let config = format!("{server}\n{}", config(&loop_srv.uri(), &partnero_srv.uri()));
+    let gw = spawn(&config, &[(LOOP_VAR, "t"), (PARTNERO_VAR, "t")]);
+    (gw, loop_srv, partnero_srv)
+}
+
+/// A raw TCP connection to the binary at `base` (`http://ADDR`).
+async fn connect(base: &str) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .unwrap()
+}
+
+/// Writes `bytes` one a tick (100 ms), then keeps writing spaces, until the server closes the
+/// connection; what the server sent, and how long the connection stayed open. Panics if it is
+/// still open after `bound`.
+async fn trickle(stream: &mut tokio::net::TcpStream, bytes: &[u8], bound: Duration) -> (String, Duration) {
+    use tokio::io::AsyncWriteExt;
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let mut i = 0;
+    loop {
+        assert!(
+            started.elapsed() < bound,
+            "still open after {bound:?}; the server sent {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+        let byte = bytes.get(i).copied().unwrap_or(b' ');
+        i += 1;
+        if stream.write_all(&[byte]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut buf = [0u8; 4096];
+        match stream.try_read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => break,
+        }
+    }
+    (String::from_utf8_lossy(&answer).into_owned(), started.elapsed())
+}
+
+/// A client sending its headers one byte at a time, or nothing at all, is dropped once
+/// `server.header_read_timeout_ms` has passed (the audit kept one open for 42 s, with no end).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_sending_headers_slowly_or_not_at_all_is_dropped() {
+    let (gw, _l, _p) = spawn_with_server("header_read_timeout_ms = 700").await;
+    let mut slow = connect(&gw.base).await;
+    let (_, open) = trickle(
+        &mut slow,
+        b"GET /health HTTP/1.1\r\nHost: gateway\r\nX-Slow: ",
+        Duration::from_secs(15),
+    )
+    .await;
+    assert!(
+        open >= Duration::from_millis(600),
+        "closed after {open:?}, before its timeout"
+    );
+
+    // A connection that sends nothing goes the same way.
+    let mut idle = connect(&gw.base).await;
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(
+        Duration::from_secs(15),
+        tokio::io::AsyncReadExt::read(&mut idle, &mut buf),
+    )
+    .await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "an idle connection was not closed: {read:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A prompt client is served as before.
+    let (status, _) = gw.get("/health").await;
+    assert_eq!(status, 200);
+}
+
+/// A client sending a body one byte at a time gets 408 once `server.body_read_timeout_ms`
+/// has passed since its headers, and the connection is closed; a sync job's body has
+/// `server.upload_read_timeout_ms`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_sending_its_body_slowly_gets_408_and_is_dropped() {
+    use tokio::io::AsyncWriteExt;
+    let (gw, _l, _p) =
+        spawn_with_server("body_read_timeout_ms = 800\nupload_read_timeout_ms = 1500\nheader_read_timeout_ms = 5000")
+            .await;
+    for (path, content_type, at_least) in [
+        ("/v1/promo-codes", "application/json", 700),
+        (
+            "/v1/sync-jobs?campaign=spring&targets=loop",
+            "application/x-ndjson",
+            1400,
+        ),
+    ] {
+        let mut slow = connect(&gw.base).await;
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: gateway\r\nContent-Type: {content_type}\r\nContent-Length: 1000\r\n\r\n"
+        );
+        slow.write_all(head.as_bytes()).await.unwrap();
+        let (answer, open) = trickle(&mut slow, b"{\"code\": \"SLOW-1\"", Duration::from_secs(15)).await;
+        assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{path}: {answer}"
+        );
+        assert!(
+            answer.contains("body_read_timeout_ms") || answer.contains("upload_read_timeout_ms"),
+            "{answer}"
+        );
+        assert!(
+            open >= Duration::from_millis(at_least),
+            "{path}: answered after {open:?}"
+        );
+    }
+    let (status, page) = gw.get("/v1/promo-codes").await;
+    assert_eq!((status, &page["items"]), (200, &serde_json::json!([])), "{page}");
+}
+
+/// Beyond `server.max_connections`, a connection is not served until another closes.
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_beyond_the_cap_wait_until_one_closes() {
+    let (gw, _l, _p) = spawn_with_server("max_connections = 2\nheader_read_timeout_ms = 30000").await;
+    let first = connect(&gw.base).await;
+    let _second = connect(&gw.base).await;
+    let refused = reqwest::Client::new()
+        .get(format!("{}/health", gw.base))
+        .timeout(Duration::from_millis(1500))
+        .send()
+        .await;
+    assert!(refused.is_err(), "a third connection was served: {refused:?}");
+    drop(first);
+    let served = reqwest::Client::new()
+        .get(format!("{}/health", gw.base))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 200);
+}
