@@ -35,6 +35,7 @@ use crate::ledger::JobResult;
         (status = 202, description = "The job, started in the background", body = JobStatus,
             headers(("Location" = String, description = "The job's URL"))),
         (status = 400, response = crate::openapi::BadRequest),
+        (status = 408, response = crate::openapi::BodyTimeout),
         (status = 409, response = crate::openapi::Conflict),
         (status = 413, response = crate::openapi::TooLarge),
         (status = 415, response = crate::openapi::UnsupportedMediaType),
@@ -177,6 +178,15 @@ fn json_spec(state: &AppState, value: Value) -> Result<JobSpec, ApiError> {
             key,
             format!("is not a field of a sync job (known: {})", KEYS.join(", ")),
         );
+    }
+    // Checked here, not only per code: a mirror has no code to check it with until it sends.
+    if let Some(v) = obj.get("on_unsupported") {
+        if !matches!(v.as_str(), Some("refuse" | "skip_field")) {
+            p.push(
+                "on_unsupported",
+                format!("must be \"refuse\" or \"skip_field\", got {v}"),
+            );
+        }
     }
     let sources: Vec<&str> = ["codes", "generate", "mirror"]
         .into_iter()
@@ -387,7 +397,7 @@ pub(crate) struct ResultPage {
         ("status" = Option<crate::engine::Status>, Query, description = "Only results in this state (not would_send)"),
         ("upstream" = Option<String>, Query, description = "Only results of this upstream"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Page size, default 100"),
-        ("cursor" = Option<String>, Query, description = "The previous page's next_cursor"),
+        ("cursor" = Option<String>, Query, min_length = 1, description = "The previous page's next_cursor"),
     ),
     responses(
         (status = 200, description = "A page of results, in the job's order", body = ResultPage),
