@@ -434,3 +434,108 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
         .unwrap();
     assert_eq!(served.status(), 200);
 }
+
+/// Starts the binary on the config already in `dir` (its ledger kept there across starts).
+fn spawn_in(dir: &Path) -> Gateway {
+    let mut cmd = command(dir, &[(LOOP_VAR, "t"), (PARTNERO_VAR, "t")]);
+    Gateway::spawn(cmd.stderr(Stdio::null()), false, Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("the binary printed no `listening on` line"))
+}
+
+/// Polls the ledger (read-only, beside the binary) until `sql` yields a row; panics after 60 s.
+fn wait_for(ledger: &Path, sql: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(conn) = rusqlite::Connection::open_with_flags(ledger, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) {
+            let found: Result<i64, _> = conn.query_row(sql, [], |r| r.get(0));
+            if found.is_ok() {
+                return;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no row for {sql} in 60 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn count(ledger: &Path, sql: &str) -> i64 {
+    let conn = rusqlite::Connection::open_with_flags(ledger, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// A binary killed (SIGKILL) in the middle of a large upload's intake leaves no half job: killed
+/// while staging (the job not yet accepted), the next start removes the job and its staged codes
+/// and the ledger holds nothing; killed once the job was accepted and its codes were being
+/// written, the next start finishes writing them and runs the whole job.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_binary_killed_mid_intake_leaves_no_half_job() {
+    // The job's target takes one call a minute: nothing is delivered during the test.
+    let loop_srv = wiremock::MockServer::start().await;
+    let partnero_srv = common::strict_server().await;
+    let n = 150_000;
+    let upload: String = (0..n)
+        .map(|i| format!("{{\"code\":\"CUT-{i:07}\",\"discount\":{{\"percent_off\":20}}}}\n"))
+        .collect();
+    for (killed_while, state) in [("staging", "staging"), ("promoting", "promoting")] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            "{}\n{}",
+            common::upstream(
+                "loop",
+                "loop",
+                &loop_srv.uri(),
+                &format!("auth = {{ scheme = \"bearer\", token_env = \"{LOOP_VAR}\" }}\nrate_limit = {{ per_second = 1, burst = 1 }}")
+            ),
+            table("partnero", &partnero_srv.uri(), PARTNERO_VAR)
+        );
+        write_files(dir.path(), &config);
+        let ledger = dir.path().join("promo-gateway.db");
+        let mut gw = spawn_in(dir.path());
+        let post = {
+            let (http, url) = (
+                gw.http.clone(),
+                format!("{}/v1/sync-jobs?campaign=spring&targets=loop", gw.base),
+            );
+            let upload = upload.clone();
+            tokio::spawn(async move {
+                let _ = http
+                    .post(url)
+                    .header("Content-Type", "application/x-ndjson")
+                    .body(upload)
+                    .send()
+                    .await;
+            })
+        };
+        let sql = format!("SELECT id FROM jobs WHERE state = '{state}'");
+        tokio::task::spawn_blocking({
+            let ledger = ledger.clone();
+            move || wait_for(&ledger, &sql)
+        })
+        .await
+        .unwrap();
+        gw.child.kill().unwrap();
+        gw.child.wait().unwrap();
+        let _ = post.await;
+        assert_eq!(
+            count(&ledger, "SELECT COUNT(*) FROM jobs WHERE state = 'running'"),
+            0,
+            "{killed_while}"
+        );
+
+        let gw = spawn_in(dir.path());
+        assert_eq!(count(&ledger, "SELECT COUNT(*) FROM job_stage"), 0, "{killed_while}");
+        let (status, job) = gw.get("/v1/sync-jobs/1").await;
+        if killed_while == "staging" {
+            assert_eq!(status, 404, "a job killed while staging is visible: {job}");
+            let (_, page) = gw.get("/v1/promo-codes?limit=1").await;
+            assert_eq!(page["items"], json!([]), "{page}");
+            assert_eq!(count(&ledger, "SELECT COUNT(*) FROM jobs"), 0);
+        } else {
+            assert_eq!(status, 200, "{job}");
+            assert_eq!(job["state"], "running", "{job}");
+            assert_eq!(job["total"], n, "{job}");
+            assert_eq!(job["targets_progress"]["loop"]["total"], n, "{job}");
+            assert_eq!(count(&ledger, "SELECT COUNT(*) FROM codes"), n as i64);
+        }
+        drop(gw);
+    }
+}
