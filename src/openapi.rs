@@ -68,7 +68,7 @@ pub struct ApiDoc;
 pub fn document() -> &'static utoipa::openapi::OpenApi {
     static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
     DOC.get_or_init(|| {
-        let mut doc = ApiDoc::openapi();
+        let mut doc = described();
         GatewayAuth.modify(&mut doc);
         doc
     })
@@ -79,13 +79,35 @@ pub fn document() -> &'static utoipa::openapi::OpenApi {
 pub fn open_document() -> &'static utoipa::openapi::OpenApi {
     static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
     DOC.get_or_init(|| {
-        let mut doc = ApiDoc::openapi();
+        let mut doc = described();
         if let Some(components) = doc.components.as_mut() {
             components.responses.remove(Unauthorized::NAME);
             components.responses.remove(Forbidden::NAME);
         }
         doc
     })
+}
+
+/// The generated description with what utoipa's attributes cannot say: upstream lists hold no
+/// name twice (`uniqueItems`), as the gateway checks.
+fn described() -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::schema::Schema;
+    let mut doc = ApiDoc::openapi();
+    if let Some(components) = doc.components.as_mut() {
+        for (schema, property) in [
+            ("PromoCodeRequest", "targets"),
+            ("CodesJob", "targets"),
+            ("GenerateJob", "targets"),
+            ("Mirror", "to"),
+        ] {
+            if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema) {
+                if let Some(RefOr::T(Schema::Array(array))) = object.properties.get_mut(property) {
+                    array.unique_items = true;
+                }
+            }
+        }
+    }
+    doc
 }
 
 /// `GET /openapi.json` of a gateway with no API key: [`open_document`].

@@ -415,6 +415,17 @@ async fn the_description_states_the_rules_the_gateway_enforces() {
     assert_eq!(schemas["Mirror"]["properties"]["to"]["minItems"], 1);
     assert_eq!(schemas["Generate"]["properties"]["count"]["maximum"], 1_000_000);
     assert_eq!(schemas["PromoCodeRequest"]["properties"]["targets"]["minItems"], 1);
+    for (schema, property) in [
+        ("PromoCodeRequest", "targets"),
+        ("CodesJob", "targets"),
+        ("GenerateJob", "targets"),
+        ("Mirror", "to"),
+    ] {
+        assert_eq!(
+            schemas[schema]["properties"][property]["uniqueItems"], true,
+            "{schema}.{property}"
+        );
+    }
     assert_eq!(schemas["Party"]["properties"]["id"]["minLength"], 1);
     for path in ["/v1/promo-codes", "/v1/sync-jobs/{id}/results"] {
         let cursor = doc["paths"][path]["get"]["parameters"]
@@ -441,6 +452,7 @@ async fn the_description_states_the_rules_the_gateway_enforces() {
     };
     for body in [
         code(serde_json::json!({ "targets": [] })),
+        code(serde_json::json!({ "targets": ["loop", "loop"] })),
         code(serde_json::json!({ "customer": { "id": "" } })),
         code(serde_json::json!({ "partner": { "id": "" } })),
     ] {
@@ -454,6 +466,8 @@ async fn the_description_states_the_rules_the_gateway_enforces() {
         serde_json::json!({ "campaign": "spring", "template": null, "codes": ["A"] }),
         serde_json::json!({ "campaign": "spring", "generate": { "count": 1_000_001, "pattern": "A{random:8}" } }),
         serde_json::json!({ "mirror": { "campaign": "spring", "to": [] } }),
+        serde_json::json!({ "mirror": { "campaign": "spring", "to": ["loop", "loop"] } }),
+        serde_json::json!({ "campaign": "spring", "targets": ["loop", "loop"], "codes": ["A"] }),
         serde_json::json!({ "mirror": { "campaign": "spring", "to": ["loop"] }, "on_unsupported": null }),
         serde_json::json!({ "mirror": { "campaign": "spring", "to": ["loop"] }, "campaign": "spring" }),
     ] {
