@@ -675,26 +675,31 @@ impl Ledger {
                 if slice.is_empty() {
                     break;
                 }
-                let mut conn = self.lock();
-                let tx = conn.transaction()?;
-                for (at, item) in slice {
-                    let def = match item {
-                        Ok(def) => def,
-                        Err(problem) => {
-                            refuse(at, problem);
-                            continue;
-                        }
-                    };
-                    match stage_check(&tx, job_id, &def, targets)? {
-                        Some(conflict) => refuse(at, format!("code: {conflict}")),
-                        None => {
-                            seq += 1;
-                            stage_row(&tx, job_id, seq, &def)?;
+                let mut slice = slice.into_iter().peekable();
+                while slice.peek().is_some() {
+                    let mut conn = self.lock();
+                    let tx = conn.transaction()?;
+                    let began = Instant::now();
+                    while began.elapsed() < INTAKE_SLICE_TIME {
+                        let Some((at, item)) = slice.next() else { break };
+                        let def = match item {
+                            Ok(def) => def,
+                            Err(problem) => {
+                                refuse(at, problem);
+                                continue;
+                            }
+                        };
+                        match stage_check(&tx, job_id, &def, targets)? {
+                            Some(conflict) => refuse(at, format!("code: {conflict}")),
+                            None => {
+                                seq += 1;
+                                stage_row(&tx, job_id, seq, &def)?;
+                            }
                         }
                     }
+                    tx.commit()?;
+                    MutexGuard::unlock_fair(conn);
                 }
-                tx.commit()?;
-                MutexGuard::unlock_fair(conn);
             },
             JobCodes::Generate {
                 count: wanted,
@@ -808,14 +813,19 @@ impl Ledger {
                     ))
                 })?
                 .collect::<Result<_, _>>()?;
-            let (Some((first, _)), Some((last, _))) = (rows.first(), rows.last()) else {
+            let Some(&(first, _)) = rows.first() else {
                 tx.execute("UPDATE jobs SET state = 'running' WHERE id = ?1", [job_id])?;
                 tx.commit()?;
                 return Ok(());
             };
-            let (first, last) = (*first, *last);
+            let mut last = first;
             let mut added = 0i64;
+            let began = Instant::now();
             for (seq, def) in rows {
+                if seq != first && began.elapsed() >= INTAKE_SLICE_TIME {
+                    break;
+                }
+                last = seq;
                 // Staging reserved the code, so a clash here means a writer ignored the
                 // reservation; the item is left out rather than the accepted job half written.
                 let code_id = match find_or_add_code(&tx, &def)? {
