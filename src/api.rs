@@ -33,7 +33,15 @@ pub fn router(engine: Arc<Engine>, server: &crate::config::Server) -> Router {
         .route("/v1/sync-jobs/{id}/retry", post(crate::sync_api::retry))
         .route("/v1/sync-jobs/{id}/cancel", post(crate::sync_api::cancel))
         .route("/health", get(health))
-        .route("/openapi.json", get(crate::openapi::openapi_json))
+        // A gateway with no API key describes no security requirement: it checks none.
+        .route(
+            "/openapi.json",
+            if server.api_keys.is_empty() {
+                get(crate::openapi::open_openapi_json)
+            } else {
+                get(crate::openapi::openapi_json)
+            },
+        )
         .route("/metrics", get(crate::metrics::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -43,6 +51,11 @@ pub fn router(engine: Arc<Engine>, server: &crate::config::Server) -> Router {
             crate::gateway_auth::require,
         ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        // Outermost: a body's deadline runs from when its headers have arrived.
+        .layer(axum::middleware::from_fn_with_state(
+            crate::slow_clients::BodyTimeouts::of(server),
+            crate::slow_clients::body_deadline,
+        ))
         .with_state(AppState {
             engine,
             max_body_bytes,
@@ -54,7 +67,7 @@ pub fn router(engine: Arc<Engine>, server: &crate::config::Server) -> Router {
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub(crate) engine: Arc<Engine>,
-    max_body_bytes: usize,
+    pub(crate) max_body_bytes: usize,
     pub(crate) max_upload_bytes: u64,
     pub(crate) max_job_json_bytes: usize,
 }
@@ -179,7 +192,7 @@ pub(crate) struct CodePage {
         ("upstream" = Option<String>, Query, description = "Only codes with a delivery to this upstream"),
         ("status" = Option<Status>, Query, description = "Only codes with a delivery in this state (not would_send)"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Page size, default 100"),
-        ("cursor" = Option<String>, Query, description = "The previous page's next_cursor"),
+        ("cursor" = Option<String>, Query, min_length = 1, description = "The previous page's next_cursor"),
     ),
     responses(
         (status = 200, description = "A page of codes, oldest first", body = CodePage),
@@ -295,6 +308,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         (status = 202, description = "The targets not yet there are being delivered by another request or sync job", body = CreateResponse),
         (status = 207, description = "Some targets have the code, or (dry run) some could not be sent to", body = CreateResponse),
         (status = 400, response = crate::openapi::BadRequest),
+        (status = 408, response = crate::openapi::BodyTimeout),
         (status = 409, response = crate::openapi::Conflict),
         (status = 413, response = crate::openapi::TooLarge),
         (status = 422, description = "Nothing could be sent to any target (per-target results), or the request is invalid or its Idempotency-Key was used with another body (problem)",

@@ -55,6 +55,23 @@ pub struct Server {
     /// anyway; what did not finish stays pending in the ledger for the next start.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace_ms: u64,
+    /// How long a client may take to send a request's line and headers (and how long an idle
+    /// keep-alive connection waits for its next request) before the connection is closed: a
+    /// client sending one header byte a second would otherwise hold a connection for ever.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_ms: u64,
+    /// How long a request body (other than a sync job's) may take to arrive in full after its
+    /// headers; then 408 and the connection is closed.
+    #[serde(default = "default_body_read_timeout")]
+    pub body_read_timeout_ms: u64,
+    /// The same for a sync job's body (an upload of up to `max_upload_bytes`): 10 minutes
+    /// carries the default 1 GiB at 1.8 MB/s.
+    #[serde(default = "default_upload_read_timeout")]
+    pub upload_read_timeout_ms: u64,
+    /// Connections served at once; further ones wait in the listen backlog until one closes,
+    /// so slow or idle clients cannot exhaust the process's file descriptors.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 impl Default for Server {
@@ -67,6 +84,10 @@ impl Default for Server {
             mappings_dir: default_mappings(),
             api_keys: Vec::new(),
             shutdown_grace_ms: default_shutdown_grace(),
+            header_read_timeout_ms: default_header_read_timeout(),
+            body_read_timeout_ms: default_body_read_timeout(),
+            upload_read_timeout_ms: default_upload_read_timeout(),
+            max_connections: default_max_connections(),
         }
     }
 }
@@ -141,6 +162,18 @@ fn default_mappings() -> PathBuf {
 }
 fn default_shutdown_grace() -> u64 {
     10_000
+}
+fn default_header_read_timeout() -> u64 {
+    10_000
+}
+fn default_body_read_timeout() -> u64 {
+    30_000
+}
+fn default_upload_read_timeout() -> u64 {
+    600_000
+}
+fn default_max_connections() -> usize {
+    1024
 }
 
 /// The vendor API an upstream speaks, as written in the file.
@@ -393,6 +426,17 @@ impl Config {
     /// Rules serde cannot express, each naming its key.
     fn check(&self) -> Result<(), String> {
         crate::gateway_auth::check(&self.server.api_keys)?;
+        let server = &self.server;
+        for (key, value) in [
+            ("header_read_timeout_ms", server.header_read_timeout_ms),
+            ("body_read_timeout_ms", server.body_read_timeout_ms),
+            ("upload_read_timeout_ms", server.upload_read_timeout_ms),
+            ("max_connections", server.max_connections as u64),
+        ] {
+            if value == 0 {
+                return Err(format!("server.{key}: must be at least 1"));
+            }
+        }
         for (name, u) in &self.upstreams {
             let key = |k: &str| format!("upstreams.{name}.{k}");
             if u.rate_limit.per_second == 0 {

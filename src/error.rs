@@ -44,6 +44,9 @@ pub enum ApiError {
     TooLarge { limit: usize },
     #[error("the request body could not be read: {0}")]
     BadBody(String),
+    /// The body did not arrive in full within its read timeout (`server.<key>`).
+    #[error("the request body did not arrive within {limit_ms} ms")]
+    BodyTimeout { limit_ms: u64, key: &'static str },
     #[error("the request is invalid: {0}")]
     Invalid(Problems),
     #[error("the query string is invalid: {0}")]
@@ -102,6 +105,7 @@ impl ApiError {
         match self {
             ApiError::NotJson(_) | ApiError::BadBody(_) | ApiError::BadQuery(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Ledger(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -124,6 +128,7 @@ impl ApiError {
             ApiError::NotJson(_) => "body-not-json",
             ApiError::TooLarge { .. } => "body-too-large",
             ApiError::BadBody(_) => "body-unreadable",
+            ApiError::BodyTimeout { .. } => "body-timeout",
             ApiError::Invalid(_) => "invalid-promo-code",
             ApiError::BadQuery(_) => "invalid-query",
             ApiError::NotFound(_) => "not-found",
@@ -146,6 +151,7 @@ impl ApiError {
             ApiError::NotJson(_) => "Body is not JSON",
             ApiError::TooLarge { .. } => "Body too large",
             ApiError::BadBody(_) => "Body unreadable",
+            ApiError::BodyTimeout { .. } => "Body too slow",
             ApiError::Invalid(_) => "Invalid promo code",
             ApiError::BadQuery(_) => "Invalid query parameter",
             ApiError::NotFound(_) => "Not found",
@@ -171,6 +177,10 @@ impl ApiError {
             ApiError::NotJson(detail) => p.push("body", format!("must be a JSON object ({detail})")),
             ApiError::TooLarge { limit } => p.push("body", format!("must be at most {limit} bytes")),
             ApiError::BadBody(detail) => p.push("body", detail.clone()),
+            ApiError::BodyTimeout { limit_ms, key } => p.push(
+                "body",
+                format!("must arrive in full within {limit_ms} ms of the headers (server.{key})"),
+            ),
             ApiError::Ledger(detail) => p.push("ledger", detail.clone()),
             ApiError::IdempotencyInProgress(id) => p.push(
                 "Idempotency-Key",

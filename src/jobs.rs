@@ -3,8 +3,9 @@
 //!
 //! A job is accepted whole or not at all: its codes are read (from a JSON list, a CSV or NDJSON
 //! upload streamed to a temporary file, a generator, or the ledger's codes of a campaign for a
-//! mirror), validated, and written to the ledger with every target `pending` in one
-//! transaction; a single bad line refuses the job and changes nothing. Then one worker per
+//! mirror), validated, and written to the ledger with every target `pending`, in short slices
+//! that let creates in between (see `Store::create_job`); a single bad line refuses the job and
+//! changes nothing. Then one worker per
 //! target walks the job's pending deliveries in pages, so memory stays flat however long the
 //! job, and records each outcome as it arrives. A crash leaves `pending` exactly what may not
 //! have been delivered; the next start resumes the job from there.
@@ -59,8 +60,14 @@ pub struct JobSpec {
 pub enum Source {
     /// Codes given inline: each a string (the code) or an object of unified fields.
     Inline(Vec<Value>),
-    /// An uploaded file, already on disk.
-    File { path: std::path::PathBuf, format: Format },
+    /// An uploaded file, already on disk. Each line (NDJSON) or row (CSV) is one code, held to
+    /// `max_item_bytes` as a create's body is (`server.max_body_bytes`), and never read into
+    /// memory beyond that.
+    File {
+        path: std::path::PathBuf,
+        format: Format,
+        max_item_bytes: usize,
+    },
     /// `count` codes from a pattern such as `SPRING-{random:8}`.
     Generate { count: u64, pattern: Pattern },
     /// Every code the ledger holds for the campaign.
@@ -111,6 +118,14 @@ impl Pattern {
         })
     }
 
+    /// How many distinct codes the pattern makes: the alphabet's size to the power of the
+    /// random part's length (saturating: beyond u64 it is plenty).
+    pub fn capacity(&self) -> u64 {
+        (ALPHABET.len() as u64)
+            .checked_pow(self.random as u32)
+            .unwrap_or(u64::MAX)
+    }
+
     /// One code, its random part drawn by the thread's CSPRNG (ChaCha, seeded from the OS).
     pub fn draw(&self) -> String {
         let mut rng = rand::rng();
@@ -118,6 +133,12 @@ impl Pattern {
             .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
             .collect();
         format!("{}{random}{}", self.prefix, self.suffix)
+    }
+}
+
+impl std::fmt::Display for Pattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{{random:{}}}{}", self.prefix, self.random, self.suffix)
     }
 }
 
@@ -201,8 +222,8 @@ impl Engine {
         Ok(id)
     }
 
-    /// The blocking half of [`Engine::start_job`]: reads the codes inside the ledger's
-    /// transaction, so a file of any length is never held in memory.
+    /// The blocking half of [`Engine::start_job`]: reads the codes lazily as the ledger takes
+    /// them in, so a file of any length is never held in memory.
     fn write_job(&self, spec: JobSpec) -> Result<i64, ApiError> {
         let JobSpec {
             campaign,
@@ -223,8 +244,12 @@ impl Engine {
                         .map(move |(i, v)| (format!("codes[{i}]"), item(v))),
                 )),
             ),
-            Source::File { path, format } => {
-                let lines = read_file(&path, format).map_err(|e| ApiError::BadBody(e.to_string()))?;
+            Source::File {
+                path,
+                format,
+                max_item_bytes,
+            } => {
+                let lines = read_file(&path, format, max_item_bytes).map_err(|e| ApiError::BadBody(e.to_string()))?;
                 (
                     format.name(),
                     JobCodes::Items(Box::new(lines.map(move |(at, v)| (at, v.and_then(&item))))),
@@ -237,6 +262,7 @@ impl Engine {
                     "generate",
                     JobCodes::Generate {
                         count,
+                        capacity: pattern.capacity(),
                         next: Box::new(move || {
                             let code = pattern.draw();
                             let mut body = template.clone();
@@ -799,38 +825,198 @@ fn json_line_problem(e: promo_adapters::json::JsonError) -> String {
     }
 }
 
-/// The lines of an uploaded file, read lazily.
-fn read_file(path: &Path, format: Format) -> std::io::Result<Lines> {
-    let file = std::io::BufReader::with_capacity(64 * 1024, std::fs::File::open(path)?);
+/// Why an upload's line or row is refused for its size, naming the limit it breaks.
+fn too_long(limit: usize) -> String {
+    format!("is longer than {limit} bytes: a code may be at most server.max_body_bytes ({limit} bytes), as in a create")
+}
+
+/// The lines of an uploaded file, read lazily; none is held in memory beyond `limit` bytes.
+fn read_file(path: &Path, format: Format, limit: usize) -> std::io::Result<Lines> {
+    let file = std::fs::File::open(path)?;
     Ok(match format {
-        Format::Ndjson => Box::new(file.lines().enumerate().filter_map(|(i, line)| {
-            let at = format!("line {}", i + 1);
-            match line {
-                Err(e) => Some((at, Err(format!("is unreadable: {e}")))),
-                Ok(l) if l.trim().is_empty() => None,
-                Ok(l) => Some((at, promo_adapters::json::parse(l.as_bytes()).map_err(json_line_problem))),
+        Format::Ndjson => Box::new(
+            BoundedLines {
+                reader: std::io::BufReader::with_capacity(64 * 1024, file),
+                limit,
+                number: 0,
             }
-        })),
-        Format::Csv => {
-            let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(file);
-            let headers = match reader.headers() {
-                Ok(h) => h.clone(),
+            .filter_map(move |(number, line)| {
+                let at = format!("line {number}");
+                match line {
+                    Err(LineError::Io(e)) => Some((at, Err(format!("is unreadable: {e}")))),
+                    Err(LineError::TooLong) => Some((at, Err(too_long(limit)))),
+                    Ok(l) if l.iter().all(u8::is_ascii_whitespace) => None,
+                    Ok(l) => Some((at, promo_adapters::json::parse(&l).map_err(json_line_problem))),
+                }
+            }),
+        ),
+        Format::Csv => csv_rows(file, limit),
+    })
+}
+
+/// What is wrong with a line of an NDJSON upload.
+#[derive(Debug, thiserror::Error)]
+enum LineError {
+    #[error("unreadable: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("too long")]
+    TooLong,
+}
+
+/// The lines of a file, numbered from 1, each at most `limit` bytes (without its line end). A
+/// longer line is read through to its end without being kept (`TooLong`), so one 100 MB line
+/// costs no more memory than `limit`; the next line is read as usual.
+struct BoundedLines<R> {
+    reader: R,
+    limit: usize,
+    number: usize,
+}
+
+impl<R: BufRead> Iterator for BoundedLines<R> {
+    type Item = (usize, Result<Vec<u8>, LineError>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut line = Vec::new();
+        let mut over = false;
+        let mut any = false;
+        loop {
+            let available = match self.reader.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    return Ok(Box::new(std::iter::once((
-                        "line 1".to_owned(),
-                        Err(format!("the header row is unreadable: {e}")),
-                    ))))
+                    self.number += 1;
+                    return Some((self.number, Err(e.into())));
                 }
             };
-            Box::new(reader.into_records().enumerate().map(move |(i, row)| {
-                let at = format!("line {}", i + 2);
-                let value = row
-                    .map_err(|e| format!("is not valid CSV: {e}"))
-                    .and_then(|row| csv_row(&headers, &row));
-                (at, value)
-            }))
+            if available.is_empty() {
+                if !any {
+                    return None;
+                }
+                break;
+            }
+            any = true;
+            let end = available.iter().position(|&b| b == b'\n');
+            let part = &available[..end.unwrap_or(available.len())];
+            if !over && line.len() + part.len() <= self.limit + 1 {
+                // One byte over the limit is allowed for the `\r` of a CRLF line end.
+                line.extend_from_slice(part);
+            } else {
+                over = true;
+                line = Vec::new();
+            }
+            let used = end.map_or(available.len(), |i| i + 1);
+            self.reader.consume(used);
+            if end.is_some() {
+                break;
+            }
         }
-    })
+        self.number += 1;
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        if over || line.len() > self.limit {
+            return Some((self.number, Err(LineError::TooLong)));
+        }
+        Some((self.number, Ok(line)))
+    }
+}
+
+/// A reader that refuses to be read more than `allowed` bytes past a mark the CSV reader moves
+/// to each record's start: the `csv` crate grows a record's buffers to fit the record, so this is
+/// what keeps one oversized row from being read into memory.
+struct RecordBound<R> {
+    inner: R,
+    read: u64,
+    allowed: u64,
+    mark: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: std::io::Read> std::io::Read for RecordBound<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mark = self.mark.load(std::sync::atomic::Ordering::Relaxed);
+        if self.read.saturating_sub(mark) > self.allowed {
+            return Err(std::io::Error::other(RecordTooLong));
+        }
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+/// The error [`RecordBound`] stops a too long CSV record with.
+#[derive(Debug, thiserror::Error)]
+#[error("a CSV record over the per-code limit")]
+struct RecordTooLong;
+
+/// The rows of a CSV upload as unified fields. The header row is checked first: every column a
+/// field a job reads, none twice (a second `percent_off` would silently win). No row is held in
+/// memory beyond about `limit` bytes.
+fn csv_rows(file: std::fs::File, limit: usize) -> Lines {
+    const BUFFER: usize = 64 * 1024;
+    let mark = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let bounded = RecordBound {
+        inner: file,
+        read: 0,
+        // What the CSV reader may have buffered ahead of the record, beyond the record itself.
+        allowed: (limit + 2 * BUFFER) as u64,
+        mark: mark.clone(),
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .buffer_capacity(BUFFER)
+        .from_reader(bounded);
+    let over = |e: &csv::Error| match e.kind() {
+        csv::ErrorKind::Io(io) => io.get_ref().is_some_and(|inner| inner.is::<RecordTooLong>()),
+        _ => false,
+    };
+    let headers = match reader.headers() {
+        Ok(h) => h.clone(),
+        Err(e) if over(&e) => return Box::new(std::iter::once(("line 1".to_owned(), Err(too_long(limit))))),
+        Err(e) => {
+            return Box::new(std::iter::once((
+                "line 1".to_owned(),
+                Err(format!("the header row is unreadable: {e}")),
+            )))
+        }
+    };
+    let mut problems = Vec::new();
+    for (i, name) in headers.iter().enumerate() {
+        if !CSV_COLUMNS.contains(&name) {
+            problems.push(format!(
+                "column `{name}` is not a field a job reads (columns: {})",
+                CSV_COLUMNS.join(", ")
+            ));
+        } else if headers.iter().take(i).any(|earlier| earlier == name) {
+            problems.push(format!("column `{name}` appears twice in the header row"));
+        }
+    }
+    if !problems.is_empty() {
+        return Box::new(problems.into_iter().map(|p| ("line 1".to_owned(), Err(p))));
+    }
+    let mut done = false;
+    let mut record = csv::StringRecord::new();
+    Box::new(std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let start = reader.position().clone();
+        mark.store(start.byte(), std::sync::atomic::Ordering::Relaxed);
+        let at = format!("line {}", start.line());
+        match reader.read_record(&mut record) {
+            Ok(false) => None,
+            Ok(true) => Some((at, csv_row(&headers, &record))),
+            Err(e) if over(&e) => {
+                // The rest of the oversized row is not read: the job is refused with it.
+                done = true;
+                Some((at, Err(too_long(limit))))
+            }
+            Err(e) => {
+                // After an I/O error there is no next row to find.
+                done = e.is_io_error();
+                Some((at, Err(format!("is not valid CSV: {e}"))))
+            }
+        }
+    }))
 }
 
 /// The CSV columns a job takes, each a unified field (the discount in two or three columns).

@@ -12,8 +12,9 @@
 //! - a delivery is `pending` from the moment it is decided until its outcome is recorded, so a
 //!   crash leaves exactly the deliveries that may not have happened, and the next start sends
 //!   them (a vendor that did get the first call answers "already exists", recorded as such);
-//! - a sync job's codes are written in one transaction before it starts, so a job either holds
-//!   all its codes or none, and a restart continues it.
+//! - a sync job's codes are staged, checked and then written in short slices before it starts
+//!   (see [`Store::create_job`]), so other writers are never held out for long, yet a job either
+//!   holds all its codes or none, and a restart continues it.
 //!
 //! [`Store`] is the interface the engine uses; [`Ledger`] is its SQLite implementation (one
 //! file, one connection, calls on tokio's blocking pool). A PostgreSQL store for several
@@ -21,7 +22,10 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -319,6 +323,8 @@ pub enum JobCodes<'a> {
     /// `count` fresh codes from `next`, each unique against the ledger (drawn again on a clash).
     Generate {
         count: u64,
+        /// How many distinct codes the pattern can make, for the message when it runs dry.
+        capacity: u64,
         next: Box<dyn FnMut() -> Definition + Send + 'a>,
     },
     /// Every code the ledger holds for this campaign.
@@ -397,9 +403,19 @@ pub trait Store: Send + Sync + 'static {
     /// Codes matching a filter, by ledger id; each with the id to continue after.
     async fn codes(&self, filter: CodeFilter) -> Result<Vec<(i64, CodeRecord)>, LedgerError>;
 
-    /// Writes a job and all its codes, claiming (`pending`) every target a code is not yet on,
-    /// in one transaction: a job is accepted whole or not at all. An item whose code another
-    /// campaign holds at one of the targets is refused like any other clash.
+    /// Writes a job and all its codes, claiming (`pending`) every target a code is not yet on:
+    /// a job is accepted whole or not at all. An item whose code another campaign holds at one
+    /// of the targets is refused like any other clash.
+    ///
+    /// Intake never holds the ledger for more than a slice ([`INTAKE_SLICE`] items or
+    /// [`INTAKE_SLICE_TIME`]), so creates and other jobs' outcomes are written in between. It
+    /// runs in two phases. *Staging* checks each item and writes it to `job_stage` under a job
+    /// in state `staging`; a staged code is a reservation that creates and other jobs respect
+    /// as if the job held it (a clash with it is a conflict), and nothing else is changed, so a
+    /// refused job only has its staged rows deleted. Once every item passed, the job is
+    /// accepted (`promoting`) and its staged rows become codes, claims and job items, slice by
+    /// slice; the last slice sets it `running`. A crash while staging leaves a job that the next
+    /// start deletes; a crash while promoting, one that the next start finishes promoting.
     fn create_job(
         &self,
         campaign: &str,
@@ -448,6 +464,9 @@ pub trait Store: Send + Sync + 'static {
 /// The embedded SQLite store.
 #[derive(Clone)]
 pub struct Ledger {
+    /// One connection, one writer at a time. `parking_lot`'s mutex, because a job's intake
+    /// hands it over fairly between slices (`unlock_fair`): a waiting create gets the ledger
+    /// next instead of the intake taking it straight back.
     conn: Arc<Mutex<Connection>>,
     space: Arc<space::Space>,
 }
@@ -461,6 +480,11 @@ enum Migration {
     Sql(&'static str),
     Rust(fn(&Transaction<'_>) -> rusqlite::Result<()>),
 }
+
+/// Items a job's intake writes per transaction, at most...
+pub const INTAKE_SLICE: usize = 256;
+/// ...and the longest it holds the ledger for one slice; other writers go in between.
+pub const INTAKE_SLICE_TIME: Duration = Duration::from_millis(20);
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[Migration] = &[
@@ -570,6 +594,24 @@ END;
     // 4: codes are keyed by NFKC and case folding (`promo_adapters::model::code_key`) instead
     // of upper case, so that compatibility forms clash like case variants do.
     Migration::Rust(rekey_codes),
+    // 5: a job's items while its intake runs (see `Store::create_job`): checked and staged in
+    // short slices, then promoted to codes and claims. A staged code is a reservation: creates
+    // and other jobs look it up by key.
+    Migration::Sql(
+        "
+CREATE TABLE job_stage (
+    job_id     INTEGER NOT NULL REFERENCES jobs(id),
+    seq        INTEGER NOT NULL,
+    campaign   TEXT NOT NULL,
+    code       TEXT NOT NULL,
+    code_key   TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    PRIMARY KEY (job_id, seq)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX job_stage_code ON job_stage(job_id, code_key);
+CREATE INDEX job_stage_by_key ON job_stage(code_key);
+",
+    ),
 ];
 
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
@@ -610,14 +652,279 @@ impl Ledger {
         conn.pragma_update(None, "foreign_keys", "ON").map_err(fail)?;
         migrate(&mut conn).map_err(fail)?;
         let read_only = conn.is_readonly(rusqlite::MAIN_DB).map_err(fail)?;
-        Ok(Self {
+        let ledger = Self {
             conn: Arc::new(Mutex::new(conn)),
             space: Arc::new(space::Space::new(path, reserve_bytes, read_only)),
-        })
+        };
+        ledger.recover_intakes().map_err(|e| StartupError::Ledger {
+            path: path.to_owned(),
+            message: format!("a sync job's intake could not be recovered: {e}"),
+        })?;
+        Ok(ledger)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock()
+    }
+
+    /// Jobs a crash stopped mid-intake: one still staging was never accepted, and goes (with
+    /// its staged rows); one accepted and promoting is finished, so no half job is left.
+    fn recover_intakes(&self) -> Result<(), LedgerError> {
+        let (staging, promoting): (Vec<i64>, Vec<i64>) = {
+            let conn = self.lock();
+            let ids = |state: &str| -> rusqlite::Result<Vec<i64>> {
+                conn.prepare("SELECT id FROM jobs WHERE state = ?1 ORDER BY id")?
+                    .query_map([state], |r| r.get(0))?
+                    .collect()
+            };
+            (ids("staging")?, ids("promoting")?)
+        };
+        for id in staging {
+            tracing::warn!(
+                job = id,
+                "removing a sync job whose intake a stop cut short; it was never accepted"
+            );
+            self.discard_staged(id)?;
+        }
+        for id in promoting {
+            tracing::info!(job = id, "finishing the intake of an accepted sync job");
+            self.promote(id)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a job that was not accepted and its staged rows, a slice at a time.
+    fn discard_staged(&self, job_id: i64) -> Result<(), LedgerError> {
+        loop {
+            let conn = self.lock();
+            let n = conn
+                .prepare_cached(
+                    "DELETE FROM job_stage WHERE job_id = ?1 AND seq IN
+                        (SELECT seq FROM job_stage WHERE job_id = ?1 ORDER BY seq LIMIT ?2)",
+                )?
+                .execute(params![job_id, (INTAKE_SLICE * 8) as i64])?;
+            if n == 0 {
+                conn.execute("DELETE FROM jobs WHERE id = ?1", [job_id])?;
+                return Ok(());
+            }
+            MutexGuard::unlock_fair(conn);
+        }
+    }
+
+    /// Stages a job's items (phase one of [`Store::create_job`]): each checked against the
+    /// ledger, the other jobs' staged codes and the job's earlier items, and kept in
+    /// `job_stage`. Refuses the job if any item is at fault (listing the first
+    /// [`MAX_REPORTED`]); writes nothing outside `job_stage`.
+    fn stage(&self, job_id: i64, targets: &[String], codes: JobCodes<'_>) -> Result<(), JobRefused> {
+        let mut problems = Vec::new();
+        let mut count = 0usize;
+        let mut seq: i64 = 0;
+        let mut refuse = |at: String, problem: String| {
+            count += 1;
+            if problems.len() < MAX_REPORTED {
+                problems.push((at, problem));
+            }
+        };
+        match codes {
+            JobCodes::Items(mut items) => loop {
+                // Read and validated before taking the ledger: only the checks below hold it.
+                let slice: Vec<_> = items.by_ref().take(INTAKE_SLICE).collect();
+                if slice.is_empty() {
+                    break;
+                }
+                let mut slice = slice.into_iter().peekable();
+                while slice.peek().is_some() {
+                    let mut conn = self.lock();
+                    let tx = conn.transaction()?;
+                    let began = Instant::now();
+                    while began.elapsed() < INTAKE_SLICE_TIME {
+                        let Some((at, item)) = slice.next() else { break };
+                        let def = match item {
+                            Ok(def) => def,
+                            Err(problem) => {
+                                refuse(at, problem);
+                                continue;
+                            }
+                        };
+                        match stage_check(&tx, job_id, &def, targets)? {
+                            Some(conflict) => refuse(at, format!("code: {conflict}")),
+                            None => {
+                                seq += 1;
+                                stage_row(&tx, job_id, seq, &def)?;
+                            }
+                        }
+                    }
+                    tx.commit()?;
+                    MutexGuard::unlock_fair(conn);
+                }
+            },
+            JobCodes::Generate {
+                count: wanted,
+                capacity,
+                mut next,
+            } => {
+                while (seq as u64) < wanted {
+                    let mut conn = self.lock();
+                    let tx = conn.transaction()?;
+                    let began = Instant::now();
+                    let mut n = 0;
+                    while (seq as u64) < wanted && n < INTAKE_SLICE && began.elapsed() < INTAKE_SLICE_TIME {
+                        let mut tries = 0;
+                        let def = loop {
+                            let def = next();
+                            if is_free(&tx, &def, targets)? {
+                                break def;
+                            }
+                            tries += 1;
+                            if tries == 100 {
+                                return Err(JobRefused::Items {
+                                    problems: vec![(
+                                        "generate.pattern".into(),
+                                        format!(
+                                            "drew 100 taken codes in a row after {seq} new ones: the pattern makes {capacity} codes, and too few of them are free for {wanted}"
+                                        ),
+                                    )],
+                                    count: 1,
+                                });
+                            }
+                        };
+                        seq += 1;
+                        n += 1;
+                        stage_row(&tx, job_id, seq, &def)?;
+                    }
+                    tx.commit()?;
+                    MutexGuard::unlock_fair(conn);
+                }
+            }
+            JobCodes::Mirror { campaign: from } => {
+                let mut after = 0i64;
+                loop {
+                    let mut conn = self.lock();
+                    let tx = conn.transaction()?;
+                    let rows: Vec<(i64, String, String)> = tx
+                        .prepare_cached(
+                            "SELECT id, code, definition FROM codes WHERE campaign = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+                        )?
+                        .query_map(params![from, after, INTAKE_SLICE as i64], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                        })?
+                        .collect::<Result<_, _>>()?;
+                    let Some(last) = rows.last() else { break };
+                    after = last.0;
+                    for (_, code, json) in rows {
+                        let def = Definition {
+                            campaign: from.clone(),
+                            code,
+                            json,
+                        };
+                        if let Some(conflict) = held_elsewhere(&tx, &from, &def.key(), targets)? {
+                            refuse("codes".into(), format!("code: {conflict}"));
+                            continue;
+                        }
+                        seq += 1;
+                        stage_row(&tx, job_id, seq, &def)?;
+                    }
+                    tx.commit()?;
+                    MutexGuard::unlock_fair(conn);
+                }
+            }
+        }
+        if count == 0 && seq == 0 {
+            return Err(JobRefused::Items {
+                problems: vec![(
+                    "codes".into(),
+                    "a job needs at least one code, and none was given".into(),
+                )],
+                count: 1,
+            });
+        }
+        if count > 0 {
+            return Err(JobRefused::Items { problems, count });
+        }
+        Ok(())
+    }
+
+    /// Phase two of [`Store::create_job`]: turns an accepted job's staged rows into codes,
+    /// claims (`pending` where a code is not yet on a target or being sent) and job items, a
+    /// slice at a time, keeping the job's tally as it goes; the last slice sets it `running`.
+    fn promote(&self, job_id: i64) -> Result<(), LedgerError> {
+        let targets_json: String = self
+            .lock()
+            .query_row("SELECT targets FROM jobs WHERE id = ?1", [job_id], |r| r.get(0))?;
+        let targets: Vec<String> = serde_json::from_str(&targets_json)?;
+        loop {
+            let mut conn = self.lock();
+            let tx = conn.transaction()?;
+            let rows: Vec<(i64, Definition)> = tx
+                .prepare_cached(
+                    "SELECT seq, campaign, code, definition FROM job_stage WHERE job_id = ?1 ORDER BY seq LIMIT ?2",
+                )?
+                .query_map(params![job_id, INTAKE_SLICE as i64], |r| {
+                    Ok((
+                        r.get(0)?,
+                        Definition {
+                            campaign: r.get(1)?,
+                            code: r.get(2)?,
+                            json: r.get(3)?,
+                        },
+                    ))
+                })?
+                .collect::<Result<_, _>>()?;
+            let Some(&(first, _)) = rows.first() else {
+                tx.execute("UPDATE jobs SET state = 'running' WHERE id = ?1", [job_id])?;
+                tx.commit()?;
+                return Ok(());
+            };
+            let mut last = first;
+            let mut added = 0i64;
+            let began = Instant::now();
+            for (seq, def) in rows {
+                if seq != first && began.elapsed() >= INTAKE_SLICE_TIME {
+                    break;
+                }
+                last = seq;
+                // Staging reserved the code, so a clash here means a writer ignored the
+                // reservation; the item is left out rather than the accepted job half written.
+                let code_id = match find_or_add_code(&tx, &def)? {
+                    Ok(id) => id,
+                    Err(conflict) => {
+                        tracing::error!(job = job_id, code = def.code, "left out of the job: {conflict}");
+                        continue;
+                    }
+                };
+                if let Some(conflict) = held_elsewhere(&tx, &def.campaign, &def.key(), &targets)? {
+                    tracing::error!(job = job_id, code = def.code, "left out of the job: {conflict}");
+                    continue;
+                }
+                // Claims first, the job item after: the tally's trigger must not count this
+                // code for the job before the slice's tally below does.
+                for t in &targets {
+                    match delivery(&tx, code_id, t)? {
+                        Some((status, _)) if is_final(status) || status == Status::Pending => {}
+                        _ => put_delivery(&tx, code_id, t, None, None, Some(job_id))?,
+                    }
+                }
+                tx.prepare_cached("INSERT INTO job_items (job_id, seq, code_id) VALUES (?1, ?2, ?3)")?
+                    .execute(params![job_id, seq, code_id])?;
+                added += 1;
+            }
+            tx.prepare_cached("DELETE FROM job_stage WHERE job_id = ?1 AND seq BETWEEN ?2 AND ?3")?
+                .execute(params![job_id, first, last])?;
+            // The slice's deliveries join the job's tally (see migration 3); the trigger keeps
+            // them from now on.
+            tx.prepare_cached(
+                "INSERT INTO job_tally (job_id, upstream, status, n)
+                     SELECT ?1, d.upstream, d.status, COUNT(*) FROM job_items i JOIN deliveries d ON d.code_id = i.code_id
+                      WHERE i.job_id = ?1 AND i.seq BETWEEN ?3 AND ?4 AND d.upstream IN (SELECT value FROM json_each(?2))
+                      GROUP BY d.upstream, d.status
+                 ON CONFLICT (job_id, upstream, status) DO UPDATE SET n = n + excluded.n",
+            )?
+            .execute(params![job_id, targets_json, first, last])?;
+            tx.prepare_cached("UPDATE jobs SET total = total + ?1 WHERE id = ?2")?
+                .execute(params![added, job_id])?;
+            tx.commit()?;
+            MutexGuard::unlock_fair(conn);
+        }
     }
 
     async fn with<T: Send + 'static>(
@@ -626,7 +933,7 @@ impl Ledger {
     ) -> Result<T, LedgerError> {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut conn = conn.lock();
             f(&mut conn)
         })
         .await?
@@ -735,13 +1042,7 @@ fn find_or_add_code(tx: &Transaction<'_>, def: &Definition) -> Result<Result<i64
     if code == def.code && definition == def.json {
         return Ok(Ok(id));
     }
-    let held: bool = tx
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM deliveries WHERE code_id = ?1
-                              AND status IN ('created', 'already_exists', 'pending'))",
-        )?
-        .query_row([id], |r| r.get(0))?;
-    if held {
+    if is_held(tx, id)? {
         return Ok(Err(if code != def.code {
             CodeConflict::OtherCase { existing: code }
         } else {
@@ -751,6 +1052,96 @@ fn find_or_add_code(tx: &Transaction<'_>, def: &Definition) -> Result<Result<i64
     tx.prepare_cached("UPDATE codes SET code = ?1, definition = ?2 WHERE id = ?3")?
         .execute(params![def.code, def.json, id])?;
     Ok(Ok(id))
+}
+
+/// A job's staged code (see [`Store::create_job`]) of the same campaign as `def`, in another
+/// case or with another definition: a reservation that `def` cannot share, as it could not share
+/// the code once the job holds it. `job_id` is the job asking, whose own items are checked
+/// apart (as repeats).
+fn staged_conflict(tx: &Connection, def: &Definition, job_id: Option<i64>) -> rusqlite::Result<Option<CodeConflict>> {
+    let staged: Option<(String, String)> = tx
+        .prepare_cached(
+            "SELECT code, definition FROM job_stage
+              WHERE code_key = ?1 AND campaign = ?2 AND job_id IS NOT ?3
+                AND (code <> ?4 OR definition <> ?5) LIMIT 1",
+        )?
+        .query_row(params![def.key(), def.campaign, job_id, def.code, def.json], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    Ok(staged.map(|(code, _)| {
+        if code != def.code {
+            CodeConflict::OtherCase { existing: code }
+        } else {
+            CodeConflict::Redefined { existing: code }
+        }
+    }))
+}
+
+/// Whether an item of job `job_id` can be staged: not a repeat of one of its earlier items,
+/// and no clash with the ledger's codes or another job's staged ones (the checks
+/// [`find_or_add_code`] and [`held_elsewhere`] make when it is promoted, without writing).
+fn stage_check(
+    tx: &Connection,
+    job_id: i64,
+    def: &Definition,
+    targets: &[String],
+) -> Result<Option<CodeConflict>, LedgerError> {
+    let earlier: Option<String> = tx
+        .prepare_cached("SELECT code FROM job_stage WHERE job_id = ?1 AND code_key = ?2")?
+        .query_row(params![job_id, def.key()], |r| r.get(0))
+        .optional()?;
+    if let Some(existing) = earlier {
+        return Ok(Some(CodeConflict::Repeated { existing }));
+    }
+    let existing: Option<(i64, String, String)> = tx
+        .prepare_cached("SELECT id, code, definition FROM codes WHERE campaign = ?1 AND code_key = ?2")?
+        .query_row(params![def.campaign, def.key()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    if let Some((id, code, definition)) = existing {
+        if (code != def.code || definition != def.json) && is_held(tx, id)? {
+            return Ok(Some(if code != def.code {
+                CodeConflict::OtherCase { existing: code }
+            } else {
+                CodeConflict::Redefined { existing: code }
+            }));
+        }
+    }
+    if let Some(conflict) = staged_conflict(tx, def, Some(job_id))? {
+        return Ok(Some(conflict));
+    }
+    Ok(held_elsewhere(tx, &def.campaign, &def.key(), targets)?)
+}
+
+/// Whether a generated code is free: no code of that name in the campaign (held or not), none
+/// staged by any job, and none of another campaign at the targets.
+fn is_free(tx: &Connection, def: &Definition, targets: &[String]) -> Result<bool, LedgerError> {
+    let taken: bool = tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM codes WHERE campaign = ?1 AND code_key = ?2)
+                 OR EXISTS (SELECT 1 FROM job_stage WHERE code_key = ?2 AND campaign = ?1)",
+        )?
+        .query_row(params![def.campaign, def.key()], |r| r.get(0))?;
+    Ok(!taken && held_elsewhere(tx, &def.campaign, &def.key(), targets)?.is_none())
+}
+
+fn stage_row(tx: &Connection, job_id: i64, seq: i64, def: &Definition) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO job_stage (job_id, seq, campaign, code, code_key, definition) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![job_id, seq, def.campaign, def.code, def.key(), def.json])?;
+    Ok(())
+}
+
+/// Whether a code is delivered or being delivered at any target.
+fn is_held(tx: &Connection, code_id: i64) -> rusqlite::Result<bool> {
+    tx.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM deliveries WHERE code_id = ?1
+                          AND status IN ('created', 'already_exists', 'pending'))",
+    )?
+    .query_row([code_id], |r| r.get(0))
 }
 
 /// Other campaigns' holds on a code at any of `targets`: each code of another campaign (or of
@@ -764,10 +1155,15 @@ fn held_elsewhere(
     key: &str,
     targets: &[String],
 ) -> rusqlite::Result<Option<CodeConflict>> {
+    // A code another job has staged (see `Store::create_job`) is held at that job's targets.
     let mut stmt = tx.prepare_cached(
-        "SELECT c.campaign, c.code, d.upstream FROM codes c JOIN deliveries d ON d.code_id = c.id
-          WHERE c.code_key = ?1 AND c.campaign <> ?2 AND d.status IN ('created', 'already_exists', 'pending')
-          ORDER BY c.campaign, c.id, d.upstream",
+        "SELECT campaign, code, upstream FROM (
+            SELECT c.campaign, c.code, d.upstream, c.id AS ord FROM codes c JOIN deliveries d ON d.code_id = c.id
+             WHERE c.code_key = ?1 AND c.campaign <> ?2 AND d.status IN ('created', 'already_exists', 'pending')
+            UNION ALL
+            SELECT s.campaign, s.code, t.value, -s.job_id FROM job_stage s JOIN jobs j ON j.id = s.job_id, json_each(j.targets) t
+             WHERE s.code_key = ?1 AND s.campaign <> ?2)
+          ORDER BY campaign, ord, upstream",
     )?;
     let rows = stmt.query_map(params![key, campaign], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
@@ -1011,6 +1407,9 @@ impl Store for Ledger {
                 }
             }
             // A refusal returns before the commit: dropping the transaction rolls it back.
+            if let Some(conflict) = staged_conflict(&tx, &definition, None)? {
+                return Ok(Begin::Conflict(conflict));
+            }
             let code_id = match find_or_add_code(&tx, &definition)? {
                 Ok(id) => id,
                 Err(conflict) => return Ok(Begin::Conflict(conflict)),
@@ -1204,135 +1603,35 @@ impl Store for Ledger {
         options: Value,
         codes: JobCodes<'_>,
     ) -> Result<i64, JobRefused> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT INTO jobs (state, campaign, targets, source, options, total) VALUES ('running', ?1, ?2, ?3, ?4, 0)",
-            params![
-                campaign,
-                serde_json::to_string(targets).map_err(LedgerError::from)?,
-                source,
-                options.to_string()
-            ],
-        )?;
-        let job_id = tx.last_insert_rowid();
-        let mut problems = Vec::new();
-        let mut count = 0usize;
-        let mut seq: i64 = 0;
-        let add = |tx: &Transaction<'_>, code_id: i64, seq: i64| -> Result<(), JobRefused> {
-            tx.prepare_cached("INSERT INTO job_items (job_id, seq, code_id) VALUES (?1, ?2, ?3)")?
-                .execute(params![job_id, seq, code_id])?;
-            for t in targets {
-                match delivery(tx, code_id, t)? {
-                    Some((status, _)) if is_final(status) || status == Status::Pending => {}
-                    _ => put_delivery(tx, code_id, t, None, None, Some(job_id))?,
-                }
-            }
-            Ok(())
+        let job_id = {
+            let mut conn = self.lock();
+            // A job's codes are new work: taken only while the ledger can record their outcomes.
+            self.space.ready_for_claim(&mut conn)?;
+            conn.execute(
+                "INSERT INTO jobs (state, campaign, targets, source, options, total) VALUES ('staging', ?1, ?2, ?3, ?4, 0)",
+                params![
+                    campaign,
+                    serde_json::to_string(targets).map_err(LedgerError::from)?,
+                    source,
+                    options.to_string()
+                ],
+            )?;
+            conn.last_insert_rowid()
         };
-        let mut refuse = |at: String, problem: String| {
-            count += 1;
-            if problems.len() < MAX_REPORTED {
-                problems.push((at, problem));
+        if let Err(refused) = self.stage(job_id, targets, codes) {
+            // A refused job leaves nothing behind (a failure here leaves it to the next start).
+            if let Err(e) = self.discard_staged(job_id) {
+                tracing::error!(
+                    job = job_id,
+                    "a refused job's staged codes stay until the next start: {e}"
+                );
             }
-        };
-        match codes {
-            JobCodes::Items(items) => {
-                for (at, item) in items {
-                    let def = match item {
-                        Ok(def) => def,
-                        Err(problem) => {
-                            refuse(at, problem);
-                            continue;
-                        }
-                    };
-                    let earlier: Option<String> = tx
-                        .prepare_cached(
-                            "SELECT c.code FROM job_items i JOIN codes c ON c.id = i.code_id
-                              WHERE i.job_id = ?1 AND c.campaign = ?2 AND c.code_key = ?3",
-                        )?
-                        .query_row(params![job_id, def.campaign, def.key()], |r| r.get(0))
-                        .optional()?;
-                    if let Some(existing) = earlier {
-                        refuse(at, format!("code: {}", CodeConflict::Repeated { existing }));
-                        continue;
-                    }
-                    match find_or_add_code(&tx, &def)? {
-                        Ok(code_id) => match held_elsewhere(&tx, &def.campaign, &def.key(), targets)? {
-                            Some(conflict) => refuse(at, format!("code: {conflict}")),
-                            None => {
-                                seq += 1;
-                                add(&tx, code_id, seq)?;
-                            }
-                        },
-                        Err(conflict) => refuse(at, format!("code: {conflict}")),
-                    }
-                }
-            }
-            JobCodes::Generate {
-                count: wanted,
-                mut next,
-            } => {
-                while (seq as u64) < wanted {
-                    let mut tries = 0;
-                    let code_id = loop {
-                        let def = next();
-                        let taken: bool = tx
-                            .prepare_cached(
-                                "SELECT EXISTS (SELECT 1 FROM codes WHERE campaign = ?1 AND code_key = ?2)",
-                            )?
-                            .query_row(params![def.campaign, def.key()], |r| r.get(0))?;
-                        // Another campaign's code at a target is taken too.
-                        if !taken && held_elsewhere(&tx, &def.campaign, &def.key(), targets)?.is_none() {
-                            break find_or_add_code(&tx, &def)?.expect("checked free above");
-                        }
-                        tries += 1;
-                        if tries == 100 {
-                            return Err(JobRefused::Items {
-                                problems: vec![(
-                                    "generate.pattern".into(),
-                                    format!("drew 100 taken codes in a row; its random part is too short for {wanted} more codes"),
-                                )],
-                                count: 1,
-                            });
-                        }
-                    };
-                    seq += 1;
-                    add(&tx, code_id, seq)?;
-                }
-            }
-            JobCodes::Mirror { campaign: from } => {
-                let ids: Vec<(i64, String)> = {
-                    let mut stmt = tx.prepare("SELECT id, code_key FROM codes WHERE campaign = ?1 ORDER BY id")?;
-                    let rows = stmt
-                        .query_map([&from], |r| Ok((r.get(0)?, r.get(1)?)))?
-                        .collect::<Result<_, _>>()?;
-                    rows
-                };
-                for (code_id, key) in ids {
-                    if let Some(conflict) = held_elsewhere(&tx, &from, &key, targets)? {
-                        refuse("codes".into(), format!("code: {conflict}"));
-                        continue;
-                    }
-                    seq += 1;
-                    add(&tx, code_id, seq)?;
-                }
-            }
+            return Err(refused);
         }
-        if count > 0 {
-            // Dropping the transaction rolls it back: a refused job changes nothing.
-            return Err(JobRefused::Items { problems, count });
-        }
-        tx.execute("UPDATE jobs SET total = ?1 WHERE id = ?2", params![seq, job_id])?;
-        // The job's tally starts here (see migration 3); the trigger keeps it from now on.
-        tx.execute(
-            "INSERT INTO job_tally (job_id, upstream, status, n)
-                 SELECT ?1, d.upstream, d.status, COUNT(*) FROM job_items i JOIN deliveries d ON d.code_id = i.code_id
-                  WHERE i.job_id = ?1 AND d.upstream IN (SELECT value FROM json_each(?2))
-                  GROUP BY d.upstream, d.status",
-            params![job_id, serde_json::to_string(targets).map_err(LedgerError::from)?],
-        )?;
-        tx.commit()?;
+        // Accepted: from here the job is finished even across a crash (`recover_intakes`).
+        self.lock()
+            .execute("UPDATE jobs SET state = 'promoting' WHERE id = ?1", [job_id])?;
+        self.promote(job_id)?;
         Ok(job_id)
     }
 
@@ -1340,7 +1639,8 @@ impl Store for Ledger {
         self.with(move |conn| {
             let row = conn
                 .query_row(
-                    "SELECT state, campaign, targets, source, options, total, created_at, finished_at FROM jobs WHERE id = ?1",
+                    "SELECT state, campaign, targets, source, options, total, created_at, finished_at FROM jobs
+                      WHERE id = ?1 AND state IN ('running', 'done', 'cancelled')",
                     [id],
                     |r| {
                         Ok((
@@ -1509,7 +1809,14 @@ impl Store for Ledger {
                               JOIN codes o ON o.code_key = c.code_key AND o.campaign <> c.campaign
                               JOIN deliveries od ON od.code_id = o.id AND od.upstream = deliveries.upstream
                              WHERE c.id = deliveries.code_id
-                               AND od.status IN ('created', 'already_exists', 'pending'))"
+                               AND od.status IN ('created', 'already_exists', 'pending'))
+                        -- Nor where another campaign's job has staged it for the upstream.
+                        AND NOT EXISTS (
+                            SELECT 1 FROM codes c
+                              JOIN job_stage s ON s.code_key = c.code_key AND s.campaign <> c.campaign
+                              JOIN jobs sj ON sj.id = s.job_id
+                             WHERE c.id = deliveries.code_id
+                               AND deliveries.upstream IN (SELECT value FROM json_each(sj.targets)))"
                 ),
                 [id],
             )?;
@@ -1762,7 +2069,7 @@ mod tests {
             // Back to version 2, as a ledger written before the tally.
             ledger
                 .lock()
-                .execute_batch("DROP TRIGGER deliveries_tally; DROP TABLE job_tally; PRAGMA user_version = 2;")
+                .execute_batch("DROP TABLE job_stage; DROP TRIGGER deliveries_tally; DROP TABLE job_tally; PRAGMA user_version = 2;")
                 .unwrap();
             job
         };
@@ -1795,6 +2102,8 @@ mod tests {
                 )
                 .unwrap();
             }
+            // What a version 3 ledger lacks: the later migrations' tables.
+            conn.execute_batch("DROP TABLE job_stage").unwrap();
             conn.pragma_update(None, "user_version", 3).unwrap();
         }
         let ledger = Ledger::open(&path).unwrap();
@@ -1825,5 +2134,103 @@ mod tests {
             .unwrap();
         assert_eq!(first, "\u{212A}ey");
         assert_eq!(count(&ledger, "codes"), 4);
+    }
+
+    /// A stop during intake leaves no half job: a job still staging (never accepted) is gone
+    /// at the next start with its staged codes, and one accepted and promoting is finished.
+    #[test]
+    fn a_job_cut_short_in_its_intake_is_removed_or_finished_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let stage = |ledger: &Ledger, state: &str, codes: &[&str]| -> i64 {
+            let conn = ledger.lock();
+            conn.execute(
+                "INSERT INTO jobs (state, campaign, targets, source, options, total) VALUES (?1, 'c', '[\"a\"]', 'json', '{}', 0)",
+                [state],
+            )
+            .unwrap();
+            let job = conn.last_insert_rowid();
+            for (i, code) in codes.iter().enumerate() {
+                let body = json!({ "code": code, "campaign": "c", "discount": { "percent_off": 20 } });
+                stage_row(&conn, job, i as i64 + 1, &Definition::of(&body, Some("c"), code)).unwrap();
+            }
+            job
+        };
+        let (staging, promoting) = {
+            let ledger = Ledger::open(&path).unwrap();
+            // Accepted (every code staged and checked), not yet promoted when the stop came.
+            let promoting = stage(&ledger, "promoting", &["P1", "P2", "P3"]);
+            let staging = stage(&ledger, "staging", &["S1", "S2"]);
+            (staging, promoting)
+        };
+        let ledger = Ledger::open(&path).unwrap();
+        assert_eq!(count(&ledger, "job_stage"), 0);
+        assert_eq!(ledger.running_jobs().unwrap(), vec![promoting]);
+        let exists: bool = ledger
+            .lock()
+            .query_row("SELECT EXISTS (SELECT 1 FROM jobs WHERE id = ?1)", [staging], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert!(!exists, "the job never accepted is gone");
+        let codes: Vec<String> = ledger
+            .lock()
+            .prepare("SELECT code FROM codes ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(codes, ["P1", "P2", "P3"]);
+        let job = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(ledger.job(promoting))
+            .unwrap()
+            .unwrap();
+        assert_eq!((job.state, job.total), (JobState::Running, 3));
+    }
+
+    /// While a job's intake runs, its staged codes are reserved: a create of one in another
+    /// campaign at the job's target, or in another case, is a conflict, as it would be once the
+    /// job holds it; the same code as staged, or at another target, goes ahead.
+    #[tokio::test]
+    async fn a_code_staged_by_a_job_is_reserved_against_clashing_creates() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = open(&dir);
+        {
+            let conn = ledger.lock();
+            conn.execute(
+                "INSERT INTO jobs (state, campaign, targets, source, options, total) VALUES ('staging', 'a', '[\"loop\"]', 'json', '{}', 0)",
+                [],
+            )
+            .unwrap();
+            let body = json!({ "code": "STAGED", "campaign": "a", "discount": { "percent_off": 20 } });
+            stage_row(
+                &conn,
+                conn.last_insert_rowid(),
+                1,
+                &Definition::of(&body, Some("a"), "STAGED"),
+            )
+            .unwrap();
+        }
+        match begin(&ledger, "b", "staged", &["loop"]).await {
+            Begin::Conflict(CodeConflict::OtherCampaign { held_by }) => {
+                assert_eq!(held_by[0].campaign.as_deref(), Some("a"));
+                assert_eq!(held_by[0].upstreams, ["loop"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            begin(&ledger, "a", "Staged", &["loop"]).await,
+            Begin::Conflict(CodeConflict::OtherCase { .. })
+        ));
+        assert!(matches!(
+            begin(&ledger, "b", "STAGED", &["loop2"]).await,
+            Begin::New { .. }
+        ));
+        assert!(matches!(
+            begin(&ledger, "a", "STAGED", &["loop"]).await,
+            Begin::New { .. }
+        ));
     }
 }

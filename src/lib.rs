@@ -21,6 +21,7 @@ pub mod openapi;
 pub mod ports;
 pub mod redact;
 pub mod shutdown;
+pub mod slow_clients;
 mod sync_api;
 pub mod telemetry;
 pub mod upstream;

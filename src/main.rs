@@ -169,7 +169,8 @@ async fn serve(config: &Path, args: ServeArgs) -> Result<(), StartupError> {
     println!("listening on {local}");
     let grace = Duration::from_millis(gateway.config.server.shutdown_grace_ms);
     let router = promo_gateway::telemetry::layer(router);
-    promo_gateway::shutdown::serve(listener, router, gateway.engine.clone(), grace, shutdown())
+    let limits = promo_gateway::slow_clients::Limits::of(&gateway.config.server);
+    promo_gateway::shutdown::serve(listener, router, limits, gateway.engine.clone(), grace, shutdown())
         .await
         .map_err(|source| StartupError::Listen { addr, source })
 }
@@ -206,6 +207,7 @@ async fn sync(config: &Path, args: SyncArgs) -> Result<ExitCode, StartupError> {
         source: Source::File {
             path: args.file,
             format,
+            max_item_bytes: gateway.config.server.max_body_bytes,
         },
     };
     run_job(&gateway, spec).await

@@ -52,9 +52,9 @@ problem, each with the field at fault and the rule it broke."
         TooLarge,
         UnsupportedMediaType,
         Unprocessable,
-        LedgerUnavailable
+        LedgerUnavailable,
+        BodyTimeout
     )),
-    modifiers(&GatewayAuth),
     tags(
         (name = "promo-codes", description = "Create a code on every target; the ledger's codes"),
         (name = "sync-jobs", description = "Many codes at once, in the background"),
@@ -63,10 +63,56 @@ problem, each with the field at fault and the rule it broke."
 )]
 pub struct ApiDoc;
 
-/// The generated description (built once).
+/// The description of a gateway with API keys (built once): every guarded operation requires a
+/// key with its scope and may answer 401 and 403. This is the committed `openapi.json`.
 pub fn document() -> &'static utoipa::openapi::OpenApi {
     static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
-    DOC.get_or_init(ApiDoc::openapi)
+    DOC.get_or_init(|| {
+        let mut doc = described();
+        GatewayAuth.modify(&mut doc);
+        doc
+    })
+}
+
+/// The description of a gateway with no API key configured, which checks none: no security
+/// scheme, no requirement, no 401 or 403 (a description claiming a key would be untrue there).
+pub fn open_document() -> &'static utoipa::openapi::OpenApi {
+    static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut doc = described();
+        if let Some(components) = doc.components.as_mut() {
+            components.responses.remove(Unauthorized::NAME);
+            components.responses.remove(Forbidden::NAME);
+        }
+        doc
+    })
+}
+
+/// The generated description with what utoipa's attributes cannot say: upstream lists hold no
+/// name twice (`uniqueItems`), as the gateway checks.
+fn described() -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::schema::Schema;
+    let mut doc = ApiDoc::openapi();
+    if let Some(components) = doc.components.as_mut() {
+        for (schema, property) in [
+            ("PromoCodeRequest", "targets"),
+            ("CodesJob", "targets"),
+            ("GenerateJob", "targets"),
+            ("Mirror", "to"),
+        ] {
+            if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema) {
+                if let Some(RefOr::T(Schema::Array(array))) = object.properties.get_mut(property) {
+                    array.unique_items = true;
+                }
+            }
+        }
+    }
+    doc
+}
+
+/// `GET /openapi.json` of a gateway with no API key: [`open_document`].
+pub async fn open_openapi_json() -> Json<&'static utoipa::openapi::OpenApi> {
+    Json(open_document())
 }
 
 /// `GET /openapi.json`: this description.
@@ -268,6 +314,10 @@ problem_response!(
     "The request is invalid; every field at fault is listed with its rule. Nothing was sent"
 );
 problem_response!(
+    BodyTimeout,
+    "The body did not arrive in full within `server.body_read_timeout_ms` of the headers (`server.upload_read_timeout_ms` for a sync job); the connection is closed"
+);
+problem_response!(
     LedgerUnavailable,
     "The ledger could not be read or written; nothing was sent"
 );
@@ -322,6 +372,7 @@ pub struct PromoCodeRequestDoc {
     #[schema(example = "example")]
     pub campaign: Option<String>,
     /// Configured upstream names, no duplicates; required without a campaign.
+    #[schema(min_items = 1)]
     pub targets: Option<Vec<String>>,
     /// `false` creates the code disabled. Default `true`.
     pub active: Option<bool>,
@@ -383,6 +434,7 @@ pub struct MoneyDoc {
 #[derive(Serialize, ToSchema)]
 #[schema(as = Party)]
 pub struct PartyDoc {
+    #[schema(min_length = 1)]
     pub id: String,
     pub name: Option<String>,
 }
@@ -416,29 +468,74 @@ pub enum OnUnsupportedDoc {
 }
 
 /// A JSON sync job: a campaign's codes (a list or a generator), or a mirror of a campaign's
-/// codes to other upstreams. Exactly one of `codes`, `generate` and `mirror`.
+/// codes to other upstreams: exactly one of `codes`, `generate` and `mirror`.
 #[derive(Serialize, ToSchema)]
 #[schema(as = SyncJobRequest)]
-pub struct SyncJobRequestDoc {
+#[serde(untagged)]
+pub enum SyncJobRequestDoc {
+    Codes(CodesJobDoc),
+    Generate(GenerateJobDoc),
+    Mirror(MirrorJobDoc),
+}
+
+// A job's optional members are absent or of their type: `null` is refused, so none is nullable.
+
+/// A job of the codes listed.
+#[derive(Serialize, ToSchema)]
+#[schema(as = CodesJob)]
+#[serde(deny_unknown_fields)]
+pub struct CodesJobDoc {
+    /// The campaign every code of the job belongs to.
     #[schema(example = "example")]
-    pub campaign: Option<String>,
-    /// Upstream names; default: every upstream the campaign maps.
+    pub campaign: String,
+    /// Upstream names, no duplicates; default: every upstream the campaign maps.
+    #[schema(min_items = 1, nullable = false)]
     pub targets: Option<Vec<String>>,
     /// Promo-code fields every code shares (not `code`, `campaign` or `targets`).
+    #[schema(nullable = false)]
     pub template: Option<serde_json::Map<String, serde_json::Value>>,
+    #[schema(nullable = false)]
     pub on_unsupported: Option<OnUnsupportedDoc>,
-    /// Codes: strings, or objects of promo-code fields.
-    #[schema(value_type = Option<Vec<Value>>)]
-    pub codes: Option<Vec<serde_json::Value>>,
-    pub generate: Option<GenerateDoc>,
-    pub mirror: Option<MirrorDoc>,
+    /// Codes: strings, or objects of promo-code fields; each at most `server.max_body_bytes`.
+    #[schema(value_type = Vec<Value>, min_items = 1)]
+    pub codes: Vec<serde_json::Value>,
+}
+
+/// A job of generated codes.
+#[derive(Serialize, ToSchema)]
+#[schema(as = GenerateJob)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateJobDoc {
+    /// The campaign every code of the job belongs to.
+    #[schema(example = "example")]
+    pub campaign: String,
+    /// Upstream names, no duplicates; default: every upstream the campaign maps.
+    #[schema(min_items = 1, nullable = false)]
+    pub targets: Option<Vec<String>>,
+    /// Promo-code fields every code shares (not `code`, `campaign` or `targets`).
+    #[schema(nullable = false)]
+    pub template: Option<serde_json::Map<String, serde_json::Value>>,
+    #[schema(nullable = false)]
+    pub on_unsupported: Option<OnUnsupportedDoc>,
+    pub generate: GenerateDoc,
+}
+
+/// A job that sends a campaign's codes to more upstreams.
+#[derive(Serialize, ToSchema)]
+#[schema(as = MirrorJob)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorJobDoc {
+    pub mirror: MirrorDoc,
+    #[schema(nullable = false)]
+    pub on_unsupported: Option<OnUnsupportedDoc>,
 }
 
 /// Codes drawn at random.
 #[derive(Serialize, ToSchema)]
 #[schema(as = Generate)]
 pub struct GenerateDoc {
-    #[schema(minimum = 1, example = 100)]
+    /// At most 1,000,000, and at most half the codes the pattern makes (27^N).
+    #[schema(minimum = 1, maximum = 1_000_000, example = 100)]
     pub count: u64,
     /// One `{random:N}` part (N from 4 to 32) between a fixed prefix and suffix.
     #[schema(example = "SPRING-{random:8}")]
@@ -450,6 +547,8 @@ pub struct GenerateDoc {
 #[schema(as = Mirror)]
 pub struct MirrorDoc {
     pub campaign: String,
+    /// Upstream names, no duplicates.
+    #[schema(min_items = 1)]
     pub to: Vec<String>,
 }
 

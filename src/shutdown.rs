@@ -12,7 +12,7 @@
 //! whose call had not answered. The log says which jobs were paused cleanly and which were cut
 //! off by the grace.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +27,7 @@ use crate::jobs::Paused;
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    limits: crate::slow_clients::Limits,
     engine: Arc<Engine>,
     grace: Duration,
     signal: impl Future<Output = ()> + Send + 'static,
@@ -42,9 +43,7 @@ pub async fn serve(
         );
         let _ = signalled_tx.send((at, jobs.pause_jobs()));
     };
-    let server = axum::serve(listener, router)
-        .with_graceful_shutdown(signal)
-        .into_future();
+    let server = crate::slow_clients::serve(listener, router, limits, signal);
     let mut server = std::pin::pin!(server);
     // The server ends only after the signal (or on an error); either way the grace starts then.
     let mut served = None;

@@ -2,7 +2,7 @@
 //!
 //! A job's codes come as JSON (a list, a generator or a mirror) or as an uploaded CSV or NDJSON
 //! file. Uploads are streamed to a temporary file as they arrive, so a 100,000-line file is
-//! never held in memory; the job is then read from that file inside the ledger's transaction.
+//! never held in memory; the job is then read from that file as the ledger takes it in.
 
 use std::collections::BTreeMap;
 
@@ -35,6 +35,7 @@ use crate::ledger::JobResult;
         (status = 202, description = "The job, started in the background", body = JobStatus,
             headers(("Location" = String, description = "The job's URL"))),
         (status = 400, response = crate::openapi::BadRequest),
+        (status = 408, response = crate::openapi::BodyTimeout),
         (status = 409, response = crate::openapi::Conflict),
         (status = 413, response = crate::openapi::TooLarge),
         (status = 415, response = crate::openapi::UnsupportedMediaType),
@@ -89,6 +90,7 @@ pub(crate) async fn create(
                 source: Source::File {
                     path: file.path().to_owned(),
                     format,
+                    max_item_bytes: state.max_body_bytes,
                 },
             };
             upload = Some(file);
@@ -177,6 +179,15 @@ fn json_spec(state: &AppState, value: Value) -> Result<JobSpec, ApiError> {
             format!("is not a field of a sync job (known: {})", KEYS.join(", ")),
         );
     }
+    // Checked here, not only per code: a mirror has no code to check it with until it sends.
+    if let Some(v) = obj.get("on_unsupported") {
+        if !matches!(v.as_str(), Some("refuse" | "skip_field")) {
+            p.push(
+                "on_unsupported",
+                format!("must be \"refuse\" or \"skip_field\", got {v}"),
+            );
+        }
+    }
     let sources: Vec<&str> = ["codes", "generate", "mirror"]
         .into_iter()
         .filter(|k| obj.contains_key(*k))
@@ -263,7 +274,22 @@ fn json_spec(state: &AppState, value: Value) -> Result<JobSpec, ApiError> {
         }
     };
     let source = match (obj.get("codes"), obj.get("generate")) {
-        (Some(Value::Array(codes)), _) => Some(Source::Inline(codes.clone())),
+        (Some(Value::Array(codes)), _) => {
+            // Each item is a code: held to a create's body limit, as an upload's line is.
+            for (i, code) in codes.iter().enumerate() {
+                let size = json_size(code);
+                if size > state.max_body_bytes {
+                    p.push(
+                        format!("codes[{i}]"),
+                        format!(
+                            "is {size} bytes: a code may be at most server.max_body_bytes ({} bytes), as in a create",
+                            state.max_body_bytes
+                        ),
+                    );
+                }
+            }
+            Some(Source::Inline(codes.clone()))
+        }
         (Some(_), _) => {
             p.push("codes", "must be a list of codes (strings or objects)");
             None
@@ -287,8 +313,23 @@ fn json_spec(state: &AppState, value: Value) -> Result<JobSpec, ApiError> {
                     None
                 }
             };
+            // Drawing most of a pattern's codes would take ever more draws per new code (and
+            // hold the intake for as long): at most half of them may be asked for.
+            if let (Some(count), Some(pattern)) = (count, &pattern) {
+                let capacity = pattern.capacity();
+                if count > capacity / 2 {
+                    p.push(
+                        "generate.count",
+                        format!(
+                            "the pattern `{pattern}` makes {capacity} codes; a generator may ask for at most half of them ({}), got {count}",
+                            capacity / 2
+                        ),
+                    );
+                }
+            }
             count
                 .zip(pattern)
+                .filter(|_| p.is_empty())
                 .map(|(count, pattern)| Source::Generate { count, pattern })
         }
         (None, None) => None,
@@ -303,6 +344,24 @@ fn json_spec(state: &AppState, value: Value) -> Result<JobSpec, ApiError> {
         }),
         _ => Err(ApiError::Invalid(p)),
     }
+}
+
+/// The length of a value written as compact JSON, counted without writing it anywhere.
+fn json_size(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 fn job_id(id: &str) -> Result<i64, ApiError> {
@@ -338,7 +397,7 @@ pub(crate) struct ResultPage {
         ("status" = Option<crate::engine::Status>, Query, description = "Only results in this state (not would_send)"),
         ("upstream" = Option<String>, Query, description = "Only results of this upstream"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Page size, default 100"),
-        ("cursor" = Option<String>, Query, description = "The previous page's next_cursor"),
+        ("cursor" = Option<String>, Query, min_length = 1, description = "The previous page's next_cursor"),
     ),
     responses(
         (status = 200, description = "A page of results, in the job's order", body = ResultPage),

@@ -235,3 +235,307 @@ async fn a_missing_credential_starts_the_binary_with_the_upstream_unconfigured()
     drop(gw);
     server.verify().await;
 }
+
+/// One NDJSON line with a 64 MiB description is refused naming its line and the limit, and the
+/// binary never reads it into memory (the audit saw 409 MB of RSS for a 100 MB line, which was
+/// accepted, stored and sent).
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_upload_line_is_refused_without_being_held_in_memory() {
+    let loop_srv = common::strict_server().await;
+    let partnero_srv = common::strict_server().await;
+    let gw = spawn(
+        &config(&loop_srv.uri(), &partnero_srv.uri()),
+        &[(LOOP_VAR, "t"), (PARTNERO_VAR, "t")],
+    );
+    let mib = 1 << 20;
+    let mut upload = br#"{"code":"BIG","discount":{"percent_off":20},"description":""#.to_vec();
+    upload.resize(upload.len() + 64 * mib, b'x');
+    upload.extend_from_slice(b"\"}\n");
+    let r = gw
+        .http
+        .post(format!("{}/v1/sync-jobs?campaign=spring&targets=loop", gw.base))
+        .header("Content-Type", "application/x-ndjson")
+        .body(upload)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["field"], "line 1", "{body}");
+    assert!(
+        body["errors"][0]["rule"]
+            .as_str()
+            .unwrap()
+            .contains("server.max_body_bytes"),
+        "{body}"
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", gw.child.id())).unwrap();
+    let peak_kib: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(
+        peak_kib * 1024 < 48 * mib,
+        "peak RSS {} MiB for a 64 MiB line",
+        peak_kib / 1024
+    );
+}
+
+/// The binary with server keys (`key = value` lines for [server]) and two strict upstreams.
+async fn spawn_with_server(server: &str) -> (Gateway, wiremock::MockServer, wiremock::MockServer) {
+    let loop_srv = common::strict_server().await;
+    let partnero_srv = common::strict_server().await;
+    let config = format!("{server}\n{}", config(&loop_srv.uri(), &partnero_srv.uri()));
+    let gw = spawn(&config, &[(LOOP_VAR, "t"), (PARTNERO_VAR, "t")]);
+    (gw, loop_srv, partnero_srv)
+}
+
+/// A raw TCP connection to the binary at `base` (`http://ADDR`).
+async fn connect(base: &str) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .unwrap()
+}
+
+/// Writes `bytes` one a tick (100 ms), then keeps writing spaces, until the server closes the
+/// connection; what the server sent, and how long the connection stayed open. Panics if it is
+/// still open after `bound`.
+async fn trickle(stream: &mut tokio::net::TcpStream, bytes: &[u8], bound: Duration) -> (String, Duration) {
+    use tokio::io::AsyncWriteExt;
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let mut i = 0;
+    loop {
+        assert!(
+            started.elapsed() < bound,
+            "still open after {bound:?}; the server sent {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+        let byte = bytes.get(i).copied().unwrap_or(b' ');
+        i += 1;
+        if stream.write_all(&[byte]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut buf = [0u8; 4096];
+        match stream.try_read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => break,
+        }
+    }
+    (String::from_utf8_lossy(&answer).into_owned(), started.elapsed())
+}
+
+/// A client sending its headers one byte at a time, or nothing at all, is dropped once
+/// `server.header_read_timeout_ms` has passed (the audit kept one open for 42 s, with no end).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_sending_headers_slowly_or_not_at_all_is_dropped() {
+    let (gw, _l, _p) = spawn_with_server("header_read_timeout_ms = 700").await;
+    let mut slow = connect(&gw.base).await;
+    let (_, open) = trickle(
+        &mut slow,
+        b"GET /health HTTP/1.1\r\nHost: gateway\r\nX-Slow: ",
+        Duration::from_secs(15),
+    )
+    .await;
+    assert!(
+        open >= Duration::from_millis(600),
+        "closed after {open:?}, before its timeout"
+    );
+
+    // A connection that sends nothing goes the same way.
+    let mut idle = connect(&gw.base).await;
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(
+        Duration::from_secs(15),
+        tokio::io::AsyncReadExt::read(&mut idle, &mut buf),
+    )
+    .await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "an idle connection was not closed: {read:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A prompt client is served as before.
+    let (status, _) = gw.get("/health").await;
+    assert_eq!(status, 200);
+}
+
+/// A client sending a body one byte at a time gets 408 once `server.body_read_timeout_ms`
+/// has passed since its headers, and the connection is closed; a sync job's body has
+/// `server.upload_read_timeout_ms`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_sending_its_body_slowly_gets_408_and_is_dropped() {
+    use tokio::io::AsyncWriteExt;
+    let (gw, _l, _p) =
+        spawn_with_server("body_read_timeout_ms = 800\nupload_read_timeout_ms = 1500\nheader_read_timeout_ms = 5000")
+            .await;
+    for (path, content_type, at_least) in [
+        ("/v1/promo-codes", "application/json", 700),
+        (
+            "/v1/sync-jobs?campaign=spring&targets=loop",
+            "application/x-ndjson",
+            1400,
+        ),
+    ] {
+        let mut slow = connect(&gw.base).await;
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: gateway\r\nContent-Type: {content_type}\r\nContent-Length: 1000\r\n\r\n"
+        );
+        slow.write_all(head.as_bytes()).await.unwrap();
+        let (answer, open) = trickle(&mut slow, b"{\"code\": \"SLOW-1\"", Duration::from_secs(15)).await;
+        assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{path}: {answer}"
+        );
+        assert!(
+            answer.contains("body_read_timeout_ms") || answer.contains("upload_read_timeout_ms"),
+            "{answer}"
+        );
+        assert!(
+            open >= Duration::from_millis(at_least),
+            "{path}: answered after {open:?}"
+        );
+    }
+    let (status, page) = gw.get("/v1/promo-codes").await;
+    assert_eq!((status, &page["items"]), (200, &serde_json::json!([])), "{page}");
+}
+
+/// Beyond `server.max_connections`, a connection is not served until another closes.
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_beyond_the_cap_wait_until_one_closes() {
+    let (gw, _l, _p) = spawn_with_server("max_connections = 2\nheader_read_timeout_ms = 30000").await;
+    let first = connect(&gw.base).await;
+    let _second = connect(&gw.base).await;
+    let refused = reqwest::Client::new()
+        .get(format!("{}/health", gw.base))
+        .timeout(Duration::from_millis(1500))
+        .send()
+        .await;
+    assert!(refused.is_err(), "a third connection was served: {refused:?}");
+    drop(first);
+    let served = reqwest::Client::new()
+        .get(format!("{}/health", gw.base))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 200);
+}
+
+/// Starts the binary on the config already in `dir` (its ledger kept there across starts).
+fn spawn_in(dir: &Path) -> Gateway {
+    let mut cmd = command(dir, &[(LOOP_VAR, "t"), (PARTNERO_VAR, "t")]);
+    Gateway::spawn(cmd.stderr(Stdio::null()), false, Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("the binary printed no `listening on` line"))
+}
+
+/// Polls the ledger (read-only, beside the binary) until `sql` yields a row; panics after 60 s.
+fn wait_for(ledger: &Path, sql: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(conn) = rusqlite::Connection::open_with_flags(ledger, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) {
+            let found: Result<i64, _> = conn.query_row(sql, [], |r| r.get(0));
+            if found.is_ok() {
+                return;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no row for {sql} in 60 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn count(ledger: &Path, sql: &str) -> i64 {
+    let conn = rusqlite::Connection::open_with_flags(ledger, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// A binary killed (SIGKILL) in the middle of a large upload's intake leaves no half job: killed
+/// while staging (the job not yet accepted), the next start removes the job and its staged codes
+/// and the ledger holds nothing; killed once the job was accepted and its codes were being
+/// written, the next start finishes writing them and runs the whole job.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_binary_killed_mid_intake_leaves_no_half_job() {
+    // The job's target takes one call a minute: nothing is delivered during the test.
+    let loop_srv = wiremock::MockServer::start().await;
+    let partnero_srv = common::strict_server().await;
+    let n = 150_000;
+    let upload: String = (0..n)
+        .map(|i| format!("{{\"code\":\"CUT-{i:07}\",\"discount\":{{\"percent_off\":20}}}}\n"))
+        .collect();
+    for (killed_while, state) in [("staging", "staging"), ("promoting", "promoting")] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            "{}\n{}",
+            common::upstream(
+                "loop",
+                "loop",
+                &loop_srv.uri(),
+                &format!("auth = {{ scheme = \"bearer\", token_env = \"{LOOP_VAR}\" }}\nrate_limit = {{ per_second = 1, burst = 1 }}")
+            ),
+            table("partnero", &partnero_srv.uri(), PARTNERO_VAR)
+        );
+        write_files(dir.path(), &config);
+        let ledger = dir.path().join("promo-gateway.db");
+        let mut gw = spawn_in(dir.path());
+        let post = {
+            let (http, url) = (
+                gw.http.clone(),
+                format!("{}/v1/sync-jobs?campaign=spring&targets=loop", gw.base),
+            );
+            let upload = upload.clone();
+            tokio::spawn(async move {
+                let _ = http
+                    .post(url)
+                    .header("Content-Type", "application/x-ndjson")
+                    .body(upload)
+                    .send()
+                    .await;
+            })
+        };
+        let sql = format!("SELECT id FROM jobs WHERE state = '{state}'");
+        tokio::task::spawn_blocking({
+            let ledger = ledger.clone();
+            move || wait_for(&ledger, &sql)
+        })
+        .await
+        .unwrap();
+        gw.child.kill().unwrap();
+        gw.child.wait().unwrap();
+        let _ = post.await;
+        assert_eq!(
+            count(&ledger, "SELECT COUNT(*) FROM jobs WHERE state = 'running'"),
+            0,
+            "{killed_while}"
+        );
+
+        let gw = spawn_in(dir.path());
+        assert_eq!(count(&ledger, "SELECT COUNT(*) FROM job_stage"), 0, "{killed_while}");
+        let (status, job) = gw.get("/v1/sync-jobs/1").await;
+        if killed_while == "staging" {
+            assert_eq!(status, 404, "a job killed while staging is visible: {job}");
+            let (_, page) = gw.get("/v1/promo-codes?limit=1").await;
+            assert_eq!(page["items"], json!([]), "{page}");
+            assert_eq!(count(&ledger, "SELECT COUNT(*) FROM jobs"), 0);
+        } else {
+            assert_eq!(status, 200, "{job}");
+            assert_eq!(job["state"], "running", "{job}");
+            assert_eq!(job["total"], n, "{job}");
+            assert_eq!(job["targets_progress"]["loop"]["total"], n, "{job}");
+            assert_eq!(count(&ledger, "SELECT COUNT(*) FROM codes"), n as i64);
+        }
+        drop(gw);
+    }
+}

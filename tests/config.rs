@@ -153,3 +153,29 @@ fn an_account_currency_on_a_vendor_whose_amounts_carry_one_stops_start_up() {
         "{e}"
     );
 }
+
+/// The slow-client limits have defaults, and none may be 0 (a 0 timeout would drop every
+/// client, a 0 cap serve none).
+#[test]
+fn the_slow_client_limits_default_and_refuse_zero() {
+    let config = promo_gateway::Config::parse("").unwrap();
+    let s = &config.server;
+    assert_eq!(
+        (
+            s.header_read_timeout_ms,
+            s.body_read_timeout_ms,
+            s.upload_read_timeout_ms,
+            s.max_connections
+        ),
+        (10_000, 30_000, 600_000, 1024)
+    );
+    for key in [
+        "header_read_timeout_ms",
+        "body_read_timeout_ms",
+        "upload_read_timeout_ms",
+        "max_connections",
+    ] {
+        let err = promo_gateway::Config::parse(&format!("[server]\n{key} = 0\n")).unwrap_err();
+        assert!(err.contains(&format!("server.{key}: must be at least 1")), "{err}");
+    }
+}

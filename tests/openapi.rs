@@ -102,16 +102,63 @@ fn description_is_openapi_3_1_and_covers_every_route() {
     assert_eq!(required, ["detail", "errors", "status", "title", "type"]);
 }
 
+/// A gateway with API keys serves the committed description; one with none (which checks no
+/// key) serves it without the security scheme, the requirements and the 401 and 403 answers,
+/// and says nowhere that a key is needed.
 #[tokio::test]
-async fn gateway_serves_the_committed_description() {
-    let gw = common::start("", &[], &[]).await;
-    let raw = gw.get_raw("/openapi.json").await;
-    assert_eq!(raw.status, 200);
-    assert!(raw.content_type.starts_with("application/json"), "{}", raw.content_type);
-    let served: Value = serde_json::from_str(&raw.text).unwrap();
+async fn gateway_serves_the_committed_description_and_an_open_one_claims_no_key() {
+    let served = |gw: common::Gateway| async move {
+        let raw = gw.get_raw("/openapi.json").await;
+        assert_eq!(raw.status, 200);
+        assert!(raw.content_type.starts_with("application/json"), "{}", raw.content_type);
+        serde_json::from_str::<Value>(&raw.text).unwrap()
+    };
+    let keyed = common::start(
+        "[[server.api_keys]]\nname = \"k\"\nkey_env = \"GW_KEY\"\nscopes = [\"metrics:read\"]\n",
+        &[],
+        &[("GW_KEY", "some-key")],
+    )
+    .await;
     assert!(
-        served == committed(),
+        served(keyed).await == committed(),
         "the served description differs from openapi.json"
+    );
+
+    let open = served(common::start("", &[], &[]).await).await;
+    let mut expected = committed();
+    expected["components"]
+        .as_object_mut()
+        .unwrap()
+        .remove("securitySchemes");
+    let responses = expected["components"]["responses"].as_object_mut().unwrap();
+    responses.remove("Unauthorized");
+    responses.remove("Forbidden");
+    for (_, item) in expected["paths"].as_object_mut().unwrap() {
+        for (_, op) in item.as_object_mut().unwrap() {
+            let op = op.as_object_mut().unwrap();
+            op.remove("security");
+            let responses = op["responses"].as_object_mut().unwrap();
+            responses.remove("401");
+            responses.remove("403");
+            let description = op
+                .get("description")
+                .and_then(Value::as_str)
+                .map(|d| d.split("\n\nNeeds an API key").next().unwrap().to_owned());
+            match description {
+                Some(d) if !d.starts_with("Needs an API key") => {
+                    op.insert("description".into(), Value::String(d));
+                }
+                _ => {
+                    op.remove("description");
+                }
+            }
+        }
+    }
+    assert_eq!(open, expected);
+    let text = open.to_string();
+    assert!(
+        !text.contains("Needs an API key") && !text.contains("\"security\""),
+        "{text}"
     );
 }
 
@@ -334,4 +381,108 @@ async fn a_segment_that_is_not_utf8_is_a_404_problem() {
             "{method} {path}: {body}"
         );
     }
+}
+
+/// The rules JSON Schema can state are in the description, and the gateway enforces each as
+/// described: a sync job is one of three shapes (no other member, no null), `targets` and a
+/// mirror's `to` are never empty, a customer's or partner's `id` and a `cursor` never empty.
+#[tokio::test]
+async fn the_description_states_the_rules_the_gateway_enforces() {
+    let doc = generated();
+    let schemas = &doc["components"]["schemas"];
+    let shapes: Vec<&str> = schemas["SyncJobRequest"]["oneOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["$ref"].as_str().unwrap().trim_start_matches("#/components/schemas/"))
+        .collect();
+    assert_eq!(shapes, ["CodesJob", "GenerateJob", "MirrorJob"]);
+    for shape in &shapes {
+        assert_eq!(schemas[shape]["additionalProperties"], false, "{shape}");
+        for (name, member) in schemas[shape]["properties"].as_object().unwrap() {
+            assert!(
+                !member.to_string().contains("\"null\""),
+                "{shape}.{name} is nullable: {member}"
+            );
+        }
+    }
+    assert_eq!(
+        schemas["CodesJob"]["required"],
+        serde_json::json!(["campaign", "codes"])
+    );
+    assert_eq!(schemas["CodesJob"]["properties"]["codes"]["minItems"], 1);
+    assert_eq!(schemas["GenerateJob"]["properties"]["targets"]["minItems"], 1);
+    assert_eq!(schemas["Mirror"]["properties"]["to"]["minItems"], 1);
+    assert_eq!(schemas["Generate"]["properties"]["count"]["maximum"], 1_000_000);
+    assert_eq!(schemas["PromoCodeRequest"]["properties"]["targets"]["minItems"], 1);
+    for (schema, property) in [
+        ("PromoCodeRequest", "targets"),
+        ("CodesJob", "targets"),
+        ("GenerateJob", "targets"),
+        ("Mirror", "to"),
+    ] {
+        assert_eq!(
+            schemas[schema]["properties"][property]["uniqueItems"], true,
+            "{schema}.{property}"
+        );
+    }
+    assert_eq!(schemas["Party"]["properties"]["id"]["minLength"], 1);
+    for path in ["/v1/promo-codes", "/v1/sync-jobs/{id}/results"] {
+        let cursor = doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "cursor")
+            .unwrap();
+        assert_eq!(cursor["schema"]["minLength"], 1, "{path}");
+    }
+
+    // Each request breaking one of those rules is refused (4xx) and nothing is kept.
+    let gw = common::start(
+        &common::upstream("loop", "loop", "http://127.0.0.1:9", ""),
+        &[("spring", "[upstreams.loop]\n")],
+        &[("LOOP_TOKEN", "t")],
+    )
+    .await;
+    let code = |extra: Value| {
+        common::merged(
+            serde_json::json!({ "code": "RULE-1", "discount": { "percent_off": 20 }, "targets": ["loop"] }),
+            extra,
+        )
+    };
+    for body in [
+        code(serde_json::json!({ "targets": [] })),
+        code(serde_json::json!({ "targets": ["loop", "loop"] })),
+        code(serde_json::json!({ "customer": { "id": "" } })),
+        code(serde_json::json!({ "partner": { "id": "" } })),
+    ] {
+        let (status, answer) = gw.create(&body).await;
+        assert!((400..500).contains(&status), "{body} -> {status} {answer}");
+    }
+    for body in [
+        serde_json::json!({ "campaign": "spring", "codes": ["A"], "generate": { "count": 1, "pattern": "A{random:8}" } }),
+        serde_json::json!({ "campaign": "spring", "codes": [] }),
+        serde_json::json!({ "campaign": "spring", "targets": [], "codes": ["A"] }),
+        serde_json::json!({ "campaign": "spring", "template": null, "codes": ["A"] }),
+        serde_json::json!({ "campaign": "spring", "generate": { "count": 1_000_001, "pattern": "A{random:8}" } }),
+        serde_json::json!({ "mirror": { "campaign": "spring", "to": [] } }),
+        serde_json::json!({ "mirror": { "campaign": "spring", "to": ["loop", "loop"] } }),
+        serde_json::json!({ "campaign": "spring", "targets": ["loop", "loop"], "codes": ["A"] }),
+        serde_json::json!({ "mirror": { "campaign": "spring", "to": ["loop"] }, "on_unsupported": null }),
+        serde_json::json!({ "mirror": { "campaign": "spring", "to": ["loop"] }, "campaign": "spring" }),
+    ] {
+        let (status, answer) = gw.post("/v1/sync-jobs", body.to_string()).await;
+        assert!((400..500).contains(&status), "{body} -> {status} {answer}");
+    }
+    for path in ["/v1/promo-codes?cursor=", "/v1/sync-jobs/1/results?cursor="] {
+        let raw = gw.get_raw(path).await;
+        assert!(
+            (400..500).contains(&raw.status),
+            "{path} -> {} {}",
+            raw.status,
+            raw.text
+        );
+    }
+    let (_, page) = gw.get("/v1/promo-codes").await;
+    assert_eq!(page["items"], serde_json::json!([]), "{page}");
 }

@@ -1240,3 +1240,209 @@ async fn a_repeated_json_key_in_a_job_is_refused_naming_its_path() {
     let (_, page) = gw.get("/v1/promo-codes").await;
     assert_eq!(page["items"], json!([]), "a refused job left codes: {page}");
 }
+
+/// A large upload's intake takes the ledger in short slices, so a create made while it runs
+/// answers in its usual time instead of waiting for the whole file (the audit saw 15 to 23 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_create_during_a_large_intake_answers_before_the_intake_ends() {
+    // Creates go to loop (answered 500: recorded as failed, which is all this test needs);
+    // the job goes to moltin, one call a second, long after its intake.
+    let loop_srv = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&loop_srv)
+        .await;
+    let moltin_srv = MockServer::start().await;
+    let gw = gateway(&[
+        (Vendor::Loop, &loop_srv, ""),
+        (
+            Vendor::Moltin,
+            &moltin_srv,
+            "rate_limit = { per_second = 1, burst = 1 }",
+        ),
+    ])
+    .await;
+    let n = 150_000;
+    let ndjson: String = (0..n)
+        .map(|i| format!("{{\"code\":\"BIG-{i:07}\",\"discount\":{{\"percent_off\":20}}}}\n"))
+        .collect();
+    let started = Instant::now();
+    let job = tokio::spawn({
+        let (base, http) = (gw.base.clone(), gw.http.clone());
+        async move {
+            let r = http
+                .post(format!("{base}/v1/sync-jobs?campaign=spring&targets=moltin"))
+                .header("Content-Type", "application/x-ndjson")
+                .body(ndjson)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap(), Instant::now())
+        }
+    });
+    // One create every 100 ms for as long as the job's POST is in flight.
+    let mut latencies = Vec::new();
+    let mut i = 0;
+    while !job.is_finished() {
+        i += 1;
+        let sent = Instant::now();
+        let (status, body) = gw.create(&common::percent20(&format!("SIDE-{i}"), &["loop"])).await;
+        assert_eq!(common::result(&body, "loop")["status"], "failed", "{status} {body}");
+        latencies.push(sent.elapsed());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body, answered) = job.await.unwrap();
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["total"], n, "{body}");
+    let intake = answered - started;
+    let worst = latencies.iter().max().copied().unwrap_or_default();
+    assert!(
+        worst * 3 < intake,
+        "a create made during the intake waited {worst:?} (the intake took {intake:?}): {latencies:?}"
+    );
+    assert!(
+        latencies.len() >= 5,
+        "the job's intake ({intake:?}) was too short to test anything: {latencies:?}"
+    );
+}
+
+/// A generator asked for more codes than its pattern can make (or most of them) is refused at
+/// once, naming the pattern's capacity, instead of drawing for as long as it holds the ledger.
+#[tokio::test]
+async fn a_generator_beyond_its_patterns_capacity_is_refused_at_once() {
+    let loop_srv = common::strict_server().await;
+    let gw = gateway(&[(Vendor::Loop, &loop_srv, "")]).await;
+    // {random:4}: 27^4 = 531441 codes.
+    for count in [600_000, 300_000] {
+        let job = json!({
+            "campaign": "spring", "targets": ["loop"], "template": template(),
+            "generate": { "count": count, "pattern": "T-{random:4}" }
+        });
+        let sent = Instant::now();
+        let (status, _, body) = post_job(&gw, "", "application/json", job.to_string().into_bytes()).await;
+        assert!(sent.elapsed() < Duration::from_secs(5), "took {:?}", sent.elapsed());
+        assert_eq!(status, 422, "{count}: {body}");
+        let p = problems(&body);
+        assert!(
+            p.iter()
+                .any(|(f, r)| f == "generate.count" && r.contains("531441") && r.contains("T-{random:4}")),
+            "{count}: {body}"
+        );
+    }
+    let (_, page) = gw.get("/v1/promo-codes").await;
+    assert_eq!(page["items"], json!([]), "{page}");
+}
+
+/// A job item is a code: an upload's line or row, or an inline item, over the create limit
+/// (`server.max_body_bytes`, 16384 in these tests) refuses the job naming it, and nothing is
+/// written. The lines after an oversized NDJSON line are still read and checked.
+#[tokio::test]
+async fn an_item_over_the_create_limit_refuses_the_job_naming_it() {
+    let loop_srv = common::strict_server().await;
+    let gw = gateway(&[(Vendor::Loop, &loop_srv, "")]).await;
+    let big = "x".repeat(1_000_000);
+    let line = |code: &str, description: &str| {
+        json!({ "code": code, "discount": { "percent_off": 20 }, "description": description }).to_string()
+    };
+    let ndjson = [
+        line("OK-1", "fine"),
+        line("BIG-1", &big),
+        line("OK-2", "fine"),
+        "{oops".into(),
+    ]
+    .join("\n");
+    let (status, _, body) = post_job(
+        &gw,
+        "?campaign=spring&targets=loop",
+        "application/x-ndjson",
+        ndjson.into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    let p = problems(&body);
+    assert_eq!(p.len(), 2, "{body}");
+    assert_eq!(p[0].0, "line 2", "{body}");
+    assert!(p[0].1.contains("server.max_body_bytes (16384 bytes)"), "{body}");
+    assert_eq!(p[1].0, "line 4", "{body}");
+    assert!(p[1].1.starts_with("is not JSON"), "{body}");
+
+    let csv = format!("code,percent_off,description\nOK-1,20,fine\nBIG-1,20,{big}\nOK-2,20,fine\n");
+    let (status, _, body) = post_job(&gw, "?campaign=spring&targets=loop", "text/csv", csv.into_bytes()).await;
+    assert_eq!(status, 422, "{body}");
+    let p = problems(&body);
+    assert_eq!(p.len(), 1, "{body}");
+    assert_eq!(p[0].0, "line 3", "{body}");
+    assert!(p[0].1.contains("server.max_body_bytes (16384 bytes)"), "{body}");
+
+    let job = json!({
+        "campaign": "spring", "targets": ["loop"], "template": template(),
+        "codes": ["OK-1", { "code": "BIG-1", "description": "y".repeat(20_000) }]
+    });
+    let (status, _, body) = post_job(&gw, "", "application/json", job.to_string().into_bytes()).await;
+    assert_eq!(status, 422, "{body}");
+    let p = problems(&body);
+    assert_eq!(p[0].0, "codes[1]", "{body}");
+    assert!(p[0].1.contains("server.max_body_bytes (16384 bytes)"), "{body}");
+
+    let (_, page) = gw.get("/v1/promo-codes").await;
+    assert_eq!(page["items"], json!([]), "{page}");
+}
+
+/// A CSV header naming a column twice (`percent_off,percent_off` made the second win: a 90%
+/// code) or a column no job reads, and an upload with no codes at all, refuse the job naming
+/// them, even when no row fills the column.
+#[tokio::test]
+async fn a_csv_header_with_a_repeated_or_unknown_column_and_an_empty_upload_are_refused() {
+    let loop_srv = common::strict_server().await;
+    let gw = gateway(&[(Vendor::Loop, &loop_srv, "")]).await;
+    let cases: [(&str, &str, &str, &str); 6] = [
+        (
+            "text/csv",
+            "code,percent_off,percent_off\nX,20,90\n",
+            "line 1",
+            "column `percent_off` appears twice",
+        ),
+        (
+            "text/csv",
+            "code,percent_off,colour\nX,20,\n",
+            "line 1",
+            "column `colour` is not a field a job reads",
+        ),
+        (
+            "text/csv",
+            "code,percent_off\n",
+            "codes",
+            "a job needs at least one code",
+        ),
+        ("text/csv", "", "codes", "a job needs at least one code"),
+        ("application/x-ndjson", "", "codes", "a job needs at least one code"),
+        (
+            "application/x-ndjson",
+            "\n  \n",
+            "codes",
+            "a job needs at least one code",
+        ),
+    ];
+    for (content_type, upload, field, rule) in cases {
+        let (status, location, body) = post_job(
+            &gw,
+            "?campaign=spring&targets=loop",
+            content_type,
+            upload.as_bytes().to_vec(),
+        )
+        .await;
+        assert_eq!(status, 422, "{upload:?}: {body}");
+        assert_eq!(location, None);
+        assert!(
+            problems(&body).iter().any(|(f, r)| f == field && r.contains(rule)),
+            "{upload:?}: expected {field}: {rule} in {body}"
+        );
+    }
+    let job = json!({ "campaign": "spring", "targets": ["loop"], "template": template(), "codes": [] });
+    let (status, _, body) = post_job(&gw, "", "application/json", job.to_string().into_bytes()).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(problems(&body)[0].0, "codes", "{body}");
+    let (_, page) = gw.get("/v1/promo-codes").await;
+    assert_eq!(page["items"], json!([]), "{page}");
+}
