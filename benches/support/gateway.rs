@@ -101,6 +101,12 @@ impl GatewayProcess {
     /// Starts the binary on `upstreams` (`[upstreams.*]` tables, see [`upstream_table`]) and
     /// mapping files `(campaign, toml)`; returns once it listens.
     pub fn start(upstreams: &str, mappings: &[(&str, &str)]) -> Self {
+        Self::start_with(upstreams, mappings, None)
+    }
+
+    /// [`GatewayProcess::start`], its rate budgets shared through the Redis at `redis_url` when
+    /// given (`[rate_limit] redis_url_env`): one replica of several.
+    pub fn start_with(upstreams: &str, mappings: &[(&str, &str)], redis_url: Option<&str>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir(dir.path().join("mappings")).unwrap();
         for (name, text) in mappings {
@@ -111,7 +117,12 @@ impl GatewayProcess {
             &config,
             format!(
                 "[server]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 65536\nmappings_dir = \"mappings\"\n\n\
-                 [ledger]\npath = \"ledger.db\"\n\n{upstreams}"
+                 [ledger]\npath = \"ledger.db\"\n\n{}{upstreams}",
+                if redis_url.is_some() {
+                    "[rate_limit]\nredis_url_env = \"BENCH_REDIS_URL\"\n\n"
+                } else {
+                    ""
+                }
             ),
         )
         .unwrap();
@@ -121,6 +132,7 @@ impl GatewayProcess {
             .arg("--config")
             .arg(&config)
             .envs(ENV)
+            .envs(redis_url.map(|url| ("BENCH_REDIS_URL", url)))
             // Logging as deployed (the binary's default filter), and no proxy between the
             // gateway and its loopback upstreams.
             .env_remove("RUST_LOG")

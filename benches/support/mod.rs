@@ -18,6 +18,9 @@
 pub mod fixtures;
 pub mod gateway;
 pub mod load;
+/// A real redis-server for the three-replica fidelity run: the tests' harness, one home.
+#[path = "../../tests/common/redis.rs"]
+pub mod redis;
 pub mod upstream;
 pub mod vendors;
 
