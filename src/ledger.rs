@@ -32,9 +32,11 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::engine::{CreateResponse, ErrorKind, Status, TargetResult};
+use crate::domain::delivery::{CreateResponse, ErrorKind, Status, TargetResult};
 use crate::error::StartupError;
 
+#[cfg(test)]
+mod conformance;
 mod space;
 
 #[derive(Debug, thiserror::Error)]
@@ -309,7 +311,7 @@ pub struct JobResult {
     pub vendor_id: Option<String>,
     pub attempts: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<crate::engine::TargetError>,
+    pub error: Option<crate::domain::delivery::TargetError>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<crate::openapi::WarningDoc>)]
     pub warnings: Vec<promo_adapters::Warning>,
@@ -1862,6 +1864,19 @@ impl Store for Ledger {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The SQLite store keeps the `Store` contract (`conformance.rs`), each case on a new file.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn sqlite_keeps_the_store_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_owned();
+        let opened = std::sync::atomic::AtomicUsize::new(0);
+        let open = move || -> Arc<dyn Store> {
+            let n = opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Arc::new(Ledger::open(&root.join(format!("ledger-{n}.db"))).unwrap())
+        };
+        conformance::run(&open).await;
+    }
 
     fn open(dir: &tempfile::TempDir) -> Ledger {
         Ledger::open(&dir.path().join("ledger.db")).unwrap()

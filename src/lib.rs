@@ -11,6 +11,7 @@ pub mod auth;
 pub mod check_config;
 pub mod clock;
 pub mod config;
+pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod gateway_auth;

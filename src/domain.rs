@@ -1,0 +1,4 @@
+//! The domain: plain types and pure rules the engine, the stores and the HTTP layer share. It
+//! depends on the adapters' model and on no web, database or HTTP-client crate.
+
+pub mod delivery;
