@@ -12,6 +12,8 @@ use serde_json::json;
 use wiremock::ResponseTemplate;
 
 use common::binary::{Binary as Gateway, BIN};
+use common::jobs::post_job;
+use common::ledger::{count_rows, wait_for_row};
 
 // Variable names no developer machine or CI runner sets, so the child's environment is exactly
 // what each test gives it.
@@ -252,16 +254,7 @@ async fn an_oversized_upload_line_is_refused_without_being_held_in_memory() {
     let mut upload = br#"{"code":"BIG","discount":{"percent_off":20},"description":""#.to_vec();
     upload.resize(upload.len() + 64 * mib, b'x');
     upload.extend_from_slice(b"\"}\n");
-    let r = gw
-        .http
-        .post(format!("{}/v1/sync-jobs?campaign=spring&targets=loop", gw.base))
-        .header("Content-Type", "application/x-ndjson")
-        .body(upload)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let body: serde_json::Value = r.json().await.unwrap();
+    let (status, _, body) = post_job(&gw, "?campaign=spring&targets=loop", "application/x-ndjson", upload).await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["errors"][0]["field"], "line 1", "{body}");
     assert!(
@@ -442,26 +435,6 @@ fn spawn_in(dir: &Path) -> Gateway {
         .unwrap_or_else(|_| panic!("the binary printed no `listening on` line"))
 }
 
-/// Polls the ledger (read-only, beside the binary) until `sql` yields a row; panics after 60 s.
-fn wait_for(ledger: &Path, sql: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(conn) = rusqlite::Connection::open_with_flags(ledger, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) {
-            let found: Result<i64, _> = conn.query_row(sql, [], |r| r.get(0));
-            if found.is_ok() {
-                return;
-            }
-        }
-        assert!(std::time::Instant::now() < deadline, "no row for {sql} in 60 s");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn count(ledger: &Path, sql: &str) -> i64 {
-    let conn = rusqlite::Connection::open_with_flags(ledger, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    conn.query_row(sql, [], |r| r.get(0)).unwrap()
-}
-
 /// A binary killed (SIGKILL) in the middle of a large upload's intake leaves no half job: killed
 /// while staging (the job not yet accepted), the next start removes the job and its staged codes
 /// and the ledger holds nothing; killed once the job was accepted and its codes were being
@@ -508,7 +481,7 @@ async fn a_binary_killed_mid_intake_leaves_no_half_job() {
         let sql = format!("SELECT id FROM jobs WHERE state = '{state}'");
         tokio::task::spawn_blocking({
             let ledger = ledger.clone();
-            move || wait_for(&ledger, &sql)
+            move || wait_for_row(&ledger, &sql, Duration::from_secs(60))
         })
         .await
         .unwrap();
@@ -516,25 +489,29 @@ async fn a_binary_killed_mid_intake_leaves_no_half_job() {
         gw.child.wait().unwrap();
         let _ = post.await;
         assert_eq!(
-            count(&ledger, "SELECT COUNT(*) FROM jobs WHERE state = 'running'"),
+            count_rows(&ledger, "SELECT COUNT(*) FROM jobs WHERE state = 'running'"),
             0,
             "{killed_while}"
         );
 
         let gw = spawn_in(dir.path());
-        assert_eq!(count(&ledger, "SELECT COUNT(*) FROM job_stage"), 0, "{killed_while}");
+        assert_eq!(
+            count_rows(&ledger, "SELECT COUNT(*) FROM job_stage"),
+            0,
+            "{killed_while}"
+        );
         let (status, job) = gw.get("/v1/sync-jobs/1").await;
         if killed_while == "staging" {
             assert_eq!(status, 404, "a job killed while staging is visible: {job}");
             let (_, page) = gw.get("/v1/promo-codes?limit=1").await;
             assert_eq!(page["items"], json!([]), "{page}");
-            assert_eq!(count(&ledger, "SELECT COUNT(*) FROM jobs"), 0);
+            assert_eq!(count_rows(&ledger, "SELECT COUNT(*) FROM jobs"), 0);
         } else {
             assert_eq!(status, 200, "{job}");
             assert_eq!(job["state"], "running", "{job}");
             assert_eq!(job["total"], n, "{job}");
             assert_eq!(job["targets_progress"]["loop"]["total"], n, "{job}");
-            assert_eq!(count(&ledger, "SELECT COUNT(*) FROM codes"), n as i64);
+            assert_eq!(count_rows(&ledger, "SELECT COUNT(*) FROM codes"), n as i64);
         }
         drop(gw);
     }

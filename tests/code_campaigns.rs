@@ -12,6 +12,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use wiremock::{MockServer, ResponseTemplate};
 
+use common::jobs::{post_json_job, wait_done};
+
 const TOKEN: &str = "loop-campaigns-secret-41c7";
 const TOKEN2: &str = "loop2-campaigns-secret-9b02";
 const ENV: [(&str, &str); 2] = [("LOOP_TOKEN", TOKEN), ("LOOP2_TOKEN", TOKEN2)];
@@ -109,25 +111,6 @@ async fn ledger(gw: &common::Gateway) -> Vec<(String, String, Value)> {
             )
         })
         .collect()
-}
-
-/// A JSON sync job: status and body.
-async fn post_job(gw: &common::Gateway, job: &Value) -> (u16, Value) {
-    gw.post("/v1/sync-jobs", job.to_string()).await
-}
-
-/// Polls job `id` until it is no longer running (at most 10 s); its last status.
-async fn wait_done(gw: &common::Gateway, id: i64) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, job) = gw.get(&format!("/v1/sync-jobs/{id}")).await;
-        assert_eq!(status, 200, "{job}");
-        if job["state"] != "running" {
-            return job;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "job {id} still running: {job}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// `summer`'s `SPRING20` (and `spring20`) to the Loop that holds `spring`'s is refused, naming
@@ -307,7 +290,7 @@ async fn a_job_item_held_by_another_campaign_refuses_the_job() {
             "codes": ["SUMMER-1", "spring20"]
         })
     };
-    let (status, problem) = post_job(&gw, &job(&["loop2", "loop"])).await;
+    let (status, problem) = post_json_job(&gw, &job(&["loop2", "loop"])).await;
     assert_eq!(status, 422, "{problem}");
     assert_eq!(
         problem["type"], "urn:promo-gateway:problem:invalid-promo-code",
@@ -330,9 +313,9 @@ async fn a_job_item_held_by_another_campaign_refuses_the_job() {
     );
 
     // To loop2 alone, the job is accepted and delivers both codes there.
-    let (status, body) = post_job(&gw, &job(&["loop2"])).await;
+    let (status, body) = post_json_job(&gw, &job(&["loop2"])).await;
     assert_eq!(status, 202, "{body}");
-    let done = wait_done(&gw, body["id"].as_i64().unwrap()).await;
+    let done = wait_done(&gw, body["id"].as_i64().unwrap(), Duration::from_secs(10)).await;
     assert_eq!(done["state"], "done", "{done}");
     assert_eq!(
         done["targets_progress"]["loop2"]["counts"],
@@ -349,7 +332,7 @@ async fn a_job_item_held_by_another_campaign_refuses_the_job() {
     );
 
     // Mirroring summer to loop now would put its spring20 beside spring's SPRING20: refused.
-    let (status, problem) = post_job(&gw, &json!({ "mirror": { "campaign": "summer", "to": ["loop"] } })).await;
+    let (status, problem) = post_json_job(&gw, &json!({ "mirror": { "campaign": "summer", "to": ["loop"] } })).await;
     assert_eq!(status, 422, "{problem}");
     let errors = problem["errors"].as_array().unwrap();
     assert_eq!(errors.len(), 1, "{problem}");
@@ -381,7 +364,7 @@ async fn a_retry_passes_over_a_code_another_campaign_took_since_and_says_why() {
     // Meanwhile spring creates summer-x, which summer's failed delivery does not hold.
     expect(&a, TOKEN, "summer-x", "spring", created("summer-x"), 1).await;
 
-    let (status, body) = post_job(
+    let (status, body) = post_json_job(
         &gw,
         &json!({
             "campaign": "summer",
@@ -393,7 +376,7 @@ async fn a_retry_passes_over_a_code_another_campaign_took_since_and_says_why() {
     .await;
     assert_eq!(status, 202, "{body}");
     let id = body["id"].as_i64().unwrap();
-    let done = wait_done(&gw, id).await;
+    let done = wait_done(&gw, id, Duration::from_secs(10)).await;
     assert_eq!(
         done["targets_progress"]["loop"]["counts"],
         json!({ "failed": 2 }),
@@ -404,7 +387,7 @@ async fn a_retry_passes_over_a_code_another_campaign_took_since_and_says_why() {
 
     let (status, body) = gw.post(&format!("/v1/sync-jobs/{id}/retry"), String::new()).await;
     assert_eq!(status, 202, "{body}");
-    let done = wait_done(&gw, id).await;
+    let done = wait_done(&gw, id, Duration::from_secs(10)).await;
     assert_eq!(
         done["targets_progress"]["loop"]["counts"],
         json!({ "created": 1, "failed": 1 }),

@@ -76,15 +76,8 @@ async fn list(gw: &common::Gateway, query: &str) -> Value {
 async fn assert_problem(gw: &common::Gateway, path: &str, status: u16, slug: &str, field: &str) -> Value {
     let raw = gw.get_raw(path).await;
     assert_eq!(raw.status, status, "{path}: {}", raw.text);
-    assert_eq!(raw.content_type, "application/problem+json", "{path}");
     let problem: Value = serde_json::from_str(&raw.text).unwrap();
-    assert_eq!(
-        problem["type"],
-        format!("urn:promo-gateway:problem:{slug}"),
-        "{path}: {problem}"
-    );
-    assert_eq!(problem["status"], status);
-    assert_eq!(problem["errors"][0]["field"], field, "{path}: {problem}");
+    common::problems::assert_problem(path, &problem, &raw.content_type, status, slug, field);
     problem
 }
 

@@ -28,6 +28,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use common::binary::{Binary as Gateway, BIN};
+use common::jobs::{all_results, job_status, progress, start_upload, wait_done_or};
 
 // Variable names no developer machine or CI runner sets.
 const LOOP_VAR: &str = "PROMO_CRASH_TEST_LOOP_TOKEN";
@@ -308,64 +309,6 @@ fn mapping() -> String {
     )
 }
 
-async fn job_status(gw: &common::Gateway, id: i64) -> Value {
-    let (status, job) = gw.get(&format!("/v1/sync-jobs/{id}")).await;
-    assert_eq!(status, 200, "{job}");
-    job
-}
-
-/// The share of the job's deliveries that are settled, from 0 to 1.
-fn progress(job: &Value) -> f64 {
-    let (mut total, mut pending) = (0, 0);
-    for p in job["targets_progress"].as_object().unwrap().values() {
-        total += p["total"].as_u64().unwrap();
-        pending += p["pending"].as_u64().unwrap();
-    }
-    (total - pending) as f64 / total.max(1) as f64
-}
-
-/// Polls until the job is no longer running.
-async fn wait_done(gw: &common::Gateway, id: i64, within: Duration, dir: &Path) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let job = job_status(gw, id).await;
-        if job["state"] != "running" {
-            return job;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job {id} still running after {within:?}: {job}\nlog:\n{}",
-            log_tail(dir)
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-/// Every result line of the job matching `filter`, following next_cursor.
-async fn all_results(gw: &common::Gateway, id: i64, filter: &str) -> Vec<Value> {
-    gw.all_items(&format!("/v1/sync-jobs/{id}/results?limit=1000{filter}"))
-        .await
-}
-
-/// POSTs a job; its id (after checking 202 and Location).
-async fn post_job(gw: &common::Gateway, query: &str, content_type: &str, body: reqwest::Body) -> i64 {
-    let r = gw
-        .http
-        .post(format!("{}/v1/sync-jobs{query}", gw.base))
-        .header("Content-Type", content_type)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let location = common::header_of(&r, "location");
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(status, 202, "{body}");
-    let id = body["id"].as_i64().unwrap();
-    assert_eq!(location, Some(format!("/v1/sync-jobs/{id}")));
-    id
-}
-
 // ---------------------------------------------------------------------------------------------
 // Tests
 // ---------------------------------------------------------------------------------------------
@@ -401,7 +344,7 @@ async fn a_job_killed_six_times_ends_with_every_code_delivered_exactly_once() {
         "template": { "discount": { "percent_off": 20 } },
         "codes": codes
     });
-    let id = post_job(&gw, "", "application/json", job.to_string().into()).await;
+    let id = start_upload(&gw, "", "application/json", job.to_string()).await;
 
     // SIGKILL at increasing points of progress, each time restarting on the same files.
     let mut kills = Vec::new();
@@ -421,7 +364,10 @@ async fn a_job_killed_six_times_ends_with_every_code_delivered_exactly_once() {
         kills.push(at);
         gw = Gateway::start(dir.path());
     }
-    let job = wait_done(&gw, id, Duration::from_secs(120), dir.path()).await;
+    let job = wait_done_or(&gw, id, Duration::from_secs(120), || {
+        format!("\nlog:\n{}", log_tail(dir.path()))
+    })
+    .await;
     let elapsed = started.elapsed();
     println!(
         "crash test: {} kills at {:?} of progress; done in {elapsed:?}",
@@ -541,15 +487,12 @@ async fn a_100k_code_ndjson_job_runs_to_completion_in_flat_memory() {
     // `stream` feature is in Cargo.toml; without it the test holds the file (about 5 MB) in its
     // own memory. The gateway streams the upload to disk either way.
     let body = tokio::fs::read(&file).await.unwrap();
-    let id = post_job(
-        &gw,
-        "?campaign=bulk&targets=moltin",
-        "application/x-ndjson",
-        body.into(),
-    )
-    .await;
+    let id = start_upload(&gw, "?campaign=bulk&targets=moltin", "application/x-ndjson", body).await;
     let accepted = started.elapsed();
-    let job = wait_done(&gw, id, Duration::from_secs(300), dir.path()).await;
+    let job = wait_done_or(&gw, id, Duration::from_secs(300), || {
+        format!("\nlog:\n{}", log_tail(dir.path()))
+    })
+    .await;
     let elapsed = started.elapsed();
     let peak_kb = gw.proc_status_kb("VmHWM");
     let rss_kb = gw.proc_status_kb("VmRSS");

@@ -110,10 +110,7 @@ fn code(name: &str) -> Value {
 }
 
 fn assert_problem(body: &Value, content_type: &str, slug: &str, status: u16) {
-    assert_eq!(content_type, "application/problem+json", "{body}");
-    assert_eq!(body["type"], format!("urn:promo-gateway:problem:{slug}"), "{body}");
-    assert_eq!(body["status"], status, "{body}");
-    assert_eq!(body["errors"][0]["field"], "Authorization", "{body}");
+    common::problems::assert_problem("", body, content_type, status, slug, "Authorization");
 }
 
 #[tokio::test]

@@ -369,14 +369,10 @@ async fn no_credential_reaches_the_ledger() {
     common::assert_hides(&record.to_string(), &[TOKEN]);
 
     let mut recorded = false;
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_name().to_string_lossy().starts_with("promo-gateway.db") {
-            let bytes = std::fs::read(entry.path()).unwrap();
-            let text = String::from_utf8_lossy(&bytes);
-            assert!(!text.contains(TOKEN), "{:?} holds the credential", entry.file_name());
-            recorded |= text.contains("token [redacted] is revoked");
-        }
+    for (name, bytes) in common::ledger::ledger_files(dir.path()) {
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains(TOKEN), "{name} holds the credential");
+        recorded |= text.contains("token [redacted] is revoked");
     }
     assert!(recorded, "the redacted outcome is in the ledger");
 }

@@ -11,12 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use common::Gateway;
+use common::{received, Gateway};
 use promo_gateway::clock::ManualClock;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use wiremock::{MockBuilder, MockServer, ResponseTemplate};
+use wiremock::{MockBuilder, ResponseTemplate};
 
 // ---------------------------------------------------------------------------------------------
 // Harness
@@ -148,10 +148,6 @@ fn t0() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-03-01T10:00:00Z")
         .unwrap()
         .with_timezone(&Utc)
-}
-
-async fn received(server: &MockServer) -> usize {
-    server.received_requests().await.unwrap().len()
 }
 
 /// Creates `code` at `v` and returns the HTTP status and `v`'s result.

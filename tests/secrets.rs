@@ -452,16 +452,8 @@ async fn drive(format: &str) {
     }
 
     let dir = gw.dir().unwrap().to_owned();
-    let ledger_files = |dir: &std::path::Path| -> Vec<(String, Vec<u8>)> {
-        std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.file_name().unwrap().to_string_lossy().contains(".db"))
-            .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
-            .collect()
-    };
     // The WAL while the gateway runs (it may be checkpointed away at the stop).
-    let ledger = ledger_files(&dir);
+    let ledger = common::ledger::ledger_files(&dir);
     assert!(ledger.iter().any(|(name, _)| name.ends_with("-wal")), "{ledger:?}");
     let lines = gw.stop();
     assert!(

@@ -26,6 +26,7 @@ use axum::Router;
 use serde_json::{json, Value};
 
 use common::binary::{Binary, BIN};
+use common::jobs::wait_done;
 use common::redis::Redis;
 
 const TOKEN_VAR: &str = "PROMO_BUDGET_TEST_LOOP_TOKEN";
@@ -148,22 +149,6 @@ fn busiest_second(arrivals: &[Instant]) -> usize {
         })
         .max()
         .unwrap_or(0)
-}
-
-/// Waits until sync job `id` is no longer running; its final status.
-async fn wait_done(gw: &common::Gateway, id: i64, within: Duration) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let (_, job) = gw.get(&format!("/v1/sync-jobs/{id}")).await;
-        if job["state"] != "running" {
-            return job;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job {id} still running after {within:?}: {job}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use common::binary::{Binary, BIN};
+use common::jobs::{job_status, start_job, wait_done};
 
 const TOKEN_VAR: &str = "PROMO_SHUTDOWN_TEST_LOOP_TOKEN";
 
@@ -176,42 +177,23 @@ async fn a_call_outlasting_the_grace_stays_pending_and_the_next_start_resends_it
 const SLOW_RATE: &str = "rate_limit = { per_second = 4, burst = 1 }";
 
 /// Starts a sync job of `codes` to Loop (20% off each); its id.
-async fn start_job(api: &common::Gateway, codes: &[String]) -> i64 {
-    let (status, job) = api
-        .post(
-            "/v1/sync-jobs",
-            json!({ "campaign": "spring", "targets": ["loop"], "codes": codes,
-                    "template": { "discount": { "percent_off": 20 } } })
-            .to_string(),
-        )
-        .await;
-    assert_eq!(status, 202, "{job}");
-    job["id"].as_i64().unwrap()
-}
-
-/// `GET /v1/sync-jobs/{id}`.
-async fn job_status(api: &common::Gateway, id: i64) -> Value {
-    let (status, job) = api.get(&format!("/v1/sync-jobs/{id}")).await;
-    assert_eq!(status, 200, "{job}");
-    job
+async fn start_loop_job(api: &common::Gateway, codes: &[String]) -> i64 {
+    start_job(
+        api,
+        &json!({ "campaign": "spring", "targets": ["loop"], "codes": codes,
+                 "template": { "discount": { "percent_off": 20 } } }),
+    )
+    .await
 }
 
 /// Polls the job until it is no longer `running` (5 s at most).
 async fn ended(api: &common::Gateway, id: i64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let job = job_status(api, id).await;
-        if job["state"] != "running" {
-            return job;
-        }
-        assert!(Instant::now() < deadline, "{job}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_done(api, id, Duration::from_secs(5)).await
 }
 
 /// Loop's deliveries of the job by state (0 for a state not listed).
 fn count(job: &Value, state: &str) -> u64 {
-    job["targets_progress"]["loop"]["counts"][state].as_u64().unwrap_or(0)
+    common::jobs::count(job, "loop", state)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -230,7 +212,7 @@ async fn sigterm_pauses_a_sync_job_its_calls_in_flight_recorded_and_the_next_sta
         .await;
     }
     let (dir, mut gw) = start(&server, 3_000, SLOW_RATE);
-    let id = start_job(&gw.api, &codes).await;
+    let id = start_loop_job(&gw.api, &codes).await;
 
     // Mid-way: the third call has gone out (at ~500 ms), the next is due 250 ms later.
     common::wait_for_requests(&server, 3).await;
@@ -283,7 +265,7 @@ async fn a_job_call_outlasting_the_grace_is_cut_off_on_time_and_the_next_start_f
     common::expect_loop_created(&server, "t", "JOB-3", "promo_j3").await;
     let (dir, mut gw) = start(&server, 300, SLOW_RATE);
     let codes: Vec<String> = ["JOB-1", "JOB-2", "JOB-3"].map(String::from).to_vec();
-    let id = start_job(&gw.api, &codes).await;
+    let id = start_loop_job(&gw.api, &codes).await;
     common::wait_for_requests(&server, 1).await;
     let signalled = Instant::now();
     gw.sigterm();

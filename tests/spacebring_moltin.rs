@@ -7,8 +7,8 @@ mod common;
 
 use common::warning_fields;
 use serde_json::{json, Value};
-use wiremock::matchers::{body_json, body_string_contains, header, method, path};
-use wiremock::{Mock, MockBuilder, MockServer, ResponseTemplate};
+use wiremock::matchers::{body_json, body_string_contains, header};
+use wiremock::{MockBuilder, MockServer, ResponseTemplate};
 
 /// The Spacebring coupon and Moltin promotion every campaign here attaches to.
 const COUPON: &str = "3f6c2a9e-8b1d-4c5e-9a7f-2d4b6e8c0a1f";
@@ -106,12 +106,12 @@ fn sb_created(code: &str) -> ResponseTemplate {
 
 /// Spacebring's create endpoint, whatever the headers and body.
 fn sb_endpoint() -> MockBuilder {
-    Mock::given(method("POST")).and(path("/discounts/promocodes/v1"))
+    common::spacebring_endpoint()
 }
 
 /// Moltin's create endpoint for the campaigns' promotion, whatever the headers and body.
 fn moltin_endpoint() -> MockBuilder {
-    Mock::given(method("POST")).and(path(format!("/v2/promotions/{PROMOTION}/codes")))
+    common::moltin_endpoint(PROMOTION)
 }
 
 /// The request for a 20%-off `code` in campaign `pct`, sent to `target` alone.

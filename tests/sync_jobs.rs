@@ -13,6 +13,9 @@ use serde_json::{json, Value};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
+use common::jobs::{accepted, all_results, counts, job_action, post_job, start_job, wait_done};
+use common::problems::problems;
+
 const LOOP_TOKEN: &str = "loop-sync-secret-5d1f";
 const PARTNERO_TOKEN: &str = "partnero-sync-secret-a07c";
 const MOLTIN_TOKEN: &str = "moltin-sync-secret-c93e";
@@ -23,6 +26,9 @@ const ENV: [(&str, &str); 3] = [
 ];
 
 /// Partnero's coupon and Moltin's promotion the `spring` campaign attaches to.
+/// How long a job may run before a test gives up on it.
+const WITHIN: Duration = Duration::from_secs(30);
+
 const COUPON: &str = "coupon_spring";
 const PROMOTION: &str = "7005b249-300b-4cf6-964e-e663278af218";
 
@@ -263,83 +269,6 @@ async fn gateway(upstreams: &[(Vendor, &MockServer, &str)]) -> common::Gateway {
     common::start(&config.join("\n"), &[("spring", &spring), ("other", OTHER)], &ENV).await
 }
 
-/// A POST to /v1/sync-jobs: status, Location header, body.
-async fn post_job(
-    gw: &common::Gateway,
-    query: &str,
-    content_type: &str,
-    body: Vec<u8>,
-) -> (u16, Option<String>, Value) {
-    let r = gw
-        .http
-        .post(format!("{}/v1/sync-jobs{query}", gw.base))
-        .header("Content-Type", content_type)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let location = common::header_of(&r, "location");
-    let content_type = common::header_of(&r, "content-type").unwrap_or_default();
-    let text = r.text().await.unwrap();
-    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    if status >= 400 {
-        assert_eq!(content_type, "application/problem+json", "{body}");
-    }
-    (status, location, body)
-}
-
-/// Starts a JSON job, asserting 202 with a Location naming it; its id.
-async fn start_job(gw: &common::Gateway, job: &Value) -> i64 {
-    let (status, location, body) = post_job(gw, "", "application/json", job.to_string().into_bytes()).await;
-    accepted(status, location, &body)
-}
-
-fn accepted(status: u16, location: Option<String>, body: &Value) -> i64 {
-    assert_eq!(status, 202, "{body}");
-    let id = body["id"].as_i64().unwrap_or_else(|| panic!("no job id in {body}"));
-    assert_eq!(location.as_deref(), Some(format!("/v1/sync-jobs/{id}").as_str()));
-    id
-}
-
-/// POSTs `/v1/sync-jobs/{id}/{action}` with no body: the status and the parsed body (`null` if
-/// it is not JSON).
-async fn job_action(gw: &common::Gateway, id: i64, action: &str) -> (u16, Value) {
-    let r = gw
-        .http
-        .post(format!("{}/v1/sync-jobs/{id}/{action}", gw.base))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-/// Polls the job until it is no longer running (at most 30 s); its last status.
-async fn wait_done(gw: &common::Gateway, id: i64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, job) = gw.get(&format!("/v1/sync-jobs/{id}")).await;
-        assert_eq!(status, 200, "{job}");
-        if job["state"] != "running" {
-            return job;
-        }
-        assert!(Instant::now() < deadline, "job {id} still running after 30 s: {job}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Every result line of the job matching `filter` (`&status=...`), following next_cursor.
-async fn all_results(gw: &common::Gateway, id: i64, filter: &str) -> Vec<Value> {
-    gw.all_items(&format!("/v1/sync-jobs/{id}/results?limit=1000{filter}"))
-        .await
-}
-
-/// The job's per-target counts, e.g. `{"created": 3}`.
-fn counts<'a>(job: &'a Value, target: &str) -> &'a Value {
-    &job["targets_progress"][target]["counts"]
-}
-
 /// Every code the ledger lists (GET /v1/promo-codes), following next_cursor.
 async fn ledger_codes(gw: &common::Gateway, filter: &str) -> Vec<Value> {
     gw.all_items(&format!("/v1/promo-codes?limit=1000{filter}")).await
@@ -347,21 +276,6 @@ async fn ledger_codes(gw: &common::Gateway, filter: &str) -> Vec<Value> {
 
 fn codes(prefix: &str, n: usize) -> Vec<String> {
     (1..=n).map(|i| format!("{prefix}-{i:04}")).collect()
-}
-
-/// The (field, rule) pairs of a problem+json answer.
-fn problems(body: &Value) -> Vec<(String, String)> {
-    body["errors"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no errors in {body}"))
-        .iter()
-        .map(|e| {
-            (
-                e["field"].as_str().unwrap().to_owned(),
-                e["rule"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -391,7 +305,7 @@ async fn a_thousand_codes_reach_three_targets_each_exactly_once() {
         }),
     )
     .await;
-    let job = wait_done(&gw, id).await;
+    let job = wait_done(&gw, id, WITHIN).await;
     println!("1,000 codes x 3 targets: done in {:?}", started.elapsed());
 
     assert_eq!(job["state"], "done", "{job}");
@@ -532,7 +446,7 @@ async fn a_csv_upload_carries_each_column_to_the_vendors() {
     assert_eq!(body["total"], 3, "{body}");
     assert_eq!(body["targets"], json!(["loop", "partnero"]), "{body}");
 
-    let job = wait_done(&gw, id).await;
+    let job = wait_done(&gw, id, WITHIN).await;
     assert_eq!(job["state"], "done", "{job}");
     assert_eq!(counts(&job, "loop"), &json!({ "created": 3 }), "{job}");
     assert_eq!(counts(&job, "partnero"), &json!({ "created": 3 }), "{job}");
@@ -623,7 +537,7 @@ async fn an_ndjson_upload_goes_to_moltin_in_one_batch_and_to_loop_code_by_code()
     assert_eq!(body["source"], "ndjson", "{body}");
     assert_eq!(body["total"], 3, "{body}");
 
-    let job = wait_done(&gw, id).await;
+    let job = wait_done(&gw, id, WITHIN).await;
     assert_eq!(job["state"], "done", "{job}");
     assert_eq!(counts(&job, "loop"), &json!({ "created": 3 }), "{job}");
     assert_eq!(counts(&job, "moltin"), &json!({ "created": 3 }), "{job}");
@@ -653,7 +567,7 @@ async fn a_generator_draws_distinct_codes_from_the_pattern_unique_against_the_le
     let mut all = BTreeSet::new();
     for run in 1..=2 {
         let id = start_job(&gw, &job).await;
-        let status = wait_done(&gw, id).await;
+        let status = wait_done(&gw, id, WITHIN).await;
         assert_eq!(status["state"], "done", "{status}");
         assert_eq!(status["source"], "generate", "{status}");
         assert_eq!(status["total"], 1000, "{status}");
@@ -711,7 +625,7 @@ async fn a_mirror_delivers_a_campaign_to_the_new_target_only() {
         &json!({ "campaign": "spring", "targets": ["loop"], "template": template(), "codes": spring_codes }),
     )
     .await;
-    let job = wait_done(&gw, first).await;
+    let job = wait_done(&gw, first, WITHIN).await;
     assert_eq!(counts(&job, "loop"), &json!({ "created": 5 }), "{job}");
     // A code of another campaign, which the mirror must leave alone.
     let (status, body) = gw
@@ -732,7 +646,7 @@ async fn a_mirror_delivers_a_campaign_to_the_new_target_only() {
     assert_eq!(body["source"], "mirror", "{body}");
     assert_eq!(body["campaign"], "spring", "{body}");
     assert_eq!(body["total"], 5, "{body}");
-    let job = wait_done(&gw, mirror).await;
+    let job = wait_done(&gw, mirror, WITHIN).await;
     assert_eq!(job["state"], "done", "{job}");
     assert_eq!(counts(&job, "partnero"), &json!({ "created": 5 }), "{job}");
     assert_eq!(
@@ -770,7 +684,7 @@ async fn results_page_by_status_and_upstream() {
         &json!({ "campaign": "spring", "targets": ["loop", "partnero"], "template": template(), "codes": all }),
     )
     .await;
-    let job = wait_done(&gw, id).await;
+    let job = wait_done(&gw, id, WITHIN).await;
     assert_eq!(counts(&job, "loop"), &json!({ "created": 23, "rejected": 7 }), "{job}");
     assert_eq!(counts(&job, "partnero"), &json!({ "created": 30 }), "{job}");
 
@@ -848,7 +762,7 @@ async fn retry_resends_only_the_failed_deliveries() {
         &json!({ "campaign": "spring", "targets": ["loop"], "template": template(), "codes": all }),
     )
     .await;
-    let job = wait_done(&gw, id).await;
+    let job = wait_done(&gw, id, WITHIN).await;
     assert_eq!(job["state"], "done", "{job}");
     assert_eq!(counts(&job, "loop"), &json!({ "created": 15, "failed": 5 }), "{job}");
     let failed = all_results(&gw, id, "&status=failed").await;
@@ -861,7 +775,7 @@ async fn retry_resends_only_the_failed_deliveries() {
 
     let (status, _) = job_action(&gw, id, "retry").await;
     assert_eq!(status, 202);
-    let job = wait_done(&gw, id).await;
+    let job = wait_done(&gw, id, WITHIN).await;
     assert_eq!(job["state"], "done", "{job}");
     assert_eq!(counts(&job, "loop"), &json!({ "created": 20 }), "{job}");
     assert_eq!(all_results(&gw, id, "&status=created").await.len(), 20);
@@ -1002,7 +916,7 @@ async fn a_batch_refused_for_its_credentials_is_not_split() {
         &json!({ "campaign": "spring", "targets": ["moltin"], "template": template(), "codes": codes("A", 50) }),
     )
     .await;
-    let job = wait_done(&gw, id).await;
+    let job = wait_done(&gw, id, WITHIN).await;
     assert_eq!(counts(&job, "moltin"), &json!({ "rejected": 50 }), "{job}");
     let results = all_results(&gw, id, "").await;
     assert_eq!(results.len(), 50);
