@@ -21,7 +21,8 @@ use serde_json::Value;
 use crate::auth::Credentials;
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::error::{ApiError, StartupError};
+use crate::domain::error::DomainError;
+use crate::error::StartupError;
 use crate::ledger::{Begin, Claim, Definition, LedgerError, PlannedTarget, Store, StoredRequest, Unfinished};
 use crate::upstream::{Delivery, Patience, Sent, Upstream};
 
@@ -126,8 +127,8 @@ impl Engine {
     /// idempotency key, a repeat of a finished create replays its first answer. A code that
     /// clashes with one the ledger holds (another case or definition in its campaign, or the
     /// same code of another campaign at one of the targets) is refused whole, nothing sent.
-    pub async fn create(&self, body: &Value, dry_run: bool, key: Option<String>) -> Result<Answer, ApiError> {
-        let request = validate(body, &self.validation_context()).map_err(ApiError::Invalid)?;
+    pub async fn create(&self, body: &Value, dry_run: bool, key: Option<String>) -> Result<Answer, DomainError> {
+        let request = validate(body, &self.validation_context()).map_err(DomainError::Invalid)?;
         let plans = self.plan(&request)?;
         let code = &request.promo;
         if dry_run {
@@ -183,9 +184,9 @@ impl Engine {
                     replayed: true,
                 })
             }
-            Begin::InProgress(id) => return Err(ApiError::IdempotencyInProgress(id)),
-            Begin::KeyReused(id) => return Err(ApiError::IdempotencyKeyReused(id)),
-            Begin::Conflict(conflict) => return Err(ApiError::CodeConflict(conflict)),
+            Begin::InProgress(id) => return Err(DomainError::IdempotencyInProgress(id)),
+            Begin::KeyReused(id) => return Err(DomainError::IdempotencyKeyReused(id)),
+            Begin::Conflict(conflict) => return Err(DomainError::CodeConflict(conflict)),
         };
         let work = plans
             .into_iter()
@@ -222,7 +223,7 @@ impl Engine {
     }
 
     /// A recorded create, as the ledger has it now.
-    pub async fn recorded(&self, request_id: i64) -> Result<Option<StoredRequest>, ApiError> {
+    pub async fn recorded(&self, request_id: i64) -> Result<Option<StoredRequest>, DomainError> {
         self.store.request(request_id).await.map_err(ledger_error)
     }
 
@@ -236,7 +237,7 @@ impl Engine {
         let count = unfinished.len();
         for u in unfinished {
             let planned = validate(&u.body, &self.validation_context())
-                .map_err(ApiError::Invalid)
+                .map_err(DomainError::Invalid)
                 .and_then(|request| Ok((self.plan(&request)?, request)));
             let (mut plans, code, why_not) = match planned {
                 Ok((plans, request)) => (plans, Some(request.promo), "its target is no longer planned".to_owned()),
@@ -341,7 +342,7 @@ impl Engine {
     }
 
     /// The pure phase: a plan per target, or the whole request refused.
-    pub(crate) fn plan(&self, request: &CreateRequest) -> Result<Vec<(String, Plan)>, ApiError> {
+    pub(crate) fn plan(&self, request: &CreateRequest) -> Result<Vec<(String, Plan)>, DomainError> {
         let code = &request.promo;
         let campaign = code.campaign.as_ref().and_then(|c| self.campaigns.get(c));
         let targets: Vec<String> = match (&request.targets, campaign) {
@@ -352,7 +353,7 @@ impl Engine {
         if targets.is_empty() {
             let mut p = Problems::default();
             p.push("campaign", "its mapping lists no upstreams, so give targets");
-            return Err(ApiError::Invalid(p));
+            return Err(DomainError::Invalid(p));
         }
         // A passthrough for an upstream that is not a target would be silently dropped.
         let mut conflicts = Problems::default();
@@ -411,7 +412,7 @@ impl Engine {
         if conflicts.is_empty() {
             Ok(plans)
         } else {
-            Err(ApiError::Invalid(conflicts))
+            Err(DomainError::Invalid(conflicts))
         }
     }
 }
@@ -533,8 +534,8 @@ fn unrecorded_warning(e: &LedgerError) -> Warning {
     }
 }
 
-pub(crate) fn ledger_error(e: LedgerError) -> ApiError {
-    ApiError::Ledger(e.to_string())
+pub(crate) fn ledger_error(e: LedgerError) -> DomainError {
+    DomainError::Unavailable(e.to_string())
 }
 
 pub(crate) fn refused(target: &str, vendor: VendorKind, e: BuildError) -> TargetResult {

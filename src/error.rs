@@ -68,7 +68,7 @@ pub enum ApiError {
     )]
     UnsupportedMediaType(String),
     #[error("the code clashes with one the ledger holds: {0}")]
-    CodeConflict(crate::ledger::CodeConflict),
+    CodeConflict(crate::domain::code::CodeConflict),
     #[error("`{code}` is held in several campaigns ({}); name one with ?campaign=", campaigns.join(", "))]
     AmbiguousCode { code: String, campaigns: Vec<String> },
     #[error("sync job {id} is {state}; {action} is not possible")]
@@ -87,6 +87,23 @@ pub enum ApiError {
 
 /// A JSON body that does not parse is a 400; one that repeats a key is a 422 problem naming
 /// the key's path, like any other field the request gets wrong.
+/// Every refusal of the engine's, as the answer the API has always given it.
+impl From<crate::domain::error::DomainError> for ApiError {
+    fn from(e: crate::domain::error::DomainError) -> Self {
+        use crate::domain::error::DomainError as D;
+        match e {
+            D::Invalid(problems) => ApiError::Invalid(problems),
+            D::Unavailable(why) => ApiError::Ledger(why),
+            D::IdempotencyInProgress(id) => ApiError::IdempotencyInProgress(id),
+            D::IdempotencyKeyReused(id) => ApiError::IdempotencyKeyReused(id),
+            D::CodeConflict(conflict) => ApiError::CodeConflict(conflict),
+            D::NotFound(path) => ApiError::NotFound(path),
+            D::JobState { id, state, action } => ApiError::JobState { id, state, action },
+            D::UnreadableUpload(why) => ApiError::BadBody(why),
+        }
+    }
+}
+
 impl From<promo_adapters::json::JsonError> for ApiError {
     fn from(e: promo_adapters::json::JsonError) -> Self {
         match e {

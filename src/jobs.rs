@@ -31,8 +31,8 @@ use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 
 use crate::auth::Credentials;
+use crate::domain::error::DomainError;
 use crate::engine::{self, ledger_error, Engine, ErrorKind, Status, TargetResult};
-use crate::error::ApiError;
 use crate::ledger::{Definition, JobCodes, JobRecord, JobRefused, JobResult, JobState, LedgerError, MAX_REPORTED};
 use crate::upstream::{Halt, Patience, Upstream};
 use promo_adapters::Problems;
@@ -186,7 +186,7 @@ impl JobStatus {
 
 impl Engine {
     /// Validates a job, writes it and its codes to the ledger, and starts it.
-    pub async fn start_job(self: &Arc<Self>, spec: JobSpec) -> Result<i64, ApiError> {
+    pub async fn start_job(self: &Arc<Self>, spec: JobSpec) -> Result<i64, DomainError> {
         let mut p = Problems::default();
         if self.campaign(&spec.campaign).is_none() {
             p.push(
@@ -212,19 +212,19 @@ impl Engine {
             }
         }
         if !p.is_empty() {
-            return Err(ApiError::Invalid(p));
+            return Err(DomainError::Invalid(p));
         }
         let engine = self.clone();
         let id = tokio::task::spawn_blocking(move || engine.write_job(spec))
             .await
-            .map_err(|e| ApiError::Ledger(e.to_string()))??;
+            .map_err(|e| DomainError::Unavailable(e.to_string()))??;
         self.clone().spawn_job(id);
         Ok(id)
     }
 
     /// The blocking half of [`Engine::start_job`]: reads the codes lazily as the ledger takes
     /// them in, so a file of any length is never held in memory.
-    fn write_job(&self, spec: JobSpec) -> Result<i64, ApiError> {
+    fn write_job(&self, spec: JobSpec) -> Result<i64, DomainError> {
         let JobSpec {
             campaign,
             targets,
@@ -249,7 +249,8 @@ impl Engine {
                 format,
                 max_item_bytes,
             } => {
-                let lines = read_file(&path, format, max_item_bytes).map_err(|e| ApiError::BadBody(e.to_string()))?;
+                let lines = read_file(&path, format, max_item_bytes)
+                    .map_err(|e| DomainError::UnreadableUpload(e.to_string()))?;
                 (
                     format.name(),
                     JobCodes::Items(Box::new(lines.map(move |(at, v)| (at, v.and_then(&item))))),
@@ -295,7 +296,7 @@ impl Engine {
                             format!("{count} items are at fault in all; the first {MAX_REPORTED} are listed"),
                         );
                     }
-                    ApiError::Invalid(p)
+                    DomainError::Invalid(p)
                 }
             })
     }
@@ -393,10 +394,10 @@ impl Engine {
 
     /// Asks a running job to stop: calls in flight finish and are recorded, nothing new is sent,
     /// and the deliveries left are marked `cancelled`.
-    pub async fn cancel_job(&self, id: i64) -> Result<JobStatus, ApiError> {
+    pub async fn cancel_job(&self, id: i64) -> Result<JobStatus, DomainError> {
         let status = self.job_status(id).await?;
         if status.job.state != JobState::Running {
-            return Err(ApiError::JobState {
+            return Err(DomainError::JobState {
                 id,
                 state: format!("{:?}", status.job.state).to_lowercase(),
                 action: "cancel it",
@@ -421,10 +422,10 @@ impl Engine {
     }
 
     /// Sends the job's failed, throttled and cancelled deliveries again.
-    pub async fn retry_job(self: &Arc<Self>, id: i64) -> Result<JobStatus, ApiError> {
+    pub async fn retry_job(self: &Arc<Self>, id: i64) -> Result<JobStatus, DomainError> {
         let status = self.job_status(id).await?;
         if status.job.state == JobState::Running {
-            return Err(ApiError::JobState {
+            return Err(DomainError::JobState {
                 id,
                 state: "running".into(),
                 action: "retry it before it ends",
@@ -436,13 +437,13 @@ impl Engine {
         self.job_status(id).await
     }
 
-    pub async fn job_status(&self, id: i64) -> Result<JobStatus, ApiError> {
+    pub async fn job_status(&self, id: i64) -> Result<JobStatus, DomainError> {
         let job = self
             .store
             .job(id)
             .await
             .map_err(ledger_error)?
-            .ok_or_else(|| ApiError::NotFound(format!("/v1/sync-jobs/{id}")))?;
+            .ok_or_else(|| DomainError::NotFound(format!("/v1/sync-jobs/{id}")))?;
         let counts = self.store.job_counts(id).await.map_err(ledger_error)?;
         let started = self
             .jobs
@@ -490,12 +491,12 @@ impl Engine {
         upstream: Option<String>,
         after: (i64, String),
         limit: usize,
-    ) -> Result<Vec<JobResult>, ApiError> {
+    ) -> Result<Vec<JobResult>, DomainError> {
         self.store
             .job(id)
             .await
             .map_err(ledger_error)?
-            .ok_or_else(|| ApiError::NotFound(format!("/v1/sync-jobs/{id}")))?;
+            .ok_or_else(|| DomainError::NotFound(format!("/v1/sync-jobs/{id}")))?;
         self.store
             .job_results(id, status, upstream, after, limit)
             .await

@@ -282,8 +282,9 @@ async fn run_job(gateway: &Gateway, spec: JobSpec) -> Result<ExitCode, StartupEr
     })
 }
 
-fn usage(e: promo_gateway::error::ApiError) -> StartupError {
-    StartupError::Usage(e.to_string())
+/// A refusal, worded as the API words it.
+fn usage(e: impl Into<promo_gateway::error::ApiError>) -> StartupError {
+    StartupError::Usage(e.into().to_string())
 }
 
 /// Deliveries that ended without the code on the vendor.
