@@ -240,6 +240,13 @@ pub trait Adapter: Send + Sync + 'static {
         }
     }
 
+    /// The amounts this vendor reads as bare numbers in the account's currency (the upstream's
+    /// `currency` setting), as check-config names them: `amount_off`, `minimum_order`. `None`:
+    /// its amounts carry their currency, or it takes none.
+    fn account_currency_amounts(&self) -> Option<&'static str> {
+        None
+    }
+
     /// JSON pointer to the object that passthrough fields merge into.
     fn passthrough_at(&self) -> &'static str {
         ""

@@ -9,6 +9,18 @@ pub mod partnero;
 pub mod spacebring;
 
 use crate::adapter::{Adapter, VendorKind};
+use crate::settings::Vendor;
+
+/// The registry: every `kind` config.toml accepts, one line a vendor (see the README's "Adding a
+/// vendor"). Each entry, declared in its vendor's module, names the settings it takes and picks
+/// its adapter kind from them.
+pub const REGISTRY: &[Vendor] = &[
+    spacebring::VENDOR,
+    partnero::VENDOR,
+    moltin::VENDOR,
+    limio::VENDOR,
+    r#loop::VENDOR,
+];
 
 /// The adapter for a vendor kind.
 pub fn for_kind(kind: VendorKind) -> Box<dyn Adapter> {
