@@ -116,14 +116,13 @@ pub fn check(config_path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result
                 missing.join(", ")
             );
         }
-        if upstream.kind.takes_bare_amounts() && upstream.currency.is_none() {
+        let adapter = promo_adapters::vendors::for_kind(vendor);
+        if let (Some(amounts), None) = (adapter.account_currency_amounts(), upstream.currency) {
             let _ = writeln!(
                 out,
-                "  note: no currency declared: codes with an amount ({}) are refused until upstreams.{name}.currency names the {vendor} account's currency",
-                if upstream.kind == config::Kind::Loop { "amount_off" } else { "minimum_order" }
+                "  note: no currency declared: codes with an amount ({amounts}) are refused until upstreams.{name}.currency names the {vendor} account's currency",
             );
         }
-        let adapter = promo_adapters::vendors::for_kind(vendor);
         let mut mapped = false;
         for (campaign_name, campaign) in &campaigns {
             let Some(mapping) = campaign.upstreams.get(name) else {

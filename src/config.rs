@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use promo_adapters::mapping::Campaign;
 use promo_adapters::money::Currency;
+use promo_adapters::settings::{self, ApiVersion, AuthScheme, Settings, Vendor};
 use promo_adapters::VendorKind;
 use serde::Deserialize;
 
@@ -176,39 +177,65 @@ fn default_max_connections() -> usize {
     1024
 }
 
-/// The vendor API an upstream speaks, as written in the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    Spacebring,
-    Partnero,
-    Moltin,
-    Limio,
-    Loop,
-}
+/// The vendor API an upstream speaks, as written in the file: a `kind` name of the adapters'
+/// registry ([`promo_adapters::vendors::REGISTRY`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kind(pub &'static str);
 
 impl Kind {
-    /// Loop and Partnero read amounts as bare numbers in their account's currency, which
-    /// `upstreams.NAME.currency` declares.
-    pub fn takes_bare_amounts(self) -> bool {
-        matches!(self, Kind::Loop | Kind::Partnero)
+    /// The registry's entry for this kind: its settings and their rules.
+    pub fn vendor(self) -> &'static Vendor {
+        settings::vendor(self.0).expect("a Kind is read from the registry's names")
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LimioVersion {
-    V2,
-    V3,
+/// Read as an enum of the registry's names, so that an unknown one is refused with the list.
+impl<'de> Deserialize<'de> for Kind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{EnumAccess, Error, VariantAccess, Visitor};
+        struct Name(Kind);
+        impl<'de> Deserialize<'de> for Name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct Names;
+                impl Visitor<'_> for Names {
+                    type Value = Name;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("variant identifier")
+                    }
+                    fn visit_str<E: Error>(self, v: &str) -> Result<Name, E> {
+                        let kinds = settings::kinds();
+                        match kinds.iter().find(|k| **k == v) {
+                            Some(k) => Ok(Name(Kind(k))),
+                            None => Err(E::unknown_variant(v, kinds)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(Names)
+            }
+        }
+        struct Kinds;
+        impl<'de> Visitor<'de> for Kinds {
+            type Value = Kind;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("enum Kind")
+            }
+            fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Kind, A::Error> {
+                let (Name(kind), variant) = data.variant()?;
+                variant.unit_variant()?;
+                Ok(kind)
+            }
+        }
+        deserializer.deserialize_enum("Kind", settings::kinds(), Kinds)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     pub kind: Kind,
-    /// Limio only: which promo-code API the tenant speaks. Configuration, never a guess.
+    /// The vendor's API version, for vendors with several (see the vendor module's `VENDOR`).
     #[serde(default)]
-    pub version: Option<LimioVersion>,
+    pub version: Option<ApiVersion>,
     /// The vendor's API root; for Limio the tenant, `https://{tenant}/api`.
     pub base_url: url::Url,
     pub auth: AuthConfig,
@@ -233,17 +260,19 @@ pub struct UpstreamConfig {
     /// Answers longer than this are not read further: the call is `failed`.
     #[serde(default = "default_max_response")]
     pub max_response_bytes: usize,
-    /// IANA zone in which the vendor counts date-only fields (Partnero, Limio).
+    /// IANA zone in which the vendor counts date-only fields.
     #[serde(default = "default_tz")]
     pub timezone: chrono_tz::Tz,
-    /// Spacebring only: the `spacebring-network-id` header (a uuid), required with bearer or OAuth2 auth.
+    /// The vendor's network id, for vendors whose calls name one (a header).
     #[serde(default)]
     pub network_id: Option<String>,
-    /// Loop and Partnero only: the currency of the vendor account, whose amounts carry none
-    /// (Loop's `amount_off`, Partnero's `minimum_order_value`). Amounts in any other currency,
-    /// or any amount while it is unset, are refused for this upstream.
+    /// The currency of the vendor account, for vendors whose amounts carry none. Amounts in any
+    /// other currency, or any amount while it is unset, are refused for this upstream.
     #[serde(default)]
     pub currency: Option<Currency>,
+    /// The adapter kind the settings chose, once [`Config::parse`] checked them.
+    #[serde(skip)]
+    vendor: Option<VendorKind>,
 }
 
 fn default_timeout() -> u64 {
@@ -393,13 +422,21 @@ fn default_max_delay() -> u64 {
 impl UpstreamConfig {
     /// The adapter kind this upstream uses.
     pub fn vendor(&self) -> VendorKind {
-        match (self.kind, self.version) {
-            (Kind::Spacebring, _) => VendorKind::Spacebring,
-            (Kind::Partnero, _) => VendorKind::Partnero,
-            (Kind::Moltin, _) => VendorKind::Moltin,
-            (Kind::Limio, Some(LimioVersion::V3)) => VendorKind::LimioV3,
-            (Kind::Limio, _) => VendorKind::LimioV2,
-            (Kind::Loop, _) => VendorKind::Loop,
+        self.vendor.expect("Config::parse picks every upstream's adapter kind")
+    }
+
+    /// The vendor settings, as the adapters' registry reads them.
+    pub fn settings(&self) -> Settings<'_> {
+        Settings {
+            version: self.version,
+            network_id: self.network_id.as_deref(),
+            currency: self.currency,
+            timezone: self.timezone,
+            auth: match self.auth {
+                AuthConfig::Bearer { .. } => AuthScheme::Bearer,
+                AuthConfig::Basic { .. } => AuthScheme::Basic,
+                AuthConfig::Oauth2 { .. } => AuthScheme::Oauth2,
+            },
         }
     }
 }
@@ -418,13 +455,13 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        let config: Config = parse_toml(text)?;
+        let mut config: Config = parse_toml(text)?;
         config.check()?;
         Ok(config)
     }
 
     /// Rules serde cannot express, each naming its key.
-    fn check(&self) -> Result<(), String> {
+    fn check(&mut self) -> Result<(), String> {
         crate::gateway_auth::check(&self.server.api_keys)?;
         let server = &self.server;
         for (key, value) in [
@@ -437,7 +474,7 @@ impl Config {
                 return Err(format!("server.{key}: must be at least 1"));
             }
         }
-        for (name, u) in &self.upstreams {
+        for (name, u) in &mut self.upstreams {
             let key = |k: &str| format!("upstreams.{name}.{k}");
             if u.rate_limit.per_second == 0 {
                 return Err(format!("{}: must be at least 1", key("rate_limit.per_second")));
@@ -476,40 +513,9 @@ impl Config {
             if u.max_response_bytes == 0 {
                 return Err(format!("{}: must be at least 1", key("max_response_bytes")));
             }
-            match (u.kind, u.version) {
-                (Kind::Limio, None) => {
-                    return Err(format!(
-                        "{}: required for kind \"limio\": \"v2\" or \"v3\"",
-                        key("version")
-                    ))
-                }
-                (Kind::Limio, Some(_)) | (_, None) => {}
-                (_, Some(_)) => return Err(format!("{}: only Limio upstreams have a version", key("version"))),
-            }
-            match (&u.network_id, u.kind) {
-                (Some(id), Kind::Spacebring) if !promo_adapters::vendors::spacebring::is_uuid(id) => {
-                    return Err(format!("{}: must be a uuid, got `{id}`", key("network_id")))
-                }
-                (Some(_), Kind::Spacebring) => {}
-                (Some(_), _) => {
-                    return Err(format!(
-                        "{}: only Spacebring upstreams have a network id",
-                        key("network_id")
-                    ))
-                }
-                (None, Kind::Spacebring) if matches!(u.auth, AuthConfig::Oauth2 { .. } | AuthConfig::Bearer { .. }) => {
-                    return Err(format!(
-                        "{}: required when a Spacebring upstream uses a bearer token or OAuth2 (the spacebring-network-id header)",
-                        key("network_id")
-                    ))
-                }
-                (None, _) => {}
-            }
-            if u.currency.is_some() && !u.kind.takes_bare_amounts() {
-                return Err(format!(
-                    "{}: only Loop and Partnero upstreams have a currency (their amounts carry none)",
-                    key("currency")
-                ));
+            match settings::configure(u.kind.vendor(), &u.settings()) {
+                Ok(vendor) => u.vendor = Some(vendor),
+                Err(e) => return Err(format!("{}: {}", key(e.key), e.message)),
             }
             if let AuthConfig::Oauth2 {
                 grant: Grant::RefreshToken,

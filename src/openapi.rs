@@ -325,17 +325,37 @@ problem_response!(
 // ---------------------------------------------------------------------------------------------
 // Mirrors of promo-adapters types
 
-/// The vendor API an upstream speaks.
-#[derive(Serialize, ToSchema)]
-#[schema(as = VendorKind)]
-#[serde(rename_all = "snake_case")]
-pub enum VendorKindDoc {
-    Spacebring,
-    Partnero,
-    Moltin,
-    LimioV2,
-    LimioV3,
-    Loop,
+/// The vendor API an upstream speaks: a string enum of every adapter kind, taken from the
+/// adapters (`VendorKind::ALL`, as they serialize it), so that a new vendor needs no line here.
+pub struct VendorKindDoc;
+
+impl VendorKindDoc {
+    /// The kinds' names as the adapters serialize them.
+    fn names() -> Vec<String> {
+        promo_adapters::VendorKind::ALL
+            .iter()
+            .map(|kind| match serde_json::to_value(kind) {
+                Ok(serde_json::Value::String(name)) => name,
+                other => unreachable!("a vendor kind serializes as a string, not {other:?}"),
+            })
+            .collect()
+    }
+}
+
+impl utoipa::PartialSchema for VendorKindDoc {
+    fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("The vendor API an upstream speaks."))
+            .enum_values(Some(Self::names()))
+            .into()
+    }
+}
+
+impl ToSchema for VendorKindDoc {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "VendorKind".into()
+    }
 }
 
 /// A lossy conversion or a dropped field.
@@ -556,19 +576,15 @@ pub struct MirrorDoc {
 mod tests {
     use super::*;
 
-    /// The mirrors name exactly what the adapters serialize.
+    /// The mirror names exactly what the adapters serialize, every kind in their order.
     #[test]
     fn vendor_kinds_match() {
-        let doc = serde_json::to_value([
-            VendorKindDoc::Spacebring,
-            VendorKindDoc::Partnero,
-            VendorKindDoc::Moltin,
-            VendorKindDoc::LimioV2,
-            VendorKindDoc::LimioV3,
-            VendorKindDoc::Loop,
-        ])
-        .unwrap();
-        assert_eq!(doc, serde_json::to_value(promo_adapters::VendorKind::ALL).unwrap());
+        let doc = serde_json::to_value(<VendorKindDoc as utoipa::PartialSchema>::schema()).unwrap();
+        assert_eq!(doc["type"], "string");
+        assert_eq!(
+            doc["enum"],
+            serde_json::to_value(promo_adapters::VendorKind::ALL).unwrap()
+        );
     }
 
     /// `WarningDoc` describes the adapters' `Warning`: both serialize alike.

@@ -36,7 +36,7 @@ const KNOWN_CRATE_USES: &[(&str, &str)] = &[
 ];
 
 /// Modules whose code lines still name a vendor.
-const KNOWN_VENDOR_NAMES: &[&str] = &["check_config", "config", "openapi"];
+const KNOWN_VENDOR_NAMES: &[&str] = &[];
 
 /// Which layer may name which crate.
 const CONFINED: &[(&str, &[&str])] = &[

@@ -17,40 +17,9 @@ use crate::model::{Discount, OnUnsupported, PromoCode};
 use crate::money::{Currency, Money};
 use crate::policy::{Field, Support};
 
-/// The vendor APIs the gateway speaks. Limio's two promo-code versions are different
-/// contracts (inline discount vs catalog reference), so they are different kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VendorKind {
-    Spacebring,
-    Partnero,
-    Moltin,
-    LimioV2,
-    LimioV3,
-    Loop,
-}
-
-impl VendorKind {
-    pub const ALL: [VendorKind; 6] = [
-        VendorKind::Spacebring,
-        VendorKind::Partnero,
-        VendorKind::Moltin,
-        VendorKind::LimioV2,
-        VendorKind::LimioV3,
-        VendorKind::Loop,
-    ];
-
-    pub fn display_name(self) -> &'static str {
-        match self {
-            VendorKind::Spacebring => "Spacebring",
-            VendorKind::Partnero => "Partnero",
-            VendorKind::Moltin => "Moltin",
-            VendorKind::LimioV2 => "Limio v2",
-            VendorKind::LimioV3 => "Limio v3",
-            VendorKind::Loop => "Loop",
-        }
-    }
-}
+/// The vendor APIs the gateway speaks: one variant an adapter, generated from the registry in
+/// [`crate::vendors`] (`VendorKind::ALL` in its order, `display_name`, serialized snake_case).
+pub use crate::vendors::VendorKind;
 
 impl fmt::Display for VendorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -238,6 +207,13 @@ pub trait Adapter: Send + Sync + 'static {
                 rule: format!("{} takes one code per call, got {}", self.kind(), codes.len()),
             }),
         }
+    }
+
+    /// The amounts this vendor reads as bare numbers in the account's currency (the upstream's
+    /// `currency` setting), as check-config names them: `amount_off`, `minimum_order`. `None`:
+    /// its amounts carry their currency, or it takes none.
+    fn account_currency_amounts(&self) -> Option<&'static str> {
+        None
     }
 
     /// JSON pointer to the object that passthrough fields merge into.

@@ -10,6 +10,7 @@ pub mod mapping;
 pub mod model;
 pub mod money;
 pub mod policy;
+pub mod settings;
 pub mod vendors;
 
 pub use adapter::{

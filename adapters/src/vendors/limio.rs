@@ -16,9 +16,27 @@ use crate::mapping::{ApplicationLevel, AttachedDiscount};
 use crate::model::{Discount, DurationUnit, PromoCode};
 use crate::money::{to_major, Round};
 use crate::policy::{Field, Support};
+use crate::settings::{ApiVersion, SettingError, Vendor};
 
 pub struct LimioV2;
 pub struct LimioV3;
+
+/// `kind = "limio"`: `version` (required: which promo-code API the tenant speaks, `"v2"` inline
+/// discount or `"v3"` attached catalog discount; configuration, never a guess) picks the adapter;
+/// `timezone` is the zone of its date-only fields.
+pub const VENDOR: Vendor = Vendor {
+    kind: "limio",
+    name: "Limio",
+    takes: &["version", "timezone"],
+    configure: |s| match s.version {
+        Some(ApiVersion::V2) => Ok(VendorKind::LimioV2),
+        Some(ApiVersion::V3) => Ok(VendorKind::LimioV3),
+        None => Err(SettingError {
+            key: "version",
+            message: "required for kind \"limio\": \"v2\" or \"v3\"".into(),
+        }),
+    },
+};
 
 /// Limio's amounts and percentages take at most 2 decimals.
 const MAX_DECIMALS: u32 = 2;

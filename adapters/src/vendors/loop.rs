@@ -12,8 +12,18 @@ use crate::adapter::{
 use crate::dates::utc_rfc3339;
 use crate::model::{Discount, PromoCode};
 use crate::policy::{Field, Support};
+use crate::settings::Vendor;
 
 pub struct Loop;
+
+/// `kind = "loop"`: `currency`, the account's, in which Loop reads a bare `amount_off`; and
+/// `timezone`.
+pub const VENDOR: Vendor = Vendor {
+    kind: "loop",
+    name: "Loop",
+    takes: &["currency", "timezone"],
+    configure: |_| Ok(VendorKind::Loop),
+};
 
 /// Loop's documented `code` limit.
 pub const MAX_CODE_LEN: usize = 50;
@@ -53,6 +63,10 @@ struct Created {
 impl Adapter for Loop {
     fn kind(&self) -> VendorKind {
         VendorKind::Loop
+    }
+
+    fn account_currency_amounts(&self) -> Option<&'static str> {
+        Some("amount_off")
     }
 
     fn support(&self, field: Field) -> Support {

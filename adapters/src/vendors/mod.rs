@@ -8,18 +8,61 @@ pub mod moltin;
 pub mod partnero;
 pub mod spacebring;
 
-use crate::adapter::{Adapter, VendorKind};
+use serde::{Deserialize, Serialize};
 
-/// The adapter for a vendor kind.
-pub fn for_kind(kind: VendorKind) -> Box<dyn Adapter> {
-    match kind {
-        VendorKind::Spacebring => Box::new(spacebring::Spacebring),
-        VendorKind::Partnero => Box::new(partnero::Partnero),
-        VendorKind::Moltin => Box::new(moltin::Moltin),
-        VendorKind::LimioV2 => Box::new(limio::LimioV2),
-        VendorKind::LimioV3 => Box::new(limio::LimioV3),
-        VendorKind::Loop => Box::new(r#loop::Loop),
-    }
+use crate::adapter::Adapter;
+use crate::settings::Vendor;
+
+/// Declares the registry: per vendor module, its [`Vendor`] entry (the `kind` config.toml names,
+/// its settings and their rules) and the adapter kinds it may pick, each with its adapter and its
+/// name in messages. [`VendorKind`], [`REGISTRY`] and [`for_kind`] are generated from it. (The
+/// modules are declared outside the macro: rustfmt does not reach modules a macro declares.)
+macro_rules! registry {
+    ($($module:ident => [$($variant:ident = $adapter:expr, $name:literal);+ $(;)?];)+) => {
+        /// The vendor APIs the gateway speaks, one an adapter. A vendor with several contracts
+        /// has a kind for each (Limio's two promo-code versions: inline discount vs catalog
+        /// reference), chosen by the upstream's settings.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum VendorKind {
+            $($($variant,)+)+
+        }
+
+        impl VendorKind {
+            /// How many kinds there are.
+            const COUNT: usize = [$($(stringify!($variant),)+)+].len();
+
+            /// Every kind, in the registry's order (the README table's).
+            pub const ALL: [VendorKind; Self::COUNT] = [$($(VendorKind::$variant,)+)+];
+
+            /// The vendor's name in messages: "Limio v2".
+            pub fn display_name(self) -> &'static str {
+                match self {
+                    $($(VendorKind::$variant => $name,)+)+
+                }
+            }
+        }
+
+        /// The registry: every `kind` config.toml accepts, in order, one entry a vendor module.
+        pub const REGISTRY: &[Vendor] = &[$($module::VENDOR,)+];
+
+        /// The adapter for a vendor kind.
+        pub fn for_kind(kind: VendorKind) -> Box<dyn Adapter> {
+            match kind {
+                $($(VendorKind::$variant => Box::new($adapter),)+)+
+            }
+        }
+    };
+}
+
+// One line a vendor (see the README's "Adding a vendor"): its module, then each adapter kind its
+// settings may pick, with the adapter and its name in messages.
+registry! {
+    spacebring => [Spacebring = spacebring::Spacebring, "Spacebring"];
+    partnero => [Partnero = partnero::Partnero, "Partnero"];
+    moltin => [Moltin = moltin::Moltin, "Moltin"];
+    limio => [LimioV2 = limio::LimioV2, "Limio v2"; LimioV3 = limio::LimioV3, "Limio v3"];
+    r#loop => [Loop = r#loop::Loop, "Loop"];
 }
 
 /// Every adapter, in the README table's order.

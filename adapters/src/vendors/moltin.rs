@@ -13,8 +13,17 @@ use crate::adapter::{
 };
 use crate::model::PromoCode;
 use crate::policy::{Field, Support};
+use crate::settings::Vendor;
 
 pub struct Moltin;
+
+/// `kind = "moltin"`: `timezone` only.
+pub const VENDOR: Vendor = Vendor {
+    kind: "moltin",
+    name: "Moltin",
+    takes: &["timezone"],
+    configure: |_| Ok(VendorKind::Moltin),
+};
 
 /// Codes per call. Moltin documents no limit; this keeps one call's failure small.
 pub const BATCH_SIZE: usize = 50;

@@ -16,8 +16,18 @@ use crate::dates::expiry_field;
 use crate::model::{Party, PromoCode};
 use crate::money::{to_major, Round};
 use crate::policy::{Field, Support};
+use crate::settings::Vendor;
 
 pub struct Partnero;
+
+/// `kind = "partnero"`: `currency`, the program's, in which Partnero reads a bare
+/// `minimum_order_value`; and `timezone`, the zone of its date-only expiry.
+pub const VENDOR: Vendor = Vendor {
+    kind: "partnero",
+    name: "Partnero",
+    takes: &["currency", "timezone"],
+    configure: |_| Ok(VendorKind::Partnero),
+};
 
 /// Partnero's documented code limit.
 pub const MAX_CODE_LEN: usize = 100;
@@ -96,6 +106,10 @@ fn named<'a>(party: &'a Party, field: &str) -> Result<&'a str, BuildError> {
 impl Adapter for Partnero {
     fn kind(&self) -> VendorKind {
         VendorKind::Partnero
+    }
+
+    fn account_currency_amounts(&self) -> Option<&'static str> {
+        Some("minimum_order")
     }
 
     fn support(&self, field: Field) -> Support {

@@ -15,8 +15,30 @@ use crate::adapter::{
 use crate::dates::utc_rfc3339;
 use crate::model::PromoCode;
 use crate::policy::{Field, Support};
+use crate::settings::{AuthScheme, SettingError, Vendor};
 
 pub struct Spacebring;
+
+/// `kind = "spacebring"`: the `network_id` setting (the `spacebring-network-id` header, a uuid,
+/// required with a bearer token or OAuth2) and `timezone`.
+pub const VENDOR: Vendor = Vendor {
+    kind: "spacebring",
+    name: "Spacebring",
+    takes: &["network_id", "timezone"],
+    configure: |s| match (s.network_id, s.auth) {
+        (Some(id), _) if !is_uuid(id) => Err(SettingError {
+            key: "network_id",
+            message: format!("must be a uuid, got `{id}`"),
+        }),
+        (None, AuthScheme::Bearer | AuthScheme::Oauth2) => Err(SettingError {
+            key: "network_id",
+            message:
+                "required when a Spacebring upstream uses a bearer token or OAuth2 (the spacebring-network-id header)"
+                    .into(),
+        }),
+        _ => Ok(VendorKind::Spacebring),
+    },
+};
 
 #[derive(Debug, Serialize)]
 struct CreatePromocode<'a> {
