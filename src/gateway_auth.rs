@@ -220,7 +220,7 @@ impl Keys {
     }
 }
 
-/// What a request needs (also read by the OpenAPI description, src/openapi.rs).
+/// What a request needs (also read by the OpenAPI description, src/http/openapi.rs).
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Need {
     Nothing,

@@ -6,7 +6,6 @@
 //! `promo-adapters` crate, which does no I/O.
 
 pub mod admission;
-pub mod api;
 pub mod auth;
 pub mod check_config;
 pub mod clock;
@@ -15,15 +14,12 @@ pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod gateway_auth;
+pub mod http;
 pub mod jobs;
 pub mod ledger;
-pub mod metrics;
-pub mod openapi;
 pub mod ports;
 pub mod redact;
 pub mod shutdown;
-pub mod slow_clients;
-mod sync_api;
 pub mod telemetry;
 pub mod upstream;
 
@@ -54,7 +50,7 @@ pub fn app(
 ) -> Result<(Config, Router), StartupError> {
     let gateway = Gateway::open(config_path, env, clock)?;
     gateway.resume();
-    let router = api::router(gateway.engine.clone(), &gateway.config.server);
+    let router = http::api::router(gateway.engine.clone(), &gateway.config.server);
     Ok((gateway.config, router))
 }
 

@@ -157,7 +157,7 @@ async fn serve(config: &Path, args: ServeArgs) -> Result<(), StartupError> {
     )?;
     gateway.resume();
     let addr = args.listen.unwrap_or(gateway.config.server.listen);
-    let router = promo_gateway::api::router(gateway.engine.clone(), &gateway.config.server);
+    let router = promo_gateway::http::api::router(gateway.engine.clone(), &gateway.config.server);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| StartupError::Listen { addr, source })?;
@@ -169,7 +169,7 @@ async fn serve(config: &Path, args: ServeArgs) -> Result<(), StartupError> {
     println!("listening on {local}");
     let grace = Duration::from_millis(gateway.config.server.shutdown_grace_ms);
     let router = promo_gateway::telemetry::layer(router);
-    let limits = promo_gateway::slow_clients::Limits::of(&gateway.config.server);
+    let limits = promo_gateway::http::slow_clients::Limits::of(&gateway.config.server);
     promo_gateway::shutdown::serve(listener, router, limits, gateway.engine.clone(), grace, shutdown())
         .await
         .map_err(|source| StartupError::Listen { addr, source })

@@ -27,7 +27,7 @@ use crate::jobs::Paused;
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
-    limits: crate::slow_clients::Limits,
+    limits: crate::http::slow_clients::Limits,
     engine: Arc<Engine>,
     grace: Duration,
     signal: impl Future<Output = ()> + Send + 'static,
@@ -43,7 +43,7 @@ pub async fn serve(
         );
         let _ = signalled_tx.send((at, jobs.pause_jobs()));
     };
-    let server = crate::slow_clients::serve(listener, router, limits, signal);
+    let server = crate::http::slow_clients::serve(listener, router, limits, signal);
     let mut server = std::pin::pin!(server);
     // The server ends only after the signal (or on an error); either way the grace starts then.
     let mut served = None;

@@ -6,7 +6,7 @@ mod common;
 use serde_json::Value;
 
 fn generated() -> Value {
-    serde_json::to_value(promo_gateway::openapi::document()).unwrap()
+    serde_json::to_value(promo_gateway::http::openapi::document()).unwrap()
 }
 
 fn committed() -> Value {

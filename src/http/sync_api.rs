@@ -17,8 +17,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
 
-use crate::api::{page, query, status_param, AppState, Segment};
 use crate::error::ApiError;
+use crate::http::api::{page, query, status_param, AppState, Segment};
 use crate::jobs::{Format, JobSpec, JobStatus, Pattern, Source, MAX_GENERATE};
 use crate::ledger::JobResult;
 
@@ -27,20 +27,20 @@ use crate::ledger::JobResult;
     params(
         ("campaign" = Option<String>, Query, description = "Uploads only (required there): the campaign of every code in the file"),
         ("targets" = Option<String>, Query, description = "Uploads only: comma-separated upstream names (default: the campaign's)"),
-        ("on_unsupported" = Option<crate::openapi::OnUnsupportedDoc>, Query, description = "Uploads only"),
+        ("on_unsupported" = Option<crate::http::openapi::OnUnsupportedDoc>, Query, description = "Uploads only"),
     ),
     request_body(description = "A JSON job, or a CSV (header row of promo-code fields) or NDJSON (one promo code per line) upload",
-        content((crate::openapi::SyncJobRequestDoc = "application/json"), (String = "application/x-ndjson"), (String = "text/csv"))),
+        content((crate::http::openapi::SyncJobRequestDoc = "application/json"), (String = "application/x-ndjson"), (String = "text/csv"))),
     responses(
         (status = 202, description = "The job, started in the background", body = JobStatus,
             headers(("Location" = String, description = "The job's URL"))),
-        (status = 400, response = crate::openapi::BadRequest),
-        (status = 408, response = crate::openapi::BodyTimeout),
-        (status = 409, response = crate::openapi::Conflict),
-        (status = 413, response = crate::openapi::TooLarge),
-        (status = 415, response = crate::openapi::UnsupportedMediaType),
-        (status = 422, response = crate::openapi::Unprocessable),
-        (status = 503, response = crate::openapi::LedgerUnavailable),
+        (status = 400, response = crate::http::openapi::BadRequest),
+        (status = 408, response = crate::http::openapi::BodyTimeout),
+        (status = 409, response = crate::http::openapi::Conflict),
+        (status = 413, response = crate::http::openapi::TooLarge),
+        (status = 415, response = crate::http::openapi::UnsupportedMediaType),
+        (status = 422, response = crate::http::openapi::Unprocessable),
+        (status = 503, response = crate::http::openapi::LedgerUnavailable),
     )
 )]
 pub(crate) async fn create(
@@ -374,8 +374,8 @@ fn job_id(id: &str) -> Result<i64, ApiError> {
     params(("id" = i64, Path, description = "The job's id")),
     responses(
         (status = 200, description = "The job's state and per-target progress", body = JobStatus),
-        (status = 404, response = crate::openapi::NotFound),
-        (status = 503, response = crate::openapi::LedgerUnavailable),
+        (status = 404, response = crate::http::openapi::NotFound),
+        (status = 503, response = crate::http::openapi::LedgerUnavailable),
     )
 )]
 pub(crate) async fn status(State(state): State<AppState>, Segment(id): Segment) -> Result<Json<JobStatus>, ApiError> {
@@ -401,9 +401,9 @@ pub(crate) struct ResultPage {
     ),
     responses(
         (status = 200, description = "A page of results, in the job's order", body = ResultPage),
-        (status = 400, response = crate::openapi::BadRequest),
-        (status = 404, response = crate::openapi::NotFound),
-        (status = 503, response = crate::openapi::LedgerUnavailable),
+        (status = 400, response = crate::http::openapi::BadRequest),
+        (status = 404, response = crate::http::openapi::NotFound),
+        (status = 503, response = crate::http::openapi::LedgerUnavailable),
     )
 )]
 pub(crate) async fn results(
@@ -454,9 +454,9 @@ pub(crate) async fn results(
     params(("id" = i64, Path, description = "The job's id")),
     responses(
         (status = 202, description = "The job, running again", body = JobStatus),
-        (status = 404, response = crate::openapi::NotFound),
-        (status = 409, response = crate::openapi::Conflict),
-        (status = 503, response = crate::openapi::LedgerUnavailable),
+        (status = 404, response = crate::http::openapi::NotFound),
+        (status = 409, response = crate::http::openapi::Conflict),
+        (status = 503, response = crate::http::openapi::LedgerUnavailable),
     )
 )]
 pub(crate) async fn retry(State(state): State<AppState>, Segment(id): Segment) -> Result<Response, ApiError> {
@@ -469,9 +469,9 @@ pub(crate) async fn retry(State(state): State<AppState>, Segment(id): Segment) -
     params(("id" = i64, Path, description = "The job's id")),
     responses(
         (status = 200, description = "The job, cancelled", body = JobStatus),
-        (status = 404, response = crate::openapi::NotFound),
-        (status = 409, response = crate::openapi::Conflict),
-        (status = 503, response = crate::openapi::LedgerUnavailable),
+        (status = 404, response = crate::http::openapi::NotFound),
+        (status = 409, response = crate::http::openapi::Conflict),
+        (status = 503, response = crate::http::openapi::LedgerUnavailable),
     )
 )]
 pub(crate) async fn cancel(State(state): State<AppState>, Segment(id): Segment) -> Result<Json<JobStatus>, ApiError> {

@@ -10,8 +10,8 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 
-use crate::api::AppState;
 use crate::engine::{Engine, Status};
+use crate::http::api::AppState;
 use crate::upstream::{BreakerState, Upstream, LATENCY_BUCKETS_SECS};
 
 /// The Content-Type of the text format.

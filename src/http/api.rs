@@ -26,23 +26,23 @@ pub fn router(engine: Arc<Engine>, server: &crate::config::Server) -> Router {
         .route(
             "/v1/sync-jobs",
             // A job streams its own body (see `sync_jobs::create`), within its own limits.
-            post(crate::sync_api::create).layer(DefaultBodyLimit::disable()),
+            post(crate::http::sync_api::create).layer(DefaultBodyLimit::disable()),
         )
-        .route("/v1/sync-jobs/{id}", get(crate::sync_api::status))
-        .route("/v1/sync-jobs/{id}/results", get(crate::sync_api::results))
-        .route("/v1/sync-jobs/{id}/retry", post(crate::sync_api::retry))
-        .route("/v1/sync-jobs/{id}/cancel", post(crate::sync_api::cancel))
+        .route("/v1/sync-jobs/{id}", get(crate::http::sync_api::status))
+        .route("/v1/sync-jobs/{id}/results", get(crate::http::sync_api::results))
+        .route("/v1/sync-jobs/{id}/retry", post(crate::http::sync_api::retry))
+        .route("/v1/sync-jobs/{id}/cancel", post(crate::http::sync_api::cancel))
         .route("/health", get(health))
         // A gateway with no API key describes no security requirement: it checks none.
         .route(
             "/openapi.json",
             if server.api_keys.is_empty() {
-                get(crate::openapi::open_openapi_json)
+                get(crate::http::openapi::open_openapi_json)
             } else {
-                get(crate::openapi::openapi_json)
+                get(crate::http::openapi::openapi_json)
             },
         )
-        .route("/metrics", get(crate::metrics::metrics))
+        .route("/metrics", get(crate::http::metrics::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Gateway API keys and scopes (src/gateway_auth.rs); open when none is configured.
@@ -53,8 +53,8 @@ pub fn router(engine: Arc<Engine>, server: &crate::config::Server) -> Router {
         .layer(DefaultBodyLimit::max(max_body_bytes))
         // Outermost: a body's deadline runs from when its headers have arrived.
         .layer(axum::middleware::from_fn_with_state(
-            crate::slow_clients::BodyTimeouts::of(server),
-            crate::slow_clients::body_deadline,
+            crate::http::slow_clients::BodyTimeouts::of(server),
+            crate::http::slow_clients::body_deadline,
         ))
         .with_state(AppState {
             engine,
@@ -196,8 +196,8 @@ pub(crate) struct CodePage {
     ),
     responses(
         (status = 200, description = "A page of codes, oldest first", body = CodePage),
-        (status = 400, response = crate::openapi::BadRequest),
-        (status = 503, response = crate::openapi::LedgerUnavailable),
+        (status = 400, response = crate::http::openapi::BadRequest),
+        (status = 503, response = crate::http::openapi::LedgerUnavailable),
     )
 )]
 pub(crate) async fn list_codes(
@@ -238,10 +238,10 @@ pub(crate) async fn list_codes(
     ),
     responses(
         (status = 200, description = "The code and its state on every target", body = crate::ledger::CodeRecord),
-        (status = 400, response = crate::openapi::BadRequest),
-        (status = 404, response = crate::openapi::NotFound),
-        (status = 409, response = crate::openapi::Conflict),
-        (status = 503, response = crate::openapi::LedgerUnavailable),
+        (status = 400, response = crate::http::openapi::BadRequest),
+        (status = 404, response = crate::http::openapi::NotFound),
+        (status = 409, response = crate::http::openapi::Conflict),
+        (status = 503, response = crate::http::openapi::LedgerUnavailable),
     )
 )]
 pub(crate) async fn code(
@@ -300,21 +300,21 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         ("dry_run" = Option<bool>, Query, description = "Translate and show each request without sending anything"),
         ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; a repeat replays the first answer"),
     ),
-    request_body(content = crate::openapi::PromoCodeRequestDoc, content_type = "application/json"),
+    request_body(content = crate::http::openapi::PromoCodeRequestDoc, content_type = "application/json"),
     responses(
         (status = 200, description = "Dry run: every target would be sent the request shown", body = CreateResponse),
         (status = 201, description = "The code is on every target (created now or before)", body = CreateResponse,
             headers(("idempotent-replayed" = String, description = "`true` when this is the replay of an earlier answer"))),
         (status = 202, description = "The targets not yet there are being delivered by another request or sync job", body = CreateResponse),
         (status = 207, description = "Some targets have the code, or (dry run) some could not be sent to", body = CreateResponse),
-        (status = 400, response = crate::openapi::BadRequest),
-        (status = 408, response = crate::openapi::BodyTimeout),
-        (status = 409, response = crate::openapi::Conflict),
-        (status = 413, response = crate::openapi::TooLarge),
+        (status = 400, response = crate::http::openapi::BadRequest),
+        (status = 408, response = crate::http::openapi::BodyTimeout),
+        (status = 409, response = crate::http::openapi::Conflict),
+        (status = 413, response = crate::http::openapi::TooLarge),
         (status = 422, description = "Nothing could be sent to any target (per-target results), or the request is invalid or its Idempotency-Key was used with another body (problem)",
-            content((CreateResponse = "application/json"), (crate::openapi::ProblemDoc = "application/problem+json"))),
+            content((CreateResponse = "application/json"), (crate::http::openapi::ProblemDoc = "application/problem+json"))),
         (status = 502, description = "Calls were made and no target has the code", body = CreateResponse),
-        (status = 503, response = crate::openapi::LedgerUnavailable),
+        (status = 503, response = crate::http::openapi::LedgerUnavailable),
     )
 )]
 pub(crate) async fn create(
@@ -359,8 +359,8 @@ pub(crate) struct Recorded {
     params(("id" = i64, Path, description = "The create's request_id")),
     responses(
         (status = 200, description = "The create and its results so far", body = Recorded),
-        (status = 404, response = crate::openapi::NotFound),
-        (status = 503, response = crate::openapi::LedgerUnavailable),
+        (status = 404, response = crate::http::openapi::NotFound),
+        (status = 503, response = crate::http::openapi::LedgerUnavailable),
     )
 )]
 pub(crate) async fn recorded(State(state): State<AppState>, Segment(id): Segment) -> Result<Json<Recorded>, ApiError> {
@@ -423,7 +423,7 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Health {
-    #[schema(value_type = crate::openapi::HealthStatus)]
+    #[schema(value_type = crate::http::openapi::HealthStatus)]
     status: &'static str,
     ledger: LedgerHealth,
     upstreams: BTreeMap<String, UpstreamHealth>,
@@ -433,7 +433,7 @@ pub(crate) struct Health {
 /// nothing is sent.
 #[derive(Serialize, utoipa::ToSchema)]
 struct LedgerHealth {
-    #[schema(value_type = crate::openapi::HealthStatus)]
+    #[schema(value_type = crate::http::openapi::HealthStatus)]
     status: &'static str,
     /// Why the ledger cannot write, while it cannot (a full disk, a read-only file).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -442,7 +442,7 @@ struct LedgerHealth {
 
 #[derive(Serialize, utoipa::ToSchema)]
 struct UpstreamHealth {
-    #[schema(value_type = crate::openapi::VendorKindDoc)]
+    #[schema(value_type = crate::http::openapi::VendorKindDoc)]
     vendor: promo_adapters::VendorKind,
     configured: bool,
     /// Environment variables to set, when not configured.
