@@ -35,7 +35,8 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::Server;
-use crate::error::{ApiError, StartupError};
+use crate::error::StartupError;
+use crate::http::error::ApiError;
 
 /// What a key allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]

@@ -1,9 +1,10 @@
 //! The HTTP layer: the router and its handlers (`api`, `sync_api`), the OpenAPI description,
 //! `/metrics`, and the server that drops slow clients. The one place meant to name axum and
 //! utoipa (`tests/layers.rs` lists what still does elsewhere), turning the domain's refusals
-//! into problem+json (`crate::error::ApiError`).
+//! into problem+json (`crate::http::error::ApiError`).
 
 pub mod api;
+pub mod error;
 pub mod metrics;
 pub mod openapi;
 pub mod slow_clients;

@@ -283,7 +283,7 @@ async fn run_job(gateway: &Gateway, spec: JobSpec) -> Result<ExitCode, StartupEr
 }
 
 /// A refusal, worded as the API words it.
-fn usage(e: impl Into<promo_gateway::error::ApiError>) -> StartupError {
+fn usage(e: impl Into<promo_gateway::http::error::ApiError>) -> StartupError {
     StartupError::Usage(e.into().to_string())
 }
 

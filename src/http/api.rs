@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::auth::{Auth, Credentials};
 use crate::engine::{CreateResponse, Engine, Status};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 pub fn router(engine: Arc<Engine>, server: &crate::config::Server) -> Router {
     let max_body_bytes = server.max_body_bytes;

@@ -29,7 +29,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::sync::Semaphore;
 
 use crate::config::Server;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// How long a connection's parts may take, and how many connections are served at once.
 #[derive(Debug, Clone, Copy)]

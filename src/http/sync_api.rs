@@ -17,8 +17,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
 
-use crate::error::ApiError;
 use crate::http::api::{page, query, status_param, AppState, Segment};
+use crate::http::error::ApiError;
 use crate::jobs::{Format, JobSpec, JobStatus, Pattern, Source, MAX_GENERATE};
 use crate::ledger::JobResult;
 
