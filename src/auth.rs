@@ -342,12 +342,12 @@ impl TokenSource {
             .form(&form)
             .send()
             .await
-            .map_err(|e| AuthError::TokenUnreachable(crate::upstream::describe(e)))?;
+            .map_err(|e| AuthError::TokenUnreachable(describe(e)))?;
         let status = response.status().as_u16();
         let body = response
             .bytes()
             .await
-            .map_err(|e| AuthError::TokenUnreachable(crate::upstream::describe(e)))?;
+            .map_err(|e| AuthError::TokenUnreachable(describe(e)))?;
         if !(200..300).contains(&status) {
             // Only the standard error fields are shown: a token endpoint's free text is not
             // ours to vouch for and might echo what it was sent.
@@ -396,4 +396,21 @@ impl TokenSource {
 /// RFC 6749 §2.3.1: a client id or secret is form-encoded before it is put in a Basic pair.
 fn form_encoded(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// A transport error (a token endpoint's or a vendor's) with its causes ("error sending request: ... Connection refused"), and
+/// without the URL, which is configuration rather than news to the caller.
+pub fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }

@@ -4,3 +4,4 @@
 pub mod code;
 pub mod delivery;
 pub mod error;
+pub mod schema;

@@ -5,6 +5,8 @@
 //! first every target is translated (pure, no I/O), and only when the request as a whole holds
 //! (no passthrough tries to overwrite an adapter's field) are the calls made.
 
+pub mod jobs;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -39,7 +41,7 @@ pub struct Engine {
     pub(crate) rates: BTreeMap<String, u32>,
     key_window: chrono::Duration,
     /// Running sync jobs, each with the switch that cancels or pauses it.
-    pub(crate) jobs: std::sync::Mutex<crate::jobs::Registry>,
+    pub(crate) jobs: std::sync::Mutex<crate::engine::jobs::Registry>,
 }
 
 /// A create's answer, and whether it is the replay of an earlier one (same idempotency key).

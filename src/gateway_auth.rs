@@ -1,4 +1,6 @@
-//! Gateway authentication: who may call this gateway, and what each caller may do.
+//! Gateway authentication: who may call this gateway, and what each caller may do. This
+//! module holds the keys and scopes as configured; the HTTP layer's `http::gateway_auth`
+//! checks them on every request.
 //!
 //! Clients present an API key as `Authorization: Bearer <key>` (the only place a key is read).
 //! The config names each key by the environment variable that holds it (`key_env`), or gives the
@@ -23,20 +25,13 @@
 //! not loopback ([`require_on`]).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::{header, Method};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::Server;
 use crate::error::StartupError;
-use crate::http::error::ApiError;
 
 /// What a key allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
@@ -84,8 +79,14 @@ impl std::fmt::Debug for KeyDigest {
 }
 
 impl KeyDigest {
-    fn of(key: &[u8]) -> Self {
+    /// The digest of a presented key.
+    pub(crate) fn of(key: &[u8]) -> Self {
         Self(Sha256::digest(key).into())
+    }
+
+    /// Whether two digests are equal, compared in constant time.
+    pub(crate) fn matches(&self, other: &KeyDigest) -> bool {
+        bool::from(self.0.ct_eq(&other.0))
     }
 
     fn from_hex(hex: &str) -> Option<Self> {
@@ -117,6 +118,15 @@ pub struct ApiKeyConfig {
     /// The key's digest, once [`resolve`] read `key_env`.
     #[serde(skip)]
     digest: Option<KeyDigest>,
+}
+
+impl ApiKeyConfig {
+    /// The key's digest: read from `key_env` by [`resolve`], or given as `sha256`; `None` while
+    /// neither is known (such a key matches nothing).
+    pub(crate) fn digest(&self) -> Option<KeyDigest> {
+        self.digest
+            .or_else(|| self.sha256.as_deref().and_then(KeyDigest::from_hex))
+    }
 }
 
 /// Rules serde cannot express, each naming its key (called from `Config::check`).
@@ -162,8 +172,8 @@ pub fn check(keys: &[ApiKeyConfig]) -> Result<(), String> {
 
 /// Reads every `key_env` through `env` and keeps only the key's digest. A variable that is
 /// unset or empty stops start-up, named.
-pub fn resolve(server: &mut Server, env: &dyn Fn(&str) -> Option<String>) -> Result<(), String> {
-    for (i, k) in server.api_keys.iter_mut().enumerate() {
+pub fn resolve(keys: &mut [ApiKeyConfig], env: &dyn Fn(&str) -> Option<String>) -> Result<(), String> {
+    for (i, k) in keys.iter_mut().enumerate() {
         if let Some(var) = &k.key_env {
             let Some(key) = env(var).filter(|v| !v.is_empty()).map(SecretString::from) else {
                 return Err(format!(
@@ -178,136 +188,16 @@ pub fn resolve(server: &mut Server, env: &dyn Fn(&str) -> Option<String>) -> Res
 }
 
 /// `serve` refuses a listen address that is not loopback when no key is configured.
-pub fn require_on(addr: SocketAddr, server: &Server) -> Result<(), StartupError> {
-    if server.api_keys.is_empty() && !addr.ip().to_canonical().is_loopback() {
+pub fn require_on(addr: SocketAddr, keys: &[ApiKeyConfig]) -> Result<(), StartupError> {
+    if keys.is_empty() && !addr.ip().to_canonical().is_loopback() {
         return Err(StartupError::Unprotected { addr });
     }
     Ok(())
 }
 
-/// The keys the middleware checks, as digests. `required` is set whenever the config lists a
-/// key, also one whose digest is unknown (so an unresolved key never opens the API).
-pub struct Keys {
-    entries: Vec<(String, KeyDigest, Vec<Scope>)>,
-    required: bool,
-}
-
-impl Keys {
-    /// From the config; a `key_env` entry that [`resolve`] has not read matches nothing.
-    pub fn from_server(server: &Server) -> Arc<Self> {
-        Arc::new(Self {
-            entries: server
-                .api_keys
-                .iter()
-                .filter_map(|k| {
-                    let digest = k.digest.or_else(|| k.sha256.as_deref().and_then(KeyDigest::from_hex))?;
-                    Some((k.name.clone(), digest, k.scopes.clone()))
-                })
-                .collect(),
-            required: !server.api_keys.is_empty(),
-        })
-    }
-
-    /// The entry whose digest equals the presented key's, comparing against every entry.
-    fn find(&self, presented: &[u8]) -> Option<&(String, KeyDigest, Vec<Scope>)> {
-        let digest = KeyDigest::of(presented);
-        let mut found = None;
-        for entry in &self.entries {
-            if bool::from(entry.1 .0.ct_eq(&digest.0)) {
-                found = Some(entry);
-            }
-        }
-        found
-    }
-}
-
-/// What a request needs (also read by the OpenAPI description, src/http/openapi.rs).
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Need {
-    Nothing,
-    AnyKey,
-    Scope(Scope),
-}
-
-pub(crate) fn need(method: &Method, path: &str) -> Need {
-    let under = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
-    let read = method == Method::GET || method == Method::HEAD;
-    match path {
-        "/health" | "/openapi.json" => Need::Nothing,
-        "/metrics" => Need::Scope(Scope::MetricsRead),
-        _ if under("/v1/sync-jobs") => Need::Scope(if read {
-            Scope::SyncJobsRead
-        } else {
-            Scope::SyncJobsWrite
-        }),
-        _ if under("/v1/promo-codes") || under("/v1/requests") => Need::Scope(if read {
-            Scope::PromoCodesRead
-        } else {
-            Scope::PromoCodesWrite
-        }),
-        _ => Need::AnyKey,
-    }
-}
-
-/// The key in `Authorization: Bearer <key>`, if the header has that shape.
-fn bearer(request: &Request) -> Option<&[u8]> {
-    let value = request.headers().get(header::AUTHORIZATION)?.as_bytes();
-    let (scheme, rest) = value.split_at(value.iter().position(|b| *b == b' ')?);
-    if !scheme.eq_ignore_ascii_case(b"bearer") {
-        return None;
-    }
-    let key = rest.trim_ascii();
-    (!key.is_empty()).then_some(key)
-}
-
-/// The middleware: checks the key and the route's scope before the handler (so before any body
-/// is read or any upstream called).
-pub async fn require(State(keys): State<Arc<Keys>>, request: Request, next: Next) -> Response {
-    if !keys.required {
-        return next.run(request).await;
-    }
-    let need = need(request.method(), request.uri().path());
-    if need == Need::Nothing {
-        return next.run(request).await;
-    }
-    let Some(presented) = bearer(&request) else {
-        return ApiError::Unauthorized { presented: false }.into_response();
-    };
-    let Some((name, _, scopes)) = keys.find(presented) else {
-        tracing::warn!(path = request.uri().path(), "refused an unknown API key");
-        return ApiError::Unauthorized { presented: true }.into_response();
-    };
-    if let Need::Scope(scope) = need {
-        if !scopes.contains(&scope) {
-            tracing::warn!(key = %name, scope = scope.as_str(), path = request.uri().path(), "refused: the key lacks the scope");
-            return ApiError::Forbidden {
-                key: name.clone(),
-                scope: scope.as_str(),
-            }
-            .into_response();
-        }
-    }
-    tracing::debug!(key = %name, "authenticated");
-    next.run(request).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn routes_need_their_scopes() {
-        let post = Method::POST;
-        let get = Method::GET;
-        assert_eq!(need(&post, "/v1/promo-codes"), Need::Scope(Scope::PromoCodesWrite));
-        assert_eq!(need(&get, "/v1/promo-codes/ABC"), Need::Scope(Scope::PromoCodesRead));
-        assert_eq!(need(&get, "/v1/requests/1"), Need::Scope(Scope::PromoCodesRead));
-        assert_eq!(need(&post, "/v1/sync-jobs/1/retry"), Need::Scope(Scope::SyncJobsWrite));
-        assert_eq!(need(&get, "/v1/sync-jobs/1/results"), Need::Scope(Scope::SyncJobsRead));
-        assert_eq!(need(&get, "/metrics"), Need::Scope(Scope::MetricsRead));
-        assert_eq!(need(&get, "/health"), Need::Nothing);
-        assert_eq!(need(&get, "/v1/promo-codesX"), Need::AnyKey);
-    }
 
     #[test]
     fn hex_digests_parse() {

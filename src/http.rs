@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod error;
+pub mod gateway_auth;
 pub mod metrics;
 pub mod openapi;
 pub mod slow_clients;

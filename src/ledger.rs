@@ -259,7 +259,7 @@ pub struct JobResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<crate::domain::delivery::TargetError>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    #[schema(value_type = Vec<crate::http::openapi::WarningDoc>)]
+    #[schema(value_type = Vec<crate::domain::schema::WarningDoc>)]
     pub warnings: Vec<promo_adapters::Warning>,
 }
 

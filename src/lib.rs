@@ -15,7 +15,6 @@ pub mod engine;
 pub mod error;
 pub mod gateway_auth;
 pub mod http;
-pub mod jobs;
 pub mod ledger;
 pub mod ports;
 pub mod redact;
@@ -70,7 +69,7 @@ impl Gateway {
         clock: clock::SharedClock,
     ) -> Result<Self, StartupError> {
         let mut config = Config::load(config_path)?;
-        gateway_auth::resolve(&mut config.server, env).map_err(|message| StartupError::Config {
+        gateway_auth::resolve(&mut config.server.api_keys, env).map_err(|message| StartupError::Config {
             path: config_path.to_owned(),
             message,
         })?;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use promo_gateway::engine::jobs::{Format, JobSpec, JobStatus, Source};
 use promo_gateway::engine::Status;
-use promo_gateway::jobs::{Format, JobSpec, JobStatus, Source};
 use promo_gateway::ledger::JobState;
 use promo_gateway::{Gateway, StartupError};
 
@@ -153,7 +153,7 @@ async fn serve(config: &Path, args: ServeArgs) -> Result<(), StartupError> {
     // Before resuming anything: no keys, no listening beyond loopback.
     promo_gateway::gateway_auth::require_on(
         args.listen.unwrap_or(gateway.config.server.listen),
-        &gateway.config.server,
+        &gateway.config.server.api_keys,
     )?;
     gateway.resume();
     let addr = args.listen.unwrap_or(gateway.config.server.listen);

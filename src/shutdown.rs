@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use axum::Router;
 
+use crate::engine::jobs::Paused;
 use crate::engine::Engine;
-use crate::jobs::Paused;
 
 /// Serves `router` until `signal` resolves, then pauses the sync jobs and waits at most `grace`
 /// for the requests in flight and the jobs' calls in flight, logs what did not finish, and

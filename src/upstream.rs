@@ -759,7 +759,7 @@ impl Upstream {
                     let error = if e.is_timeout() {
                         format!("no more of it within the timeout of {} ms", self.timeout.as_millis())
                     } else {
-                        describe(e)
+                        crate::auth::describe(e)
                     };
                     return Ok(answer(Body::CutOff {
                         received: body.len(),
@@ -1026,36 +1026,19 @@ impl Upstream {
 /// Sorts a transport error by whether the request can have reached the vendor.
 fn transport_error(e: reqwest::Error) -> CallError {
     if e.is_builder() {
-        CallError::Unsendable(describe(e))
+        CallError::Unsendable(crate::auth::describe(e))
     } else if e.is_connect() {
         // Connect errors (a connect timeout included) come before a byte of the request is sent.
-        CallError::NotSent(describe(e))
+        CallError::NotSent(crate::auth::describe(e))
     } else if e.is_timeout() {
         CallError::TimedOut
     } else {
-        CallError::Interrupted(describe(e))
+        CallError::Interrupted(crate::auth::describe(e))
     }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// A transport error with its causes ("error sending request: ... Connection refused"), and
-/// without the URL, which is configuration rather than news to the caller.
-pub fn describe(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -135,14 +135,14 @@ pub struct RequestPreview {
 pub struct TargetResult {
     pub upstream: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<crate::http::openapi::VendorKindDoc>)]
+    #[schema(value_type = Option<crate::domain::schema::VendorKindDoc>)]
     pub vendor: Option<VendorKind>,
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vendor_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<TargetError>,
-    #[schema(value_type = Vec<crate::http::openapi::WarningDoc>)]
+    #[schema(value_type = Vec<crate::domain::schema::WarningDoc>)]
     pub warnings: Vec<Warning>,
     /// HTTP calls made to the vendor (retries included).
     pub attempts: u32,

@@ -47,8 +47,8 @@ pub fn router(engine: Arc<Engine>, server: &crate::config::Server) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         // Gateway API keys and scopes (src/gateway_auth.rs); open when none is configured.
         .layer(axum::middleware::from_fn_with_state(
-            crate::gateway_auth::Keys::from_server(server),
-            crate::gateway_auth::require,
+            crate::http::gateway_auth::Keys::from_server(server),
+            crate::http::gateway_auth::require,
         ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         // Outermost: a body's deadline runs from when its headers have arrived.
@@ -442,7 +442,7 @@ struct LedgerHealth {
 
 #[derive(Serialize, utoipa::ToSchema)]
 struct UpstreamHealth {
-    #[schema(value_type = crate::http::openapi::VendorKindDoc)]
+    #[schema(value_type = crate::domain::schema::VendorKindDoc)]
     vendor: promo_adapters::VendorKind,
     configured: bool,
     /// Environment variables to set, when not configured.

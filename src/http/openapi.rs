@@ -17,7 +17,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 
-use crate::gateway_auth::{need, Need};
+use crate::http::gateway_auth::{need, Need};
 
 /// The description, as `GET /openapi.json` serves it.
 #[derive(OpenApi)]
@@ -133,7 +133,7 @@ pub async fn openapi_json() -> Json<&'static utoipa::openapi::OpenApi> {
 pub const SECURITY_SCHEME: &str = "api_key";
 
 /// Adds the bearer security scheme, and to every operation the middleware guards
-/// ([`crate::gateway_auth::need`], so the description cannot drift from it) the requirement
+/// ([`crate::http::gateway_auth::need`], so the description cannot drift from it) the requirement
 /// with the scope the key needs, and the 401 and 403 answers.
 struct GatewayAuth;
 
@@ -322,49 +322,8 @@ problem_response!(
     "The ledger could not be read or written; nothing was sent"
 );
 
-// ---------------------------------------------------------------------------------------------
-// Mirrors of promo-adapters types
-
-/// The vendor API an upstream speaks: a string enum of every adapter kind, taken from the
-/// adapters (`VendorKind::ALL`, as they serialize it), so that a new vendor needs no line here.
-pub struct VendorKindDoc;
-
-impl VendorKindDoc {
-    /// The kinds' names as the adapters serialize them.
-    fn names() -> Vec<String> {
-        promo_adapters::VendorKind::ALL
-            .iter()
-            .map(|kind| match serde_json::to_value(kind) {
-                Ok(serde_json::Value::String(name)) => name,
-                other => unreachable!("a vendor kind serializes as a string, not {other:?}"),
-            })
-            .collect()
-    }
-}
-
-impl utoipa::PartialSchema for VendorKindDoc {
-    fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .description(Some("The vendor API an upstream speaks."))
-            .enum_values(Some(Self::names()))
-            .into()
-    }
-}
-
-impl ToSchema for VendorKindDoc {
-    fn name() -> std::borrow::Cow<'static, str> {
-        "VendorKind".into()
-    }
-}
-
-/// A lossy conversion or a dropped field.
-#[derive(Serialize, ToSchema)]
-#[schema(as = Warning)]
-pub struct WarningDoc {
-    pub field: String,
-    pub message: String,
-}
+// The schemas of promo-adapters types live with the domain types that carry them.
+pub use crate::domain::schema::{VendorKindDoc, WarningDoc};
 
 /// `GET /health`'s overall state: `ok` when every upstream is configured, its breaker closed,
 /// and not in a Retry-After pause cut to the gateway's maximum (one hour).

@@ -17,9 +17,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
 
+use crate::engine::jobs::{Format, JobSpec, JobStatus, Pattern, Source, MAX_GENERATE};
 use crate::http::api::{page, query, status_param, AppState, Segment};
 use crate::http::error::ApiError;
-use crate::jobs::{Format, JobSpec, JobStatus, Pattern, Source, MAX_GENERATE};
 use crate::ledger::JobResult;
 
 /// `POST /v1/sync-jobs`: 202 with the job, which runs in the background.

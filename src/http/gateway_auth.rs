@@ -1,0 +1,138 @@
+//! The gateway's API keys checked on every request: the middleware, and the scope each route
+//! needs (see `crate::gateway_auth` for the keys, scopes and the route table).
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::config::Server;
+use crate::gateway_auth::{KeyDigest, Scope};
+use crate::http::error::ApiError;
+
+/// The keys the middleware checks, as digests. `required` is set whenever the config lists a
+/// key, also one whose digest is unknown (so an unresolved key never opens the API).
+pub struct Keys {
+    entries: Vec<(String, KeyDigest, Vec<Scope>)>,
+    required: bool,
+}
+
+impl Keys {
+    /// From the config; a `key_env` entry that [`resolve`] has not read matches nothing.
+    pub fn from_server(server: &Server) -> Arc<Self> {
+        Arc::new(Self {
+            entries: server
+                .api_keys
+                .iter()
+                .filter_map(|k| {
+                    let digest = k.digest()?;
+                    Some((k.name.clone(), digest, k.scopes.clone()))
+                })
+                .collect(),
+            required: !server.api_keys.is_empty(),
+        })
+    }
+
+    /// The entry whose digest equals the presented key's, comparing against every entry.
+    fn find(&self, presented: &[u8]) -> Option<&(String, KeyDigest, Vec<Scope>)> {
+        let digest = KeyDigest::of(presented);
+        let mut found = None;
+        for entry in &self.entries {
+            if entry.1.matches(&digest) {
+                found = Some(entry);
+            }
+        }
+        found
+    }
+}
+
+/// What a request needs (also read by the OpenAPI description, src/http/openapi.rs).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Need {
+    Nothing,
+    AnyKey,
+    Scope(Scope),
+}
+
+pub(crate) fn need(method: &Method, path: &str) -> Need {
+    let under = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
+    let read = method == Method::GET || method == Method::HEAD;
+    match path {
+        "/health" | "/openapi.json" => Need::Nothing,
+        "/metrics" => Need::Scope(Scope::MetricsRead),
+        _ if under("/v1/sync-jobs") => Need::Scope(if read {
+            Scope::SyncJobsRead
+        } else {
+            Scope::SyncJobsWrite
+        }),
+        _ if under("/v1/promo-codes") || under("/v1/requests") => Need::Scope(if read {
+            Scope::PromoCodesRead
+        } else {
+            Scope::PromoCodesWrite
+        }),
+        _ => Need::AnyKey,
+    }
+}
+
+/// The key in `Authorization: Bearer <key>`, if the header has that shape.
+fn bearer(request: &Request) -> Option<&[u8]> {
+    let value = request.headers().get(header::AUTHORIZATION)?.as_bytes();
+    let (scheme, rest) = value.split_at(value.iter().position(|b| *b == b' ')?);
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return None;
+    }
+    let key = rest.trim_ascii();
+    (!key.is_empty()).then_some(key)
+}
+
+/// The middleware: checks the key and the route's scope before the handler (so before any body
+/// is read or any upstream called).
+pub async fn require(State(keys): State<Arc<Keys>>, request: Request, next: Next) -> Response {
+    if !keys.required {
+        return next.run(request).await;
+    }
+    let need = need(request.method(), request.uri().path());
+    if need == Need::Nothing {
+        return next.run(request).await;
+    }
+    let Some(presented) = bearer(&request) else {
+        return ApiError::Unauthorized { presented: false }.into_response();
+    };
+    let Some((name, _, scopes)) = keys.find(presented) else {
+        tracing::warn!(path = request.uri().path(), "refused an unknown API key");
+        return ApiError::Unauthorized { presented: true }.into_response();
+    };
+    if let Need::Scope(scope) = need {
+        if !scopes.contains(&scope) {
+            tracing::warn!(key = %name, scope = scope.as_str(), path = request.uri().path(), "refused: the key lacks the scope");
+            return ApiError::Forbidden {
+                key: name.clone(),
+                scope: scope.as_str(),
+            }
+            .into_response();
+        }
+    }
+    tracing::debug!(key = %name, "authenticated");
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_need_their_scopes() {
+        let post = Method::POST;
+        let get = Method::GET;
+        assert_eq!(need(&post, "/v1/promo-codes"), Need::Scope(Scope::PromoCodesWrite));
+        assert_eq!(need(&get, "/v1/promo-codes/ABC"), Need::Scope(Scope::PromoCodesRead));
+        assert_eq!(need(&get, "/v1/requests/1"), Need::Scope(Scope::PromoCodesRead));
+        assert_eq!(need(&post, "/v1/sync-jobs/1/retry"), Need::Scope(Scope::SyncJobsWrite));
+        assert_eq!(need(&get, "/v1/sync-jobs/1/results"), Need::Scope(Scope::SyncJobsRead));
+        assert_eq!(need(&get, "/metrics"), Need::Scope(Scope::MetricsRead));
+        assert_eq!(need(&get, "/health"), Need::Nothing);
+        assert_eq!(need(&get, "/v1/promo-codesX"), Need::AnyKey);
+    }
+}
