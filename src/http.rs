@@ -8,5 +8,10 @@ pub mod error;
 pub mod gateway_auth;
 pub mod metrics;
 pub mod openapi;
+pub mod shutdown;
 pub mod slow_clients;
 pub(crate) mod sync_api;
+pub mod telemetry;
+
+/// The router the composition root builds and serves.
+pub use axum::Router;

@@ -18,15 +18,13 @@ pub mod http;
 pub mod ledger;
 pub mod ports;
 pub mod redact;
-pub mod shutdown;
-pub mod telemetry;
 pub mod upstream;
 
 use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::Router;
+use crate::http::Router;
 
 pub use config::Config;
 pub use engine::Engine;

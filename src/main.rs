@@ -98,10 +98,10 @@ async fn main() -> ExitCode {
         _ => "info,tower_http=info",
     };
     let log_format = match cli.log_format {
-        LogFormatArg::Text => promo_gateway::telemetry::LogFormat::Text,
-        LogFormatArg::Json => promo_gateway::telemetry::LogFormat::Json,
+        LogFormatArg::Text => promo_gateway::http::telemetry::LogFormat::Text,
+        LogFormatArg::Json => promo_gateway::http::telemetry::LogFormat::Json,
     };
-    promo_gateway::telemetry::init_logging(log_format, default_filter);
+    promo_gateway::http::telemetry::init_logging(log_format, default_filter);
     let outcome = match cli.command {
         None => serve(&cli.config, cli.serve).await.map(|()| ExitCode::SUCCESS),
         Some(Command::Serve(args)) => serve(&cli.config, args).await.map(|()| ExitCode::SUCCESS),
@@ -168,9 +168,9 @@ async fn serve(config: &Path, args: ServeArgs) -> Result<(), StartupError> {
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("listening on {local}");
     let grace = Duration::from_millis(gateway.config.server.shutdown_grace_ms);
-    let router = promo_gateway::telemetry::layer(router);
+    let router = promo_gateway::http::telemetry::layer(router);
     let limits = promo_gateway::http::slow_clients::Limits::of(&gateway.config.server);
-    promo_gateway::shutdown::serve(listener, router, limits, gateway.engine.clone(), grace, shutdown())
+    promo_gateway::http::shutdown::serve(listener, router, limits, gateway.engine.clone(), grace, shutdown())
         .await
         .map_err(|source| StartupError::Listen { addr, source })
 }

@@ -13,12 +13,9 @@ const KNOWN_CYCLES: &[&str] = &[];
 
 /// `(crate, module)` pairs still to move into their layer.
 const KNOWN_CRATE_USES: &[(&str, &str)] = &[
-    ("axum", "lib"),
-    ("axum", "shutdown"),
     ("utoipa", "engine"),
     ("utoipa", "ledger"),
     ("utoipa", "upstream"),
-    ("axum", "telemetry"),
     ("utoipa", "domain"),
 ];
 
