@@ -173,8 +173,8 @@ pub struct Sent {
     pub unconfirmed_retry: bool,
 }
 
-/// The circuit breaker's state, as `/health` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+/// The circuit breaker's state, as `/health` shows it (its schema: `http::openapi::BreakerStateDoc`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BreakerState {
     /// Calls go through.

@@ -458,6 +458,7 @@ struct UpstreamHealth {
     /// (one hour), cut to it: the gateway is then `degraded`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pause_capped: bool,
+    #[schema(value_type = crate::http::openapi::BreakerStateDoc)]
     breaker: crate::upstream::BreakerState,
     /// Where the upstream's rate budget lives: `local` (this process's own) or `redis` (one
     /// budget shared by every replica).

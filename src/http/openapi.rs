@@ -325,6 +325,20 @@ problem_response!(
 // The schemas of promo-adapters types live with the domain types that carry them.
 pub use crate::domain::schema::{VendorKindDoc, WarningDoc};
 
+// The schema of `crate::upstream::BreakerState`, kept in the HTTP layer.
+/// The circuit breaker's state, as `/health` shows it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = BreakerState)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerStateDoc {
+    /// Calls go through.
+    Closed,
+    /// Calls fail fast until the cool-down ends.
+    Open,
+    /// The cool-down is over: the next call is a trial (others fail fast while it runs).
+    HalfOpen,
+}
+
 /// `GET /health`'s overall state: `ok` when every upstream is configured, its breaker closed,
 /// and not in a Retry-After pause cut to the gateway's maximum (one hour).
 #[derive(Serialize, ToSchema)]
@@ -544,6 +558,19 @@ mod tests {
             doc["enum"],
             serde_json::to_value(promo_adapters::VendorKind::ALL).unwrap()
         );
+    }
+
+    /// `BreakerStateDoc` describes the upstream's `BreakerState`: both serialize alike.
+    #[test]
+    fn the_breaker_state_doc_matches_the_upstreams() {
+        use crate::upstream::BreakerState;
+        for (doc, real) in [
+            (BreakerStateDoc::Closed, BreakerState::Closed),
+            (BreakerStateDoc::Open, BreakerState::Open),
+            (BreakerStateDoc::HalfOpen, BreakerState::HalfOpen),
+        ] {
+            assert_eq!(serde_json::to_value(doc).unwrap(), serde_json::to_value(real).unwrap());
+        }
     }
 
     /// `WarningDoc` describes the adapters' `Warning`: both serialize alike.
