@@ -626,7 +626,7 @@ async fn rate_fidelity(s: &Settings) -> Section {
             });
         }
         None => t.push_str(
-            "\nThree replicas on Redis: skipped, redis-server is not installed (scripts/test installs it).\n",
+            "\nThree replicas on Redis: skipped, redis-server is not installed (scripts/test-servers installs it).\n",
         ),
     }
     Section { table: t, verdicts }

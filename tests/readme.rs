@@ -28,6 +28,7 @@ fn readme_test_command_is_what_ci_runs() {
         ci.lines().any(|l| l.trim() == command),
         "CI must run the README's test command `{command}`"
     );
-    let script = include_str!("../scripts/test");
-    assert!(script.contains("cargo test --workspace"));
+    assert!(command.contains("cargo test --workspace"), "{command}");
+    let script = include_str!("../scripts/test-servers");
+    assert!(script.contains("redis-server"));
 }

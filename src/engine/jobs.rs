@@ -334,6 +334,19 @@ impl Engine {
         Ok(Definition::of(&body, Some(campaign), &request.promo.code))
     }
 
+    /// The jobs this process is running now (paused ones included), by id.
+    pub(crate) fn running_job_ids(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// Runs a job in the background until its targets are settled, it is cancelled, or it is
     /// paused (at shutdown). A job started while the gateway shuts down begins paused.
     pub fn spawn_job(self: Arc<Self>, id: i64) {

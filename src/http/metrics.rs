@@ -171,15 +171,7 @@ pub async fn render(engine: &Engine) -> String {
         "gauge",
         "Deliveries of each running sync job, by target and state.",
     );
-    let mut running: Vec<i64> = engine
-        .jobs
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .keys()
-        .copied()
-        .collect();
-    running.sort_unstable();
-    for id in running {
+    for id in engine.running_job_ids() {
         let Ok(status) = engine.job_status(id).await else {
             continue;
         };

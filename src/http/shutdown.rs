@@ -91,13 +91,7 @@ fn report(engine: &Engine, paused: &Paused, grace_ran_out: bool) {
         }
     };
     // Still at work: paused jobs waiting on calls in flight (and a job a cancel is ending).
-    let cut_off: Vec<i64> = engine
-        .jobs
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .keys()
-        .copied()
-        .collect();
+    let cut_off = engine.running_job_ids();
     let clean: Vec<i64> = paused.ids().into_iter().filter(|id| !cut_off.contains(id)).collect();
     if grace_ran_out {
         tracing::warn!(

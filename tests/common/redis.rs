@@ -24,9 +24,9 @@ impl Redis {
         if !installed {
             assert!(
                 std::env::var_os("CI").is_none(),
-                "{test}: redis-server is not installed; scripts/test installs it"
+                "{test}: redis-server is not installed; scripts/test-servers installs it"
             );
-            eprintln!("{test}: SKIPPED: redis-server is not installed (scripts/test installs it)");
+            eprintln!("{test}: SKIPPED: redis-server is not installed (scripts/test-servers installs it)");
             return None;
         }
         Some(Self::start())
