@@ -120,6 +120,10 @@ pub struct LedgerConfig {
     /// already made can still be recorded when the disk fills; 0 keeps none.
     #[serde(default = "default_reserve_bytes")]
     pub reserve_bytes: u64,
+    /// How long this process's hold on a create or job it works on lasts without renewal
+    /// (renewed every third of it); another owner may take over the work only after it.
+    #[serde(default = "default_lease_seconds")]
+    pub lease_seconds: u32,
 }
 
 impl Default for LedgerConfig {
@@ -128,12 +132,20 @@ impl Default for LedgerConfig {
             path: default_ledger_path(),
             idempotency_key_hours: default_key_hours(),
             reserve_bytes: default_reserve_bytes(),
+            lease_seconds: default_lease_seconds(),
         }
     }
 }
 
+/// The room kept beside the ledger for outcomes when the disk fills (`ledger.reserve_bytes`).
+pub const DEFAULT_RESERVE_BYTES: u64 = 1024 * 1024;
+
 fn default_reserve_bytes() -> u64 {
-    crate::ledger::DEFAULT_RESERVE_BYTES
+    DEFAULT_RESERVE_BYTES
+}
+
+fn default_lease_seconds() -> u32 {
+    30
 }
 
 fn default_key_hours() -> u32 {
@@ -473,6 +485,9 @@ impl Config {
             if value == 0 {
                 return Err(format!("server.{key}: must be at least 1"));
             }
+        }
+        if self.ledger.lease_seconds < 3 {
+            return Err("ledger.lease_seconds: must be at least 3 (a lease is renewed every third of it)".into());
         }
         for (name, u) in &mut self.upstreams {
             let key = |k: &str| format!("upstreams.{name}.{k}");

@@ -4,4 +4,7 @@
 pub mod code;
 pub mod delivery;
 pub mod error;
+pub mod job;
+pub mod request;
 pub mod schema;
+pub mod time;

@@ -5,6 +5,7 @@
 //! first every target is translated (pure, no I/O), and only when the request as a whole holds
 //! (no passthrough tries to overwrite an adapter's field) are the calls made.
 
+mod intake;
 pub mod jobs;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,9 +24,11 @@ use serde_json::Value;
 use crate::auth::Credentials;
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::domain::code::Definition;
 use crate::domain::error::DomainError;
+use crate::domain::request::{Begin, Claim, NewCreate, PlannedTarget, StoredRequest, Unfinished};
 use crate::error::StartupError;
-use crate::ledger::{Begin, Claim, Definition, LedgerError, PlannedTarget, Store, StoredRequest, Unfinished};
+use crate::ports::{Store, StoreError};
 use crate::upstream::{Delivery, Patience, Sent, Upstream};
 
 pub use crate::domain::delivery::{CreateResponse, ErrorKind, RequestPreview, Status, TargetError, TargetResult};
@@ -164,14 +167,14 @@ impl Engine {
         let definition = Definition::of(body, code.campaign.as_deref(), &code.code);
         let begun = self
             .store
-            .begin_create(
+            .begin_create(NewCreate {
                 key,
-                body.clone(),
+                body: body.clone(),
                 definition,
-                planned,
-                self.clock.now(),
-                self.key_window,
-            )
+                targets: planned,
+                now: self.clock.now(),
+                key_window: self.key_window,
+            })
             .await
             .map_err(ledger_error)?;
         let (request_id, code_id, claims) = match begun {
@@ -220,8 +223,8 @@ impl Engine {
     }
 
     /// Why the ledger cannot record new work now, if it cannot.
-    pub fn ledger_problem(&self) -> Option<String> {
-        self.store.problem()
+    pub async fn ledger_problem(&self) -> Option<String> {
+        self.store.problem().await
     }
 
     /// A recorded create, as the ledger has it now.
@@ -229,13 +232,13 @@ impl Engine {
         self.store.request(request_id).await.map_err(ledger_error)
     }
 
-    /// Sends the targets of creates that a crash interrupted (as [`Store::unfinished_requests`]
-    /// read them at start-up) and stores their answers; returns how many creates it took up. A
+    /// Sends the targets of creates that a crash interrupted (as [`Store::adopt`]
+    /// handed them over) and stores their answers; returns how many creates it took up. A
     /// target is resent only if this create's claim on it was still `pending`; its result
     /// carries a warning, since the interrupted call may have reached the vendor (which then
     /// answers "already exists"). A pending target the current configuration can no longer
     /// plan is recorded as not resumed, so no create stays pending for ever.
-    pub async fn resume(&self, unfinished: Vec<Unfinished>) -> Result<usize, LedgerError> {
+    pub async fn resume(&self, unfinished: Vec<Unfinished>) -> Result<usize, StoreError> {
         let count = unfinished.len();
         for u in unfinished {
             let planned = validate(&u.body, &self.validation_context())
@@ -527,7 +530,7 @@ fn elsewhere(target: &str, plan: Plan) -> TargetResult {
 }
 
 /// The warning on a result whose outcome the ledger could not record.
-fn unrecorded_warning(e: &LedgerError) -> Warning {
+fn unrecorded_warning(e: &StoreError) -> Warning {
     Warning {
         field: "ledger".into(),
         message: format!(
@@ -536,7 +539,7 @@ fn unrecorded_warning(e: &LedgerError) -> Warning {
     }
 }
 
-pub(crate) fn ledger_error(e: LedgerError) -> DomainError {
+pub(crate) fn ledger_error(e: StoreError) -> DomainError {
     DomainError::Unavailable(e.to_string())
 }
 

@@ -15,9 +15,9 @@ pub mod engine;
 pub mod error;
 pub mod gateway_auth;
 pub mod http;
-pub mod ledger;
 pub mod ports;
 pub mod redact;
+pub mod store;
 pub mod upstream;
 
 use std::num::NonZeroU32;
@@ -51,12 +51,11 @@ pub fn app(
     Ok((gateway.config, router))
 }
 
-/// A configured engine on its ledger, with what the last stop left unfinished.
+/// A configured engine on its ledger.
 pub struct Gateway {
     pub config: Config,
     pub engine: Arc<Engine>,
-    interrupted: Vec<ledger::Unfinished>,
-    jobs: Vec<i64>,
+    lease: std::time::Duration,
 }
 
 impl Gateway {
@@ -72,49 +71,68 @@ impl Gateway {
             message,
         })?;
         let campaigns = config::load_campaigns(&config.mappings_dir(config_path))?;
-        let ledger_path = config.ledger_path(config_path);
-        let store: Arc<dyn ledger::Store> = Arc::new(ledger::Ledger::open_with_reserve(
-            &ledger_path,
-            config.ledger.reserve_bytes,
-        )?);
-        let read_fail = |e: ledger::LedgerError| StartupError::Ledger {
-            path: ledger_path.clone(),
-            message: e.to_string(),
+        let lease = std::time::Duration::from_secs(config.ledger.lease_seconds.into());
+        let options = store::sqlite::Options {
+            reserve_bytes: config.ledger.reserve_bytes,
+            owner: owner_name(),
+            lease: chrono::Duration::seconds(config.ledger.lease_seconds.into()),
+            // The caller holds the file's lock: what the last process held is free.
+            sole_owner: true,
         };
-        // Read before serving: anything begun after this is in flight, not interrupted.
-        let interrupted = store.unfinished_requests().map_err(read_fail)?;
-        let jobs = store.running_jobs().map_err(read_fail)?;
+        let store: Arc<dyn ports::Store> = Arc::new(store::sqlite::Ledger::open_with(
+            &config.ledger_path(config_path),
+            options,
+        )?);
         let upstreams = upstreams(&config, env, &clock)?;
         let engine = Arc::new(Engine::new(&config, campaigns, store, upstreams, clock)?);
-        Ok(Self {
-            config,
-            engine,
-            interrupted,
-            jobs,
-        })
+        Ok(Self { config, engine, lease })
     }
 
-    /// Inside a tokio runtime, resends the creates and resumes the sync jobs that the last
-    /// stop interrupted, in the background.
+    /// Inside a tokio runtime, takes over the work no live owner holds (the creates and sync
+    /// jobs the last stop interrupted) and resumes it in the background, and keeps this
+    /// process's leases renewed while it runs.
     pub fn resume(&self) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        if !self.interrupted.is_empty() {
-            let engine = self.engine.clone();
-            let interrupted = self.interrupted.clone();
-            runtime.spawn(async move {
-                match engine.resume(interrupted).await {
+        let engine = self.engine.clone();
+        runtime.spawn(async move {
+            let adopted = match engine.store.adopt(engine.clock.now()).await {
+                Ok(adopted) => adopted,
+                Err(e) => {
+                    tracing::error!("could not read the work the last stop left from the ledger: {e}");
+                    return;
+                }
+            };
+            for &id in &adopted.jobs {
+                tracing::info!(job = id, "resuming a sync job interrupted by the last stop");
+                engine.clone().spawn_job(id);
+            }
+            if !adopted.creates.is_empty() {
+                match engine.resume(adopted.creates).await {
                     Ok(n) => tracing::info!(creates = n, "resumed creates interrupted by the last stop"),
                     Err(e) => tracing::error!("could not resume interrupted creates: {e}"),
                 }
-            });
-        }
-        for &id in &self.jobs {
-            tracing::info!(job = id, "resuming a sync job interrupted by the last stop");
-            self.engine.clone().spawn_job(id);
-        }
+            }
+        });
+        let engine = self.engine.clone();
+        let every = self.lease / 3;
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = engine.store.renew(engine.clock.now()).await {
+                    tracing::warn!("could not renew this process's leases in the ledger: {e}");
+                }
+            }
+        });
     }
+}
+
+/// This process's name as an owner of work in the ledger: unique across restarts and hosts.
+fn owner_name() -> String {
+    format!("pid-{}-{:016x}", std::process::id(), rand::random::<u64>())
 }
 
 /// Every configured upstream, each with its rate budget: this process's own, or one shared

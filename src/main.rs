@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use promo_gateway::domain::job::JobState;
 use promo_gateway::engine::jobs::{Format, JobSpec, JobStatus, Source};
 use promo_gateway::engine::Status;
-use promo_gateway::ledger::JobState;
 use promo_gateway::{Gateway, StartupError};
 
 mod help;

@@ -7,7 +7,10 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use promo_gateway::ledger::{Begin, Claim, Definition, Ledger, PlannedTarget, Store};
+use promo_gateway::domain::code::Definition;
+use promo_gateway::domain::request::{Begin, Claim, NewCreate, PlannedTarget};
+use promo_gateway::ports::Store;
+use promo_gateway::store::sqlite::Ledger;
 use serde_json::{json, Value};
 use wiremock::{MockServer, ResponseTemplate};
 
@@ -269,19 +272,19 @@ async fn a_create_interrupted_by_a_stop_is_resent_at_the_next_start() {
 
     let ledger = Ledger::open(&dir.path().join("promo-gateway.db")).unwrap();
     let begun = ledger
-        .begin_create(
-            Some("k-crash".into()),
-            body.clone(),
-            Definition::of(&body, None, "SPRING20"),
-            ["loop", "loop2"]
+        .begin_create(NewCreate {
+            key: Some("k-crash".into()),
+            body: body.clone(),
+            definition: Definition::of(&body, None, "SPRING20"),
+            targets: ["loop", "loop2"]
                 .map(|t| PlannedTarget {
                     upstream: t.into(),
                     settled: None,
                 })
                 .into(),
-            chrono::Utc::now(),
-            chrono::Duration::hours(24),
-        )
+            now: chrono::Utc::now(),
+            key_window: chrono::Duration::hours(24),
+        })
         .await
         .unwrap();
     let Begin::New {

@@ -1,7 +1,12 @@
 //! A code's identity and the clashes the ledger refuses: plain data every store returns the
 //! same way, so that "code-conflict" means one thing whatever the backend.
 
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
 use serde::Serialize;
+
+use super::delivery::{Status, TargetResult};
 
 /// Why the ledger will not take a code: the `conflict` member of a 409 problem.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -57,4 +62,167 @@ impl std::fmt::Display for CodeConflict {
             }
         }
     }
+}
+
+/// A code as the ledger keys it: unique per campaign regardless of case, and immutable once a
+/// vendor holds it (its definition is what every target was or will be sent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Definition {
+    /// Empty when the code belongs to no campaign.
+    pub campaign: String,
+    pub code: String,
+    /// The unified code without delivery instructions (targets, passthrough, on_unsupported),
+    /// serialised with sorted keys so that equal definitions compare equal as text.
+    pub json: String,
+}
+
+/// Codes are compared as vendors may compare them: without regard to case or Unicode
+/// compatibility forms. The key has one home, in the unified model.
+pub use promo_adapters::model::code_key;
+
+impl Definition {
+    /// The instructions that say where and how to deliver, not what the code is.
+    const DELIVERY_KEYS: [&'static str; 3] = ["targets", "passthrough", "on_unsupported"];
+
+    pub fn of(body: &serde_json::Value, campaign: Option<&str>, code: &str) -> Self {
+        let mut def = body.clone();
+        if let Some(obj) = def.as_object_mut() {
+            for key in Self::DELIVERY_KEYS {
+                obj.remove(key);
+            }
+        }
+        Self {
+            campaign: campaign.unwrap_or_default().to_owned(),
+            code: code.to_owned(),
+            json: def.to_string(),
+        }
+    }
+
+    /// The code's identity within its campaign.
+    pub fn key(&self) -> String {
+        code_key(&self.code)
+    }
+
+    /// How this definition differs from the one a campaign already holds under its key: `None`
+    /// when they are the same code, else the conflict it would be once a vendor holds that
+    /// code. Where no vendor holds it (every target refused it), the code is simply redefined;
+    /// see [`decide`].
+    pub fn differs_from(&self, code: &str, json: &str) -> Option<CodeConflict> {
+        if code != self.code {
+            Some(CodeConflict::OtherCase {
+                existing: code.to_owned(),
+            })
+        } else if json != self.json {
+            Some(CodeConflict::Redefined {
+                existing: code.to_owned(),
+            })
+        } else {
+            None
+        }
+    }
+}
+
+/// A code the campaign already holds under the key of the one asked for, as a store read it.
+#[derive(Debug, Clone)]
+pub struct Known<Id> {
+    pub id: Id,
+    pub code: String,
+    pub json: String,
+    /// A vendor holds it, or a delivery of it is under way, at some target.
+    pub held: bool,
+}
+
+/// What a store does with a code definition, decided the same way by every backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision<Id> {
+    /// A new code: insert it.
+    Add,
+    /// The campaign holds this very code.
+    Keep(Id),
+    /// The campaign holds the key under another spelling or definition, but no vendor has it:
+    /// the new one replaces it.
+    Redefine(Id),
+    /// A vendor holds the other spelling or definition: codes are immutable once delivered.
+    Refuse(CodeConflict),
+}
+
+/// Whether a definition may join its campaign, given what the campaign holds under its key.
+pub fn decide<Id>(known: Option<Known<Id>>, def: &Definition) -> Decision<Id> {
+    let Some(known) = known else { return Decision::Add };
+    match def.differs_from(&known.code, &known.json) {
+        None => Decision::Keep(known.id),
+        Some(conflict) if known.held => Decision::Refuse(conflict),
+        Some(_) => Decision::Redefine(known.id),
+    }
+}
+
+/// One hold of another campaign's code (or a staged reservation of one) at an upstream, as a
+/// store read it: `(campaign, code, upstream)`, in the order holders are to be listed.
+pub type HoldRow = (String, String, String);
+
+/// Other campaigns' holds on a code at any of `targets`, grouped by holder: a vendor keeps one
+/// code per name, so another campaign's code there would be answered "already exists" with that
+/// campaign's discount. `None` when no target is held.
+pub fn held_elsewhere(rows: impl IntoIterator<Item = HoldRow>, targets: &[String]) -> Option<CodeConflict> {
+    let mut held_by: Vec<Holder> = Vec::new();
+    for (campaign, code, upstream) in rows {
+        if !targets.contains(&upstream) {
+            continue;
+        }
+        let campaign = (!campaign.is_empty()).then_some(campaign);
+        match held_by.last_mut() {
+            Some(h) if h.campaign == campaign && h.code == code => {
+                if !h.upstreams.contains(&upstream) {
+                    h.upstreams.push(upstream)
+                }
+            }
+            _ => held_by.push(Holder {
+                campaign,
+                code,
+                upstreams: vec![upstream],
+            }),
+        }
+    }
+    (!held_by.is_empty()).then_some(CodeConflict::OtherCampaign { held_by })
+}
+
+/// A code and its state on every target, as `GET /v1/promo-codes/{code}` shows it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct CodeRecord {
+    pub code: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<String>,
+    pub definition: serde_json::Value,
+    #[serde(with = "super::time")]
+    #[schema(value_type = String)]
+    pub created_at: DateTime<Utc>,
+    pub deliveries: BTreeMap<String, DeliveryRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct DeliveryRecord {
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vendor_id: Option<String>,
+    /// Calls made to the vendor for this code, over every request and job.
+    pub attempts: u32,
+    #[serde(with = "super::time")]
+    #[schema(value_type = String)]
+    pub updated_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<TargetResult>,
+    /// The sync job that last claimed this delivery.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<i64>,
+}
+
+/// A filter for listing codes.
+#[derive(Debug, Clone, Default)]
+pub struct CodeFilter {
+    pub campaign: Option<String>,
+    pub upstream: Option<String>,
+    pub status: Option<Status>,
+    /// Codes after this ledger id.
+    pub after: i64,
+    pub limit: usize,
 }

@@ -76,6 +76,12 @@ impl Status {
     pub fn is_delivered(self) -> bool {
         matches!(self, Status::Created | Status::AlreadyExists)
     }
+
+    /// The vendor has the code or is being sent it: the delivery holds the code's name at that
+    /// upstream, for its campaign alone.
+    pub fn holds(self) -> bool {
+        self.is_delivered() || self == Status::Pending
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -31,9 +31,12 @@ use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 
 use crate::auth::Credentials;
+use crate::domain::code::Definition;
 use crate::domain::error::DomainError;
+use crate::domain::job::{JobRecord, JobResult, JobState, NewJob};
+use crate::engine::intake::{self, Codes};
 use crate::engine::{self, ledger_error, Engine, ErrorKind, Status, TargetResult};
-use crate::ledger::{Definition, JobCodes, JobRecord, JobRefused, JobResult, JobState, LedgerError, MAX_REPORTED};
+use crate::ports::StoreError;
 use crate::upstream::{Halt, Patience, Upstream};
 use promo_adapters::Problems;
 
@@ -215,7 +218,8 @@ impl Engine {
             return Err(DomainError::Invalid(p));
         }
         let engine = self.clone();
-        let id = tokio::task::spawn_blocking(move || engine.write_job(spec))
+        let rt = tokio::runtime::Handle::current();
+        let id = tokio::task::spawn_blocking(move || engine.write_job(&rt, spec))
             .await
             .map_err(|e| DomainError::Unavailable(e.to_string()))??;
         self.clone().spawn_job(id);
@@ -224,7 +228,7 @@ impl Engine {
 
     /// The blocking half of [`Engine::start_job`]: reads the codes lazily as the ledger takes
     /// them in, so a file of any length is never held in memory.
-    fn write_job(&self, spec: JobSpec) -> Result<i64, DomainError> {
+    fn write_job(&self, rt: &tokio::runtime::Handle, spec: JobSpec) -> Result<i64, DomainError> {
         let JobSpec {
             campaign,
             targets,
@@ -234,10 +238,10 @@ impl Engine {
         } = spec;
         let options = json!({ "on_unsupported": on_unsupported });
         let item = |value: Value| self.definition(&campaign, &targets, &template, on_unsupported.as_ref(), value);
-        let (source_name, codes): (&str, JobCodes<'_>) = match source {
+        let (source_name, codes): (&str, Codes<'_>) = match source {
             Source::Inline(items) => (
                 "json",
-                JobCodes::Items(Box::new(
+                Codes::Items(Box::new(
                     items
                         .into_iter()
                         .enumerate()
@@ -253,7 +257,7 @@ impl Engine {
                     .map_err(|e| DomainError::UnreadableUpload(e.to_string()))?;
                 (
                     format.name(),
-                    JobCodes::Items(Box::new(lines.map(move |(at, v)| (at, v.and_then(&item))))),
+                    Codes::Items(Box::new(lines.map(move |(at, v)| (at, v.and_then(&item))))),
                 )
             }
             Source::Generate { count, pattern } => {
@@ -261,7 +265,7 @@ impl Engine {
                 let campaign = campaign.clone();
                 (
                     "generate",
-                    JobCodes::Generate {
+                    Codes::Generate {
                         count,
                         capacity: pattern.capacity(),
                         next: Box::new(move || {
@@ -274,31 +278,15 @@ impl Engine {
                     },
                 )
             }
-            Source::Mirror => (
-                "mirror",
-                JobCodes::Mirror {
-                    campaign: campaign.clone(),
-                },
-            ),
+            Source::Mirror => ("mirror", Codes::Mirror),
         };
-        self.store
-            .create_job(&campaign, &targets, source_name, options, codes)
-            .map_err(|e| match e {
-                JobRefused::Ledger(e) => ledger_error(e),
-                JobRefused::Items { problems, count } => {
-                    let mut p = Problems::default();
-                    for (at, rule) in problems {
-                        p.push(at, rule);
-                    }
-                    if count > MAX_REPORTED {
-                        p.push(
-                            "codes",
-                            format!("{count} items are at fault in all; the first {MAX_REPORTED} are listed"),
-                        );
-                    }
-                    DomainError::Invalid(p)
-                }
-            })
+        let job = NewJob {
+            campaign: campaign.clone(),
+            targets: targets.clone(),
+            source: source_name.to_owned(),
+            options,
+        };
+        intake::take_in(rt, &*self.store, job, codes)
     }
 
     /// One item of a job as a code definition: the template, the item's own fields over it,
@@ -516,7 +504,7 @@ impl Engine {
             .map_err(ledger_error)
     }
 
-    async fn run_job(&self, id: i64, control: watch::Receiver<Control>) -> Result<(), LedgerError> {
+    async fn run_job(&self, id: i64, control: watch::Receiver<Control>) -> Result<(), StoreError> {
         let Some(job) = self.store.job(id).await? else {
             return Ok(());
         };
@@ -548,7 +536,7 @@ impl Engine {
         job: &JobRecord,
         target: &str,
         control: watch::Receiver<Control>,
-    ) -> Result<(), LedgerError> {
+    ) -> Result<(), StoreError> {
         let upstream = self.upstreams.get(target).cloned();
         let gate = Gate { control };
         let mapping = self.campaign(&job.campaign).and_then(|c| c.upstreams.get(target));

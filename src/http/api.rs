@@ -178,7 +178,7 @@ pub(crate) fn status_param(q: &BTreeMap<String, String>) -> Result<Option<Status
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct CodePage {
-    items: Vec<crate::ledger::CodeRecord>,
+    items: Vec<crate::domain::code::CodeRecord>,
     /// Pass as `cursor` for the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
     next_cursor: Option<String>,
@@ -206,7 +206,7 @@ pub(crate) async fn list_codes(
 ) -> Result<Json<CodePage>, ApiError> {
     let q = query(raw.as_deref(), &["campaign", "upstream", "status", "limit", "cursor"])?;
     let (limit, after) = page(&q)?;
-    let filter = crate::ledger::CodeFilter {
+    let filter = crate::domain::code::CodeFilter {
         campaign: q.get("campaign").cloned(),
         upstream: q.get("upstream").cloned(),
         status: status_param(&q)?,
@@ -237,7 +237,7 @@ pub(crate) async fn list_codes(
         ("campaign" = Option<String>, Query, description = "The campaign, when the code is held in several"),
     ),
     responses(
-        (status = 200, description = "The code and its state on every target", body = crate::ledger::CodeRecord),
+        (status = 200, description = "The code and its state on every target", body = crate::domain::code::CodeRecord),
         (status = 400, response = crate::http::openapi::BadRequest),
         (status = 404, response = crate::http::openapi::NotFound),
         (status = 409, response = crate::http::openapi::Conflict),
@@ -248,7 +248,7 @@ pub(crate) async fn code(
     State(state): State<AppState>,
     Segment(code): Segment,
     RawQuery(raw): RawQuery,
-) -> Result<Json<crate::ledger::CodeRecord>, ApiError> {
+) -> Result<Json<crate::domain::code::CodeRecord>, ApiError> {
     let q = query(raw.as_deref(), &["campaign"])?;
     let mut found = state
         .engine
@@ -370,7 +370,7 @@ pub(crate) async fn recorded(State(state): State<AppState>, Segment(id): Segment
     Ok(Json(Recorded {
         request_id: stored.request_id,
         code: stored.code,
-        received_at: stored.received_at,
+        received_at: crate::domain::time::format(&stored.received_at),
         finished: stored.finished,
         pending: stored.pending,
         results: stored.results,
@@ -505,7 +505,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
             },
         );
     }
-    let problem = state.engine.ledger_problem();
+    let problem = state.engine.ledger_problem().await;
     let ledger = LedgerHealth {
         status: if problem.is_some() { "degraded" } else { "ok" },
         problem,

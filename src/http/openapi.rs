@@ -256,7 +256,7 @@ pub struct ProblemDoc {
     pub errors: Vec<FieldProblemDoc>,
     /// On a 409 code conflict only: what the code clashed with, for clients to branch on.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub conflict: Option<crate::ledger::CodeConflict>,
+    pub conflict: Option<crate::domain::code::CodeConflict>,
 }
 
 /// One broken rule: the field (a dotted path into the request, a query parameter or a header)

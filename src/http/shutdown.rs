@@ -69,17 +69,21 @@ pub async fn serve(
     match tokio::time::timeout_at(at + grace, everything).await {
         Ok(served) => {
             served?;
-            report(&engine, &paused, false);
+            report(&engine, &paused, false).await;
         }
-        Err(_) => report(&engine, &paused, true),
+        Err(_) => report(&engine, &paused, true).await,
     }
     Ok(())
 }
 
 /// Logs what the stop leaves for the next start: creates with deliveries still `pending`, sync
 /// jobs paused cleanly, and sync jobs whose calls in flight the grace cut off.
-fn report(engine: &Engine, paused: &Paused, grace_ran_out: bool) {
-    let pending: Vec<i64> = match engine.store.unfinished_requests() {
+async fn report(engine: &Engine, paused: &Paused, grace_ran_out: bool) {
+    // What is left is handed over: another process on the same ledger may take it at once.
+    if let Err(e) = engine.store.release().await {
+        tracing::error!("could not hand this process's work over in the ledger: {e}");
+    }
+    let pending: Vec<i64> = match engine.store.unfinished_requests().await {
         Ok(unfinished) => unfinished
             .into_iter()
             .filter(|u| !u.pending.is_empty())

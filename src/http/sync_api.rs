@@ -17,10 +17,10 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
 
+use crate::domain::job::JobResult;
 use crate::engine::jobs::{Format, JobSpec, JobStatus, Pattern, Source, MAX_GENERATE};
 use crate::http::api::{page, query, status_param, AppState, Segment};
 use crate::http::error::ApiError;
-use crate::ledger::JobResult;
 
 /// `POST /v1/sync-jobs`: 202 with the job, which runs in the background.
 #[utoipa::path(post, path = "/v1/sync-jobs", tag = "sync-jobs",

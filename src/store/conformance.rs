@@ -1,33 +1,46 @@
 //! The `Store` contract, written once against the trait: every implementation runs it (today
-//! the SQLite [`super::Ledger`]; a PostgreSQL store runs the same cases). Nothing here reads a
-//! table or names a backend: each case opens a fresh store through the factory it is given and
-//! speaks only through [`Store`].
-//!
-//! Not yet in the contract, because not yet in the trait: ownership of in-flight work (who is
-//! sending a delivery or running a job, until when) and its expiry.
+//! the SQLite store; a PostgreSQL store runs the same cases). Nothing here reads a table or
+//! names a backend: each case opens a fresh store through the factory it is given (and, for
+//! ownership, a second handle on the same backend as another process) and speaks only through
+//! [`Store`].
 
 use std::sync::Arc;
 
 use chrono::Utc;
 use serde_json::{json, Value};
 
-use super::{Begin, Claim, CodeConflict, CodeFilter, Definition, JobCodes, JobRefused, JobState, PlannedTarget, Store};
+use crate::domain::code::{CodeConflict, CodeFilter, Definition};
 use crate::domain::delivery::{CreateResponse, Status, TargetResult};
+use crate::domain::job::{JobState, NewJob, StageAs, Staged};
+use crate::domain::request::{Begin, Claim, NewCreate, PlannedTarget};
+use crate::ports::Store;
 
 /// Opens a fresh, empty store.
-pub(crate) type Open<'a> = &'a (dyn Fn() -> Arc<dyn Store> + Sync);
+pub(crate) type Open<'a> = &'a (dyn Fn() -> Opened + Sync);
+
+/// A fresh store, and a way to open a second handle on its backend as another owner (another
+/// process) with the same lease length.
+pub(crate) struct Opened {
+    pub store: Arc<dyn Store>,
+    pub peer: Box<dyn Fn() -> Arc<dyn Store> + Send + Sync>,
+}
+
+/// The lease the factories open their stores with.
+pub(crate) const LEASE: chrono::Duration = chrono::Duration::seconds(30);
 
 /// Every case, each on a store of its own.
 pub(crate) async fn run(open: Open<'_>) {
-    a_claim_is_recorded_before_any_call_and_read_back_as_unfinished(open()).await;
-    one_claim_per_code_and_upstream_under_concurrency(open()).await;
-    idempotency_keys_replay_refuse_and_expire(open()).await;
-    codes_are_one_whatever_their_case(open()).await;
-    an_upstream_holds_a_code_for_one_campaign(open()).await;
-    a_code_is_redefined_only_where_no_vendor_holds_it(open()).await;
-    a_delivered_target_is_not_claimed_again(open()).await;
-    a_job_is_taken_whole_or_not_at_all(open()).await;
-    a_jobs_counts_follow_its_outcomes_through_retry_and_cancel(open()).await;
+    work_in_flight_has_an_owner_until_its_lease_runs_out(open()).await;
+    a_released_owners_work_is_adopted_at_once(open()).await;
+    a_claim_is_recorded_before_any_call_and_read_back_as_unfinished(open().store).await;
+    one_claim_per_code_and_upstream_under_concurrency(open().store).await;
+    idempotency_keys_replay_refuse_and_expire(open().store).await;
+    codes_are_one_whatever_their_case(open().store).await;
+    an_upstream_holds_a_code_for_one_campaign(open().store).await;
+    a_code_is_redefined_only_where_no_vendor_holds_it(open().store).await;
+    a_delivered_target_is_not_claimed_again(open().store).await;
+    a_job_is_taken_whole_or_not_at_all(open().store).await;
+    a_jobs_counts_follow_its_outcomes_through_retry_and_cancel(open().store).await;
 }
 
 fn body(code: &str, campaign: &str, percent: u32) -> Value {
@@ -57,14 +70,14 @@ async fn begin_keyed(
     at: &[&str],
 ) -> Begin {
     store
-        .begin_create(
-            key.map(str::to_owned),
-            body(code, campaign, percent),
-            definition(code, campaign, percent),
-            targets(at),
-            Utc::now(),
-            chrono::Duration::hours(1),
-        )
+        .begin_create(NewCreate {
+            key: key.map(str::to_owned),
+            body: body(code, campaign, percent),
+            definition: definition(code, campaign, percent),
+            targets: targets(at),
+            now: Utc::now(),
+            key_window: chrono::Duration::hours(1),
+        })
         .await
         .expect("the store answers")
 }
@@ -103,7 +116,7 @@ async fn codes_of(store: &dyn Store, campaign: &str) -> Vec<String> {
 async fn a_claim_is_recorded_before_any_call_and_read_back_as_unfinished(store: Arc<dyn Store>) {
     let (request_id, code_id, claims) = new(begin(&*store, "CLAIM-1", "c", &["a", "b"]).await);
     assert!(matches!(claims[..], [Claim::Send, Claim::Send]), "{claims:?}");
-    let unfinished = store.unfinished_requests().unwrap();
+    let unfinished = store.unfinished_requests().await.unwrap();
     assert_eq!(unfinished.len(), 1);
     assert_eq!((unfinished[0].request_id, unfinished[0].code_id), (request_id, code_id));
     assert_eq!(unfinished[0].pending, ["a", "b"]);
@@ -126,7 +139,7 @@ async fn a_claim_is_recorded_before_any_call_and_read_back_as_unfinished(store: 
         .finish_request(request_id, &response, vec![(code_id, results[1].clone())])
         .await
         .unwrap();
-    assert!(store.unfinished_requests().unwrap().is_empty());
+    assert!(store.unfinished_requests().await.unwrap().is_empty());
     let stored = store.request(request_id).await.unwrap().unwrap();
     assert!(stored.finished && stored.pending.is_empty());
     let now: Vec<Status> = store
@@ -183,14 +196,14 @@ async fn idempotency_keys_replay_refuse_and_expire(store: Arc<dyn Store>) {
     }
     // After its window the key names nothing: a create with it is new.
     let later = store
-        .begin_create(
-            Some("key-1".into()),
-            body("IDEM-2", "c", 20),
-            definition("IDEM-2", "c", 20),
-            targets(&["a"]),
-            Utc::now() + chrono::Duration::hours(2),
-            chrono::Duration::hours(1),
-        )
+        .begin_create(NewCreate {
+            key: Some("key-1".into()),
+            body: body("IDEM-2", "c", 20),
+            definition: definition("IDEM-2", "c", 20),
+            targets: targets(&["a"]),
+            now: Utc::now() + chrono::Duration::hours(2),
+            key_window: chrono::Duration::hours(1),
+        })
         .await
         .unwrap();
     assert!(matches!(later, Begin::New { .. }), "{later:?}");
@@ -264,59 +277,128 @@ async fn a_delivered_target_is_not_claimed_again(store: Arc<dyn Store>) {
     }
 }
 
-fn job(
+/// A job's intake through the staged trait: begun, its items staged, then committed when every
+/// item was accepted or discarded when one was not (the refusals, by item index).
+async fn job(
     store: &dyn Store,
     campaign: &str,
     at: &[&str],
-    items: Vec<(String, Result<Definition, String>)>,
-) -> Result<i64, JobRefused> {
-    let at: Vec<String> = at.iter().map(|t| t.to_string()).collect();
-    store.create_job(
-        campaign,
-        &at,
-        "json",
-        json!({}),
-        JobCodes::Items(Box::new(items.into_iter())),
-    )
+    items: Vec<Definition>,
+) -> Result<i64, Vec<(usize, Staged)>> {
+    let id = store
+        .begin_job(NewJob {
+            campaign: campaign.into(),
+            targets: at.iter().map(|t| t.to_string()).collect(),
+            source: "json".into(),
+            options: json!({}),
+        })
+        .await
+        .unwrap();
+    // Two slices, as the engine stages a long job.
+    let mut verdicts = Vec::new();
+    let mut items = items;
+    let rest = items.split_off(items.len() / 2);
+    for slice in [items, rest] {
+        verdicts.extend(store.stage(id, slice, StageAs::Given).await.unwrap());
+    }
+    let refused: Vec<(usize, Staged)> = verdicts
+        .into_iter()
+        .enumerate()
+        .filter(|(_, v)| *v != Staged::Accepted)
+        .collect();
+    if refused.is_empty() {
+        store.commit_job(id).await.unwrap();
+        Ok(id)
+    } else {
+        store.discard_job(id).await.unwrap();
+        Err(refused)
+    }
 }
 
-fn items(campaign: &str, codes: &[&str]) -> Vec<(String, Result<Definition, String>)> {
-    codes
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (format!("codes[{i}]"), Ok(definition(c, campaign, 20))))
-        .collect()
+fn items(campaign: &str, codes: &[&str]) -> Vec<Definition> {
+    codes.iter().map(|c| definition(c, campaign, 20)).collect()
 }
 
 async fn a_job_is_taken_whole_or_not_at_all(store: Arc<dyn Store>) {
-    let mut bad = items("j", &["J-1", "J-2", "J-3"]);
-    bad[1].1 = Err("discount: is required".into());
-    match job(&*store, "j", &["a"], bad) {
-        Err(JobRefused::Items { problems, count }) => {
-            assert_eq!(count, 1);
-            assert_eq!(problems[0].0, "codes[1]");
+    // An item another campaign holds at the target refuses the job; nothing of it stays.
+    new(begin(&*store, "J-2", "other", &["a"]).await);
+    match job(&*store, "j", &["a"], items("j", &["J-1", "j-2", "J-3"])).await {
+        Err(refused) => {
+            assert_eq!(refused.len(), 1, "{refused:?}");
+            assert_eq!(refused[0].0, 1);
+            assert!(matches!(
+                refused[0].1,
+                Staged::Refused(CodeConflict::OtherCampaign { .. })
+            ));
         }
         other => panic!("{other:?}"),
     }
     assert!(codes_of(&*store, "j").await.is_empty(), "a refused job leaves no code");
-    // The same code twice in one job is a clash.
-    assert!(matches!(
-        job(&*store, "j", &["a"], items("j", &["J-1", "j-1"])),
-        Err(JobRefused::Items { .. })
-    ));
+    // The same code twice in one job is a clash, across slices too.
+    match job(&*store, "j", &["b"], items("j", &["J-1", "j-1"])).await {
+        Err(refused) => assert!(matches!(
+            refused[..],
+            [(1, Staged::Refused(CodeConflict::Repeated { .. }))]
+        )),
+        other => panic!("{other:?}"),
+    }
     assert!(codes_of(&*store, "j").await.is_empty());
-    let id = job(&*store, "j", &["a", "b"], items("j", &["J-1", "J-2", "J-3"])).unwrap();
+    // A staged code is reserved: a create of it in another case waits for no one and is refused.
+    let staging = store
+        .begin_job(NewJob {
+            campaign: "j".into(),
+            targets: vec!["b".into()],
+            source: "json".into(),
+            options: json!({}),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .stage(staging, items("j", &["J-9"]), StageAs::Given)
+            .await
+            .unwrap(),
+        [Staged::Accepted]
+    );
+    assert!(matches!(
+        begin(&*store, "j-9", "j", &["b"]).await,
+        Begin::Conflict(CodeConflict::OtherCase { .. })
+    ));
+    // A fresh code must be new: a staged one is taken.
+    let fresh = store
+        .begin_job(NewJob {
+            campaign: "j".into(),
+            targets: vec!["b".into()],
+            source: "generate".into(),
+            options: json!({}),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .stage(fresh, items("j", &["J-9", "J-10"]), StageAs::Fresh)
+            .await
+            .unwrap(),
+        [Staged::Taken, Staged::Accepted]
+    );
+    store.discard_job(fresh).await.unwrap();
+    store.discard_job(staging).await.unwrap();
+    assert!(store.job(staging).await.unwrap().is_none(), "a discarded job is gone");
+    let id = job(&*store, "j", &["a2", "b"], items("j", &["J-1", "J-2", "J-3"]))
+        .await
+        .unwrap();
     let record = store.job(id).await.unwrap().unwrap();
     assert_eq!((record.state, record.total), (JobState::Running, 3));
-    assert_eq!(store.running_jobs().unwrap(), [id]);
     let counts = store.job_counts(id).await.unwrap();
-    for target in ["a", "b"] {
+    for target in ["a2", "b"] {
         assert_eq!(counts[target].get(&Status::Pending), Some(&3), "{counts:?}");
     }
 }
 
 async fn a_jobs_counts_follow_its_outcomes_through_retry_and_cancel(store: Arc<dyn Store>) {
-    let id = job(&*store, "k", &["a"], items("k", &["K-1", "K-2", "K-3"])).unwrap();
+    let id = job(&*store, "k", &["a"], items("k", &["K-1", "K-2", "K-3"]))
+        .await
+        .unwrap();
     let work = store.job_work(id, "a".into(), 0, 100).await.unwrap();
     assert_eq!(work.len(), 3);
     store
@@ -333,13 +415,12 @@ async fn a_jobs_counts_follow_its_outcomes_through_retry_and_cancel(store: Arc<d
     // Cancelled: what was still pending is cancelled, and stays so.
     store.end_job(id, JobState::Cancelled).await.unwrap();
     assert_eq!(store.job(id).await.unwrap().unwrap().state, JobState::Cancelled);
-    assert!(store.running_jobs().unwrap().is_empty());
     let counts = store.job_counts(id).await.unwrap();
     assert_eq!(counts["a"].get(&Status::Cancelled), Some(&1), "{counts:?}");
     assert_eq!(counts["a"].get(&Status::Pending).copied().unwrap_or(0), 0, "{counts:?}");
     // A retry reopens the failed and the cancelled, never the created.
     assert_eq!(store.retry_job(id).await.unwrap(), 2);
-    assert_eq!(store.running_jobs().unwrap(), [id]);
+    assert_eq!(store.job(id).await.unwrap().unwrap().state, JobState::Running);
     let work = store.job_work(id, "a".into(), 0, 100).await.unwrap();
     assert_eq!(work.len(), 2);
     let counts = store.job_counts(id).await.unwrap();
@@ -347,4 +428,63 @@ async fn a_jobs_counts_follow_its_outcomes_through_retry_and_cancel(store: Arc<d
     assert_eq!(counts["a"].get(&Status::Created), Some(&1), "{counts:?}");
     store.end_job(id, JobState::Done).await.unwrap();
     assert_eq!(store.job(id).await.unwrap().unwrap().state, JobState::Done);
+}
+
+async fn work_in_flight_has_an_owner_until_its_lease_runs_out(opened: Opened) {
+    let (store, other) = (opened.store, (opened.peer)());
+    let (request_id, _, _) = new(begin(&*store, "OWN-1", "c", &["a"]).await);
+    let job_id = job(&*store, "o", &["a"], items("o", &["OWN-2"])).await.unwrap();
+    let now = Utc::now();
+    // Both are this owner's, in flight: no one adopts them, this owner included.
+    for handle in [&store, &other] {
+        let adopted = handle.adopt(now).await.unwrap();
+        assert!(adopted.creates.is_empty() && adopted.jobs.is_empty(), "{adopted:?}");
+    }
+    // Renewed, the lease runs from the renewal.
+    store.renew(now + LEASE - chrono::Duration::seconds(1)).await.unwrap();
+    let adopted = other.adopt(now + LEASE + chrono::Duration::seconds(1)).await.unwrap();
+    assert!(adopted.creates.is_empty() && adopted.jobs.is_empty(), "{adopted:?}");
+    // Run out: the other owner takes both, once.
+    let later = now + LEASE * 2 + chrono::Duration::seconds(1);
+    let adopted = other.adopt(later).await.unwrap();
+    assert_eq!(
+        adopted.creates.iter().map(|u| u.request_id).collect::<Vec<_>>(),
+        [request_id]
+    );
+    assert_eq!(adopted.creates[0].pending, ["a"]);
+    assert_eq!(adopted.jobs, [job_id]);
+    let again = store.adopt(later).await.unwrap();
+    assert!(
+        again.creates.is_empty() && again.jobs.is_empty(),
+        "adopted once: {again:?}"
+    );
+    // Finished and ended work has no owner to adopt it.
+    let response = CreateResponse {
+        code: "OWN-1".into(),
+        dry_run: false,
+        request_id: Some(request_id),
+        results: vec![outcome("a", Status::Created)],
+    };
+    let code_id = adopted.creates[0].code_id;
+    other
+        .finish_request(request_id, &response, vec![(code_id, outcome("a", Status::Created))])
+        .await
+        .unwrap();
+    other.end_job(job_id, JobState::Done).await.unwrap();
+    let much_later = later + LEASE * 4;
+    let adopted = store.adopt(much_later).await.unwrap();
+    assert!(adopted.creates.is_empty() && adopted.jobs.is_empty(), "{adopted:?}");
+}
+
+async fn a_released_owners_work_is_adopted_at_once(opened: Opened) {
+    let (store, other) = (opened.store, (opened.peer)());
+    let (request_id, _, _) = new(begin(&*store, "REL-1", "c", &["a"]).await);
+    let job_id = job(&*store, "r", &["a"], items("r", &["REL-2"])).await.unwrap();
+    store.release().await.unwrap();
+    let adopted = other.adopt(Utc::now()).await.unwrap();
+    assert_eq!(
+        adopted.creates.iter().map(|u| u.request_id).collect::<Vec<_>>(),
+        [request_id]
+    );
+    assert_eq!(adopted.jobs, [job_id]);
 }

@@ -1,5 +1,5 @@
-//! The ledger: every code the gateway accepts and its delivery state on every target, written
-//! *before* any upstream is called and updated as each answer arrives.
+//! The embedded SQLite ledger: every code the gateway accepts and its delivery state on every
+//! target, written *before* any upstream is called and updated as each answer arrives.
 //!
 //! It is what makes the gateway safe to call twice and safe to crash:
 //! - a code is held once per campaign, compared without regard to case; a target where the
@@ -13,12 +13,13 @@
 //!   crash leaves exactly the deliveries that may not have happened, and the next start sends
 //!   them (a vendor that did get the first call answers "already exists", recorded as such);
 //! - a sync job's codes are staged, checked and then written in short slices before it starts
-//!   (see [`Store::create_job`]), so other writers are never held out for long, yet a job either
+//!   (see [`Store::begin_job`]), so other writers are never held out for long, yet a job either
 //!   holds all its codes or none, and a restart continues it.
 //!
-//! [`Store`] is the interface the engine uses; [`Ledger`] is its SQLite implementation (one
-//! file, one connection, calls on tokio's blocking pool). A PostgreSQL store for several
-//! gateway replicas implements the same trait: nothing outside this file speaks SQL.
+//! The rules are the domain's (`domain::code::decide`, `held_elsewhere`, `domain::request`);
+//! this file reads the rows they need and writes what they decide, in one transaction. One file,
+//! one connection, calls on tokio's blocking pool; one process owns the file (its lock file), so
+//! opening it as the sole owner frees every lease the last process left.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -27,26 +28,32 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, MutexGuard};
 
+use crate::domain::code::{
+    self, code_key, CodeConflict, CodeFilter, CodeRecord, Decision, Definition, DeliveryRecord, Known,
+};
+use crate::domain::delivery::{CreateResponse, ErrorKind, Status, TargetResult};
+use crate::domain::job::{JobRecord, JobResult, JobState, JobWork, NewJob, StageAs, Staged, INTAKE_SLICE};
+use crate::domain::request::{
+    self as rules, Begin, Claim, ClaimDecision, KeyDecision, NewCreate, SeenKey, StoredRequest, Unfinished,
+};
+use crate::error::StartupError;
+use crate::ports::{Adopted, Store, StoreError, StoreErrorKind};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use crate::domain::delivery::{CreateResponse, ErrorKind, Status, TargetResult};
-use crate::error::StartupError;
-
-#[cfg(test)]
-mod conformance;
 mod space;
 
+/// What went wrong inside the SQLite store; the engine sees it as a [`StoreError`].
 #[derive(Debug, thiserror::Error)]
-pub enum LedgerError {
+pub(crate) enum LedgerError {
     #[error("the ledger could not be written: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("the ledger's worker stopped: {0}")]
     Worker(#[from] tokio::task::JoinError),
     #[error("the ledger holds a record it cannot read: {0}")]
     Corrupt(#[from] serde_json::Error),
+    #[error("the ledger holds a timestamp it cannot read: {0}")]
+    Time(#[from] chrono::ParseError),
     /// Nothing was written: the ledger cannot take new work now (its disk is full, it is
     /// read-only, or outcomes it could not record are still held).
     #[error("{0}")]
@@ -73,340 +80,14 @@ impl LedgerError {
     }
 }
 
-/// A code as the ledger keys it: unique per campaign regardless of case, and immutable once
-/// accepted (its definition is what every target was or will be sent).
-#[derive(Debug, Clone)]
-pub struct Definition {
-    /// Empty when the code belongs to no campaign.
-    pub campaign: String,
-    pub code: String,
-    /// The unified code without delivery instructions (targets, passthrough, on_unsupported),
-    /// serialised with sorted keys so that equal definitions compare equal as text.
-    pub json: String,
-}
-
-impl Definition {
-    /// The instructions that say where and how to deliver, not what the code is.
-    const DELIVERY_KEYS: [&'static str; 3] = ["targets", "passthrough", "on_unsupported"];
-
-    pub fn of(body: &Value, campaign: Option<&str>, code: &str) -> Self {
-        let mut def = body.clone();
-        if let Some(obj) = def.as_object_mut() {
-            for key in Self::DELIVERY_KEYS {
-                obj.remove(key);
-            }
-        }
-        Self {
-            campaign: campaign.unwrap_or_default().to_owned(),
-            code: code.to_owned(),
-            json: def.to_string(),
-        }
-    }
-
-    fn key(&self) -> String {
-        code_key(&self.code)
-    }
-}
-
-/// Codes are compared as vendors may compare them: without regard to case or Unicode
-/// compatibility forms. The key has one home, in the unified model.
-pub use promo_adapters::model::code_key;
-
-pub use crate::domain::code::{CodeConflict, Holder};
-
-/// What the ledger decided for one target of a create.
-#[derive(Debug, Clone)]
-pub enum Claim {
-    /// Now `pending` under this create: call the vendor.
-    Send,
-    /// Settled without a call (the plan's result), recorded as such.
-    Settled,
-    /// Already `created` (or `already_exists`) by an earlier request or job: not called again.
-    Done(Box<TargetResult>),
-    /// Being delivered by another request or job right now.
-    Elsewhere,
-}
-
-/// What the ledger says about a new create.
-#[derive(Debug)]
-pub enum Begin {
-    /// Recorded; each target's claim says what to do.
-    New {
-        request_id: i64,
-        code_id: i64,
-        claims: Vec<Claim>,
-    },
-    /// Same key, same body, finished: the first answer.
-    Replay(CreateResponse),
-    /// Same key, same body, still running.
-    InProgress(i64),
-    /// Same key, another body.
-    KeyReused(i64),
-    /// The code clashes with one the ledger holds.
-    Conflict(CodeConflict),
-}
-
-/// One target of a create as the engine planned it.
-pub struct PlannedTarget {
-    pub upstream: String,
-    /// `Some` when settled without a call (unsupported, invalid, unconfigured).
-    pub settled: Option<TargetResult>,
-}
-
-/// A create as `GET /v1/requests/{id}` shows it.
-pub struct StoredRequest {
-    pub request_id: i64,
-    pub code: String,
-    pub received_at: String,
-    pub finished: bool,
-    pub pending: Vec<String>,
-    pub results: Vec<TargetResult>,
-}
-
-/// A create a crash interrupted.
-#[derive(Debug, Clone)]
-pub struct Unfinished {
-    pub request_id: i64,
-    pub code_id: i64,
-    pub body: Value,
-    pub targets: Vec<String>,
-    /// Targets this create claimed that are still pending.
-    pub pending: Vec<String>,
-}
-
-/// A code and its state on every target, as `GET /v1/promo-codes/{code}` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct CodeRecord {
-    pub code: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub campaign: Option<String>,
-    pub definition: Value,
-    pub created_at: String,
-    pub deliveries: BTreeMap<String, DeliveryRecord>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct DeliveryRecord {
-    pub status: Status,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vendor_id: Option<String>,
-    /// Calls made to the vendor for this code, over every request and job.
-    pub attempts: u32,
-    pub updated_at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub result: Option<TargetResult>,
-    /// The sync job that last claimed this delivery.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub job_id: Option<i64>,
-}
-
-/// A filter for listing codes.
-#[derive(Debug, Clone, Default)]
-pub struct CodeFilter {
-    pub campaign: Option<String>,
-    pub upstream: Option<String>,
-    pub status: Option<Status>,
-    /// Codes after this ledger id.
-    pub after: i64,
-    pub limit: usize,
-}
-
-/// The state of a sync job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum JobState {
-    Running,
-    Done,
-    Cancelled,
-}
-
-/// A sync job's lasting description.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct JobRecord {
-    pub id: i64,
-    pub state: JobState,
-    pub campaign: String,
-    pub targets: Vec<String>,
-    /// Where its codes came from ("json", "csv", "ndjson", "generate", "mirror").
-    pub source: String,
-    pub total: u64,
-    pub created_at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<String>,
-    /// Job options (on_unsupported) as given.
-    #[serde(skip)]
-    pub options: Value,
-}
-
-/// One code of a job, not yet settled on a target.
-#[derive(Debug, Clone)]
-pub struct JobWork {
-    pub seq: i64,
-    pub code_id: i64,
-    pub definition: Value,
-}
-
-/// One line of a job's results.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct JobResult {
-    pub seq: i64,
-    pub code: String,
-    pub upstream: String,
-    pub status: Status,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vendor_id: Option<String>,
-    pub attempts: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<crate::domain::delivery::TargetError>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    #[schema(value_type = Vec<crate::domain::schema::WarningDoc>)]
-    pub warnings: Vec<promo_adapters::Warning>,
-}
-
-/// Where a job's codes come from, as the store reads them inside its transaction.
-pub enum JobCodes<'a> {
-    /// Definitions, one per code, each already validated, with where the item is (`line 4`,
-    /// `codes[3]`) for problems; an `Err` is an item that failed.
-    Items(Box<dyn Iterator<Item = (String, Result<Definition, String>)> + Send + 'a>),
-    /// `count` fresh codes from `next`, each unique against the ledger (drawn again on a clash).
-    Generate {
-        count: u64,
-        /// How many distinct codes the pattern can make, for the message when it runs dry.
-        capacity: u64,
-        next: Box<dyn FnMut() -> Definition + Send + 'a>,
-    },
-    /// Every code the ledger holds for this campaign.
-    Mirror { campaign: String },
-}
-
-/// A job refused at intake; nothing was written.
-#[derive(Debug)]
-pub enum JobRefused {
-    /// Items at fault, each (where, problem) (at most [`MAX_REPORTED`]), and how many in all.
-    Items {
-        problems: Vec<(String, String)>,
-        count: usize,
-    },
-    Ledger(LedgerError),
-}
-
-/// Problems listed in a refused job; the count says how many there were in all.
-pub const MAX_REPORTED: usize = 20;
-
-impl From<LedgerError> for JobRefused {
+impl From<LedgerError> for StoreError {
     fn from(e: LedgerError) -> Self {
-        JobRefused::Ledger(e)
+        let kind = match &e {
+            LedgerError::Corrupt(_) | LedgerError::Time(_) => StoreErrorKind::Corrupt,
+            _ => StoreErrorKind::Unavailable,
+        };
+        StoreError::new(kind, e.to_string())
     }
-}
-
-impl From<rusqlite::Error> for JobRefused {
-    fn from(e: rusqlite::Error) -> Self {
-        JobRefused::Ledger(e.into())
-    }
-}
-
-/// The interface between the engine and its durable state.
-#[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Why the ledger cannot record new work now (a full disk, a read-only file, outcomes held
-    /// in memory), for `/health`; `None` while it can.
-    fn problem(&self) -> Option<String>;
-
-    /// Records a create and claims its targets, before any call. `now` dates the idempotency
-    /// key, which expires `key_window` later.
-    async fn begin_create(
-        &self,
-        key: Option<String>,
-        body: Value,
-        definition: Definition,
-        targets: Vec<PlannedTarget>,
-        now: DateTime<Utc>,
-        key_window: chrono::Duration,
-    ) -> Result<Begin, LedgerError>;
-
-    /// Records the outcomes of deliveries, each `(code_id, result)`, in one transaction.
-    async fn record(&self, outcomes: Vec<(i64, TargetResult)>) -> Result<(), LedgerError>;
-
-    /// Stores a create's answer, which an idempotent repeat replays, together with the
-    /// outcomes not yet recorded (the last target's, which arrives with the answer: one
-    /// transaction instead of two), atomically.
-    async fn finish_request(
-        &self,
-        request_id: i64,
-        response: &CreateResponse,
-        outcomes: Vec<(i64, TargetResult)>,
-    ) -> Result<(), LedgerError>;
-
-    async fn request(&self, request_id: i64) -> Result<Option<StoredRequest>, LedgerError>;
-
-    /// The current state of a code's targets, in the order given.
-    async fn delivery_results(&self, code_id: i64, targets: Vec<String>) -> Result<Vec<TargetResult>, LedgerError>;
-
-    /// Creates a crash interrupted. Read at start-up, before serving.
-    fn unfinished_requests(&self) -> Result<Vec<Unfinished>, LedgerError>;
-
-    /// Codes by case-insensitive name, in every campaign that holds one.
-    async fn code(&self, code: String, campaign: Option<String>) -> Result<Vec<CodeRecord>, LedgerError>;
-
-    /// Codes matching a filter, by ledger id; each with the id to continue after.
-    async fn codes(&self, filter: CodeFilter) -> Result<Vec<(i64, CodeRecord)>, LedgerError>;
-
-    /// Writes a job and all its codes, claiming (`pending`) every target a code is not yet on:
-    /// a job is accepted whole or not at all. An item whose code another campaign holds at one
-    /// of the targets is refused like any other clash.
-    ///
-    /// Intake never holds the ledger for more than a slice ([`INTAKE_SLICE`] items or
-    /// [`INTAKE_SLICE_TIME`]), so creates and other jobs' outcomes are written in between. It
-    /// runs in two phases. *Staging* checks each item and writes it to `job_stage` under a job
-    /// in state `staging`; a staged code is a reservation that creates and other jobs respect
-    /// as if the job held it (a clash with it is a conflict), and nothing else is changed, so a
-    /// refused job only has its staged rows deleted. Once every item passed, the job is
-    /// accepted (`promoting`) and its staged rows become codes, claims and job items, slice by
-    /// slice; the last slice sets it `running`. A crash while staging leaves a job that the next
-    /// start deletes; a crash while promoting, one that the next start finishes promoting.
-    fn create_job(
-        &self,
-        campaign: &str,
-        targets: &[String],
-        source: &str,
-        options: Value,
-        codes: JobCodes<'_>,
-    ) -> Result<i64, JobRefused>;
-
-    async fn job(&self, id: i64) -> Result<Option<JobRecord>, LedgerError>;
-
-    /// Jobs to resume at start-up.
-    fn running_jobs(&self) -> Result<Vec<i64>, LedgerError>;
-
-    /// Per target, how many of the job's codes are in each state.
-    async fn job_counts(&self, id: i64) -> Result<BTreeMap<String, BTreeMap<Status, u64>>, LedgerError>;
-
-    /// The next `limit` of the job's codes still pending on `upstream` under this job's claim,
-    /// after `after_seq`. A delivery another create or job has claimed is theirs to send.
-    async fn job_work(
-        &self,
-        id: i64,
-        upstream: String,
-        after_seq: i64,
-        limit: usize,
-    ) -> Result<Vec<JobWork>, LedgerError>;
-
-    async fn job_results(
-        &self,
-        id: i64,
-        status: Option<Status>,
-        upstream: Option<String>,
-        after: (i64, String),
-        limit: usize,
-    ) -> Result<Vec<JobResult>, LedgerError>;
-
-    /// Sets the job running again with its failed, throttled and cancelled deliveries pending
-    /// (except where another campaign's code has reached that upstream since, which stay as
-    /// they are); how many deliveries it reopened.
-    async fn retry_job(&self, id: i64) -> Result<u64, LedgerError>;
-
-    /// Ends a job: `Done`, or `Cancelled` with its still pending deliveries marked cancelled.
-    async fn end_job(&self, id: i64, state: JobState) -> Result<(), LedgerError>;
 }
 
 /// The embedded SQLite store.
@@ -417,11 +98,37 @@ pub struct Ledger {
     /// next instead of the intake taking it straight back.
     conn: Arc<Mutex<Connection>>,
     space: Arc<space::Space>,
+    /// Whose work this handle begins and adopts, and for how long a lease runs.
+    owner: Arc<str>,
+    lease: chrono::Duration,
 }
 
-/// The room [`Ledger::open`] keeps beside the ledger for outcomes when the disk fills
-/// (`ledger.reserve_bytes`).
-pub const DEFAULT_RESERVE_BYTES: u64 = 1024 * 1024;
+/// The room [`Ledger::open`] keeps beside the ledger for outcomes when the disk fills.
+pub use crate::config::DEFAULT_RESERVE_BYTES;
+
+/// How a handle on the ledger file is opened.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Room kept for outcomes when the disk fills (0: none).
+    pub reserve_bytes: u64,
+    /// This process's name as an owner of work.
+    pub owner: String,
+    /// How long a lease on a create or job runs without renewal.
+    pub lease: chrono::Duration,
+    /// The process holds the file's lock: whatever the last process leased is free at once.
+    pub sole_owner: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            reserve_bytes: DEFAULT_RESERVE_BYTES,
+            owner: format!("pid-{}", std::process::id()),
+            lease: chrono::Duration::seconds(30),
+            sole_owner: true,
+        }
+    }
+}
 
 /// One schema migration: SQL, or a step that needs the gateway's own code.
 enum Migration {
@@ -429,9 +136,7 @@ enum Migration {
     Rust(fn(&Transaction<'_>) -> rusqlite::Result<()>),
 }
 
-/// Items a job's intake writes per transaction, at most...
-pub const INTAKE_SLICE: usize = 256;
-/// ...and the longest it holds the ledger for one slice; other writers go in between.
+/// The longest it holds the ledger for one slice; other writers go in between.
 pub const INTAKE_SLICE_TIME: Duration = Duration::from_millis(20);
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
@@ -542,7 +247,7 @@ END;
     // 4: codes are keyed by NFKC and case folding (`promo_adapters::model::code_key`) instead
     // of upper case, so that compatibility forms clash like case variants do.
     Migration::Rust(rekey_codes),
-    // 5: a job's items while its intake runs (see `Store::create_job`): checked and staged in
+    // 5: a job's items while its intake runs (see `Store::begin_job`): checked and staged in
     // short slices, then promoted to codes and claims. A staged code is a reservation: creates
     // and other jobs look it up by key.
     Migration::Sql(
@@ -560,13 +265,28 @@ CREATE UNIQUE INDEX job_stage_code ON job_stage(job_id, code_key);
 CREATE INDEX job_stage_by_key ON job_stage(code_key);
 ",
     ),
+    // 6: an owner and a lease on unfinished creates and running jobs: who is working on them,
+    // until when (see `Store::adopt`).
+    Migration::Sql(
+        "
+ALTER TABLE requests ADD COLUMN owner TEXT;
+ALTER TABLE requests ADD COLUMN lease_until TEXT;
+ALTER TABLE jobs ADD COLUMN owner TEXT;
+ALTER TABLE jobs ADD COLUMN lease_until TEXT;
+",
+    ),
 ];
 
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
 /// A timestamp in the ledger's text form, which sorts as time does.
 fn stamp(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    crate::domain::time::format(&t)
+}
+
+/// A timestamp the ledger wrote.
+fn parse_stamp(s: &str) -> Result<DateTime<Utc>, LedgerError> {
+    Ok(DateTime::parse_from_rfc3339(s)?.with_timezone(&Utc))
 }
 
 fn status_name(status: Status) -> &'static str {
@@ -581,11 +301,22 @@ impl Ledger {
     /// Opens (creating and migrating if needed) the ledger file. Failure stops start-up: a
     /// gateway that cannot record would be one that can lose codes.
     pub fn open(path: &Path) -> Result<Self, StartupError> {
-        Self::open_with_reserve(path, DEFAULT_RESERVE_BYTES)
+        Self::open_with(path, Options::default())
     }
 
     /// [`Ledger::open`], keeping `reserve_bytes` of room for outcomes (0: none).
     pub fn open_with_reserve(path: &Path, reserve_bytes: u64) -> Result<Self, StartupError> {
+        Self::open_with(
+            path,
+            Options {
+                reserve_bytes,
+                ..Options::default()
+            },
+        )
+    }
+
+    /// [`Ledger::open`] with every option.
+    pub fn open_with(path: &Path, options: Options) -> Result<Self, StartupError> {
         let fail = |e: rusqlite::Error| StartupError::Ledger {
             path: path.to_owned(),
             message: e.to_string(),
@@ -600,9 +331,18 @@ impl Ledger {
         conn.pragma_update(None, "foreign_keys", "ON").map_err(fail)?;
         migrate(&mut conn).map_err(fail)?;
         let read_only = conn.is_readonly(rusqlite::MAIN_DB).map_err(fail)?;
+        if options.sole_owner && !read_only {
+            conn.execute_batch(
+                "UPDATE requests SET lease_until = NULL WHERE finished_at IS NULL AND lease_until IS NOT NULL;
+                 UPDATE jobs SET lease_until = NULL WHERE lease_until IS NOT NULL;",
+            )
+            .map_err(fail)?;
+        }
         let ledger = Self {
             conn: Arc::new(Mutex::new(conn)),
-            space: Arc::new(space::Space::new(path, reserve_bytes, read_only)),
+            space: Arc::new(space::Space::new(path, options.reserve_bytes, read_only)),
+            owner: options.owner.into(),
+            lease: options.lease,
         };
         ledger.recover_intakes().map_err(|e| StartupError::Ledger {
             path: path.to_owned(),
@@ -659,140 +399,46 @@ impl Ledger {
         }
     }
 
-    /// Stages a job's items (phase one of [`Store::create_job`]): each checked against the
-    /// ledger, the other jobs' staged codes and the job's earlier items, and kept in
-    /// `job_stage`. Refuses the job if any item is at fault (listing the first
-    /// [`MAX_REPORTED`]); writes nothing outside `job_stage`.
-    fn stage(&self, job_id: i64, targets: &[String], codes: JobCodes<'_>) -> Result<(), JobRefused> {
-        let mut problems = Vec::new();
-        let mut count = 0usize;
-        let mut seq: i64 = 0;
-        let mut refuse = |at: String, problem: String| {
-            count += 1;
-            if problems.len() < MAX_REPORTED {
-                problems.push((at, problem));
-            }
+    /// Stages a slice of a job's items (see [`Store::stage`]), in transactions of at most
+    /// [`INTAKE_SLICE_TIME`], handing the ledger over fairly in between.
+    fn stage_items(&self, job_id: i64, items: Vec<Definition>, check: StageAs) -> Result<Vec<Staged>, LedgerError> {
+        let targets: Vec<String> = {
+            let conn = self.lock();
+            let targets: String = conn.query_row("SELECT targets FROM jobs WHERE id = ?1", [job_id], |r| r.get(0))?;
+            serde_json::from_str(&targets)?
         };
-        match codes {
-            JobCodes::Items(mut items) => loop {
-                // Read and validated before taking the ledger: only the checks below hold it.
-                let slice: Vec<_> = items.by_ref().take(INTAKE_SLICE).collect();
-                if slice.is_empty() {
-                    break;
+        let mut out = Vec::with_capacity(items.len());
+        let mut items = items.into_iter().peekable();
+        while items.peek().is_some() {
+            let mut conn = self.lock();
+            let tx = conn.transaction()?;
+            let mut seq: i64 = tx
+                .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM job_stage WHERE job_id = ?1")?
+                .query_row([job_id], |r| r.get(0))?;
+            let began = Instant::now();
+            while began.elapsed() < INTAKE_SLICE_TIME {
+                let Some(def) = items.next() else { break };
+                let verdict = match check {
+                    StageAs::Given => match stage_check(&tx, job_id, &def, &targets)? {
+                        Some(conflict) => Staged::Refused(conflict),
+                        None => Staged::Accepted,
+                    },
+                    StageAs::Fresh if is_free(&tx, &def, &targets)? => Staged::Accepted,
+                    StageAs::Fresh => Staged::Taken,
+                };
+                if verdict == Staged::Accepted {
+                    seq += 1;
+                    stage_row(&tx, job_id, seq, &def)?;
                 }
-                let mut slice = slice.into_iter().peekable();
-                while slice.peek().is_some() {
-                    let mut conn = self.lock();
-                    let tx = conn.transaction()?;
-                    let began = Instant::now();
-                    while began.elapsed() < INTAKE_SLICE_TIME {
-                        let Some((at, item)) = slice.next() else { break };
-                        let def = match item {
-                            Ok(def) => def,
-                            Err(problem) => {
-                                refuse(at, problem);
-                                continue;
-                            }
-                        };
-                        match stage_check(&tx, job_id, &def, targets)? {
-                            Some(conflict) => refuse(at, format!("code: {conflict}")),
-                            None => {
-                                seq += 1;
-                                stage_row(&tx, job_id, seq, &def)?;
-                            }
-                        }
-                    }
-                    tx.commit()?;
-                    MutexGuard::unlock_fair(conn);
-                }
-            },
-            JobCodes::Generate {
-                count: wanted,
-                capacity,
-                mut next,
-            } => {
-                while (seq as u64) < wanted {
-                    let mut conn = self.lock();
-                    let tx = conn.transaction()?;
-                    let began = Instant::now();
-                    let mut n = 0;
-                    while (seq as u64) < wanted && n < INTAKE_SLICE && began.elapsed() < INTAKE_SLICE_TIME {
-                        let mut tries = 0;
-                        let def = loop {
-                            let def = next();
-                            if is_free(&tx, &def, targets)? {
-                                break def;
-                            }
-                            tries += 1;
-                            if tries == 100 {
-                                return Err(JobRefused::Items {
-                                    problems: vec![(
-                                        "generate.pattern".into(),
-                                        format!(
-                                            "drew 100 taken codes in a row after {seq} new ones: the pattern makes {capacity} codes, and too few of them are free for {wanted}"
-                                        ),
-                                    )],
-                                    count: 1,
-                                });
-                            }
-                        };
-                        seq += 1;
-                        n += 1;
-                        stage_row(&tx, job_id, seq, &def)?;
-                    }
-                    tx.commit()?;
-                    MutexGuard::unlock_fair(conn);
-                }
+                out.push(verdict);
             }
-            JobCodes::Mirror { campaign: from } => {
-                let mut after = 0i64;
-                loop {
-                    let mut conn = self.lock();
-                    let tx = conn.transaction()?;
-                    let rows: Vec<(i64, String, String)> = tx
-                        .prepare_cached(
-                            "SELECT id, code, definition FROM codes WHERE campaign = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
-                        )?
-                        .query_map(params![from, after, INTAKE_SLICE as i64], |r| {
-                            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                        })?
-                        .collect::<Result<_, _>>()?;
-                    let Some(last) = rows.last() else { break };
-                    after = last.0;
-                    for (_, code, json) in rows {
-                        let def = Definition {
-                            campaign: from.clone(),
-                            code,
-                            json,
-                        };
-                        if let Some(conflict) = held_elsewhere(&tx, &from, &def.key(), targets)? {
-                            refuse("codes".into(), format!("code: {conflict}"));
-                            continue;
-                        }
-                        seq += 1;
-                        stage_row(&tx, job_id, seq, &def)?;
-                    }
-                    tx.commit()?;
-                    MutexGuard::unlock_fair(conn);
-                }
-            }
+            tx.commit()?;
+            MutexGuard::unlock_fair(conn);
         }
-        if count == 0 && seq == 0 {
-            return Err(JobRefused::Items {
-                problems: vec![(
-                    "codes".into(),
-                    "a job needs at least one code, and none was given".into(),
-                )],
-                count: 1,
-            });
-        }
-        if count > 0 {
-            return Err(JobRefused::Items { problems, count });
-        }
-        Ok(())
+        Ok(out)
     }
 
-    /// Phase two of [`Store::create_job`]: turns an accepted job's staged rows into codes,
+    /// [`Store::commit_job`]: turns an accepted job's staged rows into codes,
     /// claims (`pending` where a code is not yet on a target or being sent) and job items, a
     /// slice at a time, keeping the job's tally as it goes; the last slice sets it `running`.
     fn promote(&self, job_id: i64) -> Result<(), LedgerError> {
@@ -848,7 +494,7 @@ impl Ledger {
                 // code for the job before the slice's tally below does.
                 for t in &targets {
                     match delivery(&tx, code_id, t)? {
-                        Some((status, _)) if is_final(status) || status == Status::Pending => {}
+                        Some((status, _)) if status.holds() => {}
                         _ => put_delivery(&tx, code_id, t, None, None, Some(job_id))?,
                     }
                 }
@@ -878,20 +524,22 @@ impl Ledger {
     async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, LedgerError> + Send + 'static,
-    ) -> Result<T, LedgerError> {
+    ) -> Result<T, StoreError> {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = conn.lock();
             f(&mut conn)
         })
-        .await?
+        .await
+        .map_err(LedgerError::from)?
+        .map_err(StoreError::from)
     }
 
     /// Writes new work (a claim): only while the ledger can also record its outcomes.
     async fn claim<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, LedgerError> + Send + 'static,
-    ) -> Result<T, LedgerError> {
+    ) -> Result<T, StoreError> {
         let space = self.space.clone();
         self.with(move |conn| {
             space.ready_for_claim(conn)?;
@@ -903,7 +551,7 @@ impl Ledger {
     }
 
     /// Writes outcomes of calls made: into the reserve's room on a full disk, or held in memory.
-    async fn outcome(&self, write: space::HeldWrite) -> Result<(), LedgerError> {
+    async fn outcome(&self, write: space::HeldWrite) -> Result<(), StoreError> {
         let space = self.space.clone();
         self.with(move |conn| space.write_outcome(conn, write)).await
     }
@@ -972,37 +620,46 @@ fn rekey_codes(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Finds a code in its campaign, or adds it. Once a vendor holds the code (or a delivery of it
-/// is under way), another case or another definition of it is a conflict; a code no vendor
-/// holds (every target refused it) is simply redefined.
-fn find_or_add_code(tx: &Transaction<'_>, def: &Definition) -> Result<Result<i64, CodeConflict>, rusqlite::Error> {
+/// The code the campaign holds under `def`'s key, with whether a vendor holds it (asked only
+/// where it differs from `def`, the one case the answer decides).
+fn known(tx: &Connection, def: &Definition) -> rusqlite::Result<Option<Known<i64>>> {
     let existing: Option<(i64, String, String)> = tx
         .prepare_cached("SELECT id, code, definition FROM codes WHERE campaign = ?1 AND code_key = ?2")?
         .query_row(params![def.campaign, def.key()], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
         .optional()?;
-    let Some((id, code, definition)) = existing else {
-        tx.prepare_cached("INSERT INTO codes (campaign, code, code_key, definition) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![def.campaign, def.code, def.key(), def.json])?;
-        return Ok(Ok(tx.last_insert_rowid()));
-    };
-    if code == def.code && definition == def.json {
-        return Ok(Ok(id));
-    }
-    if is_held(tx, id)? {
-        return Ok(Err(if code != def.code {
-            CodeConflict::OtherCase { existing: code }
-        } else {
-            CodeConflict::Redefined { existing: code }
-        }));
-    }
-    tx.prepare_cached("UPDATE codes SET code = ?1, definition = ?2 WHERE id = ?3")?
-        .execute(params![def.code, def.json, id])?;
-    Ok(Ok(id))
+    existing
+        .map(|(id, code, json)| {
+            Ok(Known {
+                held: def.differs_from(&code, &json).is_some() && is_held(tx, id)?,
+                id,
+                code,
+                json,
+            })
+        })
+        .transpose()
 }
 
-/// A job's staged code (see [`Store::create_job`]) of the same campaign as `def`, in another
+/// Finds a code in its campaign, or adds (or redefines) it, as [`code::decide`] rules.
+fn find_or_add_code(tx: &Transaction<'_>, def: &Definition) -> Result<Result<i64, CodeConflict>, rusqlite::Error> {
+    match code::decide(known(tx, def)?, def) {
+        Decision::Add => {
+            tx.prepare_cached("INSERT INTO codes (campaign, code, code_key, definition) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![def.campaign, def.code, def.key(), def.json])?;
+            Ok(Ok(tx.last_insert_rowid()))
+        }
+        Decision::Keep(id) => Ok(Ok(id)),
+        Decision::Redefine(id) => {
+            tx.prepare_cached("UPDATE codes SET code = ?1, definition = ?2 WHERE id = ?3")?
+                .execute(params![def.code, def.json, id])?;
+            Ok(Ok(id))
+        }
+        Decision::Refuse(conflict) => Ok(Err(conflict)),
+    }
+}
+
+/// A job's staged code (see [`Store::begin_job`]) of the same campaign as `def`, in another
 /// case or with another definition: a reservation that `def` cannot share, as it could not share
 /// the code once the job holds it. `job_id` is the job asking, whose own items are checked
 /// apart (as repeats).
@@ -1017,13 +674,7 @@ fn staged_conflict(tx: &Connection, def: &Definition, job_id: Option<i64>) -> ru
             Ok((r.get(0)?, r.get(1)?))
         })
         .optional()?;
-    Ok(staged.map(|(code, _)| {
-        if code != def.code {
-            CodeConflict::OtherCase { existing: code }
-        } else {
-            CodeConflict::Redefined { existing: code }
-        }
-    }))
+    Ok(staged.and_then(|(code, json)| def.differs_from(&code, &json)))
 }
 
 /// Whether an item of job `job_id` can be staged: not a repeat of one of its earlier items,
@@ -1042,20 +693,8 @@ fn stage_check(
     if let Some(existing) = earlier {
         return Ok(Some(CodeConflict::Repeated { existing }));
     }
-    let existing: Option<(i64, String, String)> = tx
-        .prepare_cached("SELECT id, code, definition FROM codes WHERE campaign = ?1 AND code_key = ?2")?
-        .query_row(params![def.campaign, def.key()], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .optional()?;
-    if let Some((id, code, definition)) = existing {
-        if (code != def.code || definition != def.json) && is_held(tx, id)? {
-            return Ok(Some(if code != def.code {
-                CodeConflict::OtherCase { existing: code }
-            } else {
-                CodeConflict::Redefined { existing: code }
-            }));
-        }
+    if let Decision::Refuse(conflict) = code::decide(known(tx, def)?, def) {
+        return Ok(Some(conflict));
     }
     if let Some(conflict) = staged_conflict(tx, def, Some(job_id))? {
         return Ok(Some(conflict));
@@ -1103,7 +742,7 @@ fn held_elsewhere(
     key: &str,
     targets: &[String],
 ) -> rusqlite::Result<Option<CodeConflict>> {
-    // A code another job has staged (see `Store::create_job`) is held at that job's targets.
+    // A code another job has staged (see `Store::begin_job`) is held at that job's targets.
     let mut stmt = tx.prepare_cached(
         "SELECT campaign, code, upstream FROM (
             SELECT c.campaign, c.code, d.upstream, c.id AS ord FROM codes c JOIN deliveries d ON d.code_id = c.id
@@ -1113,26 +752,10 @@ fn held_elsewhere(
              WHERE s.code_key = ?1 AND s.campaign <> ?2)
           ORDER BY campaign, ord, upstream",
     )?;
-    let rows = stmt.query_map(params![key, campaign], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
-    })?;
-    let mut held_by: Vec<Holder> = Vec::new();
-    for row in rows {
-        let (campaign, code, upstream) = row?;
-        if !targets.contains(&upstream) {
-            continue;
-        }
-        let campaign = (!campaign.is_empty()).then_some(campaign);
-        match held_by.last_mut() {
-            Some(h) if h.campaign == campaign && h.code == code => h.upstreams.push(upstream),
-            _ => held_by.push(Holder {
-                campaign,
-                code,
-                upstreams: vec![upstream],
-            }),
-        }
-    }
-    Ok((!held_by.is_empty()).then_some(CodeConflict::OtherCampaign { held_by }))
+    let rows = stmt
+        .query_map(params![key, campaign], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<Vec<code::HoldRow>>>()?;
+    Ok(code::held_elsewhere(rows, targets))
 }
 
 /// The state of one delivery, if the ledger has it.
@@ -1233,11 +856,6 @@ fn record_outcomes(tx: &Connection, outcomes: &[(i64, TargetResult)]) -> Result<
     Ok(())
 }
 
-/// Whether a delivery in this state is settled for good: never sent again.
-fn is_final(status: Status) -> bool {
-    matches!(status, Status::Created | Status::AlreadyExists)
-}
-
 fn read_code(conn: &Connection, id: i64) -> Result<Option<CodeRecord>, LedgerError> {
     let row: Option<(String, String, String, String)> = conn
         .prepare_cached("SELECT campaign, code, definition, created_at FROM codes WHERE id = ?1")?
@@ -1270,7 +888,7 @@ fn read_code(conn: &Connection, id: i64) -> Result<Option<CodeRecord>, LedgerErr
                 status: parse_status(&status),
                 vendor_id,
                 attempts,
-                updated_at,
+                updated_at: parse_stamp(&updated_at)?,
                 result,
                 job_id,
             },
@@ -1280,7 +898,7 @@ fn read_code(conn: &Connection, id: i64) -> Result<Option<CodeRecord>, LedgerErr
         code,
         campaign: (!campaign.is_empty()).then_some(campaign),
         definition: serde_json::from_str(&definition)?,
-        created_at,
+        created_at: parse_stamp(&created_at)?,
         deliveries,
     }))
 }
@@ -1320,38 +938,55 @@ fn pending_of(
 
 #[async_trait::async_trait]
 impl Store for Ledger {
-    fn problem(&self) -> Option<String> {
+    async fn problem(&self) -> Option<String> {
         self.space.problem()
     }
 
-    async fn begin_create(
-        &self,
-        key: Option<String>,
-        body: Value,
-        definition: Definition,
-        targets: Vec<PlannedTarget>,
-        now: DateTime<Utc>,
-        key_window: chrono::Duration,
-    ) -> Result<Begin, LedgerError> {
+    async fn begin_create(&self, create: NewCreate) -> Result<Begin, StoreError> {
+        let NewCreate {
+            key,
+            body,
+            definition,
+            targets,
+            now,
+            key_window,
+        } = create;
+        let owner = self.owner.clone();
+        let lease_until = stamp(now + self.lease);
         let body = body.to_string();
         self.claim(move |conn| {
             let tx = conn.transaction()?;
             if let Some(key) = &key {
-                let seen: Option<(i64, String, Option<String>, Option<String>)> = tx
+                let seen = tx
                     .prepare_cached(
                         "SELECT id, body, key_expires_at, response FROM requests WHERE idempotency_key = ?1",
                     )?
-                    .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-                    .optional()?;
-                match seen {
-                    // An expired key is forgotten: the old create keeps its record, not its key.
-                    Some((id, _, Some(expires), _)) if expires <= stamp(now) => {
+                    .query_row([key], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, Option<String>>(2)?,
+                            r.get::<_, Option<String>>(3)?,
+                        ))
+                    })
+                    .optional()?
+                    .map(|(request_id, body, expires, response)| {
+                        Ok::<_, LedgerError>(SeenKey {
+                            request_id,
+                            body,
+                            expires_at: expires.as_deref().map(parse_stamp).transpose()?,
+                            response,
+                        })
+                    })
+                    .transpose()?;
+                match rules::decide_key(seen, &body, now) {
+                    KeyDecision::Fresh => {}
+                    KeyDecision::Forget(id) => {
                         tx.execute("UPDATE requests SET idempotency_key = NULL WHERE id = ?1", [id])?;
                     }
-                    Some((id, seen_body, _, _)) if seen_body != body => return Ok(Begin::KeyReused(id)),
-                    Some((id, _, _, None)) => return Ok(Begin::InProgress(id)),
-                    Some((_, _, _, Some(response))) => return Ok(Begin::Replay(serde_json::from_str(&response)?)),
-                    None => {}
+                    KeyDecision::Reused(id) => return Ok(Begin::KeyReused(id)),
+                    KeyDecision::InProgress(id) => return Ok(Begin::InProgress(id)),
+                    KeyDecision::Replay(response) => return Ok(Begin::Replay(serde_json::from_str(&response)?)),
                 }
             }
             // A refusal returns before the commit: dropping the transaction rolls it back.
@@ -1367,21 +1002,28 @@ impl Store for Ledger {
                 return Ok(Begin::Conflict(conflict));
             }
             tx.prepare_cached(
-                "INSERT INTO requests (idempotency_key, key_expires_at, body, code_id, targets) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO requests (idempotency_key, key_expires_at, body, code_id, targets, owner, lease_until)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
             .execute(params![
                 key,
                 key.as_ref().map(|_| stamp(now + key_window)),
                 body,
                 code_id,
-                serde_json::to_string(&names)?
+                serde_json::to_string(&names)?,
+                &*owner,
+                lease_until
             ])?;
             let request_id = tx.last_insert_rowid();
             let mut claims = Vec::with_capacity(targets.len());
             for t in &targets {
-                let claim = match delivery(&tx, code_id, &t.upstream)? {
-                    Some((status, Some(result))) if is_final(status) => Claim::Done(Box::new(serde_json::from_str(&result)?)),
-                    Some((Status::Pending, _)) => Claim::Elsewhere,
+                let current = delivery(&tx, code_id, &t.upstream)?;
+                let decided = rules::decide_claim(current.as_ref().map(|(status, result)| (*status, result.is_some())));
+                let claim = match (decided, current) {
+                    (ClaimDecision::Done, Some((_, Some(result)))) => {
+                        Claim::Done(Box::new(serde_json::from_str(&result)?))
+                    }
+                    (ClaimDecision::Elsewhere, _) => Claim::Elsewhere,
                     _ => {
                         put_delivery(&tx, code_id, &t.upstream, t.settled.as_ref(), Some(request_id), None)?;
                         if t.settled.is_some() {
@@ -1403,7 +1045,7 @@ impl Store for Ledger {
         .await
     }
 
-    async fn record(&self, outcomes: Vec<(i64, TargetResult)>) -> Result<(), LedgerError> {
+    async fn record(&self, outcomes: Vec<(i64, TargetResult)>) -> Result<(), StoreError> {
         self.outcome(Arc::new(move |conn: &mut Connection| {
             let tx = conn.transaction()?;
             record_outcomes(&tx, &outcomes)?;
@@ -1418,8 +1060,8 @@ impl Store for Ledger {
         request_id: i64,
         response: &CreateResponse,
         outcomes: Vec<(i64, TargetResult)>,
-    ) -> Result<(), LedgerError> {
-        let response = serde_json::to_string(response)?;
+    ) -> Result<(), StoreError> {
+        let response = serde_json::to_string(response).map_err(LedgerError::from)?;
         self.outcome(Arc::new(move |conn: &mut Connection| {
             let tx = conn.transaction()?;
             record_outcomes(&tx, &outcomes)?;
@@ -1433,7 +1075,7 @@ impl Store for Ledger {
         .await
     }
 
-    async fn request(&self, request_id: i64) -> Result<Option<StoredRequest>, LedgerError> {
+    async fn request(&self, request_id: i64) -> Result<Option<StoredRequest>, StoreError> {
         self.with(move |conn| {
             let row: Option<(i64, String, String, Option<String>, Option<String>)> = conn
                 .query_row(
@@ -1454,7 +1096,7 @@ impl Store for Ledger {
             Ok(Some(StoredRequest {
                 request_id,
                 code,
-                received_at,
+                received_at: parse_stamp(&received_at)?,
                 finished: finished_at.is_some(),
                 pending: pending_of(conn, code_id, &targets, request_id)?,
                 results,
@@ -1463,32 +1105,15 @@ impl Store for Ledger {
         .await
     }
 
-    async fn delivery_results(&self, code_id: i64, targets: Vec<String>) -> Result<Vec<TargetResult>, LedgerError> {
+    async fn delivery_results(&self, code_id: i64, targets: Vec<String>) -> Result<Vec<TargetResult>, StoreError> {
         self.with(move |conn| current_results(conn, code_id, &targets)).await
     }
 
-    fn unfinished_requests(&self) -> Result<Vec<Unfinished>, LedgerError> {
-        let conn = self.lock();
-        let mut stmt =
-            conn.prepare("SELECT id, code_id, body, targets FROM requests WHERE finished_at IS NULL ORDER BY id")?;
-        let rows: Vec<(i64, i64, String, String)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-            .collect::<Result<_, _>>()?;
-        rows.into_iter()
-            .map(|(request_id, code_id, body, targets)| {
-                let targets: Vec<String> = serde_json::from_str(&targets)?;
-                Ok(Unfinished {
-                    request_id,
-                    code_id,
-                    body: serde_json::from_str(&body)?,
-                    pending: pending_of(&conn, code_id, &targets, request_id)?,
-                    targets,
-                })
-            })
-            .collect()
+    async fn unfinished_requests(&self) -> Result<Vec<Unfinished>, StoreError> {
+        self.with(|conn| unfinished(conn, "finished_at IS NULL", [])).await
     }
 
-    async fn code(&self, code: String, campaign: Option<String>) -> Result<Vec<CodeRecord>, LedgerError> {
+    async fn code(&self, code: String, campaign: Option<String>) -> Result<Vec<CodeRecord>, StoreError> {
         self.with(move |conn| {
             let ids: Vec<i64> = {
                 let mut stmt = conn.prepare_cached(
@@ -1508,7 +1133,7 @@ impl Store for Ledger {
         .await
     }
 
-    async fn codes(&self, filter: CodeFilter) -> Result<Vec<(i64, CodeRecord)>, LedgerError> {
+    async fn codes(&self, filter: CodeFilter) -> Result<Vec<(i64, CodeRecord)>, StoreError> {
         self.with(move |conn| {
             let ids: Vec<i64> = {
                 let mut stmt = conn.prepare_cached(
@@ -1543,47 +1168,58 @@ impl Store for Ledger {
         .await
     }
 
-    fn create_job(
-        &self,
-        campaign: &str,
-        targets: &[String],
-        source: &str,
-        options: Value,
-        codes: JobCodes<'_>,
-    ) -> Result<i64, JobRefused> {
-        let job_id = {
-            let mut conn = self.lock();
-            // A job's codes are new work: taken only while the ledger can record their outcomes.
-            self.space.ready_for_claim(&mut conn)?;
+    async fn begin_job(&self, job: NewJob) -> Result<i64, StoreError> {
+        let owner = self.owner.clone();
+        let lease_until = stamp(Utc::now() + self.lease);
+        self.claim(move |conn| {
             conn.execute(
-                "INSERT INTO jobs (state, campaign, targets, source, options, total) VALUES ('staging', ?1, ?2, ?3, ?4, 0)",
+                "INSERT INTO jobs (state, campaign, targets, source, options, total, owner, lease_until)
+                 VALUES ('staging', ?1, ?2, ?3, ?4, 0, ?5, ?6)",
                 params![
-                    campaign,
-                    serde_json::to_string(targets).map_err(LedgerError::from)?,
-                    source,
-                    options.to_string()
+                    job.campaign,
+                    serde_json::to_string(&job.targets)?,
+                    job.source,
+                    job.options.to_string(),
+                    &*owner,
+                    lease_until
                 ],
             )?;
-            conn.last_insert_rowid()
-        };
-        if let Err(refused) = self.stage(job_id, targets, codes) {
-            // A refused job leaves nothing behind (a failure here leaves it to the next start).
-            if let Err(e) = self.discard_staged(job_id) {
-                tracing::error!(
-                    job = job_id,
-                    "a refused job's staged codes stay until the next start: {e}"
-                );
-            }
-            return Err(refused);
-        }
-        // Accepted: from here the job is finished even across a crash (`recover_intakes`).
-        self.lock()
-            .execute("UPDATE jobs SET state = 'promoting' WHERE id = ?1", [job_id])?;
-        self.promote(job_id)?;
-        Ok(job_id)
+            Ok(conn.last_insert_rowid())
+        })
+        .await
     }
 
-    async fn job(&self, id: i64) -> Result<Option<JobRecord>, LedgerError> {
+    async fn stage(&self, job_id: i64, items: Vec<Definition>, check: StageAs) -> Result<Vec<Staged>, StoreError> {
+        let ledger = self.clone();
+        tokio::task::spawn_blocking(move || ledger.stage_items(job_id, items, check))
+            .await
+            .map_err(LedgerError::from)?
+            .map_err(StoreError::from)
+    }
+
+    async fn commit_job(&self, job_id: i64) -> Result<(), StoreError> {
+        let ledger = self.clone();
+        tokio::task::spawn_blocking(move || {
+            // Accepted: from here the job is finished even across a crash (`recover_intakes`).
+            ledger
+                .lock()
+                .execute("UPDATE jobs SET state = 'promoting' WHERE id = ?1", [job_id])?;
+            ledger.promote(job_id)
+        })
+        .await
+        .map_err(LedgerError::from)?
+        .map_err(StoreError::from)
+    }
+
+    async fn discard_job(&self, job_id: i64) -> Result<(), StoreError> {
+        let ledger = self.clone();
+        tokio::task::spawn_blocking(move || ledger.discard_staged(job_id))
+            .await
+            .map_err(LedgerError::from)?
+            .map_err(StoreError::from)
+    }
+
+    async fn job(&self, id: i64) -> Result<Option<JobRecord>, StoreError> {
         self.with(move |conn| {
             let row = conn
                 .query_row(
@@ -1609,27 +1245,24 @@ impl Store for Ledger {
             };
             Ok(Some(JobRecord {
                 id,
-                state: serde_json::from_value(Value::String(state))?,
+                state: JobState::from_name(&state).ok_or_else(|| {
+                    LedgerError::Corrupt(serde::de::Error::custom(format!(
+                        "job {id} is in an unknown state `{state}`"
+                    )))
+                })?,
                 campaign,
                 targets: serde_json::from_str(&targets)?,
                 source,
                 total: total as u64,
-                created_at,
-                finished_at,
+                created_at: parse_stamp(&created_at)?,
+                finished_at: finished_at.as_deref().map(parse_stamp).transpose()?,
                 options: serde_json::from_str(&options)?,
             }))
         })
         .await
     }
 
-    fn running_jobs(&self) -> Result<Vec<i64>, LedgerError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare("SELECT id FROM jobs WHERE state = 'running' ORDER BY id")?;
-        let rows = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
-        Ok(rows)
-    }
-
-    async fn job_counts(&self, id: i64) -> Result<BTreeMap<String, BTreeMap<Status, u64>>, LedgerError> {
+    async fn job_counts(&self, id: i64) -> Result<BTreeMap<String, BTreeMap<Status, u64>>, StoreError> {
         self.with(move |conn| {
             let targets: String = conn.query_row("SELECT targets FROM jobs WHERE id = ?1", [id], |r| r.get(0))?;
             let targets: Vec<String> = serde_json::from_str(&targets)?;
@@ -1655,7 +1288,7 @@ impl Store for Ledger {
         upstream: String,
         after_seq: i64,
         limit: usize,
-    ) -> Result<Vec<JobWork>, LedgerError> {
+    ) -> Result<Vec<JobWork>, StoreError> {
         self.with(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT i.seq, i.code_id, c.definition FROM job_items i
@@ -1689,7 +1322,7 @@ impl Store for Ledger {
         upstream: Option<String>,
         after: (i64, String),
         limit: usize,
-    ) -> Result<Vec<JobResult>, LedgerError> {
+    ) -> Result<Vec<JobResult>, StoreError> {
         self.with(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT i.seq, c.code, d.upstream, d.status, d.vendor_id, d.attempts, d.result
@@ -1741,7 +1374,7 @@ impl Store for Ledger {
         .await
     }
 
-    async fn retry_job(&self, id: i64) -> Result<u64, LedgerError> {
+    async fn retry_job(&self, id: i64) -> Result<u64, StoreError> {
         self.with(move |conn| {
             let tx = conn.transaction()?;
             explain_held_elsewhere(&tx, id)?;
@@ -1778,7 +1411,7 @@ impl Store for Ledger {
         .await
     }
 
-    async fn end_job(&self, id: i64, state: JobState) -> Result<(), LedgerError> {
+    async fn end_job(&self, id: i64, state: JobState) -> Result<(), StoreError> {
         self.with(move |conn| {
             let tx = conn.transaction()?;
             if state == JobState::Cancelled {
@@ -1790,14 +1423,74 @@ impl Store for Ledger {
                     [id],
                 )?;
             }
-            let name = match state {
-                JobState::Running => "running",
-                JobState::Done => "done",
-                JobState::Cancelled => "cancelled",
-            };
             tx.execute(
-                &format!("UPDATE jobs SET state = ?1, finished_at = {NOW} WHERE id = ?2"),
-                params![name, id],
+                &format!("UPDATE jobs SET state = ?1, finished_at = {NOW}, lease_until = NULL WHERE id = ?2"),
+                params![state.as_str(), id],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn adopt(&self, now: DateTime<Utc>) -> Result<Adopted, StoreError> {
+        let owner = self.owner.clone();
+        let (now, until) = (stamp(now), stamp(now + self.lease));
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            // Free: no lease, or one run out. This owner's own live work is in flight here.
+            const FREE: &str = "(lease_until IS NULL OR lease_until <= ?1)";
+            let requests: Vec<i64> = tx
+                .prepare(&format!(
+                    "UPDATE requests SET owner = ?2, lease_until = ?3 WHERE finished_at IS NULL AND {FREE} RETURNING id"
+                ))?
+                .query_map(params![now, &*owner, until], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            let mut jobs: Vec<i64> = tx
+                .prepare(&format!(
+                    "UPDATE jobs SET owner = ?2, lease_until = ?3 WHERE state = 'running' AND {FREE} RETURNING id"
+                ))?
+                .query_map(params![now, &*owner, until], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            jobs.sort_unstable();
+            let ids = serde_json::to_string(&requests)?;
+            let creates = unfinished_in(&tx, &ids)?;
+            tx.commit()?;
+            Ok(Adopted { creates, jobs })
+        })
+        .await
+    }
+
+    async fn renew(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let owner = self.owner.clone();
+        let until = stamp(now + self.lease);
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "UPDATE requests SET lease_until = ?2 WHERE owner = ?1 AND finished_at IS NULL",
+                params![&*owner, until],
+            )?;
+            tx.execute(
+                "UPDATE jobs SET lease_until = ?2 WHERE owner = ?1 AND state IN ('staging', 'promoting', 'running')",
+                params![&*owner, until],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn release(&self) -> Result<(), StoreError> {
+        let owner = self.owner.clone();
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "UPDATE requests SET lease_until = NULL WHERE owner = ?1 AND finished_at IS NULL",
+                [&*owner],
+            )?;
+            tx.execute(
+                "UPDATE jobs SET lease_until = NULL WHERE owner = ?1 AND state = 'running'",
+                [&*owner],
             )?;
             tx.commit()?;
             Ok(())
@@ -1806,9 +1499,43 @@ impl Store for Ledger {
     }
 }
 
+/// Unfinished creates matching a condition on `requests`, oldest first.
+fn unfinished(conn: &Connection, condition: &str, p: impl rusqlite::Params) -> Result<Vec<Unfinished>, LedgerError> {
+    let rows: Vec<(i64, i64, String, String)> = conn
+        .prepare(&format!(
+            "SELECT id, code_id, body, targets FROM requests WHERE {condition} ORDER BY id"
+        ))?
+        .query_map(p, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?;
+    rows.into_iter()
+        .map(|(request_id, code_id, body, targets)| {
+            let targets: Vec<String> = serde_json::from_str(&targets)?;
+            Ok(Unfinished {
+                request_id,
+                code_id,
+                body: serde_json::from_str(&body)?,
+                pending: pending_of(conn, code_id, &targets, request_id)?,
+                targets,
+            })
+        })
+        .collect()
+}
+
+/// The unfinished creates among `ids` (a JSON array).
+fn unfinished_in(conn: &Connection, ids: &str) -> Result<Vec<Unfinished>, LedgerError> {
+    unfinished(
+        conn,
+        "finished_at IS NULL AND id IN (SELECT value FROM json_each(?1))",
+        [ids],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::code::Holder;
+    use crate::domain::request::PlannedTarget;
+    use crate::store::conformance;
     use serde_json::json;
 
     /// The SQLite store keeps the `Store` contract (`conformance.rs`), each case on a new file.
@@ -1817,9 +1544,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_owned();
         let opened = std::sync::atomic::AtomicUsize::new(0);
-        let open = move || -> Arc<dyn Store> {
-            let n = opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Arc::new(Ledger::open(&root.join(format!("ledger-{n}.db"))).unwrap())
+        let options = |owner: &str| Options {
+            owner: owner.into(),
+            lease: conformance::LEASE,
+            sole_owner: false,
+            ..Options::default()
+        };
+        let open = move || {
+            let path = root.join(format!(
+                "ledger-{}.db",
+                opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ));
+            let store: Arc<dyn Store> = Arc::new(Ledger::open_with(&path, options("first")).unwrap());
+            // The peer opens the same file as another process would.
+            let peer = move || -> Arc<dyn Store> { Arc::new(Ledger::open_with(&path, options("second")).unwrap()) };
+            conformance::Opened {
+                store,
+                peer: Box::new(peer),
+            }
         };
         conformance::run(&open).await;
     }
@@ -1840,7 +1582,14 @@ mod tests {
         let def = Definition::of(&body, Some(campaign), code);
         let targets = targets.iter().map(|t| to(t)).collect();
         ledger
-            .begin_create(None, body, def, targets, Utc::now(), chrono::Duration::hours(1))
+            .begin_create(NewCreate {
+                key: None,
+                body,
+                definition: def,
+                targets,
+                now: Utc::now(),
+                key_window: chrono::Duration::hours(1),
+            })
             .await
             .unwrap()
     }
@@ -1932,25 +1681,27 @@ mod tests {
         out
     }
 
-    fn job_of(ledger: &Ledger, campaign: &str, targets: &[&str], codes: &[&str]) -> i64 {
-        let items: Vec<(String, Result<Definition, String>)> = codes
+    async fn job_of(ledger: &Ledger, campaign: &str, targets: &[&str], codes: &[&str]) -> i64 {
+        let items: Vec<Definition> = codes
             .iter()
-            .enumerate()
-            .map(|(i, code)| {
+            .map(|code| {
                 let body = json!({ "code": code, "campaign": campaign, "discount": { "percent_off": 20 } });
-                (format!("codes[{i}]"), Ok(Definition::of(&body, Some(campaign), code)))
+                Definition::of(&body, Some(campaign), code)
             })
             .collect();
-        let targets: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
-        ledger
-            .create_job(
-                campaign,
-                &targets,
-                "json",
-                json!({}),
-                JobCodes::Items(Box::new(items.into_iter())),
-            )
-            .unwrap()
+        let job = ledger
+            .begin_job(NewJob {
+                campaign: campaign.into(),
+                targets: targets.iter().map(|t| t.to_string()).collect(),
+                source: "json".into(),
+                options: json!({}),
+            })
+            .await
+            .unwrap();
+        let staged = ledger.stage(job, items, StageAs::Given).await.unwrap();
+        assert!(staged.iter().all(|s| *s == Staged::Accepted), "{staged:?}");
+        ledger.commit_job(job).await.unwrap();
+        job
     }
 
     async fn settle(ledger: &Ledger, job: i64, upstream: &str, statuses: &[Status]) {
@@ -1978,7 +1729,7 @@ mod tests {
         let Begin::New { code_id: busy, .. } = begin(&ledger, "c", "BUSY", &["b"]).await else {
             panic!("a new code")
         };
-        let job = job_of(&ledger, "c", &["a", "b"], &["HELD", "BUSY", "N1", "N2", "N3", "N4"]);
+        let job = job_of(&ledger, "c", &["a", "b"], &["HELD", "BUSY", "N1", "N2", "N3", "N4"]).await;
         let check = |what: &str| {
             let ledger = ledger.clone();
             let what = what.to_owned();
@@ -2005,7 +1756,7 @@ mod tests {
         let cancelled = check("cancelled").await;
         assert!(cancelled["b"][&Status::Cancelled] > 0);
         // A second job shares codes with the first: both tallies move on one record.
-        let second = job_of(&ledger, "c", &["a"], &["N3", "N4"]);
+        let second = job_of(&ledger, "c", &["a"], &["N3", "N4"]).await;
         ledger.retry_job(job).await.unwrap();
         check("retried").await;
         settle(&ledger, second, "a", &[Status::Created, Status::Rejected]).await;
@@ -2025,12 +1776,15 @@ mod tests {
         let path = dir.path().join("ledger.db");
         let job = {
             let ledger = Ledger::open(&path).unwrap();
-            let job = job_of(&ledger, "c", &["a", "b"], &["N1", "N2", "N3"]);
+            let job = job_of(&ledger, "c", &["a", "b"], &["N1", "N2", "N3"]).await;
             settle(&ledger, job, "a", &[Status::Created, Status::Failed]).await;
             // Back to version 2, as a ledger written before the tally.
             ledger
                 .lock()
-                .execute_batch("DROP TABLE job_stage; DROP TRIGGER deliveries_tally; DROP TABLE job_tally; PRAGMA user_version = 2;")
+                .execute_batch(concat!(
+                    "DROP TABLE job_stage; DROP TRIGGER deliveries_tally; DROP TABLE job_tally; PRAGMA user_version = 2;",
+                    " ALTER TABLE requests DROP COLUMN owner; ALTER TABLE requests DROP COLUMN lease_until; ALTER TABLE jobs DROP COLUMN owner; ALTER TABLE jobs DROP COLUMN lease_until;"
+                ))
                 .unwrap();
             job
         };
@@ -2064,7 +1818,7 @@ mod tests {
                 .unwrap();
             }
             // What a version 3 ledger lacks: the later migrations' tables.
-            conn.execute_batch("DROP TABLE job_stage").unwrap();
+            conn.execute_batch(concat!("DROP TABLE job_stage;", " ALTER TABLE requests DROP COLUMN owner; ALTER TABLE requests DROP COLUMN lease_until; ALTER TABLE jobs DROP COLUMN owner; ALTER TABLE jobs DROP COLUMN lease_until;")).unwrap();
             conn.pragma_update(None, "user_version", 3).unwrap();
         }
         let ledger = Ledger::open(&path).unwrap();
@@ -2126,7 +1880,11 @@ mod tests {
         };
         let ledger = Ledger::open(&path).unwrap();
         assert_eq!(count(&ledger, "job_stage"), 0);
-        assert_eq!(ledger.running_jobs().unwrap(), vec![promoting]);
+        let adopted = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(ledger.adopt(Utc::now()))
+            .unwrap();
+        assert_eq!(adopted.jobs, vec![promoting]);
         let exists: bool = ledger
             .lock()
             .query_row("SELECT EXISTS (SELECT 1 FROM jobs WHERE id = ?1)", [staging], |r| {

@@ -1,0 +1,158 @@
+//! The ledger's interface: everything the engine records and reads, in the domain's types, with
+//! one error whose kinds mean the same on every backend.
+//!
+//! The rules (may a code be redefined, does another campaign hold it at an upstream, what an
+//! idempotency key says) are pure functions in `domain`; a store reads the rows they need and
+//! writes their decision in the same transaction, so two concurrent callers cannot both pass.
+//! Work in flight has an owner: the creates and jobs a process is working on carry its name and
+//! a lease it renews, and another process may adopt them once the lease has run out.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::code::{CodeFilter, CodeRecord, Definition};
+use crate::domain::delivery::{CreateResponse, Status, TargetResult};
+use crate::domain::job::{JobRecord, JobResult, JobState, JobWork, NewJob, StageAs, Staged};
+use crate::domain::request::{Begin, NewCreate, StoredRequest, Unfinished};
+
+/// What kind of failure a store met, the same on every backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// The backend cannot be reached or written now (a full disk, a read-only file, a database
+    /// gone); what the call would have written was not. It may succeed later.
+    Unavailable,
+    /// A concurrent writer changed what the call read; it may be tried again.
+    Conflict,
+    /// The backend holds a record the gateway cannot read.
+    Corrupt,
+}
+
+/// A store's failure: its kind, and what happened in words fit for an answer (never a
+/// credential: a database URL's password is not in it).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct StoreError {
+    pub kind: StoreErrorKind,
+    pub message: String,
+}
+
+impl StoreError {
+    pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// Work another process left (or this one, before a restart), now this store's owner's.
+#[derive(Debug, Clone, Default)]
+pub struct Adopted {
+    /// Creates with deliveries that may not have been sent.
+    pub creates: Vec<Unfinished>,
+    /// Sync jobs still running.
+    pub jobs: Vec<i64>,
+}
+
+/// The interface between the engine and its durable state. A handle speaks for one owner (a
+/// process), whose name and lease length it was opened with.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Why the ledger cannot record new work now (a full disk, a read-only file, outcomes held
+    /// in memory, a database gone), for `/health`; `None` while it can.
+    async fn problem(&self) -> Option<String>;
+
+    /// Records a create and claims its targets, before any call, under this owner's lease.
+    async fn begin_create(&self, create: NewCreate) -> Result<Begin, StoreError>;
+
+    /// Records the outcomes of deliveries, each `(code_id, result)`, in one transaction.
+    async fn record(&self, outcomes: Vec<(i64, TargetResult)>) -> Result<(), StoreError>;
+
+    /// Stores a create's answer, which an idempotent repeat replays, together with the
+    /// outcomes not yet recorded (the last target's, which arrives with the answer: one
+    /// transaction instead of two), atomically. The create has no owner from then on.
+    async fn finish_request(
+        &self,
+        request_id: i64,
+        response: &CreateResponse,
+        outcomes: Vec<(i64, TargetResult)>,
+    ) -> Result<(), StoreError>;
+
+    async fn request(&self, request_id: i64) -> Result<Option<StoredRequest>, StoreError>;
+
+    /// The current state of a code's targets, in the order given.
+    async fn delivery_results(&self, code_id: i64, targets: Vec<String>) -> Result<Vec<TargetResult>, StoreError>;
+
+    /// Every create not yet finished, whoever owns it (for a stop's report).
+    async fn unfinished_requests(&self) -> Result<Vec<Unfinished>, StoreError>;
+
+    /// Codes by case-insensitive name, in every campaign that holds one.
+    async fn code(&self, code: String, campaign: Option<String>) -> Result<Vec<CodeRecord>, StoreError>;
+
+    /// Codes matching a filter, by ledger id; each with the id to continue after.
+    async fn codes(&self, filter: CodeFilter) -> Result<Vec<(i64, CodeRecord)>, StoreError>;
+
+    /// Starts a job's intake: the job exists, staging, owned by this handle. Its codes are
+    /// then staged ([`Store::stage`]) and the job committed or discarded: a job is accepted
+    /// whole or not at all, and no call holds the ledger for more than a slice.
+    async fn begin_job(&self, job: NewJob) -> Result<i64, StoreError>;
+
+    /// Checks and reserves a slice of a staging job's codes: each item against the ledger's
+    /// codes, other jobs' staged ones and this job's earlier items. A staged code is a
+    /// reservation that creates and other jobs respect as if the job held it; nothing else is
+    /// written.
+    async fn stage(&self, job_id: i64, items: Vec<Definition>, check: StageAs) -> Result<Vec<Staged>, StoreError>;
+
+    /// Accepts a staged job: its staged codes become codes, claims (`pending` where a code is
+    /// not on a target or being sent there) and job items, and the job runs. Once this is
+    /// called the job is finished even across a crash.
+    async fn commit_job(&self, job_id: i64) -> Result<(), StoreError>;
+
+    /// Drops a staging job that was refused, with its staged codes.
+    async fn discard_job(&self, job_id: i64) -> Result<(), StoreError>;
+
+    /// A job that was accepted (running, done or cancelled).
+    async fn job(&self, id: i64) -> Result<Option<JobRecord>, StoreError>;
+
+    /// Per target, how many of the job's codes are in each state.
+    async fn job_counts(&self, id: i64) -> Result<BTreeMap<String, BTreeMap<Status, u64>>, StoreError>;
+
+    /// The next `limit` of the job's codes still pending on `upstream` under this job's claim,
+    /// after `after_seq`. A delivery another create or job has claimed is theirs to send.
+    async fn job_work(
+        &self,
+        id: i64,
+        upstream: String,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<JobWork>, StoreError>;
+
+    async fn job_results(
+        &self,
+        id: i64,
+        status: Option<Status>,
+        upstream: Option<String>,
+        after: (i64, String),
+        limit: usize,
+    ) -> Result<Vec<JobResult>, StoreError>;
+
+    /// Sets the job running again with its failed, throttled and cancelled deliveries pending
+    /// (except where another campaign's code has reached that upstream since, which stay as
+    /// they are); how many deliveries it reopened.
+    async fn retry_job(&self, id: i64) -> Result<u64, StoreError>;
+
+    /// Ends a job: `Done`, or `Cancelled` with its still pending deliveries marked cancelled.
+    async fn end_job(&self, id: i64, state: JobState) -> Result<(), StoreError>;
+
+    /// Takes the unfinished creates and running jobs that no live owner holds (none, or a lease
+    /// run out by `now`), leasing them to this owner. Work this owner holds under a live lease
+    /// (in flight here) is not returned.
+    async fn adopt(&self, now: DateTime<Utc>) -> Result<Adopted, StoreError>;
+
+    /// Extends the lease on everything this owner holds, from `now`.
+    async fn renew(&self, now: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Gives up this owner's leases (a clean stop): another process may adopt its work at once.
+    async fn release(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,6 @@
+//! The ledger's implementations of [`crate::ports::Store`]: `sqlite` (one process, one file).
+//! Only the composition root names them; `conformance` is the contract every one of them runs.
+
+#[cfg(test)]
+pub(crate) mod conformance;
+pub mod sqlite;
