@@ -145,9 +145,9 @@ pub trait Store: Send + Sync + 'static {
     /// Ends a job: `Done`, or `Cancelled` with its still pending deliveries marked cancelled.
     async fn end_job(&self, id: i64, state: JobState) -> Result<(), StoreError>;
 
-    /// Takes the unfinished creates and running jobs that no live owner holds (none, or a lease
-    /// run out by `now`), leasing them to this owner. Work this owner holds under a live lease
-    /// (in flight here) is not returned.
+    /// Takes the unfinished creates and running jobs of other owners whose lease has run out by
+    /// `now` (or was released), leasing them to this owner. This owner's own work is never
+    /// returned, even past its lease: it is in flight here.
     async fn adopt(&self, now: DateTime<Utc>) -> Result<Adopted, StoreError>;
 
     /// Extends the lease on everything this owner holds, from `now`.

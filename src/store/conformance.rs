@@ -440,6 +440,9 @@ async fn work_in_flight_has_an_owner_until_its_lease_runs_out(opened: Opened) {
         let adopted = handle.adopt(now).await.unwrap();
         assert!(adopted.creates.is_empty() && adopted.jobs.is_empty(), "{adopted:?}");
     }
+    // Nor past its lease: an owner's own work is in flight with it (a renewal may have failed).
+    let adopted = store.adopt(now + LEASE * 10).await.unwrap();
+    assert!(adopted.creates.is_empty() && adopted.jobs.is_empty(), "{adopted:?}");
     // Renewed, the lease runs from the renewal.
     store.renew(now + LEASE - chrono::Duration::seconds(1)).await.unwrap();
     let adopted = other.adopt(now + LEASE + chrono::Duration::seconds(1)).await.unwrap();

@@ -1438,8 +1438,9 @@ impl Store for Ledger {
         let (now, until) = (stamp(now), stamp(now + self.lease));
         self.with(move |conn| {
             let tx = conn.transaction()?;
-            // Free: no lease, or one run out. This owner's own live work is in flight here.
-            const FREE: &str = "(lease_until IS NULL OR lease_until <= ?1)";
+            // Free: another owner's, with no lease or one run out. This owner's own work is in
+            // flight here, whatever its lease says (a renewal may have failed).
+            const FREE: &str = "owner IS NOT ?2 AND (lease_until IS NULL OR lease_until <= ?1)";
             let requests: Vec<i64> = tx
                 .prepare(&format!(
                     "UPDATE requests SET owner = ?2, lease_until = ?3 WHERE finished_at IS NULL AND {FREE} RETURNING id"
