@@ -57,6 +57,10 @@ impl Scope {
         Scope::MetricsRead,
     ];
 
+    pub fn from_name(name: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::PromoCodesWrite => "promo-codes:write",

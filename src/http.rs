@@ -8,6 +8,7 @@ pub mod error;
 pub mod gateway_auth;
 pub mod metrics;
 pub mod openapi;
+mod routes;
 pub mod shutdown;
 pub mod slow_clients;
 pub(crate) mod sync_api;

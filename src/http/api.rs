@@ -8,7 +8,6 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use promo_adapters::Problems;
 use serde::Serialize;
@@ -19,30 +18,8 @@ use crate::http::error::ApiError;
 
 pub fn router(engine: Arc<Engine>, server: &crate::config::Server) -> Router {
     let max_body_bytes = server.max_body_bytes;
-    Router::new()
-        .route("/v1/promo-codes", post(create).get(list_codes))
-        .route("/v1/promo-codes/{code}", get(code))
-        .route("/v1/requests/{id}", get(recorded))
-        .route(
-            "/v1/sync-jobs",
-            // A job streams its own body (see `sync_jobs::create`), within its own limits.
-            post(crate::http::sync_api::create).layer(DefaultBodyLimit::disable()),
-        )
-        .route("/v1/sync-jobs/{id}", get(crate::http::sync_api::status))
-        .route("/v1/sync-jobs/{id}/results", get(crate::http::sync_api::results))
-        .route("/v1/sync-jobs/{id}/retry", post(crate::http::sync_api::retry))
-        .route("/v1/sync-jobs/{id}/cancel", post(crate::http::sync_api::cancel))
-        .route("/health", get(health))
-        // A gateway with no API key describes no security requirement: it checks none.
-        .route(
-            "/openapi.json",
-            if server.api_keys.is_empty() {
-                get(crate::http::openapi::open_openapi_json)
-            } else {
-                get(crate::http::openapi::openapi_json)
-            },
-        )
-        .route("/metrics", get(crate::http::metrics::metrics))
+    let (routes, _) = crate::http::routes::table().split_for_parts();
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Gateway API keys and scopes (src/gateway_auth.rs); open when none is configured.
@@ -61,6 +38,8 @@ pub fn router(engine: Arc<Engine>, server: &crate::config::Server) -> Router {
             max_body_bytes,
             max_upload_bytes: server.max_upload_bytes,
             max_job_json_bytes: server.max_job_json_bytes,
+            // A gateway with no API key describes no security requirement: it checks none.
+            open: server.api_keys.is_empty(),
         })
 }
 
@@ -70,6 +49,8 @@ pub(crate) struct AppState {
     pub(crate) max_body_bytes: usize,
     pub(crate) max_upload_bytes: u64,
     pub(crate) max_job_json_bytes: usize,
+    /// No API key is configured: the API is open, and so is its description.
+    pub(crate) open: bool,
 }
 
 /// Reads a query string of known parameters. Every problem names the parameter at fault (a
@@ -186,7 +167,7 @@ pub(crate) struct CodePage {
 
 /// `GET /v1/promo-codes?campaign=&upstream=&status=&limit=&cursor=`: the ledger's codes, oldest
 /// first, with their state on every target.
-#[utoipa::path(get, path = "/v1/promo-codes", tag = "promo-codes",
+#[utoipa::path(get, path = "/v1/promo-codes", tag = "promo-codes", security(("api_key" = ["promo-codes:read"])),
     params(
         ("campaign" = Option<String>, Query, description = "Only codes of this campaign"),
         ("upstream" = Option<String>, Query, description = "Only codes with a delivery to this upstream"),
@@ -231,7 +212,7 @@ pub(crate) async fn list_codes(
 
 /// `GET /v1/promo-codes/{code}?campaign=`: one code (matched without regard to case) and its
 /// state on every upstream.
-#[utoipa::path(get, path = "/v1/promo-codes/{code}", tag = "promo-codes",
+#[utoipa::path(get, path = "/v1/promo-codes/{code}", tag = "promo-codes", security(("api_key" = ["promo-codes:read"])),
     params(
         ("code" = String, Path, description = "The code, matched without regard to case"),
         ("campaign" = Option<String>, Query, description = "The campaign, when the code is held in several"),
@@ -295,7 +276,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 /// `POST /v1/promo-codes[?dry_run=true]`: creates one code on every target.
-#[utoipa::path(post, path = "/v1/promo-codes", tag = "promo-codes",
+#[utoipa::path(post, path = "/v1/promo-codes", tag = "promo-codes", security(("api_key" = ["promo-codes:write"])),
     params(
         ("dry_run" = Option<bool>, Query, description = "Translate and show each request without sending anything"),
         ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; a repeat replays the first answer"),
@@ -355,7 +336,7 @@ pub(crate) struct Recorded {
 }
 
 /// `GET /v1/requests/{id}`: what the ledger knows of a create, also while it is in flight.
-#[utoipa::path(get, path = "/v1/requests/{id}", tag = "promo-codes",
+#[utoipa::path(get, path = "/v1/requests/{id}", tag = "promo-codes", security(("api_key" = ["promo-codes:read"])),
     params(("id" = i64, Path, description = "The create's request_id")),
     responses(
         (status = 200, description = "The create and its results so far", body = Recorded),

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -56,24 +56,13 @@ pub(crate) enum Need {
     Scope(Scope),
 }
 
-pub(crate) fn need(method: &Method, path: &str) -> Need {
-    let under = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
-    let read = method == Method::GET || method == Method::HEAD;
-    match path {
-        "/health" | "/openapi.json" => Need::Nothing,
-        "/metrics" => Need::Scope(Scope::MetricsRead),
-        _ if under("/v1/sync-jobs") => Need::Scope(if read {
-            Scope::SyncJobsRead
-        } else {
-            Scope::SyncJobsWrite
-        }),
-        _ if under("/v1/promo-codes") || under("/v1/requests") => Need::Scope(if read {
-            Scope::PromoCodesRead
-        } else {
-            Scope::PromoCodesWrite
-        }),
-        _ => Need::AnyKey,
-    }
+/// What a request to the route `matched` (its path template, `None` when no route matched)
+/// needs: what the route declared with its handler (`crate::http::routes`). A path no route
+/// serves needs a key, so the API's shape is not shown to strangers.
+pub(crate) fn need(method: &Method, matched: Option<&str>) -> Need {
+    matched
+        .and_then(|path| crate::http::openapi::need_of(method, path))
+        .unwrap_or(Need::AnyKey)
 }
 
 /// The key in `Authorization: Bearer <key>`, if the header has that shape.
@@ -93,7 +82,8 @@ pub async fn require(State(keys): State<Arc<Keys>>, request: Request, next: Next
     if !keys.required {
         return next.run(request).await;
     }
-    let need = need(request.method(), request.uri().path());
+    let matched = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
+    let need = need(request.method(), matched.as_deref());
     if need == Need::Nothing {
         return next.run(request).await;
     }
@@ -126,13 +116,24 @@ mod tests {
     fn routes_need_their_scopes() {
         let post = Method::POST;
         let get = Method::GET;
+        let need = |method: &Method, path: &str| need(method, Some(path));
         assert_eq!(need(&post, "/v1/promo-codes"), Need::Scope(Scope::PromoCodesWrite));
-        assert_eq!(need(&get, "/v1/promo-codes/ABC"), Need::Scope(Scope::PromoCodesRead));
-        assert_eq!(need(&get, "/v1/requests/1"), Need::Scope(Scope::PromoCodesRead));
-        assert_eq!(need(&post, "/v1/sync-jobs/1/retry"), Need::Scope(Scope::SyncJobsWrite));
-        assert_eq!(need(&get, "/v1/sync-jobs/1/results"), Need::Scope(Scope::SyncJobsRead));
+        assert_eq!(need(&get, "/v1/promo-codes"), Need::Scope(Scope::PromoCodesRead));
+        assert_eq!(need(&get, "/v1/promo-codes/{code}"), Need::Scope(Scope::PromoCodesRead));
+        assert_eq!(need(&get, "/v1/requests/{id}"), Need::Scope(Scope::PromoCodesRead));
+        assert_eq!(need(&post, "/v1/sync-jobs"), Need::Scope(Scope::SyncJobsWrite));
+        assert_eq!(
+            need(&post, "/v1/sync-jobs/{id}/retry"),
+            Need::Scope(Scope::SyncJobsWrite)
+        );
+        assert_eq!(
+            need(&get, "/v1/sync-jobs/{id}/results"),
+            Need::Scope(Scope::SyncJobsRead)
+        );
         assert_eq!(need(&get, "/metrics"), Need::Scope(Scope::MetricsRead));
+        assert_eq!(need(&Method::HEAD, "/metrics"), Need::Scope(Scope::MetricsRead));
         assert_eq!(need(&get, "/health"), Need::Nothing);
-        assert_eq!(need(&get, "/v1/promo-codesX"), Need::AnyKey);
+        assert_eq!(need(&get, "/openapi.json"), Need::Nothing);
+        assert_eq!(super::need(&get, None), Need::AnyKey);
     }
 }

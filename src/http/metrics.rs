@@ -21,7 +21,7 @@ pub const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 ///
 /// Every upstream's calls by outcome, call durations, rate-limiter and pause waits, retries,
 /// breaker and pause, and each running sync job's deliveries, read when scraped.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(("api_key" = ["metrics:read"])),
     responses(
         (status = 200, description = "The current metrics, in the Prometheus text format (version 0.0.4)",
             body = String, content_type = "text/plain; version=0.0.4"),

@@ -13,13 +13,17 @@ use axum::http::Method;
 use axum::Json;
 use serde::Serialize;
 use utoipa::openapi::header::HeaderBuilder;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 
-use crate::http::gateway_auth::{need, Need};
+use axum::extract::State;
 
-/// The description, as `GET /openapi.json` serves it.
+use crate::http::api::AppState;
+use crate::http::gateway_auth::Need;
+
+/// The description's frame: its info, shared responses and tags. Its operations come from the
+/// route table (`crate::http::routes`), where each is registered with its handler.
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -28,20 +32,6 @@ use crate::http::gateway_auth::{need, Need};
 translated for every target vendor and delivered to each, with one result per target. Every request \
 the gateway refuses as a whole is answered with `application/problem+json` (RFC 9457) listing every \
 problem, each with the field at fault and the rule it broke."
-    ),
-    paths(
-        crate::http::api::create,
-        crate::http::api::list_codes,
-        crate::http::api::code,
-        crate::http::api::recorded,
-        crate::http::sync_api::create,
-        crate::http::sync_api::status,
-        crate::http::sync_api::results,
-        crate::http::sync_api::retry,
-        crate::http::sync_api::cancel,
-        crate::http::api::health,
-        crate::http::metrics::metrics,
-        openapi_json,
     ),
     components(responses(
         BadRequest,
@@ -84,15 +74,70 @@ pub fn open_document() -> &'static utoipa::openapi::OpenApi {
             components.responses.remove(Unauthorized::NAME);
             components.responses.remove(Forbidden::NAME);
         }
+        for (_, operation) in operations(&mut doc) {
+            operation.security = None;
+        }
         doc
     })
+}
+
+/// Every operation of a description, with its method.
+fn operations(
+    doc: &mut utoipa::openapi::OpenApi,
+) -> impl Iterator<Item = (Method, &mut utoipa::openapi::path::Operation)> {
+    doc.paths.paths.values_mut().flat_map(|item| {
+        [
+            (Method::GET, item.get.as_mut()),
+            (Method::POST, item.post.as_mut()),
+            (Method::PUT, item.put.as_mut()),
+            (Method::PATCH, item.patch.as_mut()),
+            (Method::DELETE, item.delete.as_mut()),
+        ]
+        .into_iter()
+        .filter_map(|(method, operation)| Some((method, operation?)))
+    })
+}
+
+/// What an operation of the keyed description needs: what its `security` says.
+pub(crate) fn need_of(method: &Method, path: &str) -> Option<Need> {
+    let item = document().paths.paths.get(path)?;
+    let method = if method == Method::HEAD { &Method::GET } else { method };
+    let operation = match *method {
+        Method::GET => item.get.as_ref(),
+        Method::POST => item.post.as_ref(),
+        Method::PUT => item.put.as_ref(),
+        Method::PATCH => item.patch.as_ref(),
+        Method::DELETE => item.delete.as_ref(),
+        _ => None,
+    }?;
+    Some(match declared_scope(operation) {
+        None => Need::Nothing,
+        Some(scope) => match scope.as_deref().and_then(crate::gateway_auth::Scope::from_name) {
+            Some(scope) => Need::Scope(scope),
+            None => Need::AnyKey,
+        },
+    })
+}
+
+/// What an operation's `security` declares: `None` when it needs no key, `Some(None)` when any
+/// key will do, else the scope.
+fn declared_scope(operation: &utoipa::openapi::path::Operation) -> Option<Option<String>> {
+    let requirements = operation.security.as_ref()?;
+    // `SecurityRequirement` keeps its map to itself; its serialized form is the standard one.
+    let value = serde_json::to_value(requirements).ok()?;
+    Some(
+        value
+            .pointer(&format!("/0/{SECURITY_SCHEME}/0"))
+            .and_then(|s| s.as_str())
+            .map(str::to_owned),
+    )
 }
 
 /// The generated description with what utoipa's attributes cannot say: upstream lists hold no
 /// name twice (`uniqueItems`), as the gateway checks.
 fn described() -> utoipa::openapi::OpenApi {
     use utoipa::openapi::schema::Schema;
-    let mut doc = ApiDoc::openapi();
+    let mut doc = crate::http::routes::table().into_openapi();
     if let Some(components) = doc.components.as_mut() {
         for (schema, property) in [
             ("PromoCodeRequest", "targets"),
@@ -110,11 +155,6 @@ fn described() -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// `GET /openapi.json` of a gateway with no API key: [`open_document`].
-pub async fn open_openapi_json() -> Json<&'static utoipa::openapi::OpenApi> {
-    Json(open_document())
-}
-
 /// `GET /openapi.json`: this description.
 #[utoipa::path(
     get,
@@ -122,8 +162,9 @@ pub async fn open_openapi_json() -> Json<&'static utoipa::openapi::OpenApi> {
     tag = "operations",
     responses((status = 200, description = "The OpenAPI 3.1 description of this API", body = Object))
 )]
-pub async fn openapi_json() -> Json<&'static utoipa::openapi::OpenApi> {
-    Json(document())
+pub(crate) async fn openapi_json(State(state): State<AppState>) -> Json<&'static utoipa::openapi::OpenApi> {
+    // A gateway with no API key checks none, and its description claims none.
+    Json(if state.open { open_document() } else { document() })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -132,9 +173,8 @@ pub async fn openapi_json() -> Json<&'static utoipa::openapi::OpenApi> {
 /// The name of the security scheme: an API key from `[[server.api_keys]]` as a bearer token.
 pub const SECURITY_SCHEME: &str = "api_key";
 
-/// Adds the bearer security scheme, and to every operation the middleware guards
-/// ([`crate::http::gateway_auth::need`], so the description cannot drift from it) the requirement
-/// with the scope the key needs, and the 401 and 403 answers.
+/// Adds the bearer security scheme, and to every operation that declares the scope it needs
+/// (which the middleware reads back, [`need_of`]) the 401 and 403 answers and a line saying so.
 struct GatewayAuth;
 
 impl Modify for GatewayAuth {
@@ -155,32 +195,20 @@ with no key configured checks nothing, and then listens only on loopback.",
                     .build(),
             ),
         );
-        for (path, item) in openapi.paths.paths.iter_mut() {
-            let operations = [
-                (Method::GET, item.get.as_mut()),
-                (Method::POST, item.post.as_mut()),
-                (Method::PUT, item.put.as_mut()),
-                (Method::PATCH, item.patch.as_mut()),
-                (Method::DELETE, item.delete.as_mut()),
-            ];
-            for (method, operation) in operations {
-                let Some(operation) = operation else { continue };
-                let scope = match need(&method, path) {
-                    Need::Nothing => continue,
-                    Need::AnyKey => None,
-                    Need::Scope(scope) => Some(scope.as_str()),
-                };
-                operation.security = Some(vec![SecurityRequirement::new(SECURITY_SCHEME, scope)]);
-                let responses = &mut operation.responses.responses;
-                responses.insert("401".into(), Ref::from_response_name(Unauthorized::NAME).into());
-                if let Some(scope) = scope {
-                    responses.insert("403".into(), Ref::from_response_name(Forbidden::NAME).into());
-                    let needs = format!("Needs an API key with the scope `{scope}`.");
-                    operation.description = Some(match operation.description.take() {
-                        Some(d) if !d.is_empty() => format!("{d}\n\n{needs}"),
-                        _ => needs,
-                    });
-                }
+        for (_, operation) in operations(openapi) {
+            // The scope each operation needs is declared with its route (`security`).
+            let Some(scope) = declared_scope(operation) else {
+                continue;
+            };
+            let responses = &mut operation.responses.responses;
+            responses.insert("401".into(), Ref::from_response_name(Unauthorized::NAME).into());
+            if let Some(scope) = scope {
+                responses.insert("403".into(), Ref::from_response_name(Forbidden::NAME).into());
+                let needs = format!("Needs an API key with the scope `{scope}`.");
+                operation.description = Some(match operation.description.take() {
+                    Some(d) if !d.is_empty() => format!("{d}\n\n{needs}"),
+                    _ => needs,
+                });
             }
         }
     }

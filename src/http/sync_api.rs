@@ -23,7 +23,7 @@ use crate::http::api::{page, query, status_param, AppState, Segment};
 use crate::http::error::ApiError;
 
 /// `POST /v1/sync-jobs`: 202 with the job, which runs in the background.
-#[utoipa::path(post, path = "/v1/sync-jobs", tag = "sync-jobs",
+#[utoipa::path(post, path = "/v1/sync-jobs", tag = "sync-jobs", security(("api_key" = ["sync-jobs:write"])),
     params(
         ("campaign" = Option<String>, Query, description = "Uploads only (required there): the campaign of every code in the file"),
         ("targets" = Option<String>, Query, description = "Uploads only: comma-separated upstream names (default: the campaign's)"),
@@ -370,7 +370,7 @@ fn job_id(id: &str) -> Result<i64, ApiError> {
 }
 
 /// `GET /v1/sync-jobs/{id}`: state, per-target counts and ETA.
-#[utoipa::path(get, path = "/v1/sync-jobs/{id}", tag = "sync-jobs",
+#[utoipa::path(get, path = "/v1/sync-jobs/{id}", tag = "sync-jobs", security(("api_key" = ["sync-jobs:read"])),
     params(("id" = i64, Path, description = "The job's id")),
     responses(
         (status = 200, description = "The job's state and per-target progress", body = JobStatus),
@@ -391,7 +391,7 @@ pub(crate) struct ResultPage {
 
 /// `GET /v1/sync-jobs/{id}/results?status=&upstream=&limit=&cursor=`: one line per code and
 /// target, in the job's order.
-#[utoipa::path(get, path = "/v1/sync-jobs/{id}/results", tag = "sync-jobs",
+#[utoipa::path(get, path = "/v1/sync-jobs/{id}/results", tag = "sync-jobs", security(("api_key" = ["sync-jobs:read"])),
     params(
         ("id" = i64, Path, description = "The job's id"),
         ("status" = Option<crate::engine::Status>, Query, description = "Only results in this state (not would_send)"),
@@ -450,7 +450,7 @@ pub(crate) async fn results(
 }
 
 /// `POST /v1/sync-jobs/{id}/retry`: sends the failed, throttled and cancelled deliveries again.
-#[utoipa::path(post, path = "/v1/sync-jobs/{id}/retry", tag = "sync-jobs",
+#[utoipa::path(post, path = "/v1/sync-jobs/{id}/retry", tag = "sync-jobs", security(("api_key" = ["sync-jobs:write"])),
     params(("id" = i64, Path, description = "The job's id")),
     responses(
         (status = 202, description = "The job, running again", body = JobStatus),
@@ -465,7 +465,7 @@ pub(crate) async fn retry(State(state): State<AppState>, Segment(id): Segment) -
 }
 
 /// `POST /v1/sync-jobs/{id}/cancel`: stops a running job once its calls in flight are recorded.
-#[utoipa::path(post, path = "/v1/sync-jobs/{id}/cancel", tag = "sync-jobs",
+#[utoipa::path(post, path = "/v1/sync-jobs/{id}/cancel", tag = "sync-jobs", security(("api_key" = ["sync-jobs:write"])),
     params(("id" = i64, Path, description = "The job's id")),
     responses(
         (status = 200, description = "The job, cancelled", body = JobStatus),
