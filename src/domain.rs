@@ -6,5 +6,4 @@ pub mod delivery;
 pub mod error;
 pub mod job;
 pub mod request;
-pub mod schema;
 pub mod time;

@@ -9,6 +9,7 @@ pub mod gateway_auth;
 pub mod metrics;
 pub mod openapi;
 mod routes;
+pub mod schemas;
 pub mod shutdown;
 pub mod slow_clients;
 pub(crate) mod sync_api;

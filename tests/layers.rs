@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 const KNOWN_CYCLES: &[&str] = &[];
 
 /// `(crate, module)` pairs still to move into their layer.
-const KNOWN_CRATE_USES: &[(&str, &str)] = &[("utoipa", "engine"), ("utoipa", "domain")];
+const KNOWN_CRATE_USES: &[(&str, &str)] = &[];
 
 /// Modules whose code lines still name a vendor.
 const KNOWN_VENDOR_NAMES: &[&str] = &[];

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::delivery::{Status, TargetResult};
 
 /// Why the ledger will not take a code: the `conflict` member of a 409 problem.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CodeConflict {
     /// The campaign holds the same code in another case or compatibility form (`SPRING20`
@@ -26,7 +26,7 @@ pub enum CodeConflict {
 
 /// Another campaign's hold on a code: the code as it spelt it, and the upstreams where that
 /// code is delivered or being delivered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Holder {
     /// `None` for a code of no campaign.
     pub campaign: Option<String>,
@@ -187,19 +187,18 @@ pub fn held_elsewhere(rows: impl IntoIterator<Item = HoldRow>, targets: &[String
 }
 
 /// A code and its state on every target, as `GET /v1/promo-codes/{code}` shows it.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct CodeRecord {
     pub code: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub campaign: Option<String>,
     pub definition: serde_json::Value,
     #[serde(with = "super::time")]
-    #[schema(value_type = String)]
     pub created_at: DateTime<Utc>,
     pub deliveries: BTreeMap<String, DeliveryRecord>,
 }
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct DeliveryRecord {
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -207,7 +206,6 @@ pub struct DeliveryRecord {
     /// Calls made to the vendor for this code, over every request and job.
     pub attempts: u32,
     #[serde(with = "super::time")]
-    #[schema(value_type = String)]
     pub updated_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<TargetResult>,

@@ -1,7 +1,7 @@
 //! What became of a code at each target: the delivery states the ledger keeps, a target's
 //! result with its error and warnings, and a create's answer. Plain data shared by the engine,
-//! the stores and the HTTP layer; it names no web, database or HTTP-client crate (the
-//! `utoipa::ToSchema` derives are the one exception still to move into the HTTP layer).
+//! the stores and the HTTP layer; it names no web, database or HTTP-client crate (their OpenAPI
+//! schemas are the HTTP layer's, `crate::http::schemas`).
 
 use std::collections::BTreeMap;
 
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// What became of the code at one target. The ledger keeps the same states per delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Decided and not yet answered: queued in a job, in flight, or cut short by a crash.
@@ -84,7 +84,7 @@ impl Status {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     VendorRejected,
@@ -111,7 +111,7 @@ pub enum ErrorKind {
     CodeConflict,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TargetError {
     pub kind: ErrorKind,
     pub message: String,
@@ -129,7 +129,7 @@ pub struct TargetError {
 }
 
 /// The request a dry run shows: exactly what would be sent, with credentials redacted.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RequestPreview {
     pub method: String,
     pub url: String,
@@ -137,18 +137,16 @@ pub struct RequestPreview {
     pub body: Value,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TargetResult {
     pub upstream: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<crate::domain::schema::VendorKindDoc>)]
     pub vendor: Option<VendorKind>,
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vendor_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<TargetError>,
-    #[schema(value_type = Vec<crate::domain::schema::WarningDoc>)]
     pub warnings: Vec<Warning>,
     /// HTTP calls made to the vendor (retries included).
     pub attempts: u32,
@@ -156,7 +154,7 @@ pub struct TargetResult {
     pub request: Option<RequestPreview>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CreateResponse {
     pub code: String,
     pub dry_run: bool,

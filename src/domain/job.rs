@@ -9,7 +9,7 @@ use super::code::CodeConflict;
 use super::delivery::{Status, TargetError};
 
 /// The state of a sync job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     Running,
@@ -45,7 +45,7 @@ pub struct NewJob {
 }
 
 /// A sync job's lasting description.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobRecord {
     pub id: i64,
     pub state: JobState,
@@ -55,10 +55,8 @@ pub struct JobRecord {
     pub source: String,
     pub total: u64,
     #[serde(with = "super::time")]
-    #[schema(value_type = String)]
     pub created_at: DateTime<Utc>,
     #[serde(default, with = "super::time::option", skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>)]
     pub finished_at: Option<DateTime<Utc>>,
     /// Job options (on_unsupported) as given.
     #[serde(skip)]
@@ -74,7 +72,7 @@ pub struct JobWork {
 }
 
 /// One line of a job's results.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct JobResult {
     pub seq: i64,
     pub code: String,
@@ -86,7 +84,6 @@ pub struct JobResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<TargetError>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    #[schema(value_type = Vec<super::schema::WarningDoc>)]
     pub warnings: Vec<promo_adapters::Warning>,
 }
 

@@ -146,14 +146,14 @@ impl std::fmt::Display for Pattern {
 }
 
 /// A job as `GET /v1/sync-jobs/{id}` shows it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct JobStatus {
     #[serde(flatten)]
     pub job: JobRecord,
     pub targets_progress: BTreeMap<String, TargetProgress>,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct TargetProgress {
     /// Codes on this target, settled or not.
     pub total: u64,

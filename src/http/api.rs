@@ -159,6 +159,7 @@ pub(crate) fn status_param(q: &BTreeMap<String, String>) -> Result<Option<Status
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct CodePage {
+    #[schema(value_type = Vec<crate::http::schemas::CodeRecordDoc>)]
     items: Vec<crate::domain::code::CodeRecord>,
     /// Pass as `cursor` for the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -171,7 +172,7 @@ pub(crate) struct CodePage {
     params(
         ("campaign" = Option<String>, Query, description = "Only codes of this campaign"),
         ("upstream" = Option<String>, Query, description = "Only codes with a delivery to this upstream"),
-        ("status" = Option<Status>, Query, description = "Only codes with a delivery in this state (not would_send)"),
+        ("status" = Option<crate::http::schemas::StatusDoc>, Query, description = "Only codes with a delivery in this state (not would_send)"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Page size, default 100"),
         ("cursor" = Option<String>, Query, min_length = 1, description = "The previous page's next_cursor"),
     ),
@@ -218,7 +219,7 @@ pub(crate) async fn list_codes(
         ("campaign" = Option<String>, Query, description = "The campaign, when the code is held in several"),
     ),
     responses(
-        (status = 200, description = "The code and its state on every target", body = crate::domain::code::CodeRecord),
+        (status = 200, description = "The code and its state on every target", body = crate::http::schemas::CodeRecordDoc),
         (status = 400, response = crate::http::openapi::BadRequest),
         (status = 404, response = crate::http::openapi::NotFound),
         (status = 409, response = crate::http::openapi::Conflict),
@@ -283,18 +284,18 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     ),
     request_body(content = crate::http::openapi::PromoCodeRequestDoc, content_type = "application/json"),
     responses(
-        (status = 200, description = "Dry run: every target would be sent the request shown", body = CreateResponse),
-        (status = 201, description = "The code is on every target (created now or before)", body = CreateResponse,
+        (status = 200, description = "Dry run: every target would be sent the request shown", body = crate::http::schemas::CreateResponseDoc),
+        (status = 201, description = "The code is on every target (created now or before)", body = crate::http::schemas::CreateResponseDoc,
             headers(("idempotent-replayed" = String, description = "`true` when this is the replay of an earlier answer"))),
-        (status = 202, description = "The targets not yet there are being delivered by another request or sync job", body = CreateResponse),
-        (status = 207, description = "Some targets have the code, or (dry run) some could not be sent to", body = CreateResponse),
+        (status = 202, description = "The targets not yet there are being delivered by another request or sync job", body = crate::http::schemas::CreateResponseDoc),
+        (status = 207, description = "Some targets have the code, or (dry run) some could not be sent to", body = crate::http::schemas::CreateResponseDoc),
         (status = 400, response = crate::http::openapi::BadRequest),
         (status = 408, response = crate::http::openapi::BodyTimeout),
         (status = 409, response = crate::http::openapi::Conflict),
         (status = 413, response = crate::http::openapi::TooLarge),
         (status = 422, description = "Nothing could be sent to any target (per-target results), or the request is invalid or its Idempotency-Key was used with another body (problem)",
-            content((CreateResponse = "application/json"), (crate::http::openapi::ProblemDoc = "application/problem+json"))),
-        (status = 502, description = "Calls were made and no target has the code", body = CreateResponse),
+            content((crate::http::schemas::CreateResponseDoc = "application/json"), (crate::http::openapi::ProblemDoc = "application/problem+json"))),
+        (status = 502, description = "Calls were made and no target has the code", body = crate::http::schemas::CreateResponseDoc),
         (status = 503, response = crate::http::openapi::LedgerUnavailable),
     )
 )]
@@ -332,6 +333,7 @@ pub(crate) struct Recorded {
     finished: bool,
     /// Targets still waiting for their answer.
     pending: Vec<String>,
+    #[schema(value_type = Vec<crate::http::schemas::TargetResultDoc>)]
     results: Vec<crate::engine::TargetResult>,
 }
 
@@ -423,7 +425,7 @@ struct LedgerHealth {
 
 #[derive(Serialize, utoipa::ToSchema)]
 struct UpstreamHealth {
-    #[schema(value_type = crate::domain::schema::VendorKindDoc)]
+    #[schema(value_type = crate::http::schemas::VendorKindDoc)]
     vendor: promo_adapters::VendorKind,
     configured: bool,
     /// Environment variables to set, when not configured.

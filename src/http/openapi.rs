@@ -284,6 +284,7 @@ pub struct ProblemDoc {
     pub errors: Vec<FieldProblemDoc>,
     /// On a 409 code conflict only: what the code clashed with, for clients to branch on.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::http::schemas::CodeConflictDoc>)]
     pub conflict: Option<crate::domain::code::CodeConflict>,
 }
 
@@ -351,7 +352,7 @@ problem_response!(
 );
 
 // The schemas of promo-adapters types live with the domain types that carry them.
-pub use crate::domain::schema::{VendorKindDoc, WarningDoc};
+pub use crate::http::schemas::{VendorKindDoc, WarningDoc};
 
 // The schema of `crate::upstream::BreakerState`, kept in the HTTP layer.
 /// The circuit breaker's state, as `/health` shows it.

@@ -32,7 +32,7 @@ use crate::http::error::ApiError;
     request_body(description = "A JSON job, or a CSV (header row of promo-code fields) or NDJSON (one promo code per line) upload",
         content((crate::http::openapi::SyncJobRequestDoc = "application/json"), (String = "application/x-ndjson"), (String = "text/csv"))),
     responses(
-        (status = 202, description = "The job, started in the background", body = JobStatus,
+        (status = 202, description = "The job, started in the background", body = crate::http::schemas::JobStatusDoc,
             headers(("Location" = String, description = "The job's URL"))),
         (status = 400, response = crate::http::openapi::BadRequest),
         (status = 408, response = crate::http::openapi::BodyTimeout),
@@ -373,7 +373,7 @@ fn job_id(id: &str) -> Result<i64, ApiError> {
 #[utoipa::path(get, path = "/v1/sync-jobs/{id}", tag = "sync-jobs", security(("api_key" = ["sync-jobs:read"])),
     params(("id" = i64, Path, description = "The job's id")),
     responses(
-        (status = 200, description = "The job's state and per-target progress", body = JobStatus),
+        (status = 200, description = "The job's state and per-target progress", body = crate::http::schemas::JobStatusDoc),
         (status = 404, response = crate::http::openapi::NotFound),
         (status = 503, response = crate::http::openapi::LedgerUnavailable),
     )
@@ -384,6 +384,7 @@ pub(crate) async fn status(State(state): State<AppState>, Segment(id): Segment) 
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct ResultPage {
+    #[schema(value_type = Vec<crate::http::schemas::JobResultDoc>)]
     items: Vec<JobResult>,
     #[serde(skip_serializing_if = "Option::is_none")]
     next_cursor: Option<String>,
@@ -394,7 +395,7 @@ pub(crate) struct ResultPage {
 #[utoipa::path(get, path = "/v1/sync-jobs/{id}/results", tag = "sync-jobs", security(("api_key" = ["sync-jobs:read"])),
     params(
         ("id" = i64, Path, description = "The job's id"),
-        ("status" = Option<crate::engine::Status>, Query, description = "Only results in this state (not would_send)"),
+        ("status" = Option<crate::http::schemas::StatusDoc>, Query, description = "Only results in this state (not would_send)"),
         ("upstream" = Option<String>, Query, description = "Only results of this upstream"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Page size, default 100"),
         ("cursor" = Option<String>, Query, min_length = 1, description = "The previous page's next_cursor"),
@@ -453,7 +454,7 @@ pub(crate) async fn results(
 #[utoipa::path(post, path = "/v1/sync-jobs/{id}/retry", tag = "sync-jobs", security(("api_key" = ["sync-jobs:write"])),
     params(("id" = i64, Path, description = "The job's id")),
     responses(
-        (status = 202, description = "The job, running again", body = JobStatus),
+        (status = 202, description = "The job, running again", body = crate::http::schemas::JobStatusDoc),
         (status = 404, response = crate::http::openapi::NotFound),
         (status = 409, response = crate::http::openapi::Conflict),
         (status = 503, response = crate::http::openapi::LedgerUnavailable),
@@ -468,7 +469,7 @@ pub(crate) async fn retry(State(state): State<AppState>, Segment(id): Segment) -
 #[utoipa::path(post, path = "/v1/sync-jobs/{id}/cancel", tag = "sync-jobs", security(("api_key" = ["sync-jobs:write"])),
     params(("id" = i64, Path, description = "The job's id")),
     responses(
-        (status = 200, description = "The job, cancelled", body = JobStatus),
+        (status = 200, description = "The job, cancelled", body = crate::http::schemas::JobStatusDoc),
         (status = 404, response = crate::http::openapi::NotFound),
         (status = 409, response = crate::http::openapi::Conflict),
         (status = 503, response = crate::http::openapi::LedgerUnavailable),
