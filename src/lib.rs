@@ -1,9 +1,15 @@
 //! promo-gateway: one HTTP API for promotion codes across commerce platforms.
 //!
-//! `config` reads config.toml and the campaign mappings, `auth` turns environment variables
-//! into credentials, `upstream` makes rate-limited, retried calls to one vendor, `engine` fans
-//! a code out to its targets, and `api` is the HTTP surface. Vendor translation lives in the
-//! `promo-adapters` crate, which does no I/O.
+//! This file is the composition root, the one place that names implementations. The layers,
+//! each importing only those below it (`tests/layers.rs` checks it):
+//! - `http`: the router, handlers, problem+json and the OpenAPI description;
+//! - `engine`: validate, plan, record, deliver and resume creates and sync jobs;
+//! - `upstream` (with `auth`, `redact`): calls to one vendor under its rate budget;
+//! - `ports`: what the engine and upstreams need from outside (`Store`, `Admission`);
+//! - `domain`: plain types and the ledger's rules as pure functions;
+//! - implementations, chosen here: `store::sqlite`, `admission::local`, `admission::redis`.
+//!
+//! Vendor translation lives in the `promo-adapters` crate, which does no I/O.
 
 pub mod admission;
 pub mod auth;
