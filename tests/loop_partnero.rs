@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{loop_body, loop_created, partnero_created, warning, warning_fields};
 use serde_json::{json, Value};
-use wiremock::{MockBuilder, MockServer, ResponseTemplate};
+use wiremock::{MockServer, ResponseTemplate};
 
 const LOOP_TOKEN: &str = "loop-secret-7c1e9a55";
 const PARTNERO_TOKEN: &str = "partnero-secret-42b8d0aa";
@@ -106,59 +106,52 @@ fn assert_no_secret(answer: &Value) {
     common::assert_hides(&answer.to_string(), &SECRETS);
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Vendor {
-    Loop,
-    Partnero,
+use common::Vendor;
+
+/// What these tests, which pair Loop with Partnero, know of each.
+trait Paired: Copy {
+    fn other(self) -> Vendor;
+    fn server(self, s: &Setup) -> &MockServer;
+    /// The vendor's documented success answer for `SPRING20`.
+    fn spring20_created(self) -> ResponseTemplate;
+    /// The exact call for `SPRING20` at 20% off (campaign `spring`), answered as documented.
+    async fn expect_spring20_created(self, s: &Setup);
+    /// The id the vendor answers `SPRING20` with.
+    fn spring20_id(self) -> &'static str;
 }
 
-impl Vendor {
-    fn name(self) -> &'static str {
-        match self {
-            Vendor::Loop => "loop",
-            Vendor::Partnero => "partnero",
-        }
-    }
+impl Paired for Vendor {
     fn other(self) -> Vendor {
         match self {
             Vendor::Loop => Vendor::Partnero,
-            Vendor::Partnero => Vendor::Loop,
+            _ => Vendor::Loop,
         }
     }
     fn server(self, s: &Setup) -> &MockServer {
         match self {
             Vendor::Loop => &s.loop_srv,
-            Vendor::Partnero => &s.partnero_srv,
+            _ => &s.partnero_srv,
         }
     }
-    /// Any call to the vendor's create endpoint, whatever its body (for fault tests).
-    fn any_call(self) -> MockBuilder {
-        match self {
-            Vendor::Loop => common::loop_endpoint(),
-            Vendor::Partnero => common::partnero_endpoint(),
-        }
-    }
-    /// The vendor's documented success answer for `SPRING20`.
     fn spring20_created(self) -> ResponseTemplate {
         match self {
             Vendor::Loop => loop_created("promo_8f3a", "SPRING20"),
-            Vendor::Partnero => partnero_created("SPRING20"),
+            _ => partnero_created("SPRING20"),
         }
     }
-    /// The exact call for `SPRING20` at 20% off (campaign `spring`), answered as documented.
     async fn expect_spring20_created(self, s: &Setup) {
         match self {
             Vendor::Loop => s.expect_loop(loop_body("SPRING20"), self.spring20_created()).await,
-            Vendor::Partnero => {
+            _ => {
                 s.expect_partnero(common::partnero_body("coupon_123", "SPRING20"), self.spring20_created())
                     .await
             }
         }
     }
-    fn vendor_id(self) -> &'static str {
+    fn spring20_id(self) -> &'static str {
         match self {
             Vendor::Loop => "promo_8f3a",
-            Vendor::Partnero => "SPRING20",
+            _ => "SPRING20",
         }
     }
 }
@@ -814,7 +807,7 @@ async fn one_faulty(faulty: Vendor, fault: ResponseTemplate, extra: &str) -> Val
     healthy.expect_spring20_created(&s).await;
     let (loop_extra, partnero_extra) = match faulty {
         Vendor::Loop => (extra, ""),
-        Vendor::Partnero => ("", extra),
+        _ => ("", extra),
     };
     let gw = s.gateway_with(loop_extra, partnero_extra, &BOTH_TOKENS).await;
 
@@ -822,7 +815,7 @@ async fn one_faulty(faulty: Vendor, fault: ResponseTemplate, extra: &str) -> Val
     assert_eq!(status, 207, "{body}");
     let ok = common::result(&body, healthy.name());
     assert_eq!(ok["status"], "created", "{ok}");
-    assert_eq!(ok["vendor_id"], healthy.vendor_id());
+    assert_eq!(ok["vendor_id"], healthy.spring20_id());
     let r = common::result(&body, faulty.name()).clone();
     assert_eq!(r["status"], "failed", "{r}");
     assert!(r.get("vendor_id").is_none(), "{r}");
@@ -839,10 +832,7 @@ async fn server_error(faulty: Vendor) {
 }
 
 async fn garbage(faulty: Vendor) {
-    let status = match faulty {
-        Vendor::Loop => 201,
-        Vendor::Partnero => 200,
-    };
+    let status = faulty.success();
     let fault = ResponseTemplate::new(status).set_body_raw("<html><body>Gateway login</body></html>", "text/html");
     let r = one_faulty(faulty, fault, "").await;
     assert_eq!(r["error"]["kind"], "invalid_response", "{r}");
@@ -851,10 +841,7 @@ async fn garbage(faulty: Vendor) {
 }
 
 async fn timeout(faulty: Vendor) {
-    let created = match faulty {
-        Vendor::Loop => loop_created("promo_late", "SPRING20"),
-        Vendor::Partnero => partnero_created("SPRING20"),
-    };
+    let created = faulty.created(&["SPRING20".to_owned()]);
     let started = std::time::Instant::now();
     let r = one_faulty(
         faulty,
@@ -929,7 +916,7 @@ async fn retried_after_429(vendor: Vendor) {
     assert_eq!(status, 201, "{body}");
     let r = common::result(&body, vendor.name());
     assert_eq!(r["status"], "created", "{r}");
-    assert_eq!(r["vendor_id"], vendor.vendor_id());
+    assert_eq!(r["vendor_id"], vendor.spring20_id());
     assert_eq!(r["attempts"], 2, "{r}");
 }
 

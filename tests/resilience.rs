@@ -22,94 +22,51 @@ use wiremock::{MockBuilder, ResponseTemplate};
 // Harness
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Clone, Copy, Debug)]
-enum Vendor {
-    Loop,
-    Partnero,
+use common::Vendor;
+
+/// What these tests configure and send for Loop and Partnero (campaign `spring`, 20% off).
+trait Spring: Copy {
+    fn token(self) -> &'static str;
+    fn env(self) -> [(&'static str, &'static str); 1];
+    /// The body the vendor's document requires for a 20%-off `code`.
+    fn spring_body(self, code: &str) -> Value;
+    /// Exactly the documented call creating `code`: method, path, bearer token, headers, body.
+    fn spring_create(self, code: &str) -> MockBuilder;
+    /// The documented success answer for `code`.
+    fn created_one(self, code: &str) -> ResponseTemplate;
+    /// The gateway's request for a 20%-off `code` to this vendor alone.
+    fn request(self, code: &str) -> Value;
+    fn config(self, uri: &str, extra: &str) -> String;
 }
 
-impl Vendor {
-    fn name(self) -> &'static str {
-        match self {
-            Vendor::Loop => "loop",
-            Vendor::Partnero => "partnero",
-        }
-    }
-
-    fn display(self) -> &'static str {
-        match self {
-            Vendor::Loop => "Loop",
-            Vendor::Partnero => "Partnero",
-        }
-    }
-
+impl Spring for Vendor {
     fn token(self) -> &'static str {
         match self {
             Vendor::Loop => "loop-token-5e1d",
             Vendor::Partnero => "partnero-token-9c2a",
+            Vendor::Moltin => unreachable!("these tests drive Loop and Partnero"),
         }
     }
 
     fn env(self) -> [(&'static str, &'static str); 1] {
         match self {
             Vendor::Loop => [("LOOP_TOKEN", self.token())],
-            Vendor::Partnero => [("PARTNERO_TOKEN", self.token())],
+            _ => [("PARTNERO_TOKEN", self.token())],
         }
     }
 
-    fn path(self) -> &'static str {
-        match self {
-            Vendor::Loop => "/v1/admin/promos",
-            Vendor::Partnero => "/v1/promotion-codes",
-        }
+    fn spring_body(self, code: &str) -> Value {
+        self.body("coupon_spring", &[code.to_owned()])
     }
 
-    /// The body the vendor's document requires for a 20%-off `code` (campaign `spring`).
-    fn body(self, code: &str) -> Value {
-        match self {
-            Vendor::Loop => common::loop_body(code),
-            Vendor::Partnero => common::partnero_body("coupon_spring", code),
-        }
+    fn spring_create(self, code: &str) -> MockBuilder {
+        self.create(self.token(), self.spring_body(code))
     }
 
-    /// Exactly the documented call creating `code`: method, path, bearer token, headers, body.
-    fn create(self, code: &str) -> MockBuilder {
-        match self {
-            Vendor::Loop => common::loop_create(self.token(), self.body(code)),
-            Vendor::Partnero => common::partnero_create(self.token(), self.body(code)),
-        }
+    fn created_one(self, code: &str) -> ResponseTemplate {
+        self.created(&[code.to_owned()])
     }
 
-    /// The documented success status.
-    fn success(self) -> u16 {
-        match self {
-            Vendor::Loop => 201,
-            Vendor::Partnero => 200,
-        }
-    }
-
-    fn created(self, code: &str) -> ResponseTemplate {
-        match self {
-            Vendor::Loop => common::loop_created(&format!("promo_{code}"), code),
-            Vendor::Partnero => common::partnero_created(code),
-        }
-    }
-
-    fn vendor_id(self, code: &str) -> String {
-        match self {
-            Vendor::Loop => format!("promo_{code}"),
-            Vendor::Partnero => code.to_owned(),
-        }
-    }
-
-    fn conflict(self) -> ResponseTemplate {
-        ResponseTemplate::new(409).set_body_json(match self {
-            Vendor::Loop => common::loop_conflict_body(),
-            Vendor::Partnero => common::partnero_conflict_body(),
-        })
-    }
-
-    /// The gateway's request for a 20%-off `code` to this vendor alone.
     fn request(self, code: &str) -> Value {
         json!({ "code": code, "campaign": "spring", "discount": { "percent_off": 20 }, "targets": [self.name()] })
     }
@@ -197,13 +154,13 @@ fn throttled_429(retry_after: &str) -> ResponseTemplate {
 async fn retry_after_pauses_every_caller(v: Vendor, retry_after: &str) {
     let clock = ManualClock::new(t0());
     let server = common::strict_server().await;
-    v.create("PAUSE-1")
+    v.spring_create("PAUSE-1")
         .respond_with(throttled_429(retry_after))
         .expect(1)
         .mount(&server)
         .await;
-    v.create("PAUSE-2")
-        .respond_with(v.created("PAUSE-2"))
+    v.spring_create("PAUSE-2")
+        .respond_with(v.created_one("PAUSE-2"))
         .expect(1)
         .mount(&server)
         .await;
@@ -286,13 +243,13 @@ async fn partnero_retry_after_http_date_pauses_every_caller() {
 async fn long_retry_after_answers_at_once(v: Vendor) {
     let clock = ManualClock::new(t0());
     let server = common::strict_server().await;
-    v.create("LONG-1")
+    v.spring_create("LONG-1")
         .respond_with(throttled_429("3600"))
         .expect(1)
         .mount(&server)
         .await;
-    v.create("LONG-2")
-        .respond_with(v.created("LONG-2"))
+    v.spring_create("LONG-2")
+        .respond_with(v.created_one("LONG-2"))
         .expect(1)
         .mount(&server)
         .await;
@@ -354,7 +311,7 @@ async fn partnero_retry_after_beyond_max_wait_is_throttled_at_once() {
 /// A 502/503 comes from in front of the vendor's application: retried, and one code created.
 async fn proxy_error_then_created(v: Vendor, status: u16) {
     let server = common::strict_server().await;
-    v.create("FLAKY")
+    v.spring_create("FLAKY")
         .respond_with(
             ResponseTemplate::new(status).set_body_raw("<html><body>Service Unavailable</body></html>", "text/html"),
         )
@@ -363,8 +320,8 @@ async fn proxy_error_then_created(v: Vendor, status: u16) {
         .expect(1)
         .mount(&server)
         .await;
-    v.create("FLAKY")
-        .respond_with(v.created("FLAKY"))
+    v.spring_create("FLAKY")
+        .respond_with(v.created_one("FLAKY"))
         .expect(1)
         .mount(&server)
         .await;
@@ -398,7 +355,7 @@ async fn partnero_502_is_retried_and_creates_one_code() {
 async fn loop_504_is_not_retried_by_default() {
     let v = Vendor::Loop;
     let server = common::strict_server().await;
-    v.create("LATE")
+    v.spring_create("LATE")
         .respond_with(ResponseTemplate::new(504).set_body_raw("upstream request timeout", "text/plain"))
         .expect(1)
         .mount(&server)
@@ -421,8 +378,9 @@ async fn rejection_is_not_retried(v: Vendor) {
     let answer = match v {
         Vendor::Loop => json!({ "error": "validation_error", "message": "percent_off must be between 1 and 100" }),
         Vendor::Partnero => json!({ "message": "The coupon uuid field is invalid." }),
+        Vendor::Moltin => unreachable!("these tests drive Loop and Partnero"),
     };
-    v.create("BAD")
+    v.spring_create("BAD")
         .respond_with(ResponseTemplate::new(400).set_body_json(&answer))
         .expect(1)
         .mount(&server)
@@ -452,8 +410,8 @@ async fn partnero_400_is_not_retried() {
 /// A timeout: by default not retried (the code may exist); the answer says so.
 async fn timeout_is_not_retried_by_default(v: Vendor) {
     let server = common::strict_server().await;
-    v.create("SLOW")
-        .respond_with(v.created("SLOW").set_delay(Duration::from_millis(1500)))
+    v.spring_create("SLOW")
+        .respond_with(v.created_one("SLOW").set_delay(Duration::from_millis(1500)))
         .expect(1)
         .mount(&server)
         .await;
@@ -495,14 +453,14 @@ fn assert_lost_answer_warning(r: &Value) {
 /// (the first call did create the code) is `already_exists`, with a warning saying why.
 async fn timeout_retried_when_unconfirmed_allowed(v: Vendor) {
     let server = common::strict_server().await;
-    v.create("SLOW")
-        .respond_with(v.created("SLOW").set_delay(Duration::from_millis(1500)))
+    v.spring_create("SLOW")
+        .respond_with(v.created_one("SLOW").set_delay(Duration::from_millis(1500)))
         .up_to_n_times(1)
         .with_priority(1)
         .expect(1)
         .mount(&server)
         .await;
-    v.create("SLOW")
+    v.spring_create("SLOW")
         .respond_with(v.conflict())
         .expect(1)
         .mount(&server)
@@ -615,7 +573,7 @@ impl RawServer {
                 assert!(lower.contains("\r\naccept: application/json\r\n"), "{head}");
             }
             let body: Value = serde_json::from_slice(body).unwrap();
-            assert_eq!(body, v.body(code));
+            assert_eq!(body, v.spring_body(code));
         }
     }
 }
@@ -876,7 +834,7 @@ async fn garbage_answers_fail(v: Vendor) {
     ];
     let server = common::strict_server().await;
     for (code, answer, ..) in &cases {
-        v.create(code)
+        v.spring_create(code)
             .respond_with(answer.clone())
             .expect(1)
             .mount(&server)
@@ -920,7 +878,7 @@ async fn partnero_garbage_answers_fail_with_their_status() {
 async fn huge_answer_fails_quickly(v: Vendor) {
     let server = common::strict_server().await;
     let huge = format!("{{\"id\":\"{}\"}}", "x".repeat(10 * 1024 * 1024));
-    v.create("HUGE")
+    v.spring_create("HUGE")
         .respond_with(ResponseTemplate::new(v.success()).set_body_raw(huge, "application/json"))
         .expect(1)
         .mount(&server)
@@ -982,23 +940,23 @@ async fn breaker_opens_and_closes(v: Vendor, trial_fails: bool) {
     let server = common::strict_server().await;
     let failing = ["BRK-1", "BRK-2", "BRK-3"];
     for code in failing {
-        v.create(code)
+        v.spring_create(code)
             .respond_with(ResponseTemplate::new(500).set_body_json(json!({ "message": "database down" })))
             .expect(1)
             .mount(&server)
             .await;
     }
-    v.create("BRK-TRIAL")
+    v.spring_create("BRK-TRIAL")
         .respond_with(if trial_fails {
             ResponseTemplate::new(500).set_body_json(json!({ "message": "still down" }))
         } else {
-            v.created("BRK-TRIAL")
+            v.created_one("BRK-TRIAL")
         })
         .expect(1)
         .mount(&server)
         .await;
-    v.create("BRK-BACK")
-        .respond_with(v.created("BRK-BACK"))
+    v.spring_create("BRK-BACK")
+        .respond_with(v.created_one("BRK-BACK"))
         .expect(u64::from(trial_fails))
         .mount(&server)
         .await;
@@ -1098,8 +1056,8 @@ async fn loop_breaker_reopens_when_its_trial_fails() {
 /// limiter; with limiter_wait_ms = 100 it is answered `throttled` at once instead, with no call.
 async fn limiter_wait_is_bounded(v: Vendor) {
     let server = common::strict_server().await;
-    v.create("LIM-1")
-        .respond_with(v.created("LIM-1"))
+    v.spring_create("LIM-1")
+        .respond_with(v.created_one("LIM-1"))
         .expect(1)
         .mount(&server)
         .await;
@@ -1143,19 +1101,19 @@ async fn partnero_limiter_wait_is_bounded() {
 async fn a_hanging_upstream_does_not_delay_the_other(hanging: Vendor) {
     let healthy = match hanging {
         Vendor::Loop => Vendor::Partnero,
-        Vendor::Partnero => Vendor::Loop,
+        _ => Vendor::Loop,
     };
     let hanging_srv = common::strict_server().await;
     let healthy_srv = common::strict_server().await;
     hanging
-        .create("BOTH")
-        .respond_with(hanging.created("BOTH").set_delay(Duration::from_secs(10)))
+        .spring_create("BOTH")
+        .respond_with(hanging.created_one("BOTH").set_delay(Duration::from_secs(10)))
         .expect(1)
         .mount(&hanging_srv)
         .await;
     healthy
-        .create("BOTH")
-        .respond_with(healthy.created("BOTH"))
+        .spring_create("BOTH")
+        .respond_with(healthy.created_one("BOTH"))
         .expect(1)
         .mount(&healthy_srv)
         .await;
@@ -1287,13 +1245,13 @@ rate_limit = { per_second = 10, burst = 10 }
 async fn endless_retry_after_is_cut_to_an_hour(v: Vendor, retry_after: &str) {
     let clock = ManualClock::new(t0());
     let server = common::strict_server().await;
-    v.create("ENDLESS-1")
+    v.spring_create("ENDLESS-1")
         .respond_with(throttled_429(retry_after))
         .expect(1)
         .mount(&server)
         .await;
-    v.create("ENDLESS-2")
-        .respond_with(v.created("ENDLESS-2"))
+    v.spring_create("ENDLESS-2")
+        .respond_with(v.created_one("ENDLESS-2"))
         .expect(1)
         .mount(&server)
         .await;

@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use common::jobs::{accepted, all_results, counts, job_action, post_job, start_job, wait_done};
@@ -30,7 +29,7 @@ const ENV: [(&str, &str); 3] = [
 const WITHIN: Duration = Duration::from_secs(30);
 
 const COUPON: &str = "coupon_spring";
-const PROMOTION: &str = "7005b249-300b-4cf6-964e-e663278af218";
+const PROMOTION: &str = common::MOLTIN_PROMOTION;
 
 /// `spring`: 20% off on Loop (inline), Partnero (coupon) and Moltin (promotion).
 fn spring() -> String {
@@ -53,99 +52,15 @@ fn template() -> Value {
 // Upstreams
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Vendor {
-    Loop,
-    Partnero,
-    Moltin,
-}
+use common::Vendor;
 
-impl Vendor {
-    fn name(self) -> &'static str {
-        match self {
-            Vendor::Loop => "loop",
-            Vendor::Partnero => "partnero",
-            Vendor::Moltin => "moltin",
-        }
+/// The token each vendor is configured with here.
+fn token(v: Vendor) -> &'static str {
+    match v {
+        Vendor::Loop => LOOP_TOKEN,
+        Vendor::Partnero => PARTNERO_TOKEN,
+        Vendor::Moltin => MOLTIN_TOKEN,
     }
-
-    fn token(self) -> &'static str {
-        match self {
-            Vendor::Loop => LOOP_TOKEN,
-            Vendor::Partnero => PARTNERO_TOKEN,
-            Vendor::Moltin => MOLTIN_TOKEN,
-        }
-    }
-
-    /// The vendor's create endpoint with the headers its document requires.
-    fn endpoint(self) -> wiremock::MockBuilder {
-        let bearer = format!("Bearer {}", self.token());
-        let m = Mock::given(method("POST"))
-            .and(header("Authorization", bearer.as_str()))
-            .and(header("Content-Type", "application/json"));
-        match self {
-            Vendor::Loop => m.and(path("/v1/admin/promos")),
-            Vendor::Partnero => m
-                .and(path("/v1/promotion-codes"))
-                .and(header("Accept", "application/json")),
-            Vendor::Moltin => m.and(path(format!("/v2/promotions/{PROMOTION}/codes"))),
-        }
-    }
-
-    /// The documented body for plain 20%-off codes (one, except on Moltin).
-    fn body(self, codes: &[String]) -> Value {
-        match self {
-            Vendor::Loop => common::loop_body(&codes[0]),
-            Vendor::Partnero => common::partnero_body(COUPON, &codes[0]),
-            Vendor::Moltin => json!({
-                "data": {
-                    "type": "promotion_codes",
-                    "codes": codes.iter().map(|c| json!({ "code": c })).collect::<Vec<_>>()
-                }
-            }),
-        }
-    }
-
-    /// The codes a body carries.
-    fn codes_in(self, body: &Value) -> Option<Vec<String>> {
-        match self {
-            Vendor::Loop | Vendor::Partnero => Some(vec![body["code"].as_str()?.to_owned()]),
-            Vendor::Moltin => body["data"]["codes"]
-                .as_array()?
-                .iter()
-                .map(|c| c["code"].as_str().map(str::to_owned))
-                .collect(),
-        }
-    }
-
-    /// The documented success answer.
-    fn created(self, codes: &[String]) -> ResponseTemplate {
-        match self {
-            Vendor::Loop => common::loop_created(&loop_id(&codes[0]), &codes[0]),
-            Vendor::Partnero => common::partnero_created(&codes[0]),
-            Vendor::Moltin => common::moltin_created(PROMOTION),
-        }
-    }
-
-    fn conflict(self) -> ResponseTemplate {
-        ResponseTemplate::new(409).set_body_json(match self {
-            Vendor::Loop => common::loop_conflict_body(),
-            Vendor::Partnero => common::partnero_conflict_body(),
-            Vendor::Moltin => json!({ "errors": [{ "status": 409, "title": "Duplicate code" }] }),
-        })
-    }
-
-    /// The vendor id a created code gets: Loop's own id, the code elsewhere.
-    fn vendor_id(self, code: &str) -> String {
-        match self {
-            Vendor::Loop => loop_id(code),
-            Vendor::Partnero | Vendor::Moltin => code.to_owned(),
-        }
-    }
-}
-
-fn loop_id(code: &str) -> String {
-    format!("promo_{code}")
 }
 
 /// What a recording upstream saw.
@@ -186,7 +101,11 @@ impl Recorder {
     /// Mounts it on a strict server: a call to another path or with other headers fails the test.
     async fn serve(self) -> (MockServer, Self) {
         let server = common::strict_server().await;
-        self.vendor.endpoint().respond_with(self.clone()).mount(&server).await;
+        self.vendor
+            .endpoint(token(self.vendor))
+            .respond_with(self.clone())
+            .mount(&server)
+            .await;
         (server, self)
     }
 
@@ -221,7 +140,7 @@ impl Respond for Recorder {
         log.calls += 1;
         let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
         let codes = match self.vendor.codes_in(&body) {
-            Some(codes) if !codes.is_empty() && body == self.vendor.body(&codes) => codes,
+            Some(codes) if !codes.is_empty() && body == self.vendor.body(COUPON, &codes) => codes,
             _ => {
                 log.wrong.push(body.to_string());
                 return ResponseTemplate::new(400)
@@ -365,8 +284,7 @@ async fn a_thousand_codes_reach_three_targets_each_exactly_once() {
 /// Expects exactly one call with the vendor's documented headers and `body`, answered 201 for `code`.
 async fn expect(server: &MockServer, vendor: Vendor, body: Value, code: &str) {
     vendor
-        .endpoint()
-        .and(wiremock::matchers::body_json(body))
+        .create(token(vendor), body)
         .respond_with(vendor.created(&[code.to_owned()]))
         .expect(1)
         .mount(server)
@@ -491,8 +409,7 @@ async fn an_ndjson_upload_goes_to_moltin_in_one_batch_and_to_loop_code_by_code()
         ("ND-3", json!({ "code": "ND-3", "percent_off": 20 })),
     ] {
         Vendor::Loop
-            .endpoint()
-            .and(wiremock::matchers::body_json(body))
+            .create(LOOP_TOKEN, body)
             .respond_with(Vendor::Loop.created(&[code.to_owned()]))
             .expect(1)
             .mount(&loop_srv)
@@ -501,7 +418,7 @@ async fn an_ndjson_upload_goes_to_moltin_in_one_batch_and_to_loop_code_by_code()
     // moltin-create-promotion-codes.md: many codes in one call, `uses` for the limit, `user`
     // for a code bound to one customer.
     Vendor::Moltin
-        .endpoint()
+        .endpoint(token(Vendor::Moltin))
         .and(wiremock::matchers::body_json(json!({
             "data": {
                 "type": "promotion_codes",
@@ -659,7 +576,7 @@ async fn a_mirror_delivers_a_campaign_to_the_new_target_only() {
         assert!(spring_codes.iter().any(|c| c == code), "{r}");
         assert_eq!(r["status"], "created", "{r}");
         match r["upstream"].as_str().unwrap() {
-            "loop" => assert_eq!(r["vendor_id"], loop_id(code), "{r}"),
+            "loop" => assert_eq!(r["vendor_id"], Vendor::Loop.vendor_id(code), "{r}"),
             "partnero" => assert_eq!(r["vendor_id"], code, "{r}"),
             other => panic!("a result for {other}: {r}"),
         }
@@ -903,7 +820,7 @@ async fn the_eta_follows_the_observed_pace_of_a_slow_vendor() {
 async fn a_batch_refused_for_its_credentials_is_not_split() {
     let server = common::strict_server().await;
     Vendor::Moltin
-        .endpoint()
+        .endpoint(token(Vendor::Moltin))
         .respond_with(
             ResponseTemplate::new(401).set_body_json(json!({ "errors": [{ "status": 401, "title": "Unauthorized" }] })),
         )

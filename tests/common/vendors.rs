@@ -272,3 +272,132 @@ pub async fn expect_loop_failure_then_created(
 pub async fn assert_calls(server: &MockServer, n: usize, what: &str) {
     assert_eq!(received(server).await, n, "{what}: calls to {}", server.uri());
 }
+
+// ---------------------------------------------------------------------------------------------
+// The vendors the sync-job, resilience and per-vendor tests drive alike
+// ---------------------------------------------------------------------------------------------
+
+/// Moltin's promotion the tests' campaigns attach codes to.
+pub const MOLTIN_PROMOTION: &str = "7005b249-300b-4cf6-964e-e663278af218";
+
+/// A vendor whose create call tests mock from its document, one home for what each needs: the
+/// endpoint and headers, the body of a plain 20%-off code, and the documented answers. The
+/// upstream a test configures for it is named as the vendor is (`loop`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Vendor {
+    Loop,
+    Partnero,
+    Moltin,
+}
+
+impl Vendor {
+    pub fn name(self) -> &'static str {
+        match self {
+            Vendor::Loop => "loop",
+            Vendor::Partnero => "partnero",
+            Vendor::Moltin => "moltin",
+        }
+    }
+
+    /// As the gateway's messages name the vendor.
+    pub fn display(self) -> &'static str {
+        match self {
+            Vendor::Loop => "Loop",
+            Vendor::Partnero => "Partnero",
+            Vendor::Moltin => "Moltin",
+        }
+    }
+
+    /// The create endpoint's path (Moltin's under [`MOLTIN_PROMOTION`]).
+    pub fn path(self) -> String {
+        match self {
+            Vendor::Loop => "/v1/admin/promos".into(),
+            Vendor::Partnero => "/v1/promotion-codes".into(),
+            Vendor::Moltin => format!("/v2/promotions/{MOLTIN_PROMOTION}/codes"),
+        }
+    }
+
+    /// Any call to the create endpoint, whatever its headers and body (for fault tests).
+    pub fn any_call(self) -> MockBuilder {
+        Mock::given(method("POST")).and(path(self.path()))
+    }
+
+    /// The create endpoint with the headers the vendor's document requires, any body.
+    pub fn endpoint(self, token: &str) -> MockBuilder {
+        let m = self
+            .any_call()
+            .and(header("Authorization", format!("Bearer {token}").as_str()))
+            .and(header("Content-Type", "application/json"));
+        match self {
+            Vendor::Partnero => m.and(header("Accept", "application/json")),
+            Vendor::Loop | Vendor::Moltin => m,
+        }
+    }
+
+    /// Exactly the documented call carrying `body`.
+    pub fn create(self, token: &str, body: Value) -> MockBuilder {
+        self.endpoint(token).and(body_json(body))
+    }
+
+    /// The documented body for plain 20%-off codes (one, except on Moltin, which takes a batch;
+    /// Partnero's on `coupon`).
+    pub fn body(self, coupon: &str, codes: &[String]) -> Value {
+        match self {
+            Vendor::Loop => loop_body(&codes[0]),
+            Vendor::Partnero => partnero_body(coupon, &codes[0]),
+            Vendor::Moltin => json!({
+                "data": {
+                    "type": "promotion_codes",
+                    "codes": codes.iter().map(|c| json!({ "code": c })).collect::<Vec<_>>()
+                }
+            }),
+        }
+    }
+
+    /// The codes a create body carries.
+    pub fn codes_in(self, body: &Value) -> Option<Vec<String>> {
+        match self {
+            Vendor::Loop | Vendor::Partnero => Some(vec![body["code"].as_str()?.to_owned()]),
+            Vendor::Moltin => body["data"]["codes"]
+                .as_array()?
+                .iter()
+                .map(|c| c["code"].as_str().map(str::to_owned))
+                .collect(),
+        }
+    }
+
+    /// The id these tests' vendors give a created code: Loop's own (`promo_<code>`), the code
+    /// elsewhere.
+    pub fn vendor_id(self, code: &str) -> String {
+        match self {
+            Vendor::Loop => format!("promo_{code}"),
+            Vendor::Partnero | Vendor::Moltin => code.to_owned(),
+        }
+    }
+
+    /// The documented success status.
+    pub fn success(self) -> u16 {
+        match self {
+            Vendor::Loop | Vendor::Moltin => 201,
+            Vendor::Partnero => 200,
+        }
+    }
+
+    /// The documented success answer for `codes` (Loop's with [`Vendor::vendor_id`]).
+    pub fn created(self, codes: &[String]) -> ResponseTemplate {
+        match self {
+            Vendor::Loop => loop_created(&self.vendor_id(&codes[0]), &codes[0]),
+            Vendor::Partnero => partnero_created(&codes[0]),
+            Vendor::Moltin => moltin_created(MOLTIN_PROMOTION),
+        }
+    }
+
+    /// The documented "already exists" answer.
+    pub fn conflict(self) -> ResponseTemplate {
+        ResponseTemplate::new(409).set_body_json(match self {
+            Vendor::Loop => loop_conflict_body(),
+            Vendor::Partnero => partnero_conflict_body(),
+            Vendor::Moltin => json!({ "errors": [{ "status": 409, "title": "Duplicate code" }] }),
+        })
+    }
+}
