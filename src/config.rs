@@ -124,6 +124,29 @@ pub struct LedgerConfig {
     /// (renewed every third of it); another owner may take over the work only after it.
     #[serde(default = "default_lease_seconds")]
     pub lease_seconds: u32,
+    /// The environment variable holding a `postgres://` URL: the ledger is then that database,
+    /// shared by every replica, instead of the SQLite file at `path`. From the environment
+    /// because the URL may carry a password.
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// A `postgres://` URL without a password (local use, a socket or trust authentication);
+    /// one with a password belongs in the variable `url_env` names.
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+impl LedgerConfig {
+    /// Where the PostgreSQL ledger is, when the config names one: the key that names it (for
+    /// messages: `ledger.url_env (NAME)` or `ledger.url`), and the URL or why it cannot be had.
+    pub fn database_url(&self, env: &dyn Fn(&str) -> Option<String>) -> Option<(String, Result<String, String>)> {
+        if let Some(var) = &self.url_env {
+            let url = env(var)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| "the variable is not set; it must hold the postgres:// URL of the ledger".to_owned());
+            return Some((format!("ledger.url_env ({var})"), url));
+        }
+        self.url.as_ref().map(|url| ("ledger.url".to_owned(), Ok(url.clone())))
+    }
 }
 
 impl Default for LedgerConfig {
@@ -133,6 +156,8 @@ impl Default for LedgerConfig {
             idempotency_key_hours: default_key_hours(),
             reserve_bytes: default_reserve_bytes(),
             lease_seconds: default_lease_seconds(),
+            url_env: None,
+            url: None,
         }
     }
 }
@@ -484,6 +509,25 @@ impl Config {
         ] {
             if value == 0 {
                 return Err(format!("server.{key}: must be at least 1"));
+            }
+        }
+        if self.ledger.url_env.is_some() && self.ledger.url.is_some() {
+            return Err(
+                "ledger.url, ledger.url_env: name the PostgreSQL ledger once (url_env when the URL holds a password)"
+                    .into(),
+            );
+        }
+        if let Some(url) = &self.ledger.url {
+            // Never echo the URL: it is what must not hold a password.
+            match url::Url::parse(url) {
+                Ok(u) if !matches!(u.scheme(), "postgres" | "postgresql") => {
+                    return Err("ledger.url: must be a postgres:// URL".into())
+                }
+                Ok(u) if u.password().is_some() => {
+                    return Err("ledger.url: holds a password; put the URL in an environment variable and name it in ledger.url_env".into())
+                }
+                Ok(_) => {}
+                Err(_) => return Err("ledger.url: must be a postgres:// URL".into()),
             }
         }
         if self.ledger.lease_seconds < 3 {

@@ -17,6 +17,10 @@ pub enum StartupError {
     },
     #[error("cannot open the ledger {path}: {message}")]
     Ledger { path: PathBuf, message: String },
+    /// The PostgreSQL ledger cannot be used: an unset variable, a URL it cannot read, a database
+    /// that does not answer. Names the key and the host, never the URL (it may hold a password).
+    #[error("cannot open the ledger: {key}: {message}")]
+    Database { key: String, message: String },
     /// The shared rate budget cannot be used: `[rate_limit]` names a variable that is unset,
     /// or a Redis that does not answer. Never shows the URL (it may hold a password).
     #[error("rate_limit.redis_url_env ({var}): {message}")]

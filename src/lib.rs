@@ -62,6 +62,9 @@ pub struct Gateway {
     pub config: Config,
     pub engine: Arc<Engine>,
     lease: std::time::Duration,
+    /// The ledger is shared with other processes (PostgreSQL): they may die or stop and leave
+    /// work to adopt while this one runs.
+    shared: bool,
 }
 
 impl Gateway {
@@ -78,20 +81,15 @@ impl Gateway {
         })?;
         let campaigns = config::load_campaigns(&config.mappings_dir(config_path))?;
         let lease = std::time::Duration::from_secs(config.ledger.lease_seconds.into());
-        let options = store::sqlite::Options {
-            reserve_bytes: config.ledger.reserve_bytes,
-            owner: owner_name(),
-            lease: chrono::Duration::seconds(config.ledger.lease_seconds.into()),
-            // The caller holds the file's lock: what the last process held is free.
-            sole_owner: true,
-        };
-        let store: Arc<dyn ports::Store> = Arc::new(store::sqlite::Ledger::open_with(
-            &config.ledger_path(config_path),
-            options,
-        )?);
+        let (store, shared) = ledger(&config, config_path, env)?;
         let upstreams = upstreams(&config, env, &clock)?;
         let engine = Arc::new(Engine::new(&config, campaigns, store, upstreams, clock)?);
-        Ok(Self { config, engine, lease })
+        Ok(Self {
+            config,
+            engine,
+            lease,
+            shared,
+        })
     }
 
     /// Inside a tokio runtime, takes over the work no live owner holds (the creates and sync
@@ -102,23 +100,28 @@ impl Gateway {
             return;
         };
         let engine = self.engine.clone();
+        let (shared, every) = (self.shared, self.lease / 3);
         runtime.spawn(async move {
-            let adopted = match engine.store.adopt(engine.clock.now()).await {
-                Ok(adopted) => adopted,
-                Err(e) => {
-                    tracing::error!("could not read the work the last stop left from the ledger: {e}");
+            adopt(&engine, "the last stop").await;
+            if !shared {
+                return;
+            }
+            // On a shared ledger, work of a replica that died is free once its lease runs
+            // out, and work of one that stopped cleanly at once (it says so): look every third
+            // of a lease, and whenever a replica says it released work.
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = engine.store.work_released() => {}
+                }
+                // A process that is stopping hands work over; it takes none.
+                if engine.stopping() {
                     return;
                 }
-            };
-            for &id in &adopted.jobs {
-                tracing::info!(job = id, "resuming a sync job interrupted by the last stop");
-                engine.clone().spawn_job(id);
-            }
-            if !adopted.creates.is_empty() {
-                match engine.resume(adopted.creates).await {
-                    Ok(n) => tracing::info!(creates = n, "resumed creates interrupted by the last stop"),
-                    Err(e) => tracing::error!("could not resume interrupted creates: {e}"),
-                }
+                adopt(&engine, "another process that stopped or died").await;
             }
         });
         let engine = self.engine.clone();
@@ -134,6 +137,68 @@ impl Gateway {
             }
         });
     }
+}
+
+/// Takes over the work no live owner holds and resumes it in the background: the sync jobs,
+/// and the creates (resent where the call may not have reached the vendor, with a warning).
+async fn adopt(engine: &Arc<Engine>, left_by: &'static str) {
+    let adopted = match engine.store.adopt(engine.clock.now()).await {
+        Ok(adopted) => adopted,
+        Err(e) => {
+            tracing::error!("could not read the work {left_by} left from the ledger: {e}");
+            return;
+        }
+    };
+    for &id in &adopted.jobs {
+        tracing::info!(job = id, "resuming a sync job interrupted by {left_by}");
+        engine.clone().spawn_job(id);
+    }
+    if !adopted.creates.is_empty() {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            match engine.resume(adopted.creates).await {
+                Ok(n) => tracing::info!(creates = n, "resumed creates interrupted by {left_by}"),
+                Err(e) => tracing::error!("could not resume interrupted creates: {e}"),
+            }
+        });
+    }
+}
+
+/// The ledger the config names: PostgreSQL (`ledger.url_env` or `ledger.url`), shared by
+/// replicas, or the SQLite file (`ledger.path`), which the caller holds the lock of. Whether it
+/// is shared.
+fn ledger(
+    config: &Config,
+    config_path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Arc<dyn ports::Store>, bool), StartupError> {
+    let lease = chrono::Duration::seconds(config.ledger.lease_seconds.into());
+    let Some((key, url)) = config.ledger.database_url(env) else {
+        let options = store::sqlite::Options {
+            reserve_bytes: config.ledger.reserve_bytes,
+            owner: owner_name(),
+            lease,
+            // The caller holds the file's lock: what the last process held is free.
+            sole_owner: true,
+        };
+        let ledger = store::sqlite::Ledger::open_with(&config.ledger_path(config_path), options)?;
+        return Ok((Arc::new(ledger), false));
+    };
+    let fail = |message: String| StartupError::Database {
+        key: key.clone(),
+        message,
+    };
+    let url = url.map_err(fail)?;
+    let runtime = tokio::runtime::Handle::try_current()
+        .map_err(|_| fail("a PostgreSQL ledger is opened inside the gateway's runtime".into()))?;
+    let options = store::postgres::Options {
+        owner: owner_name(),
+        lease,
+        ..store::postgres::Options::default()
+    };
+    let connect = store::postgres::Ledger::connect(&url, options);
+    let ledger = tokio::task::block_in_place(|| runtime.block_on(connect)).map_err(|e| fail(e.to_string()))?;
+    Ok((Arc::new(ledger), true))
 }
 
 /// This process's name as an owner of work in the ledger: unique across restarts and hosts.

@@ -118,11 +118,17 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Opens the gateway, holding the ledger's lock file for the life of the process: two
-/// processes on one ledger (a server and a CLI job) would both resume the same work.
-fn open(config: &Path) -> Result<(Gateway, std::fs::File), StartupError> {
+/// Opens the gateway, holding a SQLite ledger's lock file for the life of the process: two
+/// processes on one file (a server and a CLI job) would both resume the same work. A
+/// PostgreSQL ledger needs none: its work is owned under leases, so a CLI job may run beside
+/// serving replicas.
+fn open(config: &Path) -> Result<(Gateway, Option<std::fs::File>), StartupError> {
     let env = |name: &str| std::env::var(name).ok();
     let loaded = promo_gateway::Config::load(config)?;
+    if loaded.ledger.database_url(&env).is_some() {
+        let gateway = Gateway::open(config, &env, Arc::new(promo_gateway::clock::SystemClock))?;
+        return Ok((gateway, None));
+    }
     let ledger = loaded.ledger_path(config);
     let lock_path = ledger.with_extension("db.lock");
     let fail = |message: String| StartupError::Ledger {
@@ -134,7 +140,7 @@ fn open(config: &Path) -> Result<(Gateway, std::fs::File), StartupError> {
         fail("another promo-gateway process is using this ledger; stop it, or send the job to its HTTP API (POST /v1/sync-jobs)".into())
     })?;
     let gateway = Gateway::open(config, &env, Arc::new(promo_gateway::clock::SystemClock))?;
-    Ok((gateway, lock))
+    Ok((gateway, Some(lock)))
 }
 
 /// `check-config`: the report on stdout; exit 1 when it found a problem.

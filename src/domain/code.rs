@@ -186,6 +186,19 @@ pub fn held_elsewhere(rows: impl IntoIterator<Item = HoldRow>, targets: &[String
     (!held_by.is_empty()).then_some(CodeConflict::OtherCampaign { held_by })
 }
 
+/// Why a retry does not reopen a delivery: another campaign's code of the same name (`code`
+/// of `campaign`, empty for none) has reached the upstream since it failed.
+pub fn held_since(campaign: &str, code: &str, upstream: &str) -> String {
+    let held_by = if campaign.is_empty() {
+        format!("`{code}` (of no campaign)")
+    } else {
+        format!("`{code}` of campaign `{campaign}`")
+    };
+    format!(
+        "not sent again: {held_by} has reached {upstream} since this delivery failed, and a vendor keeps one code per name whatever the case"
+    )
+}
+
 /// A code and its state on every target, as `GET /v1/promo-codes/{code}` shows it.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct CodeRecord {

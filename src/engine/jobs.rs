@@ -36,7 +36,7 @@ use crate::domain::error::DomainError;
 use crate::domain::job::{JobRecord, JobResult, JobState, NewJob};
 use crate::engine::intake::{self, Codes};
 use crate::engine::{self, ledger_error, Engine, ErrorKind, Status, TargetResult};
-use crate::ports::StoreError;
+use crate::ports::{StoreError, StoreErrorKind};
 use crate::upstream::{Halt, Patience, Upstream};
 use promo_adapters::Problems;
 
@@ -44,6 +44,8 @@ use promo_adapters::Problems;
 const PAGE: usize = 256;
 /// Deliveries of one target in flight at once from a job (the upstream's own cap still holds).
 const CONCURRENCY: usize = 32;
+/// How long a job waits before trying a ledger that could not be reached again.
+const LEDGER_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Codes a generator may be asked for in one job.
 pub const MAX_GENERATE: u64 = 1_000_000;
 /// The characters a generated code's random part is drawn from: no 0/O, 1/I/L, 5/S, 2/Z,
@@ -351,8 +353,22 @@ impl Engine {
                 let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
                 jobs.started.insert(id, (self.clock.now(), pending));
             }
-            if let Err(e) = self.run_job(id, controlled).await {
-                tracing::error!(job = id, "sync job stopped: {e}");
+            // A ledger that cannot be reached pauses the run, which goes on when it answers
+            // again: the job stays this process's (its lease is renewed when the ledger
+            // returns), and what was not recorded is still pending.
+            loop {
+                match self.run_job(id, controlled.clone()).await {
+                    Ok(()) => break,
+                    Err(e) if e.kind == StoreErrorKind::Unavailable && *controlled.borrow() != Control::Pause => {
+                        tracing::warn!(job = id, "sync job waiting for the ledger: {e}");
+                        let mut control = controlled.clone();
+                        let _ = tokio::time::timeout(LEDGER_RETRY, control.wait_for(|c| *c == Control::Pause)).await;
+                    }
+                    Err(e) => {
+                        tracing::error!(job = id, "sync job stopped: {e}");
+                        break;
+                    }
+                }
             }
             // A retry may already have registered the job's next run: leave that one alone.
             let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
@@ -387,6 +403,11 @@ impl Engine {
         Paused(paused)
     }
 
+    /// Whether the gateway is stopping (its jobs paused): it hands work over and takes none.
+    pub fn stopping(&self) -> bool {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).pausing
+    }
+
     /// The switch of job `id`'s run in this process, if it runs.
     fn job_control(&self, id: i64) -> Option<watch::Sender<Control>> {
         let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
@@ -413,11 +434,14 @@ impl Engine {
                     let _ = tokio::time::timeout(std::time::Duration::from_millis(20), done.changed()).await;
                 }
             }
-            None => self
-                .store
-                .end_job(id, JobState::Cancelled)
-                .await
-                .map_err(ledger_error)?,
+            // Not running here: on another replica (whose runner sees the state between pages and
+            // stops), or nowhere.
+            None => {
+                self.store
+                    .end_job(id, JobState::Cancelled)
+                    .await
+                    .map_err(ledger_error)?;
+            }
         }
         self.job_status(id).await
     }
@@ -525,8 +549,14 @@ impl Engine {
                 return Ok(());
             }
         };
-        self.store.end_job(id, state).await?;
-        tracing::info!(job = id, ?state, "sync job ended");
+        if self.store.end_job(id, state).await? {
+            tracing::info!(job = id, ?state, "sync job ended");
+        } else {
+            tracing::info!(
+                job = id,
+                "sync job stopped here: it was ended or taken over by another process"
+            );
+        }
         Ok(())
     }
 
@@ -546,6 +576,17 @@ impl Engine {
         let mut after = 0;
         loop {
             if !gate.open() {
+                return Ok(());
+            }
+            // Another process on a shared ledger may have cancelled the job since the last
+            // page: then nothing more is sent. (`job_work` gives nothing once another owner
+            // has adopted it.)
+            if self
+                .store
+                .job(job.id)
+                .await?
+                .is_none_or(|j| j.state != JobState::Running)
+            {
                 return Ok(());
             }
             let page = self.store.job_work(job.id, target.to_owned(), after, page_size).await?;

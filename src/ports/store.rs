@@ -119,7 +119,9 @@ pub trait Store: Send + Sync + 'static {
     async fn job_counts(&self, id: i64) -> Result<BTreeMap<String, BTreeMap<Status, u64>>, StoreError>;
 
     /// The next `limit` of the job's codes still pending on `upstream` under this job's claim,
-    /// after `after_seq`. A delivery another create or job has claimed is theirs to send.
+    /// after `after_seq`, while the job runs and this owner holds it (none otherwise: the job
+    /// was ended or adopted elsewhere). A delivery another create or job has claimed is theirs
+    /// to send.
     async fn job_work(
         &self,
         id: i64,
@@ -137,13 +139,16 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<JobResult>, StoreError>;
 
-    /// Sets the job running again with its failed, throttled and cancelled deliveries pending
+    /// Sets the job running again, owned by this handle, with its failed, throttled and cancelled deliveries pending
     /// (except where another campaign's code has reached that upstream since, which stay as
     /// they are); how many deliveries it reopened.
     async fn retry_job(&self, id: i64) -> Result<u64, StoreError>;
 
-    /// Ends a job: `Done`, or `Cancelled` with its still pending deliveries marked cancelled.
-    async fn end_job(&self, id: i64, state: JobState) -> Result<(), StoreError>;
+    /// Ends a running job: `Done` (by its owner only: a process whose job another adopted must
+    /// not end it under the adopter), or `Cancelled` with its still pending deliveries marked
+    /// cancelled (whoever asks). Whether it ended: a job already ended (a cancel on another
+    /// replica) stays as it is.
+    async fn end_job(&self, id: i64, state: JobState) -> Result<bool, StoreError>;
 
     /// Takes the unfinished creates and running jobs of other owners whose lease has run out by
     /// `now` (or was released), leasing them to this owner. This owner's own work is never
@@ -155,4 +160,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Gives up this owner's leases (a clean stop): another process may adopt its work at once.
     async fn release(&self) -> Result<(), StoreError>;
+
+    /// Resolves when another owner may have released work (a shared backend tells its
+    /// processes), so that they adopt it at once instead of at their next periodic look.
+    /// A store only one process uses never resolves it.
+    async fn work_released(&self) {
+        std::future::pending::<()>().await
+    }
 }

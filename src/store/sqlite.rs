@@ -816,19 +816,9 @@ fn explain_held_elsewhere(tx: &Connection, job_id: i64) -> Result<(), LedgerErro
     };
     for (code_id, upstream, status, result, campaign, code) in held {
         let previous: Option<TargetResult> = result.as_deref().map(serde_json::from_str).transpose()?;
-        let held_by = if campaign.is_empty() {
-            format!("`{code}` (of no campaign)")
-        } else {
-            format!("`{code}` of campaign `{campaign}`")
-        };
         let explained = previous
             .unwrap_or_else(|| TargetResult::new(&upstream, None, parse_status(&status)))
-            .with_error(
-                ErrorKind::CodeConflict,
-                format!(
-                    "not sent again: {held_by} has reached {upstream} since this delivery failed, and a vendor keeps one code per name whatever the case"
-                ),
-            );
+            .with_error(ErrorKind::CodeConflict, code::held_since(&campaign, &code, &upstream));
         tx.prepare_cached(&format!(
             "UPDATE deliveries SET result = ?1, updated_at = {NOW} WHERE code_id = ?2 AND upstream = ?3"
         ))?
@@ -1289,16 +1279,18 @@ impl Store for Ledger {
         after_seq: i64,
         limit: usize,
     ) -> Result<Vec<JobWork>, StoreError> {
+        let owner = self.owner.clone();
         self.with(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT i.seq, i.code_id, c.definition FROM job_items i
                    JOIN deliveries d ON d.code_id = i.code_id AND d.upstream = ?2
                    JOIN codes c ON c.id = i.code_id
                   WHERE i.job_id = ?1 AND i.seq > ?3 AND d.status = 'pending' AND d.job_id = ?1
+                    AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = ?1 AND j.owner = ?5 AND j.state = 'running')
                   ORDER BY i.seq LIMIT ?4",
             )?;
             let rows: Vec<(i64, i64, String)> = stmt
-                .query_map(params![id, upstream, after_seq, limit as i64], |r| {
+                .query_map(params![id, upstream, after_seq, limit as i64, &*owner], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })?
                 .collect::<Result<_, _>>()?;
@@ -1375,6 +1367,8 @@ impl Store for Ledger {
     }
 
     async fn retry_job(&self, id: i64) -> Result<u64, StoreError> {
+        let owner = self.owner.clone();
+        let until = stamp(Utc::now() + self.lease);
         self.with(move |conn| {
             let tx = conn.transaction()?;
             explain_held_elsewhere(&tx, id)?;
@@ -1402,8 +1396,8 @@ impl Store for Ledger {
                 [id],
             )?;
             tx.execute(
-                "UPDATE jobs SET state = 'running', finished_at = NULL WHERE id = ?1",
-                [id],
+                "UPDATE jobs SET state = 'running', finished_at = NULL, owner = ?2, lease_until = ?3 WHERE id = ?1",
+                params![id, &*owner, until],
             )?;
             tx.commit()?;
             Ok(reopened as u64)
@@ -1411,9 +1405,21 @@ impl Store for Ledger {
         .await
     }
 
-    async fn end_job(&self, id: i64, state: JobState) -> Result<(), StoreError> {
+    async fn end_job(&self, id: i64, state: JobState) -> Result<bool, StoreError> {
+        let me = self.owner.clone();
         self.with(move |conn| {
             let tx = conn.transaction()?;
+            let owner: Option<Option<String>> = tx
+                .query_row(
+                    "SELECT owner FROM jobs WHERE id = ?1 AND state = 'running'",
+                    [id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(owner) = owner else { return Ok(false) };
+            if state == JobState::Done && owner.as_deref() != Some(&*me) {
+                return Ok(false);
+            }
             if state == JobState::Cancelled {
                 tx.execute(
                     &format!(
@@ -1428,7 +1434,7 @@ impl Store for Ledger {
                 params![state.as_str(), id],
             )?;
             tx.commit()?;
-            Ok(())
+            Ok(true)
         })
         .await
     }
@@ -1485,12 +1491,13 @@ impl Store for Ledger {
         let owner = self.owner.clone();
         self.with(move |conn| {
             let tx = conn.transaction()?;
+            // No owner, so that no renewal of this process's leases takes the work back.
             tx.execute(
-                "UPDATE requests SET lease_until = NULL WHERE owner = ?1 AND finished_at IS NULL",
+                "UPDATE requests SET owner = NULL, lease_until = NULL WHERE owner = ?1 AND finished_at IS NULL",
                 [&*owner],
             )?;
             tx.execute(
-                "UPDATE jobs SET lease_until = NULL WHERE owner = ?1 AND state = 'running'",
+                "UPDATE jobs SET owner = NULL, lease_until = NULL WHERE owner = ?1 AND state = 'running'",
                 [&*owner],
             )?;
             tx.commit()?;

@@ -1,0 +1,637 @@
+//! The PostgreSQL ledger: the same records and guarantees as the SQLite one (`store::sqlite`),
+//! for several gateway replicas on one database.
+//!
+//! What one process's lock file gave the SQLite ledger, the database gives here:
+//! - a write that reads before it decides (the held-elsewhere check, the redefinition rule, a
+//!   claim, an idempotency key) runs in one transaction under advisory locks on the code's key
+//!   and on the idempotency key (`queries::lock_codes`, `queries::lock_key`), so two replicas
+//!   cannot both pass a check whichever campaigns they write; the primary keys on
+//!   `(code_id, upstream)` and the unique keys back them;
+//! - work in flight has an owner and a lease: [`Store::adopt`] takes only work whose lease ran
+//!   out (`FOR UPDATE SKIP LOCKED`, so two adopters never take the same row), and a job's
+//!   deliveries are handed out only to its owner ([`Store::job_work`]);
+//! - a clean stop ([`Store::release`]) frees its leases and wakes the other replicas through
+//!   `NOTIFY` ([`Store::work_released`]), so they adopt at once instead of after the lease;
+//! - migrations run at start-up under an advisory lock, so replicas starting together apply
+//!   each once.
+//!
+//! A transaction that meets a deadlock or a serialization failure is run again (a job's tally
+//! rows are shared by its concurrent writers); any other database failure is the store's
+//! `Unavailable`, and nothing of the transaction was written.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use crate::domain::code::{code_key, CodeFilter, CodeRecord, Definition};
+use crate::domain::delivery::{CreateResponse, Status, TargetResult};
+use crate::domain::job::{JobRecord, JobResult, JobState, JobWork, NewJob, StageAs, Staged};
+use crate::domain::request::{
+    self as rules, Begin, Claim, ClaimDecision, KeyDecision, NewCreate, SeenKey, StoredRequest, Unfinished,
+};
+use crate::ports::{Adopted, Store, StoreError, StoreErrorKind};
+use queries::{exec, one, opt, rows};
+
+mod jobs;
+mod queries;
+mod schema;
+
+/// What went wrong inside the PostgreSQL store; the engine sees it as a [`StoreError`].
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PgError {
+    #[error("{}", describe(.0))]
+    Db(#[from] tokio_postgres::Error),
+    #[error("no connection: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("it holds a record the gateway cannot read: {0}")]
+    Corrupt(#[from] serde_json::Error),
+    #[error("it holds a record the gateway cannot read: {0}")]
+    State(String),
+}
+
+/// The driver's error with what the server or the socket said (its own text is only "db
+/// error" or "error connecting to server"; the cause follows in its source).
+fn describe(e: &tokio_postgres::Error) -> String {
+    match (e.as_db_error(), std::error::Error::source(e)) {
+        (Some(db), _) => format!("{} ({})", db.message(), db.code().code()),
+        (None, Some(cause)) => format!("{e}: {cause}"),
+        (None, None) => e.to_string(),
+    }
+}
+
+impl PgError {
+    /// A deadlock or a serialization failure: the transaction was rolled back and may be run
+    /// again as it was.
+    fn is_retryable(&self) -> bool {
+        use tokio_postgres::error::SqlState;
+        matches!(self, PgError::Db(e) if e.code().is_some_and(|c| *c == SqlState::T_R_DEADLOCK_DETECTED
+            || *c == SqlState::T_R_SERIALIZATION_FAILURE))
+    }
+}
+
+/// How a PostgreSQL ledger is opened.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// This process's name as an owner of work.
+    pub owner: String,
+    /// How long a lease on a create or job runs without renewal.
+    pub lease: chrono::Duration,
+    /// Connections kept at most.
+    pub max_connections: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            owner: format!("pid-{}", std::process::id()),
+            lease: chrono::Duration::seconds(30),
+            max_connections: 16,
+        }
+    }
+}
+
+/// Why the ledger could not be opened. Never shows the URL: it may carry a password.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("the variable does not hold a postgres:// URL this gateway can read")]
+    Url,
+    #[error("PostgreSQL at {host} does not answer: {source}")]
+    Connect { host: String, source: PgErrorMessage },
+    #[error("PostgreSQL at {host}: the ledger's schema could not be brought up to date: {source}")]
+    Migrate { host: String, source: PgErrorMessage },
+}
+
+/// A database error in words (never the URL, which the driver's errors do not carry).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PgErrorMessage(String);
+
+/// The PostgreSQL store: a pool of connections, and this process's name as an owner.
+#[derive(Clone)]
+pub struct Ledger {
+    pool: Pool,
+    config: Arc<tokio_postgres::Config>,
+    /// `host:port` of the database, for messages (never the user or password).
+    host: Arc<str>,
+    owner: Arc<str>,
+    lease: chrono::Duration,
+    released: Arc<tokio::sync::Notify>,
+}
+
+/// The channel a clean stop notifies on: its work is free for the others at once.
+const RELEASED: &str = "promo_gateway_released";
+
+/// How often a transaction that met a deadlock is tried, in all.
+pub(crate) const ATTEMPTS: u32 = 8;
+
+/// Runs `$body` in a transaction on a pooled connection (`$tx` names it) and commits it; a body
+/// that returns early (`return Ok(..)` from inside) rolls back. A deadlock or serialization
+/// failure runs it again, after a short random pause.
+macro_rules! in_tx {
+    ($store:expr, |$tx:ident| $body:expr) => {{
+        let mut attempt = 0u32;
+        loop {
+            let result: Result<_, $crate::store::postgres::PgError> = async {
+                let mut client = $store.pool.get().await?;
+                let $tx = client.transaction().await?;
+                let value = $body;
+                $tx.commit().await?;
+                Ok(value)
+            }
+            .await;
+            match result {
+                Err(e) if e.is_retryable() && attempt + 1 < $crate::store::postgres::ATTEMPTS => {
+                    attempt += 1;
+                    let pause = rand::random::<u64>() % (5 << attempt);
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+pub(crate) use in_tx;
+
+impl Ledger {
+    /// Connects, brings the schema up to date (once, whichever replica gets there first), and
+    /// starts listening for work other replicas release. Failure stops start-up.
+    pub async fn connect(url: &str, options: Options) -> Result<Self, OpenError> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|_| OpenError::Url)?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
+        config.application_name("promo-gateway");
+        let host = host_of(&config);
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.max_connections)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .expect("a pool with a runtime is always built");
+        let ledger = Self {
+            pool,
+            config: Arc::new(config),
+            host: host.clone().into(),
+            owner: options.owner.into(),
+            lease: options.lease,
+            released: Arc::new(tokio::sync::Notify::new()),
+        };
+        let message = |e: PgError| PgErrorMessage(e.to_string());
+        let client = ledger.pool.get().await.map_err(|e| OpenError::Connect {
+            host: host.clone(),
+            source: message(e.into()),
+        })?;
+        migrate(&client).await.map_err(|e| OpenError::Migrate {
+            host: host.clone(),
+            source: message(e),
+        })?;
+        drop(client);
+        ledger.listen();
+        Ok(ledger)
+    }
+
+    /// A store error in the engine's terms, naming the database (never its password).
+    fn fail(&self, e: PgError) -> StoreError {
+        let kind = match &e {
+            PgError::Corrupt(_) | PgError::State(_) => StoreErrorKind::Corrupt,
+            e if e.is_retryable() => StoreErrorKind::Conflict,
+            _ => StoreErrorKind::Unavailable,
+        };
+        StoreError::new(kind, format!("the ledger (PostgreSQL at {}): {e}", self.host))
+    }
+
+    /// Keeps a connection listening on [`RELEASED`] for the life of the process, reconnecting
+    /// when it drops, and wakes [`Store::work_released`] on every notification.
+    fn listen(&self) {
+        let (config, released) = (self.config.clone(), self.released.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Ok((client, mut connection)) = config.connect(NoTls).await {
+                    let messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+                    let waker = released.clone();
+                    let pump = tokio::spawn(async move {
+                        use futures::StreamExt;
+                        let mut messages = std::pin::pin!(messages);
+                        while let Some(Ok(message)) = messages.next().await {
+                            if let tokio_postgres::AsyncMessage::Notification(_) = message {
+                                waker.notify_one();
+                            }
+                        }
+                    });
+                    if client.batch_execute(&format!("LISTEN {RELEASED}")).await.is_ok() {
+                        // Work released while this connection was down is found by the next
+                        // periodic adoption; wake one now in case it was.
+                        released.notify_one();
+                    }
+                    let _ = pump.await;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+}
+
+/// `host:port` of the first host a config names (a socket directory shows as its path).
+fn host_of(config: &tokio_postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}")
+}
+
+/// Applies the migrations not yet applied, under a session advisory lock so that replicas
+/// starting together wait for the first instead of applying a migration twice.
+async fn migrate(client: &deadpool_postgres::Client) -> Result<(), PgError> {
+    let lock = queries::lock_id("migrations", "promo-gateway");
+    client.execute("SELECT pg_advisory_lock($1)", &[&lock]).await?;
+    let applied = async {
+        client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS ledger_migrations (
+                    version    INTEGER PRIMARY KEY,
+                    applied_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp())",
+            )
+            .await?;
+        let row = client
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM ledger_migrations", &[])
+            .await?;
+        let version = row.get::<_, i32>(0) as usize;
+        for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version) {
+            // Each migration with its record, in one transaction.
+            client
+                .batch_execute(&format!(
+                    "BEGIN; {sql}; INSERT INTO ledger_migrations (version) VALUES ({}); COMMIT;",
+                    i + 1
+                ))
+                .await?;
+        }
+        Ok::<_, PgError>(())
+    }
+    .await;
+    if applied.is_err() {
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    client.execute("SELECT pg_advisory_unlock($1)", &[&lock]).await?;
+    applied
+}
+
+#[async_trait::async_trait]
+impl Store for Ledger {
+    async fn problem(&self) -> Option<String> {
+        let probe = async {
+            let client = self.pool.get().await?;
+            client.simple_query("SELECT 1").await?;
+            Ok::<_, PgError>(())
+        };
+        match tokio::time::timeout(Duration::from_secs(2), probe).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("the ledger (PostgreSQL at {}) does not answer: {e}", self.host)),
+            Err(_) => Some(format!(
+                "the ledger (PostgreSQL at {}) did not answer within 2 s",
+                self.host
+            )),
+        }
+    }
+
+    async fn begin_create(&self, create: NewCreate) -> Result<Begin, StoreError> {
+        let body = create.body.to_string();
+        let names: Vec<String> = create.targets.iter().map(|t| t.upstream.clone()).collect();
+        let def = &create.definition;
+        let lease_until = create.now + self.lease;
+        let key_expires = create.key.as_ref().map(|_| create.now + create.key_window);
+        in_tx!(self, |tx| {
+            if let Some(key) = &create.key {
+                queries::lock_key(&tx, key).await?;
+                let seen = opt(
+                    &tx,
+                    "SELECT id, body, key_expires_at, response FROM requests WHERE idempotency_key = $1",
+                    &[key],
+                )
+                .await?
+                .map(|r| SeenKey {
+                    request_id: r.get(0),
+                    body: r.get(1),
+                    expires_at: r.get(2),
+                    response: r.get(3),
+                });
+                match rules::decide_key(seen, &body, create.now) {
+                    KeyDecision::Fresh => {}
+                    KeyDecision::Forget(id) => {
+                        exec(&tx, "UPDATE requests SET idempotency_key = NULL WHERE id = $1", &[&id]).await?;
+                    }
+                    KeyDecision::Reused(id) => return Ok(Begin::KeyReused(id)),
+                    KeyDecision::InProgress(id) => return Ok(Begin::InProgress(id)),
+                    KeyDecision::Replay(response) => return Ok(Begin::Replay(serde_json::from_str(&response)?)),
+                }
+            }
+            queries::lock_codes(&tx, std::slice::from_ref(&def.key())).await?;
+            // A refusal returns before the commit: the transaction is rolled back.
+            if let Some(conflict) = queries::staged_conflict(&tx, def, None).await? {
+                return Ok(Begin::Conflict(conflict));
+            }
+            let code_id = match queries::find_or_add_code(&tx, def).await? {
+                Ok(id) => id,
+                Err(conflict) => return Ok(Begin::Conflict(conflict)),
+            };
+            if let Some(conflict) = queries::held_elsewhere(&tx, &def.campaign, &def.key(), &names).await? {
+                return Ok(Begin::Conflict(conflict));
+            }
+            let request_id: i64 = one(
+                &tx,
+                "INSERT INTO requests (idempotency_key, key_expires_at, body, code_id, targets, owner, lease_until)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                &[
+                    &create.key,
+                    &key_expires,
+                    &body,
+                    &code_id,
+                    &names,
+                    &&*self.owner,
+                    &lease_until,
+                ],
+            )
+            .await?
+            .get(0);
+            let mut claims = Vec::with_capacity(create.targets.len());
+            for t in &create.targets {
+                let current = queries::delivery(&tx, code_id, &t.upstream).await?;
+                let decided = rules::decide_claim(current.as_ref().map(|(status, result)| (*status, result.is_some())));
+                let claim = match (decided, current) {
+                    (ClaimDecision::Done, Some((_, Some(result)))) => {
+                        Claim::Done(Box::new(serde_json::from_str(&result)?))
+                    }
+                    (ClaimDecision::Elsewhere, _) => Claim::Elsewhere,
+                    _ => {
+                        queries::put_delivery(&tx, code_id, &t.upstream, t.settled.as_ref(), Some(request_id), None)
+                            .await?;
+                        if t.settled.is_some() {
+                            Claim::Settled
+                        } else {
+                            Claim::Send
+                        }
+                    }
+                };
+                claims.push(claim);
+            }
+            Begin::New {
+                request_id,
+                code_id,
+                claims,
+            }
+        })
+        .map_err(|e| self.fail(e))
+    }
+
+    async fn record(&self, outcomes: Vec<(i64, TargetResult)>) -> Result<(), StoreError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        in_tx!(self, |tx| queries::record_outcomes(&tx, &outcomes).await?).map_err(|e| self.fail(e))
+    }
+
+    async fn finish_request(
+        &self,
+        request_id: i64,
+        response: &CreateResponse,
+        outcomes: Vec<(i64, TargetResult)>,
+    ) -> Result<(), StoreError> {
+        let response = serde_json::to_string(response).map_err(|e| self.fail(e.into()))?;
+        in_tx!(self, |tx| {
+            queries::record_outcomes(&tx, &outcomes).await?;
+            exec(
+                &tx,
+                "UPDATE requests SET response = $1, finished_at = clock_timestamp(), lease_until = NULL WHERE id = $2",
+                &[&response, &request_id],
+            )
+            .await?;
+        })
+        .map_err(|e| self.fail(e))
+    }
+
+    async fn request(&self, request_id: i64) -> Result<Option<StoredRequest>, StoreError> {
+        let read = async {
+            let c = self.pool.get().await?;
+            let Some(row) = opt(
+                &c,
+                "SELECT r.code_id, r.targets, r.received_at, r.finished_at, r.response, c.code
+                   FROM requests r JOIN codes c ON c.id = r.code_id WHERE r.id = $1",
+                &[&request_id],
+            )
+            .await?
+            else {
+                return Ok(None);
+            };
+            let (code_id, targets, finished_at, response): (i64, Vec<String>, Option<DateTime<Utc>>, Option<String>) =
+                (row.get(0), row.get(1), row.get(3), row.get(4));
+            let results = match &response {
+                Some(r) => serde_json::from_str::<CreateResponse>(r)?.results,
+                None => queries::current_results(&c, code_id, &targets).await?,
+            };
+            Ok::<_, PgError>(Some(StoredRequest {
+                request_id,
+                code: row.get(5),
+                received_at: row.get(2),
+                finished: finished_at.is_some(),
+                pending: queries::pending_of(&c, code_id, &targets, request_id).await?,
+                results,
+            }))
+        };
+        read.await.map_err(|e| self.fail(e))
+    }
+
+    async fn delivery_results(&self, code_id: i64, targets: Vec<String>) -> Result<Vec<TargetResult>, StoreError> {
+        let read = async {
+            let c = self.pool.get().await?;
+            queries::current_results(&c, code_id, &targets).await
+        };
+        read.await.map_err(|e| self.fail(e))
+    }
+
+    async fn unfinished_requests(&self) -> Result<Vec<Unfinished>, StoreError> {
+        let read = async {
+            let c = self.pool.get().await?;
+            queries::unfinished(&c, None).await
+        };
+        read.await.map_err(|e| self.fail(e))
+    }
+
+    async fn code(&self, code: String, campaign: Option<String>) -> Result<Vec<CodeRecord>, StoreError> {
+        let read = async {
+            let c = self.pool.get().await?;
+            let ids = rows(
+                &c,
+                "SELECT id FROM codes WHERE code_key = $1 AND ($2::text IS NULL OR campaign = $2) ORDER BY id",
+                &[&code_key(&code), &campaign],
+            )
+            .await?;
+            let mut out = Vec::new();
+            for r in ids {
+                out.extend(queries::read_code(&c, r.get(0)).await?);
+            }
+            Ok(out)
+        };
+        read.await.map_err(|e| self.fail(e))
+    }
+
+    async fn codes(&self, filter: CodeFilter) -> Result<Vec<(i64, CodeRecord)>, StoreError> {
+        let read = async {
+            let c = self.pool.get().await?;
+            let ids = rows(
+                &c,
+                "SELECT c.id FROM codes c WHERE c.id > $1 AND ($2::text IS NULL OR c.campaign = $2)
+                   AND ($3::text IS NULL AND $4::text IS NULL OR EXISTS (
+                       SELECT 1 FROM deliveries d WHERE d.code_id = c.id
+                          AND ($3::text IS NULL OR d.upstream = $3) AND ($4::text IS NULL OR d.status = $4)))
+                 ORDER BY c.id LIMIT $5",
+                &[
+                    &filter.after,
+                    &filter.campaign,
+                    &filter.upstream,
+                    &filter.status.map(Status::as_str),
+                    &(filter.limit as i64),
+                ],
+            )
+            .await?;
+            let mut out = Vec::with_capacity(ids.len());
+            for r in ids {
+                let id: i64 = r.get(0);
+                if let Some(record) = queries::read_code(&c, id).await? {
+                    out.push((id, record));
+                }
+            }
+            Ok(out)
+        };
+        read.await.map_err(|e| self.fail(e))
+    }
+
+    async fn begin_job(&self, job: NewJob) -> Result<i64, StoreError> {
+        self.begin_job_row(job).await.map_err(|e| self.fail(e))
+    }
+
+    async fn stage(&self, job_id: i64, items: Vec<Definition>, check: StageAs) -> Result<Vec<Staged>, StoreError> {
+        self.stage_items(job_id, items, check).await.map_err(|e| self.fail(e))
+    }
+
+    async fn commit_job(&self, job_id: i64) -> Result<(), StoreError> {
+        let accept = async {
+            let c = self.pool.get().await?;
+            // Accepted: from here the job is finished even across a crash (by its adopter).
+            exec(&c, "UPDATE jobs SET state = 'promoting' WHERE id = $1", &[&job_id]).await?;
+            drop(c);
+            self.promote(job_id).await
+        };
+        accept.await.map_err(|e| self.fail(e))
+    }
+
+    async fn discard_job(&self, job_id: i64) -> Result<(), StoreError> {
+        self.discard_staged(job_id).await.map_err(|e| self.fail(e))
+    }
+
+    async fn job(&self, id: i64) -> Result<Option<JobRecord>, StoreError> {
+        self.job_record(id).await.map_err(|e| self.fail(e))
+    }
+
+    async fn job_counts(&self, id: i64) -> Result<BTreeMap<String, BTreeMap<Status, u64>>, StoreError> {
+        self.counts(id).await.map_err(|e| self.fail(e))
+    }
+
+    async fn job_work(
+        &self,
+        id: i64,
+        upstream: String,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<JobWork>, StoreError> {
+        self.work(id, &upstream, after_seq, limit)
+            .await
+            .map_err(|e| self.fail(e))
+    }
+
+    async fn job_results(
+        &self,
+        id: i64,
+        status: Option<Status>,
+        upstream: Option<String>,
+        after: (i64, String),
+        limit: usize,
+    ) -> Result<Vec<JobResult>, StoreError> {
+        self.results(id, status, upstream, after, limit)
+            .await
+            .map_err(|e| self.fail(e))
+    }
+
+    async fn retry_job(&self, id: i64) -> Result<u64, StoreError> {
+        self.retry(id).await.map_err(|e| self.fail(e))
+    }
+
+    async fn end_job(&self, id: i64, state: JobState) -> Result<bool, StoreError> {
+        self.end(id, state).await.map_err(|e| self.fail(e))
+    }
+
+    async fn adopt(&self, now: DateTime<Utc>) -> Result<Adopted, StoreError> {
+        self.take_over(now).await.map_err(|e| self.fail(e))
+    }
+
+    async fn renew(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let until = now + self.lease;
+        in_tx!(self, |tx| {
+            exec(
+                &tx,
+                "UPDATE requests SET lease_until = $2 WHERE owner = $1 AND finished_at IS NULL",
+                &[&&*self.owner, &until],
+            )
+            .await?;
+            exec(
+                &tx,
+                "UPDATE jobs SET lease_until = $2 WHERE owner = $1 AND state IN ('staging', 'promoting', 'running')",
+                &[&&*self.owner, &until],
+            )
+            .await?;
+        })
+        .map_err(|e| self.fail(e))
+    }
+
+    async fn release(&self) -> Result<(), StoreError> {
+        // No owner, so that no renewal of this process's leases takes the work back.
+        in_tx!(self, |tx| {
+            exec(
+                &tx,
+                "UPDATE requests SET owner = NULL, lease_until = NULL WHERE owner = $1 AND finished_at IS NULL",
+                &[&&*self.owner],
+            )
+            .await?;
+            exec(
+                &tx,
+                "UPDATE jobs SET owner = NULL, lease_until = NULL WHERE owner = $1 AND state = 'running'",
+                &[&&*self.owner],
+            )
+            .await?;
+            // Delivered with the commit: the other replicas adopt what was released at once.
+            exec(&tx, &format!("NOTIFY {RELEASED}"), &[]).await?;
+        })
+        .map_err(|e| self.fail(e))
+    }
+
+    async fn work_released(&self) {
+        self.released.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests;
