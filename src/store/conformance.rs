@@ -32,6 +32,9 @@ pub(crate) const LEASE: chrono::Duration = chrono::Duration::seconds(30);
 pub(crate) async fn run(open: Open<'_>) {
     work_in_flight_has_an_owner_until_its_lease_runs_out(open()).await;
     a_released_owners_work_is_adopted_at_once(open()).await;
+    owners_racing_for_one_code_claim_it_once(open()).await;
+    an_idempotency_key_holds_across_owners(open()).await;
+    a_jobs_work_goes_to_its_owner_and_a_cancel_ends_it_for_everyone(open()).await;
     a_claim_is_recorded_before_any_call_and_read_back_as_unfinished(open().store).await;
     one_claim_per_code_and_upstream_under_concurrency(open().store).await;
     idempotency_keys_replay_refuse_and_expire(open().store).await;
@@ -490,4 +493,81 @@ async fn a_released_owners_work_is_adopted_at_once(opened: Opened) {
         [request_id]
     );
     assert_eq!(adopted.jobs, [job_id]);
+}
+
+async fn owners_racing_for_one_code_claim_it_once(opened: Opened) {
+    let handles = [opened.store, (opened.peer)()];
+    let racers = (0..16).map(|i| {
+        let store = handles[i % 2].clone();
+        tokio::spawn(async move { begin(&*store, "RACE-2", "c", &["a"]).await })
+    });
+    let mut sends = 0;
+    for racer in racers {
+        match new(racer.await.unwrap()).2[..] {
+            [Claim::Send] => sends += 1,
+            [Claim::Elsewhere] => {}
+            ref other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(sends, 1, "exactly one owner may send a code to an upstream");
+}
+
+async fn an_idempotency_key_holds_across_owners(opened: Opened) {
+    let (store, other) = (opened.store, (opened.peer)());
+    // Both at once with one key: one create, the other sees it (running, or its answer).
+    let racers = [store.clone(), other.clone()].map(|s| {
+        tokio::spawn(async move { begin_keyed(&*s, Some("key-x"), "IDEM-X", "c", 20, &["a"]).await })
+    });
+    let mut created = Vec::new();
+    for racer in racers {
+        match racer.await.unwrap() {
+            Begin::New { request_id, code_id, .. } => created.push((request_id, code_id)),
+            Begin::InProgress(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    let [(request_id, code_id)] = created[..] else {
+        panic!("one create under the key: {created:?}")
+    };
+    assert!(matches!(
+        begin_keyed(&*other, Some("key-x"), "IDEM-X", "c", 30, &["a"]).await,
+        Begin::KeyReused(id) if id == request_id
+    ));
+    let response = CreateResponse {
+        code: "IDEM-X".into(),
+        dry_run: false,
+        request_id: Some(request_id),
+        results: vec![outcome("a", Status::Created)],
+    };
+    store
+        .finish_request(request_id, &response, vec![(code_id, outcome("a", Status::Created))])
+        .await
+        .unwrap();
+    for handle in [&store, &other] {
+        match begin_keyed(&**handle, Some("key-x"), "IDEM-X", "c", 20, &["a"]).await {
+            Begin::Replay(replayed) => assert_eq!(replayed.request_id, Some(request_id)),
+            got => panic!("expected the first answer, got {got:?}"),
+        }
+    }
+}
+
+async fn a_jobs_work_goes_to_its_owner_and_a_cancel_ends_it_for_everyone(opened: Opened) {
+    let (store, other) = (opened.store, (opened.peer)());
+    let id = job(&*store, "w", &["a"], items("w", &["W-1", "W-2"])).await.unwrap();
+    // Another owner gets none of it to send, and cannot finish it.
+    assert!(other.job_work(id, "a".into(), 0, 100).await.unwrap().is_empty());
+    assert!(!other.end_job(id, JobState::Done).await.unwrap());
+    assert_eq!(store.job_work(id, "a".into(), 0, 100).await.unwrap().len(), 2);
+    // A cancel from anyone ends it: its owner then has nothing more to send, and its own
+    // end (done, as it would say once its workers stop) changes nothing.
+    assert!(other.end_job(id, JobState::Cancelled).await.unwrap());
+    assert!(store.job_work(id, "a".into(), 0, 100).await.unwrap().is_empty());
+    assert!(!store.end_job(id, JobState::Done).await.unwrap());
+    assert_eq!(store.job(id).await.unwrap().unwrap().state, JobState::Cancelled);
+    let counts = store.job_counts(id).await.unwrap();
+    assert_eq!(counts["a"].get(&Status::Cancelled), Some(&2), "{counts:?}");
+    // A retry makes the job the retrying owner's.
+    assert_eq!(other.retry_job(id).await.unwrap(), 2);
+    assert_eq!(other.job_work(id, "a".into(), 0, 100).await.unwrap().len(), 2);
+    assert!(store.job_work(id, "a".into(), 0, 100).await.unwrap().is_empty());
 }
