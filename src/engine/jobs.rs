@@ -44,6 +44,8 @@ use promo_adapters::Problems;
 const PAGE: usize = 256;
 /// Deliveries of one target in flight at once from a job (the upstream's own cap still holds).
 const CONCURRENCY: usize = 32;
+/// How often a running job looks whether another process ended it (see `Engine::watch_job`).
+const JOB_WATCH: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long a job waits before trying a ledger that could not be reached again.
 const LEDGER_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Codes a generator may be asked for in one job.
@@ -344,8 +346,10 @@ impl Engine {
         let start = if jobs.pausing { Control::Pause } else { Control::Run };
         let (control, controlled) = watch::channel(start);
         let mine = control.subscribe();
+        let watched = control.clone();
         jobs.running.insert(id, control);
         drop(jobs);
+        self.clone().watch_job(id, watched);
         tokio::spawn(async move {
             // The pace this run achieves is measured from here (see `job_status`).
             if let Ok(counts) = self.store.job_counts(id).await {
@@ -359,10 +363,14 @@ impl Engine {
             loop {
                 match self.run_job(id, controlled.clone()).await {
                     Ok(()) => break,
-                    Err(e) if e.kind == StoreErrorKind::Unavailable && *controlled.borrow() != Control::Pause => {
+                    Err(e)
+                        if e.kind == StoreErrorKind::Unavailable
+                            && matches!(*controlled.borrow(), Control::Run | Control::Cancel) =>
+                    {
                         tracing::warn!(job = id, "sync job waiting for the ledger: {e}");
                         let mut control = controlled.clone();
-                        let _ = tokio::time::timeout(LEDGER_RETRY, control.wait_for(|c| *c == Control::Pause)).await;
+                        let halted = control.wait_for(|c| matches!(c, Control::Pause | Control::Stop));
+                        let _ = tokio::time::timeout(LEDGER_RETRY, halted).await;
                     }
                     Err(e) => {
                         tracing::error!(job = id, "sync job stopped: {e}");
@@ -375,6 +383,37 @@ impl Engine {
             if jobs.running.get(&id).is_some_and(|c| mine.same_channel(&c.subscribe())) {
                 jobs.running.remove(&id);
                 jobs.started.remove(&id);
+            }
+        });
+    }
+
+    /// Stops this process's run of job `id` when another process on a shared ledger ends it (a
+    /// cancel sent to another replica): its workers start no new call from then on, whatever
+    /// page they are in, and the job is left as the other process ended it. Looks every
+    /// [`JOB_WATCH`] while the run lasts and goes on as it was asked.
+    fn watch_job(self: Arc<Self>, id: i64, control: watch::Sender<Control>) {
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(JOB_WATCH).await;
+                if control.is_closed() || *control.borrow() != Control::Run {
+                    return;
+                }
+                let ended = match self.store.job(id).await {
+                    Ok(job) => job.is_none_or(|j| j.state != JobState::Running),
+                    // The run itself waits for a ledger that does not answer.
+                    Err(_) => false,
+                };
+                let stop = |c: &mut Control| {
+                    let run = *c == Control::Run;
+                    if run {
+                        *c = Control::Stop;
+                    }
+                    run
+                };
+                if ended && control.send_if_modified(stop) {
+                    tracing::info!(job = id, "sync job ended by another process; stopping its run here");
+                    return;
+                }
             }
         });
     }
@@ -543,6 +582,14 @@ impl Engine {
         let state = match stopped {
             Control::Run => JobState::Done,
             Control::Cancel => JobState::Cancelled,
+            // Ended elsewhere: left as it is.
+            Control::Stop => {
+                tracing::info!(
+                    job = id,
+                    "sync job stopped here: it was ended or taken over by another process"
+                );
+                return Ok(());
+            }
             Control::Pause => {
                 // Not ended: the job stays `running`, its undelivered codes `pending`.
                 tracing::info!(job = id, "sync job paused; the next start resumes it");
@@ -675,6 +722,8 @@ pub enum Control {
     Run,
     Cancel,
     Pause,
+    /// Another process ended the job (a shared ledger): stop sending, change nothing.
+    Stop,
 }
 
 /// The sync jobs running in this process, each with the switch its workers obey.

@@ -515,13 +515,14 @@ async fn owners_racing_for_one_code_claim_it_once(opened: Opened) {
 async fn an_idempotency_key_holds_across_owners(opened: Opened) {
     let (store, other) = (opened.store, (opened.peer)());
     // Both at once with one key: one create, the other sees it (running, or its answer).
-    let racers = [store.clone(), other.clone()].map(|s| {
-        tokio::spawn(async move { begin_keyed(&*s, Some("key-x"), "IDEM-X", "c", 20, &["a"]).await })
-    });
+    let racers = [store.clone(), other.clone()]
+        .map(|s| tokio::spawn(async move { begin_keyed(&*s, Some("key-x"), "IDEM-X", "c", 20, &["a"]).await }));
     let mut created = Vec::new();
     for racer in racers {
         match racer.await.unwrap() {
-            Begin::New { request_id, code_id, .. } => created.push((request_id, code_id)),
+            Begin::New {
+                request_id, code_id, ..
+            } => created.push((request_id, code_id)),
             Begin::InProgress(_) => {}
             other => panic!("{other:?}"),
         }

@@ -107,6 +107,19 @@ impl Binary {
         self.lines.lock().unwrap().join("\n")
     }
 
+    /// Waits (at most 30 s) until a kept line contains `text`.
+    pub async fn wait_for_line(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.lines.lock().unwrap().iter().any(|l| l.contains(text)) {
+            assert!(
+                Instant::now() < deadline,
+                "no line with `{text}` in 30 s:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Sends SIGTERM (a graceful stop).
     pub fn sigterm(&self) {
         let pid = self.child.id().to_string();

@@ -2,8 +2,8 @@
 //! and real mapping files in a temporary directory, served on a loopback port, with wiremock
 //! servers standing in for the vendors. Submodules: `vendors` (the wiremock vendors: documented
 //! calls and answers, token endpoints, catch-alls; re-exported here), `jobs` (sync jobs),
-//! `problems` (problem+json readers), `ledger` (the ledger's files), `binary` (the real binary)
-//! and `redis` (a real redis-server).
+//! `problems` (problem+json readers), `ledger` (the ledger's files), `binary` (the real binary),
+//! `redis` (a real redis-server) and `postgres` (a real PostgreSQL server).
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 use std::collections::HashMap;
@@ -15,6 +15,7 @@ use tempfile::TempDir;
 pub mod binary;
 pub mod jobs;
 pub mod ledger;
+pub mod postgres;
 pub mod problems;
 pub mod redis;
 pub mod vendors;
