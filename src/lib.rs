@@ -201,6 +201,29 @@ fn ledger(
     Ok((Arc::new(ledger), true))
 }
 
+/// `check-config`'s line on a PostgreSQL ledger: whether the variable holds a URL and the
+/// database answers (nothing is written to it), and whether that is a problem. `None` for the
+/// SQLite ledger, which `check-config` does not open.
+pub fn check_ledger(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> Option<(String, bool)> {
+    let (key, url) = config.ledger.database_url(env)?;
+    let url = match url {
+        Ok(url) => url,
+        Err(why) => return Some((format!("ledger: PROBLEM: {key}: {why}"), true)),
+    };
+    let probe = async { store::postgres::Ledger::probe(&url).await };
+    let answered = match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => tokio::task::block_in_place(|| runtime.block_on(probe)),
+        Err(_) => match tokio::runtime::Runtime::new() {
+            Ok(runtime) => runtime.block_on(probe),
+            Err(e) => return Some((format!("ledger: PROBLEM: {key}: no runtime to ask it: {e}"), true)),
+        },
+    };
+    Some(match answered {
+        Ok(host) => (format!("ledger: PostgreSQL at {host} ({key}) answers"), false),
+        Err(e) => (format!("ledger: PROBLEM: {key}: {e}"), true),
+    })
+}
+
 /// This process's name as an owner of work in the ledger: unique across restarts and hosts.
 fn owner_name() -> String {
     format!("pid-{}-{:016x}", std::process::id(), rand::random::<u64>())

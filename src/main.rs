@@ -145,7 +145,15 @@ fn open(config: &Path) -> Result<(Gateway, Option<std::fs::File>), StartupError>
 
 /// `check-config`: the report on stdout; exit 1 when it found a problem.
 fn check_config(config: &Path) -> Result<ExitCode, StartupError> {
-    let report = promo_gateway::check_config::check(config, &|name: &str| std::env::var(name).ok())?;
+    let env = |name: &str| std::env::var(name).ok();
+    let mut report = promo_gateway::check_config::check(config, &env)?;
+    // A PostgreSQL ledger: its variable is set and the database answers.
+    let loaded = promo_gateway::Config::load(config)?;
+    if let Some((line, problem)) = promo_gateway::check_ledger(&loaded, &env) {
+        report.text.push_str(&line);
+        report.text.push('\n');
+        report.problems += usize::from(problem);
+    }
     print!("{}", report.text);
     Ok(if report.problems == 0 {
         ExitCode::SUCCESS

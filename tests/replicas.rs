@@ -11,7 +11,8 @@
 //! - PostgreSQL unreachable at start-up stops the process naming `ledger.url_env` and the host,
 //!   never the password; lost while serving, creates are 503 with nothing sent, `/health` is
 //!   degraded naming the ledger, and a running job waits and finishes once it is back.
-//! - A CLI `sync` runs beside serving replicas on the same ledger (no lock file).
+//! - A CLI `sync` runs beside serving replicas on the same ledger (no lock file), and
+//!   `check-config` says whether the database answers.
 //!
 //! Waiting is on what the vendor and the gateway report (calls arrived, calls held, a job's
 //! state), never on a fixed sleep: the vendor holds calls at a gate the test opens.
@@ -418,6 +419,13 @@ async fn an_unreachable_database_stops_start_up_naming_the_variable_and_the_host
     assert!(stderr.contains("ledger.url_env") && stderr.contains(DB_VAR), "{stderr}");
     assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
     assert!(!stderr.contains("hunter2"), "the password leaked: {stderr}");
+    // check-config says so too, before anything serves.
+    let out = command(dir.path(), &url).arg("check-config").output().unwrap();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("ledger: PROBLEM: ledger.url_env"), "{stdout}");
+    assert!(stdout.contains(&format!("127.0.0.1:{port}")), "{stdout}");
+    assert!(!stdout.contains("hunter2"), "the password leaked: {stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -495,4 +503,12 @@ async fn a_cli_sync_runs_beside_serving_replicas() {
     let (status, found) = serving.get("/v1/promo-codes/CLI-7").await;
     assert_eq!(status, 200, "{found}");
     assert_eq!(found["deliveries"]["loop"]["status"], "created", "{found}");
+    let out = command(dir.path(), &db).arg("check-config").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let answers = format!(
+        "ledger: PostgreSQL at 127.0.0.1:{} (ledger.url_env ({DB_VAR})) answers",
+        pg.port
+    );
+    assert!(stdout.contains(&answers), "{stdout}");
 }

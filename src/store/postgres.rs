@@ -202,6 +202,26 @@ impl Ledger {
         Ok(ledger)
     }
 
+    /// Whether the database a URL names answers, without touching its schema (for
+    /// `check-config`): the host it answered from.
+    pub async fn probe(url: &str) -> Result<String, OpenError> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|_| OpenError::Url)?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
+        let host = host_of(&config);
+        let fail = |e: tokio_postgres::Error| OpenError::Connect {
+            host: host.clone(),
+            source: PgErrorMessage(describe(&e)),
+        };
+        let (client, connection) = config.connect(NoTls).await.map_err(fail)?;
+        let driver = tokio::spawn(connection);
+        let answered = client.simple_query("SELECT 1").await.map_err(fail);
+        drop(client);
+        let _ = driver.await;
+        answered.map(|_| host)
+    }
+
     /// A store error in the engine's terms, naming the database (never its password).
     fn fail(&self, e: PgError) -> StoreError {
         let kind = match &e {
