@@ -196,6 +196,7 @@ async fn a_disk_that_fills_mid_create_loses_no_outcome_and_a_restart_resends_not
     assert_eq!(status, 201, "{body}");
     let (_, health) = gw.get("/health").await;
     assert_eq!(health["ledger"]["status"], "ok", "{health}");
+    assert_eq!(health["ledger"]["backend"], "sqlite", "{health}");
     drop(gw);
     let _ = dir;
 }

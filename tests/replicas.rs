@@ -447,6 +447,7 @@ async fn a_database_lost_while_serving_refuses_creates_and_pauses_jobs_until_it_
     assert_eq!(status, 200);
     assert_eq!(health["status"], "degraded", "{health}");
     assert_eq!(health["ledger"]["status"], "degraded", "{health}");
+    assert_eq!(health["ledger"]["backend"], "postgres", "{health}");
     let problem = health["ledger"]["problem"].as_str().unwrap();
     assert!(
         problem.contains("PostgreSQL") && problem.contains(&pg.port.to_string()),

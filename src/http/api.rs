@@ -418,6 +418,9 @@ pub(crate) struct Health {
 struct LedgerHealth {
     #[schema(value_type = crate::http::openapi::HealthStatus)]
     status: &'static str,
+    /// Where the ledger lives: `sqlite` (this process's file) or `postgres` (a database every
+    /// replica shares).
+    backend: &'static str,
     /// Why the ledger cannot write, while it cannot (a full disk, a read-only file).
     #[serde(skip_serializing_if = "Option::is_none")]
     problem: Option<String>,
@@ -491,6 +494,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
     let problem = state.engine.ledger_problem().await;
     let ledger = LedgerHealth {
         status: if problem.is_some() { "degraded" } else { "ok" },
+        backend: state.engine.store.backend(),
         problem,
     };
     // A pause is the vendor's pace, not a fault, unless it asked for more than the gateway waits.

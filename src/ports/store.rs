@@ -59,6 +59,9 @@ pub struct Adopted {
 /// process), whose name and lease length it was opened with.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Which backend this is (`sqlite`, `postgres`), for `/health`.
+    fn backend(&self) -> &'static str;
+
     /// Why the ledger cannot record new work now (a full disk, a read-only file, outcomes held
     /// in memory, a database gone), for `/health`; `None` while it can.
     async fn problem(&self) -> Option<String>;

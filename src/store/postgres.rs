@@ -313,6 +313,10 @@ async fn migrate(client: &deadpool_postgres::Client) -> Result<(), PgError> {
 
 #[async_trait::async_trait]
 impl Store for Ledger {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
     async fn problem(&self) -> Option<String> {
         let probe = async {
             let client = self.pool.get().await?;

@@ -928,6 +928,10 @@ fn pending_of(
 
 #[async_trait::async_trait]
 impl Store for Ledger {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
     async fn problem(&self) -> Option<String> {
         self.space.problem()
     }
