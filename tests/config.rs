@@ -39,7 +39,7 @@ async fn the_default_config_loads_and_health_lists_six_unconfigured_upstreams() 
         health,
         json!({
             "status": "degraded",
-            "ledger": { "status": "ok" },
+            "ledger": { "status": "ok", "backend": "sqlite" },
             "upstreams": {
                 "spacebring": {
                     "vendor": "spacebring", "configured": false, "breaker": "closed", "rate_limit_backend": "local",

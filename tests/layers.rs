@@ -24,6 +24,7 @@ const CONFINED: &[(&str, &[&str])] = &[
     ("rusqlite", &["store"]),
     ("sqlx", &["store"]),
     ("tokio_postgres", &["store"]),
+    ("deadpool_postgres", &["store"]),
     ("redis", &["admission"]),
 ];
 
