@@ -7,7 +7,7 @@
 //! - `upstream` (with `auth`, `redact`): calls to one vendor under its rate budget;
 //! - `ports`: what the engine and upstreams need from outside (`Store`, `Admission`);
 //! - `domain`: plain types and the ledger's rules as pure functions;
-//! - implementations, chosen here: `store::sqlite`, `admission::local`, `admission::redis`.
+//! - implementations, chosen here: `store::sqlite`, `store::postgres`, `admission::local`, `admission::redis`.
 //!
 //! Vendor translation lives in the `promo-adapters` crate, which does no I/O.
 
