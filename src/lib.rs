@@ -124,6 +124,16 @@ impl Gateway {
                 adopt(&engine, "another process that stopped or died").await;
             }
         });
+        self.keep_leases();
+    }
+
+    /// Inside a tokio runtime, keeps this process's leases renewed (every third of a lease)
+    /// while it runs: what it works on stays its own. A CLI job on a shared ledger does only
+    /// this (it adopts nothing from the serving replicas).
+    pub fn keep_leases(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         let engine = self.engine.clone();
         let every = self.lease / 3;
         runtime.spawn(async move {

@@ -242,6 +242,8 @@ async fn mirror(config: &Path, args: MirrorArgs) -> Result<ExitCode, StartupErro
 /// Starts a job, draws a bar per target until it ends (Ctrl-C cancels it cleanly), and prints
 /// the summary. Non-zero exit when any delivery did not end with the code on the vendor.
 async fn run_job(gateway: &Gateway, spec: JobSpec) -> Result<ExitCode, StartupError> {
+    // On a shared ledger the serving replicas would adopt a job whose lease ran out.
+    gateway.keep_leases();
     let engine = &gateway.engine;
     let id = engine
         .start_job(spec)

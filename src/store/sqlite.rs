@@ -949,7 +949,10 @@ impl Store for Ledger {
         let lease_until = stamp(now + self.lease);
         let body = body.to_string();
         self.claim(move |conn| {
-            let tx = conn.transaction()?;
+            // Immediate: the write lock is taken before the reads the claim decides on, so a
+            // second connection on the file (another handle, as in the contract's cases)
+            // waits its turn instead of failing to upgrade a read into a write.
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             if let Some(key) = &key {
                 let seen = tx
                     .prepare_cached(
