@@ -18,7 +18,8 @@ use crate::http::error::ApiError;
 
 pub fn router(engine: Arc<Engine>, server: &crate::config::Server) -> Router {
     let max_body_bytes = server.max_body_bytes;
-    let (routes, _) = crate::http::routes::table().split_for_parts();
+    let (routes, doc) = crate::http::routes::table().split_for_parts();
+    crate::http::openapi::keep_generated(doc);
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
