@@ -60,9 +60,15 @@ pub(crate) fn violations(name: &str, body: &Value) -> Vec<Violation> {
     validator
         .iter_errors(body)
         .map(|e| {
+            let pointer = e.instance_path().to_string();
+            if matches!(e.kind(), jsonschema::error::ValidationErrorKind::FalseSchema) {
+                // A property a conditional rules out (Limio's currency on a percentage discount).
+                let message = format!("{pointer} is not allowed here: the document gives it only in another case");
+                return Violation::new(pointer, "falseSchema", message);
+            }
             let schema_path = e.schema_path().to_string();
             let rule = schema_path.rsplit('/').next().unwrap_or_default().to_owned();
-            Violation::new(e.instance_path().to_string(), rule, e.to_string())
+            Violation::new(pointer, rule, e.to_string())
         })
         .collect()
 }
