@@ -193,7 +193,7 @@ async fn handle(Extract(sandbox): Extract<Sandbox>, request: Request<Body>) -> R
         return refuse(vendor.invalid_status, "validation_error", violations);
     }
     let names = vendors::names(vendor.name, &body);
-    let (status, success, held) = vendors::created(vendor.name, &op, &account, &body, &names);
+    let (status, success, held) = vendors::created(vendor.name, &op, &account, &body, &names, state.next_call());
     match state.hold(vendor.name, &account.key, held) {
         Hold::Held => answer(status, success),
         Hold::Duplicate(code) => answer(

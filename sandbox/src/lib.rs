@@ -190,6 +190,9 @@ pub struct HeldCode {
     pub account: String,
     /// The id the success answer gave.
     pub id: String,
+    /// The number of the call that created it (calls are numbered from 1 as they arrive at
+    /// any vendor): the codes of one Moltin call share it.
+    pub call: u64,
     pub created_at: String,
     /// The body of the create call, as judged.
     pub request: serde_json::Value,

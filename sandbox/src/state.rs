@@ -71,6 +71,7 @@ struct Inner {
 pub(crate) struct State {
     pub options: Options,
     inner: Mutex<Inner>,
+    calls: std::sync::atomic::AtomicU64,
 }
 
 /// Why codes could not be held.
@@ -90,12 +91,18 @@ impl State {
                 tokens: HashMap::new(),
                 refusals: Vec::new(),
             }),
+            calls: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic elsewhere leaves the maps consistent (each change is one insert or push).
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Numbers an accepted create call.
+    pub(crate) fn next_call(&self) -> u64 {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
     }
 
     pub(crate) fn refusals(&self) -> Vec<Refusal> {

@@ -313,13 +313,21 @@ fn now() -> String {
 }
 
 /// The document's success answer for a valid request, filled in from it, and the codes held.
-pub(crate) fn created(vendor: &str, op: &Op, account: &Account, body: &Value, codes: &[String]) -> (u16, Value, Vec<HeldCode>) {
+pub(crate) fn created(
+    vendor: &str,
+    op: &Op,
+    account: &Account,
+    body: &Value,
+    codes: &[String],
+    call: u64,
+) -> (u16, Value, Vec<HeldCode>) {
     let at = now();
     let held = |code: &str, id: String, request: Value| HeldCode {
         code: code.to_owned(),
         collection: op.collection.clone(),
         account: account.shown.clone(),
         id,
+        call,
         created_at: at.clone(),
         request,
     };
