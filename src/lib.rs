@@ -82,7 +82,11 @@ impl Gateway {
         sandbox: Option<&Sandboxed>,
     ) -> Result<Self, StartupError> {
         let mut config = Config::load(config_path)?;
-        let sandbox_env = |name: &str| promo_sandbox::credentials::value(name).map(str::to_owned).or_else(|| env(name));
+        let sandbox_env = |name: &str| {
+            promo_sandbox::credentials::value(name)
+                .map(str::to_owned)
+                .or_else(|| env(name))
+        };
         let env: &dyn Fn(&str) -> Option<String> = match sandbox {
             Some(target) => {
                 self::sandbox(&mut config, target)?;
@@ -177,7 +181,11 @@ pub fn sandbox(config: &mut Config, target: &Sandboxed) -> Result<(), StartupErr
     use promo_sandbox::credentials as vars;
     for (name, u) in &mut config.upstreams {
         let kind = u.kind.0;
-        let unsimulated = || StartupError::Usage(format!("--sandbox: upstreams.{name}: no simulated vendor for kind {kind}"));
+        let unsimulated = || {
+            StartupError::Usage(format!(
+                "--sandbox: upstreams.{name}: no simulated vendor for kind {kind}"
+            ))
+        };
         let base_url = promo_sandbox::base_url(kind, target.addr).ok_or_else(unsimulated)?;
         u.auth = match &u.auth {
             config::AuthConfig::Bearer { .. } => config::AuthConfig::Bearer {

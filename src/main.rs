@@ -186,9 +186,10 @@ async fn sandbox(args: SandboxArgs) -> Result<(), StartupError> {
             .map_err(|e| StartupError::Usage(e.to_string()))?;
     }
     let listener = bind(args.listen).await?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| StartupError::Listen { addr: args.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| StartupError::Listen {
+        addr: args.listen,
+        source,
+    })?;
     for kind in promo_sandbox::KINDS {
         if let Some(url) = promo_sandbox::base_url(kind, addr) {
             println!("simulated vendor {url}");
@@ -222,7 +223,8 @@ async fn serve(config: &Path, args: ServeArgs) -> Result<(), StartupError> {
         let addr = listener
             .local_addr()
             .map_err(|source| StartupError::Listen { addr: wanted, source })?;
-        let dir = tempfile::tempdir().map_err(|e| StartupError::Usage(format!("--sandbox: no temporary directory: {e}")))?;
+        let dir =
+            tempfile::tempdir().map_err(|e| StartupError::Usage(format!("--sandbox: no temporary directory: {e}")))?;
         let ledger = dir.path().join("promo-gateway.sandbox.db");
         sandbox_dir = Some(dir);
         let vendors = promo_sandbox::Sandbox::new(promo_sandbox::Options::default());
@@ -253,9 +255,10 @@ async fn serve(config: &Path, args: ServeArgs) -> Result<(), StartupError> {
     let grace = Duration::from_millis(gateway.config.server.shutdown_grace_ms);
     let router = promo_gateway::http::telemetry::layer(router);
     let limits = promo_gateway::http::slow_clients::Limits::of(&gateway.config.server);
-    let served = promo_gateway::http::shutdown::serve(listener, router, limits, gateway.engine.clone(), grace, shutdown())
-        .await
-        .map_err(|source| StartupError::Listen { addr, source });
+    let served =
+        promo_gateway::http::shutdown::serve(listener, router, limits, gateway.engine.clone(), grace, shutdown())
+            .await
+            .map_err(|source| StartupError::Listen { addr, source });
     drop(sandbox_dir);
     served
 }

@@ -55,7 +55,10 @@ fn config(sb: &str) -> String {
             "spacebring-oauth",
             "spacebring",
             &format!("{sb}/spacebring"),
-            &format!("network_id = \"{NETWORK}\"\n{}", oauth("spacebring", "SB_CLIENT", "SB_CLIENT_SECRET")),
+            &format!(
+                "network_id = \"{NETWORK}\"\n{}",
+                oauth("spacebring", "SB_CLIENT", "SB_CLIENT_SECRET")
+            ),
         ),
         common::upstream("partnero", "partnero", &format!("{sb}/partnero"), "currency = \"USD\""),
         common::upstream("moltin", "moltin", &format!("{sb}/moltin"), ""),
@@ -249,7 +252,12 @@ async fn the_sandbox_accepts_every_request_the_gateway_sends() {
         let results = body["results"].as_array().unwrap_or_else(|| panic!("{why}: {body}"));
         assert!(results.len() >= 2 || create.get("targets").is_some(), "{why}: {body}");
         for r in results {
-            assert_eq!(r["status"], "created", "{why}: {r}\nrefusals: {:#?}", sandbox.refusals());
+            assert_eq!(
+                r["status"],
+                "created",
+                "{why}: {r}\nrefusals: {:#?}",
+                sandbox.refusals()
+            );
             *sent.entry(r["upstream"].as_str().unwrap().to_owned()).or_default() += 1;
         }
         assert_eq!(status, 201, "{why}: {body}");
@@ -257,18 +265,20 @@ async fn the_sandbox_accepts_every_request_the_gateway_sends() {
     assert!(sandbox.refusals().is_empty(), "{:#?}", sandbox.refusals());
     // Every upstream was called, and each vendor holds what was sent to it.
     assert_eq!(sent.len(), 8, "{sent:?}");
-    let at = |vendor: &str, names: &[&str]| names.iter().map(|n| sent.get(*n).copied().unwrap_or(0)).sum::<usize>() == sandbox.codes(vendor).len();
-    assert!(at("spacebring", &["spacebring", "spacebring-bearer", "spacebring-oauth"]));
+    let at = |vendor: &str, names: &[&str]| {
+        names.iter().map(|n| sent.get(*n).copied().unwrap_or(0)).sum::<usize>() == sandbox.codes(vendor).len()
+    };
+    assert!(at(
+        "spacebring",
+        &["spacebring", "spacebring-bearer", "spacebring-oauth"]
+    ));
     assert!(at("partnero", &["partnero"]));
     assert!(at("moltin", &["moltin"]));
     assert!(at("limio", &["limio-v2", "limio-v3"]));
     assert!(at("loop", &["loop"]));
     // The three Spacebring upstreams are three accounts (Basic, a bearer, an OAuth2 client).
-    let accounts: std::collections::BTreeSet<String> = sandbox
-        .codes("spacebring")
-        .into_iter()
-        .map(|c| c.account)
-        .collect();
+    let accounts: std::collections::BTreeSet<String> =
+        sandbox.codes("spacebring").into_iter().map(|c| c.account).collect();
     assert_eq!(accounts.len(), 3, "{accounts:?}");
     // The lossy conversions arrived as converted: Limio's dates moved inward, amounts in major
     // units (KWD's third decimal dropped), Partnero's minimum order rounded up.
@@ -283,12 +293,21 @@ async fn the_sandbox_accepts_every_request_the_gateway_sends() {
     let dates = request("limio", "DATES-1", "v2");
     assert_eq!(dates["data"]["promoStartDate"], "2026-03-02");
     assert_eq!(dates["data"]["promoExpiryDate"], "2026-03-31");
-    assert_eq!(request("limio", "KWD-1", "v2")["data"]["discount"]["amountDiscount"], 12.34);
-    assert_eq!(request("limio", "AMOUNT-1", "v2")["data"]["discount"]["amountDiscount"], 19.99);
+    assert_eq!(
+        request("limio", "KWD-1", "v2")["data"]["discount"]["amountDiscount"],
+        12.34
+    );
+    assert_eq!(
+        request("limio", "AMOUNT-1", "v2")["data"]["discount"]["amountDiscount"],
+        19.99
+    );
     assert_eq!(request("loop", "AMOUNT-1", "")["amount_off"], 1999);
     assert_eq!(request("partnero", "MINIMUM-1", "")["minimum_order_value"], 23);
     assert_eq!(request("moltin", "CUSTOMER-1", "")["user"], "cus_1");
-    assert_eq!(request("spacebring", "EXPIRY-1", "")["promocode"]["expiration"]["enabled"], true);
+    assert_eq!(
+        request("spacebring", "EXPIRY-1", "")["promocode"]["expiration"]["enabled"],
+        true
+    );
 
     // Moltin batches through sync jobs: 1, 50 and 120 codes, 50 a call.
     for n in [1usize, 50, 120] {
@@ -328,7 +347,10 @@ async fn a_second_create_at_a_sandbox_that_holds_the_code_is_already_exists() {
     let loop_only = common::upstream("loop", "loop", &format!("{sb}/loop"), "");
     let create = json!({ "code": "TWICE", "discount": { "percent_off": 20 }, "targets": ["loop"] });
     let first = common::start(&loop_only, &[], &[("LOOP_TOKEN", "t")]).await;
-    assert_eq!(common::result(&first.create(&create).await.1, "loop")["status"], "created");
+    assert_eq!(
+        common::result(&first.create(&create).await.1, "loop")["status"],
+        "created"
+    );
     let second = common::start(&loop_only, &[], &[("LOOP_TOKEN", "t")]).await;
     let (status, body) = second.create(&create).await;
     assert_eq!(status, 201, "{body}");
@@ -382,7 +404,9 @@ async fn serve_sandbox_creates_the_readme_example_on_all_six_targets_and_a_repea
     let mut sandbox_root = None;
     for (name, u) in upstreams {
         assert_eq!(u["configured"], true, "{name}: {u}");
-        let url = u["sandbox"].as_str().unwrap_or_else(|| panic!("{name} is not sandboxed: {u}"));
+        let url = u["sandbox"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} is not sandboxed: {u}"));
         assert!(url.starts_with("http://127.0.0.1:"), "{name}: {url}");
         sandbox_root = Some(url[..url.rfind('/').unwrap()].to_owned());
     }

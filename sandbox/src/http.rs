@@ -53,7 +53,8 @@ pub async fn serve(
             }
         };
         let reset = Arc::new(Notify::new());
-        let service = hyper_util::service::TowerToHyperService::new(router.clone().layer(Extension(Reset(reset.clone()))));
+        let service =
+            hyper_util::service::TowerToHyperService::new(router.clone().layer(Extension(Reset(reset.clone()))));
         tokio::spawn(async move {
             let connection = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
@@ -104,7 +105,12 @@ async fn handle(Extract(sandbox): Extract<Sandbox>, request: Request<Body>) -> R
     if let Err(wait) = state.admit(vendor.name) {
         let mut response = answer(
             429,
-            vendors::error_body(vendor.name, "rate_limited", "too many requests: the sandbox's rate limit", &[]),
+            vendors::error_body(
+                vendor.name,
+                "rate_limited",
+                "too many requests: the sandbox's rate limit",
+                &[],
+            ),
         );
         response
             .headers_mut()
@@ -112,7 +118,10 @@ async fn handle(Extract(sandbox): Extract<Sandbox>, request: Request<Body>) -> R
         return response;
     }
     let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
-        return plain(StatusCode::PAYLOAD_TOO_LARGE, "the body is larger than the sandbox reads");
+        return plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the body is larger than the sandbox reads",
+        );
     };
     let refuse = |status: u16, kind: &str, violations: Vec<Violation>| {
         state.refuse(Refusal {
@@ -256,7 +265,10 @@ fn admin_call(sandbox: &Sandbox, vendor: &Vendor, what: &str, method: &Method, h
     match (what, method) {
         ("codes", &Method::GET) => {
             let codes = state.codes(vendor.name);
-            answer(200, json!({ "vendor": vendor.name, "count": codes.len(), "codes": codes }))
+            answer(
+                200,
+                json!({ "vendor": vendor.name, "count": codes.len(), "codes": codes }),
+            )
         }
         ("codes", &Method::DELETE) => {
             let n = state.clear(vendor.name);
@@ -285,7 +297,10 @@ fn admin_call(sandbox: &Sandbox, vendor: &Vendor, what: &str, method: &Method, h
             None => bad_fault(),
         },
         ("codes" | "refusals" | "faults", _) => plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
-        _ => plain(StatusCode::NOT_FOUND, "the sandbox's own paths: _sandbox/codes, _sandbox/refusals, _sandbox/faults"),
+        _ => plain(
+            StatusCode::NOT_FOUND,
+            "the sandbox's own paths: _sandbox/codes, _sandbox/refusals, _sandbox/faults",
+        ),
     }
 }
 
@@ -325,7 +340,11 @@ fn token(
         .trim()
         .to_ascii_lowercase();
     if media != "application/x-www-form-urlencoded" {
-        return oauth_error(400, "invalid_request", "the body must be application/x-www-form-urlencoded");
+        return oauth_error(
+            400,
+            "invalid_request",
+            "the body must be application/x-www-form-urlencoded",
+        );
     }
     let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
     let field = |name: &str| {
@@ -334,7 +353,11 @@ fn token(
             .map(|(_, v)| v.clone())
             .filter(|v| !v.is_empty())
     };
-    let decode = |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
+    let decode = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

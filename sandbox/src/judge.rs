@@ -54,9 +54,7 @@ fn validators() -> &'static HashMap<&'static str, jsonschema::Validator> {
 /// Every rule of schema `name` that `body` breaks, each with the JSON pointer of the value at
 /// fault and the keyword it broke.
 pub(crate) fn violations(name: &str, body: &Value) -> Vec<Violation> {
-    let validator = validators()
-        .get(name)
-        .unwrap_or_else(|| panic!("no schema {name}"));
+    let validator = validators().get(name).unwrap_or_else(|| panic!("no schema {name}"));
     validator
         .iter_errors(body)
         .map(|e| {

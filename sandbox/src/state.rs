@@ -125,7 +125,9 @@ impl State {
     /// Empties what `vendor` holds; the number of codes dropped.
     pub(crate) fn clear(&self, vendor: &str) -> usize {
         let mut inner = self.lock();
-        let Some(v) = inner.vendors.get_mut(vendor) else { return 0 };
+        let Some(v) = inner.vendors.get_mut(vendor) else {
+            return 0;
+        };
         v.keys.clear();
         std::mem::take(&mut v.codes).len()
     }
@@ -142,7 +144,8 @@ impl State {
             }
         }
         for c in codes {
-            v.keys.insert((account_key.to_owned(), c.collection.clone(), c.code.clone()));
+            v.keys
+                .insert((account_key.to_owned(), c.collection.clone(), c.code.clone()));
             v.codes.push(c);
         }
         Hold::Held

@@ -112,15 +112,19 @@ pub(crate) struct Account {
 /// A credential as the listing shows it: a fingerprint (FNV-1a), which tells accounts apart
 /// without printing a token someone may have pasted from a real vendor.
 fn shorten(secret: &str) -> String {
-    let hash = secret
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let hash = secret.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
     format!("#{:08x}", hash >> 32)
 }
 
 /// Checks the `Authorization` header (and Spacebring's network id) as the vendor's document
 /// asks; the account it names, or every rule it broke.
-pub(crate) fn authenticate(vendor: &Vendor, headers: &axum::http::HeaderMap, state: &State) -> Result<Account, Vec<Violation>> {
+pub(crate) fn authenticate(
+    vendor: &Vendor,
+    headers: &axum::http::HeaderMap,
+    state: &State,
+) -> Result<Account, Vec<Violation>> {
     let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}").to_owned());
     let at = "header:Authorization";
     let Some(value) = header("authorization") else {
@@ -128,7 +132,9 @@ pub(crate) fn authenticate(vendor: &Vendor, headers: &axum::http::HeaderMap, sta
             at,
             "required",
             match vendor.auth {
-                AuthRule::BasicOrBearerWithNetwork => "missing: send `Basic <base64 key:secret>` or `Bearer <token>` with spacebring-network-id",
+                AuthRule::BasicOrBearerWithNetwork => {
+                    "missing: send `Basic <base64 key:secret>` or `Bearer <token>` with spacebring-network-id"
+                }
                 _ => "missing: send `Bearer <token>`",
             },
         )]);
@@ -254,7 +260,9 @@ pub(crate) fn authenticate(vendor: &Vendor, headers: &axum::http::HeaderMap, sta
                 at,
                 "scheme",
                 match vendor.auth {
-                    AuthRule::BasicOrBearerWithNetwork => format!("scheme {scheme:?}: the document takes Basic or Bearer"),
+                    AuthRule::BasicOrBearerWithNetwork => {
+                        format!("scheme {scheme:?}: the document takes Basic or Bearer")
+                    }
                     _ => format!("scheme {scheme:?}: the document takes Bearer"),
                 },
             ));
@@ -469,7 +477,10 @@ pub(crate) fn error_body(vendor: &str, kind: &str, message: &str, violations: &[
     }
     body.insert("message".into(), message.into());
     if !violations.is_empty() {
-        body.insert("violations".into(), serde_json::to_value(violations).expect("serializable"));
+        body.insert(
+            "violations".into(),
+            serde_json::to_value(violations).expect("serializable"),
+        );
     }
     Value::Object(body)
 }

@@ -175,7 +175,15 @@ struct Broken {
     names: &'static str,
 }
 
-fn broken(what: &'static str, path: &str, auth: &Auth, body: Value, status: u16, pointer: &'static str, rule: &'static str) -> Broken {
+fn broken(
+    what: &'static str,
+    path: &str,
+    auth: &Auth,
+    body: Value,
+    status: u16,
+    pointer: &'static str,
+    rule: &'static str,
+) -> Broken {
     Broken {
         what,
         method: "POST",
@@ -235,7 +243,10 @@ async fn refuse_all(sb: &Running, vendor: &str, table: Vec<Broken>) {
         }
         let refusals = sb.sandbox.refusals();
         assert_eq!(refusals.len(), before + 1, "{what}: recorded");
-        assert_eq!(refusals.last().unwrap().vendor, if vendor.starts_with("limio") { "limio" } else { vendor });
+        assert_eq!(
+            refusals.last().unwrap().vendor,
+            if vendor.starts_with("limio") { "limio" } else { vendor }
+        );
     }
     // Nothing refused was held.
     let vendor = vendor.trim_end_matches("-v3");
@@ -252,7 +263,11 @@ async fn the_documents_examples_are_accepted_with_their_success_answers() {
         "minimum_order_status": true, "minimum_order_value": 22
     });
     let a = sb
-        .post("/partnero/v1/promotion-codes", &Auth::Bearer("YOUR_API_KEY".into()), &partnero)
+        .post(
+            "/partnero/v1/promotion-codes",
+            &Auth::Bearer("YOUR_API_KEY".into()),
+            &partnero,
+        )
         .await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.body["status"], 1);
@@ -275,7 +290,11 @@ async fn the_documents_examples_are_accepted_with_their_success_answers() {
     // Moltin: the document's cURL example, at the example promotion.
     let moltin = json!({ "data": { "type": "promotion_codes", "codes": [ {"code":"ZXY_CBA"}, {"code":"ABC_XYZ"} ] } });
     let a = sb
-        .post(&format!("/moltin/v2/promotions/{PROMOTION}/codes"), &Auth::Bearer("XXXX".into()), &moltin)
+        .post(
+            &format!("/moltin/v2/promotions/{PROMOTION}/codes"),
+            &Auth::Bearer("XXXX".into()),
+            &moltin,
+        )
         .await;
     assert_eq!(a.status, 201, "{}", a.body);
     assert_eq!(a.body["data"]["type"], "promotion");
@@ -386,6 +405,7 @@ async fn spacebring_refuses_each_broken_request_naming_the_violation() {
     let p = "/spacebring/discounts/promocodes/v1";
     let ok = Auth::Basic("key".into(), "secret".into());
     let b = spacebring_body("SB-1");
+    #[rustfmt::skip]
     let table = vec![
         broken("no code", p, &ok, with(&b, "/promocode/code", None), 400, "/promocode", "required").naming("code"),
         broken("no couponRef", p, &ok, with(&b, "/promocode/couponRef", None), 400, "/promocode", "required")
@@ -433,6 +453,7 @@ async fn partnero_refuses_each_broken_request_naming_the_violation() {
     let ok = Auth::Bearer("key".into());
     let b = json!({ "coupon_uuid": "coupon_123", "code": "PROMO123" });
     let on = |flag: &str| with(&b, &format!("/{flag}"), Some(json!(true)));
+    #[rustfmt::skip]
     let table = vec![
         broken("no coupon_uuid", p, &ok, with(&b, "/coupon_uuid", None), 422, "", "required").naming("coupon_uuid"),
         broken("coupon_uuid a number", p, &ok, with(&b, "/coupon_uuid", Some(json!(123))), 422, "/coupon_uuid", "type"),
@@ -471,6 +492,7 @@ async fn moltin_refuses_each_broken_request_naming_the_violation() {
     let p = format!("/moltin/v2/promotions/{PROMOTION}/codes");
     let ok = Auth::Bearer("token".into());
     let b = json!({ "data": { "type": "promotion_codes", "codes": [ { "code": "ZXY_CBA" } ] } });
+    #[rustfmt::skip]
     let table = vec![
         broken("no data", &p, &ok, json!({}), 422, "", "required").naming("data"),
         broken("the table's fields without the example's data wrapper", &p, &ok,
@@ -506,6 +528,7 @@ async fn limio_refuses_each_broken_request_naming_the_violation() {
         Some(json!({ "discountType": "DiscountFixedAmount", "amountDiscount": 10, "currency": "GBP" })),
     );
     let spacebring_token = sb.token("spacebring", "client").await;
+    #[rustfmt::skip]
     let table = vec![
         broken("no name", p, &ok, with(&b, "/name", None), 400, "", "required").naming("name"),
         broken("no id", p, &ok, with(&b, "/id", None), 400, "", "required").naming("id"),
@@ -541,6 +564,7 @@ async fn limio_refuses_each_broken_request_naming_the_violation() {
 
     let p = "/limio/objects/limio/promo_codes_v3";
     let b = limio_v3_body("SPRING");
+    #[rustfmt::skip]
     let table = vec![
         broken("no name", p, &ok, with(&b, "/name", None), 400, "", "required").naming("name"),
         broken("the v2 record type", p, &ok, with(&b, "/id", Some(json!("promo_code_v2-SPRING"))), 400, "/id", "pattern"),
@@ -563,6 +587,7 @@ async fn loop_refuses_each_broken_request_naming_the_violation() {
     let p = "/loop/v1/admin/promos";
     let ok = Auth::Bearer("token".into());
     let b = json!({ "code": "SPRING-20", "percent_off": 20 });
+    #[rustfmt::skip]
     let table = vec![
         broken("no code", p, &ok, with(&b, "/code", None), 400, "", "required").naming("code"),
         broken("empty code", p, &ok, with(&b, "/code", Some(json!(""))), 400, "/code", "minLength"),
@@ -598,9 +623,7 @@ async fn codes_are_held_per_account_and_a_second_one_of_a_name_is_409() {
     assert_eq!(other.status, 201);
     // A Moltin batch is all or nothing: one taken code refuses the call, and holds none of it.
     let m = format!("/moltin/v2/promotions/{PROMOTION}/codes");
-    let batch = |codes: &[&str]| {
-        json!({ "data": { "type": "promotion_codes", "codes": codes.iter().map(|c| json!({ "code": c })).collect::<Vec<_>>() } })
-    };
+    let batch = |codes: &[&str]| json!({ "data": { "type": "promotion_codes", "codes": codes.iter().map(|c| json!({ "code": c })).collect::<Vec<_>>() } });
     let auth = Auth::Bearer("m".into());
     assert_eq!(sb.post(&m, &auth, &batch(&["A", "B"])).await.status, 201);
     assert_eq!(sb.post(&m, &auth, &batch(&["C", "B"])).await.status, 409);
@@ -707,13 +730,13 @@ async fn each_vendor_enforces_its_rate_limit_with_429_and_retry_after() {
     assert_eq!(retry_after.as_deref(), Some("1"));
     // Other vendors have no limit here.
     for i in 0..5 {
-        let a = sb.post("/loop/v1/admin/promos", &auth, &json!({ "code": format!("RL{i}") })).await;
+        let a = sb
+            .post("/loop/v1/admin/promos", &auth, &json!({ "code": format!("RL{i}") }))
+            .await;
         assert_eq!(a.status, 201);
     }
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let a = sb
-        .post(p, &auth, &json!({ "coupon_uuid": "c", "code": "RL9" }))
-        .await;
+    let a = sb.post(p, &auth, &json!({ "coupon_uuid": "c", "code": "RL9" })).await;
     assert_eq!(a.status, 200, "a new second");
 }
 
