@@ -458,3 +458,33 @@ async fn serve_sandbox_creates_the_readme_example_on_all_six_targets_and_a_repea
         assert_eq!(list["count"], 0, "{list}");
     }
 }
+
+#[tokio::test]
+async fn the_sandbox_command_serves_the_vendors_alone() {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["sandbox", "--listen", "127.0.0.1:0", "--rate-limit", "loop=1"]);
+    let sb = Binary::spawn(&mut cmd, true, Duration::from_secs(30)).unwrap_or_else(|b| panic!("{}", b.log()));
+    let create = |code: &str| {
+        sb.http
+            .post(format!("{}/loop/v1/admin/promos", sb.base))
+            .header("Authorization", "Bearer t")
+            .json(&json!({ "code": code }))
+            .send()
+    };
+    assert_eq!(create("ALONE").await.unwrap().status(), 201);
+    // Loop's limit of one call a second.
+    let throttled = create("ALONE-2").await.unwrap();
+    assert_eq!(throttled.status(), 429);
+    assert_eq!(throttled.headers()["retry-after"], "1");
+    let (status, list) = sb.get("/loop/_sandbox/codes").await;
+    assert_eq!(status, 200);
+    assert_eq!(list["count"], 1, "{list}");
+    assert!(sb.log().contains("simulated vendor http://"), "{}", sb.log());
+
+    let refused = Command::new(BIN)
+        .args(["sandbox", "--listen", "127.0.0.1:0", "--rate-limit", "nobody=3"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--rate-limit nobody=3"));
+}

@@ -8,7 +8,8 @@
 //! vendor's documented error answer listing every violation (or 400/422 where the document
 //! gives none); one that passes gets the document's success answer, filled in from the request,
 //! and its codes are held per vendor account (per credential), so a second code of the same
-//! name answers 409. `GET`/`DELETE /<kind>/_sandbox/codes` list and empty what a vendor holds.
+//! name answers 409. `GET`/`DELETE /<kind>/_sandbox/codes` list and empty what a vendor holds;
+//! `GET /<kind>/_sandbox/refusals` lists the requests it refused, each violation named.
 //!
 //! The crate does not depend on `promo-adapters` and shares no code with it: it is a second,
 //! independent reading of the documents, so it can find where the adapters misread one.
