@@ -9,7 +9,9 @@
 //! - `domain`: plain types and the ledger's rules as pure functions;
 //! - implementations, chosen here: `store::sqlite`, `admission::local`, `admission::redis`.
 //!
-//! Vendor translation lives in the `promo-adapters` crate, which does no I/O.
+//! Vendor translation lives in the `promo-adapters` crate, which does no I/O. The simulated
+//! vendors of `serve --sandbox` live in the `promo-sandbox` crate, named only here and in
+//! `main.rs` ([`sandbox`] points the upstreams at them).
 
 pub mod admission;
 pub mod auth;
