@@ -454,6 +454,10 @@ struct UpstreamHealth {
     /// RFC 3339: when the open breaker lets a trial call through.
     #[serde(skip_serializing_if = "Option::is_none")]
     breaker_open_until: Option<String>,
+    /// With `serve --sandbox`: the simulated vendor this upstream's calls go to (its base URL);
+    /// no real vendor is called.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sandbox: Option<String>,
 }
 
 /// `GET /health`: every upstream's configuration, pause and breaker. `degraded` while any
@@ -486,6 +490,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
                 pause_capped: u.pause_capped(),
                 breaker,
                 breaker_open_until: breaker_open_until.map(rfc3339),
+                sandbox: u.sandbox.as_ref().map(|url| url.to_string()),
             },
         );
     }
