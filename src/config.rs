@@ -310,6 +310,10 @@ pub struct UpstreamConfig {
     /// The adapter kind the settings chose, once [`Config::parse`] checked them.
     #[serde(skip)]
     vendor: Option<VendorKind>,
+    /// Set by `serve --sandbox` (never by the file): the simulated vendor this upstream was
+    /// pointed at, in place of the file's `base_url` and credentials.
+    #[serde(skip)]
+    pub sandbox: Option<url::Url>,
 }
 
 fn default_timeout() -> u64 {

@@ -7,8 +7,10 @@ Commands:
   check-config   check the config, credentials and campaign mappings; serve nothing
   sync FILE      deliver a CSV or NDJSON file of codes, as one sync job, in this process
   mirror         deliver a campaign's codes from the ledger to upstreams that lack them
+  sandbox        simulated vendors alone: each create call judged by its vendor's document
 
 Examples:
+  promo-gateway --sandbox          serve, every upstream pointed at simulated vendors
   promo-gateway --config /etc/promo-gateway/config.toml check-config
   promo-gateway serve --listen 127.0.0.1:8080
   PROMO_GW_KEY_CRM=... promo-gateway serve --listen 0.0.0.0:8080
@@ -50,9 +52,32 @@ Creates and sync jobs a previous stop interrupted are resumed first.
 Refuses to start when the address is not loopback and no [[server.api_keys]] is configured,
 or when a key's key_env variable is unset.
 
+With --sandbox, simulated vendors start in the same process (on --sandbox-listen, default
+127.0.0.1:8081) and every upstream's calls go to them, with sandbox credentials (no environment
+variable is needed) and a ledger of the run's own, deleted at exit; no real vendor is called.
+GET /health shows each upstream's `sandbox` base URL.
+
 Examples:
   promo-gateway serve
+  promo-gateway serve --sandbox
   promo-gateway --config prod.toml serve --listen 0.0.0.0:8080
+";
+
+pub const SANDBOX: &str = "\
+Serves simulated vendors at http://ADDR/<vendor> followed by the vendor's own path
+(/spacebring/discounts/promocodes/v1, /partnero/v1/promotion-codes,
+/moltin/v2/promotions/{id}/codes, /limio/objects/limio/promo_codes_v2 and _v3,
+/loop/v1/admin/promos), OAuth2 token endpoints at /<vendor>/oauth2/token, and per vendor:
+  GET, DELETE /<vendor>/_sandbox/codes    the codes it holds (every account); empty them
+  GET /<vendor>/_sandbox/refusals         the requests it refused, each violation listed
+  POST /<vendor>/_sandbox/faults          with x-sandbox-fault: the vendor's next answer
+A request with `x-sandbox-fault: 429;retry-after=2 | 503 | timeout | reset` gets that fault.
+Each request is judged as its vendor's document says (a simulation: real vendors may accept or
+refuse more). Prints `listening on ADDR` on stdout once it accepts connections.
+
+Examples:
+  promo-gateway sandbox
+  promo-gateway sandbox --listen 127.0.0.1:0 --rate-limit 100 --rate-limit moltin=5
 ";
 
 pub const CHECK_CONFIG: &str = "\

@@ -9,7 +9,9 @@
 //! - `domain`: plain types and the ledger's rules as pure functions;
 //! - implementations, chosen here: `store::sqlite`, `store::postgres`, `admission::local`, `admission::redis`.
 //!
-//! Vendor translation lives in the `promo-adapters` crate, which does no I/O.
+//! Vendor translation lives in the `promo-adapters` crate, which does no I/O. The simulated
+//! vendors of `serve --sandbox` live in the `promo-sandbox` crate, named only here and in
+//! `main.rs` ([`sandbox`] points the upstreams at them).
 
 pub mod admission;
 pub mod auth;
@@ -74,7 +76,29 @@ impl Gateway {
         env: &dyn Fn(&str) -> Option<String>,
         clock: clock::SharedClock,
     ) -> Result<Self, StartupError> {
+        Self::open_with(config_path, env, clock, None)
+    }
+
+    /// [`Gateway::open`], sandboxed when `sandbox` is given (see [`sandbox`]).
+    pub fn open_with(
+        config_path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+        clock: clock::SharedClock,
+        sandbox: Option<&Sandboxed>,
+    ) -> Result<Self, StartupError> {
         let mut config = Config::load(config_path)?;
+        let sandbox_env = |name: &str| {
+            promo_sandbox::credentials::value(name)
+                .map(str::to_owned)
+                .or_else(|| env(name))
+        };
+        let env: &dyn Fn(&str) -> Option<String> = match sandbox {
+            Some(target) => {
+                self::sandbox(&mut config, target)?;
+                &sandbox_env
+            }
+            None => env,
+        };
         gateway_auth::resolve(&mut config.server.api_keys, env).map_err(|message| StartupError::Config {
             path: config_path.to_owned(),
             message,
@@ -237,6 +261,64 @@ pub fn check_ledger(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> Op
 /// This process's name as an owner of work in the ledger: unique across restarts and hosts.
 fn owner_name() -> String {
     format!("pid-{}-{:016x}", std::process::id(), rand::random::<u64>())
+}
+
+/// Where a sandboxed gateway (`serve --sandbox`) sends its calls and keeps its ledger.
+pub struct Sandboxed {
+    /// The simulated vendors' address.
+    pub addr: std::net::SocketAddr,
+    /// The ledger of the sandboxed run. Never the configured one: codes "created" at simulated
+    /// vendors would otherwise count as created at the real ones, which would then never be
+    /// called for them.
+    pub ledger: std::path::PathBuf,
+}
+
+/// Points every upstream at its simulated vendor: the base URL, an OAuth2 token URL, and the
+/// sandbox's own credential variables in place of the file's (so no real credential is sent
+/// to the sandbox, and none needs to be set). Only URLs on the sandbox remain, so a sandboxed
+/// gateway calls no real vendor.
+pub fn sandbox(config: &mut Config, target: &Sandboxed) -> Result<(), StartupError> {
+    use promo_sandbox::credentials as vars;
+    for (name, u) in &mut config.upstreams {
+        let kind = u.kind.0;
+        let unsimulated = || {
+            StartupError::Usage(format!(
+                "--sandbox: upstreams.{name}: no simulated vendor for kind {kind}"
+            ))
+        };
+        let base_url = promo_sandbox::base_url(kind, target.addr).ok_or_else(unsimulated)?;
+        u.auth = match &u.auth {
+            config::AuthConfig::Bearer { .. } => config::AuthConfig::Bearer {
+                token_env: vars::TOKEN_ENV.into(),
+            },
+            config::AuthConfig::Basic { .. } => config::AuthConfig::Basic {
+                username_env: vars::USERNAME_ENV.into(),
+                password_env: vars::PASSWORD_ENV.into(),
+            },
+            config::AuthConfig::Oauth2 {
+                grant,
+                refresh_token_env,
+                scopes,
+                client_auth,
+                ..
+            } => config::AuthConfig::Oauth2 {
+                token_url: promo_sandbox::token_url(kind, target.addr).ok_or_else(unsimulated)?,
+                grant: *grant,
+                client_id_env: vars::CLIENT_ID_ENV.into(),
+                client_secret_env: vars::CLIENT_SECRET_ENV.into(),
+                refresh_token_env: refresh_token_env.as_ref().map(|_| vars::REFRESH_TOKEN_ENV.into()),
+                scopes: scopes.clone(),
+                client_auth: *client_auth,
+            },
+        };
+        u.base_url = base_url.clone();
+        u.sandbox = Some(base_url);
+    }
+    config.ledger.path = target.ledger.clone();
+    // Never the shared database either, for the same reason.
+    config.ledger.url_env = None;
+    config.ledger.url = None;
+    Ok(())
 }
 
 /// Every configured upstream, each with its rate budget: this process's own, or one shared

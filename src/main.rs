@@ -53,6 +53,9 @@ enum Command {
     /// Deliver every code the ledger holds for a campaign to targets where it is missing.
     #[command(after_long_help = help::MIRROR)]
     Mirror(MirrorArgs),
+    /// Serve simulated vendors (no gateway): each vendor's create call, judged by its document.
+    #[command(after_long_help = help::SANDBOX)]
+    Sandbox(SandboxArgs),
 }
 
 #[derive(ClapArgs, Default)]
@@ -60,6 +63,25 @@ struct ServeArgs {
     /// Listen here instead of the file's `server.listen`.
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Start the simulated vendors in this process and send every upstream's calls there, with
+    /// sandbox credentials and a ledger of this run's own: no vendor account is needed, and no
+    /// real vendor is called.
+    #[arg(long)]
+    sandbox: bool,
+    /// Where the simulated vendors listen with --sandbox (default 127.0.0.1:8081).
+    #[arg(long)]
+    sandbox_listen: Option<SocketAddr>,
+}
+
+#[derive(ClapArgs)]
+struct SandboxArgs {
+    /// Where the simulated vendors listen: http://ADDR/<vendor>/<the vendor's own path>.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    listen: SocketAddr,
+    /// Calls per second each vendor takes before answering 429 with Retry-After: `N` for every
+    /// vendor, `KIND=N` for one (repeatable; default 50).
+    #[arg(long = "rate-limit")]
+    rate_limit: Vec<String>,
 }
 
 #[derive(ClapArgs)]
@@ -108,6 +130,7 @@ async fn main() -> ExitCode {
         Some(Command::Sync(args)) => sync(&cli.config, args).await,
         Some(Command::Mirror(args)) => mirror(&cli.config, args).await,
         Some(Command::CheckConfig) => check_config(&cli.config),
+        Some(Command::Sandbox(args)) => sandbox(args).await.map(|()| ExitCode::SUCCESS),
     };
     match outcome {
         Ok(code) => code,
@@ -123,13 +146,24 @@ async fn main() -> ExitCode {
 /// PostgreSQL ledger needs none: its work is owned under leases, so a CLI job may run beside
 /// serving replicas.
 fn open(config: &Path) -> Result<(Gateway, Option<std::fs::File>), StartupError> {
+    open_with(config, None)
+}
+
+fn open_with(
+    config: &Path,
+    sandbox: Option<&promo_gateway::Sandboxed>,
+) -> Result<(Gateway, Option<std::fs::File>), StartupError> {
     let env = |name: &str| std::env::var(name).ok();
     let loaded = promo_gateway::Config::load(config)?;
-    if loaded.ledger.database_url(&env).is_some() {
-        let gateway = Gateway::open(config, &env, Arc::new(promo_gateway::clock::SystemClock))?;
+    // A sandboxed run keeps its own SQLite ledger, whatever the config names.
+    if sandbox.is_none() && loaded.ledger.database_url(&env).is_some() {
+        let gateway = Gateway::open_with(config, &env, Arc::new(promo_gateway::clock::SystemClock), None)?;
         return Ok((gateway, None));
     }
-    let ledger = loaded.ledger_path(config);
+    let ledger = match sandbox {
+        Some(target) => target.ledger.clone(),
+        None => loaded.ledger_path(config),
+    };
     let lock_path = ledger.with_extension("db.lock");
     let fail = |message: String| StartupError::Ledger {
         path: ledger.clone(),
@@ -139,8 +173,40 @@ fn open(config: &Path) -> Result<(Gateway, Option<std::fs::File>), StartupError>
     lock.try_lock().map_err(|_| {
         fail("another promo-gateway process is using this ledger; stop it, or send the job to its HTTP API (POST /v1/sync-jobs)".into())
     })?;
-    let gateway = Gateway::open(config, &env, Arc::new(promo_gateway::clock::SystemClock))?;
+    let gateway = Gateway::open_with(config, &env, Arc::new(promo_gateway::clock::SystemClock), sandbox)?;
     Ok((gateway, Some(lock)))
+}
+
+/// Binds the simulated vendors' listener, or says which address could not be taken.
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, StartupError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Listen { addr, source })
+}
+
+/// `sandbox`: the simulated vendors alone, until Ctrl-C or SIGTERM.
+async fn sandbox(args: SandboxArgs) -> Result<(), StartupError> {
+    let mut options = promo_sandbox::Options::default();
+    for arg in &args.rate_limit {
+        options
+            .rate_limit_arg(arg)
+            .map_err(|e| StartupError::Usage(e.to_string()))?;
+    }
+    let listener = bind(args.listen).await?;
+    let addr = listener.local_addr().map_err(|source| StartupError::Listen {
+        addr: args.listen,
+        source,
+    })?;
+    for kind in promo_sandbox::KINDS {
+        if let Some(url) = promo_sandbox::base_url(kind, addr) {
+            println!("simulated vendor {url}");
+        }
+    }
+    // Tests and scripts read this line to learn the port when listening on port 0.
+    println!("listening on {addr}");
+    promo_sandbox::serve(listener, promo_sandbox::Sandbox::new(options), shutdown())
+        .await
+        .map_err(|source| StartupError::Listen { addr, source })
 }
 
 /// `check-config`: the report on stdout; exit 1 when it found a problem.
@@ -163,7 +229,27 @@ fn check_config(config: &Path) -> Result<ExitCode, StartupError> {
 }
 
 async fn serve(config: &Path, args: ServeArgs) -> Result<(), StartupError> {
-    let (gateway, _lock) = open(config)?;
+    // With --sandbox: the simulated vendors first (the gateway points at their address), and a
+    // ledger of this run's own, deleted when the process ends, like the vendors' state.
+    let mut sandbox_dir = None;
+    let sandboxed = if args.sandbox {
+        let wanted = args.sandbox_listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8081)));
+        let listener = bind(wanted).await?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| StartupError::Listen { addr: wanted, source })?;
+        let dir =
+            tempfile::tempdir().map_err(|e| StartupError::Usage(format!("--sandbox: no temporary directory: {e}")))?;
+        let ledger = dir.path().join("promo-gateway.sandbox.db");
+        sandbox_dir = Some(dir);
+        let vendors = promo_sandbox::Sandbox::new(promo_sandbox::Options::default());
+        tokio::spawn(promo_sandbox::serve(listener, vendors, std::future::pending()));
+        println!("sandbox: simulated vendors on http://{addr} (GET http://{addr}/<vendor>/_sandbox/codes lists what each holds)");
+        Some(promo_gateway::Sandboxed { addr, ledger })
+    } else {
+        None
+    };
+    let (gateway, _lock) = open_with(config, sandboxed.as_ref())?;
     // Before resuming anything: no keys, no listening beyond loopback.
     promo_gateway::gateway_auth::require_on(
         args.listen.unwrap_or(gateway.config.server.listen),
@@ -184,9 +270,12 @@ async fn serve(config: &Path, args: ServeArgs) -> Result<(), StartupError> {
     let grace = Duration::from_millis(gateway.config.server.shutdown_grace_ms);
     let router = promo_gateway::http::telemetry::layer(router);
     let limits = promo_gateway::http::slow_clients::Limits::of(&gateway.config.server);
-    promo_gateway::http::shutdown::serve(listener, router, limits, gateway.engine.clone(), grace, shutdown())
-        .await
-        .map_err(|source| StartupError::Listen { addr, source })
+    let served =
+        promo_gateway::http::shutdown::serve(listener, router, limits, gateway.engine.clone(), grace, shutdown())
+            .await
+            .map_err(|source| StartupError::Listen { addr, source });
+    drop(sandbox_dir);
+    served
 }
 
 async fn sync(config: &Path, args: SyncArgs) -> Result<ExitCode, StartupError> {

@@ -42,6 +42,8 @@ pub struct Upstream {
     /// The vendor account's currency, for vendors whose amounts carry none.
     pub currency: Option<promo_adapters::money::Currency>,
     pub credentials: Credentials,
+    /// The simulated vendor's base URL when the gateway runs with `--sandbox`.
+    pub sandbox: Option<url::Url>,
     /// Every form in which the configured credentials are sent, for redacting answers.
     forms: Redactor,
     base_url: url::Url,
@@ -415,6 +417,7 @@ impl Upstream {
             network_id: config.network_id.clone(),
             currency: config.currency,
             credentials,
+            sandbox: config.sandbox.clone(),
             forms,
             base_url: config.base_url.clone(),
             admission,

@@ -32,3 +32,16 @@ fn readme_test_command_is_what_ci_runs() {
     let script = include_str!("../scripts/test-servers");
     assert!(script.contains("redis-server"));
 }
+
+#[test]
+fn readme_first_command_serves_against_the_sandbox() {
+    // tests/sandbox.rs runs this command's binary on the shipped config.toml and sends the
+    // README's create example through it.
+    let readme = include_str!("../README.md");
+    let first = readme
+        .lines()
+        .skip_while(|l| *l != "## Two commands")
+        .find(|l| l.starts_with("cargo "))
+        .expect("the README's first command");
+    assert!(first.starts_with("cargo run --release -- --sandbox "), "{first}");
+}

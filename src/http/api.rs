@@ -18,7 +18,8 @@ use crate::http::error::ApiError;
 
 pub fn router(engine: Arc<Engine>, server: &crate::config::Server) -> Router {
     let max_body_bytes = server.max_body_bytes;
-    let (routes, _) = crate::http::routes::table().split_for_parts();
+    let (routes, doc) = crate::http::routes::table().split_for_parts();
+    crate::http::openapi::keep_generated(doc);
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -456,6 +457,10 @@ struct UpstreamHealth {
     /// RFC 3339: when the open breaker lets a trial call through.
     #[serde(skip_serializing_if = "Option::is_none")]
     breaker_open_until: Option<String>,
+    /// With `serve --sandbox`: the simulated vendor this upstream's calls go to (its base URL);
+    /// no real vendor is called.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sandbox: Option<String>,
 }
 
 /// `GET /health`: every upstream's configuration, pause and breaker. `degraded` while any
@@ -488,6 +493,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
                 pause_capped: u.pause_capped(),
                 breaker,
                 breaker_open_until: breaker_open_until.map(rfc3339),
+                sandbox: u.sandbox.as_ref().map(|url| url.to_string()),
             },
         );
     }

@@ -81,6 +81,19 @@ pub fn open_document() -> &'static utoipa::openapi::OpenApi {
     })
 }
 
+/// The operations as the route table generates them, built once: by the router that registers
+/// them ([`keep_generated`]), or here when no router was built (the `openapi` example, tests).
+static GENERATED: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+
+fn generated() -> &'static utoipa::openapi::OpenApi {
+    GENERATED.get_or_init(|| crate::http::routes::table().into_openapi())
+}
+
+/// Keeps the description the router's table generated, so it is not built a second time.
+pub(crate) fn keep_generated(doc: utoipa::openapi::OpenApi) {
+    let _ = GENERATED.set(doc);
+}
+
 /// Every operation of a description, with its method.
 fn operations(
     doc: &mut utoipa::openapi::OpenApi,
@@ -137,7 +150,7 @@ fn declared_scope(operation: &utoipa::openapi::path::Operation) -> Option<Option
 /// name twice (`uniqueItems`), as the gateway checks.
 fn described() -> utoipa::openapi::OpenApi {
     use utoipa::openapi::schema::Schema;
-    let mut doc = crate::http::routes::table().into_openapi();
+    let mut doc = generated().clone();
     if let Some(components) = doc.components.as_mut() {
         for (schema, property) in [
             ("PromoCodeRequest", "targets"),
