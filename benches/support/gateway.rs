@@ -107,6 +107,17 @@ impl GatewayProcess {
     /// [`GatewayProcess::start`], its rate budgets shared through the Redis at `redis_url` when
     /// given (`[rate_limit] redis_url_env`): one replica of several.
     pub fn start_with(upstreams: &str, mappings: &[(&str, &str)], redis_url: Option<&str>) -> Self {
+        Self::start_on(upstreams, mappings, redis_url, None)
+    }
+
+    /// [`GatewayProcess::start_with`], its ledger in the PostgreSQL database at `postgres_url`
+    /// when given (`[ledger] url_env`) instead of a SQLite file.
+    pub fn start_on(
+        upstreams: &str,
+        mappings: &[(&str, &str)],
+        redis_url: Option<&str>,
+        postgres_url: Option<&str>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir(dir.path().join("mappings")).unwrap();
         for (name, text) in mappings {
@@ -117,7 +128,12 @@ impl GatewayProcess {
             &config,
             format!(
                 "[server]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 65536\nmappings_dir = \"mappings\"\n\n\
-                 [ledger]\npath = \"ledger.db\"\n\n{}{upstreams}",
+                 [ledger]\n{}\n\n{}{upstreams}",
+                if postgres_url.is_some() {
+                    "url_env = \"BENCH_POSTGRES_URL\""
+                } else {
+                    "path = \"ledger.db\""
+                },
                 if redis_url.is_some() {
                     "[rate_limit]\nredis_url_env = \"BENCH_REDIS_URL\"\n\n"
                 } else {
@@ -133,6 +149,7 @@ impl GatewayProcess {
             .arg(&config)
             .envs(ENV)
             .envs(redis_url.map(|url| ("BENCH_REDIS_URL", url)))
+            .envs(postgres_url.map(|url| ("BENCH_POSTGRES_URL", url)))
             // Logging as deployed (the binary's default filter), and no proxy between the
             // gateway and its loopback upstreams.
             .env_remove("RUST_LOG")

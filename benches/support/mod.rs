@@ -18,6 +18,9 @@
 pub mod fixtures;
 pub mod gateway;
 pub mod load;
+/// A real PostgreSQL server for item 1's PostgreSQL ledger: the tests' harness, one home.
+#[path = "../../tests/common/postgres.rs"]
+pub mod postgres;
 /// A real redis-server for the three-replica fidelity run: the tests' harness, one home.
 #[path = "../../tests/common/redis.rs"]
 pub mod redis;
@@ -36,6 +39,27 @@ pub fn cpu_time(stat_path: &str) -> Option<Duration> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     Some(Duration::from_secs_f64(ticks as f64 / USER_HZ))
+}
+
+/// CPU time of a process and its children (a PostgreSQL postmaster and its backends), read from
+/// `/proc`.
+pub fn tree_cpu_time(pid: u32) -> Duration {
+    let mut total = cpu_time(&format!("/proc/{pid}/stat")).unwrap_or_default();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let stat_path = entry.path().join("stat");
+        let Ok(stat) = std::fs::read_to_string(&stat_path) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else { continue };
+        let parent = stat[close + 2..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        if parent == Some(pid) {
+            total += cpu_time(&stat_path.to_string_lossy()).unwrap_or_default();
+        }
+    }
+    total
 }
 
 /// The unit of /proc/PID/stat's CPU times (`sysconf(_SC_CLK_TCK)`), 100 on Linux.

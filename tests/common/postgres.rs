@@ -117,6 +117,11 @@ impl Postgres {
         pg
     }
 
+    /// The postmaster's PID while it runs (its backends are its children).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// `postgres://postgres@127.0.0.1:PORT/NAME`.
     pub fn url(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
