@@ -238,7 +238,8 @@ async fn a_ledger_that_cannot_be_written_is_reported_by_health() {
         assert_eq!((status, health["status"].as_str()), (200, Some("ok")), "{health}");
         assert_eq!(health["ledger"]["status"], "ok", "{health}");
         gw.sigterm();
-        assert!(gw.exit_within(Duration::from_secs(10)).success());
+        let status = gw.exit_within(Duration::from_secs(10));
+        assert!(status.success(), "{status}: {:#?}", gw.lines.lock().unwrap());
     }
     let read_only = ReadOnlyFile::over(&ledger);
     let gw = spawn(&config);
