@@ -202,9 +202,10 @@ async fn sandbox(args: SandboxArgs) -> Result<(), StartupError> {
             println!("simulated vendor {url}");
         }
     }
+    let stop = shutdown();
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("listening on {addr}");
-    promo_sandbox::serve(listener, promo_sandbox::Sandbox::new(options), shutdown())
+    promo_sandbox::serve(listener, promo_sandbox::Sandbox::new(options), stop)
         .await
         .map_err(|source| StartupError::Listen { addr, source })
 }
@@ -264,16 +265,16 @@ async fn serve(config: &Path, args: ServeArgs) -> Result<(), StartupError> {
     let local = listener
         .local_addr()
         .map_err(|source| StartupError::Listen { addr, source })?;
+    let stop = shutdown();
     tracing::info!(%local, upstreams = gateway.config.upstreams.len(), "promo-gateway listening");
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("listening on {local}");
     let grace = Duration::from_millis(gateway.config.server.shutdown_grace_ms);
     let router = promo_gateway::http::telemetry::layer(router);
     let limits = promo_gateway::http::slow_clients::Limits::of(&gateway.config.server);
-    let served =
-        promo_gateway::http::shutdown::serve(listener, router, limits, gateway.engine.clone(), grace, shutdown())
-            .await
-            .map_err(|source| StartupError::Listen { addr, source });
+    let served = promo_gateway::http::shutdown::serve(listener, router, limits, gateway.engine.clone(), grace, stop)
+        .await
+        .map_err(|source| StartupError::Listen { addr, source });
     drop(sandbox_dir);
     served
 }
@@ -447,24 +448,41 @@ fn summary(status: &JobStatus) -> String {
 }
 
 /// Ctrl-C, or SIGTERM from a service manager: stop accepting, finish the requests in flight.
-async fn shutdown() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+fn shutdown() -> impl std::future::Future<Output = ()> + Send + 'static {
+    // Registered now, before the "listening on" line: a SIGTERM that arrives before the server
+    // first polls this future must stop it cleanly, not kill it (the signal's default action).
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
+    let signals = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+    async move {
+        #[cfg(unix)]
+        {
+            let (mut term, mut int) = signals;
+            tokio::select! {
+                () = received(term.as_mut()) => {},
+                () = received(int.as_mut()) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down");
     }
-    tracing::info!("shutting down");
+}
+
+/// The next delivery of a signal; never, when it could not be registered.
+#[cfg(unix)]
+async fn received(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
+    }
 }

@@ -296,3 +296,17 @@ async fn a_job_call_outlasting_the_grace_is_cut_off_on_time_and_the_next_start_f
     drop(gw);
     server.verify().await;
 }
+
+/// The signal handlers are in place before the `listening on` line: a SIGTERM sent the moment a
+/// supervisor (or a test) reads it stops the gateway cleanly instead of killing it, which is
+/// what the default action of a signal not yet handled would do.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sigterm_right_after_the_listening_line_exits_0() {
+    let server = common::strict_server().await;
+    for _ in 0..5 {
+        let (_dir, mut gw) = start(&server, 1000, "");
+        gw.sigterm();
+        let status = gw.exit_within(Duration::from_secs(10));
+        assert!(status.success(), "{status}: {:#?}", gw.lines.lock().unwrap());
+    }
+}
