@@ -169,6 +169,18 @@ fn verdict_table(sections: &[Section]) -> String {
     out
 }
 
+/// Each side's runs pooled, every request checked to have succeeded.
+fn summarize(runs: &[Vec<Run>], names: &[&str], connections: usize) -> Vec<Summary> {
+    runs.iter()
+        .zip(names)
+        .map(|(runs, name)| {
+            let summary = Summary::of(runs);
+            summary.assert_clean(runs, &format!("{name}, {connections} connection(s)"));
+            summary
+        })
+        .collect()
+}
+
 fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
@@ -272,17 +284,7 @@ async fn overhead_on_postgres(s: &Settings) -> Section {
         "create, SQLite ledger",
         "create, PostgreSQL ledger",
     ];
-    let summarize = |runs: &[Vec<Run>], connections: usize| -> Vec<Summary> {
-        runs.iter()
-            .zip(names)
-            .map(|(runs, name)| {
-                let summary = Summary::of(runs);
-                summary.assert_clean(runs, &format!("{name}, {connections} connection(s)"));
-                summary
-            })
-            .collect()
-    };
-    let (seq, par) = (summarize(&sequential, 1), summarize(&concurrent, c));
+    let (seq, par) = (summarize(&sequential, &names, 1), summarize(&concurrent, &names, c));
     let [sd, ss, sp] = [seq[0], seq[1], seq[2]];
     let [pd, ps, pp] = [par[0], par[1], par[2]];
     let server_per_create = micros(server_cpu) / pp.requests.max(1) as f64;
@@ -434,17 +436,7 @@ async fn overhead(s: &Settings) -> Section {
     )
     .await;
     let names = ["straight to the upstream", "gateway, dry run", "gateway, create"];
-    let summarize = |runs: &[Vec<Run>], connections: usize| -> Vec<Summary> {
-        runs.iter()
-            .zip(names)
-            .map(|(runs, name)| {
-                let summary = Summary::of(runs);
-                summary.assert_clean(runs, &format!("{name}, {connections} connection(s)"));
-                summary
-            })
-            .collect()
-    };
-    let (seq, par) = (summarize(&sequential, 1), summarize(&concurrent, c));
+    let (seq, par) = (summarize(&sequential, &names, 1), summarize(&concurrent, &names, c));
     let [sd, sr, sc] = [seq[0], seq[1], seq[2]];
     let [pd, pr, pc] = [par[0], par[1], par[2]];
     // Every create reached the upstream exactly once (direct calls land there too).

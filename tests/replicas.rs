@@ -157,10 +157,7 @@ async fn vendor(hold_from: usize) -> (Arc<Vendor>, String) {
     let app = Router::new()
         .route("/v1/admin/promos", post(create))
         .with_state(vendor.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (vendor, url)
+    (vendor, common::serve_vendor(app).await)
 }
 
 /// A replica's config: the ledger in the database `DB_VAR` names, with `lease_seconds`; Loop

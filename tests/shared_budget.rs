@@ -74,11 +74,7 @@ async fn create(State(vendor): State<Arc<Vendor>>, headers: HeaderMap, body: Byt
         )
             .into_response();
     }
-    let promo = json!({
-        "id": format!("promo_{code}"), "code": code, "active": true, "percent_off": 20,
-        "amount_off": null, "currency": null, "expires_at": null, "max_redemptions": null,
-        "times_redeemed": 0, "created_at": "2026-03-01T10:00:00Z"
-    });
+    let promo = common::loop_promo(&format!("promo_{code}"), &code);
     (StatusCode::CREATED, axum::Json(promo)).into_response()
 }
 
@@ -87,10 +83,7 @@ async fn vendor() -> (Arc<Vendor>, String) {
     let app = Router::new()
         .route("/v1/admin/promos", post(create))
         .with_state(vendor.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (vendor, url)
+    (vendor, common::serve_vendor(app).await)
 }
 
 /// A replica's config: its own ledger, Loop at `vendor` with the quota, the budget in Redis.

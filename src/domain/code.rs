@@ -186,17 +186,31 @@ pub fn held_elsewhere(rows: impl IntoIterator<Item = HoldRow>, targets: &[String
     (!held_by.is_empty()).then_some(CodeConflict::OtherCampaign { held_by })
 }
 
-/// Why a retry does not reopen a delivery: another campaign's code of the same name (`code`
-/// of `campaign`, empty for none) has reached the upstream since it failed.
-pub fn held_since(campaign: &str, code: &str, upstream: &str) -> String {
+/// The result a retry leaves on a delivery it does not reopen, because another campaign's code
+/// of the same name (`code` of `campaign`, empty for none) has reached `upstream` since it
+/// failed: its last result (or its bare `status`) with an error that says so. Without it the
+/// delivery would keep its old error and a retry would silently pass it over; its status stays
+/// as it was (the code is not on the vendor for this campaign).
+pub fn held_since(
+    previous: Option<TargetResult>,
+    status: Status,
+    campaign: &str,
+    code: &str,
+    upstream: &str,
+) -> TargetResult {
     let held_by = if campaign.is_empty() {
         format!("`{code}` (of no campaign)")
     } else {
         format!("`{code}` of campaign `{campaign}`")
     };
-    format!(
-        "not sent again: {held_by} has reached {upstream} since this delivery failed, and a vendor keeps one code per name whatever the case"
-    )
+    previous
+        .unwrap_or_else(|| TargetResult::new(upstream, None, status))
+        .with_error(
+            super::delivery::ErrorKind::CodeConflict,
+            format!(
+                "not sent again: {held_by} has reached {upstream} since this delivery failed, and a vendor keeps one code per name whatever the case"
+            ),
+        )
 }
 
 /// A code and its state on every target, as `GET /v1/promo-codes/{code}` shows it.

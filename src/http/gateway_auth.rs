@@ -49,7 +49,7 @@ impl Keys {
 }
 
 /// What a request needs (also read by the OpenAPI description, src/http/openapi.rs).
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Need {
     Nothing,
     AnyKey,

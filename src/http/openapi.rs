@@ -111,25 +111,41 @@ fn operations(
     })
 }
 
-/// What an operation of the keyed description needs: what its `security` says.
+/// What an operation of the keyed description needs: what its `security` says. Read from a
+/// table built once from the description, since the API-key middleware asks on every request.
 pub(crate) fn need_of(method: &Method, path: &str) -> Option<Need> {
-    let item = document().paths.paths.get(path)?;
+    type Needs = std::collections::HashMap<String, Vec<(Method, Need)>>;
+    static NEEDS: OnceLock<Needs> = OnceLock::new();
+    let needs = NEEDS.get_or_init(|| {
+        let mut needs = Needs::new();
+        for (path, item) in &document().paths.paths {
+            let operations = [
+                (Method::GET, item.get.as_ref()),
+                (Method::POST, item.post.as_ref()),
+                (Method::PUT, item.put.as_ref()),
+                (Method::PATCH, item.patch.as_ref()),
+                (Method::DELETE, item.delete.as_ref()),
+            ];
+            for (method, operation) in operations {
+                let Some(operation) = operation else { continue };
+                let need = match declared_scope(operation) {
+                    None => Need::Nothing,
+                    Some(scope) => match scope.as_deref().and_then(crate::gateway_auth::Scope::from_name) {
+                        Some(scope) => Need::Scope(scope),
+                        None => Need::AnyKey,
+                    },
+                };
+                needs.entry(path.clone()).or_default().push((method, need));
+            }
+        }
+        needs
+    });
     let method = if method == Method::HEAD { &Method::GET } else { method };
-    let operation = match *method {
-        Method::GET => item.get.as_ref(),
-        Method::POST => item.post.as_ref(),
-        Method::PUT => item.put.as_ref(),
-        Method::PATCH => item.patch.as_ref(),
-        Method::DELETE => item.delete.as_ref(),
-        _ => None,
-    }?;
-    Some(match declared_scope(operation) {
-        None => Need::Nothing,
-        Some(scope) => match scope.as_deref().and_then(crate::gateway_auth::Scope::from_name) {
-            Some(scope) => Need::Scope(scope),
-            None => Need::AnyKey,
-        },
-    })
+    needs
+        .get(path)?
+        .iter()
+        .find(|(m, _)| m == method)
+        .map(|(_, need)| *need)
 }
 
 /// What an operation's `security` declares: `None` when it needs no key, `Some(None)` when any

@@ -100,6 +100,20 @@ fn new(begun: Begin) -> (i64, i64, Vec<Claim>) {
     }
 }
 
+/// Finishes a create of `code` whose one target, `a`, the vendor created.
+async fn finish_created(store: &dyn Store, code: &str, request_id: i64, code_id: i64) {
+    let response = CreateResponse {
+        code: code.into(),
+        dry_run: false,
+        request_id: Some(request_id),
+        results: vec![outcome("a", Status::Created)],
+    };
+    store
+        .finish_request(request_id, &response, vec![(code_id, outcome("a", Status::Created))])
+        .await
+        .unwrap();
+}
+
 fn outcome(upstream: &str, status: Status) -> TargetResult {
     TargetResult::new(upstream, None, status)
 }
@@ -183,16 +197,7 @@ async fn idempotency_keys_replay_refuse_and_expire(store: Arc<dyn Store>) {
         begin_keyed(&*store, Some("key-1"), "IDEM-1", "c", 30, &["a"]).await,
         Begin::KeyReused(id) if id == request_id
     ));
-    let response = CreateResponse {
-        code: "IDEM-1".into(),
-        dry_run: false,
-        request_id: Some(request_id),
-        results: vec![outcome("a", Status::Created)],
-    };
-    store
-        .finish_request(request_id, &response, vec![(code_id, outcome("a", Status::Created))])
-        .await
-        .unwrap();
+    finish_created(&*store, "IDEM-1", request_id, code_id).await;
     match begin_keyed(&*store, Some("key-1"), "IDEM-1", "c", 20, &["a"]).await {
         Begin::Replay(replayed) => assert_eq!(replayed.request_id, Some(request_id)),
         other => panic!("expected the first answer, got {other:?}"),
@@ -465,17 +470,8 @@ async fn work_in_flight_has_an_owner_until_its_lease_runs_out(opened: Opened) {
         "adopted once: {again:?}"
     );
     // Finished and ended work has no owner to adopt it.
-    let response = CreateResponse {
-        code: "OWN-1".into(),
-        dry_run: false,
-        request_id: Some(request_id),
-        results: vec![outcome("a", Status::Created)],
-    };
     let code_id = adopted.creates[0].code_id;
-    other
-        .finish_request(request_id, &response, vec![(code_id, outcome("a", Status::Created))])
-        .await
-        .unwrap();
+    finish_created(&*other, "OWN-1", request_id, code_id).await;
     other.end_job(job_id, JobState::Done).await.unwrap();
     let much_later = later + LEASE * 4;
     let adopted = store.adopt(much_later).await.unwrap();
@@ -534,16 +530,7 @@ async fn an_idempotency_key_holds_across_owners(opened: Opened) {
         begin_keyed(&*other, Some("key-x"), "IDEM-X", "c", 30, &["a"]).await,
         Begin::KeyReused(id) if id == request_id
     ));
-    let response = CreateResponse {
-        code: "IDEM-X".into(),
-        dry_run: false,
-        request_id: Some(request_id),
-        results: vec![outcome("a", Status::Created)],
-    };
-    store
-        .finish_request(request_id, &response, vec![(code_id, outcome("a", Status::Created))])
-        .await
-        .unwrap();
+    finish_created(&*store, "IDEM-X", request_id, code_id).await;
     for handle in [&store, &other] {
         match begin_keyed(&**handle, Some("key-x"), "IDEM-X", "c", 20, &["a"]).await {
             Begin::Replay(replayed) => assert_eq!(replayed.request_id, Some(request_id)),

@@ -23,6 +23,15 @@ pub async fn no_other_calls(server: &MockServer) {
         .await;
 }
 
+/// Serves `app` (a vendor written with axum, where wiremock cannot hold or count calls as a test
+/// needs) on a loopback port for the rest of the test; its base URL.
+pub async fn serve_vendor(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
 /// A fresh server with [`no_other_calls`] mounted: it takes only the calls mocked on it later.
 pub async fn strict_server() -> MockServer {
     let server = MockServer::start().await;

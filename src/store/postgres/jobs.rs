@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use super::queries::{self, exec, one, opt, rows};
 use super::{in_tx, Ledger, PgError};
 use crate::domain::code::{CodeConflict, Decision, Definition};
-use crate::domain::delivery::{ErrorKind, Status, TargetResult};
+use crate::domain::delivery::{Status, TargetResult};
 use crate::domain::job::{JobRecord, JobResult, JobState, JobWork, NewJob, StageAs, Staged, INTAKE_SLICE};
 use crate::ports::Adopted;
 
@@ -540,12 +540,8 @@ async fn explain_held_elsewhere<C: deadpool_postgres::GenericClient>(c: &C, job_
         let (code_id, upstream, status, result, campaign, code): (i64, String, String, Option<String>, String, String) =
             (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
         let previous: Option<TargetResult> = result.as_deref().map(serde_json::from_str).transpose()?;
-        let explained = previous
-            .unwrap_or_else(|| TargetResult::new(&upstream, None, queries::parse_status(&status)))
-            .with_error(
-                ErrorKind::CodeConflict,
-                crate::domain::code::held_since(&campaign, &code, &upstream),
-            );
+        let explained =
+            crate::domain::code::held_since(previous, queries::parse_status(&status), &campaign, &code, &upstream);
         exec(
             c,
             "UPDATE deliveries SET result = $1, updated_at = clock_timestamp() WHERE code_id = $2 AND upstream = $3",

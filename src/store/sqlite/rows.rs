@@ -7,7 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::{parse_stamp, parse_status, status_name, LedgerError, NOW};
 use crate::domain::code::{self, CodeConflict, CodeRecord, Decision, Definition, DeliveryRecord, Known};
-use crate::domain::delivery::{ErrorKind, Status, TargetResult};
+use crate::domain::delivery::{Status, TargetResult};
 use crate::domain::request::Unfinished;
 
 /// The code the campaign holds under `def`'s key, with whether a vendor holds it (asked only
@@ -217,9 +217,7 @@ pub(super) fn explain_held_elsewhere(tx: &Connection, job_id: i64) -> Result<(),
     };
     for (code_id, upstream, status, result, campaign, code) in held {
         let previous: Option<TargetResult> = result.as_deref().map(serde_json::from_str).transpose()?;
-        let explained = previous
-            .unwrap_or_else(|| TargetResult::new(&upstream, None, parse_status(&status)))
-            .with_error(ErrorKind::CodeConflict, code::held_since(&campaign, &code, &upstream));
+        let explained = code::held_since(previous, parse_status(&status), &campaign, &code, &upstream);
         tx.prepare_cached(&format!(
             "UPDATE deliveries SET result = ?1, updated_at = {NOW} WHERE code_id = ?2 AND upstream = ?3"
         ))?
