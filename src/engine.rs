@@ -227,6 +227,16 @@ impl Engine {
         self.store.problem().await
     }
 
+    /// What the ledger's writer has done since start.
+    pub fn ledger_writes(&self) -> crate::ports::WriteStats {
+        self.store.write_stats()
+    }
+
+    /// Which ledger backend this is.
+    pub fn ledger_backend(&self) -> &'static str {
+        self.store.backend()
+    }
+
     /// A recorded create, as the ledger has it now.
     pub async fn recorded(&self, request_id: i64) -> Result<Option<StoredRequest>, DomainError> {
         self.store.request(request_id).await.map_err(ledger_error)

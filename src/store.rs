@@ -4,5 +4,6 @@
 
 #[cfg(test)]
 pub(crate) mod conformance;
+mod group;
 pub mod postgres;
 pub mod sqlite;

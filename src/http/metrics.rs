@@ -165,6 +165,38 @@ pub async fn render(engine: &Engine) -> String {
         );
     }
 
+    let writes = engine.ledger_writes();
+    let backend = format!("backend=\"{}\"", engine.ledger_backend());
+    for (name, kind, help, value) in [
+        (
+            "promo_gateway_ledger_writes_total",
+            "counter",
+            "Writes given to the ledger's writer: claims, outcomes and answers.",
+            writes.writes,
+        ),
+        (
+            "promo_gateway_ledger_batches_total",
+            "counter",
+            "Batches the ledger's writer took; each is written in one transaction unless it fails.",
+            writes.batches,
+        ),
+        (
+            "promo_gateway_ledger_transactions_total",
+            "counter",
+            "Transactions the ledger's writer committed (fewer than writes: group commit).",
+            writes.transactions,
+        ),
+        (
+            "promo_gateway_ledger_largest_batch",
+            "gauge",
+            "The most writes one batch has taken since start.",
+            writes.largest_batch,
+        ),
+    ] {
+        family(&mut out, name, kind, help);
+        sample(&mut out, name, &backend, value as f64);
+    }
+
     family(
         &mut out,
         "promo_gateway_sync_job_deliveries",

@@ -55,12 +55,28 @@ pub struct Adopted {
     pub jobs: Vec<i64>,
 }
 
+/// What a ledger's writer has done since start: how many writes (claims, outcomes, answers) it
+/// took and in how many batches and transactions, for `/metrics`. Fewer transactions than
+/// writes is the group commit at work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    pub writes: u64,
+    pub batches: u64,
+    pub transactions: u64,
+    pub largest_batch: u64,
+}
+
 /// The interface between the engine and its durable state. A handle speaks for one owner (a
 /// process), whose name and lease length it was opened with.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Which backend this is (`sqlite`, `postgres`), for `/health`.
     fn backend(&self) -> &'static str;
+
+    /// What the group-committing writer has done (zero where a backend has none).
+    fn write_stats(&self) -> WriteStats {
+        WriteStats::default()
+    }
 
     /// Why the ledger cannot record new work now (a full disk, a read-only file, outcomes held
     /// in memory, a database gone), for `/health`; `None` while it can.

@@ -45,9 +45,13 @@ mod rows;
 mod space;
 #[cfg(test)]
 mod tests;
+mod writer;
 
+use crate::ports::WriteStats;
+use crate::store::group::Group;
 use migrate::migrate;
 use rows::*;
+use writer::{Typed, Write, Writer, Written};
 
 /// What went wrong inside the SQLite store; the engine sees it as a [`StoreError`].
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +108,8 @@ pub struct Ledger {
     /// next instead of the intake taking it straight back.
     conn: Arc<Mutex<Connection>>,
     space: Arc<space::Space>,
+    /// Claims, outcomes and answers, committed in batches ([`writer`]).
+    writer: Group<Writer>,
     /// Whose work this handle begins and adopts, and for how long a lease runs.
     owner: Arc<str>,
     lease: chrono::Duration,
@@ -200,9 +206,15 @@ impl Ledger {
             )
             .map_err(fail)?;
         }
+        let conn = Arc::new(Mutex::new(conn));
+        let space = Arc::new(space::Space::new(path, options.reserve_bytes, read_only));
         let ledger = Self {
-            conn: Arc::new(Mutex::new(conn)),
-            space: Arc::new(space::Space::new(path, options.reserve_bytes, read_only)),
+            writer: Group::new(Writer {
+                conn: conn.clone(),
+                space: space.clone(),
+            }),
+            conn,
+            space,
             owner: options.owner.into(),
             lease: options.lease,
         };
@@ -246,17 +258,40 @@ impl Ledger {
         .await
     }
 
-    /// Writes outcomes of calls made: into the reserve's room on a full disk, or held in memory.
-    async fn outcome(&self, write: space::HeldWrite) -> Result<(), StoreError> {
-        let space = self.space.clone();
-        self.with(move |conn| space.write_outcome(conn, write)).await
+    /// A create's claim, committed with whatever other writes are queued with it.
+    async fn batched_claim<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<Written<T>, LedgerError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (claim, answer) = Typed::queued(f);
+        self.writer.submit(Write::Claim(claim));
+        answer.await.unwrap_or_else(|_| Err(writer_stopped()))
     }
+
+    /// Outcomes of calls made, committed with whatever other writes are queued with them: into
+    /// the reserve's room on a full disk, or held in memory.
+    async fn outcome(&self, write: space::HeldWrite) -> Result<(), StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.writer.submit(Write::Outcome(write, reply));
+        answer.await.unwrap_or_else(|_| Err(writer_stopped()))
+    }
+}
+
+fn writer_stopped() -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Unavailable,
+        "the ledger's writer stopped before answering; the write may not have been recorded",
+    )
 }
 
 #[async_trait::async_trait]
 impl Store for Ledger {
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn write_stats(&self) -> WriteStats {
+        self.writer.stats()
     }
 
     async fn problem(&self) -> Option<String> {
@@ -275,11 +310,11 @@ impl Store for Ledger {
         let owner = self.owner.clone();
         let lease_until = stamp(now + self.lease);
         let body = body.to_string();
-        self.claim(move |conn| {
-            // Immediate: the write lock is taken before the reads the claim decides on, so a
-            // second connection on the file (another handle, as in the contract's cases)
-            // waits its turn instead of failing to upgrade a read into a write.
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // The batch's transaction is immediate: the write lock is taken before the reads the
+        // claim decides on, so a second connection on the file (another handle, as in the
+        // contract's cases) waits its turn instead of failing to upgrade a read into a write.
+        self.batched_claim(move |tx| {
+            use Written::{Dropped, Kept};
             if let Some(key) = &key {
                 let seen = tx
                     .prepare_cached(
@@ -308,22 +343,24 @@ impl Store for Ledger {
                     KeyDecision::Forget(id) => {
                         tx.execute("UPDATE requests SET idempotency_key = NULL WHERE id = ?1", [id])?;
                     }
-                    KeyDecision::Reused(id) => return Ok(Begin::KeyReused(id)),
-                    KeyDecision::InProgress(id) => return Ok(Begin::InProgress(id)),
-                    KeyDecision::Replay(response) => return Ok(Begin::Replay(serde_json::from_str(&response)?)),
+                    KeyDecision::Reused(id) => return Ok(Dropped(Begin::KeyReused(id))),
+                    KeyDecision::InProgress(id) => return Ok(Dropped(Begin::InProgress(id))),
+                    KeyDecision::Replay(response) => {
+                        return Ok(Dropped(Begin::Replay(serde_json::from_str(&response)?)))
+                    }
                 }
             }
-            // A refusal returns before the commit: dropping the transaction rolls it back.
-            if let Some(conflict) = staged_conflict(&tx, &definition, None)? {
-                return Ok(Begin::Conflict(conflict));
+            // A refusal's changes are dropped (its savepoint rolled back).
+            if let Some(conflict) = staged_conflict(tx, &definition, None)? {
+                return Ok(Dropped(Begin::Conflict(conflict)));
             }
-            let code_id = match find_or_add_code(&tx, &definition)? {
+            let code_id = match find_or_add_code(tx, &definition)? {
                 Ok(id) => id,
-                Err(conflict) => return Ok(Begin::Conflict(conflict)),
+                Err(conflict) => return Ok(Dropped(Begin::Conflict(conflict))),
             };
             let names: Vec<String> = targets.iter().map(|t| t.upstream.clone()).collect();
-            if let Some(conflict) = held_elsewhere(&tx, &definition.campaign, &definition.key(), &names)? {
-                return Ok(Begin::Conflict(conflict));
+            if let Some(conflict) = held_elsewhere(tx, &definition.campaign, &definition.key(), &names)? {
+                return Ok(Dropped(Begin::Conflict(conflict)));
             }
             tx.prepare_cached(
                 "INSERT INTO requests (idempotency_key, key_expires_at, body, code_id, targets, owner, lease_until)
@@ -341,7 +378,7 @@ impl Store for Ledger {
             let request_id = tx.last_insert_rowid();
             let mut claims = Vec::with_capacity(targets.len());
             for t in &targets {
-                let current = delivery(&tx, code_id, &t.upstream)?;
+                let current = delivery(tx, code_id, &t.upstream)?;
                 let decided = rules::decide_claim(current.as_ref().map(|(status, result)| (*status, result.is_some())));
                 let claim = match (decided, current) {
                     (ClaimDecision::Done, Some((_, Some(result)))) => {
@@ -349,7 +386,7 @@ impl Store for Ledger {
                     }
                     (ClaimDecision::Elsewhere, _) => Claim::Elsewhere,
                     _ => {
-                        put_delivery(&tx, code_id, &t.upstream, t.settled.as_ref(), Some(request_id), None)?;
+                        put_delivery(tx, code_id, &t.upstream, t.settled.as_ref(), Some(request_id), None)?;
                         if t.settled.is_some() {
                             Claim::Settled
                         } else {
@@ -359,24 +396,18 @@ impl Store for Ledger {
                 };
                 claims.push(claim);
             }
-            tx.commit()?;
-            Ok(Begin::New {
+            Ok(Kept(Begin::New {
                 request_id,
                 code_id,
                 claims,
-            })
+            }))
         })
         .await
     }
 
     async fn record(&self, outcomes: Vec<(i64, TargetResult)>) -> Result<(), StoreError> {
-        self.outcome(Arc::new(move |conn: &mut Connection| {
-            let tx = conn.transaction()?;
-            record_outcomes(&tx, &outcomes)?;
-            tx.commit()?;
-            Ok(())
-        }))
-        .await
+        self.outcome(Arc::new(move |tx: &Connection| record_outcomes(tx, &outcomes)))
+            .await
     }
 
     async fn finish_request(
@@ -386,14 +417,12 @@ impl Store for Ledger {
         outcomes: Vec<(i64, TargetResult)>,
     ) -> Result<(), StoreError> {
         let response = serde_json::to_string(response).map_err(LedgerError::from)?;
-        self.outcome(Arc::new(move |conn: &mut Connection| {
-            let tx = conn.transaction()?;
-            record_outcomes(&tx, &outcomes)?;
+        self.outcome(Arc::new(move |tx: &Connection| {
+            record_outcomes(tx, &outcomes)?;
             tx.prepare_cached(&format!(
                 "UPDATE requests SET response = ?1, finished_at = {NOW} WHERE id = ?2"
             ))?
             .execute(params![response, request_id])?;
-            tx.commit()?;
             Ok(())
         }))
         .await

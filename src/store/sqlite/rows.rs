@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{parse_stamp, parse_status, status_name, LedgerError, NOW};
 use crate::domain::code::{self, CodeConflict, CodeRecord, Decision, Definition, DeliveryRecord, Known};
@@ -33,7 +33,7 @@ pub(super) fn known(tx: &Connection, def: &Definition) -> rusqlite::Result<Optio
 
 /// Finds a code in its campaign, or adds (or redefines) it, as [`code::decide`] rules.
 pub(super) fn find_or_add_code(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     def: &Definition,
 ) -> Result<Result<i64, CodeConflict>, rusqlite::Error> {
     match code::decide(known(tx, def)?, def) {

@@ -19,8 +19,17 @@ use rusqlite::Connection;
 
 use super::LedgerError;
 
-/// An outcome write the disk refused, kept to be written again.
-pub(super) type HeldWrite = Arc<dyn Fn(&mut Connection) -> Result<(), LedgerError> + Send + Sync>;
+/// An outcome's write, kept to be written again if the disk refuses it. It runs inside a
+/// transaction its caller opens (its own, or a group commit's batch).
+pub(super) type HeldWrite = Arc<dyn Fn(&Connection) -> Result<(), LedgerError> + Send + Sync>;
+
+/// Writes `write` in a transaction of its own.
+fn alone(conn: &mut Connection, write: &HeldWrite) -> Result<(), LedgerError> {
+    let tx = conn.transaction()?;
+    write(&tx)?;
+    tx.commit()?;
+    Ok(())
+}
 
 pub(super) struct Space {
     reserve: Reserve,
@@ -84,6 +93,13 @@ impl Space {
         Ok(())
     }
 
+    /// Nothing stands in the way of writing claims and outcomes together: the file is
+    /// writable, no outcome is held in memory and the reserve is held. Otherwise each write
+    /// goes alone, through [`Space::ready_for_claim`] or [`Space::write_outcome`].
+    pub(super) fn is_clear(&self) -> bool {
+        self.read_only.is_none() && self.reserve.is_held() && lock(&self.held).is_empty()
+    }
+
     /// Notes how a write went, for `/health`.
     pub(super) fn observe<T>(&self, result: &Result<T, LedgerError>) {
         let mut problem = lock(&self.problem);
@@ -99,13 +115,13 @@ impl Space {
     pub(super) fn write_outcome(&self, conn: &mut Connection, write: HeldWrite) -> Result<(), LedgerError> {
         // Older outcomes first; one that still cannot be written stays held.
         let _ = self.write_held(conn);
-        let mut result = write(conn);
+        let mut result = alone(conn, &write);
         if matches!(&result, Err(e) if e.is_out_of_space()) && self.reserve.release() {
             tracing::warn!(
                 "the ledger's disk is full: its reserve is released to record outcomes, and new creates are refused until there is room again"
             );
             *lock(&self.problem) = Some(self.reserve.released());
-            result = write(conn);
+            result = alone(conn, &write);
         }
         match result {
             Ok(()) => {
@@ -127,7 +143,7 @@ impl Space {
     fn write_held(&self, conn: &mut Connection) -> Result<(), LedgerError> {
         let mut held = lock(&self.held);
         while let Some(write) = held.first().cloned() {
-            if let Err(e) = write(conn) {
+            if let Err(e) = alone(conn, &write) {
                 return Err(LedgerError::Unwritable(format!(
                     "{} outcome(s) the ledger could not record are still held in memory ({e})",
                     held.len()

@@ -1,0 +1,209 @@
+//! The SQLite ledger's side of group commit ([`crate::store::group`]): a batch of claims and
+//! outcomes written in one transaction, each write in a savepoint of its own.
+//!
+//! A write that refuses (a code held elsewhere) or fails for a reason of its own data rolls
+//! back its savepoint alone and the rest of the batch goes on. A write that fails for a reason
+//! of the file or disk (full, read-only, locked) fails the batch: the transaction is rolled back
+//! whole, every claim in it is answered "not written" (nothing of it is sent), and every outcome
+//! in it is written again alone, where a full disk can still take it through the reserve
+//! ([`super::space`]). While the ledger is short of room, each write goes alone that way.
+//!
+//! A batch is written on the drain task's own thread when the connection is free: without an
+//! fsync per commit (WAL, `synchronous = NORMAL`) it takes tens to hundreds of microseconds,
+//! less than handing it to another thread and back would cost. Behind a job's intake slice or a
+//! read, it goes to the blocking pool rather than hold a runtime thread.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rusqlite::{Connection, TransactionBehavior};
+use tokio::sync::oneshot;
+
+use super::space::{HeldWrite, Space};
+use super::LedgerError;
+use crate::ports::{StoreError, StoreErrorKind};
+use crate::store::group::{Batch, Counters};
+
+/// What a claim decided about its own changes: they stand, or a refusal drops them.
+pub(super) enum Written<T> {
+    Kept(T),
+    Dropped(T),
+}
+
+/// One write of a batch.
+pub(super) enum Write {
+    /// New work (a create's claim): written only while the ledger can also record its outcomes.
+    Claim(Box<dyn Claim>),
+    /// What calls did (outcomes, a create's answer): written even on a full disk.
+    Outcome(HeldWrite, oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// A claim with its caller's typed answer behind it.
+pub(super) trait Claim: Send {
+    /// Runs the claim's reads and writes; whether its changes stand.
+    fn run(&mut self, conn: &Connection) -> Result<bool, LedgerError>;
+    /// Answers the caller: what the claim decided if its writes are durable, else the error.
+    fn answer(self: Box<Self>, written: Result<(), StoreError>);
+}
+
+/// A claim as a closure and the channel its caller waits on.
+pub(super) struct Typed<T, F> {
+    run: Option<F>,
+    decided: Option<T>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Typed<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<Written<T>, LedgerError> + Send + 'static,
+{
+    pub(super) fn queued(run: F) -> (Box<dyn Claim>, oneshot::Receiver<Result<T, StoreError>>) {
+        let (reply, rx) = oneshot::channel();
+        (
+            Box::new(Self {
+                run: Some(run),
+                decided: None,
+                reply,
+            }),
+            rx,
+        )
+    }
+}
+
+impl<T, F> Claim for Typed<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<Written<T>, LedgerError> + Send + 'static,
+{
+    fn run(&mut self, conn: &Connection) -> Result<bool, LedgerError> {
+        let run = self.run.take().expect("a claim runs once");
+        let (decided, keep) = match run(conn)? {
+            Written::Kept(t) => (t, true),
+            Written::Dropped(t) => (t, false),
+        };
+        self.decided = Some(decided);
+        Ok(keep)
+    }
+
+    fn answer(self: Box<Self>, written: Result<(), StoreError>) {
+        let Self { decided, reply, .. } = *self;
+        let answer = written.and_then(|()| {
+            decided.ok_or_else(|| StoreError::new(StoreErrorKind::Unavailable, "the claim was not written"))
+        });
+        let _ = reply.send(answer);
+    }
+}
+
+/// The ledger's one writer.
+pub(super) struct Writer {
+    pub(super) conn: Arc<Mutex<Connection>>,
+    pub(super) space: Arc<Space>,
+}
+
+impl Batch for Writer {
+    type Write = Write;
+
+    async fn write(self: Arc<Self>, writes: Vec<Write>, counters: Arc<Counters>) {
+        if let Some(mut conn) = self.conn.try_lock() {
+            return self.write_now(&mut conn, writes, &counters);
+        }
+        // The writes' callers hear of a panic through their dropped reply channels.
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut conn = self.conn.lock();
+            self.write_now(&mut conn, writes, &counters)
+        })
+        .await;
+    }
+}
+
+impl Writer {
+    fn write_now(&self, conn: &mut Connection, mut writes: Vec<Write>, counters: &Counters) {
+        if !self.space.is_clear() {
+            return self.each_alone(conn, writes, counters);
+        }
+        let mut failed: Vec<Option<LedgerError>> = Vec::with_capacity(writes.len());
+        let batch = (|| {
+            let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for write in &mut writes {
+                let savepoint = tx.savepoint()?;
+                let ran = match write {
+                    Write::Claim(claim) => claim.run(&savepoint),
+                    Write::Outcome(outcome, _) => outcome(&savepoint).map(|()| true),
+                };
+                match ran {
+                    Ok(true) => {
+                        savepoint.commit()?;
+                        failed.push(None);
+                    }
+                    // Dropping the savepoint rolls back what the write did.
+                    Ok(false) => failed.push(None),
+                    Err(e) if e.is_write_failure() => return Err(e),
+                    Err(e) => failed.push(Some(e)),
+                }
+            }
+            tx.commit()?;
+            Ok::<_, LedgerError>(())
+        })();
+        match batch {
+            Ok(()) => {
+                counters.committed();
+                self.space.observe(&Ok::<(), LedgerError>(()));
+                for (write, failed) in writes.into_iter().zip(failed) {
+                    let written = failed.map_or(Ok(()), |e| Err(StoreError::from(e)));
+                    match write {
+                        Write::Claim(claim) => claim.answer(written),
+                        Write::Outcome(_, reply) => {
+                            let _ = reply.send(written);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                // Rolled back whole: no claim of it stands, and its outcomes go again alone.
+                tracing::warn!("a batch of {} ledger writes could not be committed: {e}", writes.len());
+                self.space
+                    .observe(&Err::<(), _>(LedgerError::Unwritable(e.to_string())));
+                let why = StoreError::from(e);
+                let mut outcomes = Vec::new();
+                for write in writes {
+                    match write {
+                        Write::Claim(claim) => claim.answer(Err(why.clone())),
+                        outcome => outcomes.push(outcome),
+                    }
+                }
+                self.each_alone(conn, outcomes, counters);
+            }
+        }
+    }
+
+    /// Each write in a transaction of its own, as the ledger's room allows.
+    fn each_alone(&self, conn: &mut Connection, writes: Vec<Write>, counters: &Counters) {
+        for write in writes {
+            match write {
+                Write::Claim(mut claim) => {
+                    let written = (|| {
+                        self.space.ready_for_claim(conn)?;
+                        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                        if claim.run(&tx)? {
+                            tx.commit()?;
+                        }
+                        Ok::<_, LedgerError>(())
+                    })();
+                    self.space.observe(&written);
+                    if written.is_ok() {
+                        counters.committed();
+                    }
+                    claim.answer(written.map_err(StoreError::from));
+                }
+                Write::Outcome(outcome, reply) => {
+                    let written = self.space.write_outcome(conn, outcome);
+                    if written.is_ok() {
+                        counters.committed();
+                    }
+                    let _ = reply.send(written.map_err(StoreError::from));
+                }
+            }
+        }
+    }
+}
