@@ -446,6 +446,15 @@ async fn a_job_killed_six_times_ends_with_every_code_delivered_exactly_once() {
             "crash test: {vendor}: {} calls, {repeated} codes sent again after a kill (answered 409, reported already_exists)",
             books.calls[vendor]
         );
+        // What a kill can make the job send again is what it had in flight: a call's slot is
+        // held until its outcome is in the ledger, and the job keeps at most 32 calls in flight
+        // per target (Loop), or 4 batches of 50 codes (Moltin). Group commit must not widen it.
+        let in_flight_cap = if vendor == "loop" { 32 } else { 4 * 50 };
+        assert!(
+            repeated <= kills.len() * in_flight_cap,
+            "{vendor}: {repeated} codes sent again over {} kills, more than the {in_flight_cap} in flight at each",
+            kills.len()
+        );
         sent_again += repeated;
     }
     // With calls held 15 ms upstream, a kill lands between a code's creation and its record

@@ -687,15 +687,23 @@ impl Engine {
             debug_assert!(page_size.is_multiple_of(batch));
             // A code withheld by the gate is not recorded: it stays `pending` (a cancel then
             // marks it `cancelled`, a paused job sends it at its next run).
+            //
+            // Each call's slot is held until its outcome is durable, and the outcomes of
+            // concurrent calls reach the ledger's writer together (group commit): the calls
+            // never wait for one another's records, yet a crash can leave at most the slots'
+            // worth of calls made and not recorded, to be sent again.
             let gate = &gate;
             if batch > 1 {
                 let chunks: Vec<Vec<Ready>> = chunked(ready, batch);
                 let mut sends = futures::stream::iter(chunks)
                     .take_while(|_| std::future::ready(gate.open()))
-                    .map(|chunk| send_batch(target, upstream, &ctx, gate, chunk))
+                    .map(|chunk| async move {
+                        let results = send_batch(target, upstream, &ctx, gate, chunk).await;
+                        self.store.record(sent_only(results)).await
+                    })
                     .buffer_unordered(4);
-                while let Some(results) = sends.next().await {
-                    self.store.record(sent_only(results)).await?;
+                while let Some(recorded) = sends.next().await {
+                    recorded?;
                 }
             } else {
                 let mut sends = futures::stream::iter(ready)
@@ -703,12 +711,11 @@ impl Engine {
                     .map(|r| async move {
                         let result =
                             engine::send(target, &r.code, upstream, &r.translation, Patience::Background(gate)).await;
-                        (r.code_id, result)
+                        self.store.record(sent_only(vec![(r.code_id, result)])).await
                     })
-                    .buffer_unordered(CONCURRENCY)
-                    .ready_chunks(64);
-                while let Some(results) = sends.next().await {
-                    self.store.record(sent_only(results)).await?;
+                    .buffer_unordered(CONCURRENCY);
+                while let Some(recorded) = sends.next().await {
+                    recorded?;
                 }
             }
         }

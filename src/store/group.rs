@@ -103,6 +103,12 @@ impl<B: Batch> Group<B> {
         self.counters.snapshot()
     }
 
+    /// Writes queued and not yet taken by a batch.
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
+        self.state.lock().writes.len()
+    }
+
     /// Queues a write; its answer comes through whatever channel the write carries. Starts
     /// the drain if none is running. Needs a tokio runtime.
     pub(crate) fn submit(&self, write: B::Write) {

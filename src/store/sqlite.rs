@@ -39,6 +39,7 @@ use crate::ports::{Adopted, Store, StoreError, StoreErrorKind};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
+mod checkpoint;
 mod intake;
 mod migrate;
 mod rows;
@@ -110,6 +111,8 @@ pub struct Ledger {
     space: Arc<space::Space>,
     /// Claims, outcomes and answers, committed in batches ([`writer`]).
     writer: Group<Writer>,
+    /// Copies the log into the file off the write path; `None` on a read-only file.
+    _checkpoints: Option<Arc<checkpoint::Checkpointer>>,
     /// Whose work this handle begins and adopts, and for how long a lease runs.
     owner: Arc<str>,
     lease: chrono::Duration,
@@ -206,6 +209,10 @@ impl Ledger {
             )
             .map_err(fail)?;
         }
+        let checkpoints = (!read_only)
+            .then(|| checkpoint::Checkpointer::start(path, &conn))
+            .flatten()
+            .map(Arc::new);
         let conn = Arc::new(Mutex::new(conn));
         let space = Arc::new(space::Space::new(path, options.reserve_bytes, read_only));
         let ledger = Self {
@@ -213,6 +220,7 @@ impl Ledger {
                 conn: conn.clone(),
                 space: space.clone(),
             }),
+            _checkpoints: checkpoints,
             conn,
             space,
             owner: options.owner.into(),
@@ -406,7 +414,11 @@ impl Store for Ledger {
     }
 
     async fn record(&self, outcomes: Vec<(i64, TargetResult)>) -> Result<(), StoreError> {
-        self.outcome(Arc::new(move |tx: &Connection| record_outcomes(tx, &outcomes)))
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let rows = outcome_rows(&outcomes).map_err(StoreError::from)?;
+        self.outcome(Arc::new(move |tx: &Connection| record_outcomes(tx, &rows)))
             .await
     }
 
@@ -417,8 +429,9 @@ impl Store for Ledger {
         outcomes: Vec<(i64, TargetResult)>,
     ) -> Result<(), StoreError> {
         let response = serde_json::to_string(response).map_err(LedgerError::from)?;
+        let rows = outcome_rows(&outcomes).map_err(StoreError::from)?;
         self.outcome(Arc::new(move |tx: &Connection| {
-            record_outcomes(tx, &outcomes)?;
+            record_outcomes(tx, &rows)?;
             tx.prepare_cached(&format!(
                 "UPDATE requests SET response = ?1, finished_at = {NOW} WHERE id = ?2"
             ))?

@@ -226,20 +226,47 @@ pub(super) fn explain_held_elsewhere(tx: &Connection, job_id: i64) -> Result<(),
     Ok(())
 }
 
-/// Writes the outcomes of deliveries (each `(code_id, result)`) into their rows.
-pub(super) fn record_outcomes(tx: &Connection, outcomes: &[(i64, TargetResult)]) -> Result<(), LedgerError> {
-    for (code_id, result) in outcomes {
-        tx.prepare_cached(&format!(
-            "UPDATE deliveries SET status = ?1, vendor_id = ?2, attempts = attempts + ?3, result = ?4,
-                 updated_at = {NOW} WHERE code_id = ?5 AND upstream = ?6"
-        ))?
-        .execute(params![
-            status_name(result.status),
-            result.vendor_id,
-            result.attempts,
-            serde_json::to_string(result)?,
-            code_id,
-            result.upstream
+/// A delivery's outcome in the form its row takes, serialized before it reaches the writer
+/// (so that the writer, which holds the ledger, only writes).
+pub(super) struct OutcomeRow {
+    code_id: i64,
+    upstream: String,
+    status: &'static str,
+    vendor_id: Option<String>,
+    attempts: u32,
+    result: String,
+}
+
+pub(super) fn outcome_rows(outcomes: &[(i64, TargetResult)]) -> Result<Vec<OutcomeRow>, LedgerError> {
+    outcomes
+        .iter()
+        .map(|(code_id, result)| {
+            Ok(OutcomeRow {
+                code_id: *code_id,
+                upstream: result.upstream.clone(),
+                status: status_name(result.status),
+                vendor_id: result.vendor_id.clone(),
+                attempts: result.attempts,
+                result: serde_json::to_string(result)?,
+            })
+        })
+        .collect()
+}
+
+/// Writes the outcomes of deliveries into their rows.
+pub(super) fn record_outcomes(tx: &Connection, outcomes: &[OutcomeRow]) -> Result<(), LedgerError> {
+    let mut update = tx.prepare_cached(&format!(
+        "UPDATE deliveries SET status = ?1, vendor_id = ?2, attempts = attempts + ?3, result = ?4,
+             updated_at = {NOW} WHERE code_id = ?5 AND upstream = ?6"
+    ))?;
+    for o in outcomes {
+        update.execute(params![
+            o.status,
+            o.vendor_id,
+            o.attempts,
+            o.result,
+            o.code_id,
+            o.upstream
         ])?;
     }
     Ok(())

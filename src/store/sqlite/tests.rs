@@ -433,3 +433,149 @@ async fn a_code_staged_by_a_job_is_reserved_against_clashing_creates() {
         Begin::New { .. }
     ));
 }
+
+/// A create's claim as `begin` makes it, answered with the store's result rather than unwrapped.
+/// Its 8 KB description takes pages of its own, so a file that cannot grow has no room for it.
+async fn try_begin(ledger: &Ledger, code: &str) -> Result<Begin, crate::ports::StoreError> {
+    let body = json!({
+        "code": code,
+        "campaign": "spring",
+        "discount": { "percent_off": 20 },
+        "description": "x".repeat(8000),
+    });
+    ledger
+        .begin_create(NewCreate {
+            key: None,
+            definition: Definition::of(&body, Some("spring"), code),
+            body,
+            targets: vec![to("loop")],
+            now: Utc::now(),
+            key_window: chrono::Duration::hours(1),
+        })
+        .await
+}
+
+/// Starts `n` creates at once while the test holds the ledger, so that they queue behind the
+/// writer; returns their answers once the ledger is let go.
+// Holding the ledger across the waits is the point: the creates run on the other threads.
+#[allow(clippy::await_holding_lock)]
+async fn creates_queued_behind_the_writer(
+    ledger: &Ledger,
+    n: usize,
+    while_held: impl FnOnce(&Connection),
+) -> Vec<Result<Begin, crate::ports::StoreError>> {
+    let held = ledger.lock();
+    let creates: Vec<_> = (0..n)
+        .map(|i| {
+            let ledger = ledger.clone();
+            tokio::spawn(async move { try_begin(&ledger, &format!("GROUP-{i:03}")).await })
+        })
+        .collect();
+    // Every create has queued (the first batch waits for the ledger, the rest behind it).
+    while ledger.write_stats().writes + queued(ledger) < n as u64 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    while_held(&held);
+    drop(held);
+    let mut answers = Vec::new();
+    for create in creates {
+        answers.push(create.await.unwrap());
+    }
+    answers
+}
+
+fn queued(ledger: &Ledger) -> u64 {
+    ledger.writer.queued() as u64
+}
+
+/// Group commit: creates that arrive while the writer is busy are committed together, in fewer
+/// transactions than creates, and each is answered with its own claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_commit_in_fewer_transactions_than_creates() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir);
+    let answers = creates_queued_behind_the_writer(&ledger, 40, |_| {}).await;
+    for answer in &answers {
+        assert!(
+            matches!(answer, Ok(Begin::New { claims, .. }) if matches!(claims[..], [Claim::Send])),
+            "{answer:?}"
+        );
+    }
+    let stats = ledger.write_stats();
+    assert_eq!(stats.writes, 40, "{stats:?}");
+    assert!(
+        stats.transactions <= 2,
+        "40 creates in {} transactions: {stats:?}",
+        stats.transactions
+    );
+    assert!(stats.largest_batch >= 39, "{stats:?}");
+    assert_eq!(
+        (
+            count(&ledger, "codes"),
+            count(&ledger, "requests"),
+            count(&ledger, "deliveries")
+        ),
+        (40, 40, 40)
+    );
+}
+
+/// A create that finds the writer idle is written at once, alone: no batch is waited for.
+#[tokio::test]
+async fn a_lone_create_commits_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir);
+    for i in 0..3 {
+        assert!(matches!(
+            try_begin(&ledger, &format!("ALONE-{i}")).await,
+            Ok(Begin::New { .. })
+        ));
+        let stats = ledger.write_stats();
+        let n = i + 1;
+        assert_eq!(
+            (stats.writes, stats.batches, stats.transactions, stats.largest_batch),
+            (n, n, n, 1)
+        );
+    }
+}
+
+/// A batch whose commit the file refuses (here: full, by `max_page_count`) fails every create
+/// in it with the ledger-unavailable answer, and none of it is written; once there is room the
+/// next creates go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_batch_fails_every_create_in_it_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir);
+    let before = (
+        count(&ledger, "codes"),
+        count(&ledger, "requests"),
+        count(&ledger, "deliveries"),
+    );
+    let answers = creates_queued_behind_the_writer(&ledger, 30, |conn| {
+        let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+        conn.pragma_update(None, "max_page_count", pages).unwrap();
+    })
+    .await;
+    for answer in &answers {
+        match answer {
+            Err(e) => {
+                assert_eq!(e.kind, crate::ports::StoreErrorKind::Unavailable, "{e}");
+                assert!(e.message.contains("full"), "{e}");
+            }
+            Ok(begun) => panic!("a create in a failed batch was answered {begun:?}"),
+        }
+    }
+    let stats = ledger.write_stats();
+    assert_eq!((stats.writes, stats.transactions), (30, 0), "{stats:?}");
+    assert!(stats.largest_batch >= 29, "{stats:?}");
+    assert_eq!(
+        (
+            count(&ledger, "codes"),
+            count(&ledger, "requests"),
+            count(&ledger, "deliveries")
+        ),
+        before,
+        "a failed batch left rows behind"
+    );
+    ledger.lock().pragma_update(None, "max_page_count", 1_000_000).unwrap();
+    assert!(matches!(try_begin(&ledger, "AFTER").await, Ok(Begin::New { .. })));
+}
