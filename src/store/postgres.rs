@@ -32,13 +32,16 @@ use crate::domain::job::{JobRecord, JobResult, JobState, JobWork, NewJob, StageA
 use crate::domain::request::{
     self as rules, Begin, Claim, ClaimDecision, KeyDecision, NewCreate, SeenKey, StoredRequest, Unfinished,
 };
-use crate::ports::{Adopted, Store, StoreError, StoreErrorKind};
+use crate::ports::{Adopted, Store, StoreError, StoreErrorKind, WriteStats};
+use crate::store::group::Group;
 use queries::{exec, one, opt, rows};
+use writer::{OutcomeRow, Outcomes, Writer};
 
 mod connect;
 mod jobs;
 mod queries;
 mod schema;
+mod writer;
 
 /// What went wrong inside the PostgreSQL store; the engine sees it as a [`StoreError`].
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +123,8 @@ pub struct Ledger {
     owner: Arc<str>,
     lease: chrono::Duration,
     released: Arc<tokio::sync::Notify>,
+    /// Outcomes and answers, committed in batches ([`writer`]).
+    writer: Group<Writer>,
 }
 
 /// The channel a clean stop notifies on: its work is free for the others at once.
@@ -156,15 +161,36 @@ macro_rules! in_tx {
 }
 pub(crate) use in_tx;
 
+/// A store error in the engine's terms, naming the database (never its password).
+fn fail(host: &str, e: PgError) -> StoreError {
+    let kind = match &e {
+        PgError::Corrupt(_) | PgError::State(_) => StoreErrorKind::Corrupt,
+        e if e.is_retryable() => StoreErrorKind::Conflict,
+        _ => StoreErrorKind::Unavailable,
+    };
+    StoreError::new(kind, format!("the ledger (PostgreSQL at {host}): {e}"))
+}
+
 impl Ledger {
-    /// A store error in the engine's terms, naming the database (never its password).
     fn fail(&self, e: PgError) -> StoreError {
-        let kind = match &e {
-            PgError::Corrupt(_) | PgError::State(_) => StoreErrorKind::Corrupt,
-            e if e.is_retryable() => StoreErrorKind::Conflict,
-            _ => StoreErrorKind::Unavailable,
-        };
-        StoreError::new(kind, format!("the ledger (PostgreSQL at {}): {e}", self.host))
+        fail(&self.host, e)
+    }
+
+    /// Outcomes (and a create's answer), committed with whatever other outcomes queued.
+    async fn outcomes(
+        &self,
+        outcomes: &[(i64, TargetResult)],
+        answer: Option<(i64, String)>,
+    ) -> Result<(), StoreError> {
+        let rows = OutcomeRow::of(outcomes).map_err(|e| self.fail(e.into()))?;
+        let (reply, written) = tokio::sync::oneshot::channel();
+        self.writer.submit(Outcomes { rows, answer, reply });
+        written.await.unwrap_or_else(|_| {
+            Err(StoreError::new(
+                StoreErrorKind::Unavailable,
+                "the ledger's writer stopped before answering; the write may not have been recorded",
+            ))
+        })
     }
 }
 
@@ -172,6 +198,10 @@ impl Ledger {
 impl Store for Ledger {
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn write_stats(&self) -> WriteStats {
+        self.writer.stats()
     }
 
     async fn problem(&self) -> Option<String> {
@@ -283,7 +313,7 @@ impl Store for Ledger {
         if outcomes.is_empty() {
             return Ok(());
         }
-        in_tx!(self, |tx| queries::record_outcomes(&tx, &outcomes).await?).map_err(|e| self.fail(e))
+        self.outcomes(&outcomes, None).await
     }
 
     async fn finish_request(
@@ -293,16 +323,7 @@ impl Store for Ledger {
         outcomes: Vec<(i64, TargetResult)>,
     ) -> Result<(), StoreError> {
         let response = serde_json::to_string(response).map_err(|e| self.fail(e.into()))?;
-        in_tx!(self, |tx| {
-            queries::record_outcomes(&tx, &outcomes).await?;
-            exec(
-                &tx,
-                "UPDATE requests SET response = $1, finished_at = clock_timestamp(), lease_until = NULL WHERE id = $2",
-                &[&response, &request_id],
-            )
-            .await?;
-        })
-        .map_err(|e| self.fail(e))
+        self.outcomes(&outcomes, Some((request_id, response))).await
     }
 
     async fn request(&self, request_id: i64) -> Result<Option<StoredRequest>, StoreError> {

@@ -8,7 +8,9 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
+use super::writer::Writer;
 use super::{describe, queries, schema, Ledger, OpenError, Options, PgError, PgErrorMessage, RELEASED};
+use crate::store::group::Group;
 
 impl Ledger {
     /// Connects, brings the schema up to date (once, whichever replica gets there first), and
@@ -34,10 +36,15 @@ impl Ledger {
             .create_timeout(Some(Duration::from_secs(5)))
             .build()
             .expect("a pool with a runtime is always built");
+        let host_name: Arc<str> = host.clone().into();
         let ledger = Self {
+            writer: Group::new(Writer {
+                pool: pool.clone(),
+                host: host_name.clone(),
+            }),
             pool,
             config: Arc::new(config),
-            host: host.clone().into(),
+            host: host_name,
             owner: options.owner.into(),
             lease: options.lease,
             released: Arc::new(tokio::sync::Notify::new()),

@@ -231,27 +231,6 @@ pub(super) async fn put_delivery<C: GenericClient>(
     Ok(())
 }
 
-/// Writes the outcomes of deliveries (each `(code_id, result)`) into their rows.
-pub(super) async fn record_outcomes<C: GenericClient>(c: &C, outcomes: &[(i64, TargetResult)]) -> Result<(), PgError> {
-    for (code_id, result) in outcomes {
-        exec(
-            c,
-            "UPDATE deliveries SET status = $1, vendor_id = $2, attempts = attempts + $3, result = $4,
-                 updated_at = clock_timestamp() WHERE code_id = $5 AND upstream = $6",
-            &[
-                &result.status.as_str(),
-                &result.vendor_id,
-                &(result.attempts as i32),
-                &serde_json::to_string(result)?,
-                code_id,
-                &result.upstream,
-            ],
-        )
-        .await?;
-    }
-    Ok(())
-}
-
 pub(super) async fn read_code<C: GenericClient>(c: &C, id: i64) -> Result<Option<CodeRecord>, PgError> {
     let Some(row) = opt(
         c,

@@ -85,3 +85,174 @@ async fn an_unreachable_database_is_named_by_host_without_its_password() {
     assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
     assert!(!message.contains("s3cret-pw"), "{message}");
 }
+
+/// `n` codes claimed for `loop`, each `pending` there; their ids.
+async fn pending_codes(store: &Ledger, n: usize) -> Vec<i64> {
+    use crate::domain::code::Definition;
+    use crate::domain::request::{Begin, NewCreate, PlannedTarget};
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let code = format!("BATCH-{i:03}");
+        let body = serde_json::json!({ "code": code, "campaign": "spring", "discount": { "percent_off": 20 } });
+        let begun = store
+            .begin_create(NewCreate {
+                key: None,
+                definition: Definition::of(&body, Some("spring"), &code),
+                body,
+                targets: vec![PlannedTarget {
+                    upstream: "loop".into(),
+                    settled: None,
+                }],
+                now: chrono::Utc::now(),
+                key_window: chrono::Duration::hours(1),
+            })
+            .await
+            .unwrap();
+        let Begin::New { code_id, .. } = begun else {
+            panic!("{begun:?}")
+        };
+        ids.push(code_id);
+    }
+    ids
+}
+
+fn created(code_id: i64) -> Vec<(i64, crate::domain::delivery::TargetResult)> {
+    use crate::domain::delivery::{Status, TargetResult};
+    vec![(code_id, TargetResult::new("loop", None, Status::Created))]
+}
+
+/// A connection of the test's own that holds the rows of `code_ids` locked until it commits.
+async fn lock_rows(url: &str, code_ids: &[i64]) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .execute(
+            "SELECT 1 FROM deliveries WHERE code_id = ANY($1) FOR UPDATE",
+            &[&code_ids],
+        )
+        .await
+        .unwrap();
+    client
+}
+
+/// Waits until the ledger's writer is blocked on a row lock; its backend's pid.
+async fn writer_waiting(test: &tokio_postgres::Client) -> i32 {
+    for _ in 0..500 {
+        let row = test
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity
+                  WHERE application_name = 'promo-gateway' AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap();
+        if let Some(row) = row {
+            return row.get(0);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the ledger's writer never waited on the test's lock");
+}
+
+/// Group commit on PostgreSQL: outcomes that queue while the writer is busy are committed
+/// together, in one transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcomes_that_meet_a_busy_writer_commit_together() {
+    let Some(pg) = server::Postgres::start_or_skip("outcomes_that_meet_a_busy_writer_commit_together") else {
+        return;
+    };
+    let url = pg.database();
+    let store = Ledger::connect(&url, options("first")).await.unwrap();
+    let ids = pending_codes(&store, 30).await;
+    let test = lock_rows(&url, &ids[..1]).await;
+    let first = {
+        let store = store.clone();
+        let id = ids[0];
+        tokio::spawn(async move { store.record(created(id)).await })
+    };
+    writer_waiting(&test).await;
+    let rest: Vec<_> = ids[1..]
+        .iter()
+        .map(|&id| {
+            let store = store.clone();
+            tokio::spawn(async move { store.record(created(id)).await })
+        })
+        .collect();
+    while store.writer.queued() < rest.len() {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    test.batch_execute("COMMIT").await.unwrap();
+    first.await.unwrap().unwrap();
+    for r in rest {
+        r.await.unwrap().unwrap();
+    }
+    let stats = store.write_stats();
+    assert_eq!(
+        (stats.writes, stats.batches, stats.transactions),
+        (30, 2, 2),
+        "{stats:?}"
+    );
+    assert_eq!(stats.largest_batch, 29, "{stats:?}");
+    for id in ids {
+        let results = store.delivery_results(id, vec!["loop".into()]).await.unwrap();
+        assert_eq!(results[0].status, crate::domain::delivery::Status::Created, "{id}");
+    }
+}
+
+/// A batch whose connection to the database is lost fails every write in it with the
+/// ledger-unavailable answer, and none of it is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_loses_the_database_fails_every_write_in_it() {
+    let Some(pg) = server::Postgres::start_or_skip("a_batch_that_loses_the_database_fails_every_write_in_it") else {
+        return;
+    };
+    let url = pg.database();
+    let store = Ledger::connect(&url, options("first")).await.unwrap();
+    let ids = pending_codes(&store, 20).await;
+    // The first batch (one write) waits on code 0's row, the next (the other 19) on code 1's.
+    let test = lock_rows(&url, &ids[..2]).await;
+    let record = |id: i64| {
+        let store = store.clone();
+        tokio::spawn(async move { store.record(created(id)).await })
+    };
+    let first = record(ids[0]);
+    let pid = writer_waiting(&test).await;
+    let rest: Vec<_> = ids[1..].iter().map(|&id| record(id)).collect();
+    while store.writer.queued() < rest.len() {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // The database goes away under the first batch, then under the second (which may also
+    // meet the first's dead connection and fail at once).
+    test.execute("SELECT pg_terminate_backend($1)", &[&pid]).await.unwrap();
+    let e = first.await.unwrap().unwrap_err();
+    assert_eq!(e.kind, crate::ports::StoreErrorKind::Unavailable, "{e}");
+    while !rest.iter().all(|r| r.is_finished()) {
+        test.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE application_name = 'promo-gateway' AND wait_event_type = 'Lock'",
+            &[],
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for r in rest {
+        let e = r.await.unwrap().unwrap_err();
+        assert_eq!(e.kind, crate::ports::StoreErrorKind::Unavailable, "{e}");
+        assert!(e.message.contains("PostgreSQL at"), "{e}");
+    }
+    test.batch_execute("COMMIT").await.unwrap();
+    let stats = store.write_stats();
+    assert_eq!(
+        (stats.writes, stats.batches, stats.transactions),
+        (20, 2, 0),
+        "{stats:?}"
+    );
+    let name = url.rsplit('/').next().unwrap();
+    let written = pg.psql(
+        name,
+        "SELECT count(*) FROM deliveries WHERE status <> 'pending' OR result IS NOT NULL",
+    );
+    assert_eq!(written, "0", "a failed batch left outcomes written");
+}
