@@ -109,4 +109,30 @@ $$;
 CREATE TRIGGER deliveries_tally AFTER UPDATE OF status ON deliveries
     FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION deliveries_tally();
 ",
+    // 2: the tally's trigger returns at once for a delivery of no job's code: a create's
+    // outcome ran its three statements, each looking through every job's tally, for nothing.
+    // (A trigger's WHEN cannot hold the subquery, as SQLite's does.)
+    "
+CREATE OR REPLACE FUNCTION deliveries_tally() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM job_items WHERE code_id = OLD.code_id) THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO job_tally (job_id, upstream, status, n)
+        SELECT t.job_id, NEW.upstream, NEW.status, 0 FROM job_tally t
+         WHERE t.upstream = OLD.upstream AND t.status = OLD.status
+           AND t.job_id IN (SELECT job_id FROM job_items WHERE code_id = OLD.code_id)
+    ON CONFLICT DO NOTHING;
+    UPDATE job_tally SET n = n + 1
+     WHERE upstream = NEW.upstream AND status = NEW.status
+       AND job_id IN (SELECT t.job_id FROM job_tally t
+                       WHERE t.upstream = OLD.upstream AND t.status = OLD.status
+                         AND t.job_id IN (SELECT job_id FROM job_items WHERE code_id = OLD.code_id));
+    UPDATE job_tally SET n = n - 1
+     WHERE upstream = OLD.upstream AND status = OLD.status
+       AND job_id IN (SELECT job_id FROM job_items WHERE code_id = OLD.code_id);
+    RETURN NULL;
+END
+$$;
+",
 ];

@@ -149,6 +149,31 @@ ALTER TABLE jobs ADD COLUMN owner TEXT;
 ALTER TABLE jobs ADD COLUMN lease_until TEXT;
 ",
     ),
+    // 7: the tally's trigger (migration 3) only for deliveries of a job's code: a create's
+    // outcome ran its three statements, each looking through every job's tally, for nothing.
+    Migration::Sql(
+        "
+DROP TRIGGER deliveries_tally;
+CREATE TRIGGER deliveries_tally AFTER UPDATE OF status ON deliveries
+WHEN old.status IS NOT new.status AND EXISTS (SELECT 1 FROM job_items WHERE code_id = old.code_id)
+BEGIN
+    INSERT INTO job_tally (job_id, upstream, status, n)
+        SELECT t.job_id, new.upstream, new.status, 0 FROM job_tally t
+         WHERE t.upstream = old.upstream AND t.status = old.status
+           AND t.job_id IN (SELECT job_id FROM job_items WHERE code_id = old.code_id)
+           AND NOT EXISTS (SELECT 1 FROM job_tally x
+                            WHERE x.job_id = t.job_id AND x.upstream = new.upstream AND x.status = new.status);
+    UPDATE job_tally SET n = n + 1
+     WHERE upstream = new.upstream AND status = new.status
+       AND job_id IN (SELECT t.job_id FROM job_tally t
+                       WHERE t.upstream = old.upstream AND t.status = old.status
+                         AND t.job_id IN (SELECT job_id FROM job_items WHERE code_id = old.code_id));
+    UPDATE job_tally SET n = n - 1
+     WHERE upstream = old.upstream AND status = old.status
+       AND job_id IN (SELECT job_id FROM job_items WHERE code_id = old.code_id);
+END;
+",
+    ),
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -1,12 +1,13 @@
 //! The SQLite ledger's side of group commit ([`crate::store::group`]): a batch of claims and
-//! outcomes written in one transaction, each write in a savepoint of its own.
+//! outcomes written in one transaction, each claim in a savepoint of its own.
 //!
-//! A write that refuses (a code held elsewhere) or fails for a reason of its own data rolls
-//! back its savepoint alone and the rest of the batch goes on. A write that fails for a reason
-//! of the file or disk (full, read-only, locked) fails the batch: the transaction is rolled back
-//! whole, every claim in it is answered "not written" (nothing of it is sent), and every outcome
-//! in it is written again alone, where a full disk can still take it through the reserve
-//! ([`super::space`]). While the ledger is short of room, each write goes alone that way.
+//! A claim that refuses (a code held elsewhere) or fails for a reason of its own data rolls back
+//! its savepoint alone and the rest of the batch goes on. A write that fails for a reason of the
+//! file or disk (full, read-only, locked), or an outcome that fails at all, fails the batch: the
+//! transaction is rolled back whole, every claim in it is answered "not written" (nothing of it
+//! is sent), and every outcome in it is written again alone, where a full disk can still take it
+//! through the reserve ([`super::space`]). While the ledger is short of room, each write goes
+//! alone that way.
 //!
 //! A batch is written on the drain task's own thread when the connection is free: without an
 //! fsync per commit (WAL, `synchronous = NORMAL`) it takes tens to hundreds of microseconds,
@@ -124,22 +125,32 @@ impl Writer {
         }
         let mut failed: Vec<Option<LedgerError>> = Vec::with_capacity(writes.len());
         let batch = (|| {
-            let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             for write in &mut writes {
-                let savepoint = tx.savepoint()?;
-                let ran = match write {
-                    Write::Claim(claim) => claim.run(&savepoint),
-                    Write::Outcome(outcome, _) => outcome(&savepoint).map(|()| true),
-                };
-                match ran {
-                    Ok(true) => {
-                        savepoint.commit()?;
+                match write {
+                    // An outcome only updates rows it names: it fails only with the file, and
+                    // then the whole batch goes again without the claims.
+                    Write::Outcome(outcome, _) => {
+                        outcome(&tx)?;
                         failed.push(None);
                     }
-                    // Dropping the savepoint rolls back what the write did.
-                    Ok(false) => failed.push(None),
-                    Err(e) if e.is_write_failure() => return Err(e),
-                    Err(e) => failed.push(Some(e)),
+                    // A claim may refuse after writing (a key forgotten, a code added): its
+                    // changes are its savepoint's, kept or rolled back alone.
+                    Write::Claim(claim) => {
+                        step(&tx, "SAVEPOINT claim")?;
+                        match claim.run(&tx) {
+                            Ok(true) => {
+                                step(&tx, "RELEASE claim")?;
+                                failed.push(None);
+                            }
+                            Err(e) if e.is_write_failure() => return Err(e),
+                            ran => {
+                                step(&tx, "ROLLBACK TO claim")?;
+                                step(&tx, "RELEASE claim")?;
+                                failed.push(ran.err());
+                            }
+                        }
+                    }
                 }
             }
             tx.commit()?;
@@ -206,4 +217,11 @@ impl Writer {
             }
         }
     }
+}
+
+/// Runs a statement without rows, prepared once per connection (rusqlite's own savepoints
+/// parse `SAVEPOINT` and its kin anew each time).
+fn step(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
 }
