@@ -1,8 +1,9 @@
 //! The PostgreSQL ledger's side of group commit ([`crate::store::group`]): the outcomes and
-//! answers of every create and job delivery that queued together, in one transaction of two
-//! statements over arrays (one `UPDATE ... FROM unnest(...)` for the deliveries, one for the
-//! creates' answers), sent together on one connection and committed once. A create's cost on
-//! the server was mostly its two commits; this makes one of them shared.
+//! answers of every create and job delivery that queued together, in one transaction, their
+//! updates pipelined on one connection and committed once. A create's cost on the server was
+//! mostly its two commits; this makes one of them shared. (One `UPDATE ... FROM unnest(...)`
+//! over arrays was tried first: the planner, guessing the arrays' length, could choose to scan
+//! the deliveries rather than look each one up, and a lone create's answer came later.)
 //!
 //! Claims are not batched here. A claim reads, decides and writes under advisory locks on its
 //! code's key; in a batch it would hold those locks until the whole batch commits, and two
@@ -12,13 +13,12 @@
 //! A batch that meets a deadlock (a job's tally rows are shared) is run again whole; any other
 //! failure fails every write in it, and none of it was written.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
 use tokio::sync::oneshot;
+use tokio_postgres::types::ToSql;
 
-use super::queries::exec;
 use super::{fail, in_tx, PgError};
 use crate::domain::delivery::TargetResult;
 use crate::ports::StoreError;
@@ -59,15 +59,11 @@ impl OutcomeRow {
     }
 }
 
-const DELIVERIES: &str = "UPDATE deliveries d SET status = u.status, vendor_id = u.vendor_id,
-        attempts = d.attempts + u.attempts, result = u.result, updated_at = clock_timestamp()
-   FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::int4[], $6::text[])
-        AS u (code_id, upstream, status, vendor_id, attempts, result)
-  WHERE d.code_id = u.code_id AND d.upstream = u.upstream";
+const DELIVERY: &str = "UPDATE deliveries SET status = $1, vendor_id = $2, attempts = attempts + $3, result = $4,
+        updated_at = clock_timestamp() WHERE code_id = $5 AND upstream = $6";
 
-const ANSWERS: &str = "UPDATE requests r SET response = u.response, finished_at = clock_timestamp(), lease_until = NULL
-   FROM unnest($1::bigint[], $2::text[]) AS u (id, response)
-  WHERE r.id = u.id";
+const ANSWER: &str = "UPDATE requests SET response = $1, finished_at = clock_timestamp(), lease_until = NULL
+  WHERE id = $2";
 
 /// The ledger's one writer of outcomes.
 pub(super) struct Writer {
@@ -92,57 +88,23 @@ impl Batch for Writer {
 
 impl Writer {
     async fn commit(&self, writes: &[Outcomes]) -> Result<(), PgError> {
-        let rows: Vec<&OutcomeRow> = writes.iter().flat_map(|w| &w.rows).collect();
-        let answers: Vec<&(i64, String)> = writes.iter().filter_map(|w| w.answer.as_ref()).collect();
-        // A delivery twice in one batch (its outcome and a later one) is written in order, row
-        // by row: one `UPDATE ... FROM` would apply only one of them.
-        let mut seen = HashSet::new();
-        let repeated = !rows.iter().all(|r| seen.insert((r.code_id, r.upstream.as_str())));
         in_tx!(self, |tx| {
-            let deliveries = async {
-                if repeated {
-                    for r in &rows {
-                        let one = [r.code_id];
-                        exec(
-                            &tx,
-                            DELIVERIES,
-                            &[
-                                &&one[..],
-                                &&[r.upstream.as_str()][..],
-                                &&[r.status][..],
-                                &&[r.vendor_id.as_deref()][..],
-                                &&[r.attempts][..],
-                                &&[r.result.as_str()][..],
-                            ],
-                        )
-                        .await?;
-                    }
-                } else if !rows.is_empty() {
-                    let code_ids: Vec<i64> = rows.iter().map(|r| r.code_id).collect();
-                    let upstreams: Vec<&str> = rows.iter().map(|r| r.upstream.as_str()).collect();
-                    let statuses: Vec<&str> = rows.iter().map(|r| r.status).collect();
-                    let vendor_ids: Vec<Option<&str>> = rows.iter().map(|r| r.vendor_id.as_deref()).collect();
-                    let attempts: Vec<i32> = rows.iter().map(|r| r.attempts).collect();
-                    let results: Vec<&str> = rows.iter().map(|r| r.result.as_str()).collect();
-                    exec(
-                        &tx,
-                        DELIVERIES,
-                        &[&code_ids, &upstreams, &statuses, &vendor_ids, &attempts, &results],
-                    )
-                    .await?;
-                }
-                Ok::<_, PgError>(())
-            };
-            let finished = async {
-                if !answers.is_empty() {
-                    let ids: Vec<i64> = answers.iter().map(|(id, _)| *id).collect();
-                    let responses: Vec<&str> = answers.iter().map(|(_, r)| r.as_str()).collect();
-                    exec(&tx, ANSWERS, &[&ids, &responses]).await?;
-                }
-                Ok::<_, PgError>(())
-            };
-            // Both statements go out at once on the connection (the driver pipelines them).
-            futures::try_join!(deliveries, finished)?;
+            let (delivery, answer) = futures::try_join!(tx.prepare_cached(DELIVERY), tx.prepare_cached(ANSWER))?;
+            // Every statement goes out at once on the connection (the driver pipelines the
+            // futures polled together) and the server runs them in this order: one round
+            // trip for the batch, each a primary-key update with a plan of its own.
+            let (tx, delivery, answer) = (&tx, &delivery, &answer);
+            let deliveries = writes.iter().flat_map(|w| &w.rows).map(|r| {
+                futures::future::Either::Left(async move {
+                    let p: [&(dyn ToSql + Sync); 6] =
+                        [&r.status, &r.vendor_id, &r.attempts, &r.result, &r.code_id, &r.upstream];
+                    tx.execute(delivery, &p).await
+                })
+            });
+            let answers = writes.iter().filter_map(|w| w.answer.as_ref()).map(|(id, response)| {
+                futures::future::Either::Right(async move { tx.execute(answer, &[response, id]).await })
+            });
+            futures::future::try_join_all(deliveries.chain(answers)).await?;
         })
     }
 }
