@@ -337,9 +337,10 @@ async fn overhead_on_postgres(s: &Settings) -> Section {
         "| {c} connections, CPU per create: PostgreSQL server (postmaster and backends) | — | — | {server_per_create:.0} µs | |\n"
     ));
     t.push_str(&format!(
-        "\nWhere the PostgreSQL time goes: a create's two write transactions (the claim, then the \
-         outcome with the answer) become network round trips to the server, each under an advisory lock \
-         on the code's key, so the gateway's CPU per create changes by {:+.0} µs while the server spends \
+        "\nWhere the PostgreSQL time goes: a create's claim is a transaction of its own, a few network \
+         round trips under an advisory lock on the code's key, and its outcome with the answer is \
+         committed in a batch with other creates' (group commit), so the gateway's CPU per create \
+         changes by {:+.0} µs while the server spends \
          {server_per_create:.0} µs per create of its own; on one connection the create adds {:+.3} ms at \
          p50 against SQLite. {} rounds of {:.1} s a side, the three sides interleaved; {} / {} / {} \
          requests on 1 connection, {} / {} / {} on {c}; none failed. Both gateways run side by side on \

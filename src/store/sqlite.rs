@@ -18,8 +18,9 @@
 //!
 //! The rules are the domain's (`domain::code::decide`, `held_elsewhere`, `domain::request`);
 //! this file reads the rows they need and writes what they decide, in one transaction. One file,
-//! one connection, calls on tokio's blocking pool; one process owns the file (its lock file), so
-//! opening it as the sole owner frees every lease the last process left.
+//! one connection: creates' claims, outcomes and answers are committed in batches by one writer
+//! ([`writer`], group commit), the rest runs on tokio's blocking pool; one process owns the file
+//! (its lock file), so opening it as the sole owner frees every lease the last process left.
 
 use std::collections::BTreeMap;
 use std::path::Path;
