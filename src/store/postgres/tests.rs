@@ -121,6 +121,12 @@ fn created(code_id: i64) -> Vec<(i64, crate::domain::delivery::TargetResult)> {
     vec![(code_id, TargetResult::new("loop", None, Status::Created))]
 }
 
+/// Records code `id` as created, on a task of its own (so that the writes queue together).
+fn record_later(store: &Ledger, id: i64) -> tokio::task::JoinHandle<Result<(), crate::ports::StoreError>> {
+    let store = store.clone();
+    tokio::spawn(async move { store.record(created(id)).await })
+}
+
 /// A connection of the test's own that holds the rows of `code_ids` locked until it commits.
 async fn lock_rows(url: &str, code_ids: &[i64]) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
@@ -136,10 +142,18 @@ async fn lock_rows(url: &str, code_ids: &[i64]) -> tokio_postgres::Client {
     client
 }
 
+/// A connection outside any transaction, to watch the others: a session in a transaction sees
+/// `pg_stat_activity` as it was at its first look, for the rest of the transaction.
+async fn monitor(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
 /// Waits until the ledger's writer is blocked on a row lock; its backend's pid.
-async fn writer_waiting(test: &tokio_postgres::Client) -> i32 {
+async fn writer_waiting(monitor: &tokio_postgres::Client) -> i32 {
     for _ in 0..500 {
-        let row = test
+        let row = monitor
             .query_opt(
                 "SELECT pid FROM pg_stat_activity
                   WHERE application_name = 'promo-gateway' AND wait_event_type = 'Lock'",
@@ -166,19 +180,9 @@ async fn outcomes_that_meet_a_busy_writer_commit_together() {
     let store = Ledger::connect(&url, options("first")).await.unwrap();
     let ids = pending_codes(&store, 30).await;
     let test = lock_rows(&url, &ids[..1]).await;
-    let first = {
-        let store = store.clone();
-        let id = ids[0];
-        tokio::spawn(async move { store.record(created(id)).await })
-    };
-    writer_waiting(&test).await;
-    let rest: Vec<_> = ids[1..]
-        .iter()
-        .map(|&id| {
-            let store = store.clone();
-            tokio::spawn(async move { store.record(created(id)).await })
-        })
-        .collect();
+    let first = record_later(&store, ids[0]);
+    writer_waiting(&monitor(&url).await).await;
+    let rest: Vec<_> = ids[1..].iter().map(|&id| record_later(&store, id)).collect();
     while store.writer.queued() < rest.len() {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
@@ -212,29 +216,27 @@ async fn a_batch_that_loses_the_database_fails_every_write_in_it() {
     let ids = pending_codes(&store, 20).await;
     // The first batch (one write) waits on code 0's row, the next (the other 19) on code 1's.
     let test = lock_rows(&url, &ids[..2]).await;
-    let record = |id: i64| {
-        let store = store.clone();
-        tokio::spawn(async move { store.record(created(id)).await })
-    };
-    let first = record(ids[0]);
-    let pid = writer_waiting(&test).await;
-    let rest: Vec<_> = ids[1..].iter().map(|&id| record(id)).collect();
+    let watch = monitor(&url).await;
+    let first = record_later(&store, ids[0]);
+    let pid = writer_waiting(&watch).await;
+    let rest: Vec<_> = ids[1..].iter().map(|&id| record_later(&store, id)).collect();
     while store.writer.queued() < rest.len() {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     // The database goes away under the first batch, then under the second (which may also
     // meet the first's dead connection and fail at once).
-    test.execute("SELECT pg_terminate_backend($1)", &[&pid]).await.unwrap();
+    watch.execute("SELECT pg_terminate_backend($1)", &[&pid]).await.unwrap();
     let e = first.await.unwrap().unwrap_err();
     assert_eq!(e.kind, crate::ports::StoreErrorKind::Unavailable, "{e}");
     while !rest.iter().all(|r| r.is_finished()) {
-        test.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+        watch
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
               WHERE application_name = 'promo-gateway' AND wait_event_type = 'Lock'",
-            &[],
-        )
-        .await
-        .unwrap();
+                &[],
+            )
+            .await
+            .unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     for r in rest {
