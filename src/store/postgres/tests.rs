@@ -228,7 +228,12 @@ async fn a_batch_that_loses_the_database_fails_every_write_in_it() {
     watch.execute("SELECT pg_terminate_backend($1)", &[&pid]).await.unwrap();
     let e = first.await.unwrap().unwrap_err();
     assert_eq!(e.kind, crate::ports::StoreErrorKind::Unavailable, "{e}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !rest.iter().all(|r| r.is_finished()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second batch neither failed nor waited on the test's lock"
+        );
         watch
             .execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
