@@ -169,6 +169,16 @@ fn verdict_table(sections: &[Section]) -> String {
     out
 }
 
+/// Drives every call on one connection and on many before anything is measured: connections
+/// open, caches and the ledger's file warm on every side.
+async fn warm_up(s: &Settings, one: &reqwest::Client, many: &reqwest::Client, calls: &[&std::sync::Arc<Call>]) {
+    let warm = Stop::Count(if s.quick { 20 } else { 500 });
+    for call in calls {
+        load::drive(one, call, 1, warm).await;
+        load::drive(many, call, s.connections, warm).await;
+    }
+}
+
 /// Each side's runs pooled, every request checked to have succeeded.
 fn summarize(runs: &[Vec<Run>], names: &[&str], connections: usize) -> Vec<Summary> {
     runs.iter()
@@ -233,11 +243,7 @@ async fn overhead_on_postgres(s: &Settings) -> Section {
             "{body}"
         );
     }
-    let warm = Stop::Count(if s.quick { 20 } else { 500 });
-    for call in [&direct, &on_sqlite, &on_postgres] {
-        load::drive(&one, call, 1, warm).await;
-        load::drive(&many, call, s.connections, warm).await;
-    }
+    warm_up(s, &one, &many, &[&direct, &on_sqlite, &on_postgres]).await;
     let side = |client, call, connections, watch: &GatewayProcess| Side {
         client,
         call,
@@ -403,12 +409,7 @@ async fn overhead(s: &Settings) -> Section {
         (200, &json!("would_send")),
         "{body}"
     );
-    // Warm-up: connections open, caches and the ledger's file warm on every side.
-    let warm = Stop::Count(if s.quick { 20 } else { 500 });
-    for call in [&direct, &dry_run, &create] {
-        load::drive(&one, call, 1, warm).await;
-        load::drive(&many, call, s.connections, warm).await;
-    }
+    warm_up(s, &one, &many, &[&direct, &dry_run, &create]).await;
     let creates_before = upstream.calls(Route::Create(VendorKind::Loop));
 
     let pid = Some(gateway.pid());

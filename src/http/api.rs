@@ -500,7 +500,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
     let problem = state.engine.ledger_problem().await;
     let ledger = LedgerHealth {
         status: if problem.is_some() { "degraded" } else { "ok" },
-        backend: state.engine.store.backend(),
+        backend: state.engine.ledger_backend(),
         problem,
     };
     // A pause is the vendor's pace, not a fault, unless it asked for more than the gateway waits.

@@ -73,10 +73,8 @@ pub trait Store: Send + Sync + 'static {
     /// Which backend this is (`sqlite`, `postgres`), for `/health`.
     fn backend(&self) -> &'static str;
 
-    /// What the group-committing writer has done (zero where a backend has none).
-    fn write_stats(&self) -> WriteStats {
-        WriteStats::default()
-    }
+    /// What the group-committing writer has done, for `/metrics`.
+    fn write_stats(&self) -> WriteStats;
 
     /// Why the ledger cannot record new work now (a full disk, a read-only file, outcomes held
     /// in memory, a database gone), for `/health`; `None` while it can.

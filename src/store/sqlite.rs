@@ -258,13 +258,7 @@ impl Ledger {
         f: impl FnOnce(&mut Connection) -> Result<T, LedgerError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let space = self.space.clone();
-        self.with(move |conn| {
-            space.ready_for_claim(conn)?;
-            let result = f(conn);
-            space.observe(&result);
-            result
-        })
-        .await
+        self.with(move |conn| space.claim(conn, f)).await
     }
 
     /// A create's claim, committed with whatever other writes are queued with it.

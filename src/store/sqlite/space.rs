@@ -100,14 +100,33 @@ impl Space {
         self.read_only.is_none() && self.reserve.is_held() && lock(&self.held).is_empty()
     }
 
+    /// Writes a claim (new work): only once [`Space::ready_for_claim`] passes, noting how the
+    /// write went.
+    pub(super) fn claim<T>(
+        &self,
+        conn: &mut Connection,
+        write: impl FnOnce(&mut Connection) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        self.ready_for_claim(conn)?;
+        let result = write(conn);
+        self.observe(&result);
+        result
+    }
+
     /// Notes how a write went, for `/health`.
     pub(super) fn observe<T>(&self, result: &Result<T, LedgerError>) {
-        let mut problem = lock(&self.problem);
         match result {
-            Ok(_) if self.reserve.is_held() && lock(&self.held).is_empty() => *problem = None,
+            Ok(_) if self.reserve.is_held() && lock(&self.held).is_empty() => *lock(&self.problem) = None,
             Ok(_) => {}
-            Err(e) if e.is_write_failure() => *problem = Some(format!("the ledger could not be written: {e}")),
-            Err(_) => {}
+            Err(e) => self.failed(e),
+        }
+    }
+
+    /// Notes a failed write, for `/health`: a failure of the file or disk is the ledger's
+    /// problem until a write succeeds; a failure of one write's data is not.
+    pub(super) fn failed(&self, e: &LedgerError) {
+        if e.is_write_failure() {
+            *lock(&self.problem) = Some(format!("the ledger could not be written: {e}"));
         }
     }
 

@@ -173,8 +173,8 @@ impl Writer {
             Err(e) => {
                 // Rolled back whole: no claim of it stands, and its outcomes go again alone.
                 tracing::warn!("a batch of {} ledger writes could not be committed: {e}", writes.len());
-                self.space
-                    .observe(&Err::<(), _>(LedgerError::Unwritable(e.to_string())));
+                // `/health` hears the batch's own error, and only if it is the file's or disk's.
+                self.space.failed(&e);
                 let why = StoreError::from(e);
                 let mut outcomes = Vec::new();
                 for write in writes {
@@ -193,15 +193,13 @@ impl Writer {
         for write in writes {
             match write {
                 Write::Claim(mut claim) => {
-                    let written = (|| {
-                        self.space.ready_for_claim(conn)?;
+                    let written = self.space.claim(conn, |conn| {
                         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                         if claim.run(&tx)? {
                             tx.commit()?;
                         }
-                        Ok::<_, LedgerError>(())
-                    })();
-                    self.space.observe(&written);
+                        Ok(())
+                    });
                     if written.is_ok() {
                         counters.committed();
                     }
