@@ -210,11 +210,11 @@ impl Ledger {
             )
             .map_err(fail)?;
         }
+        let conn = Arc::new(Mutex::new(conn));
         let checkpoints = (!read_only)
             .then(|| checkpoint::Checkpointer::start(path, &conn))
             .flatten()
             .map(Arc::new);
-        let conn = Arc::new(Mutex::new(conn));
         let space = Arc::new(space::Space::new(path, options.reserve_bytes, read_only));
         let ledger = Self {
             writer: Group::new(Writer {
