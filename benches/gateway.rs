@@ -942,6 +942,7 @@ async fn sync_at_scale(s: &Settings) -> Section {
     let (status, wall, intake) = run_job(&client, &gateway, &job).await;
     let cpu = gateway.cpu_time().unwrap_or_default().saturating_sub(cpu_before);
     let peak_rss = gateway.peak_rss_kib().unwrap_or(0);
+    let (ledger_bytes, log_bytes) = gateway.ledger_bytes();
     let mut counts = Vec::new();
     for (kind, (calls_before, codes_before)) in targets.iter().zip(before) {
         assert_all_created(&status, upstream_name(*kind), codes);
@@ -984,6 +985,13 @@ async fn sync_at_scale(s: &Settings) -> Section {
         "| gateway resident memory | {:.1} MiB idle | **{:.1} MiB peak** (VmHWM) | |\n",
         mib(idle_rss),
         mib(peak_rss)
+    ));
+    // The log is copied back and started again from the top while the job writes: it stays
+    // about as long as a few checkpoint intervals of writes, whatever the job's size.
+    t.push_str(&format!(
+        "| the ledger on disk at the end: its file, its write-ahead log | — | {:.1} MiB, {:.1} MiB | |\n",
+        mib(ledger_bytes / 1024),
+        mib(log_bytes / 1024)
     ));
     for (kind, calls, received) in &counts {
         t.push_str(&format!(

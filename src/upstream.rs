@@ -442,8 +442,14 @@ impl Upstream {
     /// the URL as the HTTP client will send it (parsed, so resolved and encoded as the client
     /// would), and the dry run shows this same string.
     pub fn url(&self, path: &str) -> String {
+        self.parsed_url(path).map_or_else(|joined| joined, String::from)
+    }
+
+    /// [`Upstream::url`] parsed, as the call takes it (the client would parse a string again);
+    /// the joined text when it does not parse.
+    fn parsed_url(&self, path: &str) -> Result<url::Url, String> {
         let joined = format!("{}{}", self.base_url.as_str().trim_end_matches('/'), path);
-        url::Url::parse(&joined).map_or(joined, String::from)
+        url::Url::parse(&joined).map_err(|_| joined)
     }
 
     pub fn auth(&self) -> Option<&Auth> {
@@ -513,7 +519,7 @@ impl Upstream {
     /// Sends a translated request, honouring the breaker, a Retry-After pause, the rate limit,
     /// the in-flight cap and the retry policy, and has the adapter read the answer.
     pub async fn send(&self, auth: &Auth, code: &PromoCode, request: &VendorRequest, patience: Patience<'_>) -> Sent {
-        let url = self.url(request.path.as_str());
+        let url = self.parsed_url(request.path.as_str());
         let method = reqwest::Method::from_bytes(request.method.as_bytes()).expect("adapters use standard methods");
         let mut sent = Sent {
             delivery: Delivery::Unreachable(String::new()),
@@ -716,13 +722,16 @@ impl Upstream {
     async fn call(
         &self,
         method: reqwest::Method,
-        url: &str,
+        url: &Result<url::Url, String>,
         authorization: reqwest::header::HeaderValue,
         request: &VendorRequest,
     ) -> Result<Answer, CallError> {
-        let mut call = self
-            .http
-            .request(method, url)
+        // A URL that does not parse fails in the client as it always did, with its error.
+        let call = match url {
+            Ok(url) => self.http.request(method, url.clone()),
+            Err(joined) => self.http.request(method, joined.as_str()),
+        };
+        let mut call = call
             .timeout(self.timeout)
             .header(reqwest::header::AUTHORIZATION, authorization);
         for (name, value) in &request.headers {

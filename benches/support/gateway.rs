@@ -211,6 +211,13 @@ impl GatewayProcess {
         self.dir.path().to_owned()
     }
 
+    /// The sizes of the SQLite ledger file and of its write-ahead log, in bytes (0 for a file
+    /// not there).
+    pub fn ledger_bytes(&self) -> (u64, u64) {
+        let size = |name: &str| std::fs::metadata(self.dir.path().join(name)).map_or(0, |m| m.len());
+        (size("ledger.db"), size("ledger.db-wal"))
+    }
+
     /// Peak resident memory of the gateway process so far (VmHWM), in KiB.
     pub fn peak_rss_kib(&self) -> Option<u64> {
         self.status_kib("VmHWM:")
