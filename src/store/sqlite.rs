@@ -357,8 +357,8 @@ impl Store for Ledger {
             if let Some(conflict) = staged_conflict(tx, &definition, None)? {
                 return Ok(Dropped(Begin::Conflict(conflict)));
             }
-            let code_id = match find_or_add_code(tx, &definition)? {
-                Ok(id) => id,
+            let code = match find_or_add_code(tx, &definition)? {
+                Ok(code) => code,
                 Err(conflict) => return Ok(Dropped(Begin::Conflict(conflict))),
             };
             let names: Vec<String> = targets.iter().map(|t| t.upstream.clone()).collect();
@@ -373,7 +373,7 @@ impl Store for Ledger {
                 key,
                 key.as_ref().map(|_| stamp(now + key_window)),
                 body,
-                code_id,
+                code.id,
                 serde_json::to_string(&names)?,
                 &*owner,
                 lease_until
@@ -381,7 +381,12 @@ impl Store for Ledger {
             let request_id = tx.last_insert_rowid();
             let mut claims = Vec::with_capacity(targets.len());
             for t in &targets {
-                let current = delivery(tx, code_id, &t.upstream)?;
+                // A code added just now has no deliveries.
+                let current = if code.added {
+                    None
+                } else {
+                    delivery(tx, code.id, &t.upstream)?
+                };
                 let decided = rules::decide_claim(current.as_ref().map(|(status, result)| (*status, result.is_some())));
                 let claim = match (decided, current) {
                     (ClaimDecision::Done, Some((_, Some(result)))) => {
@@ -389,7 +394,7 @@ impl Store for Ledger {
                     }
                     (ClaimDecision::Elsewhere, _) => Claim::Elsewhere,
                     _ => {
-                        put_delivery(tx, code_id, &t.upstream, t.settled.as_ref(), Some(request_id), None)?;
+                        put_delivery(tx, code.id, &t.upstream, t.settled.as_ref(), Some(request_id), None)?;
                         if t.settled.is_some() {
                             Claim::Settled
                         } else {
@@ -401,7 +406,7 @@ impl Store for Ledger {
             }
             Ok(Kept(Begin::New {
                 request_id,
-                code_id,
+                code_id: code.id,
                 claims,
             }))
         })

@@ -6,7 +6,9 @@ use std::time::Instant;
 use parking_lot::MutexGuard;
 use rusqlite::params;
 
-use super::rows::{delivery, find_or_add_code, held_elsewhere, is_free, put_delivery, stage_check, stage_row};
+use super::rows::{
+    delivery, find_or_add_code, held_elsewhere, is_free, put_delivery, put_new_job_deliveries, stage_check, stage_row,
+};
 use super::{Ledger, LedgerError, INTAKE_SLICE_TIME};
 use crate::domain::code::Definition;
 use crate::domain::job::{StageAs, Staged, INTAKE_SLICE};
@@ -141,8 +143,8 @@ impl Ledger {
                 last = seq;
                 // Staging reserved the code, so a clash here means a writer ignored the
                 // reservation; the item is left out rather than the accepted job half written.
-                let code_id = match find_or_add_code(&tx, &def)? {
-                    Ok(id) => id,
+                let code = match find_or_add_code(&tx, &def)? {
+                    Ok(code) => code,
                     Err(conflict) => {
                         tracing::error!(job = job_id, code = def.code, "left out of the job: {conflict}");
                         continue;
@@ -154,14 +156,18 @@ impl Ledger {
                 }
                 // Claims first, the job item after: the tally's trigger must not count this
                 // code for the job before the slice's tally below does.
-                for t in &targets {
-                    match delivery(&tx, code_id, t)? {
-                        Some((status, _)) if status.holds() => {}
-                        _ => put_delivery(&tx, code_id, t, None, None, Some(job_id))?,
+                if code.added {
+                    put_new_job_deliveries(&tx, code.id, &targets_json, job_id)?;
+                } else {
+                    for t in &targets {
+                        match delivery(&tx, code.id, t)? {
+                            Some((status, _)) if status.holds() => {}
+                            _ => put_delivery(&tx, code.id, t, None, None, Some(job_id))?,
+                        }
                     }
                 }
                 tx.prepare_cached("INSERT INTO job_items (job_id, seq, code_id) VALUES (?1, ?2, ?3)")?
-                    .execute(params![job_id, seq, code_id])?;
+                    .execute(params![job_id, seq, code.id])?;
                 added += 1;
             }
             tx.prepare_cached("DELETE FROM job_stage WHERE job_id = ?1 AND seq BETWEEN ?2 AND ?3")?

@@ -31,22 +31,34 @@ pub(super) fn known(tx: &Connection, def: &Definition) -> rusqlite::Result<Optio
         .transpose()
 }
 
+/// A code row found or written by [`find_or_add_code`].
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CodeRow {
+    pub(super) id: i64,
+    /// Added just now: it has no deliveries yet, so none need be looked up.
+    pub(super) added: bool,
+}
+
 /// Finds a code in its campaign, or adds (or redefines) it, as [`code::decide`] rules.
 pub(super) fn find_or_add_code(
     tx: &Connection,
     def: &Definition,
-) -> Result<Result<i64, CodeConflict>, rusqlite::Error> {
+) -> Result<Result<CodeRow, CodeConflict>, rusqlite::Error> {
+    let kept = |id| Ok(Ok(CodeRow { id, added: false }));
     match code::decide(known(tx, def)?, def) {
         Decision::Add => {
             tx.prepare_cached("INSERT INTO codes (campaign, code, code_key, definition) VALUES (?1, ?2, ?3, ?4)")?
                 .execute(params![def.campaign, def.code, def.key(), def.json])?;
-            Ok(Ok(tx.last_insert_rowid()))
+            Ok(Ok(CodeRow {
+                id: tx.last_insert_rowid(),
+                added: true,
+            }))
         }
-        Decision::Keep(id) => Ok(Ok(id)),
+        Decision::Keep(id) => kept(id),
         Decision::Redefine(id) => {
             tx.prepare_cached("UPDATE codes SET code = ?1, definition = ?2 WHERE id = ?3")?
                 .execute(params![def.code, def.json, id])?;
-            Ok(Ok(id))
+            kept(id)
         }
         Decision::Refuse(conflict) => Ok(Err(conflict)),
     }
@@ -188,6 +200,22 @@ pub(super) fn put_delivery(
              request_id = ?6, job_id = ?7, vendor_id = NULL, updated_at = {NOW}"
     ))?
     .execute(params![code_id, upstream, status, result, attempts, request_id, job_id])?;
+    Ok(())
+}
+
+/// A job's claims (`pending`) on every target of a code added just now, in one statement: such
+/// a code has no deliveries to look up or to update.
+pub(super) fn put_new_job_deliveries(
+    tx: &Connection,
+    code_id: i64,
+    targets_json: &str,
+    job_id: i64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO deliveries (code_id, upstream, status, job_id)
+         SELECT ?1, value, 'pending', ?2 FROM json_each(?3)",
+    )?
+    .execute(params![code_id, job_id, targets_json])?;
     Ok(())
 }
 
