@@ -149,6 +149,10 @@ impl Default for Options {
 /// The longest it holds the ledger for one slice; other writers go in between.
 pub const INTAKE_SLICE_TIME: Duration = Duration::from_millis(20);
 
+/// How long a write waits for a second process (the CLI beside a server) to let go of the file's
+/// write lock. Only off the runtime's threads (see [`writer`]).
+const LOCK_PATIENCE: Duration = Duration::from_secs(10);
+
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
 /// A timestamp in the ledger's text form, which sorts as time does.
@@ -197,7 +201,7 @@ impl Ledger {
         // A busy timeout (set first: switching to WAL takes a lock too) rides out a second
         // process (the CLI beside a server) holding the file briefly; WAL keeps readers from
         // blocking the writer.
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(fail)?;
+        conn.busy_timeout(LOCK_PATIENCE).map_err(fail)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(fail)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(fail)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(fail)?;

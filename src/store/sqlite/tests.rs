@@ -579,3 +579,38 @@ async fn a_failed_batch_fails_every_create_in_it_and_writes_nothing() {
     ledger.lock().pragma_update(None, "max_page_count", 1_000_000).unwrap();
     assert!(matches!(try_begin(&ledger, "AFTER").await, Ok(Begin::New { .. })));
 }
+
+/// A second process holding the file's write lock (the CLI beside a server) does not hold the
+/// runtime's thread: on a runtime of one thread, a create waits for the lock on the blocking
+/// pool while the runtime goes on, and is written once the other process lets go. Written on
+/// the runtime's thread, it would have blocked that thread in SQLite's busy timeout, so the
+/// lock could never have been let go in time and the create would have failed "locked".
+#[tokio::test(flavor = "current_thread")]
+async fn a_create_behind_another_process_s_lock_does_not_hold_the_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir);
+    let other = Connection::open(dir.path().join("ledger.db")).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let create = tokio::spawn({
+        let ledger = ledger.clone();
+        async move { try_begin(&ledger, "BEHIND-A-LOCK").await }
+    });
+    // Each yield lets the create's task run; it must come back to this one each time.
+    for _ in 0..1000 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(
+        !create.is_finished(),
+        "the create did not wait for the other process's lock"
+    );
+    // (Asked through the other connection: the ledger's own is the waiting writer's.)
+    let codes: i64 = other.query_row("SELECT COUNT(*) FROM codes", [], |r| r.get(0)).unwrap();
+    assert_eq!(codes, 0);
+    other.execute_batch("COMMIT").unwrap();
+    let begun = create.await.unwrap();
+    assert!(matches!(begun, Ok(Begin::New { .. })), "{begun:?}");
+    assert_eq!(count(&ledger, "codes"), 1);
+    let stats = ledger.write_stats();
+    assert_eq!((stats.writes, stats.transactions), (1, 1), "{stats:?}");
+}

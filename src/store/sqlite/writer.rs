@@ -11,13 +11,16 @@
 //!
 //! A batch is written on the drain task's own thread when the connection is free: without an
 //! fsync per commit (WAL, `synchronous = NORMAL`) it takes tens to hundreds of microseconds,
-//! less than handing it to another thread and back would cost. Behind a job's intake slice or a
-//! read, it goes to the blocking pool rather than hold a runtime thread.
+//! less than handing it to another thread and back would cost. Behind a job's intake slice, a
+//! read or a checkpoint, or when another process (the CLI beside a server) holds the file's
+//! write lock, it goes to the blocking pool: there it may wait out SQLite's busy timeout, which
+//! would otherwise hold a runtime thread, one of two on a small machine, for up to 10 s.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use super::space::{HeldWrite, Space};
@@ -106,56 +109,99 @@ impl Batch for Writer {
     type Write = Write;
 
     async fn write(self: Arc<Self>, writes: Vec<Write>, counters: Arc<Counters>) {
-        if let Some(mut conn) = self.conn.try_lock() {
-            return self.write_now(&mut conn, writes, &counters);
-        }
+        let writes = match self.conn.try_lock() {
+            Some(mut conn) => match self.write_now(&mut conn, writes, &counters, Wait::Never) {
+                Ok(()) => return,
+                Err(unwritten) => unwritten,
+            },
+            None => writes,
+        };
         // The writes' callers hear of a panic through their dropped reply channels.
         let _ = tokio::task::spawn_blocking(move || {
             let mut conn = self.conn.lock();
-            self.write_now(&mut conn, writes, &counters)
+            let written = self.write_now(&mut conn, writes, &counters, Wait::AsConfigured);
+            debug_assert!(written.is_ok(), "a patient write always answers its callers");
         })
         .await;
     }
 }
 
+/// How long a batch may wait for the file's write lock.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// Not at all: on a runtime thread, a busy file sends the batch to the blocking pool.
+    Never,
+    /// The connection's busy timeout ([`super::LOCK_PATIENCE`]).
+    AsConfigured,
+}
+
 impl Writer {
-    fn write_now(&self, conn: &mut Connection, mut writes: Vec<Write>, counters: &Counters) {
+    /// Writes a batch and answers its callers, or hands the batch back untouched when it would
+    /// have to wait (`Wait::Never`) for the file's room to be made or for its write lock.
+    fn write_now(
+        &self,
+        conn: &mut Connection,
+        mut writes: Vec<Write>,
+        counters: &Counters,
+        wait: Wait,
+    ) -> Result<(), Vec<Write>> {
         if !self.space.is_clear() {
-            return self.each_alone(conn, writes, counters);
+            if wait == Wait::Never {
+                return Err(writes);
+            }
+            self.each_alone(conn, writes, counters);
+            return Ok(());
         }
+        let begun = match wait {
+            Wait::AsConfigured => step(conn, "BEGIN IMMEDIATE"),
+            Wait::Never => {
+                let _ = conn.busy_timeout(Duration::ZERO);
+                let begun = step(conn, "BEGIN IMMEDIATE");
+                let _ = conn.busy_timeout(super::LOCK_PATIENCE);
+                if matches!(&begun, Err(e) if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy)) {
+                    return Err(writes);
+                }
+                begun
+            }
+        };
         let mut failed: Vec<Option<LedgerError>> = Vec::with_capacity(writes.len());
         let batch = (|| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            begun?;
+            let tx = &*conn;
             for write in &mut writes {
                 match write {
                     // An outcome only updates rows it names: it fails only with the file, and
                     // then the whole batch goes again without the claims.
                     Write::Outcome(outcome, _) => {
-                        outcome(&tx)?;
+                        outcome(tx)?;
                         failed.push(None);
                     }
                     // A claim may refuse after writing (a key forgotten, a code added): its
                     // changes are its savepoint's, kept or rolled back alone.
                     Write::Claim(claim) => {
-                        step(&tx, "SAVEPOINT claim")?;
-                        match claim.run(&tx) {
+                        step(tx, "SAVEPOINT claim")?;
+                        match claim.run(tx) {
                             Ok(true) => {
-                                step(&tx, "RELEASE claim")?;
+                                step(tx, "RELEASE claim")?;
                                 failed.push(None);
                             }
                             Err(e) if e.is_write_failure() => return Err(e),
                             ran => {
-                                step(&tx, "ROLLBACK TO claim")?;
-                                step(&tx, "RELEASE claim")?;
+                                step(tx, "ROLLBACK TO claim")?;
+                                step(tx, "RELEASE claim")?;
                                 failed.push(ran.err());
                             }
                         }
                     }
                 }
             }
-            tx.commit()?;
+            step(tx, "COMMIT")?;
             Ok::<_, LedgerError>(())
         })();
+        if batch.is_err() && !conn.is_autocommit() {
+            // Rolled back whole; SQLite may already have done so itself (a full disk, say).
+            let _ = step(conn, "ROLLBACK");
+        }
         match batch {
             Ok(()) => {
                 counters.committed();
@@ -186,6 +232,7 @@ impl Writer {
                 self.each_alone(conn, outcomes, counters);
             }
         }
+        Ok(())
     }
 
     /// Each write in a transaction of its own, as the ledger's room allows.
