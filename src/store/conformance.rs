@@ -436,6 +436,31 @@ async fn a_jobs_counts_follow_its_outcomes_through_retry_and_cancel(store: Arc<d
     assert_eq!(counts["a"].get(&Status::Created), Some(&1), "{counts:?}");
     store.end_job(id, JobState::Done).await.unwrap();
     assert_eq!(store.job(id).await.unwrap().unwrap().state, JobState::Done);
+    // A second job sharing a pending code counts it too, and that code's outcome moves both
+    // jobs' tallies.
+    let shared = work
+        .iter()
+        .find(|w| w.definition["code"] == "K-3")
+        .expect("K-3 is pending again")
+        .code_id;
+    let second = job(&*store, "k", &["a"], items("k", &["K-3", "K-4"])).await.unwrap();
+    let counts = store.job_counts(second).await.unwrap();
+    assert_eq!(counts["a"].get(&Status::Pending), Some(&2), "{counts:?}");
+    store
+        .record(vec![(shared, outcome("a", Status::Created))])
+        .await
+        .unwrap();
+    let counts = store.job_counts(second).await.unwrap();
+    assert_eq!(counts["a"].get(&Status::Created), Some(&1), "{counts:?}");
+    assert_eq!(counts["a"].get(&Status::Pending), Some(&1), "{counts:?}");
+    let counts = store.job_counts(id).await.unwrap();
+    assert_eq!(counts["a"].get(&Status::Created), Some(&2), "{counts:?}");
+    assert_eq!(counts["a"].get(&Status::Pending), Some(&1), "{counts:?}");
+    assert_eq!(
+        counts["a"].get(&Status::Cancelled).copied().unwrap_or(0),
+        0,
+        "{counts:?}"
+    );
 }
 
 async fn work_in_flight_has_an_owner_until_its_lease_runs_out(opened: Opened) {

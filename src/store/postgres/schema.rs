@@ -135,4 +135,29 @@ BEGIN
 END
 $$;
 ",
+    // 3: the same tally in two statements instead of three, as the SQLite ledger's migration 8:
+    // each is driven from the code's job items (an index probe, one or two rows) rather than
+    // through `IN` lists, and the new status is counted up by an upsert only for jobs that
+    // counted the old one. An upsert that touched no row means no job counts this delivery, so
+    // there is nothing to count down either.
+    "
+CREATE OR REPLACE FUNCTION deliveries_tally() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO job_tally (job_id, upstream, status, n)
+        SELECT t.job_id, NEW.upstream, NEW.status, 1
+          FROM job_items i JOIN job_tally t
+            ON t.job_id = i.job_id AND t.upstream = OLD.upstream AND t.status = OLD.status
+         WHERE i.code_id = OLD.code_id
+    ON CONFLICT (job_id, upstream, status) DO UPDATE SET n = job_tally.n + 1;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    UPDATE job_tally SET n = job_tally.n - 1
+      FROM job_items i
+     WHERE i.code_id = OLD.code_id AND job_tally.job_id = i.job_id
+       AND job_tally.upstream = OLD.upstream AND job_tally.status = OLD.status;
+    RETURN NULL;
+END
+$$;
+",
 ];
