@@ -149,6 +149,9 @@ impl Default for Options {
 /// The longest it holds the ledger for one slice; other writers go in between.
 pub const INTAKE_SLICE_TIME: Duration = Duration::from_millis(20);
 
+/// Prepared statements kept per connection: more than the ledger has (about 40).
+const STATEMENTS_KEPT: usize = 128;
+
 /// How long a write waits for a second process (the CLI beside a server) to let go of the file's
 /// write lock. Only off the runtime's threads (see [`writer`]).
 const LOCK_PATIENCE: Duration = Duration::from_secs(10);
@@ -205,6 +208,10 @@ impl Ledger {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(fail)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(fail)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(fail)?;
+        // Every statement of the ledger stays prepared. With rusqlite's default of 16, a
+        // create's statements (about 20 in turn) pushed each other out of the cache, least
+        // recently used first, so that every one of them was parsed and planned anew each time.
+        conn.set_prepared_statement_cache_capacity(STATEMENTS_KEPT);
         migrate(&mut conn).map_err(fail)?;
         let read_only = conn.is_readonly(rusqlite::MAIN_DB).map_err(fail)?;
         if options.sole_owner && !read_only {
