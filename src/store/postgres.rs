@@ -122,6 +122,9 @@ pub struct Ledger {
     host: Arc<str>,
     owner: Arc<str>,
     lease: chrono::Duration,
+    /// How far this process's clock reads from true time: zero, except in a test of a replica
+    /// whose clock is wrong (see [`Ledger::on_db_clock`]).
+    clock_error: chrono::Duration,
     released: Arc<tokio::sync::Notify>,
     /// Outcomes and answers, committed in batches ([`writer`]).
     writer: Group<Writer>,
@@ -171,7 +174,30 @@ fn fail(host: &str, e: PgError) -> StoreError {
     StoreError::new(kind, format!("the ledger (PostgreSQL at {host}): {e}"))
 }
 
+/// A time on the database's clock: `clock_timestamp()` moved by a parameter of seconds (see
+/// [`Ledger::on_db_clock`]); `{}` is the parameter's number.
+macro_rules! db_time {
+    ($n:literal) => {
+        concat!("(clock_timestamp() + make_interval(secs => $", $n, "))")
+    };
+}
+pub(crate) use db_time;
+
 impl Ledger {
+    /// Leases are written and compared on the database's clock, the one clock all replicas
+    /// share. On each replica's own clock, a replica whose clock runs behind would write leases
+    /// that run out early for the others, and one whose clock runs ahead would adopt work whose
+    /// owner is alive and sending: the same code sent twice. `now` is the caller's time, which
+    /// is this machine's clock in production, and time moved forward by hand in tests; only how
+    /// far it is from this machine's clock is carried over, as seconds to add to the
+    /// database's (with `plus`, a lease's length, for a lease's end) in [`db_time!`].
+    fn on_db_clock(&self, now: DateTime<Utc>, plus: chrono::Duration) -> f64 {
+        let moved = now - (Utc::now() + self.clock_error) + plus;
+        moved
+            .num_microseconds()
+            .map_or(moved.num_seconds() as f64, |us| us as f64 / 1e6)
+    }
+
     fn fail(&self, e: PgError) -> StoreError {
         fail(&self.host, e)
     }
@@ -224,7 +250,7 @@ impl Store for Ledger {
         let body = create.body.to_string();
         let names: Vec<String> = create.targets.iter().map(|t| t.upstream.clone()).collect();
         let def = &create.definition;
-        let lease_until = create.now + self.lease;
+        let lease_until = self.on_db_clock(create.now, self.lease);
         let key_expires = create.key.as_ref().map(|_| create.now + create.key_window);
         in_tx!(self, |tx| {
             if let Some(key) = &create.key {
@@ -265,8 +291,12 @@ impl Store for Ledger {
             }
             let request_id: i64 = one(
                 &tx,
-                "INSERT INTO requests (idempotency_key, key_expires_at, body, code_id, targets, owner, lease_until)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                concat!(
+                    "INSERT INTO requests (idempotency_key, key_expires_at, body, code_id, targets, owner, lease_until)
+                     VALUES ($1, $2, $3, $4, $5, $6, ",
+                    db_time!(7),
+                    ") RETURNING id"
+                ),
                 &[
                     &create.key,
                     &key_expires,
@@ -491,17 +521,25 @@ impl Store for Ledger {
     }
 
     async fn renew(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let until = now + self.lease;
+        let until = self.on_db_clock(now, self.lease);
         in_tx!(self, |tx| {
             exec(
                 &tx,
-                "UPDATE requests SET lease_until = $2 WHERE owner = $1 AND finished_at IS NULL",
+                concat!(
+                    "UPDATE requests SET lease_until = ",
+                    db_time!(2),
+                    " WHERE owner = $1 AND finished_at IS NULL"
+                ),
                 &[&&*self.owner, &until],
             )
             .await?;
             exec(
                 &tx,
-                "UPDATE jobs SET lease_until = $2 WHERE owner = $1 AND state IN ('staging', 'promoting', 'running')",
+                concat!(
+                    "UPDATE jobs SET lease_until = ",
+                    db_time!(2),
+                    " WHERE owner = $1 AND state IN ('staging', 'promoting', 'running')"
+                ),
                 &[&&*self.owner, &until],
             )
             .await?;

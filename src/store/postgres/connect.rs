@@ -47,6 +47,7 @@ impl Ledger {
             host: host_name,
             owner: options.owner.into(),
             lease: options.lease,
+            clock_error: chrono::Duration::zero(),
             released: Arc::new(tokio::sync::Notify::new()),
         };
         let message = |e: PgError| PgErrorMessage(e.to_string());

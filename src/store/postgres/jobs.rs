@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use super::queries::{self, exec, one, opt, rows};
-use super::{in_tx, Ledger, PgError};
+use super::{db_time, in_tx, Ledger, PgError};
 use crate::domain::code::{CodeConflict, Decision, Definition};
 use crate::domain::delivery::{Status, TargetResult};
 use crate::domain::job::{JobRecord, JobResult, JobState, JobWork, NewJob, StageAs, Staged, INTAKE_SLICE};
@@ -16,11 +16,15 @@ use crate::ports::Adopted;
 impl Ledger {
     pub(super) async fn begin_job_row(&self, job: NewJob) -> Result<i64, PgError> {
         let c = self.pool.get().await?;
-        let until = Utc::now() + self.lease;
+        let until = self.on_db_clock(Utc::now(), self.lease);
         let row = one(
             &c,
-            "INSERT INTO jobs (state, campaign, targets, source, options, total, owner, lease_until)
-             VALUES ('staging', $1, $2, $3, $4, 0, $5, $6) RETURNING id",
+            concat!(
+                "INSERT INTO jobs (state, campaign, targets, source, options, total, owner, lease_until)
+                 VALUES ('staging', $1, $2, $3, $4, 0, $5, ",
+                db_time!(6),
+                ") RETURNING id"
+            ),
             &[
                 &job.campaign,
                 &job.targets,
@@ -335,7 +339,7 @@ impl Ledger {
     /// [`crate::ports::Store::retry_job`]: under the lock that holds out every claim (a retry
     /// reopens deliveries of any number of codes), and the job becomes this owner's.
     pub(super) async fn retry(&self, id: i64) -> Result<u64, PgError> {
-        let until = Utc::now() + self.lease;
+        let until = self.on_db_clock(Utc::now(), self.lease);
         in_tx!(self, |tx| {
             queries::lock_all_codes(&tx).await?;
             explain_held_elsewhere(&tx, id).await?;
@@ -363,7 +367,11 @@ impl Ledger {
             .await?;
             exec(
                 &tx,
-                "UPDATE jobs SET state = 'running', finished_at = NULL, owner = $2, lease_until = $3 WHERE id = $1",
+                concat!(
+                    "UPDATE jobs SET state = 'running', finished_at = NULL, owner = $2, lease_until = ",
+                    db_time!(3),
+                    " WHERE id = $1"
+                ),
                 &[&id, &&*self.owner, &until],
             )
             .await?;
@@ -411,13 +419,21 @@ impl Ledger {
     /// once take disjoint work. A job cut short in its intake is finished (accepted) or
     /// removed (still staging), as the SQLite ledger does at its start.
     pub(super) async fn take_over(&self, now: DateTime<Utc>) -> Result<Adopted, PgError> {
-        let until = now + self.lease;
+        let (now, until) = (
+            self.on_db_clock(now, chrono::Duration::zero()),
+            self.on_db_clock(now, self.lease),
+        );
         let (requests, jobs) = in_tx!(self, |tx| {
-            const FREE: &str = "owner IS DISTINCT FROM $2 AND (lease_until IS NULL OR lease_until <= $1)";
+            const FREE: &str = concat!(
+                "owner IS DISTINCT FROM $2 AND (lease_until IS NULL OR lease_until <= ",
+                db_time!(1),
+                ")"
+            );
+            const UNTIL: &str = db_time!(3);
             let requests: Vec<i64> = rows(
                 &tx,
                 &format!(
-                    "UPDATE requests SET owner = $2, lease_until = $3 WHERE id IN (
+                    "UPDATE requests SET owner = $2, lease_until = {UNTIL} WHERE id IN (
                         SELECT id FROM requests WHERE finished_at IS NULL AND {FREE} FOR UPDATE SKIP LOCKED)
                      RETURNING id"
                 ),
@@ -430,7 +446,7 @@ impl Ledger {
             let jobs: Vec<(i64, String)> = rows(
                 &tx,
                 &format!(
-                    "UPDATE jobs SET owner = $2, lease_until = $3 WHERE id IN (
+                    "UPDATE jobs SET owner = $2, lease_until = {UNTIL} WHERE id IN (
                         SELECT id FROM jobs WHERE state IN ('staging', 'promoting', 'running') AND {FREE}
                            FOR UPDATE SKIP LOCKED)
                      RETURNING id, state"

@@ -88,32 +88,36 @@ async fn an_unreachable_database_is_named_by_host_without_its_password() {
 
 /// `n` codes claimed for `loop`, each `pending` there; their ids.
 async fn pending_codes(store: &Ledger, n: usize) -> Vec<i64> {
-    use crate::domain::code::Definition;
-    use crate::domain::request::{Begin, NewCreate, PlannedTarget};
     let mut ids = Vec::new();
     for i in 0..n {
-        let code = format!("BATCH-{i:03}");
-        let body = serde_json::json!({ "code": code, "campaign": "spring", "discount": { "percent_off": 20 } });
-        let begun = store
-            .begin_create(NewCreate {
-                key: None,
-                definition: Definition::of(&body, Some("spring"), &code),
-                body,
-                targets: vec![PlannedTarget {
-                    upstream: "loop".into(),
-                    settled: None,
-                }],
-                now: chrono::Utc::now(),
-                key_window: chrono::Duration::hours(1),
-            })
-            .await
-            .unwrap();
-        let Begin::New { code_id, .. } = begun else {
-            panic!("{begun:?}")
-        };
-        ids.push(code_id);
+        ids.push(claim(store, &format!("BATCH-{i:03}"), chrono::Utc::now()).await);
     }
     ids
+}
+
+/// A create of `code` for `loop` claimed at `now` (the caller's clock); its code's id.
+async fn claim(store: &Ledger, code: &str, now: chrono::DateTime<chrono::Utc>) -> i64 {
+    use crate::domain::code::Definition;
+    use crate::domain::request::{Begin, NewCreate, PlannedTarget};
+    let body = serde_json::json!({ "code": code, "campaign": "spring", "discount": { "percent_off": 20 } });
+    let begun = store
+        .begin_create(NewCreate {
+            key: None,
+            definition: Definition::of(&body, Some("spring"), code),
+            body,
+            targets: vec![PlannedTarget {
+                upstream: "loop".into(),
+                settled: None,
+            }],
+            now,
+            key_window: chrono::Duration::hours(1),
+        })
+        .await
+        .unwrap();
+    let Begin::New { code_id, .. } = begun else {
+        panic!("{begun:?}")
+    };
+    code_id
 }
 
 fn created(code_id: i64) -> Vec<(i64, crate::domain::delivery::TargetResult)> {
@@ -262,4 +266,46 @@ async fn a_batch_that_loses_the_database_fails_every_write_in_it() {
         "SELECT count(*) FROM deliveries WHERE status <> 'pending' OR result IS NOT NULL",
     );
     assert_eq!(written, "0", "a failed batch left outcomes written");
+}
+
+/// Leases are kept on the database's clock, so a replica whose clock is wrong neither adopts
+/// work whose owner is alive (its clock ahead) nor writes leases that run out early for the
+/// others (its clock behind). Each replica passes its own clock's time, as the gateway does.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_with_a_wrong_clock_adopts_no_live_work() {
+    let Some(pg) = server::Postgres::start_or_skip("a_replica_with_a_wrong_clock_adopts_no_live_work") else {
+        return;
+    };
+    let url = pg.database();
+    let open = |owner: &str, clock_error: chrono::Duration| {
+        let mut ledger = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(Ledger::connect(&url, options(owner)))
+        })
+        .unwrap();
+        ledger.clock_error = clock_error;
+        ledger
+    };
+    let minutes = chrono::Duration::minutes;
+    let right = open("right", chrono::Duration::zero());
+    let ahead = open("ahead", minutes(10));
+    let behind = open("behind", -minutes(10));
+    let clock = |ledger: &Ledger| chrono::Utc::now() + ledger.clock_error;
+
+    // A live create of a replica whose clock is right is not adopted by one whose clock runs
+    // ten minutes ahead, on whose clock its lease ran out long ago.
+    claim(&right, "LIVE-1", clock(&right)).await;
+    let adopted = ahead.adopt(clock(&ahead)).await.unwrap();
+    assert!(adopted.creates.is_empty(), "{adopted:?}");
+    // Nor is a live create of the replica whose clock runs behind (its lease, on its own clock,
+    // ran out ten minutes before it was written) adopted by the replica whose clock is right.
+    claim(&behind, "LIVE-2", clock(&behind)).await;
+    let adopted = right.adopt(clock(&right)).await.unwrap();
+    assert!(adopted.creates.is_empty(), "{adopted:?}");
+    // Once the leases have run out on the database's clock (time moved by a lease and more on
+    // each replica's own clock), they are adopted, once each.
+    let later = |ledger: &Ledger| clock(ledger) + conformance::LEASE * 2;
+    let adopted = ahead.adopt(later(&ahead)).await.unwrap();
+    assert_eq!(adopted.creates.len(), 2, "{adopted:?}");
+    let again = right.adopt(later(&right)).await.unwrap();
+    assert!(again.creates.is_empty(), "{again:?}");
 }
