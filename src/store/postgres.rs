@@ -184,8 +184,8 @@ macro_rules! db_time {
 pub(crate) use db_time;
 
 impl Ledger {
-    /// Leases are written and compared on the database's clock, the one clock all replicas
-    /// share. On each replica's own clock, a replica whose clock runs behind would write leases
+    /// Leases (and idempotency keys' windows) are written and compared on the database's
+    /// clock, the one clock all replicas share. On each replica's own clock, a replica whose clock runs behind would write leases
     /// that run out early for the others, and one whose clock runs ahead would adopt work whose
     /// owner is alive and sending: the same code sent twice. `now` is the caller's time, which
     /// is this machine's clock in production, and time moved forward by hand in tests; only how
@@ -251,23 +251,34 @@ impl Store for Ledger {
         let names: Vec<String> = create.targets.iter().map(|t| t.upstream.clone()).collect();
         let def = &create.definition;
         let lease_until = self.on_db_clock(create.now, self.lease);
-        let key_expires = create.key.as_ref().map(|_| create.now + create.key_window);
+        // An idempotency key's window, like a lease, runs on the database's clock: on each
+        // replica's own, a key could still replay on one replica and be forgotten on another.
+        let key_expires = create
+            .key
+            .as_ref()
+            .map(|_| self.on_db_clock(create.now, create.key_window));
+        let now = self.on_db_clock(create.now, chrono::Duration::zero());
         in_tx!(self, |tx| {
             if let Some(key) = &create.key {
                 queries::lock_key(&tx, key).await?;
                 let seen = opt(
                     &tx,
-                    "SELECT id, body, key_expires_at, response FROM requests WHERE idempotency_key = $1",
-                    &[key],
+                    concat!(
+                        "SELECT id, body, key_expires_at, response, ",
+                        db_time!(2),
+                        " FROM requests WHERE idempotency_key = $1"
+                    ),
+                    &[key, &now],
                 )
-                .await?
-                .map(|r| SeenKey {
+                .await?;
+                let now: DateTime<Utc> = seen.as_ref().map_or(create.now, |r| r.get(4));
+                let seen = seen.map(|r| SeenKey {
                     request_id: r.get(0),
                     body: r.get(1),
                     expires_at: r.get(2),
                     response: r.get(3),
                 });
-                match rules::decide_key(seen, &body, create.now) {
+                match rules::decide_key(seen, &body, now) {
                     KeyDecision::Fresh => {}
                     KeyDecision::Forget(id) => {
                         exec(&tx, "UPDATE requests SET idempotency_key = NULL WHERE id = $1", &[&id]).await?;
@@ -293,7 +304,9 @@ impl Store for Ledger {
                 &tx,
                 concat!(
                     "INSERT INTO requests (idempotency_key, key_expires_at, body, code_id, targets, owner, lease_until)
-                     VALUES ($1, $2, $3, $4, $5, $6, ",
+                     VALUES ($1, ",
+                    db_time!(2),
+                    ", $3, $4, $5, $6, ",
                     db_time!(7),
                     ") RETURNING id"
                 ),

@@ -97,12 +97,27 @@ async fn pending_codes(store: &Ledger, n: usize) -> Vec<i64> {
 
 /// A create of `code` for `loop` claimed at `now` (the caller's clock); its code's id.
 async fn claim(store: &Ledger, code: &str, now: chrono::DateTime<chrono::Utc>) -> i64 {
+    let begun = begin_keyed(store, code, None, now).await;
+    let crate::domain::request::Begin::New { code_id, .. } = begun else {
+        panic!("{begun:?}")
+    };
+    code_id
+}
+
+/// A create of `code` for `loop` at `now` (the caller's clock), with an idempotency key (if
+/// any) good for an hour.
+async fn begin_keyed(
+    store: &Ledger,
+    code: &str,
+    key: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> crate::domain::request::Begin {
     use crate::domain::code::Definition;
-    use crate::domain::request::{Begin, NewCreate, PlannedTarget};
+    use crate::domain::request::{NewCreate, PlannedTarget};
     let body = serde_json::json!({ "code": code, "campaign": "spring", "discount": { "percent_off": 20 } });
-    let begun = store
+    store
         .begin_create(NewCreate {
-            key: None,
+            key: key.map(str::to_owned),
             definition: Definition::of(&body, Some("spring"), code),
             body,
             targets: vec![PlannedTarget {
@@ -113,11 +128,7 @@ async fn claim(store: &Ledger, code: &str, now: chrono::DateTime<chrono::Utc>) -
             key_window: chrono::Duration::hours(1),
         })
         .await
-        .unwrap();
-    let Begin::New { code_id, .. } = begun else {
-        panic!("{begun:?}")
-    };
-    code_id
+        .unwrap()
 }
 
 fn created(code_id: i64) -> Vec<(i64, crate::domain::delivery::TargetResult)> {
@@ -285,19 +296,19 @@ async fn a_replica_with_a_wrong_clock_adopts_no_live_work() {
         ledger.clock_error = clock_error;
         ledger
     };
-    let minutes = chrono::Duration::minutes;
+    // Two hours off: more than a lease, and more than the keys' hour.
     let right = open("right", chrono::Duration::zero());
-    let ahead = open("ahead", minutes(10));
-    let behind = open("behind", -minutes(10));
+    let ahead = open("ahead", chrono::Duration::hours(2));
+    let behind = open("behind", -chrono::Duration::hours(2));
     let clock = |ledger: &Ledger| chrono::Utc::now() + ledger.clock_error;
 
     // A live create of a replica whose clock is right is not adopted by one whose clock runs
-    // ten minutes ahead, on whose clock its lease ran out long ago.
+    // ahead, on whose clock its lease ran out long ago.
     claim(&right, "LIVE-1", clock(&right)).await;
     let adopted = ahead.adopt(clock(&ahead)).await.unwrap();
     assert!(adopted.creates.is_empty(), "{adopted:?}");
     // Nor is a live create of the replica whose clock runs behind (its lease, on its own clock,
-    // ran out ten minutes before it was written) adopted by the replica whose clock is right.
+    // ran out long before it was written) adopted by the replica whose clock is right.
     claim(&behind, "LIVE-2", clock(&behind)).await;
     let adopted = right.adopt(clock(&right)).await.unwrap();
     assert!(adopted.creates.is_empty(), "{adopted:?}");
@@ -308,4 +319,15 @@ async fn a_replica_with_a_wrong_clock_adopts_no_live_work() {
     assert_eq!(adopted.creates.len(), 2, "{adopted:?}");
     let again = right.adopt(later(&right)).await.unwrap();
     assert!(again.creates.is_empty(), "{again:?}");
+
+    // An idempotency key's hour runs on the database's clock too: the same key sent again at
+    // once is the create in flight, whichever replica's clock wrote it or reads it.
+    use crate::domain::request::Begin;
+    for (first, again, code) in [(&right, &ahead, "KEYED-1"), (&behind, &right, "KEYED-2")] {
+        let key = format!("key-{code}");
+        let begun = begin_keyed(first, code, Some(&key), clock(first)).await;
+        assert!(matches!(begun, Begin::New { .. }), "{begun:?}");
+        let repeated = begin_keyed(again, code, Some(&key), clock(again)).await;
+        assert!(matches!(repeated, Begin::InProgress(_)), "{repeated:?}");
+    }
 }
