@@ -123,7 +123,7 @@ pub struct Ledger {
     owner: Arc<str>,
     lease: chrono::Duration,
     /// How far this process's clock reads from true time: zero, except in a test of a replica
-    /// whose clock is wrong (see [`Ledger::on_db_clock`]).
+    /// whose clock is wrong (see [`Ledger::db_clock`]).
     clock_error: chrono::Duration,
     released: Arc<tokio::sync::Notify>,
     /// Outcomes and answers, committed in batches ([`writer`]).
@@ -174,8 +174,8 @@ fn fail(host: &str, e: PgError) -> StoreError {
     StoreError::new(kind, format!("the ledger (PostgreSQL at {host}): {e}"))
 }
 
-/// A time on the database's clock: `clock_timestamp()` moved by a parameter of seconds (see
-/// [`Ledger::on_db_clock`]); `{}` is the parameter's number.
+/// A time on the database's clock: `clock_timestamp()` moved by the seconds of parameter `$n`
+/// (see [`Ledger::db_clock`]).
 macro_rules! db_time {
     ($n:literal) => {
         concat!("(clock_timestamp() + make_interval(secs => $", $n, "))")
@@ -183,19 +183,40 @@ macro_rules! db_time {
 }
 pub(crate) use db_time;
 
-impl Ledger {
-    /// Leases (and idempotency keys' windows) are written and compared on the database's
-    /// clock, the one clock all replicas share. On each replica's own clock, a replica whose clock runs behind would write leases
-    /// that run out early for the others, and one whose clock runs ahead would adopt work whose
-    /// owner is alive and sending: the same code sent twice. `now` is the caller's time, which
-    /// is this machine's clock in production, and time moved forward by hand in tests; only how
-    /// far it is from this machine's clock is carried over, as seconds to add to the
-    /// database's (with `plus`, a lease's length, for a lease's end) in [`db_time!`].
-    fn on_db_clock(&self, now: DateTime<Utc>, plus: chrono::Duration) -> f64 {
-        let moved = now - (Utc::now() + self.clock_error) + plus;
+/// The caller's time carried over onto the database's clock (see [`Ledger::db_clock`]).
+#[derive(Clone, Copy)]
+struct DbClock {
+    /// How far the caller's `now` is from this machine's clock.
+    shift: chrono::Duration,
+}
+
+impl DbClock {
+    /// The parameter of [`db_time!`] for the caller's `now` plus `plus`: seconds to add to
+    /// the database's clock.
+    fn at(self, plus: chrono::Duration) -> f64 {
+        let moved = self.shift + plus;
         moved
             .num_microseconds()
             .map_or(moved.num_seconds() as f64, |us| us as f64 / 1e6)
+    }
+
+    fn now(self) -> f64 {
+        self.at(chrono::Duration::zero())
+    }
+}
+
+impl Ledger {
+    /// Leases (and idempotency keys' windows) are written and compared on the database's
+    /// clock, the one clock all replicas share. On each replica's own clock, a replica whose
+    /// clock runs behind would write leases that run out early for the others, and one whose
+    /// clock runs ahead would adopt work whose owner is alive and sending: the same code sent
+    /// twice. `now` is the caller's time, which is this machine's clock in production, and time
+    /// moved forward by hand in tests; only how far it is from this machine's clock is carried
+    /// over, read once so that every time of one operation is of the same instant.
+    fn db_clock(&self, now: DateTime<Utc>) -> DbClock {
+        DbClock {
+            shift: now - (Utc::now() + self.clock_error),
+        }
     }
 
     fn fail(&self, e: PgError) -> StoreError {
@@ -250,14 +271,12 @@ impl Store for Ledger {
         let body = create.body.to_string();
         let names: Vec<String> = create.targets.iter().map(|t| t.upstream.clone()).collect();
         let def = &create.definition;
-        let lease_until = self.on_db_clock(create.now, self.lease);
+        let clock = self.db_clock(create.now);
+        let lease_until = clock.at(self.lease);
         // An idempotency key's window, like a lease, runs on the database's clock: on each
         // replica's own, a key could still replay on one replica and be forgotten on another.
-        let key_expires = create
-            .key
-            .as_ref()
-            .map(|_| self.on_db_clock(create.now, create.key_window));
-        let now = self.on_db_clock(create.now, chrono::Duration::zero());
+        let key_expires = create.key.as_ref().map(|_| clock.at(create.key_window));
+        let now = clock.now();
         in_tx!(self, |tx| {
             if let Some(key) = &create.key {
                 queries::lock_key(&tx, key).await?;
@@ -534,7 +553,7 @@ impl Store for Ledger {
     }
 
     async fn renew(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let until = self.on_db_clock(now, self.lease);
+        let until = self.db_clock(now).at(self.lease);
         in_tx!(self, |tx| {
             exec(
                 &tx,

@@ -209,8 +209,9 @@ impl Ledger {
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(fail)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(fail)?;
         // Every statement of the ledger stays prepared. With rusqlite's default of 16, a
-        // create's statements (about 20 in turn) pushed each other out of the cache, least
-        // recently used first, so that every one of them was parsed and planned anew each time.
+        // create's claim and answer (about 15 statements, and the batch's BEGIN and COMMIT)
+        // pushed each other out of the cache, least recently used first, so that every one of
+        // them was parsed and planned anew on each create.
         conn.set_prepared_statement_cache_capacity(STATEMENTS_KEPT);
         migrate(&mut conn).map_err(fail)?;
         let read_only = conn.is_readonly(rusqlite::MAIN_DB).map_err(fail)?;

@@ -16,7 +16,7 @@ use crate::ports::Adopted;
 impl Ledger {
     pub(super) async fn begin_job_row(&self, job: NewJob) -> Result<i64, PgError> {
         let c = self.pool.get().await?;
-        let until = self.on_db_clock(Utc::now(), self.lease);
+        let until = self.db_clock(Utc::now()).at(self.lease);
         let row = one(
             &c,
             concat!(
@@ -339,7 +339,7 @@ impl Ledger {
     /// [`crate::ports::Store::retry_job`]: under the lock that holds out every claim (a retry
     /// reopens deliveries of any number of codes), and the job becomes this owner's.
     pub(super) async fn retry(&self, id: i64) -> Result<u64, PgError> {
-        let until = self.on_db_clock(Utc::now(), self.lease);
+        let until = self.db_clock(Utc::now()).at(self.lease);
         in_tx!(self, |tx| {
             queries::lock_all_codes(&tx).await?;
             explain_held_elsewhere(&tx, id).await?;
@@ -419,10 +419,8 @@ impl Ledger {
     /// once take disjoint work. A job cut short in its intake is finished (accepted) or
     /// removed (still staging), as the SQLite ledger does at its start.
     pub(super) async fn take_over(&self, now: DateTime<Utc>) -> Result<Adopted, PgError> {
-        let (now, until) = (
-            self.on_db_clock(now, chrono::Duration::zero()),
-            self.on_db_clock(now, self.lease),
-        );
+        let clock = self.db_clock(now);
+        let (now, until) = (clock.now(), clock.at(self.lease));
         let (requests, jobs) = in_tx!(self, |tx| {
             const FREE: &str = concat!(
                 "owner IS DISTINCT FROM $2 AND (lease_until IS NULL OR lease_until <= ",
