@@ -59,8 +59,12 @@ fn sample(campaign: &str, mapping: &UpstreamMapping) -> PromoCode {
 
 /// Loads and checks everything. A config or mapping file that does not parse is an error (the
 /// gateway would not start); the rest is reported line by line.
-pub fn check(config_path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Report, StartupError> {
-    let config = Config::load(config_path)?;
+/// `config` is the file as loaded (and, for `check-config --sandbox`, as the sandbox points it).
+pub fn check(
+    config_path: &Path,
+    config: &Config,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Report, StartupError> {
     let campaigns = config::load_campaigns(&config.mappings_dir(config_path))?;
     let set = |var: &str| env(var).is_some_and(|v| !v.is_empty());
     let mut out = String::new();
@@ -115,6 +119,9 @@ pub fn check(config_path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result
                 "upstream {name} ({vendor}): PROBLEM: credentials missing: {} not set",
                 missing.join(", ")
             );
+        }
+        if let Some(url) = &upstream.sandbox {
+            let _ = writeln!(out, "  sandbox: calls go to the simulated vendor at {url}");
         }
         let adapter = promo_adapters::vendors::for_kind(vendor);
         if let (Some(amounts), None) = (adapter.account_currency_amounts(), upstream.currency) {

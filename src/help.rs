@@ -11,6 +11,8 @@ Commands:
 
 Examples:
   promo-gateway --sandbox          serve, every upstream pointed at simulated vendors
+  promo-gateway --sandbox sync examples/codes.csv --campaign example
+                                   a sync job against simulated vendors, on a throwaway ledger
   promo-gateway --config /etc/promo-gateway/config.toml check-config
   promo-gateway serve --listen 127.0.0.1:8080
   PROMO_GW_KEY_CRM=... promo-gateway serve --listen 0.0.0.0:8080
@@ -30,6 +32,13 @@ Environment:
   each gateway key's key_env variable    named by [[server.api_keys]]; unset: start-up refuses
   RUST_LOG                               log filter (default info; warn for sync and mirror)
   NO_COLOR                               plain progress output
+
+Sandbox:
+  --sandbox means the same for every command that meets vendors: serve, sync, mirror and
+  check-config run against simulated vendors in this process (serve: on 127.0.0.1:8081; sync and
+  mirror: a free loopback port; --sandbox-listen ADDR moves them), with the sandbox's own
+  credentials and a ledger of the run's own, deleted at exit. No real vendor is called and the
+  configured ledger is not opened. A flag a command cannot honour is refused (exit 1).
 
 Gateway authentication:
   Clients send `Authorization: Bearer <key>`. Keys and their scopes (promo-codes:write,
@@ -86,6 +95,9 @@ credential variables are set (names only, never values), and for each campaign t
 whether the mapping gives its vendor every key it needs (a sample code is translated, nothing
 is sent). Opens no ledger and calls no vendor, so it can run beside a serving gateway.
 
+With --sandbox, checks the configuration as a sandboxed run uses it: every upstream pointed at
+its simulated vendor, with the sandbox's credentials (no variable needs to be set).
+
 Exit status: 0 when no problem was found, 1 otherwise (each problem line says PROBLEM).
 
 Example:
@@ -93,17 +105,21 @@ Example:
 ";
 
 pub const SYNC: &str = "\
-Runs one sync job in this process, with a progress bar per target on stderr and a summary table
-on stdout. Ctrl-C cancels the job cleanly. Exit status 2 when any code did not end on its vendor.
+Runs one sync job in this process, with a progress bar per target on stderr and a summary on
+stdout: a table per target and state, then for each state that is not a success how many, why
+(grouped by reason, with the first codes each struck), and how to list them all. Ctrl-C cancels
+the job cleanly. Exit status 2 when any code did not end on its vendor.
 
 Examples:
+  promo-gateway --sandbox sync examples/codes.csv --campaign example
   promo-gateway sync codes.csv --campaign spring
   promo-gateway sync codes.ndjson --campaign spring --targets loop --on-unsupported skip_field
 ";
 
 pub const MIRROR: &str = "\
 Delivers every code the ledger holds for a campaign to the named upstreams where it is missing.
-Exit status 2 when any code did not end on its vendor.
+Nothing missing (or no code yet) is \"nothing to mirror\", exit 0. Exit status 2 when any code did
+not end on its vendor.
 
 Example:
   promo-gateway mirror --campaign spring --to limio-v2,limio-v3

@@ -86,17 +86,10 @@ impl Gateway {
         clock: clock::SharedClock,
         sandbox: Option<&Sandboxed>,
     ) -> Result<Self, StartupError> {
-        let mut config = Config::load(config_path)?;
-        let sandbox_env = |name: &str| {
-            promo_sandbox::credentials::value(name)
-                .map(str::to_owned)
-                .or_else(|| env(name))
-        };
+        let mut config = load_config(config_path, sandbox)?;
+        let sandbox_env = sandbox_env(env);
         let env: &dyn Fn(&str) -> Option<String> = match sandbox {
-            Some(target) => {
-                self::sandbox(&mut config, target)?;
-                &sandbox_env
-            }
+            Some(_) => &sandbox_env,
             None => env,
         };
         gateway_auth::resolve(&mut config.server.api_keys, env).map_err(|message| StartupError::Config {
@@ -273,6 +266,26 @@ pub struct Sandboxed {
     pub ledger: std::path::PathBuf,
 }
 
+/// The config file, pointed at the simulated vendors when `sandbox` is given: what a sandboxed
+/// run serves and what `check-config --sandbox` checks are one and the same.
+pub fn load_config(config_path: &Path, sandbox: Option<&Sandboxed>) -> Result<Config, StartupError> {
+    let mut config = Config::load(config_path)?;
+    if let Some(target) = sandbox {
+        self::sandbox(&mut config, target)?;
+    }
+    Ok(config)
+}
+
+/// The environment of a sandboxed run: the sandbox's own credentials under the variables
+/// [`sandbox`] names, and everything else (the gateway's API keys) from `env`.
+pub fn sandbox_env(env: &dyn Fn(&str) -> Option<String>) -> impl Fn(&str) -> Option<String> + '_ {
+    move |name: &str| {
+        promo_sandbox::credentials::value(name)
+            .map(str::to_owned)
+            .or_else(|| env(name))
+    }
+}
+
 /// Points every upstream at its simulated vendor: the base URL, an OAuth2 token URL, and the
 /// sandbox's own credential variables in place of the file's (so no real credential is sent
 /// to the sandbox, and none needs to be set). Only URLs on the sandbox remain, so a sandboxed
@@ -315,9 +328,11 @@ pub fn sandbox(config: &mut Config, target: &Sandboxed) -> Result<(), StartupErr
         u.sandbox = Some(base_url);
     }
     config.ledger.path = target.ledger.clone();
-    // Never the shared database either, for the same reason.
+    // Never the shared database either, for the same reason; nor the real vendors' shared rate
+    // budget, which simulated calls would spend.
     config.ledger.url_env = None;
     config.ledger.url = None;
+    config.rate_limit.redis_url_env = None;
     Ok(())
 }
 

@@ -5,12 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use promo_gateway::domain::job::JobState;
-use promo_gateway::engine::jobs::{Format, JobSpec, JobStatus, Source};
-use promo_gateway::engine::Status;
+use promo_gateway::engine::jobs::{Format, JobSpec, Source};
 use promo_gateway::{Gateway, StartupError};
 
+mod cli_job;
 mod help;
 
 /// One API for promotion codes across Spacebring, Partnero, Moltin, Limio and Loop.
@@ -21,12 +19,22 @@ mod help;
 #[derive(Parser)]
 #[command(version, propagate_version = true, after_long_help = help::MAIN)]
 struct Cli {
-    /// The configuration file; the ledger and mappings are found relative to it.
-    #[arg(long, global = true, default_value = "config.toml")]
-    config: PathBuf,
+    /// The configuration file (default config.toml); the ledger and mappings are found
+    /// relative to it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
     /// Log lines as `text` (default) or `json` (one object a line, with the request id).
     #[arg(long, global = true, value_enum, default_value_t = LogFormatArg::Text)]
     log_format: LogFormatArg,
+    /// Start the simulated vendors in this process and send every upstream's calls there, with
+    /// sandbox credentials and a ledger of this run's own: no vendor account is needed, and no
+    /// real vendor is called. The same for every command that calls vendors or checks them.
+    #[arg(long, global = true)]
+    sandbox: bool,
+    /// Where the simulated vendors listen with --sandbox (serve: 127.0.0.1:8081; sync and
+    /// mirror: a free loopback port).
+    #[arg(long, global = true)]
+    sandbox_listen: Option<SocketAddr>,
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
@@ -63,14 +71,6 @@ struct ServeArgs {
     /// Listen here instead of the file's `server.listen`.
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Start the simulated vendors in this process and send every upstream's calls there, with
-    /// sandbox credentials and a ledger of this run's own: no vendor account is needed, and no
-    /// real vendor is called.
-    #[arg(long)]
-    sandbox: bool,
-    /// Where the simulated vendors listen with --sandbox (default 127.0.0.1:8081).
-    #[arg(long)]
-    sandbox_listen: Option<SocketAddr>,
 }
 
 #[derive(ClapArgs)]
@@ -124,15 +124,7 @@ async fn main() -> ExitCode {
         LogFormatArg::Json => promo_gateway::http::telemetry::LogFormat::Json,
     };
     promo_gateway::http::telemetry::init_logging(log_format, default_filter);
-    let outcome = match cli.command {
-        None => serve(&cli.config, cli.serve).await.map(|()| ExitCode::SUCCESS),
-        Some(Command::Serve(args)) => serve(&cli.config, args).await.map(|()| ExitCode::SUCCESS),
-        Some(Command::Sync(args)) => sync(&cli.config, args).await,
-        Some(Command::Mirror(args)) => mirror(&cli.config, args).await,
-        Some(Command::CheckConfig) => check_config(&cli.config),
-        Some(Command::Sandbox(args)) => sandbox(args).await.map(|()| ExitCode::SUCCESS),
-    };
-    match outcome {
+    match run(cli).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("promo-gateway: {e}");
@@ -141,15 +133,118 @@ async fn main() -> ExitCode {
     }
 }
 
+async fn run(cli: Cli) -> Result<ExitCode, StartupError> {
+    let vendors = Vendors::of(&cli)?;
+    let config = cli.config.unwrap_or_else(|| PathBuf::from("config.toml"));
+    match cli.command {
+        None => serve(&config, cli.serve, vendors).await,
+        Some(Command::Serve(args)) => serve(&config, args, vendors).await,
+        Some(Command::Sync(args)) => sync(&config, args, vendors).await,
+        Some(Command::Mirror(args)) => mirror(&config, args, vendors).await,
+        Some(Command::CheckConfig) => check_config(&config, vendors),
+        Some(Command::Sandbox(args)) => sandbox(args).await,
+    }
+    .map(|()| ExitCode::SUCCESS)
+    .or_else(|e| match e {
+        Exit::Code(code) => Ok(code),
+        Exit::Error(e) => Err(e),
+    })
+}
+
+/// How a command ends when it does not simply succeed: an exit status of its own (a job with
+/// codes not delivered, problems found by check-config), or an error.
+enum Exit {
+    Code(ExitCode),
+    Error(StartupError),
+}
+
+impl From<StartupError> for Exit {
+    fn from(e: StartupError) -> Self {
+        Exit::Error(e)
+    }
+}
+
+/// Which vendors a command meets: the real ones, or (`--sandbox`) the simulated ones.
+#[derive(Clone, Copy)]
+enum Vendors {
+    Real,
+    Sandbox { listen: Option<SocketAddr> },
+}
+
+impl Vendors {
+    /// The flags as every command reads them. A flag a command cannot honour is refused, never
+    /// ignored: a `--sandbox` dropped without a word would call the real vendors.
+    fn of(cli: &Cli) -> Result<Self, StartupError> {
+        let refuse = |message: &str| Err(StartupError::Usage(message.to_owned()));
+        let serving = matches!(cli.command, None | Some(Command::Serve(_)));
+        if cli.serve.listen.is_some() && !serving {
+            return refuse("--listen is where `serve` listens; give it to serve (a job or check serves no API)");
+        }
+        if let Some(Command::Sandbox(_)) = cli.command {
+            if cli.sandbox || cli.sandbox_listen.is_some() {
+                return refuse(
+                    "sandbox: --sandbox and --sandbox-listen make no sense here: this command is the simulated vendors (move them with --listen)",
+                );
+            }
+            if cli.config.is_some() {
+                return refuse("sandbox: --config makes no sense here: the simulated vendors read no configuration");
+            }
+        }
+        match (cli.sandbox, cli.sandbox_listen) {
+            (true, listen) => Ok(Vendors::Sandbox { listen }),
+            (false, None) => Ok(Vendors::Real),
+            (false, Some(_)) => refuse("--sandbox-listen moves the simulated vendors of --sandbox; give --sandbox too"),
+        }
+    }
+}
+
+/// The simulated vendors of a `--sandbox` run, serving in this process, and the directory of
+/// the run's own ledger, deleted (like the vendors' state) when this is dropped.
+struct SandboxRun {
+    target: promo_gateway::Sandboxed,
+    _dir: tempfile::TempDir,
+}
+
+impl SandboxRun {
+    async fn start(listen: SocketAddr) -> Result<Self, StartupError> {
+        let listener = bind(listen).await?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| StartupError::Listen { addr: listen, source })?;
+        let dir =
+            tempfile::tempdir().map_err(|e| StartupError::Usage(format!("--sandbox: no temporary directory: {e}")))?;
+        let ledger = dir.path().join("promo-gateway.sandbox.db");
+        let vendors = promo_sandbox::Sandbox::new(promo_sandbox::Options::default());
+        tokio::spawn(promo_sandbox::serve(listener, vendors, std::future::pending()));
+        Ok(Self {
+            target: promo_gateway::Sandboxed { addr, ledger },
+            _dir: dir,
+        })
+    }
+
+    fn notice(&self) -> String {
+        let addr = self.target.addr;
+        format!("sandbox: simulated vendors on http://{addr} (GET http://{addr}/<vendor>/_sandbox/codes lists what each holds)")
+    }
+}
+
+/// The simulated vendors for `vendors`, on `listen` unless the command line moved them.
+async fn start_sandbox(vendors: Vendors, default: SocketAddr) -> Result<Option<SandboxRun>, StartupError> {
+    match vendors {
+        Vendors::Real => Ok(None),
+        Vendors::Sandbox { listen } => SandboxRun::start(listen.unwrap_or(default)).await.map(Some),
+    }
+}
+
+/// A CLI job's simulated vendors need no fixed port: a free loopback one, so that a job can
+/// run beside `serve --sandbox`.
+const ANY_LOOPBACK_PORT: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+
 /// Opens the gateway, holding a SQLite ledger's lock file for the life of the process: two
 /// processes on one file (a server and a CLI job) would both resume the same work. A
 /// PostgreSQL ledger needs none: its work is owned under leases, so a CLI job may run beside
 /// serving replicas.
-fn open(config: &Path) -> Result<(Gateway, Option<std::fs::File>), StartupError> {
-    open_with(config, None)
-}
-
-fn open_with(
+fn open(
     config: &Path,
     sandbox: Option<&promo_gateway::Sandboxed>,
 ) -> Result<(Gateway, Option<std::fs::File>), StartupError> {
@@ -185,7 +280,7 @@ async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, StartupError>
 }
 
 /// `sandbox`: the simulated vendors alone, until Ctrl-C or SIGTERM.
-async fn sandbox(args: SandboxArgs) -> Result<(), StartupError> {
+async fn sandbox(args: SandboxArgs) -> Result<(), Exit> {
     let mut options = promo_sandbox::Options::default();
     for arg in &args.rate_limit {
         options
@@ -207,50 +302,55 @@ async fn sandbox(args: SandboxArgs) -> Result<(), StartupError> {
     println!("listening on {addr}");
     promo_sandbox::serve(listener, promo_sandbox::Sandbox::new(options), stop)
         .await
-        .map_err(|source| StartupError::Listen { addr, source })
+        .map_err(|source| StartupError::Listen { addr, source }.into())
 }
 
-/// `check-config`: the report on stdout; exit 1 when it found a problem.
-fn check_config(config: &Path) -> Result<ExitCode, StartupError> {
-    let env = |name: &str| std::env::var(name).ok();
-    let mut report = promo_gateway::check_config::check(config, &env)?;
+/// `check-config`: the report on stdout; exit 1 when it found a problem. With `--sandbox`, the
+/// configuration as a sandboxed run uses it: the simulated vendors and their credentials.
+fn check_config(path: &Path, vendors: Vendors) -> Result<(), Exit> {
+    let real = |name: &str| std::env::var(name).ok();
+    let sandboxed = check_target(vendors);
+    let sandbox_env = promo_gateway::sandbox_env(&real);
+    let env: &dyn Fn(&str) -> Option<String> = if sandboxed.is_some() { &sandbox_env } else { &real };
+    let config = promo_gateway::load_config(path, sandboxed.as_ref())?;
+    let mut report = promo_gateway::check_config::check(path, &config, env)?;
     // A PostgreSQL ledger: its variable is set and the database answers.
-    let loaded = promo_gateway::Config::load(config)?;
-    if let Some((line, problem)) = promo_gateway::check_ledger(&loaded, &env) {
+    if let Some((line, problem)) = promo_gateway::check_ledger(&config, env) {
         report.text.push_str(&line);
         report.text.push('\n');
         report.problems += usize::from(problem);
     }
     print!("{}", report.text);
-    Ok(if report.problems == 0 {
-        ExitCode::SUCCESS
+    if report.problems == 0 {
+        Ok(())
     } else {
-        ExitCode::FAILURE
-    })
+        Err(Exit::Code(ExitCode::FAILURE))
+    }
 }
 
-async fn serve(config: &Path, args: ServeArgs) -> Result<(), StartupError> {
+/// What `check-config --sandbox` checks against: where `serve --sandbox` would put the
+/// simulated vendors, and the run's own ledger (which a check never opens).
+fn check_target(vendors: Vendors) -> Option<promo_gateway::Sandboxed> {
+    match vendors {
+        Vendors::Real => None,
+        Vendors::Sandbox { listen } => Some(promo_gateway::Sandboxed {
+            addr: listen.unwrap_or(SERVE_SANDBOX),
+            ledger: PathBuf::from("the sandbox's own ledger"),
+        }),
+    }
+}
+
+/// Where `serve --sandbox` puts the simulated vendors: a fixed port, for the README's curls.
+const SERVE_SANDBOX: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8081);
+
+async fn serve(config: &Path, args: ServeArgs, vendors: Vendors) -> Result<(), Exit> {
     // With --sandbox: the simulated vendors first (the gateway points at their address), and a
     // ledger of this run's own, deleted when the process ends, like the vendors' state.
-    let mut sandbox_dir = None;
-    let sandboxed = if args.sandbox {
-        let wanted = args.sandbox_listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8081)));
-        let listener = bind(wanted).await?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| StartupError::Listen { addr: wanted, source })?;
-        let dir =
-            tempfile::tempdir().map_err(|e| StartupError::Usage(format!("--sandbox: no temporary directory: {e}")))?;
-        let ledger = dir.path().join("promo-gateway.sandbox.db");
-        sandbox_dir = Some(dir);
-        let vendors = promo_sandbox::Sandbox::new(promo_sandbox::Options::default());
-        tokio::spawn(promo_sandbox::serve(listener, vendors, std::future::pending()));
-        println!("sandbox: simulated vendors on http://{addr} (GET http://{addr}/<vendor>/_sandbox/codes lists what each holds)");
-        Some(promo_gateway::Sandboxed { addr, ledger })
-    } else {
-        None
-    };
-    let (gateway, _lock) = open_with(config, sandboxed.as_ref())?;
+    let sandbox = start_sandbox(vendors, SERVE_SANDBOX).await?;
+    if let Some(run) = &sandbox {
+        println!("{}", run.notice());
+    }
+    let (gateway, _lock) = open(config, sandbox.as_ref().map(|s| &s.target))?;
     // Before resuming anything: no keys, no listening beyond loopback.
     promo_gateway::gateway_auth::require_on(
         args.listen.unwrap_or(gateway.config.server.listen),
@@ -272,28 +372,26 @@ async fn serve(config: &Path, args: ServeArgs) -> Result<(), StartupError> {
     let grace = Duration::from_millis(gateway.config.server.shutdown_grace_ms);
     let router = promo_gateway::http::telemetry::layer(router);
     let limits = promo_gateway::http::slow_clients::Limits::of(&gateway.config.server);
-    let served = promo_gateway::http::shutdown::serve(listener, router, limits, gateway.engine.clone(), grace, stop)
+    promo_gateway::http::shutdown::serve(listener, router, limits, gateway.engine.clone(), grace, stop)
         .await
-        .map_err(|source| StartupError::Listen { addr, source });
-    drop(sandbox_dir);
-    served
+        .map_err(|source| StartupError::Listen { addr, source }.into())
 }
 
-async fn sync(config: &Path, args: SyncArgs) -> Result<ExitCode, StartupError> {
-    let (gateway, _lock) = open(config)?;
+async fn sync(config: &Path, args: SyncArgs, vendors: Vendors) -> Result<(), Exit> {
     let format = match args.file.extension().and_then(|e| e.to_str()) {
         Some("csv") => Format::Csv,
         Some("ndjson" | "jsonl") => Format::Ndjson,
         _ => {
-            return Err(StartupError::Usage(format!(
-                "{}: name a .csv, .ndjson or .jsonl file",
-                args.file.display()
-            )))
+            return Err(
+                StartupError::Usage(format!("{}: name a .csv, .ndjson or .jsonl file", args.file.display())).into(),
+            )
         }
     };
     if !args.file.is_file() {
-        return Err(StartupError::Usage(format!("{}: no such file", args.file.display())));
+        return Err(StartupError::Usage(format!("{}: no such file", args.file.display())).into());
     }
+    let sandbox = start_sandbox(vendors, ANY_LOOPBACK_PORT).await?;
+    let (gateway, _lock) = open(config, sandbox.as_ref().map(|s| &s.target))?;
     let targets = if args.targets.is_empty() {
         gateway
             .engine
@@ -314,11 +412,12 @@ async fn sync(config: &Path, args: SyncArgs) -> Result<ExitCode, StartupError> {
             max_item_bytes: gateway.config.server.max_body_bytes,
         },
     };
-    run_job(&gateway, spec).await
+    run_job(&gateway, spec, sandbox.as_ref()).await
 }
 
-async fn mirror(config: &Path, args: MirrorArgs) -> Result<ExitCode, StartupError> {
-    let (gateway, _lock) = open(config)?;
+async fn mirror(config: &Path, args: MirrorArgs, vendors: Vendors) -> Result<(), Exit> {
+    let sandbox = start_sandbox(vendors, ANY_LOOPBACK_PORT).await?;
+    let (gateway, _lock) = open(config, sandbox.as_ref().map(|s| &s.target))?;
     let spec = JobSpec {
         campaign: args.campaign,
         targets: args.to,
@@ -326,125 +425,22 @@ async fn mirror(config: &Path, args: MirrorArgs) -> Result<ExitCode, StartupErro
         on_unsupported: None,
         source: Source::Mirror,
     };
-    run_job(&gateway, spec).await
+    run_job(&gateway, spec, sandbox.as_ref()).await
 }
 
-/// Starts a job, draws a bar per target until it ends (Ctrl-C cancels it cleanly), and prints
-/// the summary. Non-zero exit when any delivery did not end with the code on the vendor.
-async fn run_job(gateway: &Gateway, spec: JobSpec) -> Result<ExitCode, StartupError> {
-    // On a shared ledger the serving replicas would adopt a job whose lease ran out.
-    gateway.keep_leases();
-    let engine = &gateway.engine;
-    let id = engine
-        .start_job(spec)
-        .await
-        .map_err(|e| StartupError::Usage(e.to_string()))?;
-    let bars = MultiProgress::new();
-    let style = ProgressStyle::with_template("{prefix:>12} [{bar:32}] {pos}/{len} {per_sec:>10} eta {eta:>4} {msg}")
-        .expect("a valid template")
-        .progress_chars("=> ");
-    let mut status = engine.job_status(id).await.map_err(usage)?;
-    let progress: Vec<(String, ProgressBar)> = status
-        .targets_progress
-        .iter()
-        .map(|(target, p)| {
-            let bar = bars.add(
-                ProgressBar::new(p.total)
-                    .with_style(style.clone())
-                    .with_prefix(target.clone()),
-            );
-            (target.clone(), bar)
-        })
-        .collect();
-    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
-    loop {
-        for (target, bar) in &progress {
-            if let Some(p) = status.targets_progress.get(target) {
-                bar.set_position(p.total - p.pending);
-                bar.set_message(problems(&p.counts));
-            }
+/// Runs the job with its progress bars and summary; exit 2 when a code did not end on a vendor.
+async fn run_job(gateway: &Gateway, spec: JobSpec, sandbox: Option<&SandboxRun>) -> Result<(), Exit> {
+    let ledger = match sandbox {
+        Some(run) => {
+            eprintln!("{}", run.notice());
+            cli_job::Ledger::Sandbox
         }
-        if status.job.state != JobState::Running {
-            break;
-        }
-        tokio::select! {
-            _ = &mut ctrl_c => {
-                eprintln!("cancelling: calls in flight finish and are recorded");
-                status = engine.cancel_job(id).await.map_err(usage)?;
-                continue;
-            }
-            () = tokio::time::sleep(Duration::from_millis(250)) => {}
-        }
-        status = engine.job_status(id).await.map_err(usage)?;
+        None => cli_job::Ledger::Kept,
+    };
+    match cli_job::run(gateway, spec, ledger).await? {
+        cli_job::Ended::Delivered => Ok(()),
+        cli_job::Ended::Undelivered => Err(Exit::Code(ExitCode::from(2))),
     }
-    for (_, bar) in &progress {
-        bar.finish();
-    }
-    print!("{}", summary(&status));
-    Ok(if status.failed() > 0 || undelivered(&status) > 0 {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-/// A refusal, worded as the API words it.
-fn usage(e: impl Into<promo_gateway::http::error::ApiError>) -> StartupError {
-    StartupError::Usage(e.into().to_string())
-}
-
-/// Deliveries that ended without the code on the vendor.
-fn undelivered(status: &JobStatus) -> u64 {
-    status
-        .targets_progress
-        .values()
-        .flat_map(|p| p.counts.iter())
-        .filter(|(s, _)| !s.is_delivered())
-        .map(|(_, n)| n)
-        .sum()
-}
-
-fn problems(counts: &std::collections::BTreeMap<Status, u64>) -> String {
-    counts
-        .iter()
-        .filter(|(s, n)| !s.is_delivered() && **s != Status::Pending && **n > 0)
-        .map(|(s, n)| format!("{} {n}", s.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The table printed when a job ends: one row per target, one column per state seen.
-fn summary(status: &JobStatus) -> String {
-    let columns: Vec<Status> = Status::ALL
-        .into_iter()
-        .filter(|s| status.targets_progress.values().any(|p| p.counts.contains_key(s)))
-        .collect();
-    let mut out = format!(
-        "sync job {} {}: {} codes, campaign {}\n",
-        status.job.id,
-        format!("{:?}", status.job.state).to_lowercase(),
-        status.job.total,
-        status.job.campaign
-    );
-    out.push_str(&format!("{:<14}", "target"));
-    for c in &columns {
-        out.push_str(&format!("{:>16}", c.as_str()));
-    }
-    out.push('\n');
-    for (target, p) in &status.targets_progress {
-        out.push_str(&format!("{target:<14}"));
-        for c in &columns {
-            out.push_str(&format!("{:>16}", p.counts.get(c).copied().unwrap_or(0)));
-        }
-        out.push('\n');
-    }
-    if undelivered(status) > 0 {
-        out.push_str(&format!(
-            "see GET /v1/sync-jobs/{}/results?status=failed for each failure; POST /v1/sync-jobs/{}/retry sends them again\n",
-            status.job.id, status.job.id
-        ));
-    }
-    out
 }
 
 /// Ctrl-C, or SIGTERM from a service manager: stop accepting, finish the requests in flight.

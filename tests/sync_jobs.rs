@@ -1277,3 +1277,145 @@ async fn a_csv_header_with_a_repeated_or_unknown_column_and_an_empty_upload_are_
     let (_, page) = gw.get("/v1/promo-codes").await;
     assert_eq!(page["items"], json!([]), "{page}");
 }
+
+/// Every object of every job shape refuses a key it does not know, at every depth, naming its
+/// path, and starts nothing: an ignored key (`mirror.from`) is a setting the client believes in
+/// and the job would not honour.
+#[tokio::test]
+async fn an_unknown_key_at_any_depth_of_any_job_shape_is_refused_naming_its_path() {
+    let loop_srv = common::strict_server().await;
+    let gw = gateway(&[(Vendor::Loop, &loop_srv, "")]).await;
+    let codes = |extra: Value| {
+        common::merged(
+            json!({ "campaign": "spring", "targets": ["loop"], "template": template(), "codes": ["A-1"] }),
+            extra,
+        )
+    };
+    let generate = json!({ "count": 2, "pattern": "G-{random:8}" });
+    let generated = |extra: Value| {
+        common::merged(
+            json!({ "campaign": "spring", "targets": ["loop"], "template": template(), "generate": generate }),
+            extra,
+        )
+    };
+    let mirror = json!({ "mirror": { "campaign": "spring", "to": ["loop"] } });
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (codes(json!({ "colour": 1 })), "colour", "is not a field of a sync job"),
+        (
+            codes(json!({ "template": { "discount": { "percent_off": 20 }, "colour": 1 } })),
+            "codes[0]",
+            "colour: is not a field of a promo code",
+        ),
+        (
+            codes(json!({ "codes": [{ "code": "A-1", "discount": { "percent_off": 20, "colour": 1 } }] })),
+            "codes[0]",
+            "discount.colour: is not a field of discount",
+        ),
+        (
+            codes(json!({ "codes": [{ "code": "A-1", "colour": 1 }] })),
+            "codes[0]",
+            "colour: is not a field of a promo code",
+        ),
+        (
+            generated(json!({ "colour": 1 })),
+            "colour",
+            "is not a field of a sync job",
+        ),
+        (
+            generated(json!({ "generate": { "count": 2, "pattern": "G-{random:8}", "colour": 1 } })),
+            "generate.colour",
+            "is not a field of a generator (known: count, pattern)",
+        ),
+        (
+            generated(json!({ "template": { "discount": { "percent_off": 20 }, "colour": 1 } })),
+            "template.colour",
+            "is not a field of a promo code",
+        ),
+        (
+            generated(json!({ "template": { "discount": { "percent_off": 20, "colour": 1 } } })),
+            "template.discount.colour",
+            "is not a field of discount",
+        ),
+        (
+            common::merged(mirror.clone(), json!({ "colour": 1 })),
+            "colour",
+            "is not a field of a sync job",
+        ),
+        (
+            json!({ "mirror": { "campaign": "spring", "to": ["loop"], "from": "partnero" } }),
+            "mirror.from",
+            "is not a field of a mirror (known: campaign, to)",
+        ),
+        (json!({ "mirror": "spring" }), "mirror", "must be an object"),
+    ];
+    for (body, field, rule) in cases {
+        let (status, location, answer) = post_job(&gw, "", "application/json", body.to_string().into_bytes()).await;
+        assert_eq!(status, 422, "{body} -> {answer}");
+        assert_eq!(location, None, "{body}");
+        assert!(
+            problems(&answer).iter().any(|(f, r)| f == field && r.contains(rule)),
+            "{body}: expected {field}: {rule} in {answer}"
+        );
+    }
+    // An NDJSON line is a code's object, read as strictly at every depth.
+    for (line, rule) in [
+        (
+            r#"{"code":"A-1","discount":{"percent_off":20},"colour":1}"#,
+            "colour: is not a field of a promo code",
+        ),
+        (
+            r#"{"code":"A-1","discount":{"percent_off":20,"colour":1}}"#,
+            "discount.colour: is not a field of discount",
+        ),
+    ] {
+        let (status, _, answer) = post_job(
+            &gw,
+            "?campaign=spring&targets=loop",
+            "application/x-ndjson",
+            format!("{line}\n").into_bytes(),
+        )
+        .await;
+        assert_eq!(status, 422, "{line} -> {answer}");
+        assert!(
+            problems(&answer).iter().any(|(f, r)| f == "line 1" && r.contains(rule)),
+            "{line}: expected line 1: {rule} in {answer}"
+        );
+    }
+    let (_, page) = gw.get("/v1/promo-codes").await;
+    assert_eq!(page["items"], json!([]), "no job took a code in: {page}");
+    assert!(loop_srv.received_requests().await.unwrap().is_empty());
+}
+
+/// A mirror with nothing to deliver is done when it is answered, with no delivery: a campaign
+/// with no code yet, and one whose every code is on every target already.
+#[tokio::test]
+async fn an_empty_mirror_is_a_job_done_at_once_with_no_delivery() {
+    let loop_srv = common::strict_server().await;
+    common::expect_loop_created(&loop_srv, LOOP_TOKEN, "HELD-1", "promo_HELD-1").await;
+    let gw = gateway(&[(Vendor::Loop, &loop_srv, "")]).await;
+    let mirror = || {
+        json!({ "mirror": { "campaign": "spring", "to": ["loop"] } })
+            .to_string()
+            .into_bytes()
+    };
+
+    let (status, location, body) = post_job(&gw, "", "application/json", mirror()).await;
+    accepted(status, location, &body);
+    assert_eq!(body["state"], "done", "{body}");
+    assert_eq!(body["total"], 0, "{body}");
+    assert_eq!(counts(&body, "loop"), &json!({}), "{body}");
+
+    let (status, body) = gw
+        .create(
+            &json!({ "code": "HELD-1", "campaign": "spring", "targets": ["loop"], "discount": { "percent_off": 20 } }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, location, body) = post_job(&gw, "", "application/json", mirror()).await;
+    let id = accepted(status, location, &body);
+    assert_eq!(body["state"], "done", "{body}");
+    assert_eq!(body["total"], 0, "HELD-1 is on Loop already: {body}");
+    assert!(all_results(&gw, id, "").await.is_empty());
+    // The create's one call, and none from either mirror.
+    assert_eq!(loop_srv.received_requests().await.unwrap().len(), 1);
+}

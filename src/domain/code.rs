@@ -225,6 +225,16 @@ pub struct CodeRecord {
     pub deliveries: BTreeMap<String, DeliveryRecord>,
 }
 
+impl CodeRecord {
+    /// Whether every one of `targets` holds the code already: a mirror to them has nothing to
+    /// send for it.
+    pub fn on_every(&self, targets: &[String]) -> bool {
+        targets
+            .iter()
+            .all(|t| self.deliveries.get(t).is_some_and(|d| d.status.is_delivered()))
+    }
+}
+
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct DeliveryRecord {
     pub status: Status,

@@ -27,8 +27,9 @@ pub enum Codes<'a> {
         capacity: u64,
         next: Box<dyn FnMut() -> Definition + Send + 'a>,
     },
-    /// Every code the ledger holds for the job's campaign.
-    Mirror,
+    /// Every code the ledger holds for the job's campaign that is missing from one of
+    /// `targets` (a code already on every one has nothing to mirror).
+    Mirror { targets: Vec<String> },
 }
 
 /// Taken codes a generator may draw in a row before the job is refused.
@@ -85,8 +86,11 @@ pub fn take_in(rt: &Handle, store: &dyn Store, job: NewJob, codes: Codes<'_>) ->
     let campaign = job.campaign.clone();
     let id = rt.block_on(store.begin_job(job)).map_err(ledger_error)?;
     let mut faults = Faults::default();
+    // A mirror of a campaign with no codes has nothing to do, which is no fault of the asker's:
+    // it is a job that ends at once with no delivery. Any other job without codes is a mistake.
+    let may_be_empty = matches!(codes, Codes::Mirror { .. });
     let staged = match stage(rt, store, id, &campaign, codes, &mut faults) {
-        Ok(0) if faults.count == 0 => {
+        Ok(0) if faults.count == 0 && !may_be_empty => {
             faults.push(
                 "codes".into(),
                 "a job needs at least one code, and none was given".into(),
@@ -175,7 +179,7 @@ fn stage(
                 }
             }
         }
-        Codes::Mirror => {
+        Codes::Mirror { targets } => {
             let mut after = 0;
             loop {
                 let filter = CodeFilter {
@@ -187,14 +191,18 @@ fn stage(
                 let page = rt.block_on(store.codes(filter))?;
                 let Some(&(last, _)) = page.last() else { break };
                 after = last;
-                let defs = page
+                let defs: Vec<Definition> = page
                     .into_iter()
+                    .filter(|(_, record)| !record.on_every(&targets))
                     .map(|(_, record)| Definition {
                         campaign: campaign.to_owned(),
                         code: record.code,
                         json: record.definition.to_string(),
                     })
                     .collect();
+                if defs.is_empty() {
+                    continue;
+                }
                 for verdict in rt.block_on(store.stage(id, defs, StageAs::Given))? {
                     match verdict {
                         Staged::Accepted => staged += 1,

@@ -218,6 +218,10 @@ impl Engine {
                 p.push(format!("targets[{i}]"), format!("`{t}` is listed twice"));
             }
         }
+        match &spec.source {
+            Source::Generate { pattern, .. } if p.is_empty() => self.check_template(&spec, pattern, &mut p),
+            _ => {}
+        }
         if !p.is_empty() {
             return Err(DomainError::Invalid(p));
         }
@@ -226,8 +230,41 @@ impl Engine {
         let id = tokio::task::spawn_blocking(move || engine.write_job(&rt, spec))
             .await
             .map_err(|e| DomainError::Unavailable(e.to_string()))??;
+        // A mirror with nothing to mirror is done when it is answered, not a moment later.
+        let empty = self
+            .store
+            .job(id)
+            .await
+            .map_err(ledger_error)?
+            .is_some_and(|j| j.total == 0);
+        if empty {
+            self.store.end_job(id, JobState::Done).await.map_err(ledger_error)?;
+            return Ok(id);
+        }
         self.clone().spawn_job(id);
         Ok(id)
+    }
+
+    /// A generator's codes are its template with a drawn name, so the template is checked
+    /// once, as a create of one drawn code would be, each problem named under `template` (a
+    /// name the pattern drew at fault under `generate.pattern`).
+    fn check_template(&self, spec: &JobSpec, pattern: &Pattern, p: &mut Problems) {
+        let mut body = spec.template.clone();
+        body.insert("code".into(), Value::String(pattern.draw()));
+        body.insert("campaign".into(), Value::String(spec.campaign.clone()));
+        body.insert("targets".into(), json!(spec.targets));
+        if let Some(o) = &spec.on_unsupported {
+            body.insert("on_unsupported".into(), o.clone());
+        }
+        if let Err(problems) = validate(&Value::Object(body), &self.validation_context()) {
+            for problem in problems.iter() {
+                let at = match problem.field.as_str() {
+                    "code" => "generate.pattern".to_owned(),
+                    field => format!("template.{field}"),
+                };
+                p.push(at, problem.rule.clone());
+            }
+        }
     }
 
     /// The blocking half of [`Engine::start_job`]: reads the codes lazily as the ledger takes
@@ -282,7 +319,12 @@ impl Engine {
                     },
                 )
             }
-            Source::Mirror => ("mirror", Codes::Mirror),
+            Source::Mirror => (
+                "mirror",
+                Codes::Mirror {
+                    targets: targets.clone(),
+                },
+            ),
         };
         let job = NewJob {
             campaign: campaign.clone(),

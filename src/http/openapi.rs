@@ -584,6 +584,7 @@ pub struct MirrorJobDoc {
 /// Codes drawn at random.
 #[derive(Serialize, ToSchema)]
 #[schema(as = Generate)]
+#[serde(deny_unknown_fields)]
 pub struct GenerateDoc {
     /// At most 1,000,000, and at most half the codes the pattern makes (27^N).
     #[schema(minimum = 1, maximum = 1_000_000, example = 100)]
@@ -596,6 +597,7 @@ pub struct GenerateDoc {
 /// Sends a campaign's codes to more upstreams.
 #[derive(Serialize, ToSchema)]
 #[schema(as = Mirror)]
+#[serde(deny_unknown_fields)]
 pub struct MirrorDoc {
     pub campaign: String,
     /// Upstream names, no duplicates.

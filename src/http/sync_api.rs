@@ -173,12 +173,7 @@ fn json_spec(state: &AppState, value: Value) -> Result<JobSpec, ApiError> {
         p.push("body", "must be a JSON object");
         return Err(ApiError::Invalid(p));
     };
-    for key in obj.keys().filter(|k| !KEYS.contains(&k.as_str())) {
-        p.push(
-            key,
-            format!("is not a field of a sync job (known: {})", KEYS.join(", ")),
-        );
-    }
+    refuse_unknown(&obj, "", &KEYS, "a sync job", &mut p);
     // Checked here, not only per code: a mirror has no code to check it with until it sends.
     if let Some(v) = obj.get("on_unsupported") {
         if !matches!(v.as_str(), Some("refuse" | "skip_field")) {
@@ -221,6 +216,10 @@ fn json_spec(state: &AppState, value: Value) -> Result<JobSpec, ApiError> {
             if obj.contains_key(key) {
                 p.push(key, "is not taken with mirror (mirror names its campaign and targets)");
             }
+        }
+        match mirror.as_object() {
+            Some(fields) => refuse_unknown(fields, "mirror", &["campaign", "to"], "a mirror", &mut p),
+            None => p.push("mirror", "must be an object: {\"campaign\": ..., \"to\": [...]}"),
         }
         let campaign = mirror.get("campaign").and_then(Value::as_str);
         if campaign.is_none() {
@@ -295,6 +294,10 @@ fn json_spec(state: &AppState, value: Value) -> Result<JobSpec, ApiError> {
             None
         }
         (None, Some(g)) => {
+            match g.as_object() {
+                Some(fields) => refuse_unknown(fields, "generate", &["count", "pattern"], "a generator", &mut p),
+                None => p.push("generate", "must be an object: {\"count\": ..., \"pattern\": ...}"),
+            }
             let count = g
                 .get("count")
                 .and_then(Value::as_u64)
@@ -343,6 +346,20 @@ fn json_spec(state: &AppState, value: Value) -> Result<JobSpec, ApiError> {
             source,
         }),
         _ => Err(ApiError::Invalid(p)),
+    }
+}
+
+/// Refuses every key of `obj` (at `path`, empty for the top level) that `known` does not list,
+/// naming its path: an ignored key is a setting the client believes in and the job does not
+/// honour.
+fn refuse_unknown(obj: &Map<String, Value>, path: &str, known: &[&str], what: &str, p: &mut Problems) {
+    for key in obj.keys().filter(|k| !known.contains(&k.as_str())) {
+        let at = if path.is_empty() {
+            key.clone()
+        } else {
+            format!("{path}.{key}")
+        };
+        p.push(at, format!("is not a field of {what} (known: {})", known.join(", ")));
     }
 }
 
