@@ -738,8 +738,12 @@ impl Upstream {
             call = call.header(name, value);
         }
         // After the adapter's headers: `json` adds a Content-Type only where none is set, so
-        // the call never carries two (`header` appends, it does not replace).
-        let call = call.json(&request.body);
+        // the call never carries two (`header` appends, it does not replace). A call without a
+        // body carries no Content-Type either.
+        let call = match &request.body {
+            Some(body) => call.json(body),
+            None => call,
+        };
         let mut response = call.send().await.map_err(transport_error)?;
         let status = response.status().as_u16();
         let retry_after = response

@@ -696,7 +696,7 @@ mod moltin_batch {
         );
         assert_eq!(
             t.request.body,
-            json!({
+            Some(json!({
                 "data": {
                     "type": "promotion_codes",
                     "codes": [
@@ -705,7 +705,7 @@ mod moltin_batch {
                         { "code": "ADA_ONLY", "user": "cust_42" }
                     ]
                 }
-            })
+            }))
         );
         assert!(t.warnings.is_empty());
     }

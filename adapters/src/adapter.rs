@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use crate::mapping::UpstreamMapping;
 use crate::model::{Discount, OnUnsupported, PromoCode};
 use crate::money::{Currency, Money};
+use crate::operation::{Operation, RevokeCall, RevokeOutcome, RevokePlan, RevokeTarget};
 use crate::policy::{Field, Support};
 
 /// The vendor APIs the gateway speaks: one variant an adapter, generated from the registry in
@@ -52,7 +53,9 @@ pub struct VendorRequest {
     pub path: String,
     /// Non-secret headers, in order.
     pub headers: Vec<(String, String)>,
-    pub body: Value,
+    /// The JSON body; `None`: the call carries no body at all, and no `Content-Type` (some
+    /// revoke calls are documented with none, and a JSON `null` would be a body).
+    pub body: Option<Value>,
 }
 
 /// A lossy conversion or a dropped field, reported with the result.
@@ -229,6 +232,50 @@ pub trait Adapter: Send + Sync + 'static {
 
     /// Reads the vendor's answer into one outcome.
     fn parse(&self, code: &PromoCode, response: &VendorResponse<'_>) -> Outcome;
+
+    /// The call that makes one created code unredeemable: the least destructive one the
+    /// vendor documents, or the hard one when `delete` asks for it. The default is the
+    /// conservative answer for a vendor whose document names no such call: nothing is sent.
+    fn plan_revoke(
+        &self,
+        target: &RevokeTarget<'_>,
+        delete: bool,
+        ctx: &BuildContext<'_>,
+    ) -> Result<RevokePlan, BuildError> {
+        let _ = (target, delete, ctx);
+        Ok(RevokePlan::Unsupported {
+            reason: format!("{} documents no call that revokes a code", self.kind()),
+        })
+    }
+
+    /// Codes one revoke call can take; as for creates, the engine halves a refused batch.
+    fn revoke_batch_size(&self) -> usize {
+        1
+    }
+
+    /// One revoke call for several codes of one campaign (at most
+    /// [`Adapter::revoke_batch_size`]). Vendors without a bulk revoke take one code per call.
+    fn plan_revoke_batch(
+        &self,
+        targets: &[RevokeTarget<'_>],
+        delete: bool,
+        ctx: &BuildContext<'_>,
+    ) -> Result<RevokePlan, BuildError> {
+        match targets {
+            [one] => self.plan_revoke(one, delete, ctx),
+            _ => Err(BuildError::Invalid {
+                field: "codes".into(),
+                rule: format!("{} revokes one code per call, got {}", self.kind(), targets.len()),
+            }),
+        }
+    }
+
+    /// Reads the answer to a call [`Adapter::plan_revoke`] (or the batch form) planned; for a
+    /// batch the outcome holds for each of its codes. The default trusts no 2xx: a vendor that
+    /// documents no revoke documents no success answer either.
+    fn parse_revoke(&self, call: &RevokeCall, response: &VendorResponse<'_>) -> RevokeOutcome {
+        crate::operation::classify_revoke(self.kind(), call, response, |_| false)
+    }
 }
 
 /// Translates a code for one target: policy check, build, then passthrough merge.
@@ -244,8 +291,8 @@ pub fn translate(
     let mut warnings = checked.warnings;
     warnings.append(&mut t.warnings);
     t.warnings = warnings;
-    if let Some(extra) = passthrough {
-        merge_passthrough(adapter, ctx.upstream, &mut t.request.body, extra)?;
+    if let (Some(extra), Some(body)) = (passthrough, t.request.body.as_mut()) {
+        merge_passthrough(adapter, ctx.upstream, body, extra)?;
     }
     Ok(t)
 }
@@ -415,58 +462,106 @@ pub fn check_parent_grants(code: &PromoCode, ctx: &BuildContext<'_>, vendor: Ven
     Ok(())
 }
 
-/// The HTTP-level reading that every vendor shares; `success` reads the vendor's documented
-/// 2xx body into the code's id. Kept in one place so that a 429 or a 503 means the same thing
-/// for every vendor.
-pub fn classify(
+/// What a vendor's answer says at the HTTP level, before an operation names the outcome: a
+/// documented success, a refusal (a 4xx other than 429), a request to slow down, or a failure.
+/// [`read`] is its one home, so that a 429, a 503 or a 2xx in the wrong shape means the same
+/// for every vendor and every operation; create ([`classify`]) and revoke
+/// ([`crate::operation::classify_revoke`]) only name what a success or a refusal is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reading<T> {
+    /// A 2xx in the documented shape, as the operation's reader understood it.
+    Success(T),
+    /// A 4xx other than 429: the vendor's message, as its error body gives it.
+    Refused { status: u16, message: String },
+    Throttled {
+        retry_after: Option<RetryAfter>,
+        message: String,
+    },
+    Failed {
+        message: String,
+        retryable: bool,
+        cause: FailureCause,
+    },
+}
+
+/// Reads an answer to `operation`; `success` reads the documented 2xx body (`None` when it is
+/// empty or not JSON, as a `204` is) and says `None` when it is not the documented shape.
+pub fn read<T>(
     vendor: VendorKind,
+    operation: Operation,
     response: &VendorResponse<'_>,
-    success: impl Fn(&Value) -> Option<String>,
-) -> Outcome {
+    success: impl FnOnce(Option<&Value>) -> Option<T>,
+) -> Reading<T> {
     let status = response.status;
     let json: Option<Value> = serde_json::from_slice(response.body).ok();
     match status {
-        200..=299 => match json.as_ref().and_then(success) {
-            Some(vendor_id) => Outcome::Created { vendor_id },
-            // The vendor said yes but not in its documented shape: the code may well exist, so
-            // this is neither a success to trust nor a failure to retry.
-            None => Outcome::Failed {
+        200..=299 => match success(json.as_ref()) {
+            Some(read) => Reading::Success(read),
+            // The vendor said yes but not in its documented shape: the call may well have taken
+            // effect, so this is neither a success to trust nor a failure to retry.
+            None => Reading::Failed {
                 message: format!(
-                    "{vendor} answered {status} but the body is not the documented shape ({}); the code may exist upstream, check before retrying",
-                    snippet(response.body)
+                    "{vendor} answered {status} but the body is not the documented shape ({}); {}",
+                    snippet(response.body),
+                    operation.unreadable_hint()
                 ),
                 retryable: false,
                 cause: FailureCause::UnreadableAnswer { status },
             },
         },
-        409 => Outcome::AlreadyExists {
-            message: error_message(json.as_ref(), response.body),
-        },
-        429 => Outcome::Throttled {
+        429 => Reading::Throttled {
             retry_after: response.retry_after.and_then(parse_retry_after),
             message: error_message(json.as_ref(), response.body),
         },
-        400..=499 => Outcome::Rejected {
+        400..=499 => Reading::Refused {
             status,
             message: error_message(json.as_ref(), response.body),
         },
-        _ => Outcome::Failed {
-            message: format!("{vendor} answered {status}: {}", error_message(json.as_ref(), response.body)),
-            // 502 and 503 come from in front of the vendor's application, which never saw
-            // the call; a 504 may follow a create the vendor did make, like a timeout (the
-            // gateway retries it only where the upstream is configured to retry timeouts).
-            retryable: matches!(status, 502 | 503),
+        _ => Reading::Failed {
+            message: format!(
+                "{vendor} answered {status}: {}",
+                error_message(json.as_ref(), response.body)
+            ),
+            retryable: operation.retries_server_error(status),
             cause: FailureCause::ServerError { status },
         },
     }
 }
 
+/// The create reading: `success` reads the vendor's documented 2xx body into the code's id, and
+/// a 409 is the code existing already.
+pub fn classify(
+    vendor: VendorKind,
+    response: &VendorResponse<'_>,
+    success: impl Fn(&Value) -> Option<String>,
+) -> Outcome {
+    match read(vendor, Operation::Create, response, |json| json.and_then(success)) {
+        Reading::Success(vendor_id) => Outcome::Created { vendor_id },
+        Reading::Refused { status: 409, message } => Outcome::AlreadyExists { message },
+        Reading::Refused { status, message } => Outcome::Rejected { status, message },
+        Reading::Throttled { retry_after, message } => Outcome::Throttled { retry_after, message },
+        Reading::Failed {
+            message,
+            retryable,
+            cause,
+        } => Outcome::Failed {
+            message,
+            retryable,
+            cause,
+        },
+    }
+}
+
 /// Finds the human message in a vendor's error body, whatever shape it uses: `{message}`,
-/// `{error, message}`, `{message, type}`, or JSON:API `{errors: [{title, detail}]}`.
+/// `{error, message}`, `{message, type}`, or JSON:API `{errors: [{title, detail}]}` (or
+/// `{errors: {title, detail}}`).
 pub fn error_message(json: Option<&Value>, raw: &[u8]) -> String {
     let Some(v) = json else { return snippet(raw) };
     let s = |k: &str| v.get(k).and_then(Value::as_str);
-    let first_error = v.get("errors").and_then(|e| e.get(0));
+    // JSON:API's `errors` is an array, but some Moltin pages show a single object.
+    let first_error = v
+        .get("errors")
+        .and_then(|e| if e.is_object() { Some(e) } else { e.get(0) });
     let detail = first_error
         .and_then(|e| e.get("detail").or_else(|| e.get("title")))
         .and_then(Value::as_str);

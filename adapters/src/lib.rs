@@ -9,6 +9,7 @@ pub mod json;
 pub mod mapping;
 pub mod model;
 pub mod money;
+pub mod operation;
 pub mod policy;
 pub mod settings;
 pub mod vendors;
@@ -19,4 +20,5 @@ pub use adapter::{
 };
 pub use mapping::{Campaign, UpstreamMapping};
 pub use model::{CreateRequest, Discount, OnUnsupported, Problem, Problems, PromoCode};
+pub use operation::{Missing, Operation, RevokeAction, RevokeCall, RevokeOutcome, RevokePlan, RevokeTarget};
 pub use policy::{Field, Support};

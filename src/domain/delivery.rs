@@ -134,7 +134,9 @@ pub struct RequestPreview {
     pub method: String,
     pub url: String,
     pub headers: BTreeMap<String, String>,
-    pub body: Value,
+    /// Absent for a call that carries no body (some revoke calls).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

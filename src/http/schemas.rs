@@ -139,7 +139,10 @@ pub struct RequestPreviewDoc {
     pub method: String,
     pub url: String,
     pub headers: BTreeMap<String, String>,
-    pub body: Value,
+    /// Absent for a call that carries no body (some revoke calls).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub body: Option<Value>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -419,7 +422,7 @@ mod tests {
             method: "POST".into(),
             url: "http://vendor/promos".into(),
             headers: [("content-type".to_owned(), "application/json".to_owned())].into(),
-            body: json!({ "code": "A" }),
+            body: Some(json!({ "code": "A" })),
         });
         r
     }

@@ -4,17 +4,25 @@
 //! and attaches to a product and rate plan; v3 references a discount catalog item
 //! (`attachedDiscount`) that grants the discount. Both take dates, not date-times, so start and
 //! expiry go through [`crate::dates`] and are rounded towards the shorter validity.
+//!
+//! Revoke (shared/vendor-docs/lifecycle/limio.md): v2 switches the code off with an update of
+//! its whole `data` and `status: false` (§3, §4), or deletes it (§5), at
+//! `/objects/limio/promo_codes_v2/{id}`. The document writes its paths with `/api` in front; the
+//! upstream's base URL already ends in it, as create's paths assume. v3 documents no call after
+//! create at all (§6).
 
 use serde::{Deserialize, Serialize};
 
 use crate::adapter::{
-    check_parent_grants, classify, mapped, Adapter, BuildContext, BuildError, Outcome, Translation, VendorKind,
-    VendorRequest, VendorResponse, Warning,
+    check_parent_grants, classify, mapped, translate, Adapter, BuildContext, BuildError, Outcome, Translation,
+    VendorKind, VendorRequest, VendorResponse, Warning,
 };
 use crate::dates::{expiry_field, start_field, whole_day_between};
 use crate::mapping::{ApplicationLevel, AttachedDiscount};
+use crate::model::OnUnsupported;
 use crate::model::{Discount, DurationUnit, PromoCode};
 use crate::money::{to_major, Round};
+use crate::operation::{classify_revoke, RevokeAction, RevokeCall, RevokeOutcome, RevokePlan, RevokeTarget};
 use crate::policy::{Field, Support};
 use crate::settings::{ApiVersion, SettingError, Vendor};
 
@@ -124,6 +132,26 @@ struct Created {
     id: String,
 }
 
+/// The update answer of §3, `{id, sort_key, data}`, "the data as sent".
+#[derive(Debug, Deserialize)]
+struct Updated {
+    #[allow(dead_code)] // read for shape
+    id: String,
+    data: UpdatedData,
+}
+
+#[derive(Debug, Deserialize)]
+struct UpdatedData {
+    status: bool,
+}
+
+/// The delete answer of §5; only the underlying operation's status tells anything.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeletedObject {
+    http_status_code: Option<u16>,
+}
+
 fn common<'a>(
     code: &'a PromoCode,
     skipped: &[Field],
@@ -174,7 +202,7 @@ fn object<D: Serialize>(
             method: "POST",
             path: path.to_owned(),
             headers: super::json_headers(),
-            body: serde_json::to_value(body).expect("serializable"),
+            body: Some(serde_json::to_value(body).expect("serializable")),
         },
         warnings,
     }
@@ -305,6 +333,82 @@ impl Adapter for LimioV2 {
     fn parse(&self, _code: &PromoCode, response: &VendorResponse<'_>) -> Outcome {
         parse_created(self.kind(), response)
     }
+
+    /// The soft revoke resends the object as created, rebuilt by the create translation (with
+    /// the create's passthrough fields) and only `status` changed: §3's pages disagree on
+    /// partial bodies, and its client rule is to send the complete `data`. `name` is not sent
+    /// (§3: "Do not send"). The id is the one create answered (§"Identifiers": stored, not
+    /// recomputed), and must be a v2 one: §6 forbids these calls on v3 objects.
+    fn plan_revoke(
+        &self,
+        target: &RevokeTarget<'_>,
+        delete: bool,
+        ctx: &BuildContext<'_>,
+    ) -> Result<RevokePlan, BuildError> {
+        let prefix = format!("{}-", V2.1);
+        if !target.vendor_id.starts_with(&prefix) || target.vendor_id.len() == prefix.len() {
+            return Err(BuildError::Invalid {
+                field: "vendor_id".into(),
+                rule: format!(
+                    "a Limio v2 object id is `{prefix}<NAME>`, as create answers it; got `{}`",
+                    target.vendor_id
+                ),
+            });
+        }
+        let path = format!("{}/{}", V2.0, super::id_segment(self.kind(), target.vendor_id)?);
+        let (request, action) = if delete {
+            let request = VendorRequest {
+                method: "DELETE",
+                path,
+                headers: vec![super::accept_json()],
+                body: None,
+            };
+            (request, RevokeAction::Deleted)
+        } else {
+            // The policy passed this code at create; skip_field only leaves out what Limio v2
+            // does not carry, which its create never sends, so the rebuilt object is the sent one.
+            let created = translate(self, target.code, OnUnsupported::SkipField, target.passthrough, ctx)?;
+            let mut data = created
+                .request
+                .body
+                .and_then(|mut b| b.get_mut("data").map(serde_json::Value::take))
+                .expect("the create body has data");
+            data["status"] = false.into();
+            let mut headers = vec![super::accept_json()];
+            headers.extend(super::json_headers());
+            let request = VendorRequest {
+                method: "PUT",
+                path,
+                headers,
+                body: Some(serde_json::json!({ "data": data })),
+            };
+            (request, RevokeAction::Deactivated)
+        };
+        Ok(RevokePlan::Call(RevokeCall::one(
+            Translation {
+                request,
+                warnings: Vec::new(),
+            },
+            action,
+        )))
+    }
+
+    /// The update's `200` is success when its `data` is inactive (§3's answer carries "the data
+    /// as sent"; §4's advice to read it back anyway is the engine's to take). The delete's `200`
+    /// is success with `httpStatusCode` 2xx or absent (§5 client rules); another value is no
+    /// documented answer. A 502 is retried, then "state unknown" ("Error bodies").
+    fn parse_revoke(&self, call: &RevokeCall, response: &VendorResponse<'_>) -> RevokeOutcome {
+        let deleted = call.action == RevokeAction::Deleted;
+        classify_revoke(self.kind(), call, response, |json| {
+            let Some(v) = json else { return false };
+            if deleted {
+                serde_json::from_value::<DeletedObject>(v.clone())
+                    .is_ok_and(|d| d.http_status_code.is_none_or(|s| (200..300).contains(&s)))
+            } else {
+                serde_json::from_value::<Updated>(v.clone()).is_ok_and(|u| !u.data.status)
+            }
+        })
+    }
 }
 
 impl Adapter for LimioV3 {
@@ -347,5 +451,20 @@ impl Adapter for LimioV3 {
 
     fn parse(&self, _code: &PromoCode, response: &VendorResponse<'_>) -> Outcome {
         parse_created(self.kind(), response)
+    }
+
+    /// §6 client rule: revoke on a v3 upstream is unsupported, in both modes.
+    fn plan_revoke(
+        &self,
+        _target: &RevokeTarget<'_>,
+        _delete: bool,
+        _ctx: &BuildContext<'_>,
+    ) -> Result<RevokePlan, BuildError> {
+        Ok(RevokePlan::Unsupported {
+            reason:
+                "Limio documents no call after create for promo codes v3: promo_codes_v3 is not a path_type of its \
+                     update or delete, and its delete handles v2 only (lifecycle/limio.md §6)"
+                    .into(),
+        })
     }
 }

@@ -2,6 +2,9 @@
 //!
 //! Loop's code carries its own discount (no parent object), an expiry instant and a redemption
 //! cap, and nothing else: no start date, no first-order rule, no minimum order, no customer.
+//!
+//! Revoke: unsupported. The payments API documents no update, deactivate or delete of a promo
+//! (shared/vendor-docs/lifecycle/loop.md §4).
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +14,7 @@ use crate::adapter::{
 };
 use crate::dates::utc_rfc3339;
 use crate::model::{Discount, PromoCode};
+use crate::operation::{RevokePlan, RevokeTarget};
 use crate::policy::{Field, Support};
 use crate::settings::Vendor;
 
@@ -110,7 +114,7 @@ impl Adapter for Loop {
                 method: "POST",
                 path: "/v1/admin/promos".into(),
                 headers: super::json_headers(),
-                body: serde_json::to_value(body).expect("serializable"),
+                body: Some(serde_json::to_value(body).expect("serializable")),
             },
             warnings: Vec::new(),
         })
@@ -123,6 +127,20 @@ impl Adapter for Loop {
     fn parse(&self, _code: &PromoCode, response: &VendorResponse<'_>) -> Outcome {
         classify(self.kind(), response, |v| {
             serde_json::from_value::<Created>(v.clone()).ok().map(|c| c.id)
+        })
+    }
+
+    /// §4 client rule: every revoke on Loop is unsupported, soft or hard.
+    fn plan_revoke(
+        &self,
+        _target: &RevokeTarget<'_>,
+        _delete: bool,
+        _ctx: &BuildContext<'_>,
+    ) -> Result<RevokePlan, BuildError> {
+        Ok(RevokePlan::Unsupported {
+            reason: "Loop's payments API documents no update, deactivate or delete of a promo (lifecycle/loop.md §4); \
+                     switching a code off is outside this API"
+                .into(),
         })
     }
 }

@@ -10,7 +10,7 @@ pub mod spacebring;
 
 use serde::{Deserialize, Serialize};
 
-use crate::adapter::Adapter;
+use crate::adapter::{Adapter, BuildError};
 use crate::settings::Vendor;
 
 /// Declares the registry: per vendor module, its [`Vendor`] entry (the `kind` config.toml names,
@@ -73,6 +73,23 @@ pub fn all() -> Vec<Box<dyn Adapter>> {
 /// The `Content-Type` every vendor here takes.
 pub(crate) fn json_headers() -> Vec<(String, String)> {
     vec![("Content-Type".into(), "application/json".into())]
+}
+
+/// `Accept: application/json`, which the lifecycle documents of Partnero, Moltin and Limio list
+/// for every call after create.
+pub(crate) fn accept_json() -> (String, String) {
+    ("Accept".into(), "application/json".into())
+}
+
+/// The vendor's id of a created code, as one path segment of a revoke call. The id comes from
+/// the ledger, which took it from the vendor's create answer; it is still checked as a mapping
+/// id is, so a damaged record can never send the call to another path.
+pub(crate) fn id_segment(vendor: VendorKind, vendor_id: &str) -> Result<String, BuildError> {
+    check_path_segment(vendor_id).map_err(|rule| BuildError::Invalid {
+        field: "vendor_id".into(),
+        rule: format!("{vendor}'s id for the code {rule} (got `{vendor_id}`)"),
+    })?;
+    Ok(path_segment(vendor_id))
 }
 
 /// Whether an id taken from a mapping file can be one segment of a URL path. Percent-encoding

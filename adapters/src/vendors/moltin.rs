@@ -4,6 +4,12 @@
 //! Codes attach to a promotion (`promotion_id`, from the campaign mapping) that grants the
 //! discount and holds the dates. One call creates many codes; [`Moltin::build_batch`] is what
 //! the sync work uses, and a single create is a batch of one.
+//!
+//! Revoke (shared/vendor-docs/lifecycle/moltin.md): a hard delete, one code
+//! (`DELETE /v2/promotions/:promotionID/codes/:code`, §6) or many
+//! (`DELETE /v2/promotions/:promotionID/codes` with a body, §6b). Within a promotion the code
+//! string is the key (the create's vendor id). No per-code soft revoke exists (§5), and the
+//! promotion-wide `enabled` is never used for one code.
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +18,7 @@ use crate::adapter::{
     VendorRequest, VendorResponse,
 };
 use crate::model::PromoCode;
+use crate::operation::{classify_revoke, Missing, RevokeAction, RevokeCall, RevokeOutcome, RevokePlan, RevokeTarget};
 use crate::policy::{Field, Support};
 use crate::settings::Vendor;
 
@@ -38,6 +45,24 @@ struct CodesData<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     codes: Vec<Code<'a>>,
+}
+
+/// §6b's body: the same envelope as create's, each code by its string alone.
+#[derive(Debug, Serialize)]
+struct DeleteCodes<'a> {
+    data: DeleteCodesData<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct DeleteCodesData<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    codes: Vec<CodeRef<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct CodeRef<'a> {
+    code: &'a str,
 }
 
 #[derive(Debug, Serialize)]
@@ -115,7 +140,7 @@ impl Adapter for Moltin {
                 method: "POST",
                 path: format!("/v2/promotions/{}/codes", super::path_segment(promotion_id)),
                 headers: super::json_headers(),
-                body: serde_json::to_value(body).expect("serializable"),
+                body: Some(serde_json::to_value(body).expect("serializable")),
             },
             warnings: Vec::new(),
         })
@@ -137,5 +162,128 @@ impl Adapter for Moltin {
                 .ok()
                 .map(|_| code.code.clone())
         })
+    }
+
+    /// Codes one bulk delete takes. §6b leaves the largest batch undocumented; this is the
+    /// create's batch, so that one refused call stays small and halving reaches one code soon.
+    fn revoke_batch_size(&self) -> usize {
+        BATCH_SIZE
+    }
+
+    fn plan_revoke(
+        &self,
+        target: &RevokeTarget<'_>,
+        delete: bool,
+        ctx: &BuildContext<'_>,
+    ) -> Result<RevokePlan, BuildError> {
+        if !delete {
+            return Ok(soft_unsupported());
+        }
+        let promotion = mapped(ctx, self.kind(), "promotion_id", |m| m.promotion_id.as_ref())?;
+        // §6: "the code string to delete; percent-encode it".
+        let code = super::id_segment(self.kind(), target.vendor_id)?;
+        let request = VendorRequest {
+            method: "DELETE",
+            path: format!("/v2/promotions/{}/codes/{code}", super::path_segment(promotion)),
+            headers: vec![super::accept_json()],
+            body: None,
+        };
+        Ok(RevokePlan::Call(RevokeCall::one(
+            Translation {
+                request,
+                warnings: Vec::new(),
+            },
+            RevokeAction::Deleted,
+        )))
+    }
+
+    /// §6b for two codes or more; one code takes §6's single delete, whose answers are
+    /// documented for that code alone (the bulk call's, for a code that does not exist, are not).
+    fn plan_revoke_batch(
+        &self,
+        targets: &[RevokeTarget<'_>],
+        delete: bool,
+        ctx: &BuildContext<'_>,
+    ) -> Result<RevokePlan, BuildError> {
+        if let [one] = targets {
+            return self.plan_revoke(one, delete, ctx);
+        }
+        // §6b: "Never send this request unless data.codes is non-empty".
+        if targets.is_empty() || targets.len() > BATCH_SIZE {
+            return Err(BuildError::Invalid {
+                field: "codes".into(),
+                rule: format!(
+                    "a Moltin bulk delete holds 1 to {BATCH_SIZE} codes, got {}",
+                    targets.len()
+                ),
+            });
+        }
+        if !delete {
+            return Ok(soft_unsupported());
+        }
+        let promotion = mapped(ctx, self.kind(), "promotion_id", |m| m.promotion_id.as_ref())?;
+        for t in targets {
+            if t.vendor_id.is_empty() {
+                return Err(BuildError::Invalid {
+                    field: "vendor_id".into(),
+                    rule: format!("Moltin's id for the code `{}` is empty", t.code.code),
+                });
+            }
+        }
+        let body = DeleteCodes {
+            data: DeleteCodesData {
+                kind: "promotion_codes",
+                codes: targets.iter().map(|t| CodeRef { code: t.vendor_id }).collect(),
+            },
+        };
+        let mut headers = vec![super::accept_json()];
+        headers.extend(super::json_headers());
+        let request = VendorRequest {
+            method: "DELETE",
+            path: format!("/v2/promotions/{}/codes", super::path_segment(promotion)),
+            headers,
+            body: Some(serde_json::to_value(body).expect("serializable")),
+        };
+        Ok(RevokePlan::Call(RevokeCall {
+            translation: Translation {
+                request,
+                warnings: Vec::new(),
+            },
+            action: RevokeAction::Deleted,
+            codes: targets.len().try_into().expect("checked non-empty"),
+        }))
+    }
+
+    /// `204 No Content` is success, for one code and for a batch alike: §6b's advice to list
+    /// the promotion after a bulk `204` is a read-back, the engine's to make. A 404 whose
+    /// `detail` is §6's `promotion not found` says the parent is missing (§6 client rules). Any other 404
+    /// answers for the one code of a single delete; for a batch it is undocumented which codes
+    /// it means, so it is a refusal, which the engine halves down to single deletes.
+    fn parse_revoke(&self, call: &RevokeCall, response: &VendorResponse<'_>) -> RevokeOutcome {
+        let outcome = classify_revoke(self.kind(), call, response, |_| {
+            response.status == 204 && response.body.iter().all(u8::is_ascii_whitespace)
+        });
+        match outcome {
+            RevokeOutcome::NotFound { message, .. } if message.to_ascii_lowercase().contains("promotion not found") => {
+                RevokeOutcome::NotFound {
+                    missing: Missing::Parent,
+                    message,
+                }
+            }
+            RevokeOutcome::NotFound { message, .. } if call.codes.get() > 1 => {
+                RevokeOutcome::Rejected { status: 404, message }
+            }
+            other => other,
+        }
+    }
+}
+
+/// §5: the only switch is the promotion's `enabled`, which would turn off every code on it.
+fn soft_unsupported() -> RevokePlan {
+    RevokePlan::Unsupported {
+        reason: "Moltin documents no per-code switch-off (lifecycle/moltin.md §5), and its promotion-wide `enabled` \
+                 would switch off every code of the promotion; its only revoke deletes the code for good: ask with \
+                 delete: true"
+            .into(),
     }
 }

@@ -4,6 +4,10 @@
 //! that grants the discount. Every limit is a documented `*_status` flag with its `*_value`;
 //! the gateway always sends the flag, `false` included, so the code's limits are stated in full
 //! rather than left to whatever the coupon defaults to.
+//!
+//! Revoke: `DELETE /v1/promotion-codes` with the code and its coupon in the body
+//! (shared/vendor-docs/lifecycle/partnero.md §5), a permanent delete. Partnero has no soft
+//! revoke (§4).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -15,6 +19,7 @@ use crate::adapter::{
 use crate::dates::expiry_field;
 use crate::model::{Party, PromoCode};
 use crate::money::{to_major, Round};
+use crate::operation::{classify_revoke, RevokeAction, RevokeCall, RevokeOutcome, RevokePlan, RevokeTarget};
 use crate::policy::{Field, Support};
 use crate::settings::Vendor;
 
@@ -85,6 +90,25 @@ struct Envelope {
     status: i64,
     #[serde(default)]
     message: Option<String>,
+}
+
+/// The delete body of §5: the pair (`code`, `coupon.uuid_code`) names the code.
+#[derive(Debug, Serialize)]
+struct DeletePromotionCode<'a> {
+    code: &'a str,
+    coupon: CouponRef<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct CouponRef<'a> {
+    uuid_code: &'a str,
+}
+
+/// The delete answer, `{ "data": { "status": 1, "message": "deleted" } }`: unlike every other
+/// call's, its `status` sits inside `data` (§5).
+#[derive(Debug, Deserialize)]
+struct Deleted {
+    data: Envelope,
 }
 
 /// Whether a code uses only Partnero's documented characters: `A-Z a-z 0-9 - _`.
@@ -204,7 +228,7 @@ impl Adapter for Partnero {
                 method: "POST",
                 path: "/v1/promotion-codes".into(),
                 headers,
-                body: serde_json::to_value(body).expect("serializable"),
+                body: Some(serde_json::to_value(body).expect("serializable")),
             },
             warnings,
         })
@@ -255,6 +279,73 @@ impl Adapter for Partnero {
             // Partnero returns no id of its own: the code is the id.
             let echoed = data.get("code").and_then(Value::as_str);
             Some(echoed.map_or_else(|| code.code.clone(), str::to_owned))
+        })
+    }
+
+    /// Deletes only when asked to: §4's client rule reports a soft revoke as unsupported and
+    /// escalates to the permanent delete only when the caller allows a hard revoke.
+    fn plan_revoke(
+        &self,
+        target: &RevokeTarget<'_>,
+        delete: bool,
+        ctx: &BuildContext<'_>,
+    ) -> Result<RevokePlan, BuildError> {
+        if !delete {
+            return Ok(RevokePlan::Unsupported {
+                reason: "Partnero documents no way to switch a code off (lifecycle/partnero.md §4); its only revoke \
+                         deletes the code for good: ask with delete: true"
+                    .into(),
+            });
+        }
+        // The create answer echoes the code (Partnero may generate it), and that is the vendor id.
+        if !is_valid_code(target.vendor_id) {
+            return Err(BuildError::Invalid {
+                field: "vendor_id".into(),
+                rule: format!("not a Partnero code: `{}`", target.vendor_id),
+            });
+        }
+        let uuid_code = mapped(ctx, self.kind(), "coupon_uuid", |m| m.coupon_uuid.as_ref())?;
+        let body = DeletePromotionCode {
+            code: target.vendor_id,
+            coupon: CouponRef { uuid_code },
+        };
+        let mut headers = vec![super::accept_json()];
+        headers.extend(super::json_headers());
+        let request = VendorRequest {
+            method: "DELETE",
+            path: "/v1/promotion-codes".into(),
+            headers,
+            body: Some(serde_json::to_value(body).expect("serializable")),
+        };
+        Ok(RevokePlan::Call(RevokeCall::one(
+            Translation {
+                request,
+                warnings: Vec::new(),
+            },
+            RevokeAction::Deleted,
+        )))
+    }
+
+    /// Success is a `200` with `data.status == 1` (§5 client rules); any other `data.status` is
+    /// Partnero saying no in a success envelope, as at create. A 404, undocumented here, falls
+    /// under the API-wide "resource does not exist": not found at the vendor.
+    fn parse_revoke(&self, call: &RevokeCall, response: &VendorResponse<'_>) -> RevokeOutcome {
+        if (200..300).contains(&response.status) {
+            if let Ok(Deleted { data }) = serde_json::from_slice::<Deleted>(response.body) {
+                if data.status != 1 {
+                    return RevokeOutcome::Rejected {
+                        status: response.status,
+                        message: data
+                            .message
+                            .filter(|m| !m.trim().is_empty())
+                            .unwrap_or_else(|| format!("status {} without a message", data.status)),
+                    };
+                }
+            }
+        }
+        classify_revoke(self.kind(), call, response, |json| {
+            json.and_then(|v| serde_json::from_value::<Deleted>(v.clone()).ok())
+                .is_some_and(|d| d.data.status == 1)
         })
     }
 }

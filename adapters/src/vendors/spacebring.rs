@@ -5,15 +5,20 @@
 //! `limitedRedemption` required, so they are always sent, disabled when the code has no such
 //! limit. With bearer (OAuth2) auth the `spacebring-network-id` header is required; the engine
 //! refuses to start an OAuth2 Spacebring upstream without one.
+//!
+//! Revoke: `PUT /discounts/promocodes/v1/{id}/archive` (shared/vendor-docs/lifecycle/spacebring.md
+//! §3), keyed by the promocode uuid the create answer gave. Archiving is one-way and the only
+//! revoke Spacebring documents; there is no delete (§5).
 
 use serde::{Deserialize, Serialize};
 
 use crate::adapter::{
     check_parent_grants, classify, mapped, Adapter, BuildContext, BuildError, Outcome, Translation, VendorKind,
-    VendorRequest, VendorResponse,
+    VendorRequest, VendorResponse, Warning,
 };
 use crate::dates::utc_rfc3339;
 use crate::model::PromoCode;
+use crate::operation::{classify_revoke, RevokeAction, RevokeCall, RevokeOutcome, RevokePlan, RevokeTarget};
 use crate::policy::{Field, Support};
 use crate::settings::{AuthScheme, SettingError, Vendor};
 
@@ -79,6 +84,19 @@ struct CreatedPromocode {
     id: String,
 }
 
+/// The archive answer, `{ "promocode": <promocode object> }`, as far as it tells success.
+#[derive(Debug, Deserialize)]
+struct Archived {
+    promocode: ArchivedPromocode,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ArchivedPromocode {
+    /// §"The promocode object": "present and non-null `archiveDate`" is archived.
+    archive_date: Option<String>,
+}
+
 /// Spacebring documents `couponRef` and the network id as uuids.
 pub fn is_uuid(s: &str) -> bool {
     let groups: Vec<&str> = s.split('-').collect();
@@ -135,7 +153,7 @@ impl Adapter for Spacebring {
                 method: "POST",
                 path: "/discounts/promocodes/v1".into(),
                 headers,
-                body: serde_json::to_value(body).expect("serializable"),
+                body: Some(serde_json::to_value(body).expect("serializable")),
             },
             warnings: Vec::new(),
         })
@@ -160,6 +178,65 @@ impl Adapter for Spacebring {
             serde_json::from_value::<Created>(v.clone())
                 .ok()
                 .map(|c| c.promocode.id)
+        })
+    }
+
+    /// Archives, whatever the mode: a delete asked for archives instead and says so, as §5's
+    /// client rule allows ("archive instead and say so in the result"), since archiving already
+    /// makes the code unusable for good. The request has no body and no `Content-Type`, as §3's
+    /// reference example sends it; the §3 fallback to `{}` on a 400/415 is left to the caller,
+    /// which would see the refusal first.
+    fn plan_revoke(
+        &self,
+        target: &RevokeTarget<'_>,
+        delete: bool,
+        ctx: &BuildContext<'_>,
+    ) -> Result<RevokePlan, BuildError> {
+        if !is_uuid(target.vendor_id) {
+            return Err(BuildError::Invalid {
+                field: "vendor_id".into(),
+                rule: format!(
+                    "Spacebring identifies a promocode by the uuid its create answered, got `{}`",
+                    target.vendor_id
+                ),
+            });
+        }
+        let headers = ctx
+            .network_id
+            .map(|network| ("spacebring-network-id".to_owned(), network.to_owned()))
+            .into_iter()
+            .collect();
+        let warnings = if delete {
+            vec![Warning {
+                field: "delete".into(),
+                message:
+                    "cannot delete, archived: Spacebring documents no delete for promocodes, and an archive is one-way"
+                        .into(),
+            }]
+        } else {
+            Vec::new()
+        };
+        let request = VendorRequest {
+            method: "PUT",
+            path: format!("/discounts/promocodes/v1/{}/archive", target.vendor_id),
+            headers,
+            body: None,
+        };
+        Ok(RevokePlan::Call(RevokeCall::one(
+            Translation { request, warnings },
+            RevokeAction::Archived,
+        )))
+    }
+
+    /// A `200` is success only with the code's `archiveDate` set (§3 client rules: without it,
+    /// the state is to be read back, so it is no documented success). Errors are not documented
+    /// for any of these calls; the shared reading classifies them by status, as the "Error
+    /// bodies" client rule does.
+    fn parse_revoke(&self, call: &RevokeCall, response: &VendorResponse<'_>) -> RevokeOutcome {
+        classify_revoke(self.kind(), call, response, |json| {
+            json.and_then(|v| serde_json::from_value::<Archived>(v.clone()).ok())
+                .and_then(|a| a.promocode.archive_date)
+                .is_some_and(|date| !date.is_empty())
         })
     }
 }
