@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::state::{Fault, Hold, Issued};
-use crate::vendors::{self, Vendor};
+use crate::vendors::{self, Action, BodyRule, Vendor};
 use crate::{Refusal, Sandbox, Violation, FAULT_HEADER};
 
 /// The largest body read (a Moltin call carries many codes).
@@ -139,67 +139,99 @@ async fn handle(Extract(sandbox): Extract<Sandbox>, request: Request<Body>) -> R
     if rest == "/oauth2/token" {
         return token(vendor, &parts.method, &parts.headers, &bytes, &sandbox, refuse);
     }
-    let Some(op) = vendors::op(vendor.name, &rest) else {
+    let ops = vendors::ops(vendor.name, &rest);
+    if ops.is_empty() {
         return refuse(
             404,
             "not_found",
             vec![Violation::new(
                 "path",
                 "path",
-                format!("{rest} is not a path of the {} document", vendor.name),
+                format!("{rest} is not a path of the {} documents", vendor.name),
             )],
         );
-    };
-    if parts.method != Method::POST {
+    }
+    let methods: Vec<String> = ops.iter().map(|op| op.method.to_string()).collect();
+    let Some(op) = ops.into_iter().find(|op| op.method == parts.method) else {
+        let allow = methods.join(", ");
         let mut response = refuse(
             405,
             "method_not_allowed",
             vec![Violation::new(
                 "method",
                 "method",
-                format!("{} {rest}: the document's method is POST", parts.method),
+                format!("{} {rest}: the documents' methods here are {allow}", parts.method),
             )],
         );
         response
             .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            .insert(header::ALLOW, HeaderValue::from_str(&allow).expect("method names"));
         return response;
-    }
+    };
     let account = match vendors::authenticate(vendor, &parts.headers, state) {
         Ok(account) => account,
         Err(violations) => return refuse(401, "unauthorized", violations),
     };
-    let content_type = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let media = content_type.split(';').next().unwrap_or_default().trim();
-    if !media.eq_ignore_ascii_case("application/json") {
-        return refuse(
-            vendor.invalid_status,
-            "validation_error",
-            vec![Violation::new(
-                "header:Content-Type",
-                "content-type",
-                format!("{content_type:?}: the document's request body is application/json"),
-            )],
-        );
-    }
-    let body: Value = match serde_json::from_slice(&bytes) {
-        Ok(body) => body,
-        Err(e) => {
+    let empty = bytes.iter().all(u8::is_ascii_whitespace);
+    let schema = match (op.body, empty) {
+        (BodyRule::Required(schema), _) | (BodyRule::Optional(schema), false) => Some(schema),
+        (BodyRule::Optional(_) | BodyRule::Absent, true) => None,
+        (BodyRule::Absent, false) => {
             return refuse(
                 vendor.invalid_status,
                 "validation_error",
-                vec![Violation::new("", "json", format!("not JSON: {e}"))],
+                vec![Violation::new(
+                    "",
+                    "body",
+                    format!("{} {rest}: the document's call takes no request body", parts.method),
+                )],
             )
         }
     };
-    let mut violations = crate::judge::violations(op.schema, &body);
-    violations.extend(vendors::more_violations(&op, &body));
-    if !violations.is_empty() {
-        return refuse(vendor.invalid_status, "validation_error", violations);
+    let body = match schema {
+        None => Value::Null,
+        Some(schema) => {
+            let content_type = parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let media = content_type.split(';').next().unwrap_or_default().trim();
+            if !media.eq_ignore_ascii_case("application/json") {
+                return refuse(
+                    vendor.invalid_status,
+                    "validation_error",
+                    vec![Violation::new(
+                        "header:Content-Type",
+                        "content-type",
+                        format!("{content_type:?}: the document's request body is application/json"),
+                    )],
+                );
+            }
+            let body: Value = match serde_json::from_slice(&bytes) {
+                Ok(body) => body,
+                Err(e) => {
+                    return refuse(
+                        vendor.invalid_status,
+                        "validation_error",
+                        vec![Violation::new("", "json", format!("not JSON: {e}"))],
+                    )
+                }
+            };
+            let mut violations = crate::judge::violations(schema, &body);
+            violations.extend(vendors::more_violations(&op, &body));
+            if !violations.is_empty() {
+                return refuse(vendor.invalid_status, "validation_error", violations);
+            }
+            body
+        }
+    };
+    if op.action != Action::Create {
+        let (status, body) = vendors::revoke(vendor.name, &op, &account, &body, state);
+        return match status {
+            204 => StatusCode::NO_CONTENT.into_response(),
+            _ => answer(status, body),
+        };
     }
     let names = vendors::names(vendor.name, &body);
     let (status, success, held) = vendors::created(vendor.name, &op, &account, &body, &names, state.next_call());
@@ -265,9 +297,10 @@ fn admin_call(sandbox: &Sandbox, vendor: &Vendor, what: &str, method: &Method, h
     match (what, method) {
         ("codes", &Method::GET) => {
             let codes = state.codes(vendor.name);
+            let deleted = state.deleted(vendor.name);
             answer(
                 200,
-                json!({ "vendor": vendor.name, "count": codes.len(), "codes": codes }),
+                json!({ "vendor": vendor.name, "count": codes.len(), "codes": codes, "deleted": deleted }),
             )
         }
         ("codes", &Method::DELETE) => {

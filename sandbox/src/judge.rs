@@ -31,6 +31,22 @@ const SCHEMAS: &[(&str, &str)] = &[
         include_str!("../schemas/limio-create-promo-code-v3.json"),
     ),
     ("loop-create-promo", include_str!("../schemas/loop-create-promo.json")),
+    (
+        "spacebring-archive-promocode",
+        include_str!("../schemas/spacebring-archive-promocode.json"),
+    ),
+    (
+        "partnero-delete-promotion-code",
+        include_str!("../schemas/partnero-delete-promotion-code.json"),
+    ),
+    (
+        "moltin-delete-promotion-codes",
+        include_str!("../schemas/moltin-delete-promotion-codes.json"),
+    ),
+    (
+        "limio-update-promo-code-v2",
+        include_str!("../schemas/limio-update-promo-code-v2.json"),
+    ),
 ];
 
 fn validators() -> &'static HashMap<&'static str, jsonschema::Validator> {

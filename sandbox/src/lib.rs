@@ -1,5 +1,6 @@
 //! promo-sandbox: simulated vendors for promo-gateway, each judging the "create promo code"
-//! call exactly as its document in `shared/vendor-docs/` describes it.
+//! call, and the calls that revoke one, exactly as its documents in `shared/vendor-docs/`
+//! describe them.
 //!
 //! Every vendor lives under `http://ADDR/<kind>` followed by the vendor's own path
 //! (`/loop/v1/admin/promos`, `/limio/objects/limio/promo_codes_v2`, ...). A request is checked
@@ -8,7 +9,12 @@
 //! vendor's documented error answer listing every violation (or 400/422 where the document
 //! gives none); one that passes gets the document's success answer, filled in from the request,
 //! and its codes are held per vendor account (per credential), so a second code of the same
-//! name answers 409. `GET`/`DELETE /<kind>/_sandbox/codes` list and empty what a vendor holds;
+//! name answers 409. The calls after create of `shared/vendor-docs/lifecycle/` that revoke a
+//! code are judged the same way and change what is held: Spacebring's archive and Limio v2's
+//! `status: false` update mark the code so, Partnero's, Moltin's (one and bulk) and Limio v2's
+//! deletes remove it, and any of them on a code the account does not hold answers 404.
+//! `GET`/`DELETE /<kind>/_sandbox/codes` list (with each code's revoked state, and the deleted
+//! ones apart) and empty what a vendor holds;
 //! `GET /<kind>/_sandbox/refusals` lists the requests it refused, each violation named.
 //!
 //! The crate does not depend on `promo-adapters` and shares no code with it: it is a second,
@@ -195,8 +201,26 @@ pub struct HeldCode {
     /// any vendor): the codes of one Moltin call share it.
     pub call: u64,
     pub created_at: String,
-    /// The body of the create call, as judged.
+    /// The body of the create call, as judged (for a Limio v2 code, of its latest update).
     pub request: serde_json::Value,
+    /// The code as the vendor's later answers show it: its create's success answer, changed by
+    /// the calls since (Spacebring's `archiveDate`, Limio's `data`).
+    pub answer: serde_json::Value,
+    /// Whether and how the code was revoked; `None`: live.
+    pub revoked: Option<Revocation>,
+    /// The account's key, which calls after create must present again.
+    #[serde(skip)]
+    pub(crate) account_key: String,
+}
+
+/// A revoke a simulated vendor carried out on a code.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Revocation {
+    /// `archived` (Spacebring), `deactivated` (Limio v2's `status: false`), `deleted`.
+    pub state: &'static str,
+    pub at: String,
+    /// The number of the call that did it (numbered as creates are).
+    pub call: u64,
 }
 
 /// The simulated vendors and their state; clones share it.
@@ -223,8 +247,15 @@ impl Sandbox {
         self.state.refusals()
     }
 
-    /// The codes the vendor `kind` holds, oldest first, every account included.
+    /// The codes the vendor `kind` holds, oldest first, every account included: live, archived
+    /// and deactivated ones, each with its [`HeldCode::revoked`].
     pub fn codes(&self, kind: &str) -> Vec<HeldCode> {
         self.state.codes(kind)
+    }
+
+    /// The codes the vendor `kind` has deleted, in the order of their deletes: no longer held,
+    /// kept here only for the listing.
+    pub fn deleted(&self, kind: &str) -> Vec<HeldCode> {
+        self.state.deleted(kind)
     }
 }

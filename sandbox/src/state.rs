@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::{HeldCode, Options, Refusal};
+use crate::{HeldCode, Options, Refusal, Revocation};
 
 /// A fault asked for with the `x-sandbox-fault` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +56,8 @@ pub(crate) struct Issued {
 #[derive(Default)]
 struct VendorState {
     codes: Vec<HeldCode>,
+    /// Codes deleted, for the listing only: nothing finds them any more.
+    deleted: Vec<HeldCode>,
     /// (account key, collection, code): what a duplicate is checked against.
     keys: HashSet<(String, String, String)>,
     faults: VecDeque<Fault>,
@@ -122,14 +124,94 @@ impl State {
             .unwrap_or_default()
     }
 
-    /// Empties what `vendor` holds; the number of codes dropped.
+    pub(crate) fn deleted(&self, vendor: &str) -> Vec<HeldCode> {
+        self.lock()
+            .vendors
+            .get(vendor)
+            .map(|v| v.deleted.clone())
+            .unwrap_or_default()
+    }
+
+    /// Empties what `vendor` holds, deleted codes included; the number of codes held dropped.
     pub(crate) fn clear(&self, vendor: &str) -> usize {
         let mut inner = self.lock();
         let Some(v) = inner.vendors.get_mut(vendor) else {
             return 0;
         };
         v.keys.clear();
+        v.deleted.clear();
         std::mem::take(&mut v.codes).len()
+    }
+
+    /// Changes the code of `account_key` that `find` picks; what `change` returns, or `None`
+    /// when the account holds no such code.
+    pub(crate) fn update<R>(
+        &self,
+        vendor: &str,
+        account_key: &str,
+        find: impl Fn(&HeldCode) -> bool,
+        change: impl FnOnce(&mut HeldCode) -> R,
+    ) -> Option<R> {
+        let mut inner = self.lock();
+        let v = inner.vendors.get_mut(vendor)?;
+        v.codes
+            .iter_mut()
+            .find(|c| c.account_key == account_key && find(c))
+            .map(change)
+    }
+
+    /// Deletes, all or none, one code of `account_key` for each of `picks`; the codes deleted,
+    /// or the indices of the picks that found none (then nothing is deleted). A deleted code's
+    /// name is free again, as the vendor no longer holds it.
+    pub(crate) fn delete<F: Fn(&HeldCode) -> bool>(
+        &self,
+        vendor: &str,
+        account_key: &str,
+        picks: &[F],
+        revocation: &Revocation,
+    ) -> Result<Vec<HeldCode>, Vec<usize>> {
+        let mut inner = self.lock();
+        let v = inner.vendors.get_mut(vendor).expect("a known vendor");
+        let mut found: Vec<usize> = Vec::new();
+        let mut missing = Vec::new();
+        for (i, pick) in picks.iter().enumerate() {
+            match v
+                .codes
+                .iter()
+                .enumerate()
+                .position(|(at, c)| c.account_key == account_key && pick(c) && !found.contains(&at))
+            {
+                Some(at) => found.push(at),
+                None => missing.push(i),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(missing);
+        }
+        found.sort_unstable();
+        let mut out = Vec::new();
+        for at in found.into_iter().rev() {
+            let mut code = v.codes.remove(at);
+            v.keys
+                .remove(&(account_key.to_owned(), code.collection.clone(), code.code.clone()));
+            code.revoked = Some(revocation.clone());
+            out.push(code);
+        }
+        out.reverse();
+        v.deleted.extend(out.iter().cloned());
+        Ok(out)
+    }
+
+    /// Whether `account_key` ever held a code in `collection` at `vendor` (the sandbox knows a
+    /// Moltin promotion only by the codes created on it).
+    pub(crate) fn knows(&self, vendor: &str, account_key: &str, collection: &str) -> bool {
+        let inner = self.lock();
+        inner.vendors.get(vendor).is_some_and(|v| {
+            v.codes
+                .iter()
+                .chain(&v.deleted)
+                .any(|c| c.account_key == account_key && c.collection == collection)
+        })
     }
 
     /// Holds every code of one call, or none when one exists already (or repeats in the call).

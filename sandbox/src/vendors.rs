@@ -1,12 +1,13 @@
 //! Each simulated vendor as its document describes it: its create operation (path, schema),
 //! how it authenticates, and its answers (error shape and status, success body).
 
+use axum::http::Method;
 use base64::Engine as _;
 use chrono::{SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
 use crate::state::State;
-use crate::{credentials, HeldCode, Violation};
+use crate::{credentials, HeldCode, Revocation, Violation};
 
 /// How a vendor's document says calls authenticate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,44 +61,155 @@ pub(crate) fn find(name: &str) -> Option<&'static Vendor> {
     VENDORS.iter().find(|v| v.name == name)
 }
 
-/// A create operation, matched on the path under the vendor's root.
+/// What a documented call does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    Create,
+    /// Spacebring's one-way archive.
+    Archive,
+    /// Limio v2's update: `data.status: false` deactivates the code, `true` switches it back on.
+    Update,
+    /// Partnero's, Moltin's (one code or, without a code in the path, many) and Limio v2's.
+    Delete,
+}
+
+/// What a call's document says of its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyRule {
+    /// A JSON body, judged by this schema.
+    Required(&'static str),
+    /// None, or a JSON body judged by this schema (Spacebring's archive, whose client rule
+    /// falls back to `{}`).
+    Optional(&'static str),
+    /// No body at all.
+    Absent,
+}
+
+/// A documented call, matched on the method and the path under the vendor's root.
 #[derive(Debug, Clone)]
 pub(crate) struct Op {
-    /// The schema file judging its body.
-    pub schema: &'static str,
+    pub method: Method,
+    pub action: Action,
+    pub body: BodyRule,
     /// Where its codes are held apart from others of the same name.
     pub collection: String,
     /// Moltin's promotion id, from the path.
     pub promotion: Option<String>,
+    /// The code the path names, percent-decoded: Spacebring's id, Moltin's code, Limio's
+    /// object id.
+    pub target: Option<String>,
 }
 
-/// The operation at `path` (the vendor's own path) of `vendor`, if it has one there.
-pub(crate) fn op(vendor: &str, path: &str) -> Option<Op> {
-    let simple = |schema, collection: &str| {
-        Some(Op {
-            schema,
+impl Op {
+    fn new(method: Method, action: Action, body: BodyRule, collection: &str) -> Self {
+        Self {
+            method,
+            action,
+            body,
             collection: collection.to_owned(),
             promotion: None,
-        })
-    };
-    match (vendor, path) {
-        ("spacebring", "/discounts/promocodes/v1") => simple("spacebring-create-promocode", "promocodes"),
-        ("partnero", "/v1/promotion-codes") => simple("partnero-create-promotion-code", "promotion-codes"),
-        ("limio", "/objects/limio/promo_codes_v2") => simple("limio-create-promo-code-v2", "promo_code_v2"),
-        ("limio", "/objects/limio/promo_codes_v3") => simple("limio-create-promo-code-v3", "promo_code_v3"),
-        ("loop", "/v1/admin/promos") => simple("loop-create-promo", "promos"),
-        ("moltin", _) => {
-            let id = path.strip_prefix("/v2/promotions/")?.strip_suffix("/codes")?;
-            if id.is_empty() || id.contains('/') {
-                return None;
-            }
-            Some(Op {
-                schema: "moltin-create-promotion-codes",
-                collection: "promotion_codes".into(),
-                promotion: Some(id.to_owned()),
-            })
+            target: None,
         }
-        _ => None,
+    }
+
+    fn on(mut self, target: String) -> Self {
+        self.target = Some(target);
+        self
+    }
+}
+
+/// One path segment, percent-decoded; `None` when empty, not UTF-8 or badly encoded.
+fn segment(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'/' => return None,
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok().filter(|s| !s.is_empty())
+}
+
+/// The calls at `path` (the vendor's own path) of `vendor`, one per documented method.
+pub(crate) fn ops(vendor: &str, path: &str) -> Vec<Op> {
+    use BodyRule::{Absent, Optional, Required};
+    let create = |schema, collection| vec![Op::new(Method::POST, Action::Create, Required(schema), collection)];
+    match (vendor, path) {
+        ("spacebring", "/discounts/promocodes/v1") => create("spacebring-create-promocode", "promocodes"),
+        ("spacebring", _) => path
+            .strip_prefix("/discounts/promocodes/v1/")
+            .and_then(|rest| rest.strip_suffix("/archive"))
+            .and_then(segment)
+            .map(|id| {
+                let schema = Optional("spacebring-archive-promocode");
+                vec![Op::new(Method::PUT, Action::Archive, schema, "promocodes").on(id)]
+            })
+            .unwrap_or_default(),
+        ("partnero", "/v1/promotion-codes") => {
+            let mut ops = create("partnero-create-promotion-code", "promotion-codes");
+            let delete = Required("partnero-delete-promotion-code");
+            ops.push(Op::new(Method::DELETE, Action::Delete, delete, "promotion-codes"));
+            ops
+        }
+        ("limio", "/objects/limio/promo_codes_v2") => create("limio-create-promo-code-v2", "promo_code_v2"),
+        ("limio", "/objects/limio/promo_codes_v3") => create("limio-create-promo-code-v3", "promo_code_v3"),
+        // lifecycle/limio.md §6: no call after create is documented for v3, so its paths are unknown.
+        ("limio", _) => path
+            .strip_prefix("/objects/limio/promo_codes_v2/")
+            .and_then(segment)
+            .map(|id| {
+                let update = Required("limio-update-promo-code-v2");
+                vec![
+                    Op::new(Method::PUT, Action::Update, update, "promo_code_v2").on(id.clone()),
+                    Op::new(Method::DELETE, Action::Delete, Absent, "promo_code_v2").on(id),
+                ]
+            })
+            .unwrap_or_default(),
+        ("loop", "/v1/admin/promos") => create("loop-create-promo", "promos"),
+        ("moltin", _) => {
+            let Some(rest) = path.strip_prefix("/v2/promotions/") else {
+                return Vec::new();
+            };
+            let (id, codes) = rest.split_once('/').unwrap_or((rest, ""));
+            let Some(id) = segment(id) else { return Vec::new() };
+            let collection = format!("promotion {id}");
+            let at = |mut op: Op| {
+                op.promotion = Some(id.clone());
+                op
+            };
+            match codes.strip_prefix("codes") {
+                Some("") => vec![
+                    at(Op::new(
+                        Method::POST,
+                        Action::Create,
+                        Required("moltin-create-promotion-codes"),
+                        &collection,
+                    )),
+                    at(Op::new(
+                        Method::DELETE,
+                        Action::Delete,
+                        Required("moltin-delete-promotion-codes"),
+                        &collection,
+                    )),
+                ],
+                Some(code) => match code.strip_prefix('/').and_then(segment) {
+                    Some(code) => vec![at(Op::new(Method::DELETE, Action::Delete, Absent, &collection)).on(code)],
+                    None => Vec::new(),
+                },
+                None => Vec::new(),
+            }
+        }
+        _ => Vec::new(),
     }
 }
 
@@ -278,7 +390,8 @@ pub(crate) fn authenticate(
 /// Rules of the document a schema cannot state.
 pub(crate) fn more_violations(op: &Op, body: &Value) -> Vec<Violation> {
     let mut out = Vec::new();
-    if let Some(record_type) = Some(op.collection.as_str()).filter(|c| c.starts_with("promo_code_v")) {
+    let create = op.action == Action::Create;
+    if let Some(record_type) = Some(op.collection.as_str()).filter(|c| create && c.starts_with("promo_code_v")) {
         // "The object id. This is the record_type and name concatenated such as promo_code_v2-abc123."
         if let (Some(name), Some(id)) = (body["name"].as_str(), body["id"].as_str()) {
             let expected = format!("{record_type}-{name}");
@@ -320,8 +433,29 @@ fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// The document's success answer for a valid request, filled in from it, and the codes held.
+/// The document's success answer for a valid request, filled in from it, and the codes held,
+/// each with the answer that shows it (a Moltin code, which create answers with its promotion,
+/// with its own record).
 pub(crate) fn created(
+    vendor: &str,
+    op: &Op,
+    account: &Account,
+    body: &Value,
+    codes: &[String],
+    call: u64,
+) -> (u16, Value, Vec<HeldCode>) {
+    let (status, answer, mut held) = create_answer(vendor, op, account, body, codes, call);
+    for code in &mut held {
+        code.answer = if vendor == "moltin" {
+            code.request.clone()
+        } else {
+            answer.clone()
+        };
+    }
+    (status, answer, held)
+}
+
+fn create_answer(
     vendor: &str,
     op: &Op,
     account: &Account,
@@ -338,6 +472,9 @@ pub(crate) fn created(
         call,
         created_at: at.clone(),
         request,
+        answer: Value::Null,
+        revoked: None,
+        account_key: account.key.clone(),
     };
     let code = codes.first().cloned().unwrap_or_default();
     match vendor {
@@ -457,6 +594,138 @@ pub(crate) fn created(
             (201, answer, vec![held(&code, id, body.clone())])
         }
     }
+}
+
+/// The document's answer to a valid call after create that revokes (or, for Limio's update,
+/// changes) a code of the caller's account, and the change made to what is held. A code the
+/// account does not hold (never created, deleted, another account's) answers 404, which is what
+/// every lifecycle document says of a missing code or leaves to its API-wide status table.
+pub(crate) fn revoke(vendor: &'static str, op: &Op, account: &Account, body: &Value, state: &State) -> (u16, Value) {
+    let target = op.target.clone().unwrap_or_default();
+    let revocation = |what: &'static str| Revocation {
+        state: what,
+        at: now(),
+        call: state.next_call(),
+    };
+    match (vendor, op.action) {
+        // lifecycle/spacebring.md §3: `{ "promocode": <object> }` after archiving, `archiveDate`
+        // set. A second archive is not documented: a PUT is idempotent (RFC 9110 §9.2.2), so it
+        // answers the same object, with the first archive's date.
+        ("spacebring", Action::Archive) => {
+            let archived = state.update(
+                vendor,
+                &account.key,
+                |c| c.id == target,
+                |c| {
+                    if c.revoked.is_none() {
+                        let r = revocation("archived");
+                        c.answer["promocode"]["archiveDate"] = r.at.clone().into();
+                        c.revoked = Some(r);
+                    }
+                    c.answer.clone()
+                },
+            );
+            archived.map_or_else(
+                || not_found(vendor, &format!("promocode {target} not found")),
+                |a| (200, a),
+            )
+        }
+        // lifecycle/partnero.md §5: the pair (code, coupon.uuid_code) names the code; a pair
+        // naming another coupon's code is undocumented, and answers as a missing code.
+        ("partnero", Action::Delete) => {
+            let code = body["code"].as_str().unwrap_or_default();
+            let coupon = &body["coupon"]["uuid_code"];
+            let pick = |c: &HeldCode| c.code == code && c.request["coupon_uuid"] == *coupon;
+            match state.delete(vendor, &account.key, &[pick], &revocation("deleted")) {
+                Ok(_) => (200, json!({ "data": { "status": 1, "message": "deleted" } })),
+                Err(_) => not_found(vendor, &format!("promotion code {code:?} of coupon {coupon} not found")),
+            }
+        }
+        // lifecycle/moltin.md §6 and §6b: 204 with no body. A missing promotion is §6's 404
+        // `promotion not found` (the sandbox knows a promotion by the codes created on it); a
+        // missing code, undocumented, is a 404 of its own, and in a bulk call fails the whole
+        // call, as a create batch does: nothing is deleted.
+        ("moltin", Action::Delete) => {
+            let mut codes: Vec<String> = match &op.target {
+                Some(code) => vec![code.clone()],
+                None => body["data"]["codes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c["code"].as_str().map(str::to_owned))
+                    .collect(),
+            };
+            // Listing a code twice deletes it once.
+            let mut seen = std::collections::HashSet::new();
+            codes.retain(|c| seen.insert(c.clone()));
+            let picks: Vec<_> = codes
+                .iter()
+                .map(|code| move |c: &HeldCode| c.collection == op.collection && c.code == *code)
+                .collect();
+            match state.delete(vendor, &account.key, &picks, &revocation("deleted")) {
+                Ok(_) => (204, Value::Null),
+                Err(_) if !state.knows(vendor, &account.key, &op.collection) => {
+                    not_found(vendor, "promotion not found")
+                }
+                Err(missing) => {
+                    let names: Vec<&str> = missing.iter().map(|&i| codes[i].as_str()).collect();
+                    not_found(vendor, &format!("promotion code not found: {}", names.join(", ")))
+                }
+            }
+        }
+        // lifecycle/limio.md §3/§4: the object's data is replaced by the one sent (the schema
+        // made it complete), and `status: false` is the soft revoke; the answer is
+        // `{id, sort_key, data}`. A second deactivate changes nothing, and keeps the first's date.
+        ("limio", Action::Update) => {
+            let data = body["data"].clone();
+            let active = data["status"].as_bool().unwrap_or(true);
+            let updated = state.update(
+                vendor,
+                &account.key,
+                |c| c.collection == op.collection && c.id == target,
+                |c| {
+                    c.request["data"] = data.clone();
+                    c.answer["data"] = data.clone();
+                    match (active, &c.revoked) {
+                        (true, _) => c.revoked = None,
+                        (false, None) => c.revoked = Some(revocation("deactivated")),
+                        (false, Some(_)) => {}
+                    }
+                },
+            );
+            match updated {
+                Some(()) => (
+                    200,
+                    json!({ "id": target, "sort_key": format!("object/{}", op.collection), "data": data }),
+                ),
+                None => not_found(vendor, &format!("object {target} not found")),
+            }
+        }
+        // lifecycle/limio.md §5.
+        ("limio", Action::Delete) => {
+            let pick = |c: &HeldCode| c.collection == op.collection && c.id == target;
+            match state.delete(vendor, &account.key, &[pick], &revocation("deleted")) {
+                Ok(_) => {
+                    let request_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_uppercase();
+                    let answer =
+                        json!({ "httpStatusCode": 200, "requestId": request_id, "attempts": 1, "totalRetryDelay": 0 });
+                    (200, answer)
+                }
+                Err(_) => not_found(vendor, &format!("object {target} not found")),
+            }
+        }
+        _ => unreachable!("{vendor} has no {:?} call", op.action),
+    }
+}
+
+/// A 404 in the vendor's error shape: Moltin's JSON:API `errors` (§6's `Not Found` entry), the
+/// others' `{message}` (with Spacebring's `type`).
+fn not_found(vendor: &str, detail: &str) -> (u16, Value) {
+    let body = match vendor {
+        "moltin" => json!({ "errors": [ { "status": 404, "title": "Not Found", "detail": detail } ] }),
+        _ => error_body(vendor, "not_found", detail, &[]),
+    };
+    (404, body)
 }
 
 /// The network a Basic-authenticated Spacebring call's answer names (the account's own).

@@ -76,7 +76,11 @@ impl Running {
         if let Some(ct) = content_type {
             request = request.header("Content-Type", ct);
         }
-        let response = request.body(body.to_string()).send().await.unwrap();
+        // `Value::Null` stands for no body at all.
+        if !body.is_null() {
+            request = request.body(body.to_string());
+        }
+        let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -214,9 +218,18 @@ impl Broken {
 }
 
 /// Sends every broken request and checks each refusal: the status, a violation at the pointer
-/// with the rule (and naming what it should), and the refusal recorded.
+/// with the rule (and naming what it should), and the refusal recorded; and that nothing
+/// refused was held.
 async fn refuse_all(sb: &Running, vendor: &str, table: Vec<Broken>) {
     assert!(table.len() >= 10, "{vendor}: at least 10 broken requests");
+    refuse_each(sb, vendor, table).await;
+    // Nothing refused was held.
+    let vendor = vendor.trim_end_matches("-v3");
+    assert!(sb.sandbox.codes(vendor).is_empty(), "{vendor} holds a refused code");
+}
+
+/// [`refuse_all`]'s checks of each refusal, for calls after create (which hold nothing new).
+async fn refuse_each(sb: &Running, vendor: &str, table: Vec<Broken>) {
     for case in table {
         let before = sb.sandbox.refusals().len();
         let answer = sb
@@ -248,9 +261,6 @@ async fn refuse_all(sb: &Running, vendor: &str, table: Vec<Broken>) {
             if vendor.starts_with("limio") { "limio" } else { vendor }
         );
     }
-    // Nothing refused was held.
-    let vendor = vendor.trim_end_matches("-v3");
-    assert!(sb.sandbox.codes(vendor).is_empty(), "{vendor} holds a refused code");
 }
 
 #[tokio::test]
@@ -783,4 +793,337 @@ async fn the_token_endpoints_follow_rfc_6749() {
         )
         .await;
     assert_eq!(a.status, 200, "{}", a.body);
+}
+
+// Calls after create: shared/vendor-docs/lifecycle/. Each revoke call is judged as a create is
+// (method, path, auth, content type, body schema), and changes what the vendor holds.
+
+impl Running {
+    async fn codes_listing(&self, vendor: &str) -> Value {
+        reqwest::get(format!("{}/{vendor}/_sandbox/codes", self.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+/// `broken`, with another method.
+#[allow(clippy::too_many_arguments)] // `broken`'s table row, and its method
+fn broken_call(
+    what: &'static str,
+    method: &'static str,
+    path: &str,
+    auth: &Auth,
+    body: Value,
+    status: u16,
+    pointer: &'static str,
+    rule: &'static str,
+) -> Broken {
+    broken(what, path, auth, body, status, pointer, rule).method(method)
+}
+
+/// Every broken request refused, and the code they aimed at still held and live.
+async fn refuse_revokes(sb: &Running, vendor: &str, table: Vec<Broken>) {
+    assert!(table.len() >= 5, "{vendor}: at least 5 broken requests per call");
+    let before = sb.sandbox.codes(vendor);
+    assert!(!before.is_empty(), "{vendor}: create the target first");
+    refuse_each(sb, vendor, table).await;
+    let after = sb.sandbox.codes(vendor);
+    assert_eq!(after.len(), before.len(), "{vendor}: a refused call deleted a code");
+    assert!(
+        after.iter().all(|c| c.revoked.is_none()),
+        "{vendor}: a refused call revoked a code"
+    );
+    assert!(sb.sandbox.deleted(vendor).is_empty());
+}
+
+#[tokio::test]
+async fn spacebring_archive_is_judged_and_marks_the_code_archived() {
+    let sb = start(unlimited()).await;
+    let ok = Auth::Basic("key".into(), "secret".into());
+    let created = sb
+        .post("/spacebring/discounts/promocodes/v1", &ok, &spacebring_body("SB-ARCH"))
+        .await;
+    let id = created.body["promocode"]["id"].as_str().unwrap().to_owned();
+    let p = format!("/spacebring/discounts/promocodes/v1/{id}/archive");
+    #[rustfmt::skip]
+    let table = vec![
+        broken_call("POST", "POST", &p, &ok, Value::Null, 405, "method", "method"),
+        broken_call("no Authorization", "PUT", &p, &Auth::None, Value::Null, 401, "header:Authorization", "required"),
+        broken_call("bearer without spacebring-network-id", "PUT", &p, &Auth::Bearer("t".into()), Value::Null, 401, "header:spacebring-network-id", "required"),
+        broken_call("a field in the body", "PUT", &p, &ok, json!({ "reason": "leaked" }), 400, "", "maxProperties").naming("reason"),
+        broken_call("{} as text/plain", "PUT", &p, &ok, json!({}), 400, "header:Content-Type", "content-type").content_type(Some("text/plain")),
+        broken_call("a body that is no JSON", "PUT", &p, &ok, json!("{"), 400, "", "type"),
+        broken_call("an id that is no segment", "PUT", "/spacebring/discounts/promocodes/v1//archive", &ok, Value::Null, 404, "path", "path"),
+    ];
+    refuse_revokes(&sb, "spacebring", table).await;
+
+    // §3: no body and no content type, as the reference sends it.
+    let a = sb.call("PUT", &p, &ok, None, &Value::Null).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["promocode"]["id"], id.as_str());
+    assert_eq!(a.body["promocode"]["code"], "SB-ARCH");
+    let archived_at = a.body["promocode"]["archiveDate"].as_str().unwrap().to_owned();
+    let listing = sb.codes_listing("spacebring").await;
+    assert_eq!(listing["codes"][0]["revoked"]["state"], "archived", "{listing}");
+    assert_eq!(listing["codes"][0]["revoked"]["at"], archived_at.as_str());
+    // A second archive (undocumented) answers the same object, the first date kept; so does
+    // §3's fallback form, `{}` as JSON.
+    let again = sb.call("PUT", &p, &ok, Some("application/json"), &json!({})).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.body["promocode"]["archiveDate"], archived_at.as_str());
+    // A code never created, or another account's, is not found.
+    let unknown = "/spacebring/discounts/promocodes/v1/5b0e7d42-91c3-4f6a-a1d8-0c2f3e9b7a11/archive";
+    let a = sb.call("PUT", unknown, &ok, None, &Value::Null).await;
+    assert_eq!(
+        (a.status, a.body["type"].as_str()),
+        (404, Some("not_found")),
+        "{}",
+        a.body
+    );
+    let other = Auth::Basic("other".into(), "secret".into());
+    assert_eq!(sb.call("PUT", &p, &other, None, &Value::Null).await.status, 404);
+    assert_eq!(
+        sb.sandbox.codes("spacebring").len(),
+        1,
+        "an archived code is still held"
+    );
+}
+
+#[tokio::test]
+async fn partnero_delete_is_judged_and_removes_the_code() {
+    let sb = start(unlimited()).await;
+    let ok = Auth::Bearer("key".into());
+    let create = json!({ "coupon_uuid": "CPN8H2KQ", "code": "RIVERSIDE-15" });
+    assert_eq!(sb.post("/partnero/v1/promotion-codes", &ok, &create).await.status, 200);
+    let p = "/partnero/v1/promotion-codes";
+    // §5's example request body.
+    let b = json!({ "code": "RIVERSIDE-15", "coupon": { "uuid_code": "CPN8H2KQ" } });
+    #[rustfmt::skip]
+    let table = vec![
+        broken_call("no code", "DELETE", p, &ok, with(&b, "/code", None), 422, "", "required").naming("code"),
+        broken_call("no coupon", "DELETE", p, &ok, with(&b, "/coupon", None), 422, "", "required").naming("coupon"),
+        broken_call("uuid_code a number", "DELETE", p, &ok, with(&b, "/coupon/uuid_code", Some(json!(7))), 422, "/coupon/uuid_code", "type"),
+        broken_call("create's coupon_uuid instead of coupon", "DELETE", p, &ok,
+            json!({ "code": "RIVERSIDE-15", "coupon_uuid": "CPN8H2KQ" }), 422, "", "additionalProperties").naming("coupon_uuid"),
+        broken_call("update's redeem", "DELETE", p, &ok, with(&b, "/redeem", Some(json!(true))), 422, "", "additionalProperties").naming("redeem"),
+        broken_call("code with a space", "DELETE", p, &ok, with(&b, "/code", Some(json!("RIVER SIDE"))), 422, "/code", "pattern"),
+        broken_call("Basic", "DELETE", p, &Auth::Basic("k".into(), "s".into()), b.clone(), 401, "header:Authorization", "scheme"),
+        broken_call("no Content-Type", "DELETE", p, &ok, b.clone(), 422, "header:Content-Type", "content-type").content_type(None),
+        broken_call("no body", "DELETE", p, &ok, Value::Null, 422, "", "json"),
+        broken_call("PATCH", "PATCH", p, &ok, b.clone(), 405, "method", "method"),
+    ];
+    refuse_revokes(&sb, "partnero", table).await;
+
+    // Another coupon's code of that name is not this one (the pair names it).
+    let elsewhere = with(&b, "/coupon/uuid_code", Some(json!("OTHER")));
+    let a = sb.call("DELETE", p, &ok, Some("application/json"), &elsewhere).await;
+    assert_eq!(a.status, 404, "{}", a.body);
+    let a = sb.call("DELETE", p, &ok, Some("application/json"), &b).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body, json!({ "data": { "status": 1, "message": "deleted" } }));
+    assert!(sb.sandbox.codes("partnero").is_empty());
+    let listing = sb.codes_listing("partnero").await;
+    assert_eq!(listing["count"], 0);
+    assert_eq!(listing["deleted"][0]["code"], "RIVERSIDE-15", "{listing}");
+    assert_eq!(listing["deleted"][0]["revoked"]["state"], "deleted");
+    // Gone: a second delete is not found, and the name is free again.
+    let a = sb.call("DELETE", p, &ok, Some("application/json"), &b).await;
+    assert_eq!(a.status, 404, "{}", a.body);
+    assert_eq!(sb.post(p, &ok, &create).await.status, 200);
+}
+
+#[tokio::test]
+async fn moltin_deletes_are_judged_and_remove_the_codes() {
+    let sb = start(unlimited()).await;
+    let ok = Auth::Bearer("token".into());
+    let codes = format!("/moltin/v2/promotions/{PROMOTION}/codes");
+    let create = json!({ "data": { "type": "promotion_codes", "codes": [
+        { "code": "HARBOUR10" }, { "code": "HARBOUR11" }, { "code": "HARBOUR12" }, { "code": "HARBOUR 13" }
+    ] } });
+    assert_eq!(sb.post(&codes, &ok, &create).await.status, 201);
+    let one = format!("{codes}/HARBOUR10");
+    #[rustfmt::skip]
+    let table = vec![
+        broken_call("a body", "DELETE", &one, &ok, json!({ "code": "HARBOUR10" }), 422, "", "body"),
+        broken_call("no Authorization", "DELETE", &one, &Auth::None, Value::Null, 401, "header:Authorization", "required"),
+        broken_call("Basic", "DELETE", &one, &Auth::Basic("k".into(), "s".into()), Value::Null, 401, "header:Authorization", "scheme"),
+        broken_call("POST", "POST", &one, &ok, Value::Null, 405, "method", "method"),
+        broken_call("GET (no get-one is documented)", "GET", &one, &ok, Value::Null, 405, "method", "method"),
+        broken_call("no code", "DELETE", &format!("{codes}/"), &ok, Value::Null, 404, "path", "path"),
+    ];
+    refuse_revokes(&sb, "moltin", table).await;
+    // §6b's example body.
+    let b =
+        json!({ "data": { "type": "promotion_codes", "codes": [ { "code": "HARBOUR11" }, { "code": "HARBOUR12" } ] } });
+    #[rustfmt::skip]
+    let table = vec![
+        broken_call("no body", "DELETE", &codes, &ok, Value::Null, 422, "", "json"),
+        broken_call("codes empty", "DELETE", &codes, &ok, with(&b, "/data/codes", Some(json!([]))), 422, "/data/codes", "minItems"),
+        broken_call("type promotion", "DELETE", &codes, &ok, with(&b, "/data/type", Some(json!("promotion"))), 422, "/data/type", "const"),
+        broken_call("create's uses on a code", "DELETE", &codes, &ok, with(&b, "/data/codes/0/uses", Some(json!(1))), 422, "/data/codes/0", "additionalProperties"),
+        broken_call("code a number", "DELETE", &codes, &ok, with(&b, "/data/codes/0/code", Some(json!(11))), 422, "/data/codes/0/code", "type"),
+        broken_call("no data wrapper", "DELETE", &codes, &ok, json!({ "type": "promotion_codes", "codes": [] }), 422, "", "required").naming("data"),
+        broken_call("no Authorization", "DELETE", &codes, &Auth::None, b.clone(), 401, "header:Authorization", "required"),
+        broken_call("text/plain", "DELETE", &codes, &ok, b.clone(), 422, "header:Content-Type", "content-type").content_type(Some("text/plain")),
+    ];
+    refuse_revokes(&sb, "moltin", table).await;
+
+    // §6: 204, no body.
+    let a = sb.call("DELETE", &one, &ok, None, &Value::Null).await;
+    assert_eq!((a.status, a.body.clone()), (204, json!("")));
+    let a = sb.call("DELETE", &one, &ok, None, &Value::Null).await;
+    assert_eq!(a.status, 404, "{}", a.body);
+    assert_eq!(a.body["errors"][0]["title"], "Not Found");
+    assert!(a.body["errors"][0]["detail"].as_str().unwrap().contains("HARBOUR10"));
+    // A code percent-encoded in the path is its string.
+    let a = sb
+        .call("DELETE", &format!("{codes}/HARBOUR%2013"), &ok, None, &Value::Null)
+        .await;
+    assert_eq!(a.status, 204, "{}", a.body);
+    // A bulk delete naming a missing code deletes none of them.
+    let missing = with(&b, "/data/codes/1/code", Some(json!("HARBOUR10")));
+    let a = sb.call("DELETE", &codes, &ok, Some("application/json"), &missing).await;
+    assert_eq!(a.status, 404, "{}", a.body);
+    assert_eq!(sb.sandbox.codes("moltin").len(), 2);
+    let a = sb.call("DELETE", &codes, &ok, Some("application/json"), &b).await;
+    assert_eq!(a.status, 204, "{}", a.body);
+    assert!(sb.sandbox.codes("moltin").is_empty());
+    let deleted: Vec<String> = sb.sandbox.deleted("moltin").into_iter().map(|c| c.code).collect();
+    assert_eq!(deleted, ["HARBOUR10", "HARBOUR 13", "HARBOUR11", "HARBOUR12"]);
+    // A promotion the account never created codes on is §6's `promotion not found`.
+    let a = sb
+        .call(
+            "DELETE",
+            "/moltin/v2/promotions/2d9c4b1e-7a3f-4e55-9b0c-61f2d8e4a907/codes/X",
+            &ok,
+            None,
+            &Value::Null,
+        )
+        .await;
+    assert_eq!(a.status, 404);
+    assert_eq!(a.body["errors"][0]["detail"], "promotion not found");
+}
+
+#[tokio::test]
+async fn limio_v2_update_and_delete_are_judged_and_change_the_code() {
+    let sb = start(unlimited()).await;
+    let ok = Auth::Bearer(sb.token("limio", "client").await);
+    let created = limio_v2_body("WINTER20");
+    assert_eq!(
+        sb.post("/limio/objects/limio/promo_codes_v2", &ok, &created)
+            .await
+            .status,
+        200
+    );
+    let p = "/limio/objects/limio/promo_codes_v2/promo_code_v2-WINTER20";
+    let mut data = created["data"].clone();
+    data["status"] = json!(false);
+    let b = json!({ "data": data });
+    let spacebring_token = sb.token("spacebring", "client").await;
+    #[rustfmt::skip]
+    let table = vec![
+        broken_call("no data", "PUT", p, &ok, json!({}), 400, "", "required").naming("data"),
+        broken_call("status a string", "PUT", p, &ok, with(&b, "/data/status", Some(json!("false"))), 400, "/data/status", "type"),
+        broken_call("a partial data", "PUT", p, &ok, json!({ "data": { "status": false } }), 400, "/data", "required").naming("promoCode"),
+        broken_call("product without its path", "PUT", p, &ok, with(&b, "/data/productDetails/product", Some(json!({}))), 400, "/data/productDetails/product", "required").naming("path"),
+        broken_call("the create body as is", "PUT", p, &ok, created.clone(), 400, "", "additionalProperties").naming("id"),
+        broken_call("a token issued for Spacebring", "PUT", p, &Auth::Bearer(spacebring_token.clone()), b.clone(), 401, "header:Authorization", "auth"),
+        broken_call("PATCH", "PATCH", p, &ok, b.clone(), 405, "method", "method"),
+        broken_call("v3 documents no update", "PUT", "/limio/objects/limio/promo_codes_v3/promo_code_v3-WINTER20", &ok, b.clone(), 404, "path", "path"),
+    ];
+    refuse_revokes(&sb, "limio", table).await;
+    #[rustfmt::skip]
+    let table = vec![
+        broken_call("a body", "DELETE", p, &ok, json!({}), 400, "", "body"),
+        broken_call("no Authorization", "DELETE", p, &Auth::None, Value::Null, 401, "header:Authorization", "required"),
+        broken_call("Basic", "DELETE", p, &Auth::Basic("k".into(), "s".into()), Value::Null, 401, "header:Authorization", "scheme"),
+        broken_call("a bearer that is no JWT", "DELETE", p, &Auth::Bearer("opaque".into()), Value::Null, 401, "header:Authorization", "shape"),
+        broken_call("v3 documents no delete", "DELETE", "/limio/objects/limio/promo_codes_v3/promo_code_v3-WINTER20", &ok, Value::Null, 404, "path", "path"),
+        broken_call("POST on an object", "POST", p, &ok, Value::Null, 405, "method", "method"),
+    ];
+    refuse_revokes(&sb, "limio", table).await;
+
+    // §4: the soft revoke.
+    let a = sb.call("PUT", p, &ok, Some("application/json"), &b).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["id"], "promo_code_v2-WINTER20");
+    assert_eq!(a.body["sort_key"], "object/promo_code_v2");
+    assert_eq!(a.body["data"], b["data"]);
+    let held = &sb.sandbox.codes("limio")[0];
+    let first = held.revoked.clone().expect("deactivated");
+    assert_eq!(first.state, "deactivated");
+    assert_eq!(held.request["data"]["status"], false);
+    let listing = sb.codes_listing("limio").await;
+    assert_eq!(listing["codes"][0]["revoked"]["state"], "deactivated", "{listing}");
+    // Again: nothing changes. Switched back on: live again.
+    assert_eq!(sb.call("PUT", p, &ok, Some("application/json"), &b).await.status, 200);
+    assert_eq!(sb.sandbox.codes("limio")[0].revoked, Some(first));
+    let on = with(&b, "/data/status", Some(json!(true)));
+    assert_eq!(sb.call("PUT", p, &ok, Some("application/json"), &on).await.status, 200);
+    assert_eq!(sb.sandbox.codes("limio")[0].revoked, None);
+    // Never created: not found.
+    let unknown = "/limio/objects/limio/promo_codes_v2/promo_code_v2-SUMMER";
+    assert_eq!(
+        sb.call("PUT", unknown, &ok, Some("application/json"), &b).await.status,
+        404
+    );
+    assert_eq!(sb.call("DELETE", unknown, &ok, None, &Value::Null).await.status, 404);
+
+    // §5: the hard revoke.
+    let a = sb.call("DELETE", p, &ok, None, &Value::Null).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["httpStatusCode"], 200);
+    assert_eq!(a.body["attempts"], 1);
+    assert!(a.body["requestId"].is_string());
+    assert!(sb.sandbox.codes("limio").is_empty());
+    assert_eq!(
+        sb.sandbox.deleted("limio")[0].revoked.as_ref().unwrap().state,
+        "deleted"
+    );
+    assert_eq!(sb.call("DELETE", p, &ok, None, &Value::Null).await.status, 404);
+    assert_eq!(sb.call("PUT", p, &ok, Some("application/json"), &b).await.status, 404);
+}
+
+#[tokio::test]
+async fn limio_v3_and_loop_document_no_revoke_call() {
+    let sb = start(unlimited()).await;
+    let limio = Auth::Bearer(promo_sandbox::credentials::TOKEN.into());
+    assert_eq!(
+        sb.post("/limio/objects/limio/promo_codes_v3", &limio, &limio_v3_body("V3"))
+            .await
+            .status,
+        200
+    );
+    let loop_ = Auth::Bearer("t".into());
+    let created = sb
+        .post("/loop/v1/admin/promos", &loop_, &json!({ "code": "LOOP" }))
+        .await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    for (method, path, auth) in [
+        (
+            "PUT",
+            "/limio/objects/limio/promo_codes_v3/promo_code_v3-V3".to_owned(),
+            &limio,
+        ),
+        (
+            "DELETE",
+            "/limio/objects/limio/promo_codes_v3/promo_code_v3-V3".to_owned(),
+            &limio,
+        ),
+        ("DELETE", format!("/loop/v1/admin/promos/{id}"), &loop_),
+        ("PATCH", format!("/loop/v1/admin/promos/{id}"), &loop_),
+    ] {
+        let a = sb.call(method, &path, auth, None, &Value::Null).await;
+        assert_eq!(a.status, 404, "{method} {path}: {}", a.body);
+    }
+    // The collection's own path takes only its create.
+    let a = sb
+        .call("DELETE", "/loop/v1/admin/promos", &loop_, None, &Value::Null)
+        .await;
+    assert_eq!(a.status, 405);
+    assert_eq!(sb.sandbox.codes("limio").len(), 1);
+    assert_eq!(sb.sandbox.codes("loop").len(), 1);
 }
