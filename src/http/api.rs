@@ -278,7 +278,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 /// `POST /v1/promo-codes[?dry_run=true]`: creates one code on every target.
-#[utoipa::path(post, path = "/v1/promo-codes", tag = "promo-codes", security(("api_key" = ["promo-codes:write"])),
+#[utoipa::path(post, path = "/v1/promo-codes", operation_id = "create_promo_code", tag = "promo-codes", security(("api_key" = ["promo-codes:write"])),
     params(
         ("dry_run" = Option<bool>, Query, description = "Translate and show each request without sending anything"),
         ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; a repeat replays the first answer"),

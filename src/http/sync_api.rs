@@ -23,7 +23,7 @@ use crate::http::api::{page, query, status_param, AppState, Segment};
 use crate::http::error::ApiError;
 
 /// `POST /v1/sync-jobs`: 202 with the job, which runs in the background.
-#[utoipa::path(post, path = "/v1/sync-jobs", tag = "sync-jobs", security(("api_key" = ["sync-jobs:write"])),
+#[utoipa::path(post, path = "/v1/sync-jobs", operation_id = "create_sync_job", tag = "sync-jobs", security(("api_key" = ["sync-jobs:write"])),
     params(
         ("campaign" = Option<String>, Query, description = "Uploads only (required there): the campaign of every code in the file"),
         ("targets" = Option<String>, Query, description = "Uploads only: comma-separated upstream names (default: the campaign's)"),
