@@ -26,7 +26,7 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::domain::code::Definition;
 use crate::domain::error::DomainError;
-use crate::domain::request::{Begin, Claim, NewCreate, PlannedTarget, StoredRequest, Unfinished};
+use crate::domain::request::{Begin, Claim, NewCreate, OpKind, PlannedTarget, StoredRequest, Unfinished};
 use crate::error::StartupError;
 use crate::ports::{Store, StoreError};
 use crate::upstream::{Delivery, Patience, Sent, Upstream};
@@ -185,13 +185,16 @@ impl Engine {
             } => (request_id, code_id, claims),
             Begin::Replay(response) => {
                 return Ok(Answer {
-                    response,
+                    response: replayed(&response)?,
                     replayed: true,
                 })
             }
             Begin::InProgress(id) => return Err(DomainError::IdempotencyInProgress(id)),
             Begin::KeyReused(id) => return Err(DomainError::IdempotencyKeyReused(id)),
             Begin::Conflict(conflict) => return Err(DomainError::CodeConflict(conflict)),
+            Begin::Revoking { .. } | Begin::NoSuchCode => {
+                return Err(DomainError::Unavailable("the ledger answered a create as a revoke".into()))
+            }
         };
         let work = plans
             .into_iter()
@@ -203,12 +206,16 @@ impl Engine {
                     Work::Known(translated(&target, &upstream, &translation))
                 }
                 (Claim::Done(prior), _) => Work::Known(already_delivered(*prior)),
-                (Claim::Elsewhere, plan) => Work::Known(elsewhere(&target, plan)),
+                // A create's claims are never a revoke's; were they, nothing is sent.
+                (Claim::Elsewhere | Claim::NotDelivered(_) | Claim::CreateInFlight, plan) => {
+                    Work::Known(elsewhere(&target, plan))
+                }
             });
         let (results, unrecorded) = self.deliver(code_id, code, work.collect(), Round::First).await;
         let mut response = CreateResponse::new(code, Some(request_id), results);
         let last: Vec<String> = unrecorded.iter().map(|(_, r)| r.upstream.clone()).collect();
-        if let Err(e) = self.store.finish_request(request_id, &response, unrecorded).await {
+        let written = answer_json(&response)?;
+        if let Err(e) = self.store.finish_request(request_id, OpKind::Create, written, unrecorded).await {
             // The calls were made: the answer says what they did, and that the ledger has not
             // recorded it, rather than "nothing was sent".
             tracing::error!(request_id, "could not record a create's answer in the ledger: {e}");
@@ -268,7 +275,7 @@ impl Engine {
                 );
                 abandoned.push((u.code_id, result));
             }
-            self.store.record(abandoned).await?;
+            self.store.record(OpKind::Create, abandoned).await?;
             if let Some(code) = &code {
                 let work = plans
                     .into_iter()
@@ -276,7 +283,7 @@ impl Engine {
                     .collect();
                 self.deliver(u.code_id, code, work, Round::Resume).await;
             }
-            let results = self.store.delivery_results(u.code_id, u.targets.clone()).await?;
+            let results = self.store.target_results(OpKind::Create, u.code_id, u.targets.clone()).await?;
             let code_name = code.map(|c| c.code).unwrap_or_default();
             let response = CreateResponse {
                 code: code_name,
@@ -284,7 +291,11 @@ impl Engine {
                 request_id: Some(u.request_id),
                 results,
             };
-            self.store.finish_request(u.request_id, &response, Vec::new()).await?;
+            let written = serde_json::to_string(&response)
+                .map_err(|e| StoreError::new(crate::ports::StoreErrorKind::Corrupt, e.to_string()))?;
+            self.store
+                .finish_request(u.request_id, OpKind::Create, written, Vec::new())
+                .await?;
             tracing::info!(
                 request_id = u.request_id,
                 targets = u.pending.len(),
@@ -336,7 +347,7 @@ impl Engine {
             if last && round == Round::First {
                 return (result, true);
             }
-            if let Err(e) = self.store.record(vec![(code_id, result.clone())]).await {
+            if let Err(e) = self.store.record(OpKind::Create, vec![(code_id, result.clone())]).await {
                 tracing::error!(code_id, upstream = %target, "could not record a delivery in the ledger: {e}");
                 result.warnings.push(unrecorded_warning(&e));
             }
@@ -537,6 +548,17 @@ fn elsewhere(target: &str, plan: Plan) -> TargetResult {
         ),
     });
     r
+}
+
+/// An answer as the ledger keeps it, to replay.
+pub(crate) fn answer_json(response: &impl serde::Serialize) -> Result<String, DomainError> {
+    serde_json::to_string(response).map_err(|e| DomainError::Unavailable(format!("the answer could not be written: {e}")))
+}
+
+/// An answer the ledger kept, replayed as it was.
+pub(crate) fn replayed<T: serde::de::DeserializeOwned>(written: &str) -> Result<T, DomainError> {
+    serde_json::from_str(written)
+        .map_err(|e| DomainError::Unavailable(format!("the ledger holds an answer it cannot read: {e}")))
 }
 
 /// The warning on a result whose outcome the ledger could not record.

@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use promo_adapters::adapter::parse_retry_after;
+use promo_adapters::operation::{Operation, RevokeOutcome};
+use promo_adapters::adapter::RetryAfter;
 use promo_adapters::{Adapter, FailureCause, Outcome, PromoCode, VendorKind, VendorRequest, VendorResponse};
 use rand::Rng;
 use serde::Serialize;
@@ -82,11 +84,12 @@ enum Slot<'a> {
 /// is tried again after an hour, and `/health` is `degraded` while such a pause lasts.
 pub const MAX_PAUSE: Duration = Duration::from_secs(3600);
 
-/// How a delivery ended, before the engine turns it into a result.
+/// How a delivery ended, before the engine turns it into a result. `O` is what the adapter
+/// read an answer into: a create's [`Outcome`] or a revoke's [`RevokeOutcome`].
 #[derive(Debug)]
-pub enum Delivery {
+pub enum Delivery<O = Outcome> {
     /// The vendor answered; the adapter read the answer.
-    Answered(Outcome),
+    Answered(O),
     /// No complete answer within the timeout.
     TimedOut,
     /// The vendor could not be reached; the request never went out.
@@ -163,8 +166,8 @@ impl Patience<'_> {
 
 /// A delivery and the number of HTTP calls it took.
 #[derive(Debug)]
-pub struct Sent {
-    pub delivery: Delivery,
+pub struct Sent<O = Outcome> {
+    pub delivery: Delivery<O>,
     pub calls: u32,
     /// When the upstream takes calls again: the end of the pause a Retry-After asked for, or of
     /// the breaker's cool-down.
@@ -263,6 +266,10 @@ pub struct UpstreamStats {
 pub struct CallCounts {
     pub created: u64,
     pub already_exists: u64,
+    /// Revoke calls the vendor answered with its documented success.
+    pub revoked: u64,
+    /// Calls answered 404: the code (or its parent) not found at the vendor.
+    pub not_found: u64,
     pub rejected: u64,
     pub throttled: u64,
     /// 5xx answers.
@@ -321,31 +328,146 @@ impl Answer {
 /// The outcome an adapter read, with every credential redacted from what it kept of the
 /// vendor's words: a JSON answer may hold a credential in an escaped form that only parsing
 /// turned back into the one sent.
-fn redact_outcome(outcome: Outcome, redactor: &Redactor) -> Outcome {
-    match outcome {
-        Outcome::Created { vendor_id } => Outcome::Created {
-            vendor_id: redactor.text(vendor_id),
-        },
-        Outcome::AlreadyExists { message } => Outcome::AlreadyExists {
-            message: redactor.text(message),
-        },
-        Outcome::Rejected { status, message } => Outcome::Rejected {
-            status,
-            message: redactor.text(message),
-        },
-        Outcome::Throttled { retry_after, message } => Outcome::Throttled {
-            retry_after,
-            message: redactor.text(message),
-        },
+/// What the transport needs of an operation's outcome, whatever the operation: how to go on
+/// after it (retry, back off, settle the breaker), how to count it, and how to hide a
+/// credential the vendor echoed in it. One transport then serves every operation.
+pub trait OperationOutcome: std::fmt::Debug + Send + Sized {
+    fn effect(&self) -> Effect;
+    /// A failure the transport itself observed (an answer cut off or too large).
+    fn failed(message: String, retryable: bool, cause: FailureCause) -> Self;
+    fn throttled(retry_after: Option<RetryAfter>, message: String) -> Self;
+    fn redacted(self, redactor: &Redactor) -> Self;
+}
+
+/// An outcome as the transport acts on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// The vendor acted (or said there was nothing to do): done, the vendor is alive.
+    Settled(Counted),
+    Throttled,
+    Failed { retryable: bool, cause: FailureCause },
+}
+
+/// Which counter of [`CallCounts`] a settled answer adds to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    Created,
+    AlreadyExists,
+    Revoked,
+    NotFound,
+    Rejected,
+}
+
+impl OperationOutcome for Outcome {
+    fn effect(&self) -> Effect {
+        match self {
+            Outcome::Created { .. } => Effect::Settled(Counted::Created),
+            Outcome::AlreadyExists { .. } => Effect::Settled(Counted::AlreadyExists),
+            Outcome::Rejected { .. } => Effect::Settled(Counted::Rejected),
+            Outcome::Throttled { .. } => Effect::Throttled,
+            Outcome::Failed { retryable, cause, .. } => Effect::Failed {
+                retryable: *retryable,
+                cause: *cause,
+            },
+        }
+    }
+
+    fn failed(message: String, retryable: bool, cause: FailureCause) -> Self {
         Outcome::Failed {
             message,
             retryable,
             cause,
-        } => Outcome::Failed {
-            message: redactor.text(message),
+        }
+    }
+
+    fn throttled(retry_after: Option<RetryAfter>, message: String) -> Self {
+        Outcome::Throttled { retry_after, message }
+    }
+
+    fn redacted(self, redactor: &Redactor) -> Self {
+        match self {
+            Outcome::Created { vendor_id } => Outcome::Created {
+                vendor_id: redactor.text(vendor_id),
+            },
+            Outcome::AlreadyExists { message } => Outcome::AlreadyExists {
+                message: redactor.text(message),
+            },
+            Outcome::Rejected { status, message } => Outcome::Rejected {
+                status,
+                message: redactor.text(message),
+            },
+            Outcome::Throttled { retry_after, message } => Outcome::Throttled {
+                retry_after,
+                message: redactor.text(message),
+            },
+            Outcome::Failed {
+                message,
+                retryable,
+                cause,
+            } => Outcome::Failed {
+                message: redactor.text(message),
+                retryable,
+                cause,
+            },
+        }
+    }
+}
+
+impl OperationOutcome for RevokeOutcome {
+    fn effect(&self) -> Effect {
+        match self {
+            RevokeOutcome::Revoked { .. } | RevokeOutcome::AlreadyRevoked { .. } => Effect::Settled(Counted::Revoked),
+            RevokeOutcome::NotFound { .. } => Effect::Settled(Counted::NotFound),
+            RevokeOutcome::Rejected { .. } => Effect::Settled(Counted::Rejected),
+            RevokeOutcome::Throttled { .. } => Effect::Throttled,
+            RevokeOutcome::Failed { retryable, cause, .. } => Effect::Failed {
+                retryable: *retryable,
+                cause: *cause,
+            },
+        }
+    }
+
+    fn failed(message: String, retryable: bool, cause: FailureCause) -> Self {
+        RevokeOutcome::Failed {
+            message,
             retryable,
             cause,
-        },
+        }
+    }
+
+    fn throttled(retry_after: Option<RetryAfter>, message: String) -> Self {
+        RevokeOutcome::Throttled { retry_after, message }
+    }
+
+    fn redacted(self, redactor: &Redactor) -> Self {
+        match self {
+            RevokeOutcome::Revoked { action } => RevokeOutcome::Revoked { action },
+            RevokeOutcome::AlreadyRevoked { action, message } => RevokeOutcome::AlreadyRevoked {
+                action,
+                message: redactor.text(message),
+            },
+            RevokeOutcome::NotFound { missing, message } => RevokeOutcome::NotFound {
+                missing,
+                message: redactor.text(message),
+            },
+            RevokeOutcome::Rejected { status, message } => RevokeOutcome::Rejected {
+                status,
+                message: redactor.text(message),
+            },
+            RevokeOutcome::Throttled { retry_after, message } => RevokeOutcome::Throttled {
+                retry_after,
+                message: redactor.text(message),
+            },
+            RevokeOutcome::Failed {
+                message,
+                retryable,
+                cause,
+            } => RevokeOutcome::Failed {
+                message: redactor.text(message),
+                retryable,
+                cause,
+            },
+        }
     }
 }
 
@@ -519,6 +641,22 @@ impl Upstream {
     /// Sends a translated request, honouring the breaker, a Retry-After pause, the rate limit,
     /// the in-flight cap and the retry policy, and has the adapter read the answer.
     pub async fn send(&self, auth: &Auth, code: &PromoCode, request: &VendorRequest, patience: Patience<'_>) -> Sent {
+        let adapter = &self.adapter;
+        self.send_as(auth, request, Operation::Create, patience, |answer| adapter.parse(code, answer))
+            .await
+    }
+
+    /// [`Upstream::send`] for any operation: `read` is the adapter's reading of an answer to
+    /// it, and `operation` says which 5xx may be retried and what an unreadable 2xx leaves
+    /// unknown.
+    pub async fn send_as<O: OperationOutcome>(
+        &self,
+        auth: &Auth,
+        request: &VendorRequest,
+        operation: Operation,
+        patience: Patience<'_>,
+        read: impl Fn(&VendorResponse<'_>) -> O,
+    ) -> Sent<O> {
         let url = self.parsed_url(request.path.as_str());
         let method = reqwest::Method::from_bytes(request.method.as_bytes()).expect("adapters use standard methods");
         let mut sent = Sent {
@@ -532,7 +670,7 @@ impl Upstream {
         let mut retries = 0;
         let mut refreshed = false;
         // The answer of the call before, returned as it is if no further call can be made.
-        let mut last: Option<Delivery> = None;
+        let mut last: Option<Delivery<O>> = None;
         loop {
             if let Err(unavailable) = self.breaker_allows() {
                 return self.end(sent, last.unwrap_or(unavailable));
@@ -611,26 +749,21 @@ impl Upstream {
                     // A 2xx whose body broke off may have created the code, like a timeout.
                     let mut unconfirmed = false;
                     let outcome = match &answer.body {
-                        Body::Read(body) => self.adapter.parse(
-                            code,
-                            &VendorResponse {
-                                status: answer.status,
-                                retry_after: answer.retry_after.as_deref(),
-                                body,
-                            },
-                        ),
-                        Body::TooLarge => self.too_large(answer.status),
+                        Body::Read(body) => read(&VendorResponse {
+                            status: answer.status,
+                            retry_after: answer.retry_after.as_deref(),
+                            body,
+                        }),
+                        Body::TooLarge => self.too_large(answer.status, operation),
                         Body::CutOff { received, error } => {
                             unconfirmed = (200..300).contains(&answer.status);
-                            self.cut_off(&answer, *received, error)
+                            self.cut_off(&answer, *received, error, operation)
                         }
                     };
-                    let (verdict, next) = match &outcome {
-                        Outcome::Failed { .. } if unconfirmed => (Verdict::Failing, self.unconfirmed()),
-                        Outcome::Created { .. } | Outcome::AlreadyExists { .. } | Outcome::Rejected { .. } => {
-                            (Verdict::Alive, Next::Done)
-                        }
-                        Outcome::Throttled { .. } => (
+                    let (verdict, next) = match outcome.effect() {
+                        Effect::Failed { .. } if unconfirmed => (Verdict::Failing, self.unconfirmed()),
+                        Effect::Settled(_) => (Verdict::Alive, Next::Done),
+                        Effect::Throttled => (
                             Verdict::Alive,
                             Next::Retry {
                                 unconfirmed: false,
@@ -638,7 +771,7 @@ impl Upstream {
                                 backoff: !paused,
                             },
                         ),
-                        Outcome::Failed { retryable: true, .. } => (
+                        Effect::Failed { retryable: true, .. } => (
                             Verdict::Failing,
                             Next::Retry {
                                 unconfirmed: false,
@@ -646,13 +779,13 @@ impl Upstream {
                                 backoff: !paused,
                             },
                         ),
-                        Outcome::Failed {
+                        Effect::Failed {
                             cause: FailureCause::ServerError { status: 504 },
                             ..
                         } => (Verdict::Failing, self.unconfirmed()),
-                        Outcome::Failed { .. } => (Verdict::Failing, Next::Done),
+                        Effect::Failed { .. } => (Verdict::Failing, Next::Done),
                     };
-                    (Delivery::Answered(redact_outcome(outcome, &redactor)), verdict, next)
+                    (Delivery::Answered(outcome.redacted(&redactor)), verdict, next)
                 }
             };
             // One refresh and one repeat when the upstream refuses an OAuth2 token: it may have
@@ -789,58 +922,56 @@ impl Upstream {
     /// An answer whose body broke off: its status is all the gateway knows. A 2xx may have
     /// created the code; a 429 is throttling and a 5xx a server error whatever the body said;
     /// another status is an answer that could not be read.
-    fn cut_off(&self, answer: &Answer, received: usize, error: &str) -> Outcome {
+    fn cut_off<O: OperationOutcome>(&self, answer: &Answer, received: usize, error: &str, operation: Operation) -> O {
         let status = answer.status;
         let what = format!(
             "{} answered {status} but the body broke off after {received} bytes ({error})",
             self.vendor
         );
         match status {
-            429 => Outcome::Throttled {
-                retry_after: answer.retry_after.as_deref().and_then(parse_retry_after),
-                message: what,
-            },
-            500.. => Outcome::Failed {
-                message: what,
-                retryable: matches!(status, 502 | 503),
-                cause: FailureCause::ServerError { status },
-            },
-            200..=299 => Outcome::Failed {
-                message: format!("{what}; the code may exist upstream, check before retrying"),
-                retryable: false,
-                cause: FailureCause::UnreadableAnswer { status },
-            },
-            _ => Outcome::Failed {
-                message: format!("{what}; the vendor's reason was lost"),
-                retryable: false,
-                cause: FailureCause::UnreadableAnswer { status },
-            },
+            429 => O::throttled(answer.retry_after.as_deref().and_then(parse_retry_after), what),
+            500.. => O::failed(
+                what,
+                operation.retries_server_error(status),
+                FailureCause::ServerError { status },
+            ),
+            200..=299 => O::failed(
+                format!("{what}; {}", operation.unreadable_hint()),
+                false,
+                FailureCause::UnreadableAnswer { status },
+            ),
+            _ => O::failed(
+                format!("{what}; the vendor's reason was lost"),
+                false,
+                FailureCause::UnreadableAnswer { status },
+            ),
         }
     }
 
     /// An answer longer than `max_response_bytes`, read no further.
-    fn too_large(&self, status: u16) -> Outcome {
+    fn too_large<O: OperationOutcome>(&self, status: u16, operation: Operation) -> O {
         let cap = self.max_response_bytes;
+        let hint;
         let (cause, tail) = match status {
             500.. => (FailureCause::ServerError { status }, ""),
-            // Only a success may have created the code; a refusal's reason is merely lost.
-            200..=299 => (
-                FailureCause::UnreadableAnswer { status },
-                "; the code may exist upstream, check before retrying",
-            ),
+            // Only a success may have taken effect; a refusal's reason is merely lost.
+            200..=299 => {
+                hint = format!("; {}", operation.unreadable_hint());
+                (FailureCause::UnreadableAnswer { status }, hint.as_str())
+            }
             _ => (
                 FailureCause::UnreadableAnswer { status },
                 "; the vendor's reason was lost",
             ),
         };
-        Outcome::Failed {
-            message: format!(
+        O::failed(
+            format!(
                 "{} answered {status} with more than {cap} bytes (max_response_bytes), which the gateway does not read{tail}",
                 self.vendor
             ),
-            retryable: false,
+            false,
             cause,
-        }
+        )
     }
 
     /// Waits out a Retry-After pause under way; `Err(until)` when it lasts longer than an
@@ -918,7 +1049,7 @@ impl Upstream {
     }
 
     /// Fails fast while the breaker is open or its trial is under way, without taking the trial.
-    fn breaker_allows(&self) -> Result<(), Delivery> {
+    fn breaker_allows<O>(&self) -> Result<(), Delivery<O>> {
         let now = self.clock.now();
         let breaker = lock(&self.breaker);
         match breaker.state {
@@ -935,7 +1066,7 @@ impl Upstream {
     }
 
     /// Lets a call through the breaker: any while closed, one trial once the cool-down is over.
-    fn admit(&self) -> Result<Ticket<'_>, Delivery> {
+    fn admit<O>(&self) -> Result<Ticket<'_>, Delivery<O>> {
         self.breaker_allows()?;
         let mut breaker = lock(&self.breaker);
         let trial = match breaker.state {
@@ -986,7 +1117,7 @@ impl Upstream {
     }
 
     /// The delivery as the engine gets it; counts the deliveries answered without a call.
-    fn end(&self, mut sent: Sent, delivery: Delivery) -> Sent {
+    fn end<O>(&self, mut sent: Sent<O>, delivery: Delivery<O>) -> Sent<O> {
         match &delivery {
             Delivery::Unavailable { until, .. } => {
                 lock(&self.stats).fast_failures += 1;
@@ -1000,20 +1131,24 @@ impl Upstream {
     }
 
     /// Counts one HTTP call by how it ended.
-    fn record(&self, delivery: &Delivery, took: Duration) {
+    fn record<O: OperationOutcome>(&self, delivery: &Delivery<O>, took: Duration) {
         let mut stats = lock(&self.stats);
         stats.latency.observe(took);
         let calls = &mut stats.calls;
         let counter = match delivery {
-            Delivery::Answered(Outcome::Created { .. }) => &mut calls.created,
-            Delivery::Answered(Outcome::AlreadyExists { .. }) => &mut calls.already_exists,
-            Delivery::Answered(Outcome::Rejected { .. }) => &mut calls.rejected,
-            Delivery::Answered(Outcome::Throttled { .. }) => &mut calls.throttled,
-            Delivery::Answered(Outcome::Failed {
-                cause: FailureCause::ServerError { .. },
-                ..
-            }) => &mut calls.server_error,
-            Delivery::Answered(Outcome::Failed { .. }) => &mut calls.invalid_response,
+            Delivery::Answered(o) => match o.effect() {
+                Effect::Settled(Counted::Created) => &mut calls.created,
+                Effect::Settled(Counted::AlreadyExists) => &mut calls.already_exists,
+                Effect::Settled(Counted::Revoked) => &mut calls.revoked,
+                Effect::Settled(Counted::NotFound) => &mut calls.not_found,
+                Effect::Settled(Counted::Rejected) => &mut calls.rejected,
+                Effect::Throttled => &mut calls.throttled,
+                Effect::Failed {
+                    cause: FailureCause::ServerError { .. },
+                    ..
+                } => &mut calls.server_error,
+                Effect::Failed { .. } => &mut calls.invalid_response,
+            },
             Delivery::TimedOut => &mut calls.timeout,
             Delivery::Interrupted(_) => &mut calls.interrupted,
             _ => &mut calls.unreachable,

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use promo_gateway::domain::code::Definition;
-use promo_gateway::domain::request::{Begin, Claim, NewCreate, PlannedTarget};
+use promo_gateway::domain::request::{Begin, Claim, NewCreate, OpKind, PlannedTarget};
 use promo_gateway::ports::Store;
 use promo_gateway::store::sqlite::Ledger;
 use serde_json::{json, Value};
@@ -301,7 +301,7 @@ async fn a_create_interrupted_by_a_stop_is_resent_at_the_next_start() {
         "warnings": [], "attempts": 1
     }))
     .unwrap();
-    ledger.record(vec![(code_id, answered)]).await.unwrap();
+    ledger.record(OpKind::Create, vec![(code_id, answered)]).await.unwrap();
     drop(ledger);
 
     let gw = serve_config(&path, &[("LOOP_TOKEN", TOKEN), ("LOOP2_TOKEN", TOKEN2)]).await;

@@ -42,7 +42,7 @@ impl Operation {
     }
 
     /// What a 2xx in an undocumented shape leaves the gateway knowing.
-    pub(crate) fn unreadable_hint(self) -> &'static str {
+    pub fn unreadable_hint(self) -> &'static str {
         match self {
             Operation::Create => "the code may exist upstream, check before retrying",
             Operation::Revoke { .. } => {

@@ -22,6 +22,12 @@ pub enum CodeConflict {
     /// Another campaign (or a code of no campaign) holds the code, in any case, at one or more
     /// of the targets: a vendor keeps one code per name, so it cannot be this campaign's there.
     OtherCampaign { held_by: Vec<Holder> },
+    /// The campaign's code was revoked: it is never delivered again, to any target.
+    Revoked {
+        existing: String,
+        #[serde(with = "super::time")]
+        revoked_at: DateTime<Utc>,
+    },
 }
 
 /// Another campaign's hold on a code: the code as it spelt it, and the upstreams where that
@@ -46,6 +52,11 @@ impl std::fmt::Display for CodeConflict {
                 "the campaign already holds `{existing}` with a different definition; a code cannot change once accepted"
             ),
             CodeConflict::Repeated { existing } => write!(f, "`{existing}` appears earlier in this job"),
+            CodeConflict::Revoked { existing, revoked_at } => write!(
+                f,
+                "`{existing}` was revoked at {}; a revoked code is never sent to any target again (choose another code)",
+                super::time::format(revoked_at)
+            ),
             CodeConflict::OtherCampaign { held_by } => {
                 for (i, h) in held_by.iter().enumerate() {
                     let owner = match &h.campaign {
@@ -223,6 +234,12 @@ pub struct CodeRecord {
     #[serde(with = "super::time")]
     pub created_at: DateTime<Utc>,
     pub deliveries: BTreeMap<String, DeliveryRecord>,
+    /// When the code was first revoked: from then on nothing delivers it again.
+    #[serde(default, with = "super::time::option", skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Each target's revocation, by upstream (the same record as a delivery's).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub revocations: BTreeMap<String, DeliveryRecord>,
 }
 
 impl CodeRecord {
@@ -232,6 +249,12 @@ impl CodeRecord {
         targets
             .iter()
             .all(|t| self.deliveries.get(t).is_some_and(|d| d.status.is_delivered()))
+    }
+
+    /// Whether a mirror to `targets` has anything to send for this code: not when it is on
+    /// every one already, and never once it was revoked.
+    pub fn to_mirror(&self, targets: &[String]) -> bool {
+        self.revoked_at.is_none() && !self.on_every(targets)
     }
 }
 

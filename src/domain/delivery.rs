@@ -1,15 +1,19 @@
-//! What became of a code at each target: the delivery states the ledger keeps, a target's
-//! result with its error and warnings, and a create's answer. Plain data shared by the engine,
+//! What became of a code at each target: the states the ledger keeps of each operation on it
+//! (a create's delivery, a revoke's revocation), a target's result with its error and
+//! warnings, and an operation's answer. Plain data shared by the engine,
 //! the stores and the HTTP layer; it names no web, database or HTTP-client crate (their OpenAPI
 //! schemas are the HTTP layer's, `crate::http::schemas`).
 
 use std::collections::BTreeMap;
 
+use promo_adapters::operation::RevokeAction;
 use promo_adapters::{PromoCode, VendorKind, Warning};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// What became of the code at one target. The ledger keeps the same states per delivery.
+/// What became of an operation on the code at one target. The ledger keeps the same states
+/// per delivery (a create's) and per revocation (a revoke's); the states after `Cancelled`
+/// are a revoke's own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
@@ -35,10 +39,19 @@ pub enum Status {
     Cancelled,
     /// Dry run: the request below is what would be sent.
     WouldSend,
+    /// The vendor's documented answer says the code is revoked (`action` says how).
+    Revoked,
+    /// The ledger holds the code as revoked there already: no call was made.
+    AlreadyRevoked,
+    /// The vendor answered 404: not found at the vendor, which is not "revoked by this call".
+    NotFound,
+    /// The ledger holds no created delivery of the code there, so there is nothing to revoke
+    /// and no call was made.
+    NotDelivered,
 }
 
 impl Status {
-    pub const ALL: [Status; 11] = [
+    pub const ALL: [Status; 15] = [
         Status::Pending,
         Status::Created,
         Status::AlreadyExists,
@@ -50,6 +63,10 @@ impl Status {
         Status::Unconfigured,
         Status::Cancelled,
         Status::WouldSend,
+        Status::Revoked,
+        Status::AlreadyRevoked,
+        Status::NotFound,
+        Status::NotDelivered,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,6 +82,10 @@ impl Status {
             Status::Unconfigured => "unconfigured",
             Status::Cancelled => "cancelled",
             Status::WouldSend => "would_send",
+            Status::Revoked => "revoked",
+            Status::AlreadyRevoked => "already_revoked",
+            Status::NotFound => "not_found",
+            Status::NotDelivered => "not_delivered",
         }
     }
 
@@ -75,6 +96,12 @@ impl Status {
     /// The code is on the vendor: it will never be sent there again.
     pub fn is_delivered(self) -> bool {
         matches!(self, Status::Created | Status::AlreadyExists)
+    }
+
+    /// A revocation that is settled with the code unredeemable there as far as the ledger can
+    /// know: revoked (now or before), or not found at the vendor. Never sent again.
+    pub fn is_revoked(self) -> bool {
+        matches!(self, Status::Revoked | Status::AlreadyRevoked | Status::NotFound)
     }
 
     /// The vendor has the code or is being sent it: the delivery holds the code's name at that
@@ -109,6 +136,12 @@ pub enum ErrorKind {
     /// Another campaign's code of the same name reached the upstream after this delivery
     /// failed, so it is not sent again: a vendor keeps one code per name.
     CodeConflict,
+    /// The vendor answered 404 to a revoke.
+    NotFoundAtVendor,
+    /// A revoke of a target where the ledger holds no created delivery.
+    NotDelivered,
+    /// The code was revoked: it is sent to no target again.
+    Revoked,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -152,6 +185,9 @@ pub struct TargetResult {
     pub warnings: Vec<Warning>,
     /// HTTP calls made to the vendor (retries included).
     pub attempts: u32,
+    /// What a revoke did (or, in a dry run, would do) to the code at the vendor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<RevokeAction>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request: Option<RequestPreview>,
 }
@@ -187,6 +223,7 @@ impl TargetResult {
             error: None,
             warnings: Vec::new(),
             attempts: 0,
+            action: None,
             request: None,
         }
     }

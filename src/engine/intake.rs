@@ -193,7 +193,7 @@ fn stage(
                 after = last;
                 let defs: Vec<Definition> = page
                     .into_iter()
-                    .filter(|(_, record)| !record.on_every(&targets))
+                    .filter(|(_, record)| record.to_mirror(&targets))
                     .map(|(_, record)| Definition {
                         campaign: campaign.to_owned(),
                         code: record.code,

@@ -34,6 +34,7 @@ use crate::auth::Credentials;
 use crate::domain::code::Definition;
 use crate::domain::error::DomainError;
 use crate::domain::job::{JobRecord, JobResult, JobState, NewJob};
+use crate::domain::request::OpKind;
 use crate::engine::intake::{self, Codes};
 use crate::engine::{self, ledger_error, Engine, ErrorKind, Status, TargetResult};
 use crate::ports::{StoreError, StoreErrorKind};
@@ -694,7 +695,7 @@ impl Engine {
                         (w.code_id, r)
                     })
                     .collect();
-                self.store.record(settled).await?;
+                self.store.record(OpKind::Create, settled).await?;
                 continue;
             };
             let ctx = BuildContext {
@@ -723,7 +724,7 @@ impl Engine {
                     Err(result) => settled.push((w.code_id, *result)),
                 }
             }
-            self.store.record(settled).await?;
+            self.store.record(OpKind::Create, settled).await?;
             let batch = upstream.adapter.batch_size();
             // Pages are whole batches, so no batch is cut short at a page's end.
             debug_assert!(page_size.is_multiple_of(batch));
@@ -741,7 +742,7 @@ impl Engine {
                     .take_while(|_| std::future::ready(gate.open()))
                     .map(|chunk| async move {
                         let results = send_batch(target, upstream, &ctx, gate, chunk).await;
-                        self.store.record(sent_only(results)).await
+                        self.store.record(OpKind::Create, sent_only(results)).await
                     })
                     .buffer_unordered(4);
                 while let Some(recorded) = sends.next().await {
@@ -753,7 +754,7 @@ impl Engine {
                     .map(|r| async move {
                         let result =
                             engine::send(target, &r.code, upstream, &r.translation, Patience::Background(gate)).await;
-                        self.store.record(sent_only(vec![(r.code_id, result)])).await
+                        self.store.record(OpKind::Create, sent_only(vec![(r.code_id, result)])).await
                     })
                     .buffer_unordered(CONCURRENCY);
                 while let Some(recorded) = sends.next().await {

@@ -56,6 +56,8 @@ pub async fn render(engine: &Engine) -> String {
         for (outcome, n) in [
             ("created", c.created),
             ("already_exists", c.already_exists),
+            ("revoked", c.revoked),
+            ("not_found", c.not_found),
             ("rejected", c.rejected),
             ("throttled", c.throttled),
             ("server_error", c.server_error),

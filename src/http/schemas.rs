@@ -461,6 +461,8 @@ mod tests {
                     campaign: Some("c".into()),
                     definition: json!({ "code": "A" }),
                     created_at: Utc::now(),
+                    revoked_at: None,
+                    revocations: Default::default(),
                     deliveries: [(
                         "loop".to_owned(),
                         DeliveryRecord {

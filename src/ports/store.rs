@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use crate::domain::code::{CodeFilter, CodeRecord, Definition};
-use crate::domain::delivery::{CreateResponse, Status, TargetResult};
+use crate::domain::delivery::{Status, TargetResult};
 use crate::domain::job::{JobRecord, JobResult, JobState, JobWork, NewJob, StageAs, Staged};
-use crate::domain::request::{Begin, NewCreate, StoredRequest, Unfinished};
+use crate::domain::request::{Begin, NewCreate, NewRevoke, OpKind, StoredRequest, Unfinished};
 
 /// What kind of failure a store met, the same on every backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,26 +80,36 @@ pub trait Store: Send + Sync + 'static {
     /// in memory, a database gone), for `/health`; `None` while it can.
     async fn problem(&self) -> Option<String>;
 
-    /// Records a create and claims its targets, before any call, under this owner's lease.
+    /// Records a create and claims its targets, before any call, under this owner's lease. A
+    /// code that was revoked is a conflict: nothing delivers it again.
     async fn begin_create(&self, create: NewCreate) -> Result<Begin, StoreError>;
 
-    /// Records the outcomes of deliveries, each `(code_id, result)`, in one transaction.
-    async fn record(&self, outcomes: Vec<(i64, TargetResult)>) -> Result<(), StoreError>;
+    /// Records a revoke and claims its targets' revocations, before any call, under this
+    /// owner's lease, in the same transaction marking the code revoked (if it was not yet),
+    /// from when on no create, job, mirror, retry or recovery delivers it again. Each target's
+    /// claim follows [`crate::domain::request::decide_revoke_claim`].
+    async fn begin_revoke(&self, revoke: NewRevoke) -> Result<Begin, StoreError>;
 
-    /// Stores a create's answer, which an idempotent repeat replays, together with the
-    /// outcomes not yet recorded (the last target's, which arrives with the answer: one
-    /// transaction instead of two), atomically. The create has no owner from then on.
+    /// Records the outcomes of one operation's calls, each `(code_id, result)`, in one
+    /// transaction: a create's deliveries, a revoke's revocations.
+    async fn record(&self, op: OpKind, outcomes: Vec<(i64, TargetResult)>) -> Result<(), StoreError>;
+
+    /// Stores a request's answer (its JSON, which an idempotent repeat replays as written),
+    /// together with the outcomes not yet recorded (the last target's, which arrives with the
+    /// answer: one transaction instead of two), atomically. The request has no owner from
+    /// then on.
     async fn finish_request(
         &self,
         request_id: i64,
-        response: &CreateResponse,
+        op: OpKind,
+        response: String,
         outcomes: Vec<(i64, TargetResult)>,
     ) -> Result<(), StoreError>;
 
     async fn request(&self, request_id: i64) -> Result<Option<StoredRequest>, StoreError>;
 
-    /// The current state of a code's targets, in the order given.
-    async fn delivery_results(&self, code_id: i64, targets: Vec<String>) -> Result<Vec<TargetResult>, StoreError>;
+    /// The current state of one operation on a code's targets, in the order given.
+    async fn target_results(&self, op: OpKind, code_id: i64, targets: Vec<String>) -> Result<Vec<TargetResult>, StoreError>;
 
     /// Every create not yet finished, whoever owns it (for a stop's report).
     async fn unfinished_requests(&self) -> Result<Vec<Unfinished>, StoreError>;

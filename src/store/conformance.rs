@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::domain::code::{CodeConflict, CodeFilter, Definition};
 use crate::domain::delivery::{CreateResponse, Status, TargetResult};
 use crate::domain::job::{JobState, NewJob, StageAs, Staged};
-use crate::domain::request::{Begin, Claim, NewCreate, PlannedTarget};
+use crate::domain::request::{Begin, Claim, NewCreate, OpKind, PlannedTarget};
 use crate::ports::Store;
 
 /// Opens a fresh, empty store.
@@ -109,9 +109,19 @@ async fn finish_created(store: &dyn Store, code: &str, request_id: i64, code_id:
         results: vec![outcome("a", Status::Created)],
     };
     store
-        .finish_request(request_id, &response, vec![(code_id, outcome("a", Status::Created))])
+        .finish_request(request_id, OpKind::Create, written(&response), vec![(code_id, outcome("a", Status::Created))])
         .await
         .unwrap();
+}
+
+/// An answer as the engine hands it to the store.
+fn written(response: &CreateResponse) -> String {
+    serde_json::to_string(response).unwrap()
+}
+
+/// The request id of an answer a store replayed.
+fn replayed_id(written: &str) -> Option<i64> {
+    serde_json::from_str::<CreateResponse>(written).unwrap().request_id
 }
 
 fn outcome(upstream: &str, status: Status) -> TargetResult {
@@ -142,7 +152,7 @@ async fn a_claim_is_recorded_before_any_call_and_read_back_as_unfinished(store: 
     assert_eq!(stored.pending, ["a", "b"]);
     // One outcome, then the answer with the other: finished, nothing left to resume.
     store
-        .record(vec![(code_id, outcome("a", Status::Created))])
+        .record(OpKind::Create, vec![(code_id, outcome("a", Status::Created))])
         .await
         .unwrap();
     let results = vec![outcome("a", Status::Created), outcome("b", Status::Failed)];
@@ -153,14 +163,14 @@ async fn a_claim_is_recorded_before_any_call_and_read_back_as_unfinished(store: 
         results: results.clone(),
     };
     store
-        .finish_request(request_id, &response, vec![(code_id, results[1].clone())])
+        .finish_request(request_id, OpKind::Create, written(&response), vec![(code_id, results[1].clone())])
         .await
         .unwrap();
     assert!(store.unfinished_requests().await.unwrap().is_empty());
     let stored = store.request(request_id).await.unwrap().unwrap();
     assert!(stored.finished && stored.pending.is_empty());
     let now: Vec<Status> = store
-        .delivery_results(code_id, vec!["a".into(), "b".into()])
+        .target_results(OpKind::Create, code_id, vec!["a".into(), "b".into()])
         .await
         .unwrap()
         .iter()
@@ -199,7 +209,7 @@ async fn idempotency_keys_replay_refuse_and_expire(store: Arc<dyn Store>) {
     ));
     finish_created(&*store, "IDEM-1", request_id, code_id).await;
     match begin_keyed(&*store, Some("key-1"), "IDEM-1", "c", 20, &["a"]).await {
-        Begin::Replay(replayed) => assert_eq!(replayed.request_id, Some(request_id)),
+        Begin::Replay(replayed) => assert_eq!(replayed_id(&replayed), Some(request_id)),
         other => panic!("expected the first answer, got {other:?}"),
     }
     // After its window the key names nothing: a create with it is new.
@@ -251,7 +261,7 @@ async fn an_upstream_holds_a_code_for_one_campaign(store: Arc<dyn Store>) {
 
 async fn a_code_is_redefined_only_where_no_vendor_holds_it(store: Arc<dyn Store>) {
     let (_, held, _) = new(begin_keyed(&*store, None, "DEF-1", "c", 20, &["a"]).await);
-    store.record(vec![(held, outcome("a", Status::Created))]).await.unwrap();
+    store.record(OpKind::Create, vec![(held, outcome("a", Status::Created))]).await.unwrap();
     assert!(matches!(
         begin_keyed(&*store, None, "DEF-1", "c", 30, &["a"]).await,
         Begin::Conflict(CodeConflict::Redefined { .. })
@@ -259,7 +269,7 @@ async fn a_code_is_redefined_only_where_no_vendor_holds_it(store: Arc<dyn Store>
     // Every target refused it: no vendor holds it, so another definition replaces it.
     let (_, refused, _) = new(begin_keyed(&*store, None, "DEF-2", "c", 20, &["a"]).await);
     store
-        .record(vec![(refused, outcome("a", Status::Rejected))])
+        .record(OpKind::Create, vec![(refused, outcome("a", Status::Rejected))])
         .await
         .unwrap();
     let (_, again, claims) = new(begin_keyed(&*store, None, "DEF-2", "c", 30, &["a"]).await);
@@ -272,7 +282,7 @@ async fn a_code_is_redefined_only_where_no_vendor_holds_it(store: Arc<dyn Store>
 async fn a_delivered_target_is_not_claimed_again(store: Arc<dyn Store>) {
     let (_, code_id, _) = new(begin(&*store, "DONE-1", "c", &["a", "b"]).await);
     store
-        .record(vec![
+        .record(OpKind::Create, vec![
             (code_id, outcome("a", Status::Created)),
             (code_id, outcome("b", Status::Failed)),
         ])
@@ -410,7 +420,7 @@ async fn a_jobs_counts_follow_its_outcomes_through_retry_and_cancel(store: Arc<d
     let work = store.job_work(id, "a".into(), 0, 100).await.unwrap();
     assert_eq!(work.len(), 3);
     store
-        .record(vec![
+        .record(OpKind::Create, vec![
             (work[0].code_id, outcome("a", Status::Created)),
             (work[1].code_id, outcome("a", Status::Failed)),
         ])
@@ -447,7 +457,7 @@ async fn a_jobs_counts_follow_its_outcomes_through_retry_and_cancel(store: Arc<d
     let counts = store.job_counts(second).await.unwrap();
     assert_eq!(counts["a"].get(&Status::Pending), Some(&2), "{counts:?}");
     store
-        .record(vec![(shared, outcome("a", Status::Created))])
+        .record(OpKind::Create, vec![(shared, outcome("a", Status::Created))])
         .await
         .unwrap();
     let counts = store.job_counts(second).await.unwrap();
@@ -558,7 +568,7 @@ async fn an_idempotency_key_holds_across_owners(opened: Opened) {
     finish_created(&*store, "IDEM-X", request_id, code_id).await;
     for handle in [&store, &other] {
         match begin_keyed(&**handle, Some("key-x"), "IDEM-X", "c", 20, &["a"]).await {
-            Begin::Replay(replayed) => assert_eq!(replayed.request_id, Some(request_id)),
+            Begin::Replay(replayed) => assert_eq!(replayed_id(&replayed), Some(request_id)),
             got => panic!("expected the first answer, got {got:?}"),
         }
     }

@@ -26,11 +26,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Pool};
 
-use crate::domain::code::{code_key, CodeFilter, CodeRecord, Definition};
-use crate::domain::delivery::{CreateResponse, Status, TargetResult};
+use crate::domain::code::{code_key, CodeConflict, CodeFilter, CodeRecord, Definition};
+use crate::domain::delivery::{Status, TargetResult};
 use crate::domain::job::{JobRecord, JobResult, JobState, JobWork, NewJob, StageAs, Staged};
 use crate::domain::request::{
-    self as rules, Begin, Claim, ClaimDecision, KeyDecision, NewCreate, SeenKey, StoredRequest, Unfinished,
+    self as rules, Begin, Claim, ClaimDecision, KeyDecision, NewCreate, NewRevoke, OpKind, SeenKey, StoredRequest,
+    Unfinished,
 };
 use crate::ports::{Adopted, Store, StoreError, StoreErrorKind, WriteStats};
 use crate::store::group::Group;
@@ -205,6 +206,48 @@ impl DbClock {
     }
 }
 
+/// What an idempotency key says before a request is recorded, as [`rules::decide_key`] rules
+/// (an expired key is forgotten here), on the database's clock (`now`, a [`db_time!`]
+/// parameter; `caller_now` where the key is new): `Some` answer when the request goes no
+/// further. Takes the key's lock, so that one key is decided once across replicas.
+async fn key_check(
+    tx: &deadpool_postgres::Transaction<'_>,
+    key: Option<&str>,
+    body: &str,
+    now: f64,
+    caller_now: DateTime<Utc>,
+) -> Result<Option<Begin>, PgError> {
+    let Some(key) = key else { return Ok(None) };
+    queries::lock_key(tx, key).await?;
+    let seen = opt(
+        tx,
+        concat!(
+            "SELECT id, body, key_expires_at, response, ",
+            db_time!(2),
+            " FROM requests WHERE idempotency_key = $1"
+        ),
+        &[&key, &now],
+    )
+    .await?;
+    let now: DateTime<Utc> = seen.as_ref().map_or(caller_now, |r| r.get(4));
+    let seen = seen.map(|r| SeenKey {
+        request_id: r.get(0),
+        body: r.get(1),
+        expires_at: r.get(2),
+        response: r.get(3),
+    });
+    Ok(match rules::decide_key(seen, body, now) {
+        KeyDecision::Fresh => None,
+        KeyDecision::Forget(id) => {
+            exec(tx, "UPDATE requests SET idempotency_key = NULL WHERE id = $1", &[&id]).await?;
+            None
+        }
+        KeyDecision::Reused(id) => Some(Begin::KeyReused(id)),
+        KeyDecision::InProgress(id) => Some(Begin::InProgress(id)),
+        KeyDecision::Replay(response) => Some(Begin::Replay(response)),
+    })
+}
+
 impl Ledger {
     /// Leases (and idempotency keys' windows) are written and compared on the database's
     /// clock, the one clock all replicas share. On each replica's own clock, a replica whose
@@ -223,13 +266,14 @@ impl Ledger {
         fail(&self.host, e)
     }
 
-    /// Outcomes (and a create's answer), committed with whatever other outcomes queued.
+    /// Outcomes (and a request's answer), committed with whatever other outcomes queued.
     async fn outcomes(
         &self,
+        op: OpKind,
         outcomes: &[(i64, TargetResult)],
         answer: Option<(i64, String)>,
     ) -> Result<(), StoreError> {
-        let rows = OutcomeRow::of(outcomes).map_err(|e| self.fail(e.into()))?;
+        let rows = OutcomeRow::of(op, outcomes).map_err(|e| self.fail(e.into()))?;
         let (reply, written) = tokio::sync::oneshot::channel();
         self.writer.submit(Outcomes { rows, answer, reply });
         written.await.unwrap_or_else(|_| {
@@ -278,34 +322,8 @@ impl Store for Ledger {
         let key_expires = create.key.as_ref().map(|_| clock.at(create.key_window));
         let now = clock.now();
         in_tx!(self, |tx| {
-            if let Some(key) = &create.key {
-                queries::lock_key(&tx, key).await?;
-                let seen = opt(
-                    &tx,
-                    concat!(
-                        "SELECT id, body, key_expires_at, response, ",
-                        db_time!(2),
-                        " FROM requests WHERE idempotency_key = $1"
-                    ),
-                    &[key, &now],
-                )
-                .await?;
-                let now: DateTime<Utc> = seen.as_ref().map_or(create.now, |r| r.get(4));
-                let seen = seen.map(|r| SeenKey {
-                    request_id: r.get(0),
-                    body: r.get(1),
-                    expires_at: r.get(2),
-                    response: r.get(3),
-                });
-                match rules::decide_key(seen, &body, now) {
-                    KeyDecision::Fresh => {}
-                    KeyDecision::Forget(id) => {
-                        exec(&tx, "UPDATE requests SET idempotency_key = NULL WHERE id = $1", &[&id]).await?;
-                    }
-                    KeyDecision::Reused(id) => return Ok(Begin::KeyReused(id)),
-                    KeyDecision::InProgress(id) => return Ok(Begin::InProgress(id)),
-                    KeyDecision::Replay(response) => return Ok(Begin::Replay(serde_json::from_str(&response)?)),
-                }
+            if let Some(answer) = key_check(&tx, create.key.as_deref(), &body, now, create.now).await? {
+                return Ok(answer);
             }
             queries::lock_codes(&tx, std::slice::from_ref(&def.key())).await?;
             // A refusal returns before the commit: the transaction is rolled back.
@@ -316,6 +334,10 @@ impl Store for Ledger {
                 Ok(id) => id,
                 Err(conflict) => return Ok(Begin::Conflict(conflict)),
             };
+            if let Some(revoked_at) = queries::revoked_at(&tx, code_id).await? {
+                let existing = def.code.clone();
+                return Ok(Begin::Conflict(CodeConflict::Revoked { existing, revoked_at }));
+            }
             if let Some(conflict) = queries::held_elsewhere(&tx, &def.campaign, &def.key(), &names).await? {
                 return Ok(Begin::Conflict(conflict));
             }
@@ -371,21 +393,119 @@ impl Store for Ledger {
         .map_err(|e| self.fail(e))
     }
 
-    async fn record(&self, outcomes: Vec<(i64, TargetResult)>) -> Result<(), StoreError> {
+    async fn begin_revoke(&self, revoke: NewRevoke) -> Result<Begin, StoreError> {
+        let body = revoke.body.to_string();
+        let names: Vec<String> = revoke.targets.iter().map(|t| t.upstream.clone()).collect();
+        let clock = self.db_clock(revoke.now);
+        let lease_until = clock.at(self.lease);
+        let key_expires = revoke.key.as_ref().map(|_| clock.at(revoke.key_window));
+        let now = clock.now();
+        let key = code_key(&revoke.code);
+        in_tx!(self, |tx| {
+            if let Some(answer) = key_check(&tx, revoke.key.as_deref(), &body, now, revoke.now).await? {
+                return Ok(answer);
+            }
+            // The code's lock, as a create or a job's intake of it takes: a revoke and a create
+            // of one code are decided one after the other on every replica.
+            queries::lock_codes(&tx, std::slice::from_ref(&key)).await?;
+            let Some(row) = opt(
+                &tx,
+                "SELECT id FROM codes WHERE campaign = $1 AND code_key = $2",
+                &[&revoke.campaign, &key],
+            )
+            .await?
+            else {
+                return Ok(Begin::NoSuchCode);
+            };
+            let code_id: i64 = row.get(0);
+            // The first revocation's time stands; from it on, nothing delivers the code again.
+            let revoked_at: DateTime<Utc> = one(
+                &tx,
+                concat!(
+                    "UPDATE codes SET revoked_at = COALESCE(revoked_at, ",
+                    db_time!(2),
+                    ") WHERE id = $1 RETURNING revoked_at"
+                ),
+                &[&code_id, &now],
+            )
+            .await?
+            .get(0);
+            let request_id: i64 = one(
+                &tx,
+                concat!(
+                    "INSERT INTO requests (idempotency_key, key_expires_at, body, code_id, targets, owner, lease_until,
+                                           operation, requested_by)
+                     VALUES ($1, ",
+                    db_time!(2),
+                    ", $3, $4, $5, $6, ",
+                    db_time!(7),
+                    ", 'revoke', $8) RETURNING id"
+                ),
+                &[
+                    &revoke.key,
+                    &key_expires,
+                    &body,
+                    &code_id,
+                    &names,
+                    &&*self.owner,
+                    &lease_until,
+                    &revoke.requested_by,
+                ],
+            )
+            .await?
+            .get(0);
+            let mut claims = Vec::with_capacity(revoke.targets.len());
+            for t in &revoke.targets {
+                let revocation = queries::state(&tx, OpKind::Revoke, code_id, &t.upstream).await?;
+                let delivery = queries::delivery(&tx, code_id, &t.upstream).await?;
+                let decided = rules::decide_revoke_claim(
+                    revocation.as_ref().map(|(s, _)| *s),
+                    delivery.as_ref().map(|(s, _)| *s),
+                );
+                let claim = match decided {
+                    rules::RevokeDecision::Done => match revocation {
+                        Some((_, Some(result))) => Claim::Done(Box::new(serde_json::from_str(&result)?)),
+                        _ => Claim::Elsewhere,
+                    },
+                    rules::RevokeDecision::Elsewhere => Claim::Elsewhere,
+                    rules::RevokeDecision::CreateInFlight => Claim::CreateInFlight,
+                    rules::RevokeDecision::NotDelivered(status) => Claim::NotDelivered(status),
+                    rules::RevokeDecision::Take => {
+                        queries::put_revocation(&tx, code_id, &t.upstream, t.settled.as_ref(), request_id).await?;
+                        if t.settled.is_some() {
+                            Claim::Settled
+                        } else {
+                            Claim::Send
+                        }
+                    }
+                };
+                claims.push(claim);
+            }
+            Begin::Revoking {
+                request_id,
+                code_id,
+                revoked_at,
+                claims,
+            }
+        })
+        .map_err(|e| self.fail(e))
+    }
+
+    async fn record(&self, op: OpKind, outcomes: Vec<(i64, TargetResult)>) -> Result<(), StoreError> {
         if outcomes.is_empty() {
             return Ok(());
         }
-        self.outcomes(&outcomes, None).await
+        self.outcomes(op, &outcomes, None).await
     }
 
     async fn finish_request(
         &self,
         request_id: i64,
-        response: &CreateResponse,
+        op: OpKind,
+        response: String,
         outcomes: Vec<(i64, TargetResult)>,
     ) -> Result<(), StoreError> {
-        let response = serde_json::to_string(response).map_err(|e| self.fail(e.into()))?;
-        self.outcomes(&outcomes, Some((request_id, response))).await
+        self.outcomes(op, &outcomes, Some((request_id, response))).await
     }
 
     async fn request(&self, request_id: i64) -> Result<Option<StoredRequest>, StoreError> {
@@ -393,7 +513,7 @@ impl Store for Ledger {
             let c = self.pool.get().await?;
             let Some(row) = opt(
                 &c,
-                "SELECT r.code_id, r.targets, r.received_at, r.finished_at, r.response, c.code
+                "SELECT r.code_id, r.targets, r.received_at, r.finished_at, r.response, c.code, r.operation
                    FROM requests r JOIN codes c ON c.id = r.code_id WHERE r.id = $1",
                 &[&request_id],
             )
@@ -403,26 +523,28 @@ impl Store for Ledger {
             };
             let (code_id, targets, finished_at, response): (i64, Vec<String>, Option<DateTime<Utc>>, Option<String>) =
                 (row.get(0), row.get(1), row.get(3), row.get(4));
+            let operation = OpKind::from_name(row.get(6));
             let results = match &response {
-                Some(r) => serde_json::from_str::<CreateResponse>(r)?.results,
-                None => queries::current_results(&c, code_id, &targets).await?,
+                Some(r) => rules::answered_results(r)?,
+                None => queries::current_results(&c, operation, code_id, &targets).await?,
             };
             Ok::<_, PgError>(Some(StoredRequest {
                 request_id,
+                operation,
                 code: row.get(5),
                 received_at: row.get(2),
                 finished: finished_at.is_some(),
-                pending: queries::pending_of(&c, code_id, &targets, request_id).await?,
+                pending: queries::pending_of(&c, operation, code_id, &targets, request_id).await?,
                 results,
             }))
         };
         read.await.map_err(|e| self.fail(e))
     }
 
-    async fn delivery_results(&self, code_id: i64, targets: Vec<String>) -> Result<Vec<TargetResult>, StoreError> {
+    async fn target_results(&self, op: OpKind, code_id: i64, targets: Vec<String>) -> Result<Vec<TargetResult>, StoreError> {
         let read = async {
             let c = self.pool.get().await?;
-            queries::current_results(&c, code_id, &targets).await
+            queries::current_results(&c, op, code_id, &targets).await
         };
         read.await.map_err(|e| self.fail(e))
     }

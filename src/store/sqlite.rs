@@ -29,11 +29,11 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, MutexGuard};
 
-use crate::domain::code::{code_key, CodeFilter, CodeRecord, Definition};
-use crate::domain::delivery::{CreateResponse, Status, TargetResult};
+use crate::domain::code::{code_key, CodeConflict, CodeFilter, CodeRecord, Definition};
+use crate::domain::delivery::{Status, TargetResult};
 use crate::domain::job::{JobRecord, JobResult, JobState, JobWork, NewJob, StageAs, Staged};
 use crate::domain::request::{
-    self as rules, Begin, Claim, ClaimDecision, KeyDecision, NewCreate, SeenKey, StoredRequest, Unfinished,
+    self as rules, Begin, Claim, ClaimDecision, NewCreate, NewRevoke, OpKind, StoredRequest, Unfinished,
 };
 use crate::error::StartupError;
 use crate::ports::{Adopted, Store, StoreError, StoreErrorKind};
@@ -330,40 +330,8 @@ impl Store for Ledger {
         // contract's cases) waits its turn instead of failing to upgrade a read into a write.
         self.batched_claim(move |tx| {
             use Written::{Dropped, Kept};
-            if let Some(key) = &key {
-                let seen = tx
-                    .prepare_cached(
-                        "SELECT id, body, key_expires_at, response FROM requests WHERE idempotency_key = ?1",
-                    )?
-                    .query_row([key], |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, Option<String>>(2)?,
-                            r.get::<_, Option<String>>(3)?,
-                        ))
-                    })
-                    .optional()?
-                    .map(|(request_id, body, expires, response)| {
-                        Ok::<_, LedgerError>(SeenKey {
-                            request_id,
-                            body,
-                            expires_at: expires.as_deref().map(parse_stamp).transpose()?,
-                            response,
-                        })
-                    })
-                    .transpose()?;
-                match rules::decide_key(seen, &body, now) {
-                    KeyDecision::Fresh => {}
-                    KeyDecision::Forget(id) => {
-                        tx.execute("UPDATE requests SET idempotency_key = NULL WHERE id = ?1", [id])?;
-                    }
-                    KeyDecision::Reused(id) => return Ok(Dropped(Begin::KeyReused(id))),
-                    KeyDecision::InProgress(id) => return Ok(Dropped(Begin::InProgress(id))),
-                    KeyDecision::Replay(response) => {
-                        return Ok(Dropped(Begin::Replay(serde_json::from_str(&response)?)))
-                    }
-                }
+            if let Some(answer) = key_check(tx, key.as_deref(), &body, now)? {
+                return Ok(Dropped(answer));
             }
             // A refusal's changes are dropped (its savepoint rolled back).
             if let Some(conflict) = staged_conflict(tx, &definition, None)? {
@@ -373,6 +341,13 @@ impl Store for Ledger {
                 Ok(code) => code,
                 Err(conflict) => return Ok(Dropped(Begin::Conflict(conflict))),
             };
+            // A code added just now was never revoked.
+            if !code.added {
+                if let Some(revoked_at) = rows::revoked_at(tx, code.id)? {
+                    let existing = definition.code.clone();
+                    return Ok(Dropped(Begin::Conflict(CodeConflict::Revoked { existing, revoked_at })));
+                }
+            }
             let names: Vec<String> = targets.iter().map(|t| t.upstream.clone()).collect();
             if let Some(conflict) = held_elsewhere(tx, &definition.campaign, &definition.key(), &names)? {
                 return Ok(Dropped(Begin::Conflict(conflict)));
@@ -425,11 +400,95 @@ impl Store for Ledger {
         .await
     }
 
-    async fn record(&self, outcomes: Vec<(i64, TargetResult)>) -> Result<(), StoreError> {
+    async fn begin_revoke(&self, revoke: NewRevoke) -> Result<Begin, StoreError> {
+        let owner = self.owner.clone();
+        let lease_until = stamp(revoke.now + self.lease);
+        let body = revoke.body.to_string();
+        self.batched_claim(move |tx| {
+            use Written::{Dropped, Kept};
+            let NewRevoke {
+                key,
+                campaign,
+                code,
+                targets,
+                requested_by,
+                now,
+                key_window,
+                ..
+            } = revoke;
+            if let Some(answer) = key_check(tx, key.as_deref(), &body, now)? {
+                return Ok(Dropped(answer));
+            }
+            let code_id: Option<i64> = tx
+                .prepare_cached("SELECT id FROM codes WHERE campaign = ?1 AND code_key = ?2")?
+                .query_row(params![campaign, code_key(&code)], |r| r.get(0))
+                .optional()?;
+            let Some(code_id) = code_id else {
+                return Ok(Dropped(Begin::NoSuchCode));
+            };
+            // The first revocation's time stands; from it on, nothing delivers the code again.
+            tx.prepare_cached("UPDATE codes SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL")?
+                .execute(params![code_id, stamp(now)])?;
+            let revoked_at = rows::revoked_at(tx, code_id)?.unwrap_or(now);
+            let names: Vec<String> = targets.iter().map(|t| t.upstream.clone()).collect();
+            tx.prepare_cached(
+                "INSERT INTO requests (idempotency_key, key_expires_at, body, code_id, targets, owner, lease_until,
+                                       operation, requested_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'revoke', ?8)",
+            )?
+            .execute(params![
+                key,
+                key.as_ref().map(|_| stamp(now + key_window)),
+                body,
+                code_id,
+                serde_json::to_string(&names)?,
+                &*owner,
+                lease_until,
+                requested_by
+            ])?;
+            let request_id = tx.last_insert_rowid();
+            let mut claims = Vec::with_capacity(targets.len());
+            for t in &targets {
+                let revocation = rows::state(tx, OpKind::Revoke, code_id, &t.upstream)?;
+                let delivery = delivery(tx, code_id, &t.upstream)?;
+                let decided = rules::decide_revoke_claim(
+                    revocation.as_ref().map(|(s, _)| *s),
+                    delivery.as_ref().map(|(s, _)| *s),
+                );
+                let claim = match decided {
+                    rules::RevokeDecision::Done => match revocation {
+                        Some((_, Some(result))) => Claim::Done(Box::new(serde_json::from_str(&result)?)),
+                        _ => Claim::Elsewhere,
+                    },
+                    rules::RevokeDecision::Elsewhere => Claim::Elsewhere,
+                    rules::RevokeDecision::CreateInFlight => Claim::CreateInFlight,
+                    rules::RevokeDecision::NotDelivered(status) => Claim::NotDelivered(status),
+                    rules::RevokeDecision::Take => {
+                        rows::put_revocation(tx, code_id, &t.upstream, t.settled.as_ref(), request_id)?;
+                        if t.settled.is_some() {
+                            Claim::Settled
+                        } else {
+                            Claim::Send
+                        }
+                    }
+                };
+                claims.push(claim);
+            }
+            Ok(Kept(Begin::Revoking {
+                request_id,
+                code_id,
+                revoked_at,
+                claims,
+            }))
+        })
+        .await
+    }
+
+    async fn record(&self, op: OpKind, outcomes: Vec<(i64, TargetResult)>) -> Result<(), StoreError> {
         if outcomes.is_empty() {
             return Ok(());
         }
-        let rows = outcome_rows(&outcomes).map_err(StoreError::from)?;
+        let rows = outcome_rows(op, &outcomes).map_err(StoreError::from)?;
         self.outcome(Arc::new(move |tx: &Connection| record_outcomes(tx, &rows)))
             .await
     }
@@ -437,11 +496,11 @@ impl Store for Ledger {
     async fn finish_request(
         &self,
         request_id: i64,
-        response: &CreateResponse,
+        op: OpKind,
+        response: String,
         outcomes: Vec<(i64, TargetResult)>,
     ) -> Result<(), StoreError> {
-        let response = serde_json::to_string(response).map_err(LedgerError::from)?;
-        let rows = outcome_rows(&outcomes).map_err(StoreError::from)?;
+        let rows = outcome_rows(op, &outcomes).map_err(StoreError::from)?;
         self.outcome(Arc::new(move |tx: &Connection| {
             record_outcomes(tx, &rows)?;
             tx.prepare_cached(&format!(
@@ -455,36 +514,39 @@ impl Store for Ledger {
 
     async fn request(&self, request_id: i64) -> Result<Option<StoredRequest>, StoreError> {
         self.with(move |conn| {
-            let row: Option<(i64, String, String, Option<String>, Option<String>)> = conn
+            type Row = (i64, String, String, Option<String>, Option<String>, String);
+            let row: Option<Row> = conn
                 .query_row(
-                    "SELECT code_id, targets, received_at, finished_at, response FROM requests WHERE id = ?1",
+                    "SELECT code_id, targets, received_at, finished_at, response, operation FROM requests WHERE id = ?1",
                     [request_id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
                 )
                 .optional()?;
-            let Some((code_id, targets, received_at, finished_at, response)) = row else {
+            let Some((code_id, targets, received_at, finished_at, response, operation)) = row else {
                 return Ok(None);
             };
+            let operation = OpKind::from_name(&operation);
             let targets: Vec<String> = serde_json::from_str(&targets)?;
             let code: String = conn.query_row("SELECT code FROM codes WHERE id = ?1", [code_id], |r| r.get(0))?;
             let results = match &response {
-                Some(r) => serde_json::from_str::<CreateResponse>(r)?.results,
-                None => current_results(conn, code_id, &targets)?,
+                Some(r) => rules::answered_results(r)?,
+                None => current_results(conn, operation, code_id, &targets)?,
             };
             Ok(Some(StoredRequest {
                 request_id,
+                operation,
                 code,
                 received_at: parse_stamp(&received_at)?,
                 finished: finished_at.is_some(),
-                pending: pending_of(conn, code_id, &targets, request_id)?,
+                pending: pending_of(conn, operation, code_id, &targets, request_id)?,
                 results,
             }))
         })
         .await
     }
 
-    async fn delivery_results(&self, code_id: i64, targets: Vec<String>) -> Result<Vec<TargetResult>, StoreError> {
-        self.with(move |conn| current_results(conn, code_id, &targets)).await
+    async fn target_results(&self, op: OpKind, code_id: i64, targets: Vec<String>) -> Result<Vec<TargetResult>, StoreError> {
+        self.with(move |conn| current_results(conn, op, code_id, &targets)).await
     }
 
     async fn unfinished_requests(&self) -> Result<Vec<Unfinished>, StoreError> {

@@ -11,7 +11,7 @@ use tokio_postgres::Row;
 use super::PgError;
 use crate::domain::code::{self, CodeConflict, CodeRecord, Decision, Definition, DeliveryRecord, Known};
 use crate::domain::delivery::{Status, TargetResult};
-use crate::domain::request::Unfinished;
+use crate::domain::request::{OpKind, Unfinished};
 
 pub(super) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
@@ -196,13 +196,61 @@ pub(super) async fn delivery<C: GenericClient>(
     code_id: i64,
     upstream: &str,
 ) -> Result<Option<(Status, Option<String>)>, PgError> {
-    let row = opt(
+    state(c, OpKind::Create, code_id, upstream).await
+}
+
+/// The statement that reads an operation's state at one target, by table: a create's
+/// deliveries, a revoke's revocations (the same columns).
+fn state_sql(op: OpKind) -> &'static str {
+    match op {
+        OpKind::Create => "SELECT status, result FROM deliveries WHERE code_id = $1 AND upstream = $2",
+        OpKind::Revoke => "SELECT status, result FROM revocations WHERE code_id = $1 AND upstream = $2",
+    }
+}
+
+/// An operation's state at one target, and its recorded result.
+pub(super) async fn state<C: GenericClient>(
+    c: &C,
+    op: OpKind,
+    code_id: i64,
+    upstream: &str,
+) -> Result<Option<(Status, Option<String>)>, PgError> {
+    let row = opt(c, state_sql(op), &[&code_id, &upstream]).await?;
+    Ok(row.map(|r| (parse_status(r.get(0)), r.get(1))))
+}
+
+/// When the code was first revoked, if it was.
+pub(super) async fn revoked_at<C: GenericClient>(
+    c: &C,
+    code_id: i64,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, PgError> {
+    let row = opt(c, "SELECT revoked_at FROM codes WHERE id = $1", &[&code_id]).await?;
+    Ok(row.and_then(|r| r.get(0)))
+}
+
+/// Claims a revocation for a revoke: `pending`, or settled as given.
+pub(super) async fn put_revocation<C: GenericClient>(
+    c: &C,
+    code_id: i64,
+    upstream: &str,
+    settled: Option<&TargetResult>,
+    request_id: i64,
+) -> Result<(), PgError> {
+    let (status, result, attempts) = match settled {
+        Some(r) => (r.status.as_str(), Some(serde_json::to_string(r)?), r.attempts as i32),
+        None => ("pending", None, 0),
+    };
+    exec(
         c,
-        "SELECT status, result FROM deliveries WHERE code_id = $1 AND upstream = $2",
-        &[&code_id, &upstream],
+        "INSERT INTO revocations (code_id, upstream, status, result, attempts, request_id)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (code_id, upstream) DO UPDATE SET status = EXCLUDED.status, result = EXCLUDED.result,
+             attempts = revocations.attempts + EXCLUDED.attempts, request_id = EXCLUDED.request_id,
+             updated_at = clock_timestamp()",
+        &[&code_id, &upstream, &status, &result, &attempts, &request_id],
     )
     .await?;
-    Ok(row.map(|r| (parse_status(r.get(0)), r.get(1))))
+    Ok(())
 }
 
 /// Claims a delivery for a caller (a create or a job): `pending`, or settled as given.
@@ -234,7 +282,7 @@ pub(super) async fn put_delivery<C: GenericClient>(
 pub(super) async fn read_code<C: GenericClient>(c: &C, id: i64) -> Result<Option<CodeRecord>, PgError> {
     let Some(row) = opt(
         c,
-        "SELECT campaign, code, definition, created_at FROM codes WHERE id = $1",
+        "SELECT campaign, code, definition, created_at, revoked_at FROM codes WHERE id = $1",
         &[&id],
     )
     .await?
@@ -243,14 +291,29 @@ pub(super) async fn read_code<C: GenericClient>(c: &C, id: i64) -> Result<Option
     };
     let campaign: String = row.get(0);
     let definition: String = row.get(2);
+    Ok(Some(CodeRecord {
+        code: row.get(1),
+        campaign: (!campaign.is_empty()).then_some(campaign),
+        definition: serde_json::from_str(&definition)?,
+        created_at: row.get(3),
+        deliveries: records(c, OpKind::Create, id).await?,
+        revoked_at: row.get(4),
+        revocations: records(c, OpKind::Revoke, id).await?,
+    }))
+}
+
+/// A code's rows of one operation, by upstream.
+async fn records<C: GenericClient>(c: &C, op: OpKind, id: i64) -> Result<BTreeMap<String, DeliveryRecord>, PgError> {
+    let sql = match op {
+        OpKind::Create => {
+            "SELECT upstream, status, vendor_id, attempts, updated_at, result, job_id FROM deliveries WHERE code_id = $1"
+        }
+        OpKind::Revoke => {
+            "SELECT upstream, status, vendor_id, attempts, updated_at, result, job_id FROM revocations WHERE code_id = $1"
+        }
+    };
     let mut deliveries = BTreeMap::new();
-    for r in rows(
-        c,
-        "SELECT upstream, status, vendor_id, attempts, updated_at, result, job_id FROM deliveries WHERE code_id = $1",
-        &[&id],
-    )
-    .await?
-    {
+    for r in rows(c, sql, &[&id]).await? {
         let result: Option<String> = r.get(5);
         deliveries.insert(
             r.get::<_, String>(0),
@@ -264,44 +327,44 @@ pub(super) async fn read_code<C: GenericClient>(c: &C, id: i64) -> Result<Option
             },
         );
     }
-    Ok(Some(CodeRecord {
-        code: row.get(1),
-        campaign: (!campaign.is_empty()).then_some(campaign),
-        definition: serde_json::from_str(&definition)?,
-        created_at: row.get(3),
-        deliveries,
-    }))
+    Ok(deliveries)
 }
 
 /// The current result of each target of a code; a target still pending has none yet.
 pub(super) async fn current_results<C: GenericClient>(
     c: &C,
+    op: OpKind,
     code_id: i64,
     targets: &[String],
 ) -> Result<Vec<TargetResult>, PgError> {
     let mut out = Vec::with_capacity(targets.len());
     for t in targets {
-        if let Some((_, Some(result))) = delivery(c, code_id, t).await? {
+        if let Some((_, Some(result))) = state(c, op, code_id, t).await? {
             out.push(serde_json::from_str(&result)?);
         }
     }
     Ok(out)
 }
 
-/// The targets of a create still pending under its own claim.
+/// The targets of a request still pending under its own claim.
 pub(super) async fn pending_of<C: GenericClient>(
     c: &C,
+    op: OpKind,
     code_id: i64,
     targets: &[String],
     request_id: i64,
 ) -> Result<Vec<String>, PgError> {
-    let claimed = rows(
-        c,
-        "SELECT upstream FROM deliveries WHERE code_id = $1 AND upstream = ANY($2) AND status = 'pending'
-            AND request_id = $3",
-        &[&code_id, &targets, &request_id],
-    )
-    .await?;
+    let sql = match op {
+        OpKind::Create => {
+            "SELECT upstream FROM deliveries WHERE code_id = $1 AND upstream = ANY($2) AND status = 'pending'
+                AND request_id = $3"
+        }
+        OpKind::Revoke => {
+            "SELECT upstream FROM revocations WHERE code_id = $1 AND upstream = ANY($2) AND status = 'pending'
+                AND request_id = $3"
+        }
+    };
+    let claimed = rows(c, sql, &[&code_id, &targets, &request_id]).await?;
     let claimed: Vec<String> = claimed.iter().map(|r| r.get(0)).collect();
     Ok(targets.iter().filter(|t| claimed.contains(t)).cloned().collect())
 }
@@ -310,7 +373,7 @@ pub(super) async fn pending_of<C: GenericClient>(
 pub(super) async fn unfinished<C: GenericClient>(c: &C, ids: Option<&[i64]>) -> Result<Vec<Unfinished>, PgError> {
     let found = rows(
         c,
-        "SELECT id, code_id, body, targets FROM requests
+        "SELECT id, code_id, body, targets, operation FROM requests
           WHERE finished_at IS NULL AND ($1::bigint[] IS NULL OR id = ANY($1)) ORDER BY id",
         &[&ids],
     )
@@ -319,11 +382,13 @@ pub(super) async fn unfinished<C: GenericClient>(c: &C, ids: Option<&[i64]>) -> 
     for r in found {
         let (request_id, code_id, body, targets): (i64, i64, String, Vec<String>) =
             (r.get(0), r.get(1), r.get(2), r.get(3));
+        let operation = OpKind::from_name(r.get(4));
         out.push(Unfinished {
             request_id,
+            operation,
             code_id,
             body: serde_json::from_str(&body)?,
-            pending: pending_of(c, code_id, &targets, request_id).await?,
+            pending: pending_of(c, operation, code_id, &targets, request_id).await?,
             targets,
         });
     }

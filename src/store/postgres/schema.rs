@@ -160,4 +160,24 @@ BEGIN
 END
 $$;
 ",
+    // 4: operations after a code's create, as the SQLite ledger's migration 9: a request is a
+    // create or a revoke, a revoke's claims and outcomes live in `revocations` (the twin of
+    // `deliveries`), and the code carries when it was first revoked.
+    "
+ALTER TABLE requests ADD COLUMN operation TEXT NOT NULL DEFAULT 'create';
+ALTER TABLE requests ADD COLUMN requested_by TEXT;
+ALTER TABLE codes ADD COLUMN revoked_at TIMESTAMPTZ;
+CREATE TABLE revocations (
+    code_id    BIGINT NOT NULL REFERENCES codes(id),
+    upstream   TEXT NOT NULL,
+    status     TEXT NOT NULL,
+    vendor_id  TEXT,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    result     TEXT,
+    job_id     BIGINT,
+    request_id BIGINT,
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (code_id, upstream)
+);
+",
 ];

@@ -2,6 +2,7 @@
 //! `Store` contract, each case on a database of its own, and what only a shared database has
 //! to show (migrations applied once by replicas starting together).
 
+use crate::domain::request::OpKind;
 use std::sync::Arc;
 
 use super::{Ledger, Options};
@@ -139,7 +140,7 @@ fn created(code_id: i64) -> Vec<(i64, crate::domain::delivery::TargetResult)> {
 /// Records code `id` as created, on a task of its own (so that the writes queue together).
 fn record_later(store: &Ledger, id: i64) -> tokio::task::JoinHandle<Result<(), crate::ports::StoreError>> {
     let store = store.clone();
-    tokio::spawn(async move { store.record(created(id)).await })
+    tokio::spawn(async move { store.record(OpKind::Create, created(id)).await })
 }
 
 /// A connection of the test's own that holds the rows of `code_ids` locked until it commits.
@@ -214,7 +215,7 @@ async fn outcomes_that_meet_a_busy_writer_commit_together() {
     );
     assert_eq!(stats.largest_batch, 29, "{stats:?}");
     for id in ids {
-        let results = store.delivery_results(id, vec!["loop".into()]).await.unwrap();
+        let results = store.target_results(OpKind::Create, id, vec!["loop".into()]).await.unwrap();
         assert_eq!(results[0].status, crate::domain::delivery::Status::Created, "{id}");
     }
 }

@@ -21,6 +21,7 @@ use tokio_postgres::types::ToSql;
 
 use super::{fail, in_tx, PgError};
 use crate::domain::delivery::TargetResult;
+use crate::domain::request::OpKind;
 use crate::ports::StoreError;
 use crate::store::group::{Batch, Counters};
 
@@ -33,6 +34,8 @@ pub(super) struct Outcomes {
 
 /// A delivery's outcome as its row takes it, serialized before it reaches the writer.
 pub(super) struct OutcomeRow {
+    /// A revoke's outcome (its revocation's row) rather than a create's (its delivery's).
+    revocation: bool,
     code_id: i64,
     upstream: String,
     status: &'static str,
@@ -42,11 +45,12 @@ pub(super) struct OutcomeRow {
 }
 
 impl OutcomeRow {
-    pub(super) fn of(outcomes: &[(i64, TargetResult)]) -> Result<Vec<Self>, serde_json::Error> {
+    pub(super) fn of(op: OpKind, outcomes: &[(i64, TargetResult)]) -> Result<Vec<Self>, serde_json::Error> {
         outcomes
             .iter()
             .map(|(code_id, r)| {
                 Ok(Self {
+                    revocation: op == OpKind::Revoke,
                     code_id: *code_id,
                     upstream: r.upstream.clone(),
                     status: r.status.as_str(),
@@ -60,6 +64,9 @@ impl OutcomeRow {
 }
 
 const DELIVERY: &str = "UPDATE deliveries SET status = $1, vendor_id = $2, attempts = attempts + $3, result = $4,
+        updated_at = clock_timestamp() WHERE code_id = $5 AND upstream = $6";
+
+const REVOCATION: &str = "UPDATE revocations SET status = $1, vendor_id = $2, attempts = attempts + $3, result = $4,
         updated_at = clock_timestamp() WHERE code_id = $5 AND upstream = $6";
 
 const ANSWER: &str = "UPDATE requests SET response = $1, finished_at = clock_timestamp(), lease_until = NULL
@@ -89,16 +96,20 @@ impl Batch for Writer {
 impl Writer {
     async fn commit(&self, writes: &[Outcomes]) -> Result<(), PgError> {
         in_tx!(self, |tx| {
-            let (delivery, answer) = futures::try_join!(tx.prepare_cached(DELIVERY), tx.prepare_cached(ANSWER))?;
+            let (delivery, revocation, answer) = futures::try_join!(
+                tx.prepare_cached(DELIVERY),
+                tx.prepare_cached(REVOCATION),
+                tx.prepare_cached(ANSWER)
+            )?;
             // Every statement goes out at once on the connection (the driver pipelines the
             // futures polled together) and the server runs them in this order: one round
             // trip for the batch, each a primary-key update with a plan of its own.
-            let (tx, delivery, answer) = (&tx, &delivery, &answer);
+            let (tx, delivery, revocation, answer) = (&tx, &delivery, &revocation, &answer);
             let deliveries = writes.iter().flat_map(|w| &w.rows).map(|r| {
                 futures::future::Either::Left(async move {
                     let p: [&(dyn ToSql + Sync); 6] =
                         [&r.status, &r.vendor_id, &r.attempts, &r.result, &r.code_id, &r.upstream];
-                    tx.execute(delivery, &p).await
+                    tx.execute(if r.revocation { revocation } else { delivery }, &p).await
                 })
             });
             let answers = writes.iter().filter_map(|w| w.answer.as_ref()).map(|(id, response)| {

@@ -197,6 +197,29 @@ BEGIN
 END;
 ",
     ),
+    // 9: operations after a code's create. A request is a create or a revoke; a revoke's claims
+    // and outcomes live in `revocations`, the twin of `deliveries` (one row a code and
+    // upstream), and the code carries when it was first revoked, after which nothing delivers
+    // it again. Who asked (the API key's name) is kept with each request.
+    Migration::Sql(
+        "
+ALTER TABLE requests ADD COLUMN operation TEXT NOT NULL DEFAULT 'create';
+ALTER TABLE requests ADD COLUMN requested_by TEXT;
+ALTER TABLE codes ADD COLUMN revoked_at TEXT;
+CREATE TABLE revocations (
+    code_id    INTEGER NOT NULL REFERENCES codes(id),
+    upstream   TEXT NOT NULL,
+    status     TEXT NOT NULL,
+    vendor_id  TEXT,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    result     TEXT,
+    job_id     INTEGER,
+    request_id INTEGER,
+    updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    PRIMARY KEY (code_id, upstream)
+) WITHOUT ROWID;
+",
+    ),
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::{parse_stamp, parse_status, status_name, LedgerError, NOW};
 use crate::domain::code::{self, CodeConflict, CodeRecord, Decision, Definition, DeliveryRecord, Known};
 use crate::domain::delivery::{Status, TargetResult};
-use crate::domain::request::Unfinished;
+use crate::domain::request::{self as rules, Begin, KeyDecision, OpKind, SeenKey, Unfinished};
 
 /// The code the campaign holds under `def`'s key, with whether a vendor holds it (asked only
 /// where it differs from `def`, the one case the answer decides).
@@ -29,6 +29,47 @@ pub(super) fn known(tx: &Connection, def: &Definition) -> rusqlite::Result<Optio
             })
         })
         .transpose()
+}
+
+/// What an idempotency key says before a request is recorded, as [`rules::decide_key`] rules
+/// (an expired key is forgotten here): `Some` answer when the request goes no further.
+pub(super) fn key_check(
+    tx: &Connection,
+    key: Option<&str>,
+    body: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<Begin>, LedgerError> {
+    let Some(key) = key else { return Ok(None) };
+    let seen = tx
+        .prepare_cached("SELECT id, body, key_expires_at, response FROM requests WHERE idempotency_key = ?1")?
+        .query_row([key], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<String>>(3)?,
+            ))
+        })
+        .optional()?
+        .map(|(request_id, body, expires, response)| {
+            Ok::<_, LedgerError>(SeenKey {
+                request_id,
+                body,
+                expires_at: expires.as_deref().map(parse_stamp).transpose()?,
+                response,
+            })
+        })
+        .transpose()?;
+    Ok(match rules::decide_key(seen, body, now) {
+        KeyDecision::Fresh => None,
+        KeyDecision::Forget(id) => {
+            tx.execute("UPDATE requests SET idempotency_key = NULL WHERE id = ?1", [id])?;
+            None
+        }
+        KeyDecision::Reused(id) => Some(Begin::KeyReused(id)),
+        KeyDecision::InProgress(id) => Some(Begin::InProgress(id)),
+        KeyDecision::Replay(response) => Some(Begin::Replay(response)),
+    })
 }
 
 /// A code row found or written by [`find_or_add_code`].
@@ -173,11 +214,65 @@ pub(super) fn delivery(
     code_id: i64,
     upstream: &str,
 ) -> rusqlite::Result<Option<(Status, Option<String>)>> {
-    tx.prepare_cached("SELECT status, result FROM deliveries WHERE code_id = ?1 AND upstream = ?2")?
-        .query_row(params![code_id, upstream], |r| {
-            Ok((parse_status(&r.get::<_, String>(0)?), r.get(1)?))
-        })
-        .optional()
+    state(tx, OpKind::Create, code_id, upstream)
+}
+
+/// The table an operation's claims and outcomes live in: a create's deliveries, a revoke's
+/// revocations (the same columns).
+pub(super) fn table(op: OpKind) -> &'static str {
+    match op {
+        OpKind::Create => "deliveries",
+        OpKind::Revoke => "revocations",
+    }
+}
+
+/// An operation's state at one target, and its recorded result.
+pub(super) fn state(
+    tx: &Connection,
+    op: OpKind,
+    code_id: i64,
+    upstream: &str,
+) -> rusqlite::Result<Option<(Status, Option<String>)>> {
+    tx.prepare_cached(&format!(
+        "SELECT status, result FROM {} WHERE code_id = ?1 AND upstream = ?2",
+        table(op)
+    ))?
+    .query_row(params![code_id, upstream], |r| {
+        Ok((parse_status(&r.get::<_, String>(0)?), r.get(1)?))
+    })
+    .optional()
+}
+
+/// When the code was first revoked, if it was.
+pub(super) fn revoked_at(tx: &Connection, code_id: i64) -> Result<Option<chrono::DateTime<chrono::Utc>>, LedgerError> {
+    let at: Option<String> = tx
+        .prepare_cached("SELECT revoked_at FROM codes WHERE id = ?1")?
+        .query_row([code_id], |r| r.get(0))
+        .optional()?
+        .flatten();
+    at.as_deref().map(parse_stamp).transpose()
+}
+
+/// Claims a revocation for a revoke: `pending`, or settled as given.
+pub(super) fn put_revocation(
+    tx: &Connection,
+    code_id: i64,
+    upstream: &str,
+    settled: Option<&TargetResult>,
+    request_id: i64,
+) -> Result<(), LedgerError> {
+    let (status, result, attempts) = match settled {
+        Some(r) => (status_name(r.status), Some(serde_json::to_string(r)?), r.attempts),
+        None => ("pending", None, 0),
+    };
+    tx.prepare_cached(&format!(
+        "INSERT INTO revocations (code_id, upstream, status, result, attempts, request_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (code_id, upstream) DO UPDATE SET status = ?3, result = ?4, attempts = attempts + ?5,
+             request_id = ?6, updated_at = {NOW}"
+    ))?
+    .execute(params![code_id, upstream, status, result, attempts, request_id])?;
+    Ok(())
 }
 
 /// Claims a delivery for a caller (a create or a job): `pending`, or settled as given.
@@ -257,6 +352,7 @@ pub(super) fn explain_held_elsewhere(tx: &Connection, job_id: i64) -> Result<(),
 /// A delivery's outcome in the form its row takes, serialized before it reaches the writer
 /// (so that the writer, which holds the ledger, only writes).
 pub(super) struct OutcomeRow {
+    table: &'static str,
     code_id: i64,
     upstream: String,
     status: &'static str,
@@ -265,11 +361,12 @@ pub(super) struct OutcomeRow {
     result: String,
 }
 
-pub(super) fn outcome_rows(outcomes: &[(i64, TargetResult)]) -> Result<Vec<OutcomeRow>, LedgerError> {
+pub(super) fn outcome_rows(op: OpKind, outcomes: &[(i64, TargetResult)]) -> Result<Vec<OutcomeRow>, LedgerError> {
     outcomes
         .iter()
         .map(|(code_id, result)| {
             Ok(OutcomeRow {
+                table: table(op),
                 code_id: *code_id,
                 upstream: result.upstream.clone(),
                 status: status_name(result.status),
@@ -281,14 +378,15 @@ pub(super) fn outcome_rows(outcomes: &[(i64, TargetResult)]) -> Result<Vec<Outco
         .collect()
 }
 
-/// Writes the outcomes of deliveries into their rows.
+/// Writes the outcomes of calls into their rows (deliveries or revocations).
 pub(super) fn record_outcomes(tx: &Connection, outcomes: &[OutcomeRow]) -> Result<(), LedgerError> {
-    let mut update = tx.prepare_cached(&format!(
-        "UPDATE deliveries SET status = ?1, vendor_id = ?2, attempts = attempts + ?3, result = ?4,
-             updated_at = {NOW} WHERE code_id = ?5 AND upstream = ?6"
-    ))?;
     for o in outcomes {
-        update.execute(params![
+        tx.prepare_cached(&format!(
+            "UPDATE {} SET status = ?1, vendor_id = ?2, attempts = attempts + ?3, result = ?4,
+                 updated_at = {NOW} WHERE code_id = ?5 AND upstream = ?6",
+            o.table
+        ))?
+        .execute(params![
             o.status,
             o.vendor_id,
             o.attempts,
@@ -301,17 +399,32 @@ pub(super) fn record_outcomes(tx: &Connection, outcomes: &[OutcomeRow]) -> Resul
 }
 
 pub(super) fn read_code(conn: &Connection, id: i64) -> Result<Option<CodeRecord>, LedgerError> {
-    let row: Option<(String, String, String, String)> = conn
-        .prepare_cached("SELECT campaign, code, definition, created_at FROM codes WHERE id = ?1")?
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+    type Row = (String, String, String, String, Option<String>);
+    let row: Option<Row> = conn
+        .prepare_cached("SELECT campaign, code, definition, created_at, revoked_at FROM codes WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
         .optional()?;
-    let Some((campaign, code, definition, created_at)) = row else {
+    let Some((campaign, code, definition, created_at, revoked_at)) = row else {
         return Ok(None);
     };
+    Ok(Some(CodeRecord {
+        code,
+        campaign: (!campaign.is_empty()).then_some(campaign),
+        definition: serde_json::from_str(&definition)?,
+        created_at: parse_stamp(&created_at)?,
+        deliveries: records(conn, OpKind::Create, id)?,
+        revoked_at: revoked_at.as_deref().map(parse_stamp).transpose()?,
+        revocations: records(conn, OpKind::Revoke, id)?,
+    }))
+}
+
+/// A code's rows of one operation, by upstream.
+fn records(conn: &Connection, op: OpKind, id: i64) -> Result<BTreeMap<String, DeliveryRecord>, LedgerError> {
     let mut deliveries = BTreeMap::new();
-    let mut stmt = conn.prepare_cached(
-        "SELECT upstream, status, vendor_id, attempts, updated_at, result, job_id FROM deliveries WHERE code_id = ?1",
-    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT upstream, status, vendor_id, attempts, updated_at, result, job_id FROM {} WHERE code_id = ?1",
+        table(op)
+    ))?;
     let rows = stmt.query_map([id], |r| {
         Ok((
             r.get::<_, String>(0)?,
@@ -338,24 +451,19 @@ pub(super) fn read_code(conn: &Connection, id: i64) -> Result<Option<CodeRecord>
             },
         );
     }
-    Ok(Some(CodeRecord {
-        code,
-        campaign: (!campaign.is_empty()).then_some(campaign),
-        definition: serde_json::from_str(&definition)?,
-        created_at: parse_stamp(&created_at)?,
-        deliveries,
-    }))
+    Ok(deliveries)
 }
 
 /// The current result of each target of a code; a target still pending has none yet.
 pub(super) fn current_results(
     conn: &Connection,
+    op: OpKind,
     code_id: i64,
     targets: &[String],
 ) -> Result<Vec<TargetResult>, LedgerError> {
     let mut out = Vec::with_capacity(targets.len());
     for t in targets {
-        if let Some((_, Some(result))) = delivery(conn, code_id, t)? {
+        if let Some((_, Some(result))) = state(conn, op, code_id, t)? {
             out.push(serde_json::from_str(&result)?);
         }
     }
@@ -364,6 +472,7 @@ pub(super) fn current_results(
 
 pub(super) fn pending_of(
     conn: &Connection,
+    op: OpKind,
     code_id: i64,
     targets: &[String],
     request_id: i64,
@@ -371,9 +480,10 @@ pub(super) fn pending_of(
     let mut pending = Vec::new();
     for t in targets {
         let claimed: Option<i64> = conn
-            .prepare_cached(
-                "SELECT request_id FROM deliveries WHERE code_id = ?1 AND upstream = ?2 AND status = 'pending'",
-            )?
+            .prepare_cached(&format!(
+                "SELECT request_id FROM {} WHERE code_id = ?1 AND upstream = ?2 AND status = 'pending'",
+                table(op)
+            ))?
             .query_row(params![code_id, t], |r| r.get(0))
             .optional()?
             .flatten();
@@ -390,20 +500,22 @@ pub(super) fn unfinished(
     condition: &str,
     p: impl rusqlite::Params,
 ) -> Result<Vec<Unfinished>, LedgerError> {
-    let rows: Vec<(i64, i64, String, String)> = conn
+    let rows: Vec<(i64, i64, String, String, String)> = conn
         .prepare(&format!(
-            "SELECT id, code_id, body, targets FROM requests WHERE {condition} ORDER BY id"
+            "SELECT id, code_id, body, targets, operation FROM requests WHERE {condition} ORDER BY id"
         ))?
-        .query_map(p, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .query_map(p, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
         .collect::<Result<_, _>>()?;
     rows.into_iter()
-        .map(|(request_id, code_id, body, targets)| {
+        .map(|(request_id, code_id, body, targets, operation)| {
             let targets: Vec<String> = serde_json::from_str(&targets)?;
+            let operation = OpKind::from_name(&operation);
             Ok(Unfinished {
                 request_id,
+                operation,
                 code_id,
                 body: serde_json::from_str(&body)?,
-                pending: pending_of(conn, code_id, &targets, request_id)?,
+                pending: pending_of(conn, operation, code_id, &targets, request_id)?,
                 targets,
             })
         })

@@ -1,6 +1,7 @@
 //! The SQLite store's own tests: the Store contract on it, and what only a file can show
 //! (migrations from older versions, the tally's trigger, intake cut short by a stop).
 
+use crate::domain::request::OpKind;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -192,7 +193,7 @@ async fn settle(ledger: &Ledger, job: i64, upstream: &str, statuses: &[Status]) 
         .zip(statuses)
         .map(|(w, s)| (w.code_id, TargetResult::new(upstream, None, *s)))
         .collect();
-    ledger.record(outcomes).await.unwrap();
+    ledger.record(OpKind::Create, outcomes).await.unwrap();
 }
 
 #[tokio::test]
@@ -204,7 +205,7 @@ async fn a_jobs_tally_follows_every_change_of_its_deliveries() {
         panic!("a new code")
     };
     ledger
-        .record(vec![(code_id, TargetResult::new("a", None, Status::Created))])
+        .record(OpKind::Create, vec![(code_id, TargetResult::new("a", None, Status::Created))])
         .await
         .unwrap();
     let Begin::New { code_id: busy, .. } = begin(&ledger, "c", "BUSY", &["b"]).await else {
@@ -229,7 +230,7 @@ async fn a_jobs_tally_follows_every_change_of_its_deliveries() {
     check("some settled on a").await;
     // The create's own delivery of BUSY on b ends outside the job and moves the job's count.
     ledger
-        .record(vec![(busy, TargetResult::new("b", None, Status::Created))])
+        .record(OpKind::Create, vec![(busy, TargetResult::new("b", None, Status::Created))])
         .await
         .unwrap();
     check("another caller's delivery settled").await;
@@ -264,7 +265,8 @@ async fn a_version_2_ledgers_jobs_are_tallied_by_the_migration() {
             .lock()
             .execute_batch(concat!(
                 "DROP TABLE job_stage; DROP TRIGGER deliveries_tally; DROP TABLE job_tally; PRAGMA user_version = 2;",
-                " ALTER TABLE requests DROP COLUMN owner; ALTER TABLE requests DROP COLUMN lease_until; ALTER TABLE jobs DROP COLUMN owner; ALTER TABLE jobs DROP COLUMN lease_until;"
+                " ALTER TABLE requests DROP COLUMN owner; ALTER TABLE requests DROP COLUMN lease_until; ALTER TABLE jobs DROP COLUMN owner; ALTER TABLE jobs DROP COLUMN lease_until;",
+                " ALTER TABLE requests DROP COLUMN operation; ALTER TABLE requests DROP COLUMN requested_by; ALTER TABLE codes DROP COLUMN revoked_at; DROP TABLE revocations;"
             ))
             .unwrap();
         job
@@ -299,7 +301,12 @@ async fn a_version_3_ledger_is_rekeyed_by_nfkc_and_case_folding() {
             .unwrap();
         }
         // What a version 3 ledger lacks: the later migrations' tables.
-        conn.execute_batch(concat!("DROP TABLE job_stage;", " ALTER TABLE requests DROP COLUMN owner; ALTER TABLE requests DROP COLUMN lease_until; ALTER TABLE jobs DROP COLUMN owner; ALTER TABLE jobs DROP COLUMN lease_until;")).unwrap();
+        conn.execute_batch(concat!(
+            "DROP TABLE job_stage;",
+            " ALTER TABLE requests DROP COLUMN owner; ALTER TABLE requests DROP COLUMN lease_until; ALTER TABLE jobs DROP COLUMN owner; ALTER TABLE jobs DROP COLUMN lease_until;",
+            " ALTER TABLE requests DROP COLUMN operation; ALTER TABLE requests DROP COLUMN requested_by; ALTER TABLE codes DROP COLUMN revoked_at; DROP TABLE revocations;"
+        ))
+        .unwrap();
         conn.pragma_update(None, "user_version", 3).unwrap();
     }
     let ledger = Ledger::open(&path).unwrap();
