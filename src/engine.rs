@@ -7,6 +7,7 @@
 
 mod intake;
 pub mod jobs;
+mod revoke;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use promo_adapters::adapter::translate;
 use promo_adapters::mapping::Campaign;
 use promo_adapters::model::{validate, ValidationContext};
+use promo_adapters::operation::{Operation, RevokeCall};
 use promo_adapters::{
     BuildContext, BuildError, CreateRequest, FailureCause, Outcome, Problems, PromoCode, Translation, VendorKind,
     Warning,
@@ -29,9 +31,12 @@ use crate::domain::error::DomainError;
 use crate::domain::request::{Begin, Claim, NewCreate, OpKind, PlannedTarget, StoredRequest, Unfinished};
 use crate::error::StartupError;
 use crate::ports::{Store, StoreError};
-use crate::upstream::{Delivery, Patience, Sent, Upstream};
+use crate::upstream::{Counted, Delivery, Effect, OperationOutcome, Patience, Sent, Upstream};
 
-pub use crate::domain::delivery::{CreateResponse, ErrorKind, RequestPreview, Status, TargetError, TargetResult};
+pub use self::revoke::{RevokeAnswer, RevokeRequest};
+pub use crate::domain::delivery::{
+    CreateResponse, ErrorKind, RequestPreview, RevokeResponse, Status, TargetError, TargetResult,
+};
 
 pub struct Engine {
     pub(crate) store: Arc<dyn Store>,
@@ -70,22 +75,33 @@ enum Work {
 
 /// A target after the pure phase.
 pub(crate) enum Plan {
-    Send {
-        upstream: Arc<Upstream>,
-        translation: Translation,
-    },
+    Send { upstream: Arc<Upstream>, call: Call },
     Done(TargetResult),
+}
+
+/// One target's call, per operation: what it sends, and (by its variant) how the vendor's
+/// answer is read and which ledger record it settles. A third operation is a third variant.
+pub(crate) enum Call {
+    Create(Translation),
+    Revoke(RevokeCall),
+}
+
+impl Call {
+    fn translation(&self) -> &Translation {
+        match self {
+            Call::Create(t) => t,
+            Call::Revoke(c) => &c.translation,
+        }
+    }
 }
 
 impl Plan {
     /// A target whose credentials are missing is settled here, without a call.
     pub(crate) fn settle_credentials(self, target: &str) -> Plan {
         match self {
-            Plan::Send { upstream, translation } => match &upstream.credentials {
-                Credentials::Missing(vars) => {
-                    Plan::Done(missing_credentials(translated(target, &upstream, &translation), vars))
-                }
-                Credentials::Ready(_) => Plan::Send { upstream, translation },
+            Plan::Send { upstream, call } => match &upstream.credentials {
+                Credentials::Missing(vars) => Plan::Done(missing_credentials(ready(target, &upstream, &call), vars)),
+                Credentials::Ready(_) => Plan::Send { upstream, call },
             },
             done => done,
         }
@@ -193,7 +209,9 @@ impl Engine {
             Begin::KeyReused(id) => return Err(DomainError::IdempotencyKeyReused(id)),
             Begin::Conflict(conflict) => return Err(DomainError::CodeConflict(conflict)),
             Begin::Revoking { .. } | Begin::NoSuchCode => {
-                return Err(DomainError::Unavailable("the ledger answered a create as a revoke".into()))
+                return Err(DomainError::Unavailable(
+                    "the ledger answered a create as a revoke".into(),
+                ))
             }
         };
         let work = plans
@@ -202,20 +220,24 @@ impl Engine {
             .map(|((target, plan), claim)| match (claim, plan) {
                 (Claim::Send, plan) => Work::Send(target, plan),
                 (Claim::Settled, Plan::Done(result)) => Work::Known(result),
-                (Claim::Settled, Plan::Send { upstream, translation }) => {
-                    Work::Known(translated(&target, &upstream, &translation))
-                }
+                (Claim::Settled, Plan::Send { upstream, call }) => Work::Known(ready(&target, &upstream, &call)),
                 (Claim::Done(prior), _) => Work::Known(already_delivered(*prior)),
                 // A create's claims are never a revoke's; were they, nothing is sent.
                 (Claim::Elsewhere | Claim::NotDelivered(_) | Claim::CreateInFlight, plan) => {
                     Work::Known(elsewhere(&target, plan))
                 }
             });
-        let (results, unrecorded) = self.deliver(code_id, code, work.collect(), Round::First).await;
+        let (results, unrecorded) = self
+            .deliver(OpKind::Create, code_id, code, work.collect(), Round::First)
+            .await;
         let mut response = CreateResponse::new(code, Some(request_id), results);
         let last: Vec<String> = unrecorded.iter().map(|(_, r)| r.upstream.clone()).collect();
         let written = answer_json(&response)?;
-        if let Err(e) = self.store.finish_request(request_id, OpKind::Create, written, unrecorded).await {
+        if let Err(e) = self
+            .store
+            .finish_request(request_id, OpKind::Create, written, unrecorded)
+            .await
+        {
             // The calls were made: the answer says what they did, and that the ledger has not
             // recorded it, rather than "nothing was sent".
             tracing::error!(request_id, "could not record a create's answer in the ledger: {e}");
@@ -258,6 +280,10 @@ impl Engine {
     pub async fn resume(&self, unfinished: Vec<Unfinished>) -> Result<usize, StoreError> {
         let count = unfinished.len();
         for u in unfinished {
+            if u.operation == OpKind::Revoke {
+                self.resume_revoke(u).await?;
+                continue;
+            }
             let planned = validate(&u.body, &self.validation_context())
                 .map_err(DomainError::Invalid)
                 .and_then(|request| Ok((self.plan(&request)?, request)));
@@ -267,6 +293,19 @@ impl Engine {
             };
             plans.retain(|(t, _)| u.pending.contains(t));
             let mut abandoned = Vec::new();
+            // A code revoked since its create began is never sent again, by a recovery either.
+            if let Some(code) = &code {
+                let held = self
+                    .store
+                    .code(code.code.clone(), Some(code.campaign.clone().unwrap_or_default()))
+                    .await?;
+                if held.iter().any(|r| r.revoked_at.is_some()) {
+                    for (target, _) in plans.drain(..) {
+                        let vendor = self.upstreams.get(&target).map(|u| u.vendor);
+                        abandoned.push((u.code_id, withheld_revoked(&target, vendor)));
+                    }
+                }
+            }
             for target in u.pending.iter().filter(|t| !plans.iter().any(|(p, _)| p == *t)) {
                 let vendor = self.upstreams.get(target).map(|u| u.vendor);
                 let result = TargetResult::new(target, vendor, Status::Failed).with_error(
@@ -281,9 +320,12 @@ impl Engine {
                     .into_iter()
                     .map(|(t, p)| Work::Send(t.clone(), p.settle_credentials(&t)))
                     .collect();
-                self.deliver(u.code_id, code, work, Round::Resume).await;
+                self.deliver(OpKind::Create, u.code_id, code, work, Round::Resume).await;
             }
-            let results = self.store.target_results(OpKind::Create, u.code_id, u.targets.clone()).await?;
+            let results = self
+                .store
+                .target_results(OpKind::Create, u.code_id, u.targets.clone())
+                .await?;
             let code_name = code.map(|c| c.code).unwrap_or_default();
             let response = CreateResponse {
                 code: code_name,
@@ -318,6 +360,7 @@ impl Engine {
     /// (the answer follows at once, so a separate transaction for it would only cost time).
     async fn deliver(
         &self,
+        op: OpKind,
         code_id: i64,
         code: &PromoCode,
         work: Vec<Work>,
@@ -332,8 +375,8 @@ impl Engine {
             };
             let mut result = match plan {
                 Plan::Done(result) => result,
-                Plan::Send { upstream, translation } => {
-                    send(&target, code, &upstream, &translation, Patience::Interactive).await
+                Plan::Send { upstream, call } => {
+                    send_call(&target, code, &upstream, &call, Patience::Interactive).await
                 }
             };
             if round == Round::Resume {
@@ -347,7 +390,7 @@ impl Engine {
             if last && round == Round::First {
                 return (result, true);
             }
-            if let Err(e) = self.store.record(OpKind::Create, vec![(code_id, result.clone())]).await {
+            if let Err(e) = self.store.record(op, vec![(code_id, result.clone())]).await {
                 tracing::error!(code_id, upstream = %target, "could not record a delivery in the ledger: {e}");
                 result.warnings.push(unrecorded_warning(&e));
             }
@@ -415,7 +458,7 @@ impl Engine {
                     ) {
                         Ok(translation) => Plan::Send {
                             upstream: upstream.clone(),
-                            translation,
+                            call: Call::Create(translation),
                         },
                         Err(BuildError::PassthroughConflict {
                             vendor,
@@ -450,13 +493,26 @@ pub(crate) fn translated(target: &str, upstream: &Upstream, translation: &Transl
     result
 }
 
+/// A target's result before its call, whatever the operation: what the call will do.
+pub(crate) fn ready(target: &str, upstream: &Upstream, call: &Call) -> TargetResult {
+    let mut result = translated(target, upstream, call.translation());
+    if let Call::Revoke(c) = call {
+        result.action = Some(c.action);
+    }
+    result
+}
+
 /// One target of a dry run: the request it would get, or why it would get none.
 fn preview_result(target: &str, plan: Plan) -> TargetResult {
     match plan {
         Plan::Done(result) => result,
-        Plan::Send { upstream, translation } => {
-            let mut result = translated(target, &upstream, &translation);
-            result.request = Some(preview(&upstream, &translation, upstream.auth().map(|a| a.redacted())));
+        Plan::Send { upstream, call } => {
+            let mut result = ready(target, &upstream, &call);
+            result.request = Some(preview(
+                &upstream,
+                call.translation(),
+                upstream.auth().map(|a| a.redacted()),
+            ));
             match &upstream.credentials {
                 Credentials::Missing(vars) => missing_credentials(result, vars),
                 Credentials::Ready(_) => result,
@@ -490,6 +546,20 @@ pub(crate) async fn send(
         "delivery finished"
     );
     result
+}
+
+/// One call of any operation to one target.
+async fn send_call(
+    target: &str,
+    code: &PromoCode,
+    upstream: &Upstream,
+    call: &Call,
+    patience: Patience<'_>,
+) -> TargetResult {
+    match call {
+        Call::Create(translation) => send(target, code, upstream, translation, patience).await,
+        Call::Revoke(call) => revoke::send(target, code, upstream, call, patience).await,
+    }
 }
 
 fn preview(upstream: &Upstream, t: &Translation, redacted_auth: Option<&str>) -> RequestPreview {
@@ -534,6 +604,15 @@ fn already_delivered(mut prior: TargetResult) -> TargetResult {
     prior
 }
 
+/// A delivery not made because the code was revoked before its call: never sent again, by
+/// anything (a job, a retry, a recovery).
+pub(crate) fn withheld_revoked(target: &str, vendor: Option<VendorKind>) -> TargetResult {
+    TargetResult::new(target, vendor, Status::Cancelled).with_error(
+        ErrorKind::Revoked,
+        format!("not sent to {target}: the code was revoked, and a revoked code is never sent again"),
+    )
+}
+
 /// A target another request or job is delivering right now: not sent twice.
 fn elsewhere(target: &str, plan: Plan) -> TargetResult {
     let vendor = match &plan {
@@ -552,7 +631,8 @@ fn elsewhere(target: &str, plan: Plan) -> TargetResult {
 
 /// An answer as the ledger keeps it, to replay.
 pub(crate) fn answer_json(response: &impl serde::Serialize) -> Result<String, DomainError> {
-    serde_json::to_string(response).map_err(|e| DomainError::Unavailable(format!("the answer could not be written: {e}")))
+    serde_json::to_string(response)
+        .map_err(|e| DomainError::Unavailable(format!("the answer could not be written: {e}")))
 }
 
 /// An answer the ledger kept, replayed as it was.
@@ -594,34 +674,23 @@ pub(crate) fn refused(target: &str, vendor: VendorKind, e: BuildError) -> Target
     }
 }
 
-pub(crate) fn delivered(mut r: TargetResult, upstream: &Upstream, sent: Sent) -> TargetResult {
-    r.attempts = sent.calls;
+/// What an answered call settles a result to: its status and, unless a success, its error
+/// (kind, message, the vendor's HTTP status).
+pub(crate) type Verdict = (Status, Option<(ErrorKind, String, Option<u16>)>);
+
+/// A create's call read into its result.
+pub(crate) fn delivered(r: TargetResult, upstream: &Upstream, sent: Sent) -> TargetResult {
     let vendor = upstream.vendor;
-    let rfc3339 = |at: chrono::DateTime<chrono::Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
-    if sent.unconfirmed_retry {
-        let lost = format!(
-            "an earlier call to {vendor} was cut off after the request went out and its answer was lost (retry.unconfirmed retried it)"
-        );
-        r.warnings.push(Warning {
-            field: "code".into(),
-            message: match &sent.delivery {
-                Delivery::Answered(Outcome::AlreadyExists { .. }) => {
-                    format!("{lost}; the retry was answered \"already exists\", most likely because that call created the code")
-                }
-                _ => lost,
-            },
-        });
-    }
-    let (status, error) = match sent.delivery {
-        Delivery::Answered(Outcome::Created { vendor_id }) => {
+    settle(r, upstream, sent, Operation::Create, |outcome, r| match outcome {
+        Outcome::Created { vendor_id } => {
             r.vendor_id = Some(vendor_id);
             (Status::Created, None)
         }
-        Delivery::Answered(Outcome::AlreadyExists { message }) => (
+        Outcome::AlreadyExists { message } => (
             Status::AlreadyExists,
             Some((ErrorKind::AlreadyExists, format!("{vendor}: {message}"), Some(409))),
         ),
-        Delivery::Answered(Outcome::Rejected { status, message }) => (
+        Outcome::Rejected { status, message } => (
             Status::Rejected,
             Some((
                 ErrorKind::VendorRejected,
@@ -629,28 +698,68 @@ pub(crate) fn delivered(mut r: TargetResult, upstream: &Upstream, sent: Sent) ->
                 Some(status),
             )),
         ),
-        Delivery::Answered(Outcome::Throttled { message, .. }) => (
-            Status::Throttled,
-            Some((
-                ErrorKind::RateLimited,
-                format!("{vendor} is rate-limiting after {} calls: {message}", sent.calls),
-                Some(429),
-            )),
-        ),
-        Delivery::Answered(Outcome::Failed { message, cause, .. }) => {
-            let (kind, status) = match cause {
-                FailureCause::ServerError { status } => (ErrorKind::UpstreamError, status),
-                FailureCause::UnreadableAnswer { status } => (ErrorKind::InvalidResponse, status),
-            };
-            (Status::Failed, Some((kind, message, Some(status))))
-        }
+        Outcome::Throttled { message, .. } => throttled(vendor, r.attempts, message),
+        Outcome::Failed { message, cause, .. } => failed(message, cause),
+    })
+}
+
+pub(crate) fn throttled(vendor: VendorKind, calls: u32, message: String) -> Verdict {
+    (
+        Status::Throttled,
+        Some((
+            ErrorKind::RateLimited,
+            format!("{vendor} is rate-limiting after {calls} calls: {message}"),
+            Some(429),
+        )),
+    )
+}
+
+pub(crate) fn failed(message: String, cause: FailureCause) -> Verdict {
+    let (kind, status) = match cause {
+        FailureCause::ServerError { status } => (ErrorKind::UpstreamError, status),
+        FailureCause::UnreadableAnswer { status } => (ErrorKind::InvalidResponse, status),
+    };
+    (Status::Failed, Some((kind, message, Some(status))))
+}
+
+/// Any operation's call read into its result: `answered` reads what the vendor said; what the
+/// transport met on the way (a timeout, a pause, the breaker, no rate slot) reads the same for
+/// every operation.
+pub(crate) fn settle<O: OperationOutcome>(
+    mut r: TargetResult,
+    upstream: &Upstream,
+    sent: Sent<O>,
+    operation: Operation,
+    answered: impl FnOnce(O, &mut TargetResult) -> Verdict,
+) -> TargetResult {
+    r.attempts = sent.calls;
+    let vendor = upstream.vendor;
+    let rfc3339 = |at: chrono::DateTime<chrono::Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    if sent.unconfirmed_retry {
+        let lost = format!(
+            "an earlier call to {vendor} was cut off after the request went out and its answer was lost (retry.unconfirmed retried it)"
+        );
+        let already =
+            matches!(&sent.delivery, Delivery::Answered(o) if o.effect() == Effect::Settled(Counted::AlreadyExists));
+        r.warnings.push(Warning {
+            field: "code".into(),
+            message: if already {
+                format!(
+                    "{lost}; the retry was answered \"already exists\", most likely because that call created the code"
+                )
+            } else {
+                lost
+            },
+        });
+    }
+    let unknown = operation.unreadable_hint();
+    let (status, error) = match sent.delivery {
+        Delivery::Answered(outcome) => answered(outcome, &mut r),
         Delivery::TimedOut => (
             Status::Failed,
             Some((
                 ErrorKind::Timeout,
-                format!(
-                    "{vendor} did not answer within the timeout; the code may exist upstream, check before retrying"
-                ),
+                format!("{vendor} did not answer within the timeout; {unknown}"),
                 None,
             )),
         ),
@@ -662,9 +771,7 @@ pub(crate) fn delivered(mut r: TargetResult, upstream: &Upstream, sent: Sent) ->
             Status::Failed,
             Some((
                 ErrorKind::Unreachable,
-                format!(
-                    "the connection to {vendor} broke after the request was sent ({e}); the code may exist upstream, check before retrying"
-                ),
+                format!("the connection to {vendor} broke after the request was sent ({e}); {unknown}"),
                 None,
             )),
         ),

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use promo_adapters::adapter::parse_retry_after;
-use promo_adapters::operation::{Operation, RevokeOutcome};
 use promo_adapters::adapter::RetryAfter;
+use promo_adapters::operation::{Operation, RevokeOutcome};
 use promo_adapters::{Adapter, FailureCause, Outcome, PromoCode, VendorKind, VendorRequest, VendorResponse};
 use rand::Rng;
 use serde::Serialize;
@@ -345,7 +345,10 @@ pub enum Effect {
     /// The vendor acted (or said there was nothing to do): done, the vendor is alive.
     Settled(Counted),
     Throttled,
-    Failed { retryable: bool, cause: FailureCause },
+    Failed {
+        retryable: bool,
+        cause: FailureCause,
+    },
 }
 
 /// Which counter of [`CallCounts`] a settled answer adds to.
@@ -642,8 +645,10 @@ impl Upstream {
     /// the in-flight cap and the retry policy, and has the adapter read the answer.
     pub async fn send(&self, auth: &Auth, code: &PromoCode, request: &VendorRequest, patience: Patience<'_>) -> Sent {
         let adapter = &self.adapter;
-        self.send_as(auth, request, Operation::Create, patience, |answer| adapter.parse(code, answer))
-            .await
+        self.send_as(auth, request, Operation::Create, patience, |answer| {
+            adapter.parse(code, answer)
+        })
+        .await
     }
 
     /// [`Upstream::send`] for any operation: `read` is the adapter's reading of an answer to

@@ -142,6 +142,8 @@ pub enum ErrorKind {
     NotDelivered,
     /// The code was revoked: it is sent to no target again.
     Revoked,
+    /// The vendor documents no call for the operation asked (a revoke at Loop, say).
+    UnsupportedOperation,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -199,6 +201,29 @@ pub struct CreateResponse {
     /// The ledger's id for this create (`GET /v1/requests/{id}`); absent on a dry run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<i64>,
+    pub results: Vec<TargetResult>,
+}
+
+/// A revoke's answer: the same per-target results as a create's, with what the revoke asked
+/// and when the ledger first held the code revoked.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevokeResponse {
+    pub code: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<String>,
+    pub dry_run: bool,
+    /// Whether the hard form (a delete) was asked for.
+    pub delete: bool,
+    /// The ledger's id for this revoke (`GET /v1/requests/{id}`); absent on a dry run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<i64>,
+    /// When the ledger first recorded the code revoked (this revoke or an earlier one); from
+    /// then on nothing sends it to any target. Absent on a dry run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+    /// The name of the API key that asked; absent on an open gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
     pub results: Vec<TargetResult>,
 }
 

@@ -22,6 +22,9 @@ pub enum DomainError {
     /// No such resource (a job id, say): what was asked for, as a path.
     #[error("no resource at {0}")]
     NotFound(String),
+    /// A code the ledger does not hold in the campaign named (`None`: of no campaign).
+    #[error("the ledger holds no such code: {code}")]
+    NoSuchCode { code: String, campaign: Option<String> },
     #[error("sync job {id} is {state}; {action} is not possible")]
     JobState {
         id: i64,

@@ -69,6 +69,8 @@ pub struct JobWork {
     pub seq: i64,
     pub code_id: i64,
     pub definition: Value,
+    /// The code was revoked since the job took it: it is not sent.
+    pub revoked: bool,
 }
 
 /// One line of a job's results.

@@ -89,8 +89,8 @@ pub enum Claim {
     /// A revoke of a target the ledger holds no created delivery of (the delivery's state, if
     /// it has one): nothing to revoke, no call.
     NotDelivered(Option<Status>),
-    /// A revoke of a target a create or job is delivering the code to right now: the outcome
-    /// of that call is not known yet, so the revoke cannot call either.
+    /// A revoke of a target a create or job is delivering the code to right now: claimed
+    /// (`pending` under this revoke), to be called once that create's outcome is known.
     CreateInFlight,
 }
 

@@ -708,6 +708,10 @@ impl Engine {
             let mut settled = Vec::new();
             let mut ready = Vec::new();
             for w in page {
+                if w.revoked {
+                    settled.push((w.code_id, engine::withheld_revoked(target, Some(upstream.vendor))));
+                    continue;
+                }
                 let mut body = w.definition;
                 if let Some(obj) = body.as_object_mut() {
                     obj.insert("targets".into(), json!([target]));
@@ -754,7 +758,9 @@ impl Engine {
                     .map(|r| async move {
                         let result =
                             engine::send(target, &r.code, upstream, &r.translation, Patience::Background(gate)).await;
-                        self.store.record(OpKind::Create, sent_only(vec![(r.code_id, result)])).await
+                        self.store
+                            .record(OpKind::Create, sent_only(vec![(r.code_id, result)]))
+                            .await
                     })
                     .buffer_unordered(CONCURRENCY);
                 while let Some(recorded) = sends.next().await {

@@ -326,6 +326,96 @@ pub(crate) async fn create(
     Ok(response)
 }
 
+/// `POST /v1/promo-codes/{code}/revoke[?dry_run=true]`: makes the code unredeemable on every
+/// target that holds it, and never sends it anywhere again.
+#[utoipa::path(post, path = "/v1/promo-codes/{code}/revoke", operation_id = "revoke_promo_code", tag = "promo-codes", security(("api_key" = ["promo-codes:write"])),
+    params(
+        ("code" = String, Path, description = "The code, in any case"),
+        ("dry_run" = Option<bool>, Query, description = "Plan and show each exact request without sending anything"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; a repeat replays the first answer"),
+    ),
+    request_body(content = crate::http::openapi::RevokeRequestDoc, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Every target is revoked (now or before), not found at the vendor, or never held the code; or (dry run) every call could be sent", body = crate::http::schemas::RevokeResponseDoc,
+            headers(("idempotent-replayed" = String, description = "`true` when this is the replay of an earlier answer"))),
+        (status = 202, description = "The remaining targets are being revoked by another request", body = crate::http::schemas::RevokeResponseDoc),
+        (status = 207, description = "Some targets are revoked and some are not", body = crate::http::schemas::RevokeResponseDoc),
+        (status = 400, response = crate::http::openapi::BadRequest),
+        (status = 404, response = crate::http::openapi::NotFound),
+        (status = 408, response = crate::http::openapi::BodyTimeout),
+        (status = 409, response = crate::http::openapi::Conflict),
+        (status = 413, response = crate::http::openapi::TooLarge),
+        (status = 422, description = "No call could be made at any target (per-target results), or the request is invalid or its Idempotency-Key was used with another body (problem)",
+            content((crate::http::schemas::RevokeResponseDoc = "application/json"), (crate::http::openapi::ProblemDoc = "application/problem+json"))),
+        (status = 502, description = "Calls were made and no target is revoked", body = crate::http::schemas::RevokeResponseDoc),
+        (status = 503, response = crate::http::openapi::LedgerUnavailable),
+    )
+)]
+pub(crate) async fn revoke(
+    State(state): State<AppState>,
+    Segment(code): Segment,
+    RawQuery(query): RawQuery,
+    caller: Option<axum::Extension<crate::http::gateway_auth::Caller>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let dry_run = dry_run(query.as_deref())?;
+    let key = idempotency_key(&headers)?;
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge {
+            limit: state.max_body_bytes,
+        },
+        _ => ApiError::BadBody(e.body_text()),
+    })?;
+    let value = if body.iter().all(u8::is_ascii_whitespace) {
+        serde_json::json!({})
+    } else {
+        promo_adapters::json::parse(&body)?
+    };
+    let requested_by = caller.map(|axum::Extension(c)| c.0);
+    let answer = state.engine.revoke(&code, &value, dry_run, key, requested_by).await?;
+    let status = revoke_status(&answer.response);
+    let mut response = (status, Json(answer.response)).into_response();
+    if answer.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// The status that sums up a revoke: 200 when no target holds a live copy the revoke could
+/// reach (revoked now or before, not found at the vendor, never delivered there), 202 when the
+/// rest is another request's, 207 mixed, 502 none although calls were made, 422 when no call
+/// could even be made. A dry run is 200 when every call could be made, 207 some, 422 none.
+pub fn revoke_status(response: &crate::engine::RevokeResponse) -> StatusCode {
+    let count = |pick: fn(Status) -> bool| response.results.iter().filter(|r| pick(r.status)).count();
+    let total = response.results.len();
+    let not_sent = count(|s| matches!(s, Status::Unsupported | Status::Invalid | Status::Unconfigured));
+    if response.dry_run {
+        return if not_sent == 0 {
+            StatusCode::OK
+        } else if not_sent < total {
+            StatusCode::MULTI_STATUS
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        };
+    }
+    let done = count(|s| s.is_revoked() || s == Status::NotDelivered);
+    let pending = count(|s| s == Status::Pending);
+    if done == total {
+        StatusCode::OK
+    } else if pending > 0 && done + pending == total {
+        StatusCode::ACCEPTED
+    } else if done > 0 || pending > 0 {
+        StatusCode::MULTI_STATUS
+    } else if not_sent == total {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::BAD_GATEWAY
+    }
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Recorded {
     request_id: i64,

@@ -24,6 +24,8 @@ pub enum ApiError {
     BadQuery(Problems),
     #[error("no resource at {0}")]
     NotFound(String),
+    #[error("the ledger holds no code `{code}` {}", in_campaign(.campaign))]
+    NoSuchCode { code: String, campaign: Option<String> },
     #[error("the ledger is unavailable, so nothing was sent: {0}")]
     Ledger(String),
     #[error("a create with this Idempotency-Key (request {0}) is still being delivered; ask again later or GET /v1/requests/{0}")]
@@ -67,6 +69,7 @@ impl From<crate::domain::error::DomainError> for ApiError {
             D::IdempotencyKeyReused(id) => ApiError::IdempotencyKeyReused(id),
             D::CodeConflict(conflict) => ApiError::CodeConflict(conflict),
             D::NotFound(path) => ApiError::NotFound(path),
+            D::NoSuchCode { code, campaign } => ApiError::NoSuchCode { code, campaign },
             D::JobState { id, state, action } => ApiError::JobState { id, state, action },
             D::UnreadableUpload(why) => ApiError::BadBody(why),
         }
@@ -95,7 +98,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::NoSuchCode { .. } => StatusCode::NOT_FOUND,
             ApiError::Ledger(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::IdempotencyInProgress(_) => StatusCode::CONFLICT,
             ApiError::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -119,7 +122,7 @@ impl ApiError {
             ApiError::BodyTimeout { .. } => "body-timeout",
             ApiError::Invalid(_) => "invalid-promo-code",
             ApiError::BadQuery(_) => "invalid-query",
-            ApiError::NotFound(_) => "not-found",
+            ApiError::NotFound(_) | ApiError::NoSuchCode { .. } => "not-found",
             ApiError::Ledger(_) => "ledger-unavailable",
             ApiError::IdempotencyInProgress(_) => "idempotency-in-progress",
             ApiError::IdempotencyKeyReused(_) => "idempotency-key-reused",
@@ -142,7 +145,7 @@ impl ApiError {
             ApiError::BodyTimeout { .. } => "Body too slow",
             ApiError::Invalid(_) => "Invalid promo code",
             ApiError::BadQuery(_) => "Invalid query parameter",
-            ApiError::NotFound(_) => "Not found",
+            ApiError::NotFound(_) | ApiError::NoSuchCode { .. } => "Not found",
             ApiError::Ledger(_) => "Ledger unavailable",
             ApiError::IdempotencyInProgress(_) => "Create in progress",
             ApiError::IdempotencyKeyReused(_) => "Idempotency-Key reused",
@@ -183,6 +186,13 @@ impl ApiError {
                 "path",
                 format!(
                     "`{path}` names nothing here (routes: POST|GET /v1/promo-codes, GET /v1/promo-codes/{{code}}, GET /v1/requests/{{id}}, POST /v1/sync-jobs, GET /v1/sync-jobs/{{id}}[/results], POST /v1/sync-jobs/{{id}}/retry|cancel, GET /health, GET /metrics, GET /openapi.json)"
+                ),
+            ),
+            ApiError::NoSuchCode { campaign, .. } => p.push(
+                "campaign",
+                format!(
+                    "the ledger holds the code {}: name the campaign it was created in (GET /v1/promo-codes/{{code}} lists them)",
+                    in_campaign(campaign)
                 ),
             ),
             ApiError::MethodNotAllowed { method, .. } => p.push("method", format!("{method} is not allowed here")),
@@ -244,5 +254,12 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
         }
         response
+    }
+}
+
+fn in_campaign(campaign: &Option<String>) -> String {
+    match campaign {
+        Some(c) => format!("in no campaign `{c}`"),
+        None => "of no campaign (no `campaign` was given)".to_owned(),
     }
 }

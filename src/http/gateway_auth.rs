@@ -76,9 +76,14 @@ fn bearer(request: &Request) -> Option<&[u8]> {
     (!key.is_empty()).then_some(key)
 }
 
+/// The name of the API key a request was authenticated with, for the handlers that record who
+/// asked (`requested_by`). Absent on an open gateway and on routes that need no key.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller(pub String);
+
 /// The middleware: checks the key and the route's scope before the handler (so before any body
 /// is read or any upstream called).
-pub async fn require(State(keys): State<Arc<Keys>>, request: Request, next: Next) -> Response {
+pub async fn require(State(keys): State<Arc<Keys>>, mut request: Request, next: Next) -> Response {
     if !keys.required {
         return next.run(request).await;
     }
@@ -105,6 +110,7 @@ pub async fn require(State(keys): State<Arc<Keys>>, request: Request, next: Next
         }
     }
     tracing::debug!(key = %name, "authenticated");
+    request.extensions_mut().insert(Caller(name.clone()));
     next.run(request).await
 }
 

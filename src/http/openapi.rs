@@ -518,6 +518,25 @@ pub enum OnUnsupportedDoc {
     SkipField,
 }
 
+/// A revoke of the code named in the path. Unknown fields are refused, not ignored; an empty
+/// body asks for the defaults.
+#[derive(Serialize, ToSchema)]
+#[schema(as = RevokeRequest)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequestDoc {
+    /// The code's campaign; omitted for a code of no campaign.
+    #[schema(example = "example", nullable = false, min_length = 1)]
+    pub campaign: Option<String>,
+    /// Configured upstream names, no duplicates; default: every upstream the ledger has a
+    /// delivery of the code to.
+    #[schema(min_items = 1, nullable = false)]
+    pub targets: Option<Vec<String>>,
+    /// Ask for the hard form: a delete where the vendor documents one. Partnero and Moltin
+    /// document only a delete, so they revoke only with `delete: true`.
+    #[schema(nullable = false)]
+    pub delete: Option<bool>,
+}
+
 /// A JSON sync job: a campaign's codes (a list or a generator), or a mirror of a campaign's
 /// codes to other upstreams: exactly one of `codes`, `generate` and `mirror`.
 #[derive(Serialize, ToSchema)]

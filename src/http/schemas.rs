@@ -84,6 +84,28 @@ pub enum StatusDoc {
     Cancelled,
     /// Dry run: the request below is what would be sent.
     WouldSend,
+    /// A revoke: the vendor's documented answer says the code is revoked (`action` says how).
+    Revoked,
+    /// A revoke: the ledger holds the code as revoked there already; no call was made.
+    AlreadyRevoked,
+    /// A revoke: the vendor answered 404. Not found at the vendor, which is not "revoked by
+    /// this call".
+    NotFound,
+    /// A revoke: the ledger holds no created delivery of the code there; no call was made.
+    NotDelivered,
+}
+
+/// What a revoke did (or, in a dry run, would do) to the code at the vendor.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = RevokeAction)]
+pub enum RevokeActionDoc {
+    /// Retired for good, still readable (Spacebring's archive).
+    Archived,
+    /// Switched off, still readable (Limio v2's `status: false`).
+    Deactivated,
+    /// Removed outright.
+    Deleted,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -112,6 +134,14 @@ pub enum ErrorKindDoc {
     /// Another campaign's code of the same name reached the upstream after this delivery
     /// failed, so it is not sent again: a vendor keeps one code per name.
     CodeConflict,
+    /// The vendor answered 404 to a revoke.
+    NotFoundAtVendor,
+    /// A revoke of a target where the ledger holds no created delivery.
+    NotDelivered,
+    /// The code was revoked: it is sent to no target again.
+    Revoked,
+    /// The vendor documents no call for the operation asked (a revoke at Loop, say).
+    UnsupportedOperation,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -159,6 +189,9 @@ pub struct TargetResultDoc {
     pub warnings: Vec<WarningDoc>,
     /// HTTP calls made to the vendor (retries included).
     pub attempts: u32,
+    /// What a revoke did (or, in a dry run, would do) to the code at the vendor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<RevokeActionDoc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request: Option<RequestPreviewDoc>,
 }
@@ -171,6 +204,29 @@ pub struct CreateResponseDoc {
     /// The ledger's id for this create (`GET /v1/requests/{id}`); absent on a dry run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<i64>,
+    pub results: Vec<TargetResultDoc>,
+}
+
+/// A revoke's answer: one result per target, with what the revoke asked and when the ledger
+/// first held the code revoked.
+#[derive(Serialize, ToSchema)]
+#[schema(as = RevokeResponse)]
+pub struct RevokeResponseDoc {
+    pub code: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<String>,
+    pub dry_run: bool,
+    /// Whether the hard form (a delete) was asked for.
+    pub delete: bool,
+    /// The ledger's id for this revoke (`GET /v1/requests/{id}`); absent on a dry run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<i64>,
+    /// When the ledger first recorded the code revoked (RFC 3339); absent on a dry run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+    /// The name of the API key that asked; absent on an open gateway.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
     pub results: Vec<TargetResultDoc>,
 }
 
@@ -189,6 +245,8 @@ pub enum CodeConflictDoc {
     /// Another campaign (or a code of no campaign) holds the code, in any case, at one or more
     /// of the targets: a vendor keeps one code per name, so it cannot be this campaign's there.
     OtherCampaign { held_by: Vec<HolderDoc> },
+    /// The campaign's code was revoked (at `revoked_at`, RFC 3339): it is never delivered again.
+    Revoked { existing: String, revoked_at: String },
 }
 
 /// Another campaign's hold on a code: the code as it spelt it, and the upstreams where that
@@ -212,6 +270,12 @@ pub struct CodeRecordDoc {
     pub definition: Value,
     pub created_at: String,
     pub deliveries: BTreeMap<String, DeliveryRecordDoc>,
+    /// When the code was first revoked (RFC 3339): from then on nothing delivers it again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+    /// Each target's revocation, by upstream (the same record as a delivery's).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub revocations: BTreeMap<String, DeliveryRecordDoc>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -310,7 +374,7 @@ mod tests {
     use serde_json::{json, Value};
 
     use crate::domain::code::{CodeConflict, CodeRecord, DeliveryRecord, Holder};
-    use crate::domain::delivery::{CreateResponse, ErrorKind, RequestPreview, Status, TargetResult};
+    use crate::domain::delivery::{CreateResponse, ErrorKind, RequestPreview, RevokeResponse, Status, TargetResult};
     use crate::domain::job::{JobRecord, JobResult, JobState};
     use crate::engine::jobs::{JobStatus, TargetProgress};
 
@@ -414,6 +478,7 @@ mod tests {
         e.retry_at = Some("2026-12-01T00:00:02Z".into());
         r.vendor_id = Some("v1".into());
         r.attempts = 3;
+        r.action = Some(promo_adapters::operation::RevokeAction::Archived);
         r.warnings.push(promo_adapters::Warning {
             field: "code".into(),
             message: "lossy".into(),
@@ -461,8 +526,19 @@ mod tests {
                     campaign: Some("c".into()),
                     definition: json!({ "code": "A" }),
                     created_at: Utc::now(),
-                    revoked_at: None,
-                    revocations: Default::default(),
+                    revoked_at: Some(Utc::now()),
+                    revocations: [(
+                        "loop".to_owned(),
+                        DeliveryRecord {
+                            status: Status::Revoked,
+                            vendor_id: None,
+                            attempts: 1,
+                            updated_at: Utc::now(),
+                            result: Some(full_result()),
+                            job_id: None,
+                        },
+                    )]
+                    .into(),
                     deliveries: [(
                         "loop".to_owned(),
                         DeliveryRecord {
@@ -508,6 +584,28 @@ mod tests {
                     attempts: 2,
                     error: full_result().error,
                     warnings: full_result().warnings,
+                })
+                .unwrap(),
+            ),
+            (
+                "RevokeResponse",
+                serde_json::to_value(RevokeResponse {
+                    code: "A".into(),
+                    campaign: Some("c".into()),
+                    dry_run: false,
+                    delete: false,
+                    request_id: Some(1),
+                    revoked_at: Some("2026-12-01T00:00:00Z".into()),
+                    requested_by: Some("ops".into()),
+                    results: vec![full_result()],
+                })
+                .unwrap(),
+            ),
+            (
+                "CodeConflict",
+                serde_json::to_value(CodeConflict::Revoked {
+                    existing: "A".into(),
+                    revoked_at: Utc::now(),
                 })
                 .unwrap(),
             ),

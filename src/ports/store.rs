@@ -109,7 +109,12 @@ pub trait Store: Send + Sync + 'static {
     async fn request(&self, request_id: i64) -> Result<Option<StoredRequest>, StoreError>;
 
     /// The current state of one operation on a code's targets, in the order given.
-    async fn target_results(&self, op: OpKind, code_id: i64, targets: Vec<String>) -> Result<Vec<TargetResult>, StoreError>;
+    async fn target_results(
+        &self,
+        op: OpKind,
+        code_id: i64,
+        targets: Vec<String>,
+    ) -> Result<Vec<TargetResult>, StoreError>;
 
     /// Every create not yet finished, whoever owns it (for a stop's report).
     async fn unfinished_requests(&self) -> Result<Vec<Unfinished>, StoreError>;

@@ -109,7 +109,12 @@ async fn finish_created(store: &dyn Store, code: &str, request_id: i64, code_id:
         results: vec![outcome("a", Status::Created)],
     };
     store
-        .finish_request(request_id, OpKind::Create, written(&response), vec![(code_id, outcome("a", Status::Created))])
+        .finish_request(
+            request_id,
+            OpKind::Create,
+            written(&response),
+            vec![(code_id, outcome("a", Status::Created))],
+        )
         .await
         .unwrap();
 }
@@ -163,7 +168,12 @@ async fn a_claim_is_recorded_before_any_call_and_read_back_as_unfinished(store: 
         results: results.clone(),
     };
     store
-        .finish_request(request_id, OpKind::Create, written(&response), vec![(code_id, results[1].clone())])
+        .finish_request(
+            request_id,
+            OpKind::Create,
+            written(&response),
+            vec![(code_id, results[1].clone())],
+        )
         .await
         .unwrap();
     assert!(store.unfinished_requests().await.unwrap().is_empty());
@@ -261,7 +271,10 @@ async fn an_upstream_holds_a_code_for_one_campaign(store: Arc<dyn Store>) {
 
 async fn a_code_is_redefined_only_where_no_vendor_holds_it(store: Arc<dyn Store>) {
     let (_, held, _) = new(begin_keyed(&*store, None, "DEF-1", "c", 20, &["a"]).await);
-    store.record(OpKind::Create, vec![(held, outcome("a", Status::Created))]).await.unwrap();
+    store
+        .record(OpKind::Create, vec![(held, outcome("a", Status::Created))])
+        .await
+        .unwrap();
     assert!(matches!(
         begin_keyed(&*store, None, "DEF-1", "c", 30, &["a"]).await,
         Begin::Conflict(CodeConflict::Redefined { .. })
@@ -282,10 +295,13 @@ async fn a_code_is_redefined_only_where_no_vendor_holds_it(store: Arc<dyn Store>
 async fn a_delivered_target_is_not_claimed_again(store: Arc<dyn Store>) {
     let (_, code_id, _) = new(begin(&*store, "DONE-1", "c", &["a", "b"]).await);
     store
-        .record(OpKind::Create, vec![
-            (code_id, outcome("a", Status::Created)),
-            (code_id, outcome("b", Status::Failed)),
-        ])
+        .record(
+            OpKind::Create,
+            vec![
+                (code_id, outcome("a", Status::Created)),
+                (code_id, outcome("b", Status::Failed)),
+            ],
+        )
         .await
         .unwrap();
     let (_, _, claims) = new(begin(&*store, "DONE-1", "c", &["a", "b"]).await);
@@ -420,10 +436,13 @@ async fn a_jobs_counts_follow_its_outcomes_through_retry_and_cancel(store: Arc<d
     let work = store.job_work(id, "a".into(), 0, 100).await.unwrap();
     assert_eq!(work.len(), 3);
     store
-        .record(OpKind::Create, vec![
-            (work[0].code_id, outcome("a", Status::Created)),
-            (work[1].code_id, outcome("a", Status::Failed)),
-        ])
+        .record(
+            OpKind::Create,
+            vec![
+                (work[0].code_id, outcome("a", Status::Created)),
+                (work[1].code_id, outcome("a", Status::Failed)),
+            ],
+        )
         .await
         .unwrap();
     let counts = store.job_counts(id).await.unwrap();

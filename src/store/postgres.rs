@@ -468,7 +468,12 @@ impl Store for Ledger {
                         _ => Claim::Elsewhere,
                     },
                     rules::RevokeDecision::Elsewhere => Claim::Elsewhere,
-                    rules::RevokeDecision::CreateInFlight => Claim::CreateInFlight,
+                    rules::RevokeDecision::CreateInFlight => {
+                        // Claimed now (pending under this revoke), sent once the create's
+                        // outcome says there is a code to revoke.
+                        queries::put_revocation(&tx, code_id, &t.upstream, None, request_id).await?;
+                        Claim::CreateInFlight
+                    }
                     rules::RevokeDecision::NotDelivered(status) => Claim::NotDelivered(status),
                     rules::RevokeDecision::Take => {
                         queries::put_revocation(&tx, code_id, &t.upstream, t.settled.as_ref(), request_id).await?;
@@ -541,7 +546,12 @@ impl Store for Ledger {
         read.await.map_err(|e| self.fail(e))
     }
 
-    async fn target_results(&self, op: OpKind, code_id: i64, targets: Vec<String>) -> Result<Vec<TargetResult>, StoreError> {
+    async fn target_results(
+        &self,
+        op: OpKind,
+        code_id: i64,
+        targets: Vec<String>,
+    ) -> Result<Vec<TargetResult>, StoreError> {
         let read = async {
             let c = self.pool.get().await?;
             queries::current_results(&c, op, code_id, &targets).await

@@ -461,7 +461,12 @@ impl Store for Ledger {
                         _ => Claim::Elsewhere,
                     },
                     rules::RevokeDecision::Elsewhere => Claim::Elsewhere,
-                    rules::RevokeDecision::CreateInFlight => Claim::CreateInFlight,
+                    rules::RevokeDecision::CreateInFlight => {
+                        // Claimed now (pending under this revoke), sent once the create's
+                        // outcome says there is a code to revoke.
+                        rows::put_revocation(tx, code_id, &t.upstream, None, request_id)?;
+                        Claim::CreateInFlight
+                    }
                     rules::RevokeDecision::NotDelivered(status) => Claim::NotDelivered(status),
                     rules::RevokeDecision::Take => {
                         rows::put_revocation(tx, code_id, &t.upstream, t.settled.as_ref(), request_id)?;
@@ -545,8 +550,14 @@ impl Store for Ledger {
         .await
     }
 
-    async fn target_results(&self, op: OpKind, code_id: i64, targets: Vec<String>) -> Result<Vec<TargetResult>, StoreError> {
-        self.with(move |conn| current_results(conn, op, code_id, &targets)).await
+    async fn target_results(
+        &self,
+        op: OpKind,
+        code_id: i64,
+        targets: Vec<String>,
+    ) -> Result<Vec<TargetResult>, StoreError> {
+        self.with(move |conn| current_results(conn, op, code_id, &targets))
+            .await
     }
 
     async fn unfinished_requests(&self) -> Result<Vec<Unfinished>, StoreError> {
@@ -732,24 +743,25 @@ impl Store for Ledger {
         let owner = self.owner.clone();
         self.with(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT i.seq, i.code_id, c.definition FROM job_items i
+                "SELECT i.seq, i.code_id, c.definition, c.revoked_at IS NOT NULL FROM job_items i
                    JOIN deliveries d ON d.code_id = i.code_id AND d.upstream = ?2
                    JOIN codes c ON c.id = i.code_id
                   WHERE i.job_id = ?1 AND i.seq > ?3 AND d.status = 'pending' AND d.job_id = ?1
                     AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = ?1 AND j.owner = ?5 AND j.state = 'running')
                   ORDER BY i.seq LIMIT ?4",
             )?;
-            let rows: Vec<(i64, i64, String)> = stmt
+            let rows: Vec<(i64, i64, String, bool)> = stmt
                 .query_map(params![id, upstream, after_seq, limit as i64, &*owner], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                 })?
                 .collect::<Result<_, _>>()?;
             rows.into_iter()
-                .map(|(seq, code_id, definition)| {
+                .map(|(seq, code_id, definition, revoked)| {
                     Ok(JobWork {
                         seq,
                         code_id,
                         definition: serde_json::from_str(&definition)?,
+                        revoked,
                     })
                 })
                 .collect()

@@ -262,7 +262,7 @@ impl Ledger {
         let c = self.pool.get().await?;
         let found = rows(
             &c,
-            "SELECT i.seq, i.code_id, c.definition FROM job_items i
+            "SELECT i.seq, i.code_id, c.definition, c.revoked_at IS NOT NULL FROM job_items i
                JOIN deliveries d ON d.code_id = i.code_id AND d.upstream = $2
                JOIN codes c ON c.id = i.code_id
               WHERE i.job_id = $1 AND i.seq > $3 AND d.status = 'pending' AND d.job_id = $1
@@ -279,6 +279,7 @@ impl Ledger {
                     seq: r.get(0),
                     code_id: r.get(1),
                     definition: serde_json::from_str(&definition)?,
+                    revoked: r.get(3),
                 })
             })
             .collect()

@@ -215,7 +215,10 @@ async fn outcomes_that_meet_a_busy_writer_commit_together() {
     );
     assert_eq!(stats.largest_batch, 29, "{stats:?}");
     for id in ids {
-        let results = store.target_results(OpKind::Create, id, vec!["loop".into()]).await.unwrap();
+        let results = store
+            .target_results(OpKind::Create, id, vec!["loop".into()])
+            .await
+            .unwrap();
         assert_eq!(results[0].status, crate::domain::delivery::Status::Created, "{id}");
     }
 }

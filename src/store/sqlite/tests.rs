@@ -205,7 +205,10 @@ async fn a_jobs_tally_follows_every_change_of_its_deliveries() {
         panic!("a new code")
     };
     ledger
-        .record(OpKind::Create, vec![(code_id, TargetResult::new("a", None, Status::Created))])
+        .record(
+            OpKind::Create,
+            vec![(code_id, TargetResult::new("a", None, Status::Created))],
+        )
         .await
         .unwrap();
     let Begin::New { code_id: busy, .. } = begin(&ledger, "c", "BUSY", &["b"]).await else {
@@ -230,7 +233,10 @@ async fn a_jobs_tally_follows_every_change_of_its_deliveries() {
     check("some settled on a").await;
     // The create's own delivery of BUSY on b ends outside the job and moves the job's count.
     ledger
-        .record(OpKind::Create, vec![(busy, TargetResult::new("b", None, Status::Created))])
+        .record(
+            OpKind::Create,
+            vec![(busy, TargetResult::new("b", None, Status::Created))],
+        )
         .await
         .unwrap();
     check("another caller's delivery settled").await;
