@@ -452,11 +452,76 @@ async fn serve_sandbox_creates_the_readme_example_on_all_six_targets_and_a_repea
         after.push(held(v).await);
     }
     assert_eq!(after, before, "a repeat called a vendor");
+
+    // The README's revoke example, as written: every documented revoke call, accepted by the
+    // simulated vendors' schemas.
+    let (code, key, revoke) = readme_revoke();
+    let r = gw
+        .http
+        .post(format!("{}/v1/promo-codes/{code}/revoke", gw.base))
+        .header("Content-Type", "application/json")
+        .header("Idempotency-Key", key)
+        .body(revoke.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 207);
+    let body: Value = r.json().await.unwrap();
+    for (target, status, action) in [
+        ("spacebring", "revoked", Some("archived")),
+        ("limio-v2", "revoked", Some("deleted")),
+        ("moltin", "revoked", Some("deleted")),
+        ("partnero", "revoked", Some("deleted")),
+        ("limio-v3", "unsupported", None),
+        ("loop", "unsupported", None),
+    ] {
+        let r = common::result(&body, target);
+        assert_eq!(
+            (r["status"].as_str(), r["action"].as_str()),
+            (Some(status), action),
+            "{r}"
+        );
+    }
+    assert!(
+        common::warning(common::result(&body, "spacebring"), "delete").contains("cannot delete, archived"),
+        "{body}"
+    );
+    let mut revoked = Vec::new();
+    for v in vendors {
+        revoked.push(held(v).await);
+    }
+    assert_eq!(
+        revoked,
+        [1, 0, 0, 1, 1],
+        "deleted at Partnero, Moltin and Limio v2; archived at Spacebring"
+    );
     for v in vendors {
         let url = format!("{sandbox_root}/{v}/_sandbox/refusals");
         let list: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
         assert_eq!(list["count"], 0, "{list}");
     }
+    // And the code is never created again.
+    let (status, problem) = gw.create(&create).await;
+    assert_eq!(status, 409, "{problem}");
+}
+
+/// The README's revoke example: the code in its path, its key and its body.
+fn readme_revoke() -> (String, String, Value) {
+    let readme = include_str!("../README.md");
+    let start = readme
+        .find("curl -s -X POST localhost:8080/v1/promo-codes/")
+        .expect("the README's revoke example");
+    let rest = &readme[start + "curl -s -X POST localhost:8080/v1/promo-codes/".len()..];
+    let code = rest[..rest.find("/revoke").expect("a revoke path")].to_owned();
+    let key = rest[rest.find("Idempotency-Key: ").unwrap() + 17..]
+        .split('\'')
+        .next()
+        .unwrap()
+        .to_owned();
+    let body = &rest[rest.find("-d '").unwrap() + 4..];
+    let body = &body[..body.find("}'").unwrap() + 1];
+    let body = serde_json::from_str(body).unwrap_or_else(|e| panic!("the README's revoke body: {e}\n{body}"));
+    (code, key, body)
 }
 
 #[tokio::test]

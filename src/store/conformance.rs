@@ -15,6 +15,8 @@ use crate::domain::job::{JobState, NewJob, StageAs, Staged};
 use crate::domain::request::{Begin, Claim, NewCreate, OpKind, PlannedTarget};
 use crate::ports::Store;
 
+mod revoke;
+
 /// Opens a fresh, empty store.
 pub(crate) type Open<'a> = &'a (dyn Fn() -> Opened + Sync);
 
@@ -44,6 +46,7 @@ pub(crate) async fn run(open: Open<'_>) {
     a_delivered_target_is_not_claimed_again(open().store).await;
     a_job_is_taken_whole_or_not_at_all(open().store).await;
     a_jobs_counts_follow_its_outcomes_through_retry_and_cancel(open().store).await;
+    revoke::run(open).await;
 }
 
 fn body(code: &str, campaign: &str, percent: u32) -> Value {
