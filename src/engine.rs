@@ -148,7 +148,13 @@ impl Engine {
     /// idempotency key, a repeat of a finished create replays its first answer. A code that
     /// clashes with one the ledger holds (another case or definition in its campaign, or the
     /// same code of another campaign at one of the targets) is refused whole, nothing sent.
-    pub async fn create(&self, body: &Value, dry_run: bool, key: Option<String>) -> Result<Answer, DomainError> {
+    pub async fn create(
+        &self,
+        body: &Value,
+        dry_run: bool,
+        key: Option<String>,
+        requested_by: Option<String>,
+    ) -> Result<Answer, DomainError> {
         let request = validate(body, &self.validation_context()).map_err(DomainError::Invalid)?;
         let plans = self.plan(&request)?;
         let code = &request.promo;
@@ -188,6 +194,7 @@ impl Engine {
                 body: body.clone(),
                 definition,
                 targets: planned,
+                requested_by: requested_by.clone(),
                 now: self.clock.now(),
                 key_window: self.key_window,
             })

@@ -76,7 +76,9 @@ pub const SANDBOX: &str = "\
 Serves simulated vendors at http://ADDR/<vendor> followed by the vendor's own path
 (/spacebring/discounts/promocodes/v1, /partnero/v1/promotion-codes,
 /moltin/v2/promotions/{id}/codes, /limio/objects/limio/promo_codes_v2 and _v3,
-/loop/v1/admin/promos), OAuth2 token endpoints at /<vendor>/oauth2/token, and per vendor:
+/loop/v1/admin/promos), each vendor's documented revoke call (Spacebring's archive, Partnero's
+and Moltin's deletes, Limio v2's update and delete), OAuth2 token endpoints at
+/<vendor>/oauth2/token, and per vendor:
   GET, DELETE /<vendor>/_sandbox/codes    the codes it holds (every account); empty them
   GET /<vendor>/_sandbox/refusals         the requests it refused, each violation listed
   POST /<vendor>/_sandbox/faults          with x-sandbox-fault: the vendor's next answer

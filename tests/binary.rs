@@ -516,3 +516,85 @@ async fn a_binary_killed_mid_intake_leaves_no_half_job() {
         drop(gw);
     }
 }
+
+/// A revoke killed (SIGKILL) between its claim and the vendor's answer is resumed by the next
+/// start: the one call that was in flight is sent once more, no other call is made, and the
+/// ledger ends with the code revoked and the revoke's answer stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoke_killed_mid_call_is_resumed_with_at_most_the_call_in_flight_resent() {
+    use wiremock::matchers::{body_json, method, path};
+    let loop_srv = common::strict_server().await;
+    let partnero_srv = common::strict_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_files(dir.path(), &config(&loop_srv.uri(), &partnero_srv.uri()));
+    common::partnero_endpoint()
+        .respond_with(common::partnero_created("LEAK-9"))
+        .expect(1)
+        .mount(&partnero_srv)
+        .await;
+    let delete = || {
+        wiremock::Mock::given(method("DELETE"))
+            .and(path("/v1/promotion-codes"))
+            .and(body_json(
+                json!({ "code": "LEAK-9", "coupon": { "uuid_code": "coupon_spring" } }),
+            ))
+    };
+    // The first delete is held far longer than the test; the resent one is answered at once.
+    let deleted = ResponseTemplate::new(200).set_body_json(json!({ "data": { "status": 1, "message": "deleted" } }));
+    delete()
+        .respond_with(deleted.clone().set_delay(Duration::from_secs(120)))
+        .up_to_n_times(1)
+        .mount(&partnero_srv)
+        .await;
+    delete().respond_with(deleted).mount(&partnero_srv).await;
+
+    let mut gw = spawn_in(dir.path());
+    let (status, body) = gw
+        .create(&json!({ "code": "LEAK-9", "campaign": "spring", "discount": { "percent_off": 20 }, "targets": ["partnero"] }))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let revoke = {
+        let (http, url) = (gw.http.clone(), format!("{}/v1/promo-codes/LEAK-9/revoke", gw.base));
+        tokio::spawn(async move {
+            let _ = http
+                .post(url)
+                .body(json!({ "campaign": "spring", "delete": true }).to_string())
+                .send()
+                .await;
+        })
+    };
+    common::wait_for_requests(&partnero_srv, 2).await;
+    gw.child.kill().unwrap();
+    gw.child.wait().unwrap();
+    let _ = revoke.await;
+
+    let gw = spawn_in(dir.path());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let record = loop {
+        let (_, record) = gw.get("/v1/promo-codes/LEAK-9?campaign=spring").await;
+        if record["revocations"]["partnero"]["status"] == "revoked" {
+            break record;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not resumed: {record}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(record["revoked_at"].is_string(), "{record}");
+    let requests = partnero_srv.received_requests().await.unwrap();
+    let deletes = requests.iter().filter(|r| r.method.as_str() == "DELETE").count();
+    assert_eq!(deletes, 2, "the call in flight, resent once");
+    // The revoke (request 2) is finished, its answer saying the call was resent.
+    let (status, stored) = gw.get("/v1/requests/2").await;
+    assert_eq!(status, 200, "{stored}");
+    assert_eq!(stored["finished"], true, "{stored}");
+    let result = common::result(&stored, "partnero");
+    assert_eq!(result["status"], "revoked", "{result}");
+    assert!(
+        common::warning(result, "code").contains("resent after a restart"),
+        "{result}"
+    );
+    // And a create of the code stays refused after the restart.
+    let (status, _) = gw
+        .create(&json!({ "code": "LEAK-9", "campaign": "spring", "discount": { "percent_off": 20 }, "targets": ["partnero"] }))
+        .await;
+    assert_eq!(status, 409);
+}

@@ -282,6 +282,7 @@ async fn a_create_interrupted_by_a_stop_is_resent_at_the_next_start() {
                     settled: None,
                 })
                 .into(),
+            requested_by: None,
             now: chrono::Utc::now(),
             key_window: chrono::Duration::hours(24),
         })

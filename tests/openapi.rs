@@ -55,6 +55,7 @@ fn description_is_openapi_3_1_and_covers_every_route() {
             "GET /v1/sync-jobs/{id}",
             "GET /v1/sync-jobs/{id}/results",
             "POST /v1/promo-codes",
+            "POST /v1/promo-codes/{code}/revoke",
             "POST /v1/sync-jobs",
             "POST /v1/sync-jobs/{id}/cancel",
             "POST /v1/sync-jobs/{id}/retry",

@@ -397,3 +397,73 @@ async fn no_job_or_mirror_sends_a_revoked_code_again() {
     assert_eq!(v.moltin.received_requests().await.unwrap().len(), 0);
     assert_eq!(v.partnero.received_requests().await.unwrap().len(), 0);
 }
+
+#[tokio::test]
+async fn the_api_key_that_asked_is_recorded_as_requested_by() {
+    let v = Vendors {
+        sb: common::strict_server().await,
+        moltin: common::strict_server().await,
+        partnero: common::strict_server().await,
+    };
+    // Keys are configured after the upstreams' tables, as `[[server.api_keys]]`.
+    let config = format!(
+        "{}\n{}\n{}\n[[server.api_keys]]\nname = \"incident-bot\"\nkey_env = \"GW_REVOKE_KEY\"\nscopes = [\"promo-codes:write\", \"promo-codes:read\"]\n",
+        common::upstream("spacebring", "spacebring", &v.sb.uri(), &format!("network_id = \"{NETWORK}\"")),
+        common::upstream("moltin", "moltin", &v.moltin.uri(), ""),
+        common::upstream("partnero", "partnero", &v.partnero.uri(), ""),
+    );
+    let map = mapping();
+    let mut env = ENV.to_vec();
+    env.push(("GW_REVOKE_KEY", "gw-revoke-secret-0f3a"));
+    let gw = common::start(&config, &[("spring", map.as_str())], &env).await;
+    let post = |path: String, body: Value| {
+        gw.http
+            .post(format!("{}{path}", gw.base))
+            .bearer_auth("gw-revoke-secret-0f3a")
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    common::spacebring_endpoint()
+        .respond_with(common::spacebring_created(SB_ID, "WHO-1", COUPON, NETWORK))
+        .expect(1)
+        .mount(&v.sb)
+        .await;
+    let mut create = code("WHO-1");
+    create["targets"] = json!(["spacebring"]);
+    let created = post("/v1/promo-codes".into(), create).await.unwrap();
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    Mock::given(method("PUT"))
+        .and(path(format!("/discounts/promocodes/v1/{SB_ID}/archive")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "promocode": { "id": SB_ID, "code": "WHO-1", "archiveDate": "2026-12-07T10:00:00Z" }
+        })))
+        .expect(1)
+        .mount(&v.sb)
+        .await;
+    let revoked = post(
+        "/v1/promo-codes/WHO-1/revoke".into(),
+        json!({ "campaign": "spring", "targets": ["spacebring"] }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let revoked: Value = revoked.json().await.unwrap();
+    assert_eq!(revoked["requested_by"], "incident-bot", "{revoked}");
+    for id in [&created["request_id"], &revoked["request_id"]] {
+        let stored: Value = gw
+            .http
+            .get(format!("{}/v1/requests/{id}", gw.base))
+            .bearer_auth("gw-revoke-secret-0f3a")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(stored["requested_by"], "incident-bot", "{stored}");
+    }
+    // The key never appears in what the gateway answered.
+    assert!(!revoked.to_string().contains("gw-revoke-secret"));
+}

@@ -61,6 +61,8 @@ pub struct NewCreate {
     pub body: Value,
     pub definition: Definition,
     pub targets: Vec<PlannedTarget>,
+    /// The name of the API key that asked; `None` on an open gateway.
+    pub requested_by: Option<String>,
     /// Dates the idempotency key, which expires `key_window` later.
     pub now: DateTime<Utc>,
     pub key_window: chrono::Duration,
@@ -128,6 +130,8 @@ pub struct StoredRequest {
     pub request_id: i64,
     pub operation: OpKind,
     pub code: String,
+    /// The name of the API key that asked; `None` on an open gateway.
+    pub requested_by: Option<String>,
     pub received_at: DateTime<Utc>,
     pub finished: bool,
     pub pending: Vec<String>,

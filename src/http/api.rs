@@ -303,6 +303,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 pub(crate) async fn create(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
+    caller: Option<axum::Extension<crate::http::gateway_auth::Caller>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -315,7 +316,8 @@ pub(crate) async fn create(
         _ => ApiError::BadBody(e.body_text()),
     })?;
     let value = promo_adapters::json::parse(&body)?;
-    let answer = state.engine.create(&value, dry_run, key).await?;
+    let requested_by = caller.map(|axum::Extension(c)| c.0);
+    let answer = state.engine.create(&value, dry_run, key, requested_by).await?;
     let status = summary_status(&answer.response);
     let mut response = (status, Json(answer.response)).into_response();
     if answer.replayed {
@@ -420,6 +422,11 @@ pub fn revoke_status(response: &crate::engine::RevokeResponse) -> StatusCode {
 pub(crate) struct Recorded {
     request_id: i64,
     code: String,
+    /// `create` or `revoke`.
+    operation: String,
+    /// The name of the API key that asked; absent on an open gateway.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    requested_by: Option<String>,
     received_at: String,
     finished: bool,
     /// Targets still waiting for their answer.
@@ -428,7 +435,8 @@ pub(crate) struct Recorded {
     results: Vec<crate::engine::TargetResult>,
 }
 
-/// `GET /v1/requests/{id}`: what the ledger knows of a create, also while it is in flight.
+/// `GET /v1/requests/{id}`: what the ledger knows of a create or revoke, also while it is in
+/// flight.
 #[utoipa::path(get, path = "/v1/requests/{id}", tag = "promo-codes", security(("api_key" = ["promo-codes:read"])),
     params(("id" = i64, Path, description = "The create's request_id")),
     responses(
@@ -444,6 +452,8 @@ pub(crate) async fn recorded(State(state): State<AppState>, Segment(id): Segment
     Ok(Json(Recorded {
         request_id: stored.request_id,
         code: stored.code,
+        operation: stored.operation.as_str().to_owned(),
+        requested_by: stored.requested_by,
         received_at: crate::domain::time::format(&stored.received_at),
         finished: stored.finished,
         pending: stored.pending,

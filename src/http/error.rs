@@ -185,7 +185,7 @@ impl ApiError {
             ApiError::NotFound(path) => p.push(
                 "path",
                 format!(
-                    "`{path}` names nothing here (routes: POST|GET /v1/promo-codes, GET /v1/promo-codes/{{code}}, GET /v1/requests/{{id}}, POST /v1/sync-jobs, GET /v1/sync-jobs/{{id}}[/results], POST /v1/sync-jobs/{{id}}/retry|cancel, GET /health, GET /metrics, GET /openapi.json)"
+                    "`{path}` names nothing here (routes: POST|GET /v1/promo-codes, GET /v1/promo-codes/{{code}}, POST /v1/promo-codes/{{code}}/revoke, GET /v1/requests/{{id}}, POST /v1/sync-jobs, GET /v1/sync-jobs/{{id}}[/results], POST /v1/sync-jobs/{{id}}/retry|cancel, GET /health, GET /metrics, GET /openapi.json)"
                 ),
             ),
             ApiError::NoSuchCode { campaign, .. } => p.push(

@@ -81,6 +81,7 @@ async fn begin_keyed(
             body: body(code, campaign, percent),
             definition: definition(code, campaign, percent),
             targets: targets(at),
+            requested_by: None,
             now: Utc::now(),
             key_window: chrono::Duration::hours(1),
         })
@@ -232,6 +233,7 @@ async fn idempotency_keys_replay_refuse_and_expire(store: Arc<dyn Store>) {
             body: body("IDEM-2", "c", 20),
             definition: definition("IDEM-2", "c", 20),
             targets: targets(&["a"]),
+            requested_by: None,
             now: Utc::now() + chrono::Duration::hours(2),
             key_window: chrono::Duration::hours(1),
         })

@@ -344,12 +344,13 @@ impl Store for Ledger {
             let request_id: i64 = one(
                 &tx,
                 concat!(
-                    "INSERT INTO requests (idempotency_key, key_expires_at, body, code_id, targets, owner, lease_until)
+                    "INSERT INTO requests (idempotency_key, key_expires_at, body, code_id, targets, owner, lease_until,
+                                           requested_by)
                      VALUES ($1, ",
                     db_time!(2),
                     ", $3, $4, $5, $6, ",
                     db_time!(7),
-                    ") RETURNING id"
+                    ", $8) RETURNING id"
                 ),
                 &[
                     &create.key,
@@ -359,6 +360,7 @@ impl Store for Ledger {
                     &names,
                     &&*self.owner,
                     &lease_until,
+                    &create.requested_by,
                 ],
             )
             .await?
@@ -518,7 +520,8 @@ impl Store for Ledger {
             let c = self.pool.get().await?;
             let Some(row) = opt(
                 &c,
-                "SELECT r.code_id, r.targets, r.received_at, r.finished_at, r.response, c.code, r.operation
+                "SELECT r.code_id, r.targets, r.received_at, r.finished_at, r.response, c.code, r.operation,
+                        r.requested_by
                    FROM requests r JOIN codes c ON c.id = r.code_id WHERE r.id = $1",
                 &[&request_id],
             )
@@ -537,6 +540,7 @@ impl Store for Ledger {
                 request_id,
                 operation,
                 code: row.get(5),
+                requested_by: row.get(7),
                 received_at: row.get(2),
                 finished: finished_at.is_some(),
                 pending: queries::pending_of(&c, operation, code_id, &targets, request_id).await?,

@@ -319,6 +319,7 @@ impl Store for Ledger {
             body,
             definition,
             targets,
+            requested_by,
             now,
             key_window,
         } = create;
@@ -353,8 +354,9 @@ impl Store for Ledger {
                 return Ok(Dropped(Begin::Conflict(conflict)));
             }
             tx.prepare_cached(
-                "INSERT INTO requests (idempotency_key, key_expires_at, body, code_id, targets, owner, lease_until)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO requests (idempotency_key, key_expires_at, body, code_id, targets, owner, lease_until,
+                                       requested_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![
                 key,
@@ -363,7 +365,8 @@ impl Store for Ledger {
                 code.id,
                 serde_json::to_string(&names)?,
                 &*owner,
-                lease_until
+                lease_until,
+                requested_by
             ])?;
             let request_id = tx.last_insert_rowid();
             let mut claims = Vec::with_capacity(targets.len());
@@ -519,15 +522,34 @@ impl Store for Ledger {
 
     async fn request(&self, request_id: i64) -> Result<Option<StoredRequest>, StoreError> {
         self.with(move |conn| {
-            type Row = (i64, String, String, Option<String>, Option<String>, String);
+            type Row = (
+                i64,
+                String,
+                String,
+                Option<String>,
+                Option<String>,
+                String,
+                Option<String>,
+            );
             let row: Option<Row> = conn
                 .query_row(
-                    "SELECT code_id, targets, received_at, finished_at, response, operation FROM requests WHERE id = ?1",
+                    "SELECT code_id, targets, received_at, finished_at, response, operation, requested_by
+                       FROM requests WHERE id = ?1",
                     [request_id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                    |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                            r.get(6)?,
+                        ))
+                    },
                 )
                 .optional()?;
-            let Some((code_id, targets, received_at, finished_at, response, operation)) = row else {
+            let Some((code_id, targets, received_at, finished_at, response, operation, requested_by)) = row else {
                 return Ok(None);
             };
             let operation = OpKind::from_name(&operation);
@@ -541,6 +563,7 @@ impl Store for Ledger {
                 request_id,
                 operation,
                 code,
+                requested_by,
                 received_at: parse_stamp(&received_at)?,
                 finished: finished_at.is_some(),
                 pending: pending_of(conn, operation, code_id, &targets, request_id)?,

@@ -125,6 +125,7 @@ async fn begin_keyed(
                 upstream: "loop".into(),
                 settled: None,
             }],
+            requested_by: None,
             now,
             key_window: chrono::Duration::hours(1),
         })

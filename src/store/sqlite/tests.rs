@@ -69,6 +69,7 @@ async fn begin(ledger: &Ledger, campaign: &str, code: &str, targets: &[&str]) ->
             body,
             definition: def,
             targets,
+            requested_by: None,
             now: Utc::now(),
             key_window: chrono::Duration::hours(1),
         })
@@ -462,6 +463,7 @@ async fn try_begin(ledger: &Ledger, code: &str) -> Result<Begin, crate::ports::S
             definition: Definition::of(&body, Some("spring"), code),
             body,
             targets: vec![to("loop")],
+            requested_by: None,
             now: Utc::now(),
             key_window: chrono::Duration::hours(1),
         })
