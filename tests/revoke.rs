@@ -467,3 +467,47 @@ async fn the_api_key_that_asked_is_recorded_as_requested_by() {
     // The key never appears in what the gateway answered.
     assert!(!revoked.to_string().contains("gw-revoke-secret"));
 }
+
+#[tokio::test]
+async fn a_revoke_racing_a_create_waits_for_its_outcome_then_revokes_what_it_made() {
+    let (v, gw) = setup().await;
+    // The create's call is in flight for a while when the revoke arrives.
+    common::spacebring_endpoint()
+        .respond_with(
+            common::spacebring_created(SB_ID, "RACE-1", COUPON, NETWORK)
+                .set_delay(std::time::Duration::from_millis(600)),
+        )
+        .expect(1)
+        .mount(&v.sb)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path(format!("/discounts/promocodes/v1/{SB_ID}/archive")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "promocode": { "id": SB_ID, "code": "RACE-1", "archiveDate": "2026-12-07T10:00:00Z" }
+        })))
+        .expect(1)
+        .mount(&v.sb)
+        .await;
+    let mut body = code("RACE-1");
+    body["targets"] = json!(["spacebring"]);
+    let create = gw.create(&body);
+    let revoke = async {
+        common::wait_for_requests(&v.sb, 1).await;
+        revoke(&gw, "RACE-1", json!({ "campaign": "spring" })).await
+    };
+    let ((created, c), (revoked, r)) = tokio::join!(create, revoke);
+    assert_eq!(created, 201, "{c}");
+    assert_eq!(revoked, 200, "{r}");
+    let sb = result(&r, "spacebring");
+    assert_eq!(
+        (sb["status"].as_str(), sb["attempts"].as_u64()),
+        (Some("revoked"), Some(1)),
+        "{sb}"
+    );
+    // A second create of it is refused; the ledger holds both operations' outcomes.
+    let (status, _) = gw.create(&body).await;
+    assert_eq!(status, 409);
+    let (_, record) = gw.get("/v1/promo-codes/RACE-1?campaign=spring").await;
+    assert_eq!(record["deliveries"]["spacebring"]["status"], "created", "{record}");
+    assert_eq!(record["revocations"]["spacebring"]["status"], "revoked", "{record}");
+}
