@@ -510,3 +510,80 @@ async fn a_cli_sync_runs_beside_serving_replicas() {
     );
     assert!(stdout.contains(&answers), "{stdout}");
 }
+
+/// One revoke raced by 30 clients over three replicas: exactly one vendor call for the target,
+/// and every answer says revoked, already revoked, or being revoked elsewhere.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_revoke_sent_to_three_replicas_by_30_clients_calls_the_vendor_once() {
+    use wiremock::matchers::{body_json, method, path};
+    let Some(pg) = Postgres::start_or_skip("one_revoke_sent_to_three_replicas") else {
+        return;
+    };
+    let partnero = common::strict_server().await;
+    common::partnero_endpoint()
+        .respond_with(common::partnero_created("GONE-30"))
+        .expect(1)
+        .mount(&partnero)
+        .await;
+    wiremock::Mock::given(method("DELETE"))
+        .and(path("/v1/promotion-codes"))
+        .and(body_json(
+            json!({ "code": "GONE-30", "coupon": { "uuid_code": "coupon_many" } }),
+        ))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200)
+                .set_body_json(json!({ "data": { "status": 1, "message": "deleted" } }))
+                .set_delay(Duration::from_millis(300)),
+        )
+        .expect(1)
+        .mount(&partnero)
+        .await;
+    let dirs: Vec<_> = (0..3)
+        .map(|_| {
+            let dir = tempfile::tempdir().unwrap();
+            let config = format!(
+                "[ledger]\nurl_env = \"{DB_VAR}\"\nlease_seconds = 30\n\n{}",
+                common::upstream(
+                    "partnero",
+                    "partnero",
+                    &partnero.uri(),
+                    &format!("auth = {{ scheme = \"bearer\", token_env = \"{TOKEN_VAR}\" }}")
+                )
+            );
+            std::fs::create_dir_all(dir.path().join("mappings")).unwrap();
+            std::fs::write(
+                dir.path().join("mappings/many.toml"),
+                "[upstreams.partnero]\ncoupon_uuid = \"coupon_many\"\ndiscount = { percent_off = 20 }\n",
+            )
+            .unwrap();
+            std::fs::write(dir.path().join("config.toml"), config).unwrap();
+            dir
+        })
+        .collect();
+    let db = pg.database();
+    let replicas: Vec<Binary> = dirs.iter().map(|d| spawn(d.path(), &db)).collect();
+    let (status, body) = replicas[0]
+        .create(&json!({ "code": "GONE-30", "campaign": "many", "discount": { "percent_off": 20 } }))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let revoke = json!({ "campaign": "many", "delete": true }).to_string();
+    let answers = futures::future::join_all(
+        (0..30).map(|i| replicas[i % 3].post("/v1/promo-codes/GONE-30/revoke", revoke.clone())),
+    )
+    .await;
+    let mut calls = 0;
+    for (status, body) in &answers {
+        assert!(matches!(status, 200 | 202), "{status} {body}");
+        let r = common::result(body, "partnero");
+        assert!(
+            ["revoked", "already_revoked", "pending"].contains(&r["status"].as_str().unwrap()),
+            "{r}"
+        );
+        calls += r["attempts"].as_u64().unwrap();
+    }
+    assert_eq!(calls, 1, "{answers:?}");
+    for replica in &replicas {
+        let (_, found) = replica.get("/v1/promo-codes/GONE-30?campaign=many").await;
+        assert_eq!(found["revocations"]["partnero"]["status"], "revoked", "{found}");
+    }
+}

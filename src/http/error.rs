@@ -191,7 +191,7 @@ impl ApiError {
             ApiError::NoSuchCode { campaign, .. } => p.push(
                 "campaign",
                 format!(
-                    "the ledger holds the code {}: name the campaign it was created in (GET /v1/promo-codes/{{code}} lists them)",
+                    "the ledger holds no such code {}: name the campaign it was created in (GET /v1/promo-codes/{{code}} lists them)",
                     in_campaign(campaign)
                 ),
             ),
@@ -259,7 +259,7 @@ impl IntoResponse for ApiError {
 
 fn in_campaign(campaign: &Option<String>) -> String {
     match campaign {
-        Some(c) => format!("in no campaign `{c}`"),
+        Some(c) => format!("in campaign `{c}`"),
         None => "of no campaign (no `campaign` was given)".to_owned(),
     }
 }
