@@ -340,18 +340,26 @@ impl Engine {
                 request_id: Some(u.request_id),
                 results,
             };
-            let written = serde_json::to_string(&response)
-                .map_err(|e| StoreError::new(crate::ports::StoreErrorKind::Corrupt, e.to_string()))?;
-            self.store
-                .finish_request(u.request_id, OpKind::Create, written, Vec::new())
-                .await?;
-            tracing::info!(
-                request_id = u.request_id,
-                targets = u.pending.len(),
-                "resumed an interrupted create"
-            );
+            self.finish_resumed(&u, &response).await?;
         }
         Ok(count)
+    }
+
+    /// Stores the answer of a request a stop interrupted, now that its pending targets have an
+    /// outcome: the ledger's results as they stand, which a repeat under its key replays.
+    async fn finish_resumed(&self, u: &Unfinished, response: &impl serde::Serialize) -> Result<(), StoreError> {
+        let written = serde_json::to_string(response)
+            .map_err(|e| StoreError::new(crate::ports::StoreErrorKind::Corrupt, e.to_string()))?;
+        self.store
+            .finish_request(u.request_id, u.operation, written, Vec::new())
+            .await?;
+        tracing::info!(
+            request_id = u.request_id,
+            operation = u.operation.as_str(),
+            targets = u.pending.len(),
+            "resumed an interrupted request"
+        );
+        Ok(())
     }
 
     pub(crate) fn validation_context(&self) -> ValidationContext<'_> {

@@ -362,17 +362,7 @@ impl Engine {
             requested_by: None,
             results,
         };
-        let written = serde_json::to_string(&response)
-            .map_err(|e| StoreError::new(crate::ports::StoreErrorKind::Corrupt, e.to_string()))?;
-        self.store
-            .finish_request(u.request_id, OpKind::Revoke, written, Vec::new())
-            .await?;
-        tracing::info!(
-            request_id = u.request_id,
-            targets = u.pending.len(),
-            "resumed an interrupted revoke"
-        );
-        Ok(())
+        self.finish_resumed(&u, &response).await
     }
 
     /// The code a revoke names, or the 404 that says where the ledger does hold it.

@@ -277,6 +277,27 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
+/// Why a write's body could not be read.
+fn body_error(state: &AppState, e: BytesRejection) -> ApiError {
+    match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge {
+            limit: state.max_body_bytes,
+        },
+        _ => ApiError::BadBody(e.body_text()),
+    }
+}
+
+/// An operation's answer, marked when it replays an earlier one (same Idempotency-Key).
+fn answered(status: StatusCode, body: impl Serialize, replayed: bool) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
+    }
+    response
+}
+
 /// `POST /v1/promo-codes[?dry_run=true]`: creates one code on every target.
 #[utoipa::path(post, path = "/v1/promo-codes", operation_id = "create_promo_code", tag = "promo-codes", security(("api_key" = ["promo-codes:write"])),
     params(
@@ -309,23 +330,12 @@ pub(crate) async fn create(
 ) -> Result<Response, ApiError> {
     let dry_run = dry_run(query.as_deref())?;
     let key = idempotency_key(&headers)?;
-    let body = body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge {
-            limit: state.max_body_bytes,
-        },
-        _ => ApiError::BadBody(e.body_text()),
-    })?;
+    let body = body.map_err(|e| body_error(&state, e))?;
     let value = promo_adapters::json::parse(&body)?;
     let requested_by = caller.map(|axum::Extension(c)| c.0);
     let answer = state.engine.create(&value, dry_run, key, requested_by).await?;
     let status = summary_status(&answer.response);
-    let mut response = (status, Json(answer.response)).into_response();
-    if answer.replayed {
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
-    }
-    Ok(response)
+    Ok(answered(status, answer.response, answer.replayed))
 }
 
 /// `POST /v1/promo-codes/{code}/revoke[?dry_run=true]`: makes the code unredeemable on every
@@ -363,12 +373,7 @@ pub(crate) async fn revoke(
 ) -> Result<Response, ApiError> {
     let dry_run = dry_run(query.as_deref())?;
     let key = idempotency_key(&headers)?;
-    let body = body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge {
-            limit: state.max_body_bytes,
-        },
-        _ => ApiError::BadBody(e.body_text()),
-    })?;
+    let body = body.map_err(|e| body_error(&state, e))?;
     let value = if body.iter().all(u8::is_ascii_whitespace) {
         serde_json::json!({})
     } else {
@@ -377,13 +382,7 @@ pub(crate) async fn revoke(
     let requested_by = caller.map(|axum::Extension(c)| c.0);
     let answer = state.engine.revoke(&code, &value, dry_run, key, requested_by).await?;
     let status = revoke_status(&answer.response);
-    let mut response = (status, Json(answer.response)).into_response();
-    if answer.replayed {
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
-    }
-    Ok(response)
+    Ok(answered(status, answer.response, answer.replayed))
 }
 
 /// The status that sums up a revoke: 200 when no target holds a live copy the revoke could
