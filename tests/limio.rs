@@ -761,3 +761,54 @@ async fn passthrough_keys_that_match_the_gateways_loosely_are_refused() {
     assert_eq!(r["request"]["body"]["data"]["promoCode"], "SPRING-20", "{body}");
     assert!(api.received_requests().await.unwrap().is_empty());
 }
+
+/// A Limio v2 deactivate re-sends the whole object (lifecycle/limio.md §3/§4): the one the
+/// create sent, passthrough fields included, with `status: false`, to the id create answered.
+#[tokio::test]
+async fn a_limio_v2_revoke_resends_the_created_object_with_its_passthrough_and_status_false() {
+    let (api, auth) = (common::strict_server().await, common::strict_server().await);
+    token_endpoint("tok").mount(&auth).await;
+    endpoint(V2_PATH)
+        .respond_with(v2_created("KEEP-1"))
+        .expect(1)
+        .mount(&api)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path(format!("{V2_PATH}/promo_code_v2-KEEP-1")))
+        .and(header("Authorization", "Bearer tok"))
+        .and(header("Content-Type", "application/json"))
+        // The update's answer echoes the object, now switched off (lifecycle/limio.md §3).
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "promo_code_v2-KEEP-1", "name": "KEEP-1", "status": "active", "record_type": "promo_code_v2",
+            "service": "limio", "data": { "status": false }
+        })))
+        .expect(1)
+        .mount(&api)
+        .await;
+    let mut request = json!({
+        "code": "KEEP-1", "campaign": "example", "targets": ["limio-v2"], "discount": { "percent_off": 20 }
+    });
+    request["passthrough"] = json!({ "limio-v2": { "customField": "kept" } });
+    let (gw, r) = start_and_create(&api, &auth, &request, "limio-v2", 201).await;
+    assert_eq!(r["status"], "created", "{r}");
+    let (status, body) = gw
+        .post(
+            "/v1/promo-codes/KEEP-1/revoke",
+            json!({ "campaign": "example" }).to_string(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let r = common::result(&body, "limio-v2");
+    assert_eq!(
+        (r["status"].as_str(), r["action"].as_str()),
+        (Some("revoked"), Some("deactivated")),
+        "{r}"
+    );
+    let requests = api.received_requests().await.unwrap();
+    let sent: Value = serde_json::from_slice(&requests[0].body).unwrap();
+    let put: Value = serde_json::from_slice(&requests[1].body).unwrap();
+    let mut expected = sent["data"].clone();
+    expected["status"] = json!(false);
+    assert_eq!(put, json!({ "data": expected }));
+    assert_eq!(put["data"]["customField"], "kept", "{put}");
+}

@@ -14,7 +14,7 @@ use std::time::Duration;
 use promo_adapters::model::validate;
 use promo_adapters::operation::{Missing, Operation, RevokeCall, RevokeOutcome, RevokePlan, RevokeTarget};
 use promo_adapters::{BuildContext, Problems, PromoCode, Warning};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::{ledger_error, refused, settle, Call, Engine, Plan, Round, Work};
 use crate::auth::Credentials;
@@ -151,9 +151,13 @@ impl Engine {
             .clone()
             .unwrap_or_else(|| record.deliveries.keys().cloned().collect());
         let promo = self.promo_of(&record);
+        let passthrough = self.passthroughs(&record, &targets).await.map_err(ledger_error)?;
         let plans: Vec<(String, Plan)> = targets
             .iter()
-            .map(|t| (t.clone(), self.plan_revoke(t, &record, promo.as_ref(), request.delete)))
+            .map(|t| {
+                let plan = self.plan_revoke(t, &record, promo.as_ref(), request.delete, passthrough.get(t));
+                (t.clone(), plan)
+            })
             .collect();
         let answer = |request_id: Option<i64>, revoked_at: Option<String>, results| RevokeResponse {
             code: record.code.clone(),
@@ -310,6 +314,7 @@ impl Engine {
         let mut unrecorded = Vec::new();
         if let Some(record) = &record {
             let promo = self.promo_of(record);
+            let passthrough = self.passthroughs(record, &u.pending).await?;
             let mut waiting = Vec::new();
             let mut work = Vec::new();
             for target in &u.pending {
@@ -322,7 +327,7 @@ impl Engine {
                 } else {
                     work.push(Work::Send(
                         target.clone(),
-                        self.plan_revoke(target, record, promo.as_ref(), delete)
+                        self.plan_revoke(target, record, promo.as_ref(), delete, passthrough.get(target))
                             .settle_credentials(target),
                     ));
                 }
@@ -378,6 +383,34 @@ impl Engine {
         }
     }
 
+    /// The passthrough fields each target's create sent (by upstream): a vendor whose revoke
+    /// re-sends the whole object must send them again, or it would replace the object with
+    /// another. None for a code a job delivered (jobs carry no passthrough).
+    async fn passthroughs(
+        &self,
+        record: &CodeRecord,
+        targets: &[String],
+    ) -> Result<std::collections::BTreeMap<String, Map<String, Value>>, StoreError> {
+        let mut out = std::collections::BTreeMap::new();
+        for target in targets {
+            if !record.deliveries.get(target).is_some_and(|d| d.status.is_delivered()) {
+                continue;
+            }
+            let body = self
+                .store
+                .create_body(
+                    record.campaign.clone().unwrap_or_default(),
+                    record.code.clone(),
+                    target.clone(),
+                )
+                .await?;
+            if let Some(Value::Object(fields)) = body.as_ref().and_then(|b| b.get("passthrough")?.get(target)) {
+                out.insert(target.clone(), fields.clone());
+            }
+        }
+        Ok(out)
+    }
+
     /// The code as the ledger defined it, read back into the unified model.
     fn promo_of(&self, record: &CodeRecord) -> Result<PromoCode, String> {
         validate(&record.definition, &self.validation_context())
@@ -387,7 +420,14 @@ impl Engine {
 
     /// One target of a revoke, planned from the ledger's record (pure: no I/O). A result that
     /// needs no call is never `pending`, so that a settled claim is never left in flight.
-    fn plan_revoke(&self, target: &str, record: &CodeRecord, promo: Result<&PromoCode, &String>, delete: bool) -> Plan {
+    fn plan_revoke(
+        &self,
+        target: &str,
+        record: &CodeRecord,
+        promo: Result<&PromoCode, &String>,
+        delete: bool,
+        passthrough: Option<&Map<String, Value>>,
+    ) -> Plan {
         let upstream = self.upstreams.get(target);
         let vendor = upstream.map(|u| u.vendor);
         if let Some(prior) = record.revocations.get(target).filter(|r| r.status.is_revoked()) {
@@ -444,7 +484,7 @@ impl Engine {
         let revoke_target = RevokeTarget {
             code: promo,
             vendor_id,
-            passthrough: None,
+            passthrough,
         };
         match upstream.adapter.plan_revoke(&revoke_target, delete, &ctx) {
             Ok(RevokePlan::Call(call)) => Plan::Send {
@@ -500,7 +540,14 @@ impl Engine {
             }
             tokio::time::sleep(CREATE_POLL).await;
         };
-        let now = match settled {
+        let settled = match settled {
+            Ok(now) => match self.passthroughs(&now, targets).await {
+                Ok(passthrough) => Ok((now, passthrough)),
+                Err(e) => Err(format!("the ledger could not be read ({e})")),
+            },
+            Err(why) => Err(why),
+        };
+        let (now, passthrough) = match settled {
             Ok(now) => now,
             Err(why) => {
                 let results: Vec<TargetResult> = targets
@@ -524,7 +571,8 @@ impl Engine {
             .map(|t| {
                 Work::Send(
                     t.clone(),
-                    self.plan_revoke(t, &now, promo.as_ref(), delete).settle_credentials(t),
+                    self.plan_revoke(t, &now, promo.as_ref(), delete, passthrough.get(t))
+                        .settle_credentials(t),
                 )
             })
             .collect();

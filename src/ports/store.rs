@@ -116,6 +116,16 @@ pub trait Store: Send + Sync + 'static {
         targets: Vec<String>,
     ) -> Result<Vec<TargetResult>, StoreError>;
 
+    /// The body of the create request that last claimed the delivery of `code` (of `campaign`,
+    /// empty for none) to `upstream`, if a request (not a job) did: what a later operation on
+    /// that delivery must send again (its passthrough) to leave the vendor's object as it was.
+    async fn create_body(
+        &self,
+        campaign: String,
+        code: String,
+        upstream: String,
+    ) -> Result<Option<serde_json::Value>, StoreError>;
+
     /// Every create not yet finished, whoever owns it (for a stop's report).
     async fn unfinished_requests(&self) -> Result<Vec<Unfinished>, StoreError>;
 

@@ -550,6 +550,29 @@ impl Store for Ledger {
         read.await.map_err(|e| self.fail(e))
     }
 
+    async fn create_body(
+        &self,
+        campaign: String,
+        code: String,
+        upstream: String,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let read = async {
+            let c = self.pool.get().await?;
+            let row = opt(
+                &c,
+                "SELECT r.body FROM codes c
+                   JOIN deliveries d ON d.code_id = c.id AND d.upstream = $3
+                   JOIN requests r ON r.id = d.request_id
+                  WHERE c.campaign = $1 AND c.code_key = $2",
+                &[&campaign, &code_key(&code), &upstream],
+            )
+            .await?;
+            let body = row.map(|r| serde_json::from_str::<serde_json::Value>(r.get::<_, &str>(0)));
+            Ok::<_, PgError>(body.transpose()?)
+        };
+        read.await.map_err(|e| self.fail(e))
+    }
+
     async fn target_results(
         &self,
         op: OpKind,

@@ -573,6 +573,27 @@ impl Store for Ledger {
         .await
     }
 
+    async fn create_body(
+        &self,
+        campaign: String,
+        code: String,
+        upstream: String,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        self.with(move |conn| {
+            let body: Option<String> = conn
+                .prepare_cached(
+                    "SELECT r.body FROM codes c
+                       JOIN deliveries d ON d.code_id = c.id AND d.upstream = ?3
+                       JOIN requests r ON r.id = d.request_id
+                      WHERE c.campaign = ?1 AND c.code_key = ?2",
+                )?
+                .query_row(params![campaign, code_key(&code), upstream], |r| r.get(0))
+                .optional()?;
+            Ok(body.map(|b| serde_json::from_str(&b)).transpose()?)
+        })
+        .await
+    }
+
     async fn target_results(
         &self,
         op: OpKind,
