@@ -52,6 +52,24 @@ pub struct Engine {
     pub(crate) jobs: std::sync::Mutex<crate::engine::jobs::Registry>,
 }
 
+/// An operation's answer (a create's, a revoke's) as the ledger stores it to replay: its
+/// per-target results, whatever else it says.
+pub(crate) trait OperationAnswer: serde::Serialize {
+    fn results_mut(&mut self) -> &mut Vec<TargetResult>;
+}
+
+impl OperationAnswer for CreateResponse {
+    fn results_mut(&mut self) -> &mut Vec<TargetResult> {
+        &mut self.results
+    }
+}
+
+impl OperationAnswer for RevokeResponse {
+    fn results_mut(&mut self) -> &mut Vec<TargetResult> {
+        &mut self.results
+    }
+}
+
 /// A create's answer, and whether it is the replay of an earlier one (same idempotency key).
 pub struct Answer {
     pub response: CreateResponse,
@@ -238,24 +256,37 @@ impl Engine {
             .deliver(OpKind::Create, code_id, code, work.collect(), Round::First)
             .await;
         let mut response = CreateResponse::new(code, Some(request_id), results);
-        let last: Vec<String> = unrecorded.iter().map(|(_, r)| r.upstream.clone()).collect();
-        let written = answer_json(&response)?;
-        if let Err(e) = self
-            .store
-            .finish_request(request_id, OpKind::Create, written, unrecorded)
-            .await
-        {
-            // The calls were made: the answer says what they did, and that the ledger has not
-            // recorded it, rather than "nothing was sent".
-            tracing::error!(request_id, "could not record a create's answer in the ledger: {e}");
-            for result in response.results.iter_mut().filter(|r| last.contains(&r.upstream)) {
-                result.warnings.push(unrecorded_warning(&e));
-            }
-        }
+        self.finish_answer(request_id, OpKind::Create, &mut response, unrecorded)
+            .await?;
         Ok(Answer {
             response,
             replayed: false,
         })
+    }
+
+    /// Stores an operation's answer with the outcomes not yet recorded. If the ledger cannot,
+    /// the calls were made all the same: the answer says what they did, and that the ledger has
+    /// not recorded it, rather than "nothing was sent".
+    pub(crate) async fn finish_answer(
+        &self,
+        request_id: i64,
+        op: OpKind,
+        response: &mut impl OperationAnswer,
+        unrecorded: Vec<(i64, TargetResult)>,
+    ) -> Result<(), DomainError> {
+        let last: Vec<String> = unrecorded.iter().map(|(_, r)| r.upstream.clone()).collect();
+        let written = answer_json(&*response)?;
+        if let Err(e) = self.store.finish_request(request_id, op, written, unrecorded).await {
+            tracing::error!(
+                request_id,
+                operation = op.as_str(),
+                "could not record an answer in the ledger: {e}"
+            );
+            for result in response.results_mut().iter_mut().filter(|r| last.contains(&r.upstream)) {
+                result.warnings.push(unrecorded_warning(&e));
+            }
+        }
+        Ok(())
     }
 
     /// Why the ledger cannot record new work now, if it cannot.

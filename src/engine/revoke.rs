@@ -150,15 +150,10 @@ impl Engine {
             .targets
             .clone()
             .unwrap_or_else(|| record.deliveries.keys().cloned().collect());
-        let promo = self.promo_of(&record);
-        let passthrough = self.passthroughs(&record, &targets).await.map_err(ledger_error)?;
-        let plans: Vec<(String, Plan)> = targets
-            .iter()
-            .map(|t| {
-                let plan = self.plan_revoke(t, &record, promo.as_ref(), request.delete, passthrough.get(t));
-                (t.clone(), plan)
-            })
-            .collect();
+        let (plans, promo_code) = self
+            .plan_targets(&record, &targets, request.delete)
+            .await
+            .map_err(ledger_error)?;
         let answer = |request_id: Option<i64>, revoked_at: Option<String>, results| RevokeResponse {
             code: record.code.clone(),
             campaign: record.campaign.clone(),
@@ -179,13 +174,7 @@ impl Engine {
                 replayed: false,
             });
         }
-        let plans: Vec<(String, Plan)> = plans
-            .into_iter()
-            .map(|(t, p)| {
-                let p = p.settle_credentials(&t);
-                (t, p)
-            })
-            .collect();
+        let plans: Vec<(String, Plan)> = settled_credentials(plans);
         let mut recorded_body = body.as_object().cloned().unwrap_or_default();
         recorded_body.insert("code".into(), Value::String(record.code.clone()));
         let begun = self
@@ -229,7 +218,7 @@ impl Engine {
             .into_iter()
             .zip(claims)
             .map(|((target, plan), claim)| match (claim, plan) {
-                (Claim::Send, Plan::Send { upstream, call }) => Work::Send(target, Plan::Send { upstream, call }),
+                (Claim::Send, plan @ Plan::Send { .. }) => Work::Send(target, plan),
                 (Claim::Send | Claim::Settled, Plan::Done(result)) => Work::Known(result),
                 (Claim::Settled, Plan::Send { upstream, call }) => Work::Known(super::ready(&target, &upstream, &call)),
                 (Claim::Done(prior), _) => Work::Known(already_revoked(*prior)),
@@ -245,7 +234,6 @@ impl Engine {
                 }
             })
             .collect();
-        let promo_code = promo.as_ref().ok().cloned().unwrap_or_else(|| placeholder(&record));
         let (mut results, mut unrecorded) = self
             .deliver(OpKind::Revoke, code_id, &promo_code, work, Round::First)
             .await;
@@ -266,18 +254,8 @@ impl Engine {
             Some(crate::domain::time::format(&revoked_at)),
             results,
         );
-        let last: Vec<String> = unrecorded.iter().map(|(_, r)| r.upstream.clone()).collect();
-        let written = super::answer_json(&response)?;
-        if let Err(e) = self
-            .store
-            .finish_request(request_id, OpKind::Revoke, written, unrecorded)
-            .await
-        {
-            tracing::error!(request_id, "could not record a revoke's answer in the ledger: {e}");
-            for result in response.results.iter_mut().filter(|r| last.contains(&r.upstream)) {
-                result.warnings.push(super::unrecorded_warning(&e));
-            }
-        }
+        self.finish_answer(request_id, OpKind::Revoke, &mut response, unrecorded)
+            .await?;
         tracing::info!(
             request_id,
             code = %response.code,
@@ -302,9 +280,8 @@ impl Engine {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        let request = RevokeRequest::parse(&without_code(&u.body), &self.upstream_names).ok();
         let campaign = u.body.get("campaign").and_then(Value::as_str).map(str::to_owned);
-        let delete = request.as_ref().is_some_and(|r| r.delete);
+        let delete = u.body.get("delete").and_then(Value::as_bool).unwrap_or(false);
         let record = self
             .store
             .code(code.clone(), Some(campaign.clone().unwrap_or_default()))
@@ -313,26 +290,17 @@ impl Engine {
             .next();
         let mut unrecorded = Vec::new();
         if let Some(record) = &record {
-            let promo = self.promo_of(record);
-            let passthrough = self.passthroughs(record, &u.pending).await?;
-            let mut waiting = Vec::new();
-            let mut work = Vec::new();
-            for target in &u.pending {
-                let in_flight = record
+            let (waiting, ready): (Vec<String>, Vec<String>) = u.pending.iter().cloned().partition(|target| {
+                record
                     .deliveries
                     .get(target)
-                    .is_some_and(|d| d.status == Status::Pending);
-                if in_flight {
-                    waiting.push(target.clone());
-                } else {
-                    work.push(Work::Send(
-                        target.clone(),
-                        self.plan_revoke(target, record, promo.as_ref(), delete, passthrough.get(target))
-                            .settle_credentials(target),
-                    ));
-                }
-            }
-            let promo_code = promo.as_ref().ok().cloned().unwrap_or_else(|| placeholder(record));
+                    .is_some_and(|d| d.status == Status::Pending)
+            });
+            let (plans, promo_code) = self.plan_targets(record, &ready, delete).await?;
+            let work = settled_credentials(plans)
+                .into_iter()
+                .map(|(t, p)| Work::Send(t, p))
+                .collect();
             self.deliver(OpKind::Revoke, u.code_id, &promo_code, work, Round::Resume)
                 .await;
             let (_, late) = self
@@ -381,6 +349,26 @@ impl Engine {
             Some(record) => Ok(record),
             None => Err(no_such_code(code, campaign)),
         }
+    }
+
+    /// Each of `targets` planned from the ledger's `record` (with what its create sent there),
+    /// and the code for the log lines of the calls.
+    async fn plan_targets(
+        &self,
+        record: &CodeRecord,
+        targets: &[String],
+        delete: bool,
+    ) -> Result<(Vec<(String, Plan)>, PromoCode), StoreError> {
+        let promo = self.promo_of(record);
+        let passthrough = self.passthroughs(record, targets).await?;
+        let plans = targets
+            .iter()
+            .map(|t| {
+                let plan = self.plan_revoke(t, record, promo.as_ref(), delete, passthrough.get(t));
+                (t.clone(), plan)
+            })
+            .collect();
+        Ok((plans, promo.unwrap_or_else(|_| placeholder(record))))
     }
 
     /// The passthrough fields each target's create sent (by upstream): a vendor whose revoke
@@ -446,11 +434,8 @@ impl Engine {
         let delivery = record.deliveries.get(target);
         match delivery.map(|d| d.status) {
             Some(s) if s.is_delivered() => {}
-            Some(Status::Pending) => {
-                // Settled as not delivered if the create is still in flight when the ledger
-                // claims (the store then answers `CreateInFlight`, which waits for it).
-                return Plan::Done(not_delivered(target, vendor, Some(Status::Pending)));
-            }
+            // A create in flight (`pending`) too: the ledger's claim then answers
+            // `CreateInFlight`, and the revoke waits for that create's outcome.
             status => return Plan::Done(not_delivered(target, vendor, status)),
         }
         let Some(vendor_id) = delivery.and_then(|d| d.vendor_id.as_deref()) else {
@@ -540,14 +525,14 @@ impl Engine {
             }
             tokio::time::sleep(CREATE_POLL).await;
         };
-        let settled = match settled {
-            Ok(now) => match self.passthroughs(&now, targets).await {
-                Ok(passthrough) => Ok((now, passthrough)),
-                Err(e) => Err(format!("the ledger could not be read ({e})")),
-            },
+        let planned = match settled {
+            Ok(now) => self
+                .plan_targets(&now, targets, delete)
+                .await
+                .map_err(|e| format!("the ledger could not be read ({e})")),
             Err(why) => Err(why),
         };
-        let (now, passthrough) = match settled {
+        let (plans, promo_code) = match planned {
             Ok(now) => now,
             Err(why) => {
                 let results: Vec<TargetResult> = targets
@@ -565,18 +550,10 @@ impl Engine {
                 return (results, unrecorded);
             }
         };
-        let promo = self.promo_of(&now);
-        let work = targets
-            .iter()
-            .map(|t| {
-                Work::Send(
-                    t.clone(),
-                    self.plan_revoke(t, &now, promo.as_ref(), delete, passthrough.get(t))
-                        .settle_credentials(t),
-                )
-            })
+        let work = settled_credentials(plans)
+            .into_iter()
+            .map(|(t, p)| Work::Send(t, p))
             .collect();
-        let promo_code = promo.as_ref().ok().cloned().unwrap_or_else(|| placeholder(&now));
         self.deliver(OpKind::Revoke, code_id, &promo_code, work, round).await
     }
 }
@@ -619,7 +596,6 @@ pub(super) async fn send(
             (Status::AlreadyRevoked, None)
         }
         RevokeOutcome::NotFound { missing, message } => {
-            r.action = None;
             let what = match missing {
                 Missing::Code => format!("{vendor} does not know the code ({message}); it may have been deleted there already"),
                 Missing::Parent => format!(
@@ -628,26 +604,19 @@ pub(super) async fn send(
             };
             (Status::NotFound, Some((ErrorKind::NotFoundAtVendor, what, Some(404))))
         }
-        RevokeOutcome::Rejected { status, message } => {
-            r.action = None;
-            (
-                Status::Rejected,
-                Some((
-                    ErrorKind::VendorRejected,
-                    format!("{vendor} refused the revoke: {message}"),
-                    Some(status),
-                )),
-            )
-        }
-        RevokeOutcome::Throttled { message, .. } => {
-            r.action = None;
-            super::throttled(vendor, r.attempts, message)
-        }
-        RevokeOutcome::Failed { message, cause, .. } => {
-            r.action = None;
-            super::failed(message, cause)
-        }
+        RevokeOutcome::Rejected { status, message } => (
+            Status::Rejected,
+            Some((
+                ErrorKind::VendorRejected,
+                format!("{vendor} refused the revoke: {message}"),
+                Some(status),
+            )),
+        ),
+        RevokeOutcome::Throttled { message, .. } => super::throttled(vendor, r.attempts, message),
+        RevokeOutcome::Failed { message, cause, .. } => super::failed(message, cause),
     });
+    // Only a revoke that took effect did something to the code; any other outcome (the
+    // transport's too: a timeout, no rate slot) did nothing the result can name.
     let mut result = result;
     if !matches!(result.status, Status::Revoked | Status::AlreadyRevoked) {
         result.action = None;
@@ -660,6 +629,17 @@ pub(super) async fn send(
         "revoke call finished"
     );
     result
+}
+
+/// Plans whose credentials are missing, settled without a call.
+fn settled_credentials(plans: Vec<(String, Plan)>) -> Vec<(String, Plan)> {
+    plans
+        .into_iter()
+        .map(|(t, p)| {
+            let p = p.settle_credentials(&t);
+            (t, p)
+        })
+        .collect()
 }
 
 /// What the ledger is to claim per target: settled where the plan needs no call.
@@ -728,15 +708,6 @@ fn no_such_code(code: &str, campaign: Option<&str>) -> DomainError {
         code: code.to_owned(),
         campaign: campaign.map(str::to_owned),
     }
-}
-
-/// The body as the client sent it, without the code the ledger added from the path.
-fn without_code(body: &Value) -> Value {
-    let mut body = body.clone();
-    if let Some(obj) = body.as_object_mut() {
-        obj.remove("code");
-    }
-    body
 }
 
 /// A code whose definition no longer validates, for the log lines of calls that are then not

@@ -35,6 +35,7 @@ use crate::domain::request::{
 };
 use crate::ports::{Adopted, Store, StoreError, StoreErrorKind, WriteStats};
 use crate::store::group::Group;
+use crate::store::RequestRow;
 use queries::{exec, one, opt, rows};
 use writer::{OutcomeRow, Outcomes, Writer};
 
@@ -206,6 +207,41 @@ impl DbClock {
     }
 }
 
+/// Writes an operation's request row; its id. Times are the database clock's (`db_time!`).
+async fn insert_request<C: GenericClient>(
+    tx: &C,
+    row: &RequestRow<'_>,
+    key_expires_at: Option<f64>,
+    owner: &str,
+    lease_until: f64,
+) -> Result<i64, PgError> {
+    let found = one(
+        tx,
+        concat!(
+            "INSERT INTO requests (idempotency_key, key_expires_at, body, code_id, targets, owner, lease_until,
+                                   operation, requested_by)
+             VALUES ($1, ",
+            db_time!(2),
+            ", $3, $4, $5, $6, ",
+            db_time!(7),
+            ", $8, $9) RETURNING id"
+        ),
+        &[
+            &row.key,
+            &key_expires_at,
+            &row.body,
+            &row.code_id,
+            &row.targets,
+            &owner,
+            &lease_until,
+            &row.op.as_str(),
+            &row.requested_by,
+        ],
+    )
+    .await?;
+    Ok(found.get(0))
+}
+
 /// What an idempotency key says before a request is recorded, as [`rules::decide_key`] rules
 /// (an expired key is forgotten here), on the database's clock (`now`, a [`db_time!`]
 /// parameter; `caller_now` where the key is new): `Some` answer when the request goes no
@@ -341,30 +377,15 @@ impl Store for Ledger {
             if let Some(conflict) = queries::held_elsewhere(&tx, &def.campaign, &def.key(), &names).await? {
                 return Ok(Begin::Conflict(conflict));
             }
-            let request_id: i64 = one(
-                &tx,
-                concat!(
-                    "INSERT INTO requests (idempotency_key, key_expires_at, body, code_id, targets, owner, lease_until,
-                                           requested_by)
-                     VALUES ($1, ",
-                    db_time!(2),
-                    ", $3, $4, $5, $6, ",
-                    db_time!(7),
-                    ", $8) RETURNING id"
-                ),
-                &[
-                    &create.key,
-                    &key_expires,
-                    &body,
-                    &code_id,
-                    &names,
-                    &&*self.owner,
-                    &lease_until,
-                    &create.requested_by,
-                ],
-            )
-            .await?
-            .get(0);
+            let row = RequestRow {
+                op: OpKind::Create,
+                key: create.key.as_deref(),
+                body: &body,
+                code_id,
+                targets: &names,
+                requested_by: create.requested_by.as_deref(),
+            };
+            let request_id = insert_request(&tx, &row, key_expires, &self.owner, lease_until).await?;
             let mut claims = Vec::with_capacity(create.targets.len());
             for t in &create.targets {
                 let current = queries::delivery(&tx, code_id, &t.upstream).await?;
@@ -432,30 +453,15 @@ impl Store for Ledger {
             )
             .await?
             .get(0);
-            let request_id: i64 = one(
-                &tx,
-                concat!(
-                    "INSERT INTO requests (idempotency_key, key_expires_at, body, code_id, targets, owner, lease_until,
-                                           operation, requested_by)
-                     VALUES ($1, ",
-                    db_time!(2),
-                    ", $3, $4, $5, $6, ",
-                    db_time!(7),
-                    ", 'revoke', $8) RETURNING id"
-                ),
-                &[
-                    &revoke.key,
-                    &key_expires,
-                    &body,
-                    &code_id,
-                    &names,
-                    &&*self.owner,
-                    &lease_until,
-                    &revoke.requested_by,
-                ],
-            )
-            .await?
-            .get(0);
+            let row = RequestRow {
+                op: OpKind::Revoke,
+                key: revoke.key.as_deref(),
+                body: &body,
+                code_id,
+                targets: &names,
+                requested_by: revoke.requested_by.as_deref(),
+            };
+            let request_id = insert_request(&tx, &row, key_expires, &self.owner, lease_until).await?;
             let mut claims = Vec::with_capacity(revoke.targets.len());
             for t in &revoke.targets {
                 let revocation = queries::state(&tx, OpKind::Revoke, code_id, &t.upstream).await?;

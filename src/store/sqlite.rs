@@ -37,6 +37,7 @@ use crate::domain::request::{
 };
 use crate::error::StartupError;
 use crate::ports::{Adopted, Store, StoreError, StoreErrorKind};
+use crate::store::RequestRow;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -299,6 +300,34 @@ fn writer_stopped() -> StoreError {
     )
 }
 
+/// Writes an operation's request row; its id. The key expires `key_expires_at` (when a key
+/// was given).
+fn insert_request(
+    tx: &Connection,
+    row: &RequestRow<'_>,
+    key_expires_at: DateTime<Utc>,
+    owner: &str,
+    lease_until: &str,
+) -> Result<i64, LedgerError> {
+    tx.prepare_cached(
+        "INSERT INTO requests (idempotency_key, key_expires_at, body, code_id, targets, owner, lease_until,
+                               operation, requested_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        row.key,
+        row.key.map(|_| stamp(key_expires_at)),
+        row.body,
+        row.code_id,
+        serde_json::to_string(row.targets)?,
+        owner,
+        lease_until,
+        row.op.as_str(),
+        row.requested_by
+    ])?;
+    Ok(tx.last_insert_rowid())
+}
+
 #[async_trait::async_trait]
 impl Store for Ledger {
     fn backend(&self) -> &'static str {
@@ -353,22 +382,15 @@ impl Store for Ledger {
             if let Some(conflict) = held_elsewhere(tx, &definition.campaign, &definition.key(), &names)? {
                 return Ok(Dropped(Begin::Conflict(conflict)));
             }
-            tx.prepare_cached(
-                "INSERT INTO requests (idempotency_key, key_expires_at, body, code_id, targets, owner, lease_until,
-                                       requested_by)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?
-            .execute(params![
-                key,
-                key.as_ref().map(|_| stamp(now + key_window)),
-                body,
-                code.id,
-                serde_json::to_string(&names)?,
-                &*owner,
-                lease_until,
-                requested_by
-            ])?;
-            let request_id = tx.last_insert_rowid();
+            let row = RequestRow {
+                op: OpKind::Create,
+                key: key.as_deref(),
+                body: &body,
+                code_id: code.id,
+                targets: &names,
+                requested_by: requested_by.as_deref(),
+            };
+            let request_id = insert_request(tx, &row, now + key_window, &owner, &lease_until)?;
             let mut claims = Vec::with_capacity(targets.len());
             for t in &targets {
                 // A code added just now has no deliveries.
@@ -434,22 +456,15 @@ impl Store for Ledger {
                 .execute(params![code_id, stamp(now)])?;
             let revoked_at = rows::revoked_at(tx, code_id)?.unwrap_or(now);
             let names: Vec<String> = targets.iter().map(|t| t.upstream.clone()).collect();
-            tx.prepare_cached(
-                "INSERT INTO requests (idempotency_key, key_expires_at, body, code_id, targets, owner, lease_until,
-                                       operation, requested_by)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'revoke', ?8)",
-            )?
-            .execute(params![
-                key,
-                key.as_ref().map(|_| stamp(now + key_window)),
-                body,
+            let row = RequestRow {
+                op: OpKind::Revoke,
+                key: key.as_deref(),
+                body: &body,
                 code_id,
-                serde_json::to_string(&names)?,
-                &*owner,
-                lease_until,
-                requested_by
-            ])?;
-            let request_id = tx.last_insert_rowid();
+                targets: &names,
+                requested_by: requested_by.as_deref(),
+            };
+            let request_id = insert_request(tx, &row, now + key_window, &owner, &lease_until)?;
             let mut claims = Vec::with_capacity(targets.len());
             for t in &targets {
                 let revocation = rows::state(tx, OpKind::Revoke, code_id, &t.upstream)?;
