@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use indicatif::{HumanCount, MultiProgress, ProgressBar, ProgressState, ProgressStyle};
 use promo_gateway::domain::job::{JobResult, JobState};
+use promo_gateway::domain::request::OpKind;
 use promo_gateway::engine::jobs::{JobSpec, JobStatus};
 use promo_gateway::engine::Status;
 use promo_gateway::{Gateway, StartupError};
@@ -24,9 +25,10 @@ pub enum Ledger {
 /// How the job ended, as the exit status reads it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Ended {
-    /// Every code is on every target (or there was nothing to deliver).
+    /// Every code is on every target (or there was nothing to deliver); for a revoke job, off
+    /// every target.
     Delivered,
-    /// Some deliveries ended without the code on the vendor.
+    /// Some codes ended otherwise (not on the vendor; for a revoke, not revoked there).
     Undelivered,
 }
 
@@ -73,7 +75,7 @@ pub async fn run(gateway: &Gateway, spec: JobSpec, ledger: Ledger) -> Result<End
         for (target, bar) in &progress {
             if let Some(p) = status.targets_progress.get(target) {
                 bar.set_position(p.total - p.pending);
-                bar.set_message(problems(&p.counts));
+                bar.set_message(problems(status.job.operation, &p.counts));
             }
         }
         if status.job.state != JobState::Running {
@@ -93,15 +95,16 @@ pub async fn run(gateway: &Gateway, spec: JobSpec, ledger: Ledger) -> Result<End
         bar.finish();
     }
     let mut out = table(&status);
+    let op = status.job.operation;
     for (&s, &count) in &totals(&status) {
-        if s.is_delivered() || count == 0 {
+        if op.succeeded(s) || count == 0 {
             continue;
         }
         let results = engine
             .job_results(id, Some(s), None, (0, String::new()), GROUPED)
             .await
             .map_err(usage)?;
-        out.push_str(&next_steps(id, s, count, &results, ledger));
+        out.push_str(&next_steps(id, op, s, count, &results, ledger));
     }
     print!("{out}");
     Ok(if undelivered(&status) > 0 {
@@ -139,11 +142,11 @@ fn usage(e: impl Into<promo_gateway::http::error::ApiError>) -> StartupError {
     StartupError::Usage(e.into().to_string())
 }
 
-/// Deliveries that ended without the code on the vendor.
+/// Codes whose target ended otherwise than the job's operation wants.
 fn undelivered(status: &JobStatus) -> u64 {
     totals(status)
         .into_iter()
-        .filter(|(s, _)| !s.is_delivered())
+        .filter(|(s, _)| !status.job.operation.succeeded(*s))
         .map(|(_, n)| n)
         .sum()
 }
@@ -160,10 +163,10 @@ fn totals(status: &JobStatus) -> BTreeMap<Status, u64> {
     totals
 }
 
-fn problems(counts: &BTreeMap<Status, u64>) -> String {
+fn problems(op: OpKind, counts: &BTreeMap<Status, u64>) -> String {
     counts
         .iter()
-        .filter(|(s, n)| !s.is_delivered() && **s != Status::Pending && **n > 0)
+        .filter(|(s, n)| !op.succeeded(**s) && **s != Status::Pending && **n > 0)
         .map(|(s, n)| format!("{} {}", s.as_str(), HumanCount(*n)))
         .collect::<Vec<_>>()
         .join(", ")
@@ -176,7 +179,11 @@ fn table(status: &JobStatus) -> String {
         .filter(|s| status.targets_progress.values().any(|p| p.counts.contains_key(s)))
         .collect();
     let mut out = format!(
-        "sync job {} {}: {} codes, campaign {}\n",
+        "{} job {} {}: {} codes, campaign {}\n",
+        match status.job.operation {
+            OpKind::Create => "sync",
+            OpKind::Revoke => "revoke",
+        },
         status.job.id,
         format!("{:?}", status.job.state).to_lowercase(),
         HumanCount(status.job.total),
@@ -200,8 +207,13 @@ fn table(status: &JobStatus) -> String {
 
 /// For one status that is not a success: how many, why (grouped by reason, the commonest
 /// first, each with the first codes it struck), and how to list or retry them all.
-fn next_steps(job: i64, status: Status, count: u64, results: &[JobResult], ledger: Ledger) -> String {
-    let noun = if count == 1 { "delivery" } else { "deliveries" };
+fn next_steps(job: i64, op: OpKind, status: Status, count: u64, results: &[JobResult], ledger: Ledger) -> String {
+    let noun = match (op, count) {
+        (OpKind::Create, 1) => "delivery",
+        (OpKind::Create, _) => "deliveries",
+        (OpKind::Revoke, 1) => "revocation",
+        (OpKind::Revoke, _) => "revocations",
+    };
     let mut out = format!("\n{}: {} {noun}", status.as_str(), HumanCount(count));
     if (results.len() as u64) < count {
         let _ = write!(out, " (the first {} by reason)", HumanCount(results.len() as u64));

@@ -8,6 +8,7 @@
 mod intake;
 pub mod jobs;
 mod revoke;
+mod revoke_job;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

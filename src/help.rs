@@ -118,6 +118,16 @@ Examples:
   promo-gateway sync codes.ndjson --campaign spring --targets loop --on-unsupported skip_field
 ";
 
+pub const REVOKE: &str = "\
+Revokes a campaign's codes at each target where the ledger holds them, as POST
+/v1/promo-codes/{code}/revoke does for one (Moltin in bulk calls of at most 50 codes): the codes
+are marked revoked before any call, and nothing sends them again. Exit status 2 when any code
+did not end revoked (or was never delivered) on a target.
+
+Example:
+  promo-gateway revoke --campaign spring --codes LEAKED-1,LEAKED-2 --delete
+";
+
 pub const MIRROR: &str = "\
 Delivers every code the ledger holds for a campaign to the named upstreams where it is missing.
 Nothing missing (or no code yet) is \"nothing to mirror\", exit 0. Exit status 2 when any code did

@@ -61,6 +61,9 @@ enum Command {
     /// Deliver every code the ledger holds for a campaign to targets where it is missing.
     #[command(after_long_help = help::MIRROR)]
     Mirror(MirrorArgs),
+    /// Revoke a campaign's codes (those named, or every one) at their targets, as one sync job.
+    #[command(after_long_help = help::REVOKE)]
+    Revoke(RevokeArgs),
     /// Serve simulated vendors (no gateway): each vendor's create call, judged by its document.
     #[command(after_long_help = help::SANDBOX)]
     Sandbox(SandboxArgs),
@@ -111,12 +114,28 @@ struct MirrorArgs {
     to: Vec<String>,
 }
 
+#[derive(ClapArgs)]
+struct RevokeArgs {
+    /// The campaign whose codes to revoke.
+    #[arg(long)]
+    campaign: String,
+    /// Codes to revoke, comma-separated (default: every code the ledger holds for the campaign).
+    #[arg(long, value_delimiter = ',')]
+    codes: Vec<String>,
+    /// Upstreams to revoke at, comma-separated (default: every upstream the campaign maps).
+    #[arg(long, value_delimiter = ',')]
+    targets: Vec<String>,
+    /// The hard revoke (a delete) where the vendor has one; Partnero and Moltin revoke only so.
+    #[arg(long)]
+    delete: bool,
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     // A command-line job draws progress bars on stderr; per-delivery logs would scroll them away.
     let default_filter = match cli.command {
-        Some(Command::Sync(_) | Command::Mirror(_)) => "warn",
+        Some(Command::Sync(_) | Command::Mirror(_) | Command::Revoke(_)) => "warn",
         _ => "info,tower_http=info",
     };
     let log_format = match cli.log_format {
@@ -141,6 +160,7 @@ async fn run(cli: Cli) -> Result<ExitCode, StartupError> {
         Some(Command::Serve(args)) => serve(&config, args, vendors).await,
         Some(Command::Sync(args)) => sync(&config, args, vendors).await,
         Some(Command::Mirror(args)) => mirror(&config, args, vendors).await,
+        Some(Command::Revoke(args)) => revoke(&config, args, vendors).await,
         Some(Command::CheckConfig) => check_config(&config, vendors),
         Some(Command::Sandbox(args)) => sandbox(args).await,
     }
@@ -424,6 +444,31 @@ async fn mirror(config: &Path, args: MirrorArgs, vendors: Vendors) -> Result<(),
         template: Default::default(),
         on_unsupported: None,
         source: Source::Mirror,
+    };
+    run_job(&gateway, spec, sandbox.as_ref()).await
+}
+
+async fn revoke(config: &Path, args: RevokeArgs, vendors: Vendors) -> Result<(), Exit> {
+    let sandbox = start_sandbox(vendors, ANY_LOOPBACK_PORT).await?;
+    let (gateway, _lock) = open(config, sandbox.as_ref().map(|s| &s.target))?;
+    let targets = if args.targets.is_empty() {
+        gateway
+            .engine
+            .campaign(&args.campaign)
+            .map(|c| c.upstreams.keys().cloned().collect())
+            .unwrap_or_default()
+    } else {
+        args.targets
+    };
+    let spec = JobSpec {
+        campaign: args.campaign,
+        targets,
+        template: Default::default(),
+        on_unsupported: None,
+        source: Source::Revoke {
+            codes: (!args.codes.is_empty()).then_some(args.codes),
+            delete: args.delete,
+        },
     };
     run_job(&gateway, spec, sandbox.as_ref()).await
 }

@@ -399,7 +399,7 @@ async fn the_description_states_the_rules_the_gateway_enforces() {
         .iter()
         .map(|s| s["$ref"].as_str().unwrap().trim_start_matches("#/components/schemas/"))
         .collect();
-    assert_eq!(shapes, ["CodesJob", "GenerateJob", "MirrorJob"]);
+    assert_eq!(shapes, ["CodesJob", "GenerateJob", "MirrorJob", "RevokeJob"]);
     for shape in &shapes {
         assert_eq!(schemas[shape]["additionalProperties"], false, "{shape}");
         for (name, member) in schemas[shape]["properties"].as_object().unwrap() {
@@ -473,6 +473,11 @@ async fn the_description_states_the_rules_the_gateway_enforces() {
         serde_json::json!({ "campaign": "spring", "targets": ["loop", "loop"], "codes": ["A"] }),
         serde_json::json!({ "mirror": { "campaign": "spring", "to": ["loop"] }, "on_unsupported": null }),
         serde_json::json!({ "mirror": { "campaign": "spring", "to": ["loop"] }, "campaign": "spring" }),
+        serde_json::json!({ "revoke": { "campaign": "spring", "codes": null } }),
+        serde_json::json!({ "revoke": { "campaign": "spring", "targets": [] } }),
+        serde_json::json!({ "revoke": { "campaign": "spring", "targets": ["loop", "loop"] } }),
+        serde_json::json!({ "revoke": { "campaign": "spring", "delete": null } }),
+        serde_json::json!({ "revoke": { "campaign": "spring" }, "on_unsupported": "refuse" }),
     ] {
         let (status, answer) = gw.post("/v1/sync-jobs", body.to_string()).await;
         assert!((400..500).contains(&status), "{body} -> {status} {answer}");

@@ -978,7 +978,7 @@ async fn bad_job_bodies_are_refused_naming_the_field() {
         (
             job(json!({ "generate": { "count": 5, "pattern": "A-{random:8}" } })),
             "codes",
-            "give exactly one of codes, generate or mirror (got codes, generate)",
+            "give exactly one of codes, generate, mirror or revoke (got codes, generate)",
         ),
         (
             job(json!({ "targets": ["loop", "shopify"] })),

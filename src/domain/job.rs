@@ -5,8 +5,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::code::CodeConflict;
+use super::code::{CodeConflict, CodeRecord};
 use super::delivery::{Status, TargetError};
+use super::request::OpKind;
 
 /// The state of a sync job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +37,9 @@ impl JobState {
 /// A job about to be staged: what it is, before any of its codes.
 #[derive(Debug, Clone)]
 pub struct NewJob {
+    /// What the job does to each of its codes on each target: its claims and outcomes live
+    /// where that operation's do (a create's deliveries, a revoke's revocations).
+    pub operation: OpKind,
     pub campaign: String,
     pub targets: Vec<String>,
     /// Where its codes come from ("json", "csv", "ndjson", "generate", "mirror").
@@ -48,10 +52,13 @@ pub struct NewJob {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobRecord {
     pub id: i64,
+    #[serde(default)]
+    pub operation: OpKind,
     pub state: JobState,
     pub campaign: String,
     pub targets: Vec<String>,
-    /// Where its codes came from ("json", "csv", "ndjson", "generate", "mirror").
+    /// Where its codes came from ("json", "csv", "ndjson", "generate", "mirror", and a revoke
+    /// job's "json" or "campaign").
     pub source: String,
     pub total: u64,
     #[serde(with = "super::time")]
@@ -68,9 +75,20 @@ pub struct JobRecord {
 pub struct JobWork {
     pub seq: i64,
     pub code_id: i64,
-    pub definition: Value,
-    /// The code was revoked since the job took it: it is not sent.
-    pub revoked: bool,
+    pub item: WorkItem,
+}
+
+/// What a job's worker needs of one code, by the job's operation.
+#[derive(Debug, Clone)]
+pub enum WorkItem {
+    Create {
+        definition: Value,
+        /// The code was revoked since the job took it: it is not sent.
+        revoked: bool,
+    },
+    /// The code as the ledger holds it (its deliveries: the vendor's ids), which its revoke is
+    /// planned from.
+    Revoke(Box<CodeRecord>),
 }
 
 /// One line of a job's results.
@@ -80,6 +98,9 @@ pub struct JobResult {
     pub code: String,
     pub upstream: String,
     pub status: Status,
+    /// What a revoke did to the code (a revoke job's lines).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<promo_adapters::operation::RevokeAction>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vendor_id: Option<String>,
     pub attempts: u32,
@@ -87,6 +108,52 @@ pub struct JobResult {
     pub error: Option<TargetError>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<promo_adapters::Warning>,
+}
+
+impl JobResult {
+    /// A line from its row (a delivery, a revocation) and the result recorded there.
+    pub fn from_row(
+        seq: i64,
+        code: String,
+        upstream: String,
+        status: Status,
+        vendor_id: Option<String>,
+        attempts: u32,
+        result: Option<crate::domain::delivery::TargetResult>,
+    ) -> Self {
+        let (action, error, warnings) = match result {
+            Some(r) => (r.action, r.error, r.warnings),
+            None => (None, None, Vec::new()),
+        };
+        Self {
+            seq,
+            code,
+            upstream,
+            status,
+            action,
+            vendor_id,
+            attempts,
+            error,
+            warnings,
+        }
+    }
+
+    /// A revoke job's line whose revocation another revoke (a request, another job) settled or
+    /// is settling: the job made no call for it, which the line says.
+    pub fn revoked_elsewhere(mut self, job_id: i64, claimed_by: Option<i64>) -> Self {
+        if claimed_by != Some(job_id) {
+            self.attempts = 0;
+            let by = claimed_by.map_or_else(|| "a revoke request".to_owned(), |j| format!("sync job {j}"));
+            self.warnings.push(promo_adapters::Warning {
+                field: "code".into(),
+                message: format!(
+                    "the revocation at {} is {by}'s, not this job's: this job sends nothing there",
+                    self.upstream
+                ),
+            });
+        }
+        self
+    }
 }
 
 /// How a job's items are checked as they are staged.
@@ -109,6 +176,8 @@ pub enum Staged {
     Refused(CodeConflict),
     /// A fresh code that is taken: draw another.
     Taken,
+    /// A revoke job's code that the campaign does not hold.
+    Unknown,
 }
 
 /// Problems listed in a refused job; the count says how many there were in all.

@@ -10,8 +10,11 @@ use super::delivery::{Status, TargetResult};
 
 /// Which operation a request is, as the ledger keeps it: what its claims are on (a code's
 /// deliveries, or its revocations) and how an interrupted one is resumed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum OpKind {
+    /// Every request and job from before revokes existed.
+    #[default]
     Create,
     Revoke,
 }
@@ -21,6 +24,15 @@ impl OpKind {
         match self {
             OpKind::Create => "create",
             OpKind::Revoke => "revoke",
+        }
+    }
+
+    /// Whether a target that ended in `status` ended as this operation wants: a create's code
+    /// on the vendor; a revoke's code unredeemable there, or never there to revoke.
+    pub fn succeeded(self, status: Status) -> bool {
+        match self {
+            OpKind::Create => status.is_delivered(),
+            OpKind::Revoke => status.is_revoked() || status == Status::NotDelivered,
         }
     }
 
@@ -221,6 +233,17 @@ pub fn decide_revoke_claim(revocation: Option<Status>, delivery: Option<Status>)
         (_, Some(s)) if s.is_delivered() => RevokeDecision::Take,
         (_, delivery) => RevokeDecision::NotDelivered(delivery),
     }
+}
+
+/// Whether a revoke job claims its code at one target (`pending` under the job) when it is
+/// accepted: as a revoke would, and also where there is nothing to revoke, so that each of its
+/// codes has a line on every target, on which its worker records why no call was made. What
+/// is revoked already, or being revoked by another, stays theirs.
+pub fn job_claims_revocation(revocation: Option<Status>, delivery: Option<Status>) -> bool {
+    !matches!(
+        decide_revoke_claim(revocation, delivery),
+        RevokeDecision::Done | RevokeDecision::Elsewhere
+    )
 }
 
 /// What a revoke's claim on one target finds.

@@ -30,6 +30,9 @@ pub enum Codes<'a> {
     /// Every code the ledger holds for the job's campaign that is missing from one of
     /// `targets` (a code already on every one has nothing to mirror).
     Mirror { targets: Vec<String> },
+    /// A revoke job's codes by name, each with where it is (`codes[3]`); `None` for every code
+    /// the campaign holds.
+    Revoke(Option<Vec<(String, String)>>),
 }
 
 /// Taken codes a generator may draw in a row before the job is refused.
@@ -88,7 +91,8 @@ pub fn take_in(rt: &Handle, store: &dyn Store, job: NewJob, codes: Codes<'_>) ->
     let mut faults = Faults::default();
     // A mirror of a campaign with no codes has nothing to do, which is no fault of the asker's:
     // it is a job that ends at once with no delivery. Any other job without codes is a mistake.
-    let may_be_empty = matches!(codes, Codes::Mirror { .. });
+    // The same for a revoke of every code of a campaign that has none.
+    let may_be_empty = matches!(codes, Codes::Mirror { .. } | Codes::Revoke(None));
     let staged = match stage(rt, store, id, &campaign, codes, &mut faults) {
         Ok(0) if faults.count == 0 && !may_be_empty => {
             faults.push(
@@ -144,11 +148,7 @@ fn stage(
                 }
             }
             for (where_, verdict) in at.into_iter().zip(rt.block_on(store.stage(id, defs, StageAs::Given))?) {
-                match verdict {
-                    Staged::Accepted => staged += 1,
-                    Staged::Refused(conflict) => faults.push(where_, format!("code: {conflict}")),
-                    Staged::Taken => faults.push(where_, "code: taken".into()),
-                }
+                staged += judge(verdict, where_, campaign, faults);
             }
         },
         Codes::Generate {
@@ -204,14 +204,51 @@ fn stage(
                     continue;
                 }
                 for verdict in rt.block_on(store.stage(id, defs, StageAs::Given))? {
-                    match verdict {
-                        Staged::Accepted => staged += 1,
-                        Staged::Refused(conflict) => faults.push("codes".into(), format!("code: {conflict}")),
-                        Staged::Taken => faults.push("codes".into(), "code: taken".into()),
-                    }
+                    staged += judge(verdict, "codes".into(), campaign, faults);
+                }
+            }
+        }
+        Codes::Revoke(Some(names)) => {
+            let mut names = names.into_iter().peekable();
+            while names.peek().is_some() {
+                let (at, slice): (Vec<String>, Vec<String>) = names.by_ref().take(INTAKE_SLICE).unzip();
+                for (where_, verdict) in at.into_iter().zip(rt.block_on(store.stage_revokes(id, slice))?) {
+                    staged += judge(verdict, where_, campaign, faults);
+                }
+            }
+        }
+        Codes::Revoke(None) => {
+            let mut after = 0;
+            loop {
+                let filter = CodeFilter {
+                    campaign: Some(campaign.to_owned()),
+                    after,
+                    limit: INTAKE_SLICE,
+                    ..CodeFilter::default()
+                };
+                let page = rt.block_on(store.codes(filter))?;
+                let Some(&(last, _)) = page.last() else { break };
+                after = last;
+                let names = page.into_iter().map(|(_, record)| record.code).collect();
+                for verdict in rt.block_on(store.stage_revokes(id, names))? {
+                    staged += judge(verdict, "codes".into(), campaign, faults);
                 }
             }
         }
     }
     Ok(staged)
+}
+
+/// Counts an accepted item (1), or lists why one was not (0).
+fn judge(verdict: Staged, at: String, campaign: &str, faults: &mut Faults) -> u64 {
+    match verdict {
+        Staged::Accepted => return 1,
+        Staged::Refused(conflict) => faults.push(at, format!("code: {conflict}")),
+        Staged::Taken => faults.push(at, "code: taken".into()),
+        Staged::Unknown => faults.push(
+            at,
+            format!("code: the ledger holds no such code in campaign `{campaign}`, so there is nothing to revoke"),
+        ),
+    }
+    0
 }

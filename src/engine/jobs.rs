@@ -33,9 +33,10 @@ use tokio::sync::watch;
 use crate::auth::Credentials;
 use crate::domain::code::Definition;
 use crate::domain::error::DomainError;
-use crate::domain::job::{JobRecord, JobResult, JobState, NewJob};
+use crate::domain::job::{JobRecord, JobResult, JobState, NewJob, WorkItem};
 use crate::domain::request::OpKind;
 use crate::engine::intake::{self, Codes};
+use crate::engine::revoke_job;
 use crate::engine::{self, ledger_error, Engine, ErrorKind, Status, TargetResult};
 use crate::ports::{StoreError, StoreErrorKind};
 use crate::upstream::{Halt, Patience, Upstream};
@@ -80,6 +81,9 @@ pub enum Source {
     Generate { count: u64, pattern: Pattern },
     /// Every code the ledger holds for the campaign.
     Mirror,
+    /// A revoke of the campaign's codes named (`None`: every one it holds) at the job's
+    /// targets; `delete` asks for the hard form, as a single revoke's does.
+    Revoke { codes: Option<Vec<String>>, delete: bool },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,19 +200,25 @@ impl Engine {
     /// Validates a job, writes it and its codes to the ledger, and starts it.
     pub async fn start_job(self: &Arc<Self>, spec: JobSpec) -> Result<i64, DomainError> {
         let mut p = Problems::default();
+        // A revoke job's fields are under `revoke`, a mirror's targets under `mirror.to`.
+        let (campaign_at, targets_at) = match spec.source {
+            Source::Revoke { .. } => ("revoke.campaign", "revoke.targets"),
+            Source::Mirror => ("mirror.campaign", "mirror.to"),
+            _ => ("campaign", "targets"),
+        };
         if self.campaign(&spec.campaign).is_none() {
             p.push(
-                "campaign",
+                campaign_at,
                 format!("`{}` has no mapping file in mappings/", spec.campaign),
             );
         }
         if spec.targets.is_empty() {
-            p.push("targets", "must name at least one upstream");
+            p.push(targets_at, "must name at least one upstream");
         }
         for (i, t) in spec.targets.iter().enumerate() {
             if !self.upstreams.contains_key(t) {
                 p.push(
-                    format!("targets[{i}]"),
+                    format!("{targets_at}[{i}]"),
                     format!(
                         "`{t}` is not a configured upstream (known: {})",
                         self.upstreams.keys().cloned().collect::<Vec<_>>().join(", ")
@@ -216,7 +226,7 @@ impl Engine {
                 );
             }
             if spec.targets[..i].contains(t) {
-                p.push(format!("targets[{i}]"), format!("`{t}` is listed twice"));
+                p.push(format!("{targets_at}[{i}]"), format!("`{t}` is listed twice"));
             }
         }
         match &spec.source {
@@ -278,7 +288,8 @@ impl Engine {
             on_unsupported,
             source,
         } = spec;
-        let options = json!({ "on_unsupported": on_unsupported });
+        let mut operation = OpKind::Create;
+        let mut options = json!({ "on_unsupported": on_unsupported });
         let item = |value: Value| self.definition(&campaign, &targets, &template, on_unsupported.as_ref(), value);
         let (source_name, codes): (&str, Codes<'_>) = match source {
             Source::Inline(items) => (
@@ -326,8 +337,21 @@ impl Engine {
                     targets: targets.clone(),
                 },
             ),
+            Source::Revoke { codes, delete } => {
+                operation = OpKind::Revoke;
+                options = json!({ "delete": delete });
+                let named = codes.map(|codes| {
+                    codes
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, code)| (format!("revoke.codes[{i}]"), code))
+                        .collect()
+                });
+                (if named.is_some() { "json" } else { "campaign" }, Codes::Revoke(named))
+            }
         };
         let job = NewJob {
+            operation,
             campaign: campaign.clone(),
             targets: targets.clone(),
             source: source_name.to_owned(),
@@ -650,7 +674,10 @@ impl Engine {
         Ok(())
     }
 
-    /// Delivers the job's pending codes to one target, page by page.
+    /// Settles the job's pending codes on one target, page by page: a create job's deliveries,
+    /// a revoke job's revocations. A revoke job's code that a create is delivering there right
+    /// now waits (a page is read again) until that create's outcome says whether there is
+    /// anything to revoke, for at most [`revoke_job::CREATE_WAIT`].
     async fn run_target(
         &self,
         job: &JobRecord,
@@ -659,11 +686,16 @@ impl Engine {
     ) -> Result<(), StoreError> {
         let upstream = self.upstreams.get(target).cloned();
         let gate = Gate { control };
-        let mapping = self.campaign(&job.campaign).and_then(|c| c.upstreams.get(target));
-        let on_unsupported = job.options.get("on_unsupported").filter(|v| !v.is_null()).cloned();
-        let batch = upstream.as_ref().map_or(1, |u| u.adapter.batch_size().max(1));
+        let batch = upstream.as_ref().map_or(1, |u| match job.operation {
+            OpKind::Create => u.adapter.batch_size().max(1),
+            OpKind::Revoke => u.adapter.revoke_batch_size().max(1),
+        });
         let page_size = (PAGE / batch).max(1) * batch;
         let mut after = 0;
+        // Codes passed over in this walk because a create is delivering them, and since when
+        // the walk has been waiting for such codes.
+        let mut waiting = 0usize;
+        let mut waiting_since: Option<tokio::time::Instant> = None;
         loop {
             if !gate.open() {
                 return Ok(());
@@ -681,7 +713,15 @@ impl Engine {
             }
             let page = self.store.job_work(job.id, target.to_owned(), after, page_size).await?;
             let Some(last) = page.last() else {
-                return Ok(());
+                if waiting == 0 {
+                    return Ok(());
+                }
+                // Walk the job again for the codes that waited.
+                waiting_since.get_or_insert_with(tokio::time::Instant::now);
+                waiting = 0;
+                after = 0;
+                tokio::time::sleep(revoke_job::CREATE_POLL).await;
+                continue;
             };
             after = last.seq;
             let Some(upstream) = &upstream else {
@@ -695,79 +735,112 @@ impl Engine {
                         (w.code_id, r)
                     })
                     .collect();
-                self.store.record(OpKind::Create, settled).await?;
+                self.store.record(job.operation, settled).await?;
                 continue;
             };
-            let ctx = BuildContext {
-                upstream: target,
-                mapping,
-                timezone: upstream.timezone,
-                network_id: upstream.network_id.as_deref(),
-                currency: upstream.currency,
-            };
-            let mut settled = Vec::new();
-            let mut ready = Vec::new();
-            for w in page {
-                if w.revoked {
-                    settled.push((w.code_id, engine::withheld_revoked(target, Some(upstream.vendor))));
-                    continue;
-                }
-                let mut body = w.definition;
-                if let Some(obj) = body.as_object_mut() {
-                    obj.insert("targets".into(), json!([target]));
-                    if let Some(o) = &on_unsupported {
-                        obj.insert("on_unsupported".into(), o.clone());
-                    }
-                }
-                match prepare(self, &body, upstream, &ctx) {
-                    Ok((code, translation)) => ready.push(Ready {
-                        code_id: w.code_id,
-                        code,
-                        translation,
-                    }),
-                    Err(result) => settled.push((w.code_id, *result)),
-                }
-            }
-            self.store.record(OpKind::Create, settled).await?;
-            let batch = upstream.adapter.batch_size();
-            // Pages are whole batches, so no batch is cut short at a page's end.
-            debug_assert!(page_size.is_multiple_of(batch));
-            // A code withheld by the gate is not recorded: it stays `pending` (a cancel then
-            // marks it `cancelled`, a paused job sends it at its next run).
-            //
-            // Each call's slot is held until its outcome is durable, and the outcomes of
-            // concurrent calls reach the ledger's writer together (group commit): the calls
-            // never wait for one another's records, yet a crash can leave at most the slots'
-            // worth of calls made and not recorded, to be sent again.
-            let gate = &gate;
-            if batch > 1 {
-                let chunks: Vec<Vec<Ready>> = chunked(ready, batch);
-                let mut sends = futures::stream::iter(chunks)
-                    .take_while(|_| std::future::ready(gate.open()))
-                    .map(|chunk| async move {
-                        let results = send_batch(target, upstream, &ctx, gate, chunk).await;
-                        self.store.record(OpKind::Create, sent_only(results)).await
-                    })
-                    .buffer_unordered(4);
-                while let Some(recorded) = sends.next().await {
-                    recorded?;
-                }
-            } else {
-                let mut sends = futures::stream::iter(ready)
-                    .take_while(|_| std::future::ready(gate.open()))
-                    .map(|r| async move {
-                        let result =
-                            engine::send(target, &r.code, upstream, &r.translation, Patience::Background(gate)).await;
-                        self.store
-                            .record(OpKind::Create, sent_only(vec![(r.code_id, result)]))
-                            .await
-                    })
-                    .buffer_unordered(CONCURRENCY);
-                while let Some(recorded) = sends.next().await {
-                    recorded?;
+            match job.operation {
+                OpKind::Create => self.create_page(job, target, upstream, page, &gate).await?,
+                OpKind::Revoke => {
+                    let give_up = waiting_since.is_some_and(|since| since.elapsed() >= revoke_job::CREATE_WAIT);
+                    waiting += self.revoke_page(job, target, upstream, page, &gate, give_up).await?;
                 }
             }
         }
+    }
+
+    /// Delivers one page of a create job's codes to one target.
+    async fn create_page(
+        &self,
+        job: &JobRecord,
+        target: &str,
+        upstream: &Upstream,
+        page: Vec<crate::domain::job::JobWork>,
+        gate: &Gate,
+    ) -> Result<(), StoreError> {
+        let mapping = self.campaign(&job.campaign).and_then(|c| c.upstreams.get(target));
+        let on_unsupported = job.options.get("on_unsupported").filter(|v| !v.is_null()).cloned();
+        let ctx = BuildContext {
+            upstream: target,
+            mapping,
+            timezone: upstream.timezone,
+            network_id: upstream.network_id.as_deref(),
+            currency: upstream.currency,
+        };
+        let mut settled = Vec::new();
+        let mut ready = Vec::new();
+        for w in page {
+            let (mut body, revoked) = match w.item {
+                WorkItem::Create { definition, revoked } => (definition, revoked),
+                WorkItem::Revoke(_) => unreachable!("a create job's work is creates"),
+            };
+            if revoked {
+                settled.push((w.code_id, engine::withheld_revoked(target, Some(upstream.vendor))));
+                continue;
+            }
+            if let Some(obj) = body.as_object_mut() {
+                obj.insert("targets".into(), json!([target]));
+                if let Some(o) = &on_unsupported {
+                    obj.insert("on_unsupported".into(), o.clone());
+                }
+            }
+            match prepare(self, &body, upstream, &ctx) {
+                Ok((code, translation)) => ready.push(Ready {
+                    code_id: w.code_id,
+                    code,
+                    translation,
+                }),
+                Err(result) => settled.push((w.code_id, *result)),
+            }
+        }
+        self.store.record(OpKind::Create, settled).await?;
+        let batch = upstream.adapter.batch_size();
+        // A code withheld by the gate is not recorded: it stays `pending` (a cancel then
+        // marks it `cancelled`, a paused job sends it at its next run).
+        //
+        // Each call's slot is held until its outcome is durable, and the outcomes of
+        // concurrent calls reach the ledger's writer together (group commit): the calls
+        // never wait for one another's records, yet a crash can leave at most the slots'
+        // worth of calls made and not recorded, to be sent again.
+        if batch > 1 {
+            let ctx = &ctx;
+            let sends = chunked(ready, batch)
+                .into_iter()
+                .map(|chunk| send_batch(target, upstream, ctx, gate, chunk))
+                .collect();
+            self.send_all(OpKind::Create, gate, sends, 4).await
+        } else {
+            let sends = ready
+                .into_iter()
+                .map(|r| async move {
+                    let result =
+                        engine::send(target, &r.code, upstream, &r.translation, Patience::Background(gate)).await;
+                    vec![(r.code_id, result)]
+                })
+                .collect();
+            self.send_all(OpKind::Create, gate, sends, CONCURRENCY).await
+        }
+    }
+
+    /// Runs a page's calls, `concurrency` at a time, none started once the gate closes, and
+    /// records each call's outcomes as it ends.
+    pub(super) async fn send_all<F>(
+        &self,
+        op: OpKind,
+        gate: &Gate,
+        calls: Vec<F>,
+        concurrency: usize,
+    ) -> Result<(), StoreError>
+    where
+        F: std::future::Future<Output = Vec<(i64, TargetResult)>>,
+    {
+        let mut sends = futures::stream::iter(calls)
+            .take_while(|_| std::future::ready(gate.open()))
+            .map(|call| async move { self.store.record(op, sent_only(call.await)).await })
+            .buffer_unordered(concurrency);
+        while let Some(recorded) = sends.next().await {
+            recorded?;
+        }
+        Ok(())
     }
 }
 
@@ -817,13 +890,13 @@ impl Paused {
 /// The one place a job's worker asks whether to start another vendor call. It is also the
 /// job's [`Halt`]: a call already waiting in the upstream (for its rate limiter, in-flight cap,
 /// a Retry-After pause or a back-off) is withheld there once the job is paused or cancelled.
-struct Gate {
+pub(super) struct Gate {
     control: watch::Receiver<Control>,
 }
 
 impl Gate {
     /// Whether the job is to go on (neither paused nor cancelled).
-    fn open(&self) -> bool {
+    pub(super) fn open(&self) -> bool {
         *self.control.borrow() == Control::Run
     }
 }
@@ -865,7 +938,7 @@ struct Ready {
     translation: Translation,
 }
 
-fn chunked<T>(items: Vec<T>, size: usize) -> Vec<Vec<T>> {
+pub(super) fn chunked<T>(items: Vec<T>, size: usize) -> Vec<Vec<T>> {
     let mut out = Vec::new();
     let mut items = items.into_iter().peekable();
     while items.peek().is_some() {
@@ -958,7 +1031,7 @@ fn send_batch<'a>(
 
 /// A 401 or 403: the vendor refused the caller's credentials, not the codes, so splitting the
 /// batch would only repeat the refusal for every half (99 calls for 50 codes).
-fn refused_the_caller(result: &TargetResult) -> bool {
+pub(super) fn refused_the_caller(result: &TargetResult) -> bool {
     matches!(result.error.as_ref().and_then(|e| e.http_status), Some(401 | 403))
 }
 

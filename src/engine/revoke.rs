@@ -374,7 +374,7 @@ impl Engine {
     /// The passthrough fields each target's create sent (by upstream): a vendor whose revoke
     /// re-sends the whole object must send them again, or it would replace the object with
     /// another. None for a code a job delivered (jobs carry no passthrough).
-    async fn passthroughs(
+    pub(super) async fn passthroughs(
         &self,
         record: &CodeRecord,
         targets: &[String],
@@ -400,7 +400,7 @@ impl Engine {
     }
 
     /// The code as the ledger defined it, read back into the unified model.
-    fn promo_of(&self, record: &CodeRecord) -> Result<PromoCode, String> {
+    pub(super) fn promo_of(&self, record: &CodeRecord) -> Result<PromoCode, String> {
         validate(&record.definition, &self.validation_context())
             .map(|r| r.promo)
             .map_err(|p| p.to_string())
@@ -408,7 +408,7 @@ impl Engine {
 
     /// One target of a revoke, planned from the ledger's record (pure: no I/O). A result that
     /// needs no call is never `pending`, so that a settled claim is never left in flight.
-    fn plan_revoke(
+    pub(super) fn plan_revoke(
         &self,
         target: &str,
         record: &CodeRecord,
@@ -537,14 +537,7 @@ impl Engine {
             Err(why) => {
                 let results: Vec<TargetResult> = targets
                     .iter()
-                    .map(|t| {
-                        TargetResult::new(t, self.upstreams.get(t).map(|u| u.vendor), Status::Failed).with_error(
-                            ErrorKind::NotDelivered,
-                            format!(
-                                "{why}, so this revoke could not tell whether there is anything to revoke at {t}; nothing was sent: revoke again once GET /v1/promo-codes/{{code}} shows that delivery settled"
-                            ),
-                        )
-                    })
+                    .map(|t| undecided(t, self.upstreams.get(t).map(|u| u.vendor), &why))
                     .collect();
                 let unrecorded = results.iter().map(|r| (code_id, r.clone())).collect();
                 return (results, unrecorded);
@@ -679,6 +672,17 @@ fn already_revoked(mut prior: TargetResult) -> TargetResult {
         ),
     });
     prior
+}
+
+/// A target whose revoke could not be decided (a create still delivering the code there, a
+/// ledger that could not be read): nothing was sent, and a later revoke may be.
+pub(super) fn undecided(target: &str, vendor: Option<promo_adapters::VendorKind>, why: &str) -> TargetResult {
+    TargetResult::new(target, vendor, Status::Failed).with_error(
+        ErrorKind::NotDelivered,
+        format!(
+            "{why}, so this revoke could not tell whether there is anything to revoke at {target}; nothing was sent: revoke again once GET /v1/promo-codes/{{code}} shows that delivery settled"
+        ),
+    )
 }
 
 fn not_delivered(target: &str, vendor: Option<promo_adapters::VendorKind>, status: Option<Status>) -> TargetResult {

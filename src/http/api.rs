@@ -13,6 +13,7 @@ use promo_adapters::Problems;
 use serde::Serialize;
 
 use crate::auth::{Auth, Credentials};
+use crate::domain::request::OpKind;
 use crate::engine::{CreateResponse, Engine, Status};
 use crate::http::error::ApiError;
 
@@ -402,7 +403,7 @@ pub fn revoke_status(response: &crate::engine::RevokeResponse) -> StatusCode {
             StatusCode::UNPROCESSABLE_ENTITY
         };
     }
-    let done = count(|s| s.is_revoked() || s == Status::NotDelivered);
+    let done = count(|s| OpKind::Revoke.succeeded(s));
     let pending = count(|s| s == Status::Pending);
     if done == total {
         StatusCode::OK

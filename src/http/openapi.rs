@@ -537,8 +537,9 @@ pub struct RevokeRequestDoc {
     pub delete: Option<bool>,
 }
 
-/// A JSON sync job: a campaign's codes (a list or a generator), or a mirror of a campaign's
-/// codes to other upstreams: exactly one of `codes`, `generate` and `mirror`.
+/// A JSON sync job: a campaign's codes (a list or a generator), a mirror of a campaign's codes
+/// to other upstreams, or a revoke of a campaign's codes: exactly one of `codes`, `generate`,
+/// `mirror` and `revoke`.
 #[derive(Serialize, ToSchema)]
 #[schema(as = SyncJobRequest)]
 #[serde(untagged)]
@@ -546,6 +547,7 @@ pub enum SyncJobRequestDoc {
     Codes(CodesJobDoc),
     Generate(GenerateJobDoc),
     Mirror(MirrorJobDoc),
+    Revoke(RevokeJobDoc),
 }
 
 // A job's optional members are absent or of their type: `null` is refused, so none is nullable.
@@ -598,6 +600,32 @@ pub struct MirrorJobDoc {
     pub mirror: MirrorDoc,
     #[schema(nullable = false)]
     pub on_unsupported: Option<OnUnsupportedDoc>,
+}
+
+/// A job that revokes a campaign's codes, as `POST /v1/promo-codes/{code}/revoke` revokes one.
+#[derive(Serialize, ToSchema)]
+#[schema(as = RevokeJob)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeJobDoc {
+    pub revoke: RevokeJobSpecDoc,
+}
+
+/// Which codes of a campaign to revoke, where, and how hard.
+#[derive(Serialize, ToSchema)]
+#[schema(as = RevokeJobSpec)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeJobSpecDoc {
+    #[schema(example = "example")]
+    pub campaign: String,
+    /// Codes of the campaign, each once; default: every code the campaign holds.
+    #[schema(min_items = 1, nullable = false)]
+    pub codes: Option<Vec<String>>,
+    /// Upstream names, no duplicates; default: every upstream the campaign maps.
+    #[schema(min_items = 1, nullable = false)]
+    pub targets: Option<Vec<String>>,
+    /// Ask for the hard revoke (a delete) where the vendor has one; as a single revoke's.
+    #[schema(nullable = false)]
+    pub delete: Option<bool>,
 }
 
 /// Codes drawn at random.

@@ -309,15 +309,27 @@ pub enum JobStateDoc {
 #[schema(as = JobRecord)]
 pub struct JobRecordDoc {
     pub id: i64,
+    /// What the job does to each code on each target.
+    pub operation: OperationDoc,
     pub state: JobStateDoc,
     pub campaign: String,
     pub targets: Vec<String>,
-    /// Where its codes came from ("json", "csv", "ndjson", "generate", "mirror").
+    /// Where its codes came from ("json", "csv", "ndjson", "generate", "mirror", and a revoke
+    /// job's "json" or "campaign").
     pub source: String,
     pub total: u64,
     pub created_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
+}
+
+/// A job's operation.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Operation)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationDoc {
+    Create,
+    Revoke,
 }
 
 /// One line of a job's results.
@@ -328,6 +340,9 @@ pub struct JobResultDoc {
     pub code: String,
     pub upstream: String,
     pub status: StatusDoc,
+    /// What a revoke job's revoke did to the code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<RevokeActionDoc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vendor_id: Option<String>,
     pub attempts: u32,
@@ -498,6 +513,7 @@ mod tests {
         let components = &doc["components"]["schemas"];
         let by_name = |name: &str| json!({ "$ref": format!("#/components/schemas/{name}") });
         let job = JobRecord {
+            operation: crate::domain::request::OpKind::Create,
             id: 7,
             state: JobState::Done,
             campaign: "c".into(),
@@ -576,6 +592,7 @@ mod tests {
             (
                 "JobResult",
                 serde_json::to_value(JobResult {
+                    action: None,
                     seq: 1,
                     code: "A".into(),
                     upstream: "loop".into(),

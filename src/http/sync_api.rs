@@ -156,10 +156,10 @@ async fn stream_to_file(body: Body, limit: u64) -> Result<tempfile::NamedTempFil
     Ok(file)
 }
 
-/// A JSON job: `{campaign, targets?, template?, on_unsupported?, codes | generate}` or
-/// `{mirror: {campaign, to}}`.
+/// A JSON job: `{campaign, targets?, template?, on_unsupported?, codes | generate}`,
+/// `{mirror: {campaign, to}}` or `{revoke: {campaign, codes?, targets?, delete?}}`.
 fn json_spec(state: &AppState, value: Value) -> Result<JobSpec, ApiError> {
-    const KEYS: [&str; 7] = [
+    const KEYS: [&str; 8] = [
         "campaign",
         "targets",
         "template",
@@ -167,6 +167,7 @@ fn json_spec(state: &AppState, value: Value) -> Result<JobSpec, ApiError> {
         "codes",
         "generate",
         "mirror",
+        "revoke",
     ];
     let mut p = Problems::default();
     let Value::Object(obj) = value else {
@@ -183,7 +184,7 @@ fn json_spec(state: &AppState, value: Value) -> Result<JobSpec, ApiError> {
             );
         }
     }
-    let sources: Vec<&str> = ["codes", "generate", "mirror"]
+    let sources: Vec<&str> = ["codes", "generate", "mirror", "revoke"]
         .into_iter()
         .filter(|k| obj.contains_key(*k))
         .collect();
@@ -191,7 +192,7 @@ fn json_spec(state: &AppState, value: Value) -> Result<JobSpec, ApiError> {
         p.push(
             "codes",
             format!(
-                "give exactly one of codes, generate or mirror (got {})",
+                "give exactly one of codes, generate, mirror or revoke (got {})",
                 if sources.is_empty() {
                     "none".to_owned()
                 } else {
@@ -211,6 +212,21 @@ fn json_spec(state: &AppState, value: Value) -> Result<JobSpec, ApiError> {
             }
         }
     };
+    if let Some(revoke) = obj.get("revoke") {
+        for key in ["campaign", "targets", "template", "codes", "generate", "on_unsupported"] {
+            if obj.contains_key(key) {
+                p.push(
+                    key,
+                    "is not taken with revoke (revoke names its campaign, codes and targets)",
+                );
+            }
+        }
+        let spec = revoke_spec(state, revoke, &mut p);
+        return match spec {
+            Some(spec) if p.is_empty() => Ok(spec),
+            _ => Err(ApiError::Invalid(p)),
+        };
+    }
     if let Some(mirror) = obj.get("mirror") {
         for key in ["campaign", "targets", "template", "codes", "generate"] {
             if obj.contains_key(key) {
@@ -347,6 +363,81 @@ fn json_spec(state: &AppState, value: Value) -> Result<JobSpec, ApiError> {
         }),
         _ => Err(ApiError::Invalid(p)),
     }
+}
+
+/// A revoke job: `{campaign, codes?, targets?, delete?}`, every problem named under `revoke.`.
+fn revoke_spec(state: &AppState, revoke: &Value, p: &mut Problems) -> Option<JobSpec> {
+    let Some(fields) = revoke.as_object() else {
+        p.push(
+            "revoke",
+            "must be an object: {\"campaign\": ..., \"codes\": [...], \"targets\": [...], \"delete\": false}",
+        );
+        return None;
+    };
+    refuse_unknown(
+        fields,
+        "revoke",
+        &["campaign", "codes", "targets", "delete"],
+        "a revoke job",
+        p,
+    );
+    let campaign = match fields.get("campaign") {
+        Some(Value::String(c)) if !c.is_empty() => c.clone(),
+        _ => {
+            p.push("revoke.campaign", "is required: the campaign whose codes to revoke");
+            String::new()
+        }
+    };
+    // An optional member is absent or of its type: `null` is refused, as in every job.
+    let codes = match fields.get("codes") {
+        None => None,
+        Some(Value::Array(items)) if items.is_empty() => {
+            p.push(
+                "revoke.codes",
+                "must name at least one code, or be left out to revoke every code of the campaign",
+            );
+            None
+        }
+        Some(Value::Array(items)) => {
+            let mut codes = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                match item.as_str() {
+                    Some(code) if !code.is_empty() => codes.push(code.to_owned()),
+                    _ => p.push(format!("revoke.codes[{i}]"), "must be a code (a non-empty string)"),
+                }
+            }
+            Some(codes)
+        }
+        Some(_) => {
+            p.push("revoke.codes", "must be a list of codes (strings)");
+            None
+        }
+    };
+    let targets = match fields.get("targets") {
+        None => default_targets(state, &campaign),
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
+            items.iter().filter_map(Value::as_str).map(str::to_owned).collect()
+        }
+        Some(_) => {
+            p.push("revoke.targets", "must be a list of upstream names");
+            Vec::new()
+        }
+    };
+    let delete = match fields.get("delete") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            p.push("revoke.delete", "must be true or false");
+            false
+        }
+    };
+    Some(JobSpec {
+        campaign,
+        targets,
+        template: Map::new(),
+        on_unsupported: None,
+        source: Source::Revoke { codes, delete },
+    })
 }
 
 /// Refuses every key of `obj` (at `path`, empty for the top level) that `known` does not list,

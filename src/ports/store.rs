@@ -146,9 +146,17 @@ pub trait Store: Send + Sync + 'static {
     /// written.
     async fn stage(&self, job_id: i64, items: Vec<Definition>, check: StageAs) -> Result<Vec<Staged>, StoreError>;
 
-    /// Accepts a staged job: its staged codes become codes, claims (`pending` where a code is
-    /// not on a target or being sent there) and job items, and the job runs. Once this is
-    /// called the job is finished even across a crash.
+    /// Checks and takes a slice of a staging revoke job's codes, by name: each must be a code
+    /// the job's campaign holds (else `Unknown`), named once in the job (else `Refused` as
+    /// repeated). An accepted code is the job's item; nothing else is written until the job is
+    /// committed.
+    async fn stage_revokes(&self, job_id: i64, codes: Vec<String>) -> Result<Vec<Staged>, StoreError>;
+
+    /// Accepts a staged job and runs it. A create job's staged codes become codes, claims
+    /// (`pending` where a code is not on a target or being sent there) and job items. A revoke
+    /// job's codes are marked revoked and their revocations claimed (`pending` under the job
+    /// where [`crate::domain::request::job_claims_revocation`] says so). Once this is called
+    /// the job is finished even across a crash.
     async fn commit_job(&self, job_id: i64) -> Result<(), StoreError>;
 
     /// Drops a staging job that was refused, with its staged codes.
@@ -160,7 +168,8 @@ pub trait Store: Send + Sync + 'static {
     /// Per target, how many of the job's codes are in each state.
     async fn job_counts(&self, id: i64) -> Result<BTreeMap<String, BTreeMap<Status, u64>>, StoreError>;
 
-    /// The next `limit` of the job's codes still pending on `upstream` under this job's claim,
+    /// The next `limit` of the job's codes still pending on `upstream` under this job's claim
+    /// (a delivery for a create job, a revocation for a revoke job),
     /// after `after_seq`, while the job runs and this owner holds it (none otherwise: the job
     /// was ended or adopted elsewhere). A delivery another create or job has claimed is theirs
     /// to send.
@@ -181,7 +190,8 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<JobResult>, StoreError>;
 
-    /// Sets the job running again, owned by this handle, with its failed, throttled and cancelled deliveries pending
+    /// Sets the job running again, owned by this handle, with its failed, throttled and
+    /// cancelled deliveries (a revoke job's: revocations) pending
     /// (except where another campaign's code has reached that upstream since, which stay as
     /// they are); how many deliveries it reopened.
     async fn retry_job(&self, id: i64) -> Result<u64, StoreError>;

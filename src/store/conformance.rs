@@ -11,11 +11,12 @@ use serde_json::{json, Value};
 
 use crate::domain::code::{CodeConflict, CodeFilter, Definition};
 use crate::domain::delivery::{CreateResponse, Status, TargetResult};
-use crate::domain::job::{JobState, NewJob, StageAs, Staged};
+use crate::domain::job::{JobState, NewJob, StageAs, Staged, WorkItem};
 use crate::domain::request::{Begin, Claim, NewCreate, OpKind, PlannedTarget};
 use crate::ports::Store;
 
 mod revoke;
+mod revoke_job;
 
 /// Opens a fresh, empty store.
 pub(crate) type Open<'a> = &'a (dyn Fn() -> Opened + Sync);
@@ -47,6 +48,7 @@ pub(crate) async fn run(open: Open<'_>) {
     a_job_is_taken_whole_or_not_at_all(open().store).await;
     a_jobs_counts_follow_its_outcomes_through_retry_and_cancel(open().store).await;
     revoke::run(open).await;
+    revoke_job::run(open).await;
 }
 
 fn body(code: &str, campaign: &str, percent: u32) -> Value {
@@ -326,6 +328,7 @@ async fn job(
 ) -> Result<i64, Vec<(usize, Staged)>> {
     let id = store
         .begin_job(NewJob {
+            operation: OpKind::Create,
             campaign: campaign.into(),
             targets: at.iter().map(|t| t.to_string()).collect(),
             source: "json".into(),
@@ -385,6 +388,7 @@ async fn a_job_is_taken_whole_or_not_at_all(store: Arc<dyn Store>) {
     // A staged code is reserved: a create of it in another case waits for no one and is refused.
     let staging = store
         .begin_job(NewJob {
+            operation: OpKind::Create,
             campaign: "j".into(),
             targets: vec!["b".into()],
             source: "json".into(),
@@ -406,6 +410,7 @@ async fn a_job_is_taken_whole_or_not_at_all(store: Arc<dyn Store>) {
     // A fresh code must be new: a staged one is taken.
     let fresh = store
         .begin_job(NewJob {
+            operation: OpKind::Create,
             campaign: "j".into(),
             targets: vec!["b".into()],
             source: "generate".into(),
@@ -474,7 +479,7 @@ async fn a_jobs_counts_follow_its_outcomes_through_retry_and_cancel(store: Arc<d
     // jobs' tallies.
     let shared = work
         .iter()
-        .find(|w| w.definition["code"] == "K-3")
+        .find(|w| matches!(&w.item, WorkItem::Create { definition, .. } if definition["code"] == "K-3"))
         .expect("K-3 is pending again")
         .code_id;
     let second = job(&*store, "k", &["a"], items("k", &["K-3", "K-4"])).await.unwrap();

@@ -657,13 +657,17 @@ impl Store for Ledger {
         self.stage_items(job_id, items, check).await.map_err(|e| self.fail(e))
     }
 
+    async fn stage_revokes(&self, job_id: i64, codes: Vec<String>) -> Result<Vec<Staged>, StoreError> {
+        self.stage_revoke_items(job_id, codes).await.map_err(|e| self.fail(e))
+    }
+
     async fn commit_job(&self, job_id: i64) -> Result<(), StoreError> {
         let accept = async {
             let c = self.pool.get().await?;
             // Accepted: from here the job is finished even across a crash (by its adopter).
             exec(&c, "UPDATE jobs SET state = 'promoting' WHERE id = $1", &[&job_id]).await?;
             drop(c);
-            self.promote(job_id).await
+            self.commit(job_id).await
         };
         accept.await.map_err(|e| self.fail(e))
     }

@@ -31,7 +31,7 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::domain::code::{code_key, CodeConflict, CodeFilter, CodeRecord, Definition};
 use crate::domain::delivery::{Status, TargetResult};
-use crate::domain::job::{JobRecord, JobResult, JobState, JobWork, NewJob, StageAs, Staged};
+use crate::domain::job::{JobRecord, JobResult, JobState, JobWork, NewJob, StageAs, Staged, WorkItem};
 use crate::domain::request::{
     self as rules, Begin, Claim, ClaimDecision, NewCreate, NewRevoke, OpKind, StoredRequest, Unfinished,
 };
@@ -291,6 +291,11 @@ impl Ledger {
         self.writer.submit(Write::Outcome(write, reply));
         answer.await.unwrap_or_else(|_| Err(writer_stopped()))
     }
+}
+
+/// A record the ledger holds that cannot be what it is.
+fn corrupt(what: String) -> LedgerError {
+    LedgerError::Corrupt(serde::de::Error::custom(what))
 }
 
 fn writer_stopped() -> StoreError {
@@ -683,15 +688,16 @@ impl Store for Ledger {
         let lease_until = stamp(Utc::now() + self.lease);
         self.claim(move |conn| {
             conn.execute(
-                "INSERT INTO jobs (state, campaign, targets, source, options, total, owner, lease_until)
-                 VALUES ('staging', ?1, ?2, ?3, ?4, 0, ?5, ?6)",
+                "INSERT INTO jobs (state, campaign, targets, source, options, total, owner, lease_until, operation)
+                 VALUES ('staging', ?1, ?2, ?3, ?4, 0, ?5, ?6, ?7)",
                 params![
                     job.campaign,
                     serde_json::to_string(&job.targets)?,
                     job.source,
                     job.options.to_string(),
                     &*owner,
-                    lease_until
+                    lease_until,
+                    job.operation.as_str()
                 ],
             )?;
             Ok(conn.last_insert_rowid())
@@ -707,6 +713,14 @@ impl Store for Ledger {
             .map_err(StoreError::from)
     }
 
+    async fn stage_revokes(&self, job_id: i64, codes: Vec<String>) -> Result<Vec<Staged>, StoreError> {
+        let ledger = self.clone();
+        tokio::task::spawn_blocking(move || ledger.stage_revoke_items(job_id, codes))
+            .await
+            .map_err(LedgerError::from)?
+            .map_err(StoreError::from)
+    }
+
     async fn commit_job(&self, job_id: i64) -> Result<(), StoreError> {
         let ledger = self.clone();
         tokio::task::spawn_blocking(move || {
@@ -714,7 +728,7 @@ impl Store for Ledger {
             ledger
                 .lock()
                 .execute("UPDATE jobs SET state = 'promoting' WHERE id = ?1", [job_id])?;
-            ledger.promote(job_id)
+            ledger.commit(job_id)
         })
         .await
         .map_err(LedgerError::from)?
@@ -733,8 +747,8 @@ impl Store for Ledger {
         self.with(move |conn| {
             let row = conn
                 .query_row(
-                    "SELECT state, campaign, targets, source, options, total, created_at, finished_at FROM jobs
-                      WHERE id = ?1 AND state IN ('running', 'done', 'cancelled')",
+                    "SELECT state, campaign, targets, source, options, total, created_at, finished_at, operation
+                       FROM jobs WHERE id = ?1 AND state IN ('running', 'done', 'cancelled')",
                     [id],
                     |r| {
                         Ok((
@@ -746,20 +760,20 @@ impl Store for Ledger {
                             r.get::<_, i64>(5)?,
                             r.get::<_, String>(6)?,
                             r.get::<_, Option<String>>(7)?,
+                            r.get::<_, String>(8)?,
                         ))
                     },
                 )
                 .optional()?;
-            let Some((state, campaign, targets, source, options, total, created_at, finished_at)) = row else {
+            let Some((state, campaign, targets, source, options, total, created_at, finished_at, operation)) = row
+            else {
                 return Ok(None);
             };
             Ok(Some(JobRecord {
                 id,
-                state: JobState::from_name(&state).ok_or_else(|| {
-                    LedgerError::Corrupt(serde::de::Error::custom(format!(
-                        "job {id} is in an unknown state `{state}`"
-                    )))
-                })?,
+                operation: OpKind::from_name(&operation),
+                state: JobState::from_name(&state)
+                    .ok_or_else(|| corrupt(format!("job {id} is in an unknown state `{state}`")))?,
                 campaign,
                 targets: serde_json::from_str(&targets)?,
                 source,
@@ -776,10 +790,13 @@ impl Store for Ledger {
         self.with(move |conn| {
             let targets: String = conn.query_row("SELECT targets FROM jobs WHERE id = ?1", [id], |r| r.get(0))?;
             let targets: Vec<String> = serde_json::from_str(&targets)?;
+            let op = job_operation(conn, id)?;
             let mut out = BTreeMap::new();
             for t in targets {
-                let mut stmt = conn
-                    .prepare_cached("SELECT status, n FROM job_tally WHERE job_id = ?1 AND upstream = ?2 AND n > 0")?;
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT status, n FROM {} WHERE job_id = ?1 AND upstream = ?2 AND n > 0",
+                    tally(op)
+                ))?;
                 let counts: BTreeMap<Status, u64> = stmt
                     .query_map(params![id, t], |r| {
                         Ok((parse_status(&r.get::<_, String>(0)?), r.get::<_, i64>(1)? as u64))
@@ -801,14 +818,16 @@ impl Store for Ledger {
     ) -> Result<Vec<JobWork>, StoreError> {
         let owner = self.owner.clone();
         self.with(move |conn| {
-            let mut stmt = conn.prepare_cached(
+            let op = job_operation(conn, id)?;
+            let mut stmt = conn.prepare_cached(&format!(
                 "SELECT i.seq, i.code_id, c.definition, c.revoked_at IS NOT NULL FROM job_items i
-                   JOIN deliveries d ON d.code_id = i.code_id AND d.upstream = ?2
+                   JOIN {} d ON d.code_id = i.code_id AND d.upstream = ?2
                    JOIN codes c ON c.id = i.code_id
                   WHERE i.job_id = ?1 AND i.seq > ?3 AND d.status = 'pending' AND d.job_id = ?1
                     AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = ?1 AND j.owner = ?5 AND j.state = 'running')
                   ORDER BY i.seq LIMIT ?4",
-            )?;
+                table(op)
+            ))?;
             let rows: Vec<(i64, i64, String, bool)> = stmt
                 .query_map(params![id, upstream, after_seq, limit as i64, &*owner], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
@@ -816,12 +835,16 @@ impl Store for Ledger {
                 .collect::<Result<_, _>>()?;
             rows.into_iter()
                 .map(|(seq, code_id, definition, revoked)| {
-                    Ok(JobWork {
-                        seq,
-                        code_id,
-                        definition: serde_json::from_str(&definition)?,
-                        revoked,
-                    })
+                    let item = match op {
+                        OpKind::Create => WorkItem::Create {
+                            definition: serde_json::from_str::<serde_json::Value>(&definition)?,
+                            revoked,
+                        },
+                        OpKind::Revoke => WorkItem::Revoke(Box::new(read_code(conn, code_id)?.ok_or_else(|| {
+                            corrupt(format!("job {id} names code {code_id}, which is not in the ledger"))
+                        })?)),
+                    };
+                    Ok(JobWork { seq, code_id, item })
                 })
                 .collect()
         })
@@ -837,18 +860,30 @@ impl Store for Ledger {
         limit: usize,
     ) -> Result<Vec<JobResult>, StoreError> {
         self.with(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT i.seq, c.code, d.upstream, d.status, d.vendor_id, d.attempts, d.result
+            let op = job_operation(conn, id)?;
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT i.seq, c.code, d.upstream, d.status, d.vendor_id, d.attempts, d.result, d.job_id
                    FROM job_items i
                    JOIN codes c ON c.id = i.code_id
-                   JOIN deliveries d ON d.code_id = i.code_id
+                   JOIN {} d ON d.code_id = i.code_id
                    JOIN jobs j ON j.id = i.job_id
                   WHERE i.job_id = ?1 AND (i.seq, d.upstream) > (?2, ?6)
                     AND EXISTS (SELECT 1 FROM json_each(j.targets) t WHERE t.value = d.upstream)
                     AND (?3 IS NULL OR d.status = ?3) AND (?4 IS NULL OR d.upstream = ?4)
                   ORDER BY i.seq, d.upstream LIMIT ?5",
-            )?;
-            let rows: Vec<(i64, String, String, String, Option<String>, u32, Option<String>)> = stmt
+                table(op)
+            ))?;
+            type Row = (
+                i64,
+                String,
+                String,
+                String,
+                Option<String>,
+                u32,
+                Option<String>,
+                Option<i64>,
+            );
+            let rows: Vec<Row> = stmt
                 .query_map(
                     params![id, after.0, status.map(status_name), upstream, limit as i64, after.1],
                     |r| {
@@ -860,28 +895,30 @@ impl Store for Ledger {
                             r.get(4)?,
                             r.get(5)?,
                             r.get(6)?,
+                            r.get(7)?,
                         ))
                     },
                 )?
                 .collect::<Result<_, _>>()?;
             rows.into_iter()
-                .map(|(seq, code, upstream, status, vendor_id, attempts, result)| {
-                    let result: Option<TargetResult> = result.map(|r| serde_json::from_str(&r)).transpose()?;
-                    let (error, warnings) = match result {
-                        Some(r) => (r.error, r.warnings),
-                        None => (None, Vec::new()),
-                    };
-                    Ok(JobResult {
-                        seq,
-                        code,
-                        upstream,
-                        status: parse_status(&status),
-                        vendor_id,
-                        attempts,
-                        error,
-                        warnings,
-                    })
-                })
+                .map(
+                    |(seq, code, upstream, status, vendor_id, attempts, result, claimed_by)| {
+                        let result: Option<TargetResult> = result.map(|r| serde_json::from_str(&r)).transpose()?;
+                        let line = JobResult::from_row(
+                            seq,
+                            code,
+                            upstream,
+                            parse_status(&status),
+                            vendor_id,
+                            attempts,
+                            result,
+                        );
+                        Ok(match op {
+                            OpKind::Create => line,
+                            OpKind::Revoke => line.revoked_elsewhere(id, claimed_by),
+                        })
+                    },
+                )
                 .collect()
         })
         .await
@@ -892,10 +929,23 @@ impl Store for Ledger {
         let until = stamp(Utc::now() + self.lease);
         self.with(move |conn| {
             let tx = conn.transaction()?;
-            explain_held_elsewhere(&tx, id)?;
-            let reopened = tx.execute(
-                &format!(
-                    "UPDATE deliveries SET status = 'pending', job_id = ?1, updated_at = {NOW}
+            let op = job_operation(&tx, id)?;
+            let reopened = match op {
+                // A revoke has no other campaign's hold to respect: its code is its own.
+                OpKind::Revoke => tx.execute(
+                    &format!(
+                        "UPDATE revocations SET status = 'pending', job_id = ?1, updated_at = {NOW}
+                          WHERE status IN ('failed', 'throttled', 'cancelled')
+                            AND upstream IN (SELECT value FROM json_each((SELECT targets FROM jobs WHERE id = ?1)))
+                            AND code_id IN (SELECT code_id FROM job_items WHERE job_id = ?1)"
+                    ),
+                    [id],
+                )?,
+                OpKind::Create => {
+                    explain_held_elsewhere(&tx, id)?;
+                    tx.execute(
+                        &format!(
+                            "UPDATE deliveries SET status = 'pending', job_id = ?1, updated_at = {NOW}
                       WHERE status IN ('failed', 'throttled', 'cancelled')
                         AND upstream IN (SELECT value FROM json_each((SELECT targets FROM jobs WHERE id = ?1)))
                         AND code_id IN (SELECT code_id FROM job_items WHERE job_id = ?1)
@@ -913,9 +963,11 @@ impl Store for Ledger {
                               JOIN jobs sj ON sj.id = s.job_id
                              WHERE c.id = deliveries.code_id
                                AND deliveries.upstream IN (SELECT value FROM json_each(sj.targets)))"
-                ),
-                [id],
-            )?;
+                        ),
+                        [id],
+                    )?
+                }
+            };
             tx.execute(
                 "UPDATE jobs SET state = 'running', finished_at = NULL, owner = ?2, lease_until = ?3 WHERE id = ?1",
                 params![id, &*owner, until],
@@ -944,8 +996,9 @@ impl Store for Ledger {
             if state == JobState::Cancelled {
                 tx.execute(
                     &format!(
-                        "UPDATE deliveries SET status = 'cancelled', updated_at = {NOW}
-                          WHERE status = 'pending' AND job_id = ?1"
+                        "UPDATE {} SET status = 'cancelled', updated_at = {NOW}
+                          WHERE status = 'pending' AND job_id = ?1",
+                        table(job_operation(&tx, id)?)
                     ),
                     [id],
                 )?;

@@ -8,9 +8,10 @@ use chrono::{DateTime, Utc};
 
 use super::queries::{self, exec, one, opt, rows};
 use super::{db_time, in_tx, Ledger, PgError};
-use crate::domain::code::{CodeConflict, Decision, Definition};
+use crate::domain::code::{code_key, CodeConflict, Decision, Definition};
 use crate::domain::delivery::{Status, TargetResult};
-use crate::domain::job::{JobRecord, JobResult, JobState, JobWork, NewJob, StageAs, Staged, INTAKE_SLICE};
+use crate::domain::job::{JobRecord, JobResult, JobState, JobWork, NewJob, StageAs, Staged, WorkItem, INTAKE_SLICE};
+use crate::domain::request::{job_claims_revocation, OpKind};
 use crate::ports::Adopted;
 
 impl Ledger {
@@ -20,9 +21,9 @@ impl Ledger {
         let row = one(
             &c,
             concat!(
-                "INSERT INTO jobs (state, campaign, targets, source, options, total, owner, lease_until)
-                 VALUES ('staging', $1, $2, $3, $4, 0, $5, ",
-                db_time!(6),
+                "INSERT INTO jobs (state, campaign, targets, source, options, total, owner, operation, lease_until)
+                 VALUES ('staging', $1, $2, $3, $4, 0, $5, $6, ",
+                db_time!(7),
                 ") RETURNING id"
             ),
             &[
@@ -31,11 +32,159 @@ impl Ledger {
                 &job.source,
                 &job.options.to_string(),
                 &&*self.owner,
+                &job.operation.as_str(),
                 &until,
             ],
         )
         .await?;
         Ok(row.get(0))
+    }
+
+    /// What a job does to its codes.
+    async fn operation(&self, job_id: i64) -> Result<OpKind, PgError> {
+        let c = self.pool.get().await?;
+        let row = opt(&c, "SELECT operation FROM jobs WHERE id = $1", &[&job_id]).await?;
+        row.map(|r| OpKind::from_name(r.get(0)))
+            .ok_or_else(|| PgError::State(format!("sync job {job_id} is not in the ledger")))
+    }
+
+    /// Runs an accepted job's promotion, by its operation.
+    pub(super) async fn commit(&self, job_id: i64) -> Result<(), PgError> {
+        match self.operation(job_id).await? {
+            OpKind::Create => self.promote(job_id).await,
+            OpKind::Revoke => self.promote_revokes(job_id).await,
+        }
+    }
+
+    /// [`crate::ports::Store::stage_revokes`]: each slice in one transaction, under its code
+    /// keys' locks.
+    pub(super) async fn stage_revoke_items(&self, job_id: i64, codes: Vec<String>) -> Result<Vec<Staged>, PgError> {
+        let campaign: String = {
+            let c = self.pool.get().await?;
+            one(&c, "SELECT campaign FROM jobs WHERE id = $1", &[&job_id])
+                .await?
+                .get(0)
+        };
+        let mut out = Vec::with_capacity(codes.len());
+        for slice in codes.chunks(INTAKE_SLICE) {
+            let keys: Vec<String> = slice.iter().map(|c| code_key(c)).collect();
+            let verdicts = in_tx!(self, |tx| {
+                queries::lock_codes(&tx, &keys).await?;
+                let mut seq: i64 = one(
+                    &tx,
+                    "SELECT COALESCE(MAX(seq), 0)::bigint FROM job_items WHERE job_id = $1",
+                    &[&job_id],
+                )
+                .await?
+                .get(0);
+                let mut verdicts = Vec::with_capacity(slice.len());
+                for key in &keys {
+                    let found = opt(
+                        &tx,
+                        "SELECT id, code FROM codes WHERE campaign = $1 AND code_key = $2",
+                        &[&campaign, key],
+                    )
+                    .await?;
+                    let verdict = match found {
+                        None => Staged::Unknown,
+                        Some(r) => {
+                            let code_id: i64 = r.get(0);
+                            let added = exec(
+                                &tx,
+                                "INSERT INTO job_items (job_id, seq, code_id) VALUES ($1, $2, $3)
+                                 ON CONFLICT (job_id, code_id) DO NOTHING",
+                                &[&job_id, &(seq + 1), &code_id],
+                            )
+                            .await?;
+                            if added == 1 {
+                                seq += 1;
+                                Staged::Accepted
+                            } else {
+                                Staged::Refused(CodeConflict::Repeated { existing: r.get(1) })
+                            }
+                        }
+                    };
+                    verdicts.push(verdict);
+                }
+                verdicts
+            })?;
+            out.extend(verdicts);
+        }
+        Ok(out)
+    }
+
+    /// [`crate::ports::Store::commit_job`] for a revoke job, as the SQLite ledger's: a slice of
+    /// items per transaction under their codes' locks (so that a revoke or create of one of them
+    /// on another replica is decided before or after, never between), `total` marking how far
+    /// it got; the last slice sets the job `running`.
+    pub(super) async fn promote_revokes(&self, job_id: i64) -> Result<(), PgError> {
+        let targets = self.targets(job_id).await?;
+        loop {
+            let more = in_tx!(self, |tx| {
+                let items = rows(
+                    &tx,
+                    "SELECT i.code_id, c.code_key FROM job_items i JOIN codes c ON c.id = i.code_id
+                      WHERE i.job_id = $1 AND i.seq > (SELECT total FROM jobs WHERE id = $1)
+                      ORDER BY i.seq LIMIT $2",
+                    &[&job_id, &(INTAKE_SLICE as i64)],
+                )
+                .await?;
+                if items.is_empty() {
+                    exec(&tx, "UPDATE jobs SET state = 'running' WHERE id = $1", &[&job_id]).await?;
+                    false
+                } else {
+                    let keys: Vec<String> = items.iter().map(|r| r.get(1)).collect();
+                    queries::lock_codes(&tx, &keys).await?;
+                    let mut tally: BTreeMap<(String, &'static str), i64> = BTreeMap::new();
+                    for r in &items {
+                        let code_id: i64 = r.get(0);
+                        exec(
+                            &tx,
+                            "UPDATE codes SET revoked_at = COALESCE(revoked_at, clock_timestamp()) WHERE id = $1",
+                            &[&code_id],
+                        )
+                        .await?;
+                        for t in &targets {
+                            let revocation = queries::state(&tx, OpKind::Revoke, code_id, t).await?.map(|(s, _)| s);
+                            let delivered = queries::delivery(&tx, code_id, t).await?.map(|(s, _)| s);
+                            let status = if job_claims_revocation(revocation, delivered) {
+                                exec(
+                                    &tx,
+                                    "INSERT INTO revocations (code_id, upstream, status, job_id) VALUES ($1, $2, 'pending', $3)
+                                     ON CONFLICT (code_id, upstream) DO UPDATE SET status = 'pending', result = NULL,
+                                         job_id = EXCLUDED.job_id, request_id = NULL, updated_at = clock_timestamp()",
+                                    &[&code_id, t, &job_id],
+                                )
+                                .await?;
+                                "pending"
+                            } else {
+                                revocation.map_or("pending", Status::as_str)
+                            };
+                            *tally.entry((t.clone(), status)).or_default() += 1;
+                        }
+                    }
+                    for ((upstream, status), n) in &tally {
+                        exec(
+                            &tx,
+                            "INSERT INTO revoke_tally (job_id, upstream, status, n) VALUES ($1, $2, $3, $4)
+                             ON CONFLICT (job_id, upstream, status) DO UPDATE SET n = revoke_tally.n + EXCLUDED.n",
+                            &[&job_id, upstream, status, n],
+                        )
+                        .await?;
+                    }
+                    exec(
+                        &tx,
+                        "UPDATE jobs SET total = total + $1 WHERE id = $2",
+                        &[&(items.len() as i64), &job_id],
+                    )
+                    .await?;
+                    true
+                }
+            })?;
+            if !more {
+                return Ok(());
+            }
+        }
     }
 
     async fn targets(&self, job_id: i64) -> Result<Vec<String>, PgError> {
@@ -199,6 +348,9 @@ impl Ledger {
         in_tx!(self, |tx| {
             exec(&tx, "DELETE FROM job_stage WHERE job_id = $1", &[&job_id]).await?;
             exec(&tx, "DELETE FROM job_tally WHERE job_id = $1", &[&job_id]).await?;
+            // A staging revoke job's items are written as they are checked.
+            exec(&tx, "DELETE FROM job_items WHERE job_id = $1", &[&job_id]).await?;
+            exec(&tx, "DELETE FROM revoke_tally WHERE job_id = $1", &[&job_id]).await?;
             exec(&tx, "DELETE FROM jobs WHERE id = $1", &[&job_id]).await?;
         })
     }
@@ -207,7 +359,7 @@ impl Ledger {
         let c = self.pool.get().await?;
         let Some(r) = opt(
             &c,
-            "SELECT state, campaign, targets, source, options, total, created_at, finished_at FROM jobs
+            "SELECT state, campaign, targets, source, options, total, created_at, finished_at, operation FROM jobs
               WHERE id = $1 AND state IN ('running', 'done', 'cancelled')",
             &[&id],
         )
@@ -219,6 +371,7 @@ impl Ledger {
         let options: String = r.get(4);
         Ok(Some(JobRecord {
             id,
+            operation: OpKind::from_name(r.get(8)),
             state: JobState::from_name(&state)
                 .ok_or_else(|| PgError::State(format!("job {id} is in an unknown state `{state}`")))?,
             campaign: r.get(1),
@@ -233,13 +386,12 @@ impl Ledger {
 
     pub(super) async fn counts(&self, id: i64) -> Result<BTreeMap<String, BTreeMap<Status, u64>>, PgError> {
         let targets = self.targets(id).await?;
+        let sql = match self.operation(id).await? {
+            OpKind::Create => "SELECT upstream, status, n FROM job_tally WHERE job_id = $1 AND n > 0",
+            OpKind::Revoke => "SELECT upstream, status, n FROM revoke_tally WHERE job_id = $1 AND n > 0",
+        };
         let c = self.pool.get().await?;
-        let tally = rows(
-            &c,
-            "SELECT upstream, status, n FROM job_tally WHERE job_id = $1 AND n > 0",
-            &[&id],
-        )
-        .await?;
+        let tally = rows(&c, sql, &[&id]).await?;
         let mut out: BTreeMap<String, BTreeMap<Status, u64>> =
             targets.into_iter().map(|t| (t, BTreeMap::new())).collect();
         for r in tally {
@@ -259,30 +411,43 @@ impl Ledger {
         after: i64,
         limit: usize,
     ) -> Result<Vec<JobWork>, PgError> {
+        let op = self.operation(id).await?;
         let c = self.pool.get().await?;
         let found = rows(
             &c,
-            "SELECT i.seq, i.code_id, c.definition, c.revoked_at IS NOT NULL FROM job_items i
-               JOIN deliveries d ON d.code_id = i.code_id AND d.upstream = $2
+            &format!(
+                "SELECT i.seq, i.code_id, c.definition, c.revoked_at IS NOT NULL FROM job_items i
+               JOIN {} d ON d.code_id = i.code_id AND d.upstream = $2
                JOIN codes c ON c.id = i.code_id
               WHERE i.job_id = $1 AND i.seq > $3 AND d.status = 'pending' AND d.job_id = $1
                 AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = $1 AND j.owner = $5 AND j.state = 'running')
               ORDER BY i.seq LIMIT $4",
+                queries::table(op)
+            ),
             &[&id, &upstream, &after, &(limit as i64), &&*self.owner],
         )
         .await?;
-        found
-            .into_iter()
-            .map(|r| {
-                let definition: String = r.get(2);
-                Ok(JobWork {
-                    seq: r.get(0),
-                    code_id: r.get(1),
-                    definition: serde_json::from_str(&definition)?,
+        let mut out = Vec::with_capacity(found.len());
+        for r in found {
+            let code_id: i64 = r.get(1);
+            let item = match op {
+                OpKind::Create => WorkItem::Create {
+                    definition: serde_json::from_str(r.get(2))?,
                     revoked: r.get(3),
-                })
-            })
-            .collect()
+                },
+                OpKind::Revoke => {
+                    WorkItem::Revoke(Box::new(queries::read_code(&c, code_id).await?.ok_or_else(|| {
+                        PgError::State(format!("job {id} names code {code_id}, which is not in the ledger"))
+                    })?))
+                }
+            };
+            out.push(JobWork {
+                seq: r.get(0),
+                code_id,
+                item,
+            });
+        }
+        Ok(out)
     }
 
     pub(super) async fn results(
@@ -293,17 +458,21 @@ impl Ledger {
         after: (i64, String),
         limit: usize,
     ) -> Result<Vec<JobResult>, PgError> {
+        let op = self.operation(id).await?;
         let c = self.pool.get().await?;
         let found = rows(
             &c,
-            "SELECT i.seq, c.code, d.upstream, d.status, d.vendor_id, d.attempts, d.result
+            &format!(
+                "SELECT i.seq, c.code, d.upstream, d.status, d.vendor_id, d.attempts, d.result, d.job_id
                FROM job_items i
                JOIN codes c ON c.id = i.code_id
-               JOIN deliveries d ON d.code_id = i.code_id
+               JOIN {} d ON d.code_id = i.code_id
                JOIN jobs j ON j.id = i.job_id
               WHERE i.job_id = $1 AND (i.seq, d.upstream) > ($2, $6::text) AND d.upstream = ANY(j.targets)
                 AND ($3::text IS NULL OR d.status = $3) AND ($4::text IS NULL OR d.upstream = $4)
               ORDER BY i.seq, d.upstream LIMIT $5",
+                queries::table(op)
+            ),
             &[
                 &id,
                 &after.0,
@@ -319,19 +488,18 @@ impl Ledger {
             .map(|r| {
                 let result: Option<String> = r.get(6);
                 let result: Option<TargetResult> = result.as_deref().map(serde_json::from_str).transpose()?;
-                let (error, warnings) = match result {
-                    Some(r) => (r.error, r.warnings),
-                    None => (None, Vec::new()),
-                };
-                Ok(JobResult {
-                    seq: r.get(0),
-                    code: r.get(1),
-                    upstream: r.get(2),
-                    status: queries::parse_status(r.get(3)),
-                    vendor_id: r.get(4),
-                    attempts: r.get::<_, i32>(5) as u32,
-                    error,
-                    warnings,
+                let line = JobResult::from_row(
+                    r.get(0),
+                    r.get(1),
+                    r.get(2),
+                    queries::parse_status(r.get(3)),
+                    r.get(4),
+                    r.get::<_, i32>(5) as u32,
+                    result,
+                );
+                Ok(match op {
+                    OpKind::Create => line,
+                    OpKind::Revoke => line.revoked_elsewhere(id, r.get(7)),
                 })
             })
             .collect()
@@ -341,12 +509,27 @@ impl Ledger {
     /// reopens deliveries of any number of codes), and the job becomes this owner's.
     pub(super) async fn retry(&self, id: i64) -> Result<u64, PgError> {
         let until = self.db_clock(Utc::now()).at(self.lease);
+        let op = self.operation(id).await?;
         in_tx!(self, |tx| {
             queries::lock_all_codes(&tx).await?;
-            explain_held_elsewhere(&tx, id).await?;
-            let reopened = exec(
-                &tx,
-                "UPDATE deliveries SET status = 'pending', job_id = $1, updated_at = clock_timestamp()
+            let reopened = match op {
+                // A revoke has no other campaign's hold to respect: its code is its own.
+                OpKind::Revoke => {
+                    exec(
+                        &tx,
+                        "UPDATE revocations SET status = 'pending', job_id = $1, updated_at = clock_timestamp()
+                          WHERE status IN ('failed', 'throttled', 'cancelled')
+                            AND upstream = ANY((SELECT targets FROM jobs WHERE id = $1)::text[])
+                            AND code_id IN (SELECT code_id FROM job_items WHERE job_id = $1)",
+                        &[&id],
+                    )
+                    .await?
+                }
+                OpKind::Create => {
+                    explain_held_elsewhere(&tx, id).await?;
+                    exec(
+                        &tx,
+                        "UPDATE deliveries SET status = 'pending', job_id = $1, updated_at = clock_timestamp()
                   WHERE status IN ('failed', 'throttled', 'cancelled')
                     AND upstream = ANY((SELECT targets FROM jobs WHERE id = $1)::text[])
                     AND code_id IN (SELECT code_id FROM job_items WHERE job_id = $1)
@@ -363,9 +546,11 @@ impl Ledger {
                           JOIN job_stage s ON s.code_key = c.code_key AND s.campaign <> c.campaign
                           JOIN jobs sj ON sj.id = s.job_id
                          WHERE c.id = deliveries.code_id AND deliveries.upstream = ANY(sj.targets))",
-                &[&id],
-            )
-            .await?;
+                        &[&id],
+                    )
+                    .await?
+                }
+            };
             exec(
                 &tx,
                 concat!(
@@ -383,6 +568,16 @@ impl Ledger {
     /// [`crate::ports::Store::end_job`]: only a running job ends, and only its owner finishes
     /// it (`Done`); a cancel ends it whoever asks. Whether it ended.
     pub(super) async fn end(&self, id: i64, state: JobState) -> Result<bool, PgError> {
+        let cancel = match self.operation(id).await? {
+            OpKind::Create => {
+                "UPDATE deliveries SET status = 'cancelled', updated_at = clock_timestamp()
+                  WHERE status = 'pending' AND job_id = $1"
+            }
+            OpKind::Revoke => {
+                "UPDATE revocations SET status = 'cancelled', updated_at = clock_timestamp()
+                  WHERE status = 'pending' AND job_id = $1"
+            }
+        };
         in_tx!(self, |tx| {
             let owner = opt(
                 &tx,
@@ -397,13 +592,7 @@ impl Ledger {
                 return Ok(false);
             }
             if state == JobState::Cancelled {
-                exec(
-                    &tx,
-                    "UPDATE deliveries SET status = 'cancelled', updated_at = clock_timestamp()
-                      WHERE status = 'pending' AND job_id = $1",
-                    &[&id],
-                )
-                .await?;
+                exec(&tx, cancel, &[&id]).await?;
             }
             exec(
                 &tx,
@@ -470,7 +659,7 @@ impl Ledger {
                 }
                 "promoting" => {
                     tracing::info!(job = id, "finishing the intake of an accepted sync job");
-                    self.promote(id).await?;
+                    self.commit(id).await?;
                     adopted.jobs.push(id);
                 }
                 _ => adopted.jobs.push(id),

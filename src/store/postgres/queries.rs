@@ -199,6 +199,15 @@ pub(super) async fn delivery<C: GenericClient>(
     state(c, OpKind::Create, code_id, upstream).await
 }
 
+/// The table an operation's claims and outcomes live in: a create's deliveries, a revoke's
+/// revocations (the same columns).
+pub(super) fn table(op: OpKind) -> &'static str {
+    match op {
+        OpKind::Create => "deliveries",
+        OpKind::Revoke => "revocations",
+    }
+}
+
 /// The statement that reads an operation's state at one target, by table: a create's
 /// deliveries, a revoke's revocations (the same columns).
 fn state_sql(op: OpKind) -> &'static str {

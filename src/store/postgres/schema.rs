@@ -180,4 +180,36 @@ CREATE TABLE revocations (
     PRIMARY KEY (code_id, upstream)
 );
 ",
+    // 5: revoke jobs, as the SQLite ledger's migration 10: a job has an operation, and a revoke
+    // job's revocations are counted in a tally of their own by a trigger of the deliveries' form.
+    "
+ALTER TABLE jobs ADD COLUMN operation TEXT NOT NULL DEFAULT 'create';
+CREATE TABLE revoke_tally (
+    job_id   BIGINT NOT NULL REFERENCES jobs(id),
+    upstream TEXT NOT NULL,
+    status   TEXT NOT NULL,
+    n        BIGINT NOT NULL,
+    PRIMARY KEY (job_id, upstream, status)
+);
+CREATE FUNCTION revocations_tally() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO revoke_tally (job_id, upstream, status, n)
+        SELECT t.job_id, NEW.upstream, NEW.status, 1
+          FROM job_items i JOIN revoke_tally t
+            ON t.job_id = i.job_id AND t.upstream = OLD.upstream AND t.status = OLD.status
+         WHERE i.code_id = OLD.code_id
+    ON CONFLICT (job_id, upstream, status) DO UPDATE SET n = revoke_tally.n + 1;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    UPDATE revoke_tally SET n = revoke_tally.n - 1
+      FROM job_items i
+     WHERE i.code_id = OLD.code_id AND revoke_tally.job_id = i.job_id
+       AND revoke_tally.upstream = OLD.upstream AND revoke_tally.status = OLD.status;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER revocations_tally AFTER UPDATE OF status ON revocations
+    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION revocations_tally();
+",
 ];

@@ -220,6 +220,35 @@ CREATE TABLE revocations (
 ) WITHOUT ROWID;
 ",
     ),
+    // 10: revoke jobs. A job has an operation; a revoke job's items are claimed in
+    // `revocations`, and counted in a tally of their own, kept by a trigger of the same form as
+    // the deliveries' (migration 8): a code can be in a create job and a revoke job, and each
+    // counts only its own operation's rows.
+    Migration::Sql(
+        "
+ALTER TABLE jobs ADD COLUMN operation TEXT NOT NULL DEFAULT 'create';
+CREATE TABLE revoke_tally (
+    job_id   INTEGER NOT NULL REFERENCES jobs(id),
+    upstream TEXT NOT NULL,
+    status   TEXT NOT NULL,
+    n        INTEGER NOT NULL,
+    PRIMARY KEY (job_id, upstream, status)
+) WITHOUT ROWID;
+CREATE TRIGGER revocations_tally AFTER UPDATE OF status ON revocations
+WHEN old.status IS NOT new.status AND EXISTS (SELECT 1 FROM job_items WHERE code_id = old.code_id)
+BEGIN
+    INSERT INTO revoke_tally (job_id, upstream, status, n)
+        SELECT t.job_id, new.upstream, new.status, 1
+          FROM job_items i JOIN revoke_tally t
+            ON t.job_id = i.job_id AND t.upstream = old.upstream AND t.status = old.status
+         WHERE i.code_id = old.code_id
+        ON CONFLICT (job_id, upstream, status) DO UPDATE SET n = n + 1;
+    UPDATE revoke_tally SET n = n - 1
+      FROM (SELECT job_id FROM job_items WHERE code_id = old.code_id) AS i
+     WHERE revoke_tally.job_id = i.job_id AND revoke_tally.upstream = old.upstream AND revoke_tally.status = old.status;
+END;
+",
+    ),
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -217,6 +217,20 @@ pub(super) fn delivery(
     state(tx, OpKind::Create, code_id, upstream)
 }
 
+/// What a job does to its codes.
+pub(super) fn job_operation(conn: &Connection, job_id: i64) -> rusqlite::Result<OpKind> {
+    conn.prepare_cached("SELECT operation FROM jobs WHERE id = ?1")?
+        .query_row([job_id], |r| Ok(OpKind::from_name(&r.get::<_, String>(0)?)))
+}
+
+/// The tally a job's counts are kept in, by its operation (see migration 10).
+pub(super) fn tally(op: OpKind) -> &'static str {
+    match op {
+        OpKind::Create => "job_tally",
+        OpKind::Revoke => "revoke_tally",
+    }
+}
+
 /// The table an operation's claims and outcomes live in: a create's deliveries, a revoke's
 /// revocations (the same columns).
 pub(super) fn table(op: OpKind) -> &'static str {

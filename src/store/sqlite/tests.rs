@@ -174,6 +174,7 @@ async fn job_of(ledger: &Ledger, campaign: &str, targets: &[&str], codes: &[&str
         .collect();
     let job = ledger
         .begin_job(NewJob {
+            operation: crate::domain::request::OpKind::Create,
             campaign: campaign.into(),
             targets: targets.iter().map(|t| t.to_string()).collect(),
             source: "json".into(),
@@ -273,7 +274,8 @@ async fn a_version_2_ledgers_jobs_are_tallied_by_the_migration() {
             .execute_batch(concat!(
                 "DROP TABLE job_stage; DROP TRIGGER deliveries_tally; DROP TABLE job_tally; PRAGMA user_version = 2;",
                 " ALTER TABLE requests DROP COLUMN owner; ALTER TABLE requests DROP COLUMN lease_until; ALTER TABLE jobs DROP COLUMN owner; ALTER TABLE jobs DROP COLUMN lease_until;",
-                " ALTER TABLE requests DROP COLUMN operation; ALTER TABLE requests DROP COLUMN requested_by; ALTER TABLE codes DROP COLUMN revoked_at; DROP TABLE revocations;"
+                " ALTER TABLE requests DROP COLUMN operation; ALTER TABLE requests DROP COLUMN requested_by; ALTER TABLE codes DROP COLUMN revoked_at; DROP TABLE revocations;",
+                " DROP TABLE revoke_tally; ALTER TABLE jobs DROP COLUMN operation;"
             ))
             .unwrap();
         job
@@ -311,7 +313,8 @@ async fn a_version_3_ledger_is_rekeyed_by_nfkc_and_case_folding() {
         conn.execute_batch(concat!(
             "DROP TABLE job_stage;",
             " ALTER TABLE requests DROP COLUMN owner; ALTER TABLE requests DROP COLUMN lease_until; ALTER TABLE jobs DROP COLUMN owner; ALTER TABLE jobs DROP COLUMN lease_until;",
-            " ALTER TABLE requests DROP COLUMN operation; ALTER TABLE requests DROP COLUMN requested_by; ALTER TABLE codes DROP COLUMN revoked_at; DROP TABLE revocations;"
+            " ALTER TABLE requests DROP COLUMN operation; ALTER TABLE requests DROP COLUMN requested_by; ALTER TABLE codes DROP COLUMN revoked_at; DROP TABLE revocations;",
+                " DROP TABLE revoke_tally; ALTER TABLE jobs DROP COLUMN operation;"
         ))
         .unwrap();
         conn.pragma_update(None, "user_version", 3).unwrap();
