@@ -162,6 +162,16 @@ impl Engine {
         self.campaigns.get(name)
     }
 
+    /// A job's targets: those `given`, or when none are, every upstream the campaign maps.
+    pub fn targets_or_campaigns(&self, campaign: &str, given: Vec<String>) -> Vec<String> {
+        if !given.is_empty() {
+            return given;
+        }
+        self.campaign(campaign)
+            .map(|c| c.upstreams.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Validates, translates and (unless `dry_run`) records and sends one code to its targets.
     /// A target where the ledger already has the code is not called again; with an
     /// idempotency key, a repeat of a finished create replays its first answer. A code that

@@ -18,6 +18,7 @@ Examples:
   PROMO_GW_KEY_CRM=... promo-gateway serve --listen 0.0.0.0:8080
   promo-gateway sync codes.csv --campaign spring --targets loop,partnero
   promo-gateway mirror --campaign spring --to limio-v3
+  promo-gateway revoke --campaign spring --codes LEAKED-1,LEAKED-2 --delete
 
 Files:
   config.toml    listen address, gateway API keys, ledger path, mappings directory, upstreams.
@@ -47,10 +48,12 @@ Gateway authentication:
   that is not loopback.
 
 Exit status:
-  0  success (serve: stopped cleanly; check-config: no problem; sync/mirror: every code delivered)
+  0  success (serve: stopped cleanly; check-config: no problem; sync/mirror: every code
+     delivered; revoke: every code revoked, or never delivered, on every target)
   1  error: a bad config or mapping, a missing key variable, a port in use, a refused job,
      or problems reported by check-config
-  2  sync/mirror: the job ended with codes not delivered (see its summary)
+  2  sync/mirror/revoke: the job ended with codes not delivered (revoke: not revoked); see its
+     summary
 ";
 
 pub const SERVE: &str = "\

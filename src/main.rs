@@ -412,15 +412,7 @@ async fn sync(config: &Path, args: SyncArgs, vendors: Vendors) -> Result<(), Exi
     }
     let sandbox = start_sandbox(vendors, ANY_LOOPBACK_PORT).await?;
     let (gateway, _lock) = open(config, sandbox.as_ref().map(|s| &s.target))?;
-    let targets = if args.targets.is_empty() {
-        gateway
-            .engine
-            .campaign(&args.campaign)
-            .map(|c| c.upstreams.keys().cloned().collect())
-            .unwrap_or_default()
-    } else {
-        args.targets
-    };
+    let targets = gateway.engine.targets_or_campaigns(&args.campaign, args.targets);
     let spec = JobSpec {
         campaign: args.campaign,
         targets,
@@ -451,15 +443,7 @@ async fn mirror(config: &Path, args: MirrorArgs, vendors: Vendors) -> Result<(),
 async fn revoke(config: &Path, args: RevokeArgs, vendors: Vendors) -> Result<(), Exit> {
     let sandbox = start_sandbox(vendors, ANY_LOOPBACK_PORT).await?;
     let (gateway, _lock) = open(config, sandbox.as_ref().map(|s| &s.target))?;
-    let targets = if args.targets.is_empty() {
-        gateway
-            .engine
-            .campaign(&args.campaign)
-            .map(|c| c.upstreams.keys().cloned().collect())
-            .unwrap_or_default()
-    } else {
-        args.targets
-    };
+    let targets = gateway.engine.targets_or_campaigns(&args.campaign, args.targets);
     let spec = JobSpec {
         campaign: args.campaign,
         targets,

@@ -87,9 +87,7 @@ async fn setup(unknown: &'static [&'static str], partnero_delay: Duration) -> (V
             let refused = codes.iter().any(|c| unknown.contains(&c.as_str()));
             seen.lock().unwrap().push(codes);
             if refused {
-                ResponseTemplate::new(404).set_body_json(
-                    json!({ "errors": [{ "status": 404, "title": "Not Found", "detail": "code not found" }] }),
-                )
+                unknown_code()
             } else {
                 ResponseTemplate::new(204)
             }
@@ -107,9 +105,7 @@ async fn setup(unknown: &'static [&'static str], partnero_delay: Duration) -> (V
             let gone = unknown.contains(&code.as_str());
             seen.lock().unwrap().push(vec![code]);
             if gone {
-                ResponseTemplate::new(404).set_body_json(
-                    json!({ "errors": [{ "status": 404, "title": "Not Found", "detail": "code not found" }] }),
-                )
+                unknown_code()
             } else {
                 ResponseTemplate::new(204)
             }
@@ -144,6 +140,12 @@ async fn setup(unknown: &'static [&'static str], partnero_delay: Duration) -> (V
     let map = mapping();
     let gw = common::start(&config, &[("spring", map.as_str())], ENV).await;
     (v, gw)
+}
+
+/// A 404 for a code, not for its promotion (§6 documents only "promotion not found").
+fn unknown_code() -> ResponseTemplate {
+    ResponseTemplate::new(404)
+        .set_body_json(json!({ "errors": [{ "status": 404, "title": "Not Found", "detail": "code not found" }] }))
 }
 
 fn names(n: usize) -> Vec<String> {
@@ -373,4 +375,70 @@ async fn a_cancelled_revoke_job_is_retried_to_the_end() {
         expected,
         "a cancel and a retry delete each code once"
     );
+}
+
+/// `promo-gateway revoke` through the real binary, on the configured ledger: the codes a `sync`
+/// created are revoked in one job whose summary names what happened.
+#[tokio::test]
+async fn the_cli_revokes_a_campaigns_codes_with_a_summary() {
+    let (v, _gw) = setup(&[], Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}\n{}",
+        common::upstream("moltin", "moltin", &v.moltin.uri(), ""),
+        common::upstream("partnero", "partnero", &v.partnero.uri(), ""),
+    );
+    let map = mapping();
+    let config = common::write_files(dir.path(), &config, &[("spring", map.as_str())]);
+    let codes = dir.path().join("codes.csv");
+    std::fs::write(&codes, "code,percent_off\nCLI-1,20\nCLI-2,20\nCLI-3,20\n").unwrap();
+    let run = |args: Vec<String>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_promo-gateway"));
+        cmd.arg("--config").arg(&config).args(args).envs(ENV.iter().copied());
+        // Off the runtime's threads: the vendors answer on them.
+        async move {
+            let out = tokio::task::spawn_blocking(move || cmd.output())
+                .await
+                .unwrap()
+                .unwrap();
+            let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            (out.status.code(), text(&out.stdout), text(&out.stderr))
+        }
+    };
+    let (status, stdout, stderr) = run(vec![
+        "sync".into(),
+        codes.display().to_string(),
+        "--campaign".into(),
+        "spring".into(),
+    ])
+    .await;
+    assert_eq!(status, Some(0), "{stdout}{stderr}");
+    let args = "revoke --campaign spring --codes CLI-1,cli-2 --delete";
+    let (status, stdout, stderr) = run(args.split(' ').map(String::from).collect()).await;
+    assert_eq!(status, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("revoke job 2 done: 2 codes, campaign spring\n"),
+        "{stdout}"
+    );
+    for target in ["moltin", "partnero"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == [target, "2"]),
+            "{stdout}"
+        );
+    }
+    assert_eq!(per_code(&v.partnero_deletes).len(), 2);
+    // Two codes on Moltin: one bulk delete.
+    assert_eq!(v.moltin_deletes.lock().unwrap().len(), 1);
+
+    // A soft revoke where only a delete is documented: unsupported, exit 2, and the reason.
+    let (status, stdout, stderr) = run("revoke --campaign spring --codes CLI-3"
+        .split(' ')
+        .map(String::from)
+        .collect())
+    .await;
+    assert_eq!(status, Some(2), "{stdout}{stderr}");
+    assert!(stdout.contains("\nunsupported: 2 revocations\n"), "{stdout}");
+    assert!(stdout.contains("unsupported_operation: "), "{stdout}");
 }

@@ -553,3 +553,52 @@ async fn the_sandbox_command_serves_the_vendors_alone() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--rate-limit nobody=3"));
 }
+
+/// A revoke job through the sandbox: every code a create job put on the six targets is revoked
+/// by the documented calls (Moltin's in bulk, 50 codes a call), each accepted by the simulated
+/// vendors' schemas, and their state shows it.
+#[tokio::test]
+async fn serve_sandbox_revokes_a_campaigns_codes_in_one_job() {
+    let gw = sandboxed_binary();
+    let (_, health) = gw.get("/health").await;
+    let url = health["upstreams"]["moltin"]["sandbox"].as_str().unwrap().to_owned();
+    let sandbox_root = url[..url.rfind('/').unwrap()].to_owned();
+    let held = |vendor: &str| {
+        let url = format!("{sandbox_root}/{vendor}/_sandbox/codes");
+        async move {
+            let list: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+            list["count"].as_u64().unwrap()
+        }
+    };
+    let codes: Vec<String> = (0..60).map(|i| format!("BULK-{i:03}")).collect();
+    let id = start_job(
+        &gw,
+        &json!({ "campaign": "example", "template": { "discount": { "percent_off": 20 } }, "codes": codes }),
+    )
+    .await;
+    let job = wait_done(&gw, id, Duration::from_secs(60)).await;
+    assert_eq!(count(&job, "moltin", "created"), 60, "{job}");
+
+    let id = start_job(&gw, &json!({ "revoke": { "campaign": "example", "delete": true } })).await;
+    let job = wait_done(&gw, id, Duration::from_secs(60)).await;
+    for target in ["spacebring", "limio-v2", "moltin", "partnero"] {
+        assert_eq!(count(&job, target, "revoked"), 60, "{target}: {job}");
+    }
+    for target in ["limio-v3", "loop"] {
+        assert_eq!(count(&job, target, "unsupported"), 60, "{target}: {job}");
+    }
+    let mut left = Vec::new();
+    for v in ["spacebring", "partnero", "moltin", "limio", "loop"] {
+        left.push(held(v).await);
+    }
+    assert_eq!(
+        left,
+        [60, 0, 0, 60, 60],
+        "deleted at Partnero, Moltin and Limio v2 (Limio keeps v3's); archived at Spacebring"
+    );
+    for v in ["spacebring", "partnero", "moltin", "limio", "loop"] {
+        let url = format!("{sandbox_root}/{v}/_sandbox/refusals");
+        let list: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+        assert_eq!(list["count"], 0, "{v}: {list}");
+    }
+}

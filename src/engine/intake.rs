@@ -9,7 +9,7 @@
 use promo_adapters::Problems;
 use tokio::runtime::Handle;
 
-use crate::domain::code::{CodeFilter, Definition};
+use crate::domain::code::{CodeFilter, CodeRecord, Definition};
 use crate::domain::error::DomainError;
 use crate::domain::job::{NewJob, StageAs, Staged, INTAKE_SLICE, MAX_REPORTED};
 use crate::engine::ledger_error;
@@ -180,21 +180,11 @@ fn stage(
             }
         }
         Codes::Mirror { targets } => {
-            let mut after = 0;
-            loop {
-                let filter = CodeFilter {
-                    campaign: Some(campaign.to_owned()),
-                    after,
-                    limit: INTAKE_SLICE,
-                    ..CodeFilter::default()
-                };
-                let page = rt.block_on(store.codes(filter))?;
-                let Some(&(last, _)) = page.last() else { break };
-                after = last;
-                let defs: Vec<Definition> = page
+            for page in campaign_pages(rt, store, campaign) {
+                let defs: Vec<Definition> = page?
                     .into_iter()
-                    .filter(|(_, record)| record.to_mirror(&targets))
-                    .map(|(_, record)| Definition {
+                    .filter(|record| record.to_mirror(&targets))
+                    .map(|record| Definition {
                         campaign: campaign.to_owned(),
                         code: record.code,
                         json: record.definition.to_string(),
@@ -218,18 +208,8 @@ fn stage(
             }
         }
         Codes::Revoke(None) => {
-            let mut after = 0;
-            loop {
-                let filter = CodeFilter {
-                    campaign: Some(campaign.to_owned()),
-                    after,
-                    limit: INTAKE_SLICE,
-                    ..CodeFilter::default()
-                };
-                let page = rt.block_on(store.codes(filter))?;
-                let Some(&(last, _)) = page.last() else { break };
-                after = last;
-                let names = page.into_iter().map(|(_, record)| record.code).collect();
+            for page in campaign_pages(rt, store, campaign) {
+                let names = page?.into_iter().map(|record| record.code).collect();
                 for verdict in rt.block_on(store.stage_revokes(id, names))? {
                     staged += judge(verdict, "codes".into(), campaign, faults);
                 }
@@ -237,6 +217,33 @@ fn stage(
         }
     }
     Ok(staged)
+}
+
+/// The campaign's codes as the ledger holds them, a slice at a time, in the ledger's order.
+fn campaign_pages<'a>(
+    rt: &'a Handle,
+    store: &'a dyn Store,
+    campaign: &'a str,
+) -> impl Iterator<Item = Result<Vec<CodeRecord>, StoreError>> + 'a {
+    let mut after = Some(0);
+    std::iter::from_fn(move || {
+        let filter = CodeFilter {
+            campaign: Some(campaign.to_owned()),
+            after: after?,
+            limit: INTAKE_SLICE,
+            ..CodeFilter::default()
+        };
+        match rt.block_on(store.codes(filter)) {
+            Err(e) => {
+                after = None;
+                Some(Err(e))
+            }
+            Ok(page) => {
+                after = Some(page.last()?.0);
+                Some(Ok(page.into_iter().map(|(_, record)| record).collect()))
+            }
+        }
+    })
 }
 
 /// Counts an accepted item (1), or lists why one was not (0).

@@ -757,15 +757,8 @@ impl Engine {
         page: Vec<crate::domain::job::JobWork>,
         gate: &Gate,
     ) -> Result<(), StoreError> {
-        let mapping = self.campaign(&job.campaign).and_then(|c| c.upstreams.get(target));
         let on_unsupported = job.options.get("on_unsupported").filter(|v| !v.is_null()).cloned();
-        let ctx = BuildContext {
-            upstream: target,
-            mapping,
-            timezone: upstream.timezone,
-            network_id: upstream.network_id.as_deref(),
-            currency: upstream.currency,
-        };
+        let ctx = self.job_context(job, target, upstream);
         let mut settled = Vec::new();
         let mut ready = Vec::new();
         for w in page {
@@ -818,6 +811,22 @@ impl Engine {
                 })
                 .collect();
             self.send_all(OpKind::Create, gate, sends, CONCURRENCY).await
+        }
+    }
+
+    /// What a vendor's translation of a job's codes for `target` is built against.
+    pub(super) fn job_context<'a>(
+        &'a self,
+        job: &JobRecord,
+        target: &'a str,
+        upstream: &'a Upstream,
+    ) -> BuildContext<'a> {
+        BuildContext {
+            upstream: target,
+            mapping: self.campaign(&job.campaign).and_then(|c| c.upstreams.get(target)),
+            timezone: upstream.timezone,
+            network_id: upstream.network_id.as_deref(),
+            currency: upstream.currency,
         }
     }
 

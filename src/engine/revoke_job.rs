@@ -96,15 +96,7 @@ impl Engine {
         self.store.record(OpKind::Revoke, settled).await?;
         let batch = upstream.adapter.revoke_batch_size();
         if batch > 1 {
-            let mapping = self.campaign(&job.campaign).and_then(|c| c.upstreams.get(target));
-            let ctx = BuildContext {
-                upstream: target,
-                mapping,
-                timezone: upstream.timezone,
-                network_id: upstream.network_id.as_deref(),
-                currency: upstream.currency,
-            };
-            let ctx = &ctx;
+            let ctx = &self.job_context(job, target, upstream);
             let sends = chunked(ready, batch)
                 .into_iter()
                 .map(|chunk| send_batch(target, upstream, ctx, gate, delete, chunk))

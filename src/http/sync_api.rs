@@ -130,11 +130,7 @@ fn campaign_and_targets(state: &AppState, q: &BTreeMap<String, String>) -> Resul
 }
 
 fn default_targets(state: &AppState, campaign: &str) -> Vec<String> {
-    state
-        .engine
-        .campaign(campaign)
-        .map(|c| c.upstreams.keys().cloned().collect())
-        .unwrap_or_default()
+    state.engine.targets_or_campaigns(campaign, Vec::new())
 }
 
 /// Writes the request body to a temporary file as it arrives.
