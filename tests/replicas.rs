@@ -538,28 +538,7 @@ async fn one_revoke_sent_to_three_replicas_by_30_clients_calls_the_vendor_once()
         .expect(1)
         .mount(&partnero)
         .await;
-    let dirs: Vec<_> = (0..3)
-        .map(|_| {
-            let dir = tempfile::tempdir().unwrap();
-            let config = format!(
-                "[ledger]\nurl_env = \"{DB_VAR}\"\nlease_seconds = 30\n\n{}",
-                common::upstream(
-                    "partnero",
-                    "partnero",
-                    &partnero.uri(),
-                    &format!("auth = {{ scheme = \"bearer\", token_env = \"{TOKEN_VAR}\" }}")
-                )
-            );
-            std::fs::create_dir_all(dir.path().join("mappings")).unwrap();
-            std::fs::write(
-                dir.path().join("mappings/many.toml"),
-                "[upstreams.partnero]\ncoupon_uuid = \"coupon_many\"\ndiscount = { percent_off = 20 }\n",
-            )
-            .unwrap();
-            std::fs::write(dir.path().join("config.toml"), config).unwrap();
-            dir
-        })
-        .collect();
+    let dirs: Vec<_> = (0..3).map(|_| partnero_replica(&partnero.uri(), 30)).collect();
     let db = pg.database();
     let replicas: Vec<Binary> = dirs.iter().map(|d| spawn(d.path(), &db)).collect();
     let (status, body) = replicas[0]
@@ -586,4 +565,107 @@ async fn one_revoke_sent_to_three_replicas_by_30_clients_calls_the_vendor_once()
         let (_, found) = replica.get("/v1/promo-codes/GONE-30?campaign=many").await;
         assert_eq!(found["revocations"]["partnero"]["status"], "revoked", "{found}");
     }
+}
+
+/// A replica's config with Partnero at `vendor` for campaign `many` (its coupon
+/// `coupon_many`), the ledger in `DB_VAR`'s database with `lease_seconds`.
+fn partnero_replica(vendor: &str, lease_seconds: u32) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[ledger]\nurl_env = \"{DB_VAR}\"\nlease_seconds = {lease_seconds}\n\n{}",
+        common::upstream(
+            "partnero",
+            "partnero",
+            vendor,
+            &format!("auth = {{ scheme = \"bearer\", token_env = \"{TOKEN_VAR}\" }}\nmax_in_flight = 4")
+        )
+    );
+    std::fs::create_dir_all(dir.path().join("mappings")).unwrap();
+    std::fs::write(
+        dir.path().join("mappings/many.toml"),
+        "[upstreams.partnero]\ncoupon_uuid = \"coupon_many\"\ndiscount = { percent_off = 20 }\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("config.toml"), config).unwrap();
+    dir
+}
+
+/// A revoke job whose replica dies mid-run is taken over by another once its lease runs out and
+/// finished: every code deleted, none lost, resent at most what was in flight (4, the cap).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoke_job_whose_replica_is_killed_is_finished_by_another() {
+    use wiremock::matchers::{method, path};
+    let Some(pg) = Postgres::start_or_skip("a_revoke_job_whose_replica_is_killed") else {
+        return;
+    };
+    let partnero = common::strict_server().await;
+    wiremock::Mock::given(method("POST"))
+        .and(path("/v1/promotion-codes"))
+        .respond_with(|r: &wiremock::Request| {
+            let body: Value = serde_json::from_slice(&r.body).unwrap();
+            common::partnero_created(body["code"].as_str().unwrap())
+        })
+        .mount(&partnero)
+        .await;
+    let deletes = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = deletes.clone();
+    // lifecycle/partnero.md §5, answered slowly so that the kill lands mid-job.
+    wiremock::Mock::given(method("DELETE"))
+        .and(path("/v1/promotion-codes"))
+        .respond_with(move |r: &wiremock::Request| {
+            let body: Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(body["coupon"], json!({ "uuid_code": "coupon_many" }), "{body}");
+            seen.lock().unwrap().push(body["code"].as_str().unwrap().to_owned());
+            wiremock::ResponseTemplate::new(200)
+                .set_body_json(json!({ "data": { "status": 1, "message": "deleted" } }))
+                .set_delay(Duration::from_millis(50))
+        })
+        .mount(&partnero)
+        .await;
+    let dirs: Vec<_> = (0..3).map(|_| partnero_replica(&partnero.uri(), 3)).collect();
+    let db = pg.database();
+    let mut replicas: Vec<Binary> = dirs.iter().map(|d| spawn(d.path(), &db)).collect();
+    let codes: Vec<String> = (0..200).map(|i| format!("GONE-{i:03}")).collect();
+    let create = json!({ "campaign": "many", "template": { "discount": { "percent_off": 20 } }, "codes": codes });
+    let (status, body) = replicas[0].post("/v1/sync-jobs", create.to_string()).await;
+    assert_eq!(status, 202, "{body}");
+    let created = wait_done_or(
+        &replicas[1],
+        body["id"].as_i64().unwrap(),
+        Duration::from_secs(60),
+        String::new,
+    )
+    .await;
+    assert_eq!(count(&created, "partnero", "created"), 200, "{created}");
+
+    let revoke = json!({ "revoke": { "campaign": "many", "delete": true } });
+    let (status, body) = replicas[0].post("/v1/sync-jobs", revoke.to_string()).await;
+    assert_eq!(status, 202, "{body}");
+    let job = body["id"].as_i64().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while deletes.lock().unwrap().len() < 40 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the revoke job made no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    replicas[0].child.kill().unwrap();
+    replicas[0].child.wait().unwrap();
+    let survivors = [&replicas[1], &replicas[2]];
+    let done = wait_done_or(&replicas[1], job, Duration::from_secs(120), logs(&survivors)).await;
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["operation"], "revoke", "{done}");
+    assert_eq!(count(&done, "partnero", "revoked"), 200, "{done}");
+    let mut per_code: BTreeMap<String, usize> = BTreeMap::new();
+    for code in deletes.lock().unwrap().iter() {
+        *per_code.entry(code.clone()).or_default() += 1;
+    }
+    assert_eq!(per_code.len(), 200, "every code was deleted");
+    let twice = per_code.values().filter(|n| **n > 1).count();
+    assert!(
+        twice <= 4 && per_code.values().all(|n| *n <= 2),
+        "resent more than was in flight: {per_code:?}"
+    );
+    drop(replicas.remove(0));
 }
