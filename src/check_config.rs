@@ -173,10 +173,24 @@ pub fn check(
             }
         }
     }
-    if problems == 0 {
-        out.push_str("ok: no problems\n");
-    } else {
-        let _ = writeln!(out, "{problems} problem(s)");
-    }
     Ok(Report { text: out, problems })
+}
+
+impl Report {
+    /// Adds a line of a check made outside this module (the ledger's), a problem or not.
+    pub fn add(&mut self, line: &str, problem: bool) {
+        self.text.push_str(line);
+        self.text.push('\n');
+        self.problems += usize::from(problem);
+    }
+
+    /// The report with its last line: how many problems it found, over every check.
+    pub fn finished(mut self) -> Self {
+        if self.problems == 0 {
+            self.text.push_str("ok: no problems\n");
+        } else {
+            let _ = writeln!(self.text, "{} problem(s)", self.problems);
+        }
+        self
+    }
 }

@@ -336,10 +336,9 @@ fn check_config(path: &Path, vendors: Vendors) -> Result<(), Exit> {
     let mut report = promo_gateway::check_config::check(path, &config, env)?;
     // A PostgreSQL ledger: its variable is set and the database answers.
     if let Some((line, problem)) = promo_gateway::check_ledger(&config, env) {
-        report.text.push_str(&line);
-        report.text.push('\n');
-        report.problems += usize::from(problem);
+        report.add(&line, problem);
     }
+    let report = report.finished();
     print!("{}", report.text);
     if report.problems == 0 {
         Ok(())

@@ -43,6 +43,7 @@ mod connect;
 mod jobs;
 mod queries;
 mod schema;
+pub mod tls;
 mod writer;
 
 /// What went wrong inside the PostgreSQL store; the engine sees it as a [`StoreError`].
@@ -108,6 +109,12 @@ pub enum OpenError {
     Connect { host: String, source: PgErrorMessage },
     #[error("PostgreSQL at {host}: the ledger's schema could not be brought up to date: {source}")]
     Migrate { host: String, source: PgErrorMessage },
+    /// The URL's TLS parameters (libpq's) cannot be read.
+    #[error("the URL's TLS parameters: {0}")]
+    TlsSettings(String),
+    /// A file the TLS parameters name cannot be used (a CA, a client certificate or key).
+    #[error("PostgreSQL at {host}: TLS: {source}")]
+    Tls { host: String, source: PgErrorMessage },
 }
 
 /// A database error in words (never the URL, which the driver's errors do not carry).
@@ -120,6 +127,8 @@ pub struct PgErrorMessage(String);
 pub struct Ledger {
     pool: Pool,
     config: Arc<tokio_postgres::Config>,
+    /// The TLS every connection of the ledger is made with (see [`tls`]).
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
     /// `host:port` of the database, for messages (never the user or password).
     host: Arc<str>,
     owner: Arc<str>,

@@ -20,6 +20,8 @@ pub struct Postgres {
     bin: PathBuf,
     child: Option<Child>,
     databases: AtomicUsize,
+    /// Server settings beyond the defaults (`-c ssl=on` ...).
+    settings: Vec<String>,
 }
 
 /// The newest installed server's `bin` directory (Debian keeps each major version apart).
@@ -78,6 +80,16 @@ impl Postgres {
     }
 
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A server that also speaks TLS (`ssl=on`) with this certificate chain and key (PEM).
+    /// Clients may still connect in clear text, as `sslmode=prefer` or `disable` ask.
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Self {
+        Self::start_with(Some((cert_pem, key_pem)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> Self {
         let bin = server_bin().expect("PostgreSQL is installed: run scripts/test-servers");
         let dir = tempfile::Builder::new().prefix("promo-pg-").tempdir().unwrap();
         if is_root() {
@@ -106,12 +118,38 @@ impl Postgres {
             .local_addr()
             .unwrap()
             .port();
+        let mut settings = Vec::new();
+        if let Some((cert, key)) = tls {
+            let (cert_file, key_file) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+            std::fs::write(&cert_file, cert).unwrap();
+            std::fs::write(&key_file, key).unwrap();
+            // PostgreSQL refuses a key that others can read, or that its user does not own.
+            let status = Command::new("chmod").arg("600").arg(&key_file).status().unwrap();
+            assert!(status.success());
+            if is_root() {
+                let status = Command::new("chown")
+                    .arg("postgres:postgres")
+                    .arg(&cert_file)
+                    .arg(&key_file)
+                    .status()
+                    .unwrap();
+                assert!(status.success());
+            }
+            for setting in [
+                "ssl=on".to_owned(),
+                format!("ssl_cert_file={}", cert_file.display()),
+                format!("ssl_key_file={}", key_file.display()),
+            ] {
+                settings.extend(["-c".to_owned(), setting]);
+            }
+        }
         let mut pg = Postgres {
             port,
             dir,
             bin,
             child: None,
             databases: AtomicUsize::new(0),
+            settings,
         };
         pg.restart();
         pg
@@ -177,6 +215,7 @@ impl Postgres {
                 "full_page_writes=off",
             ])
             .args(["-c", "max_connections=200"])
+            .args(&self.settings)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -6,25 +6,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::writer::Writer;
-use super::{describe, queries, schema, Ledger, OpenError, Options, PgError, PgErrorMessage, RELEASED};
+use super::{describe, queries, schema, tls, Ledger, OpenError, Options, PgError, PgErrorMessage, RELEASED};
 use crate::store::group::Group;
 
 impl Ledger {
     /// Connects, brings the schema up to date (once, whichever replica gets there first), and
     /// starts listening for work other replicas release. Failure stops start-up.
     pub async fn connect(url: &str, options: Options) -> Result<Self, OpenError> {
-        let mut config: tokio_postgres::Config = url.parse().map_err(|_| OpenError::Url)?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(5));
-        }
+        let (mut config, tls, host) = configure(url)?;
         config.application_name("promo-gateway");
-        let host = host_of(&config);
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -44,6 +40,7 @@ impl Ledger {
             }),
             pool,
             config: Arc::new(config),
+            tls,
             host: host_name,
             owner: options.owner.into(),
             lease: options.lease,
@@ -53,7 +50,11 @@ impl Ledger {
         let message = |e: PgError| PgErrorMessage(e.to_string());
         let client = ledger.pool.get().await.map_err(|e| OpenError::Connect {
             host: host.clone(),
-            source: message(e.into()),
+            source: PgErrorMessage(match &e {
+                // The driver's own words, with their cause (a TLS handshake's reason).
+                deadpool_postgres::PoolError::Backend(e) => describe(e),
+                other => other.to_string(),
+            }),
         })?;
         migrate(&client).await.map_err(|e| OpenError::Migrate {
             host: host.clone(),
@@ -67,16 +68,12 @@ impl Ledger {
     /// Whether the database a URL names answers, without touching its schema (for
     /// `check-config`): the host it answered from.
     pub async fn probe(url: &str) -> Result<String, OpenError> {
-        let mut config: tokio_postgres::Config = url.parse().map_err(|_| OpenError::Url)?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(5));
-        }
-        let host = host_of(&config);
+        let (config, tls, host) = configure(url)?;
         let fail = |e: tokio_postgres::Error| OpenError::Connect {
             host: host.clone(),
             source: PgErrorMessage(describe(&e)),
         };
-        let (client, connection) = config.connect(NoTls).await.map_err(fail)?;
+        let (client, connection) = config.connect(tls).await.map_err(fail)?;
         let driver = tokio::spawn(connection);
         let answered = client.simple_query("SELECT 1").await.map_err(fail);
         drop(client);
@@ -87,10 +84,10 @@ impl Ledger {
     /// Keeps a connection listening on [`RELEASED`] for the life of the process, reconnecting
     /// when it drops, and wakes [`Store::work_released`] on every notification.
     fn listen(&self) {
-        let (config, released) = (self.config.clone(), self.released.clone());
+        let (config, tls, released) = (self.config.clone(), self.tls.clone(), self.released.clone());
         tokio::spawn(async move {
             loop {
-                if let Ok((client, mut connection)) = config.connect(NoTls).await {
+                if let Ok((client, mut connection)) = config.connect(tls.clone()).await {
                     let messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
                     let waker = released.clone();
                     let pump = tokio::spawn(async move {
@@ -113,6 +110,23 @@ impl Ledger {
             }
         });
     }
+}
+
+/// A ledger URL read: the driver's config (with its connect timeout), the TLS connector its
+/// libpq parameters ask for (see [`super::tls`]), and `host:port` for messages.
+fn configure(url: &str) -> Result<(tokio_postgres::Config, MakeRustlsConnect, String), OpenError> {
+    let (rest, settings) = tls::split(url).map_err(|e| OpenError::TlsSettings(e.to_string()))?;
+    let mut config: tokio_postgres::Config = rest.parse().map_err(|_| OpenError::Url)?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    config.ssl_mode(settings.driver_mode());
+    let host = host_of(&config);
+    let connector = settings.connector().map_err(|e| OpenError::Tls {
+        host: host.clone(),
+        source: PgErrorMessage(e.to_string()),
+    })?;
+    Ok((config, connector, host))
 }
 
 /// `host:port` of the first host a config names (a socket directory shows as its path).

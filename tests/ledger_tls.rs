@@ -1,0 +1,215 @@
+//! The PostgreSQL ledger over TLS, with libpq's URL parameters, against a real server started
+//! with `ssl=on` and a certificate this test issues (rcgen): the real binary serves on it with
+//! `sslmode=verify-full`, every one of its connections is encrypted (`pg_stat_ssl`), and each
+//! thing that must not verify stops start-up or `check-config` naming the variable, the host and
+//! the TLS reason, never the URL's password.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::binary::{Binary, BIN};
+use common::postgres::Postgres;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use serde_json::json;
+
+const DB_VAR: &str = "PROMO_TLS_TEST_LEDGER_URL";
+const TOKEN_VAR: &str = "PROMO_TLS_TEST_LOOP_TOKEN";
+/// Trust authentication ignores it; it is in the URL to show it never reaches a message.
+const PASSWORD: &str = "ledger-password-6c1e";
+
+/// A CA, and a server certificate it issued for `localhost` only (so `127.0.0.1` does not match).
+struct Pki {
+    ca_pem: String,
+    cert_pem: String,
+    key_pem: String,
+}
+
+fn ca(name: &str) -> (CertificateParams, KeyPair) {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    (params, KeyPair::generate().unwrap())
+}
+
+fn pki() -> Pki {
+    let (ca_params, ca_key) = ca("promo-gateway test CA");
+    let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    Pki {
+        ca_pem,
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    }
+}
+
+/// A config folder: the ledger from `DB_VAR`, Loop at `vendor`.
+fn project(vendor: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[ledger]\nurl_env = \"{DB_VAR}\"\n\n{}",
+        common::upstream(
+            "loop",
+            "loop",
+            vendor,
+            &format!("auth = {{ scheme = \"bearer\", token_env = \"{TOKEN_VAR}\" }}")
+        )
+    );
+    std::fs::create_dir_all(dir.path().join("mappings")).unwrap();
+    std::fs::write(dir.path().join("mappings/tls.toml"), "[upstreams.loop]\n").unwrap();
+    std::fs::write(dir.path().join("config.toml"), config).unwrap();
+    dir
+}
+
+fn command(dir: &Path, url: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--config")
+        .arg(dir.join("config.toml"))
+        .args(args)
+        .env(DB_VAR, url)
+        .env(TOKEN_VAR, "loop-tls-token")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// `check-config`'s exit status and what it printed.
+fn check(dir: &Path, url: &str) -> (Option<i32>, String) {
+    let out = command(dir, url, &["check-config"]).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains(PASSWORD), "the password was shown: {text}");
+    (out.status.code(), text)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ledger_speaks_tls_as_libpq_urls_ask_and_refuses_what_does_not_verify() {
+    let Some(_) = Postgres::start_or_skip("the_ledger_speaks_tls") else {
+        return;
+    };
+    let pki = pki();
+    let pg = Postgres::start_tls(&pki.cert_pem, &pki.key_pem);
+    let files = tempfile::tempdir().unwrap();
+    let ca_file = files.path().join("ca.pem");
+    std::fs::write(&ca_file, &pki.ca_pem).unwrap();
+    let other_ca = files.path().join("other-ca.pem");
+    let (params, key) = ca("another CA");
+    std::fs::write(&other_ca, params.self_signed(&key).unwrap().pem()).unwrap();
+
+    let loop_vendor = common::strict_server().await;
+    common::expect_loop_created(&loop_vendor, "loop-tls-token", "TLS-1", "promo_tls_1").await;
+    let dir = project(&loop_vendor.uri());
+    let db = pg.database();
+    let name = db.rsplit('/').next().unwrap().to_owned();
+    let url = |host: &str, query: &str| format!("postgres://postgres:{PASSWORD}@{host}:{}/{name}?{query}", pg.port);
+    let full = url(
+        "localhost",
+        &format!("sslmode=verify-full&sslrootcert={}", ca_file.display()),
+    );
+
+    // Served with verify-full: a create and its idempotent replay, over TLS.
+    let gw = Binary::spawn(
+        command(dir.path(), &full, &["serve", "--listen", "127.0.0.1:0"]).stderr(Stdio::piped()),
+        false,
+        Duration::from_secs(30),
+    )
+    .unwrap_or_else(|b| panic!("no `listening on` line: {:?}", b.lines.lock().unwrap()));
+    let body = json!({ "code": "TLS-1", "campaign": "tls", "discount": { "percent_off": 20 } });
+    let (status, _, first) = gw.create_with_key("tls-key-1", &body).await;
+    assert_eq!(status, 201, "{first}\n{}", gw.log());
+    let (status, replayed, again) = gw.create_with_key("tls-key-1", &body).await;
+    assert_eq!((status, replayed.as_deref()), (201, Some("true")), "{again}");
+    assert_eq!(again, first);
+    // Every connection the gateway holds is encrypted.
+    let connections = pg.psql(
+        "postgres",
+        "SELECT count(*) || ' ' || count(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a \
+         JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = 'promo-gateway'",
+    );
+    let (all, encrypted) = connections.split_once(' ').unwrap();
+    assert!(all.parse::<u32>().unwrap() > 0, "{connections}");
+    assert_eq!(all, encrypted, "connections in clear text: {connections}");
+    drop(gw);
+
+    // What verifies: verify-full by name, verify-ca by chain only (127.0.0.1 is not the
+    // certificate's name), require without a root (encrypted, unchecked, as libpq).
+    for ok in [
+        full.clone(),
+        url(
+            "127.0.0.1",
+            &format!("sslmode=verify-ca&sslrootcert={}", ca_file.display()),
+        ),
+        url("127.0.0.1", "sslmode=require"),
+    ] {
+        let (code, text) = check(dir.path(), &ok);
+        assert_eq!(code, Some(0), "{ok}: {text}");
+        assert!(
+            text.contains("answers") && text.ends_with("ok: no problems\n"),
+            "{text}"
+        );
+    }
+    // What does not, each named.
+    let missing = files.path().join("nowhere.pem");
+    let refusals = [
+        (
+            url(
+                "127.0.0.1",
+                &format!("sslmode=verify-full&sslrootcert={}", ca_file.display()),
+            ),
+            "certificate not valid for name \"127.0.0.1\"",
+        ),
+        (
+            url(
+                "localhost",
+                &format!("sslmode=verify-full&sslrootcert={}", other_ca.display()),
+            ),
+            "UnknownIssuer",
+        ),
+        (
+            url(
+                "localhost",
+                &format!("sslmode=verify-full&sslrootcert={}", missing.display()),
+            ),
+            "sslrootcert",
+        ),
+        (
+            url("localhost", "sslmode=verify-everything"),
+            "sslmode `verify-everything`",
+        ),
+    ];
+    for (bad, reason) in &refusals {
+        let (code, text) = check(dir.path(), bad);
+        assert_eq!(code, Some(1), "{bad}: {text}");
+        assert!(text.ends_with("1 problem(s)\n"), "{text}");
+        assert!(text.contains(DB_VAR) && text.contains(reason), "{bad}: {text}");
+    }
+    // The same refusal stops start-up.
+    let out = command(dir.path(), &refusals[0].0, &["serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(DB_VAR)
+            && stderr.contains(&format!("127.0.0.1:{}", pg.port))
+            && stderr.contains("not valid for name"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(PASSWORD), "{stderr}");
+
+    // sslmode=require against a server without TLS.
+    let plain = Postgres::start();
+    let plain_url = format!("{}?sslmode=require", plain.url("postgres"));
+    let (code, text) = check(dir.path(), &plain_url);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains(DB_VAR) && text.to_lowercase().contains("tls"), "{text}");
+}
