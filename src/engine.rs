@@ -311,6 +311,11 @@ impl Engine {
     }
 
     /// Which ledger backend this is.
+    /// How the connection to the ledger's backend is protected (`None` for a file).
+    pub async fn ledger_transport(&self) -> Option<crate::ports::Transport> {
+        self.store.transport().await
+    }
+
     pub fn ledger_backend(&self) -> &'static str {
         self.store.backend()
     }

@@ -8,4 +8,4 @@ mod admission;
 mod store;
 
 pub use admission::{Admission, AdmissionError, Admit};
-pub use store::{Adopted, Store, StoreError, StoreErrorKind, WriteStats};
+pub use store::{Adopted, Store, StoreError, StoreErrorKind, Transport, WriteStats};

@@ -138,6 +138,20 @@ async fn the_ledger_speaks_tls_as_libpq_urls_ask_and_refuses_what_does_not_verif
     let (all, encrypted) = connections.split_once(' ').unwrap();
     assert!(all.parse::<u32>().unwrap() > 0, "{connections}");
     assert_eq!(all, encrypted, "connections in clear text: {connections}");
+    // /health and /metrics say so.
+    let (_, health) = gw.get("/health").await;
+    assert_eq!(health["ledger"]["tls"], true, "{health}");
+    assert!(
+        health["ledger"]["tls_version"].as_str().unwrap().starts_with("TLSv1."),
+        "{health}"
+    );
+    let metrics = gw.get_raw("/metrics").await.text;
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("promo_gateway_ledger_tls{backend=\"postgres\",version=\"TLSv1.") && l.ends_with(" 1")
+        ),
+        "{metrics}"
+    );
     drop(gw);
 
     // What verifies: verify-full by name, verify-ca by chain only (127.0.0.1 is not the

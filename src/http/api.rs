@@ -525,6 +525,12 @@ struct LedgerHealth {
     /// Why the ledger cannot write, while it cannot (a full disk, a read-only file).
     #[serde(skip_serializing_if = "Option::is_none")]
     problem: Option<String>,
+    /// A database ledger: whether its connections are encrypted, as the server reports them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<bool>,
+    /// The TLS protocol of its connections (`TLSv1.3`), when encrypted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_version: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -598,10 +604,16 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
         );
     }
     let problem = state.engine.ledger_problem().await;
+    let transport = match problem {
+        None => state.engine.ledger_transport().await,
+        Some(_) => None,
+    };
     let ledger = LedgerHealth {
         status: if problem.is_some() { "degraded" } else { "ok" },
         backend: state.engine.ledger_backend(),
         problem,
+        tls: transport.as_ref().map(|t| t.tls),
+        tls_version: transport.and_then(|t| t.version),
     };
     // A pause is the vendor's pace, not a fault, unless it asked for more than the gateway waits.
     let status = if ledger.problem.is_none()

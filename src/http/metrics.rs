@@ -199,6 +199,18 @@ pub async fn render(engine: &Engine) -> String {
         sample(&mut out, name, &backend, value as f64);
     }
 
+    if let Some(t) = engine.ledger_transport().await {
+        let name = "promo_gateway_ledger_tls";
+        family(
+            &mut out,
+            name,
+            "gauge",
+            "1 when the ledger's connections are encrypted, as its server reports them; `version` is the protocol.",
+        );
+        let labels = format!("{backend},version=\"{}\"", t.version.as_deref().unwrap_or(""));
+        sample(&mut out, name, &labels, f64::from(u8::from(t.tls)));
+    }
+
     family(
         &mut out,
         "promo_gateway_sync_job_deliveries",

@@ -66,6 +66,15 @@ pub struct WriteStats {
     pub largest_batch: u64,
 }
 
+/// How a store's connection to its backend is protected, for `/health` and `/metrics`, so that
+/// an operator can see that a deployment's ledger traffic is encrypted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transport {
+    pub tls: bool,
+    /// The protocol the backend reports (`TLSv1.3`), when encrypted.
+    pub version: Option<String>,
+}
+
 /// The interface between the engine and its durable state. A handle speaks for one owner (a
 /// process), whose name and lease length it was opened with.
 #[async_trait::async_trait]
@@ -79,6 +88,12 @@ pub trait Store: Send + Sync + 'static {
     /// Why the ledger cannot record new work now (a full disk, a read-only file, outcomes held
     /// in memory, a database gone), for `/health`; `None` while it can.
     async fn problem(&self) -> Option<String>;
+
+    /// How the connection to the backend is protected; `None` for a store with no connection
+    /// (a file), or one that cannot say now.
+    async fn transport(&self) -> Option<Transport> {
+        None
+    }
 
     /// Records a create and claims its targets, before any call, under this owner's lease. A
     /// code that was revoked is a conflict: nothing delivers it again.

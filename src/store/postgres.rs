@@ -356,6 +356,22 @@ impl Store for Ledger {
         }
     }
 
+    /// As the server sees this connection (`pg_stat_ssl`): the one account that cannot be
+    /// mistaken about what crossed the network.
+    async fn transport(&self) -> Option<crate::ports::Transport> {
+        let probe = async {
+            let client = self.pool.get().await?;
+            let row = client
+                .query_one("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+                .await?;
+            Ok::<_, PgError>(crate::ports::Transport {
+                tls: row.get(0),
+                version: row.get(1),
+            })
+        };
+        tokio::time::timeout(Duration::from_secs(2), probe).await.ok()?.ok()
+    }
+
     async fn begin_create(&self, create: NewCreate) -> Result<Begin, StoreError> {
         let body = create.body.to_string();
         let names: Vec<String> = create.targets.iter().map(|t| t.upstream.clone()).collect();
