@@ -104,6 +104,9 @@ pub struct RateLimitConfig {
     /// Prefix of the gateway's Redis keys, for a Redis shared with other applications.
     #[serde(default)]
     pub redis_key_prefix: Option<String>,
+    /// A `rediss://` Redis's CA (a PEM file) when it is not one the system trusts.
+    #[serde(default)]
+    pub redis_ca_file: Option<PathBuf>,
 }
 
 /// Where the ledger lives.

@@ -354,8 +354,8 @@ fn upstreams(
                 .filter(|v| !v.is_empty())
                 .ok_or_else(|| fail("the variable is not set; it must hold the redis:// URL".into()))?;
             let prefix = config.rate_limit.redis_key_prefix.as_deref().unwrap_or("promo-gateway");
-            let budget = admission::redis::RedisBudget::connect(&url, prefix)
-                .map_err(|e| fail(format!("Redis does not answer: {e}")))?;
+            let ca = config.rate_limit.redis_ca_file.as_deref();
+            let budget = admission::redis::RedisBudget::connect(&url, prefix, ca).map_err(|e| fail(e.to_string()))?;
             Some(budget)
         }
     };

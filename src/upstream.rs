@@ -614,6 +614,11 @@ impl Upstream {
         self.admission.backend()
     }
 
+    /// Whether the connection to the shared rate budget is encrypted (`None`: a local budget).
+    pub fn rate_limit_tls(&self) -> Option<bool> {
+        self.admission.encrypted()
+    }
+
     /// [`Upstream::paused_until`], or why the rate budget could not be asked (for `/health`).
     pub async fn pause_state(&self) -> Result<Option<DateTime<Utc>>, AdmissionError> {
         self.admission.paused_until().await

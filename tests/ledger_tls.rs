@@ -52,14 +52,19 @@ fn pki() -> Pki {
 
 /// A config folder: the ledger from `DB_VAR`, Loop at `vendor`.
 fn project(vendor: &str) -> tempfile::TempDir {
+    project_with(vendor, 30, "")
+}
+
+/// The same with a lease of `lease_seconds` and more lines for Loop's table.
+fn project_with(vendor: &str, lease_seconds: u32, loop_extra: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
-        "[ledger]\nurl_env = \"{DB_VAR}\"\n\n{}",
+        "[ledger]\nurl_env = \"{DB_VAR}\"\nlease_seconds = {lease_seconds}\n\n{}",
         common::upstream(
             "loop",
             "loop",
             vendor,
-            &format!("auth = {{ scheme = \"bearer\", token_env = \"{TOKEN_VAR}\" }}")
+            &format!("auth = {{ scheme = \"bearer\", token_env = \"{TOKEN_VAR}\" }}\n{loop_extra}")
         )
     );
     std::fs::create_dir_all(dir.path().join("mappings")).unwrap();
@@ -226,4 +231,89 @@ async fn the_ledger_speaks_tls_as_libpq_urls_ask_and_refuses_what_does_not_verif
     let (code, text) = check(dir.path(), &plain_url);
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains(DB_VAR) && text.to_lowercase().contains("tls"), "{text}");
+}
+
+/// Two replicas on one ledger over `verify-full`: a sync job whose replica is killed is taken
+/// over by the other once its lease runs out, and finished, every code created once or (in
+/// flight at the kill) answered as already there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_is_taken_over_between_replicas_over_tls() {
+    let Some(_) = Postgres::start_or_skip("a_job_is_taken_over_between_replicas_over_tls") else {
+        return;
+    };
+    let pki = pki();
+    let pg = Postgres::start_tls(&pki.cert_pem, &pki.key_pem);
+    let files = tempfile::tempdir().unwrap();
+    let ca_file = files.path().join("ca.pem");
+    std::fs::write(&ca_file, &pki.ca_pem).unwrap();
+    let db = pg.database();
+    let name = db.rsplit('/').next().unwrap().to_owned();
+    let url = format!(
+        "postgres://postgres:{PASSWORD}@localhost:{}/{name}?sslmode=verify-full&sslrootcert={}",
+        pg.port,
+        ca_file.display()
+    );
+    // Loop, slowly: each create answered after 50 ms, a code seen before answered 409.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let vendor = common::strict_server().await;
+    let calls = seen.clone();
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path("/v1/admin/promos"))
+        .respond_with(move |r: &wiremock::Request| {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            let code = body["code"].as_str().unwrap().to_owned();
+            let mut calls = calls.lock().unwrap();
+            let again = calls.contains(&code);
+            calls.push(code.clone());
+            let answer = if again {
+                wiremock::ResponseTemplate::new(409)
+                    .set_body_json(json!({ "error": "conflict", "message": "Promo code already exists" }))
+            } else {
+                wiremock::ResponseTemplate::new(201).set_body_json(common::loop_promo(&format!("promo_{code}"), &code))
+            };
+            answer.set_delay(Duration::from_millis(50))
+        })
+        .mount(&vendor)
+        .await;
+    let dirs: Vec<_> = (0..2)
+        .map(|_| project_with(&vendor.uri(), 3, "max_in_flight = 2"))
+        .collect();
+    let spawn = |dir: &Path| {
+        Binary::spawn(
+            command(dir, &url, &["serve", "--listen", "127.0.0.1:0"]).stderr(Stdio::piped()),
+            false,
+            Duration::from_secs(30),
+        )
+        .unwrap_or_else(|b| panic!("no `listening on` line: {:?}", b.lines.lock().unwrap()))
+    };
+    let mut first = spawn(dirs[0].path());
+    let second = spawn(dirs[1].path());
+    let codes: Vec<String> = (0..60).map(|i| format!("TLSJOB-{i:02}")).collect();
+    let job = json!({ "campaign": "tls", "template": { "discount": { "percent_off": 20 } }, "codes": codes });
+    let (status, body) = first.post("/v1/sync-jobs", job.to_string()).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_i64().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while seen.lock().unwrap().len() < 10 {
+        assert!(tokio::time::Instant::now() < deadline, "the job made no progress");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let done = common::jobs::wait_done_or(&second, id, Duration::from_secs(60), || second.log()).await;
+    assert_eq!(done["state"], "done", "{done}");
+    let delivered =
+        common::jobs::count(&done, "loop", "created") + common::jobs::count(&done, "loop", "already_exists");
+    assert_eq!(delivered, 60, "{done}");
+    let calls = seen.lock().unwrap().clone();
+    let mut per_code = std::collections::BTreeMap::<&str, usize>::new();
+    for c in &calls {
+        *per_code.entry(c).or_default() += 1;
+    }
+    assert_eq!(per_code.len(), 60, "every code reached the vendor");
+    // Resent: at most what was in flight or answered and not yet recorded at the kill.
+    assert!(
+        per_code.values().all(|n| *n <= 2) && per_code.values().filter(|n| **n > 1).count() <= 32,
+        "{per_code:?}"
+    );
 }

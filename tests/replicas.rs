@@ -591,7 +591,7 @@ fn partnero_replica(vendor: &str, lease_seconds: u32) -> tempfile::TempDir {
 }
 
 /// A revoke job whose replica dies mid-run is taken over by another once its lease runs out and
-/// finished: every code deleted, none lost, resent at most what was in flight (4, the cap).
+/// finished: every code deleted, none lost, resent at most what was in flight.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_revoke_job_whose_replica_is_killed_is_finished_by_another() {
     use wiremock::matchers::{method, path};
@@ -662,9 +662,11 @@ async fn a_revoke_job_whose_replica_is_killed_is_finished_by_another() {
         *per_code.entry(code.clone()).or_default() += 1;
     }
     assert_eq!(per_code.len(), 200, "every code was deleted");
+    // Resent: at most what the dead replica had in flight or answered and not yet recorded (a
+    // job's 32 calls a target whose outcomes are written together).
     let twice = per_code.values().filter(|n| **n > 1).count();
     assert!(
-        twice <= 4 && per_code.values().all(|n| *n <= 2),
+        twice <= 32 && per_code.values().all(|n| *n <= 2),
         "resent more than was in flight: {per_code:?}"
     );
     drop(replicas.remove(0));

@@ -79,6 +79,8 @@ pub struct RedisBudget {
 
 struct Shared {
     client: redis::Client,
+    /// A `rediss://` URL: every connection is TLS, verified as `connect` was told.
+    tls: bool,
     /// Opened on first use; a failed first attempt is tried again by the next caller.
     connection: OnceCell<ConnectionManager>,
     prefix: String,
@@ -103,16 +105,34 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl RedisBudget {
     /// Checks that `url` answers (a PING within a second), so that a wrong URL or a Redis that
-    /// is down stops start-up instead of holding every call.
-    pub fn connect(url: &str, prefix: &str) -> Result<Self, Unreachable> {
+    /// is down stops start-up instead of holding every call. A `rediss://` URL is TLS, verified
+    /// against `ca_file` (PEM) when given, else the system's roots.
+    pub fn connect(url: &str, prefix: &str, ca_file: Option<&std::path::Path>) -> Result<Self, Unreachable> {
         let mut redactor = Redactor::default();
-        if let Ok(parsed) = url::Url::parse(url) {
-            if let Some(password) = parsed.password() {
-                redactor.secret(&secrecy::SecretString::from(password.to_owned()));
-            }
+        let parsed = url::Url::parse(url).ok();
+        if let Some(password) = parsed.as_ref().and_then(|u| u.password()) {
+            redactor.secret(&secrecy::SecretString::from(password.to_owned()));
         }
-        let fail = |e: redis::RedisError| Unreachable(redactor.text(e.to_string()));
-        let client = redis::Client::open(url).map_err(fail)?;
+        let fail = |e: redis::RedisError| Unreachable(redactor.text(format!("Redis does not answer: {e}")));
+        let tls = parsed.as_ref().is_some_and(|u| u.scheme() == "rediss");
+        let client = match ca_file {
+            None => redis::Client::open(url).map_err(fail)?,
+            Some(path) if !tls => {
+                return Err(Unreachable(format!(
+                    "rate_limit.redis_ca_file ({}) is set, but the URL is not rediss:// (TLS)",
+                    path.display()
+                )))
+            }
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| Unreachable(format!("rate_limit.redis_ca_file {}: {e}", path.display())))?;
+                let certificates = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                };
+                redis::Client::build_with_tls(url, certificates).map_err(fail)?
+            }
+        };
         let mut conn = client
             .get_connection_with_timeout(Duration::from_secs(1))
             .map_err(fail)?;
@@ -121,6 +141,7 @@ impl RedisBudget {
         Ok(Self {
             shared: Arc::new(Shared {
                 client,
+                tls,
                 connection: OnceCell::new(),
                 prefix: prefix.to_owned(),
                 redactor,
@@ -189,6 +210,10 @@ impl RedisAdmission {
 impl Admission for RedisAdmission {
     fn backend(&self) -> &'static str {
         "redis"
+    }
+
+    fn encrypted(&self) -> Option<bool> {
+        Some(self.shared.tls)
     }
 
     async fn admit(&self) -> Result<Admit, AdmissionError> {

@@ -556,6 +556,9 @@ struct UpstreamHealth {
     /// Where the upstream's rate budget lives: `local` (this process's own) or `redis` (one
     /// budget shared by every replica).
     rate_limit_backend: &'static str,
+    /// A shared budget (`redis`): whether its connection is TLS (`rediss://`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_limit_tls: Option<bool>,
     /// Why the upstream's rate budget cannot be asked (a shared budget whose backend does not
     /// answer): no call goes out until it can.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -595,6 +598,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
                 token_fetches,
                 paused_until: pause.as_ref().ok().copied().flatten().map(rfc3339),
                 rate_limit_backend: u.rate_limit_backend(),
+                rate_limit_tls: u.rate_limit_tls(),
                 rate_limit_problem: pause.err().map(|e| e.to_string()),
                 pause_capped: u.pause_capped(),
                 breaker,

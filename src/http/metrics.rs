@@ -167,6 +167,25 @@ pub async fn render(engine: &Engine) -> String {
         );
     }
 
+    if upstreams.iter().any(|u| u.rate_limit_tls().is_some()) {
+        family(
+            &mut out,
+            "promo_gateway_rate_limit_tls",
+            "gauge",
+            "1 when the connection to the upstream's shared rate budget (Redis) is TLS.",
+        );
+        for u in &upstreams {
+            if let Some(tls) = u.rate_limit_tls() {
+                sample(
+                    &mut out,
+                    "promo_gateway_rate_limit_tls",
+                    &labels(u),
+                    f64::from(u8::from(tls)),
+                );
+            }
+        }
+    }
+
     let writes = engine.ledger_writes();
     let backend = format!("backend=\"{}\"", engine.ledger_backend());
     for (name, kind, help, value) in [

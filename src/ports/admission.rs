@@ -31,6 +31,12 @@ pub trait Admission: Send + Sync {
     /// Where the budget lives, as `/health` names it (`local`, `redis`).
     fn backend(&self) -> &'static str;
 
+    /// Whether the connection to a shared budget's backend is encrypted (TLS); `None` for a
+    /// budget kept in this process.
+    fn encrypted(&self) -> Option<bool> {
+        None
+    }
+
     /// Takes a slot for one call, unless the upstream is paused or no slot is free yet.
     async fn admit(&self) -> Result<Admit, AdmissionError>;
 

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 pub struct Redis {
     pub port: u16,
     child: Option<Child>,
+    /// How it listens: `--port P`, or TLS only (`--port 0 --tls-port P` and its files).
+    listen: Vec<String>,
 }
 
 impl Redis {
@@ -38,7 +40,45 @@ impl Redis {
             .local_addr()
             .unwrap()
             .port();
-        let mut redis = Redis { port, child: None };
+        let mut redis = Redis {
+            port,
+            child: None,
+            listen: vec!["--port".into(), port.to_string()],
+        };
+        redis.restart();
+        redis
+    }
+
+    /// A server that speaks TLS only (no clear-text port), with this certificate chain, key
+    /// and CA (PEM files) and `password`; clients need no certificate of their own.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path, ca: &std::path::Path, password: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let file = |p: &std::path::Path| p.display().to_string();
+        let listen = vec![
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cert-file".into(),
+            file(cert),
+            "--tls-key-file".into(),
+            file(key),
+            "--tls-ca-cert-file".into(),
+            file(ca),
+            "--tls-auth-clients".into(),
+            "no".into(),
+            "--requirepass".into(),
+            password.into(),
+        ];
+        let mut redis = Redis {
+            port,
+            child: None,
+            listen,
+        };
         redis.restart();
         redis
     }
@@ -52,7 +92,8 @@ impl Redis {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
         let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(&self.listen)
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "yes"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

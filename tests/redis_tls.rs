@@ -1,0 +1,116 @@
+//! The shared rate budget over TLS: a `rediss://` Redis (a real redis-server listening TLS only,
+//! with a certificate this test issues) verified against `[rate_limit] redis_ca_file`, and each
+//! thing that must not verify refused at start-up naming the variable and the TLS reason, never
+//! the URL's password.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use common::redis::Redis;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use serde_json::json;
+
+const REDIS_VAR: &str = "PROMO_TLS_TEST_REDIS_URL";
+const PASSWORD: &str = "redis-password-5e2a";
+
+fn ca(name: &str) -> (CertificateParams, KeyPair) {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    (params, KeyPair::generate().unwrap())
+}
+
+/// Writes a CA, a server certificate for `localhost` it issued, and its key; their paths.
+fn pki(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let (ca_params, ca_key) = ca("promo-gateway test CA");
+    let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let paths = (dir.join("ca.pem"), dir.join("server.crt"), dir.join("server.key"));
+    std::fs::write(&paths.0, ca_pem).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+/// A gateway whose budget is in the Redis at `url`, with `ca` as `redis_ca_file`.
+fn open(
+    vendor: &str,
+    url: &str,
+    ca: Option<&Path>,
+) -> (tempfile::TempDir, Result<axum::Router, promo_gateway::StartupError>) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_line = ca.map_or(String::new(), |p| format!("redis_ca_file = \"{}\"\n", p.display()));
+    let config = format!(
+        "[rate_limit]\nredis_url_env = \"{REDIS_VAR}\"\n{ca_line}\n{}",
+        common::upstream("loop", "loop", vendor, "")
+    );
+    let path = common::write_files(dir.path(), &config, &[("tls", "[upstreams.loop]\n")]);
+    let env: HashMap<String, String> = [
+        (REDIS_VAR.to_owned(), url.to_owned()),
+        ("LOOP_TOKEN".to_owned(), "loop-token".to_owned()),
+    ]
+    .into();
+    let app = promo_gateway::app_from_file(&path, &move |k: &str| env.get(k).cloned()).map(|(_, router)| router);
+    (dir, app)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_shared_budget_speaks_tls_and_refuses_what_does_not_verify() {
+    let Some(_) = Redis::start_or_skip("the_shared_budget_speaks_tls") else {
+        return;
+    };
+    let files = tempfile::tempdir().unwrap();
+    let (ca_file, cert, key) = pki(files.path());
+    let redis = Redis::start_tls(&cert, &key, &ca_file, PASSWORD);
+    let url = |host: &str| format!("rediss://:{PASSWORD}@{host}:{}", redis.port);
+    let loop_vendor = common::strict_server().await;
+    common::expect_loop_created(&loop_vendor, "loop-token", "TLS-R1", "promo_r1").await;
+
+    // Verified against the CA file: a create draws on the budget in Redis, over TLS.
+    let (_dir, app) = open(&loop_vendor.uri(), &url("localhost"), Some(&ca_file));
+    let gw = common::serve(app.unwrap_or_else(|e| panic!("{e}"))).await;
+    let (status, body) = gw
+        .create(&json!({ "code": "TLS-R1", "campaign": "tls", "discount": { "percent_off": 20 } }))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (_, health) = gw.get("/health").await;
+    assert_eq!(health["upstreams"]["loop"]["rate_limit_backend"], "redis", "{health}");
+    assert_eq!(health["upstreams"]["loop"]["rate_limit_tls"], true, "{health}");
+    assert_eq!(health["status"], "ok", "{health}");
+    let metrics = gw.get_raw("/metrics").await.text;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("promo_gateway_rate_limit_tls{") && l.ends_with(" 1")),
+        "{metrics}"
+    );
+
+    // What does not verify stops start-up, naming the variable and the reason.
+    let other = files.path().join("other-ca.pem");
+    let (params, key) = ca("another CA");
+    std::fs::write(&other, params.self_signed(&key).unwrap().pem()).unwrap();
+    let missing = files.path().join("nowhere.pem");
+    let plain = Redis::start();
+    for (bad_url, ca, reason) in [
+        (url("127.0.0.1"), Some(ca_file.as_path()), "not valid for name"),
+        (url("localhost"), Some(other.as_path()), "invalid peer certificate"),
+        (url("localhost"), None, "invalid peer certificate"),
+        (url("localhost"), Some(missing.as_path()), "redis_ca_file"),
+        (plain.url(), Some(ca_file.as_path()), "not rediss://"),
+    ] {
+        let (_dir, app) = open(&loop_vendor.uri(), &bad_url, ca);
+        let e = app
+            .err()
+            .unwrap_or_else(|| panic!("{bad_url} with {ca:?} was accepted"))
+            .to_string();
+        assert!(e.contains(REDIS_VAR) && e.contains(reason), "{bad_url}: {e}");
+        assert!(!e.contains(PASSWORD), "the password was shown: {e}");
+    }
+}
