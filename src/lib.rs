@@ -251,6 +251,32 @@ pub fn check_ledger(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> Op
     })
 }
 
+/// `check-config`'s line on the shared rate budget: whether the variable holds a URL and the
+/// Redis answers (over TLS as a `rediss://` URL and `redis_ca_file` ask; nothing is written),
+/// and whether that is a problem. `None` without `[rate_limit] redis_url_env`.
+pub fn check_rate_limit(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> Option<(String, bool)> {
+    let var = config.rate_limit.redis_url_env.as_ref()?;
+    let key = format!("rate_limit.redis_url_env ({var})");
+    let Some(url) = env(var).filter(|v| !v.is_empty()) else {
+        return Some((
+            format!("rate limit: PROBLEM: {key}: the variable is not set; it must hold the redis:// URL"),
+            true,
+        ));
+    };
+    let prefix = config.rate_limit.redis_key_prefix.as_deref().unwrap_or("promo-gateway");
+    let ca = config.rate_limit.redis_ca_file.as_deref();
+    Some(match admission::redis::RedisBudget::connect(&url, prefix, ca) {
+        Ok(budget) => (
+            format!(
+                "rate limit: Redis ({key}) answers{}",
+                if budget.encrypted() { ", over TLS" } else { "" }
+            ),
+            false,
+        ),
+        Err(e) => (format!("rate limit: PROBLEM: {key}: {e}"), true),
+    })
+}
+
 /// This process's name as an owner of work in the ledger: unique across restarts and hosts.
 fn owner_name() -> String {
     format!("pid-{}-{:016x}", std::process::id(), rand::random::<u64>())

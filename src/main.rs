@@ -338,6 +338,9 @@ fn check_config(path: &Path, vendors: Vendors) -> Result<(), Exit> {
     if let Some((line, problem)) = promo_gateway::check_ledger(&config, env) {
         report.add(&line, problem);
     }
+    if let Some((line, problem)) = promo_gateway::check_rate_limit(&config, env) {
+        report.add(&line, problem);
+    }
     let report = report.finished();
     print!("{}", report.text);
     if report.problems == 0 {

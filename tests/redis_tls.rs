@@ -105,12 +105,42 @@ async fn the_shared_budget_speaks_tls_and_refuses_what_does_not_verify() {
         (url("localhost"), Some(missing.as_path()), "redis_ca_file"),
         (plain.url(), Some(ca_file.as_path()), "not rediss://"),
     ] {
-        let (_dir, app) = open(&loop_vendor.uri(), &bad_url, ca);
+        let (dir, app) = open(&loop_vendor.uri(), &bad_url, ca);
         let e = app
             .err()
             .unwrap_or_else(|| panic!("{bad_url} with {ca:?} was accepted"))
             .to_string();
         assert!(e.contains(REDIS_VAR) && e.contains(reason), "{bad_url}: {e}");
         assert!(!e.contains(PASSWORD), "the password was shown: {e}");
+        // check-config reports the same before serving.
+        let (code, text) = check_config(dir.path(), &bad_url);
+        assert_eq!(code, Some(1), "{text}");
+        assert!(
+            text.contains("rate limit: PROBLEM: ") && text.contains(reason),
+            "{text}"
+        );
+        assert!(!text.contains(PASSWORD), "the password was shown: {text}");
     }
+    let (dir, _) = open(&loop_vendor.uri(), &url("localhost"), Some(&ca_file));
+    let (code, text) = check_config(dir.path(), &url("localhost"));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("answers, over TLS"), "{text}");
+}
+
+/// `promo-gateway check-config` on the config `open` wrote in `dir`: its exit status and output.
+fn check_config(dir: &Path, url: &str) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_promo-gateway"))
+        .arg("--config")
+        .arg(dir.join("config.toml"))
+        .arg("check-config")
+        .env(REDIS_VAR, url)
+        .env("LOOP_TOKEN", "loop-token")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
 }

@@ -154,6 +154,11 @@ impl RedisBudget {
         })
     }
 
+    /// Whether its connections are TLS (a `rediss://` URL).
+    pub fn encrypted(&self) -> bool {
+        self.shared.tls
+    }
+
     /// The admission of one upstream, `per_second` calls a second with bursts of `burst`.
     pub fn upstream(&self, name: &str, per_second: u32, burst: u32, clock: SharedClock) -> RedisAdmission {
         let prefix = &self.shared.prefix;
