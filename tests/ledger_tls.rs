@@ -233,6 +233,80 @@ async fn the_ledger_speaks_tls_as_libpq_urls_ask_and_refuses_what_does_not_verif
     assert!(text.contains(DB_VAR) && text.to_lowercase().contains("tls"), "{text}");
 }
 
+/// A certificate that stops verifying while the gateway serves (the server's is replaced by one
+/// of a CA the gateway does not trust): the ledger is a backend gone. A create is answered 503
+/// with nothing sent to the vendor, `/health` is degraded naming the TLS reason, and nothing
+/// panics; the gateway recovers once the trusted certificate is back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_that_stops_verifying_while_serving_is_a_ledger_gone() {
+    let Some(_) = Postgres::start_or_skip("a_certificate_that_stops_verifying_while_serving") else {
+        return;
+    };
+    let trusted = pki();
+    let mut pg = Postgres::start_tls(&trusted.cert_pem, &trusted.key_pem);
+    let files = tempfile::tempdir().unwrap();
+    let ca_file = files.path().join("ca.pem");
+    std::fs::write(&ca_file, &trusted.ca_pem).unwrap();
+    let db = pg.database();
+    let name = db.rsplit('/').next().unwrap().to_owned();
+    let url = format!(
+        "postgres://postgres:{PASSWORD}@localhost:{}/{name}?sslmode=verify-full&sslrootcert={}",
+        pg.port,
+        ca_file.display()
+    );
+    let vendor = common::strict_server().await;
+    common::expect_loop_created(&vendor, "loop-tls-token", "ROTATE-1", "promo_rotate_1").await;
+    let dir = project(&vendor.uri());
+    let gw = Binary::spawn(
+        command(dir.path(), &url, &["serve", "--listen", "127.0.0.1:0"]).stderr(Stdio::piped()),
+        false,
+        Duration::from_secs(30),
+    )
+    .unwrap_or_else(|b| panic!("no `listening on` line: {:?}", b.lines.lock().unwrap()));
+    let code = |c: &str| json!({ "code": c, "campaign": "tls", "discount": { "percent_off": 20 } });
+    let (status, _, first) = gw.create_with_key("rotate-1", &code("ROTATE-1")).await;
+    assert_eq!(status, 201, "{first}\n{}", gw.log());
+
+    // The server now presents a certificate of another CA; every connection is dropped.
+    let untrusted = pki();
+    pg.reissue(&untrusted.cert_pem, &untrusted.key_pem);
+    let (status, _, refused) = gw.create_with_key("rotate-2", &code("ROTATE-2")).await;
+    assert_eq!(status, 503, "{refused}\n{}", gw.log());
+    let text = refused.to_string();
+    assert!(
+        text.contains("TLS handshake") && text.contains("invalid peer certificate"),
+        "{text}"
+    );
+    assert!(!text.contains(PASSWORD), "{text}");
+    let sent: Vec<_> = vendor
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.body.windows(8).any(|w| w == b"ROTATE-2"))
+        .collect();
+    assert!(sent.is_empty(), "a code was sent while its claim could not be recorded");
+    let (status, health) = gw.get("/health").await;
+    assert_eq!(health["status"], "degraded", "{status} {health}");
+    let problem = health["ledger"].to_string();
+    assert!(problem.contains("invalid peer certificate"), "{health}");
+    assert!(!problem.contains(PASSWORD), "{health}");
+
+    // The trusted certificate back: the same request goes through.
+    pg.reissue(&trusted.cert_pem, &trusted.key_pem);
+    common::expect_loop_created(&vendor, "loop-tls-token", "ROTATE-2", "promo_rotate_2").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, _, body) = gw.create_with_key("rotate-2", &code("ROTATE-2")).await;
+        if status == 201 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not recovered: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!gw.log().contains("panicked"), "{}", gw.log());
+}
+
 /// Two replicas on one ledger over `verify-full`: a sync job whose replica is killed is taken
 /// over by the other once its lease runs out, and finished, every code created once or (in
 /// flight at the kill) answered as already there.

@@ -51,7 +51,7 @@ mod writer;
 pub(crate) enum PgError {
     #[error("{}", describe(.0))]
     Db(#[from] tokio_postgres::Error),
-    #[error("no connection: {0}")]
+    #[error("no connection: {}", with_causes(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("it holds a record the gateway cannot read: {0}")]
     Corrupt(#[from] serde_json::Error),
@@ -67,6 +67,22 @@ fn describe(e: &tokio_postgres::Error) -> String {
         (None, Some(cause)) => format!("{e}: {cause}"),
         (None, None) => e.to_string(),
     }
+}
+
+/// An error with the causes its text leaves out: the pool says only "error performing TLS
+/// handshake", the certificate's fault (`invalid peer certificate: UnknownIssuer`) is two
+/// sources down, and an operator needs that part.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 impl PgError {

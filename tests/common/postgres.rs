@@ -196,6 +196,18 @@ impl Postgres {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// Stops the server, gives it another certificate and key (PEM), and starts it again on
+    /// the same port: a certificate rotated to one its clients may no longer trust.
+    #[allow(dead_code)] // not every test binary rotates certificates
+    pub fn reissue(&mut self, cert_pem: &str, key_pem: &str) {
+        self.stop();
+        let (cert_file, key_file) = (self.dir.path().join("server.crt"), self.dir.path().join("server.key"));
+        assert!(cert_file.is_file(), "reissue needs a server started with start_tls");
+        std::fs::write(&cert_file, cert_pem).unwrap();
+        std::fs::write(&key_file, key_pem).unwrap();
+        self.restart();
+    }
+
     /// Starts the server (again) on its port and waits until it takes connections.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
