@@ -5,5 +5,6 @@ pub mod code;
 pub mod delivery;
 pub mod error;
 pub mod job;
+pub mod live;
 pub mod request;
 pub mod time;

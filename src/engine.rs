@@ -7,6 +7,7 @@
 
 mod intake;
 pub mod jobs;
+mod live;
 mod revoke;
 mod revoke_job;
 
@@ -156,6 +157,25 @@ impl Engine {
 
     pub fn upstreams(&self) -> impl Iterator<Item = &Arc<Upstream>> {
         self.upstreams.values()
+    }
+
+    /// What a vendor's translation of a code of `campaign` for `target` is built against,
+    /// whatever the operation: the campaign's mapping there and the upstream's settings.
+    pub(crate) fn context<'a>(
+        &'a self,
+        campaign: Option<&str>,
+        target: &'a str,
+        upstream: &'a Upstream,
+    ) -> BuildContext<'a> {
+        BuildContext {
+            upstream: target,
+            mapping: campaign
+                .and_then(|c| self.campaigns.get(c))
+                .and_then(|c| c.upstreams.get(target)),
+            timezone: upstream.timezone,
+            network_id: upstream.network_id.as_deref(),
+            currency: upstream.currency,
+        }
     }
 
     pub fn campaign(&self, name: &str) -> Option<&Campaign> {
@@ -504,13 +524,7 @@ impl Engine {
                     format!("the campaign maps `{target}` but config.toml has no [upstreams.{target}]"),
                 )),
                 Some(upstream) => {
-                    let ctx = BuildContext {
-                        upstream: &target,
-                        mapping: campaign.and_then(|c| c.upstreams.get(&target)),
-                        timezone: upstream.timezone,
-                        network_id: upstream.network_id.as_deref(),
-                        currency: upstream.currency,
-                    };
+                    let ctx = self.context(code.campaign.as_deref(), &target, upstream);
                     match translate(
                         upstream.adapter.as_ref(),
                         code,

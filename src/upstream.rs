@@ -24,6 +24,7 @@ use chrono::{DateTime, Utc};
 use promo_adapters::adapter::parse_retry_after;
 use promo_adapters::adapter::RetryAfter;
 use promo_adapters::operation::{Operation, RevokeOutcome};
+use promo_adapters::read::{Cursor, Page, ReadOutcome, VendorCode};
 use promo_adapters::{Adapter, FailureCause, Outcome, PromoCode, VendorKind, VendorRequest, VendorResponse};
 use rand::Rng;
 use serde::Serialize;
@@ -268,6 +269,8 @@ pub struct CallCounts {
     pub already_exists: u64,
     /// Revoke calls the vendor answered with its documented success.
     pub revoked: u64,
+    /// Read calls the vendor answered with the code or a page of codes.
+    pub read: u64,
     /// Calls answered 404: the code (or its parent) not found at the vendor.
     pub not_found: u64,
     pub rejected: u64,
@@ -357,6 +360,7 @@ pub enum Counted {
     Created,
     AlreadyExists,
     Revoked,
+    Read,
     NotFound,
     Rejected,
 }
@@ -466,6 +470,94 @@ impl OperationOutcome for RevokeOutcome {
                 retryable,
                 cause,
             } => RevokeOutcome::Failed {
+                message: redactor.text(message),
+                retryable,
+                cause,
+            },
+        }
+    }
+}
+
+/// What a read found, with every credential redacted from the vendor's words in it.
+pub trait Found: std::fmt::Debug + Send + Sized {
+    fn redacted(self, redactor: &Redactor) -> Self;
+}
+
+impl Found for VendorCode {
+    fn redacted(mut self, redactor: &Redactor) -> Self {
+        self.code = redactor.text(self.code);
+        self.vendor_id = self.vendor_id.map(|id| redactor.text(id));
+        let object = redactor.text(self.object.to_string());
+        self.object = serde_json::from_str(&object).unwrap_or(serde_json::Value::Null);
+        self.warnings = redacted_warnings(self.warnings, redactor);
+        self
+    }
+}
+
+impl Found for Page {
+    fn redacted(mut self, redactor: &Redactor) -> Self {
+        self.codes = self.codes.into_iter().map(|c| c.redacted(redactor)).collect();
+        self.next = self.next.map(|c| Cursor(redactor.text(c.0)));
+        self.warnings = redacted_warnings(self.warnings, redactor);
+        self
+    }
+}
+
+fn redacted_warnings(warnings: Vec<promo_adapters::Warning>, redactor: &Redactor) -> Vec<promo_adapters::Warning> {
+    warnings
+        .into_iter()
+        .map(|w| promo_adapters::Warning {
+            field: w.field,
+            message: redactor.text(w.message),
+        })
+        .collect()
+}
+
+impl<T: Found> OperationOutcome for ReadOutcome<T> {
+    fn effect(&self) -> Effect {
+        match self {
+            ReadOutcome::Found(_) => Effect::Settled(Counted::Read),
+            ReadOutcome::NotFound { .. } => Effect::Settled(Counted::NotFound),
+            ReadOutcome::Rejected { .. } => Effect::Settled(Counted::Rejected),
+            ReadOutcome::Throttled { .. } => Effect::Throttled,
+            ReadOutcome::Failed { retryable, cause, .. } => Effect::Failed {
+                retryable: *retryable,
+                cause: *cause,
+            },
+        }
+    }
+
+    fn failed(message: String, retryable: bool, cause: FailureCause) -> Self {
+        ReadOutcome::Failed {
+            message,
+            retryable,
+            cause,
+        }
+    }
+
+    fn throttled(retry_after: Option<RetryAfter>, message: String) -> Self {
+        ReadOutcome::Throttled { retry_after, message }
+    }
+
+    fn redacted(self, redactor: &Redactor) -> Self {
+        match self {
+            ReadOutcome::Found(found) => ReadOutcome::Found(found.redacted(redactor)),
+            ReadOutcome::NotFound { message } => ReadOutcome::NotFound {
+                message: redactor.text(message),
+            },
+            ReadOutcome::Rejected { status, message } => ReadOutcome::Rejected {
+                status,
+                message: redactor.text(message),
+            },
+            ReadOutcome::Throttled { retry_after, message } => ReadOutcome::Throttled {
+                retry_after,
+                message: redactor.text(message),
+            },
+            ReadOutcome::Failed {
+                message,
+                retryable,
+                cause,
+            } => ReadOutcome::Failed {
                 message: redactor.text(message),
                 retryable,
                 cause,
@@ -744,8 +836,10 @@ impl Upstream {
                     },
                 ),
                 Err(CallError::Unsendable(e)) => (Delivery::Unreachable(e), Verdict::Unknown, Next::Done),
-                Err(CallError::TimedOut) => (Delivery::TimedOut, Verdict::Failing, self.unconfirmed()),
-                Err(CallError::Interrupted(e)) => (Delivery::Interrupted(e), Verdict::Failing, self.unconfirmed()),
+                Err(CallError::TimedOut) => (Delivery::TimedOut, Verdict::Failing, self.unconfirmed(operation)),
+                Err(CallError::Interrupted(e)) => {
+                    (Delivery::Interrupted(e), Verdict::Failing, self.unconfirmed(operation))
+                }
                 Ok(answer) => {
                     // A Retry-After on a 429 or a 503 pauses the upstream for every caller.
                     let paused = matches!(answer.status, 429 | 503)
@@ -771,7 +865,7 @@ impl Upstream {
                         }
                     };
                     let (verdict, next) = match outcome.effect() {
-                        Effect::Failed { .. } if unconfirmed => (Verdict::Failing, self.unconfirmed()),
+                        Effect::Failed { .. } if unconfirmed => (Verdict::Failing, self.unconfirmed(operation)),
                         Effect::Settled(_) => (Verdict::Alive, Next::Done),
                         Effect::Throttled => (
                             Verdict::Alive,
@@ -792,7 +886,7 @@ impl Upstream {
                         Effect::Failed {
                             cause: FailureCause::ServerError { status: 504 },
                             ..
-                        } => (Verdict::Failing, self.unconfirmed()),
+                        } => (Verdict::Failing, self.unconfirmed(operation)),
                         Effect::Failed { .. } => (Verdict::Failing, Next::Done),
                     };
                     (Delivery::Answered(outcome.redacted(&redactor)), verdict, next)
@@ -848,9 +942,16 @@ impl Upstream {
         }
     }
 
-    /// Retry after an unconfirmed outcome only where the upstream allows it.
-    fn unconfirmed(&self) -> Next {
-        if self.retry.unconfirmed {
+    /// Retry after an unconfirmed outcome only where the upstream allows it, or where the
+    /// call cannot have had an effect (a read).
+    fn unconfirmed(&self, operation: Operation) -> Next {
+        if operation.always_resendable() {
+            Next::Retry {
+                unconfirmed: false,
+                counts: true,
+                backoff: true,
+            }
+        } else if self.retry.unconfirmed {
             Next::Retry {
                 unconfirmed: true,
                 counts: true,
@@ -1150,6 +1251,7 @@ impl Upstream {
                 Effect::Settled(Counted::Created) => &mut calls.created,
                 Effect::Settled(Counted::AlreadyExists) => &mut calls.already_exists,
                 Effect::Settled(Counted::Revoked) => &mut calls.revoked,
+                Effect::Settled(Counted::Read) => &mut calls.read,
                 Effect::Settled(Counted::NotFound) => &mut calls.not_found,
                 Effect::Settled(Counted::Rejected) => &mut calls.rejected,
                 Effect::Throttled => &mut calls.throttled,

@@ -51,6 +51,7 @@ fn description_is_openapi_3_1_and_covers_every_route() {
             "GET /openapi.json",
             "GET /v1/promo-codes",
             "GET /v1/promo-codes/{code}",
+            "GET /v1/promo-codes/{code}/live",
             "GET /v1/requests/{id}",
             "GET /v1/sync-jobs/{id}",
             "GET /v1/sync-jobs/{id}/results",

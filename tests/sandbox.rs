@@ -453,6 +453,26 @@ async fn serve_sandbox_creates_the_readme_example_on_all_six_targets_and_a_repea
     }
     assert_eq!(after, before, "a repeat called a vendor");
 
+    // The README's live read: every vendor that documents a read holds the code active and as
+    // sent; Limio v3 documents none.
+    let (code, _, _) = readme_revoke();
+    let live_path = readme_live();
+    assert!(
+        live_path.starts_with(&format!("/v1/promo-codes/{code}/live")),
+        "{live_path}"
+    );
+    let (status, live) = gw.get(&live_path).await;
+    assert_eq!(status, 200, "{live}");
+    for r in live["results"].as_array().unwrap() {
+        let expected = if r["upstream"] == "limio-v3" {
+            "unreadable"
+        } else {
+            "active"
+        };
+        assert_eq!(r["state"], expected, "{r}");
+        assert_eq!(r["differs"], json!([]), "{r}");
+    }
+
     // The README's revoke example, as written: every documented revoke call, accepted by the
     // simulated vendors' schemas.
     let (code, key, revoke) = readme_revoke();
@@ -500,9 +520,37 @@ async fn serve_sandbox_creates_the_readme_example_on_all_six_targets_and_a_repea
         let list: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
         assert_eq!(list["count"], 0, "{list}");
     }
+    // Read back after the revoke: archived, deleted, and where no revoke exists (Loop) still
+    // active, which the answer points out.
+    let (status, live) = gw.get(&live_path).await;
+    assert_eq!(status, 200, "{live}");
+    for (target, state) in [
+        ("spacebring", "revoked"),
+        ("limio-v2", "absent"),
+        ("moltin", "absent"),
+        ("partnero", "absent"),
+        ("limio-v3", "unreadable"),
+        ("loop", "active"),
+    ] {
+        assert_eq!(common::result(&live, target)["state"], state, "{live}");
+    }
+    assert!(
+        common::warning(common::result(&live, "loop"), "code").contains("can still be redeemed there"),
+        "{live}"
+    );
     // And the code is never created again.
     let (status, problem) = gw.create(&create).await;
     assert_eq!(status, 409, "{problem}");
+}
+
+/// The README's live read example: its path and query.
+fn readme_live() -> String {
+    let readme = include_str!("../README.md");
+    let start = readme
+        .find("curl -s 'localhost:8080/v1/promo-codes/")
+        .expect("the README's live read example");
+    let rest = &readme[start + "curl -s 'localhost:8080".len()..];
+    rest[..rest.find('\'').unwrap()].to_owned()
 }
 
 /// The README's revoke example: the code in its path, its key and its body.

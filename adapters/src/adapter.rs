@@ -17,6 +17,9 @@ use crate::model::{Discount, OnUnsupported, PromoCode};
 use crate::money::{Currency, Money};
 use crate::operation::{Operation, RevokeCall, RevokeOutcome, RevokePlan, RevokeTarget};
 use crate::policy::{Field, Support};
+use crate::read::{
+    classify_read, Cursor, ListPlan, Page, ReadBack, ReadOutcome, ReadPlan, ReadTarget, Unlisted, VendorCode,
+};
 
 /// The vendor APIs the gateway speaks: one variant an adapter, generated from the registry in
 /// [`crate::vendors`] (`VendorKind::ALL` in its order, `display_name`, serialized snake_case).
@@ -275,6 +278,57 @@ pub trait Adapter: Send + Sync + 'static {
     /// documents no revoke documents no success answer either.
     fn parse_revoke(&self, call: &RevokeCall, response: &VendorResponse<'_>) -> RevokeOutcome {
         crate::operation::classify_revoke(self.kind(), call, response, |_| false)
+    }
+
+    /// How one code is read back ([`crate::read`]). The default is the conservative answer for
+    /// a vendor whose document names no read: nothing is sent.
+    fn plan_read(&self, target: &ReadTarget<'_>, ctx: &BuildContext<'_>) -> Result<ReadPlan, BuildError> {
+        let _ = (target, ctx);
+        Ok(ReadPlan::Unreadable {
+            reason: format!("{} documents no call that reads a code back", self.kind()),
+        })
+    }
+
+    /// Reads the answer to the get-one [`Adapter::plan_read`] planned. The default trusts no
+    /// 2xx, as for revokes.
+    fn parse_read(&self, response: &VendorResponse<'_>) -> ReadOutcome<VendorCode> {
+        classify_read(self.kind(), response, |_| None)
+    }
+
+    /// The request for one page of the vendor's codes within the campaign's scope (the
+    /// mapping's coupon or promotion, where the list can be narrowed to it), from `after`
+    /// (`None`: the first page).
+    fn plan_list(&self, after: Option<&Cursor>, ctx: &BuildContext<'_>) -> Result<ListPlan, BuildError> {
+        let _ = (after, ctx);
+        Ok(ListPlan::Unreadable {
+            reason: format!("{} documents no call that lists codes", self.kind()),
+        })
+    }
+
+    /// Reads the answer to the page [`Adapter::plan_list`] planned from `after`.
+    fn parse_list(&self, after: Option<&Cursor>, response: &VendorResponse<'_>) -> ReadOutcome<Page> {
+        let _ = after;
+        classify_read(self.kind(), response, |_| None)
+    }
+
+    /// Whether a listed code is the one `target` names: by the vendor's id where both have
+    /// one, else by the code exactly as sent (no vendor documents how its list compares case).
+    fn is_read_target(&self, target: &ReadTarget<'_>, listed: &VendorCode) -> bool {
+        match (target.vendor_id, listed.vendor_id.as_deref()) {
+            (Some(ours), Some(theirs)) => ours == theirs,
+            _ => listed.code == target.code,
+        }
+    }
+
+    /// What a code's absence from a complete walk of the list says.
+    fn unlisted(&self) -> Unlisted {
+        Unlisted::Absent
+    }
+
+    /// The unified fields this vendor gives back, and where ([`ReadBack`]); the rest it
+    /// carries cannot be compared.
+    fn read_back(&self) -> &'static [ReadBack] {
+        &[]
     }
 }
 

@@ -11,6 +11,7 @@ pub mod model;
 pub mod money;
 pub mod operation;
 pub mod policy;
+pub mod read;
 pub mod settings;
 pub mod vendors;
 

@@ -13,7 +13,8 @@ use serde_json::{Map, Value};
 use crate::adapter::{read, FailureCause, Reading, RetryAfter, Translation, VendorKind, VendorResponse};
 use crate::model::PromoCode;
 
-/// A write the gateway makes on one code at one target, and claims in its ledger as such.
+/// A call the gateway makes on one code at one target. The writes (create, revoke) are claimed
+/// in its ledger before they go out; a read changes nothing and is never claimed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Operation {
@@ -23,6 +24,8 @@ pub enum Operation {
     Revoke {
         delete: bool,
     },
+    /// Read the vendor's copy of a code, or a page of its codes ([`crate::read`]).
+    Read,
 }
 
 impl Operation {
@@ -37,8 +40,15 @@ impl Operation {
     pub fn retries_server_error(self, status: u16) -> bool {
         match self {
             Operation::Create => matches!(status, 502 | 503),
-            Operation::Revoke { .. } => (500..=599).contains(&status),
+            Operation::Revoke { .. } | Operation::Read => (500..=599).contains(&status),
         }
+    }
+
+    /// Whether a call whose answer was lost after it went out (a timeout, a broken
+    /// connection) may be sent again whatever `retry.unconfirmed` says: only a read, which
+    /// cannot have had an effect to repeat.
+    pub fn always_resendable(self) -> bool {
+        matches!(self, Operation::Read)
     }
 
     /// What a 2xx in an undocumented shape leaves the gateway knowing.
@@ -48,6 +58,7 @@ impl Operation {
             Operation::Revoke { .. } => {
                 "the code may or may not be revoked upstream: read it back before reporting either"
             }
+            Operation::Read => "what the vendor holds is unknown",
         }
     }
 }
@@ -58,6 +69,7 @@ impl fmt::Display for Operation {
             Operation::Create => "create",
             Operation::Revoke { delete: false } => "revoke",
             Operation::Revoke { delete: true } => "revoke (delete)",
+            Operation::Read => "read",
         })
     }
 }
@@ -238,5 +250,7 @@ mod tests {
             Operation::Revoke { delete: false }
         );
         assert_eq!(Operation::Revoke { delete: true }.to_string(), "revoke (delete)");
+        assert!(Operation::Read.retries_server_error(500) && Operation::Read.always_resendable());
+        assert!(!Operation::Create.always_resendable());
     }
 }

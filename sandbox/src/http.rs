@@ -226,6 +226,12 @@ async fn handle(Extract(sandbox): Extract<Sandbox>, request: Request<Body>) -> R
             body
         }
     };
+    if matches!(op.action, Action::Get | Action::List) {
+        return match crate::reads::read(vendor.name, &op, &account, parts.uri.query(), state) {
+            Ok((status, body)) => answer(status, body),
+            Err(violations) => refuse(vendor.invalid_status, "validation_error", violations),
+        };
+    }
     if op.action != Action::Create {
         let (status, body) = vendors::revoke(vendor.name, &op, &account, &body, state);
         return match status {

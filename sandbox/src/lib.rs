@@ -13,6 +13,10 @@
 //! code are judged the same way and change what is held: Spacebring's archive and Limio v2's
 //! `status: false` update mark the code so, Partnero's, Moltin's (one and bulk) and Limio v2's
 //! deletes remove it, and any of them on a code the account does not hold answers 404.
+//! The read calls of those documents answer from what is held, in their shape and paging
+//! (Spacebring's get by uuid and list by coupon, Partnero's get by code and page-numbered list,
+//! Moltin's `page[limit]`/`page[offset]` list of a promotion, Limio v2's get, Loop's list of its
+//! active codes); a read changes nothing.
 //! `GET`/`DELETE /<kind>/_sandbox/codes` list (with each code's revoked state, and the deleted
 //! ones apart) and empty what a vendor holds;
 //! `GET /<kind>/_sandbox/refusals` lists the requests it refused, each violation named.
@@ -27,6 +31,7 @@
 
 mod http;
 mod judge;
+mod reads;
 mod state;
 mod vendors;
 

@@ -71,6 +71,10 @@ pub(crate) enum Action {
     Update,
     /// Partnero's, Moltin's (one code or, without a code in the path, many) and Limio v2's.
     Delete,
+    /// A read of one code: Spacebring's, Partnero's and Limio v2's get-one.
+    Get,
+    /// A list of codes: Spacebring's (by coupon), Partnero's, Moltin's (a promotion's), Loop's.
+    List,
 }
 
 /// What a call's document says of its body.
@@ -144,23 +148,42 @@ fn segment(s: &str) -> Option<String> {
 pub(crate) fn ops(vendor: &str, path: &str) -> Vec<Op> {
     use BodyRule::{Absent, Optional, Required};
     let create = |schema, collection| vec![Op::new(Method::POST, Action::Create, Required(schema), collection)];
+    let get = |collection| Op::new(Method::GET, Action::Get, Absent, collection);
+    let list = |collection| Op::new(Method::GET, Action::List, Absent, collection);
     match (vendor, path) {
-        ("spacebring", "/discounts/promocodes/v1") => create("spacebring-create-promocode", "promocodes"),
-        ("spacebring", _) => path
-            .strip_prefix("/discounts/promocodes/v1/")
-            .and_then(|rest| rest.strip_suffix("/archive"))
-            .and_then(segment)
-            .map(|id| {
-                let schema = Optional("spacebring-archive-promocode");
-                vec![Op::new(Method::PUT, Action::Archive, schema, "promocodes").on(id)]
-            })
-            .unwrap_or_default(),
+        ("spacebring", "/discounts/promocodes/v1") => {
+            let mut ops = create("spacebring-create-promocode", "promocodes");
+            ops.push(list("promocodes"));
+            ops
+        }
+        ("spacebring", _) => {
+            let Some(rest) = path.strip_prefix("/discounts/promocodes/v1/") else {
+                return Vec::new();
+            };
+            match rest.strip_suffix("/archive") {
+                Some(id) => segment(id)
+                    .map(|id| {
+                        let schema = Optional("spacebring-archive-promocode");
+                        vec![Op::new(Method::PUT, Action::Archive, schema, "promocodes").on(id)]
+                    })
+                    .unwrap_or_default(),
+                None => segment(rest)
+                    .map(|id| vec![get("promocodes").on(id)])
+                    .unwrap_or_default(),
+            }
+        }
         ("partnero", "/v1/promotion-codes") => {
             let mut ops = create("partnero-create-promotion-code", "promotion-codes");
             let delete = Required("partnero-delete-promotion-code");
             ops.push(Op::new(Method::DELETE, Action::Delete, delete, "promotion-codes"));
+            ops.push(list("promotion-codes"));
             ops
         }
+        ("partnero", _) => path
+            .strip_prefix("/v1/promotion-codes/")
+            .and_then(segment)
+            .map(|code| vec![get("promotion-codes").on(code)])
+            .unwrap_or_default(),
         ("limio", "/objects/limio/promo_codes_v2") => create("limio-create-promo-code-v2", "promo_code_v2"),
         ("limio", "/objects/limio/promo_codes_v3") => create("limio-create-promo-code-v3", "promo_code_v3"),
         // lifecycle/limio.md §6: no call after create is documented for v3, so its paths are unknown.
@@ -171,11 +194,16 @@ pub(crate) fn ops(vendor: &str, path: &str) -> Vec<Op> {
                 let update = Required("limio-update-promo-code-v2");
                 vec![
                     Op::new(Method::PUT, Action::Update, update, "promo_code_v2").on(id.clone()),
-                    Op::new(Method::DELETE, Action::Delete, Absent, "promo_code_v2").on(id),
+                    Op::new(Method::DELETE, Action::Delete, Absent, "promo_code_v2").on(id.clone()),
+                    get("promo_code_v2").on(id),
                 ]
             })
             .unwrap_or_default(),
-        ("loop", "/v1/admin/promos") => create("loop-create-promo", "promos"),
+        ("loop", "/v1/admin/promos") => {
+            let mut ops = create("loop-create-promo", "promos");
+            ops.push(list("promos"));
+            ops
+        }
         ("moltin", _) => {
             let Some(rest) = path.strip_prefix("/v2/promotions/") else {
                 return Vec::new();
@@ -201,6 +229,7 @@ pub(crate) fn ops(vendor: &str, path: &str) -> Vec<Op> {
                         Required("moltin-delete-promotion-codes"),
                         &collection,
                     )),
+                    at(list(&collection)),
                 ],
                 Some(code) => match code.strip_prefix('/').and_then(segment) {
                     Some(code) => vec![at(Op::new(Method::DELETE, Action::Delete, Absent, &collection)).on(code)],

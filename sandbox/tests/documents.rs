@@ -95,6 +95,10 @@ impl Running {
         }
     }
 
+    async fn get(&self, path: &str, auth: &Auth) -> Answer {
+        self.call("GET", path, auth, None, &Value::Null).await
+    }
+
     async fn post(&self, path: &str, auth: &Auth, body: &Value) -> Answer {
         self.call("POST", path, auth, Some("application/json"), body).await
     }
@@ -450,7 +454,7 @@ async fn spacebring_refuses_each_broken_request_naming_the_violation() {
         broken("Basic not base64 of key:secret", p, &Auth::Raw("Basic bm9jb2xvbg==".into()), b.clone(), 401, "header:Authorization", "shape"),
         broken("another scheme", p, &Auth::Raw("Token abc".into()), b.clone(), 401, "header:Authorization", "scheme"),
         broken("text/plain", p, &ok, b.clone(), 400, "header:Content-Type", "content-type").content_type(Some("text/plain")),
-        broken("GET", p, &ok, b.clone(), 405, "method", "method").method("GET"),
+        broken("PATCH", p, &ok, b.clone(), 405, "method", "method").method("PATCH"),
         broken("unknown path", "/spacebring/discounts/promocodes/v2", &ok, b.clone(), 404, "path", "path"),
     ];
     refuse_all(&sb, "spacebring", table).await;
@@ -1126,4 +1130,144 @@ async fn limio_v3_and_loop_document_no_revoke_call() {
     assert_eq!(a.status, 405);
     assert_eq!(sb.sandbox.codes("limio").len(), 1);
     assert_eq!(sb.sandbox.codes("loop").len(), 1);
+}
+
+/// The read calls of the lifecycle documents answer from what is held, in each document's
+/// shape and paging, change nothing, and find nothing of another account's or deleted.
+#[tokio::test]
+async fn the_read_calls_answer_from_what_is_held_with_the_documents_paging() {
+    let sb = start(unlimited()).await;
+
+    // Spacebring §1 and §2.
+    let sp = Auth::Basic("key".into(), "secret".into());
+    let mut ids = Vec::new();
+    for code in ["SB-R1", "SB-R2"] {
+        let a = sb
+            .post("/spacebring/discounts/promocodes/v1", &sp, &spacebring_body(code))
+            .await;
+        ids.push(a.body["promocode"]["id"].as_str().unwrap().to_owned());
+    }
+    let one = format!("/spacebring/discounts/promocodes/v1/{}", ids[0]);
+    let a = sb.get(&one, &sp).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["promocode"]["code"], "SB-R1");
+    assert_eq!(a.body["promocode"]["archiveDate"], Value::Null);
+    sb.call("PUT", &format!("{one}/archive"), &sp, None, &Value::Null).await;
+    assert!(sb.get(&one, &sp).await.body["promocode"]["archiveDate"].is_string());
+    let list = sb
+        .get(&format!("/spacebring/discounts/promocodes/v1?couponRef={COUPON}"), &sp)
+        .await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert_eq!(list.body["promocodes"].as_array().unwrap().len(), 2, "{}", list.body);
+    let other_coupon = sb
+        .get(
+            "/spacebring/discounts/promocodes/v1?couponRef=5b0e7d42-91c3-4f6a-a1d8-0c2f3e9b7a11",
+            &sp,
+        )
+        .await;
+    assert_eq!(other_coupon.body["promocodes"], json!([]));
+    let unscoped = sb.get("/spacebring/discounts/promocodes/v1", &sp).await;
+    assert_eq!(unscoped.status, 400, "{}", unscoped.body);
+    assert_eq!(
+        sb.get(&one, &Auth::Basic("other".into(), "secret".into())).await.status,
+        404
+    );
+
+    // Partnero §1 and §2: page numbers until links.next is null.
+    let pa = Auth::Bearer("key".into());
+    for i in 0..12 {
+        let create = json!({ "coupon_uuid": "CPN8H2KQ", "code": format!("PN-{i:02}"), "redemption_times_status": true, "redemption_times_value": 5 });
+        assert_eq!(sb.post("/partnero/v1/promotion-codes", &pa, &create).await.status, 200);
+    }
+    let a = sb.get("/partnero/v1/promotion-codes/PN-03", &pa).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        (a.body["status"].clone(), a.body["data"]["code"].clone()),
+        (json!(1), json!("PN-03"))
+    );
+    assert_eq!(a.body["data"]["coupon"]["uuid_code"], "CPN8H2KQ");
+    assert_eq!(a.body["data"]["redemption_times_value"], 5);
+    assert_eq!(a.body["data"]["coupon_specific_partners"], json!([]));
+    let first = sb.get("/partnero/v1/promotion-codes?limit=10&page=1", &pa).await;
+    assert_eq!(first.body["data"].as_array().unwrap().len(), 10, "{}", first.body);
+    assert!(first.body["links"]["next"].is_string());
+    let last = sb.get("/partnero/v1/promotion-codes?limit=10&page=2", &pa).await;
+    assert_eq!(last.body["data"].as_array().unwrap().len(), 2);
+    assert_eq!(last.body["links"]["next"], Value::Null);
+    assert_eq!(
+        sb.get("/partnero/v1/promotion-codes?limit=10&page=3", &pa).await.body["data"],
+        json!([])
+    );
+    assert_eq!(sb.get("/partnero/v1/promotion-codes?limit=500", &pa).await.status, 422);
+    assert_eq!(sb.get("/partnero/v1/promotion-codes/NOPE", &pa).await.status, 404);
+
+    // Moltin §2: page[limit] and page[offset], codes nested, totals in meta.
+    let mo = Auth::Bearer("token".into());
+    let codes = format!("/moltin/v2/promotions/{PROMOTION}/codes");
+    let create = json!({ "data": { "type": "promotion_codes", "codes": [
+        { "code": "HB1", "uses": 5 }, { "code": "HB2" }, { "code": "HB3", "user": "cus_1" }
+    ] } });
+    assert_eq!(sb.post(&codes, &mo, &create).await.status, 201);
+    let page = sb.get(&format!("{codes}?page[limit]=2&page[offset]=0"), &mo).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let listed = page.body["data"][0]["data"]["codes"].as_array().unwrap().clone();
+    assert_eq!(
+        (listed.len(), page.body["meta"]["results"]["total"].clone()),
+        (2, json!(3))
+    );
+    assert_eq!(
+        (listed[0]["uses"].clone(), listed[0]["max_uses"].clone()),
+        (json!(5), json!(5))
+    );
+    let rest = sb.get(&format!("{codes}?page[limit]=2&page[offset]=2"), &mo).await;
+    assert_eq!(rest.body["data"][0]["data"]["codes"][0]["user"], "cus_1");
+    let unknown = sb
+        .get("/moltin/v2/promotions/2d9c4b1e-7a3f-4e55-9b0c-61f2d8e4a907/codes", &mo)
+        .await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.body["errors"][0]["detail"], "promotion not found");
+
+    // Limio v2 §1: the object, with its latest data.
+    let li = Auth::Bearer(sb.token("limio", "client").await);
+    let created = limio_v2_body("READ20");
+    sb.post("/limio/objects/limio/promo_codes_v2", &li, &created).await;
+    let p = "/limio/objects/limio/promo_codes_v2/promo_code_v2-READ20";
+    let a = sb.get(p, &li).await;
+    assert_eq!(
+        (a.status, a.body["data"]["status"].clone()),
+        (200, json!(true)),
+        "{}",
+        a.body
+    );
+    let mut data = created["data"].clone();
+    data["status"] = json!(false);
+    sb.call("PUT", p, &li, Some("application/json"), &json!({ "data": data }))
+        .await;
+    assert_eq!(sb.get(p, &li).await.body["data"]["status"], false);
+    assert_eq!(
+        sb.get("/limio/objects/limio/promo_codes_v3/promo_code_v3-X", &li)
+            .await
+            .status,
+        404
+    );
+
+    // Loop §2: the active codes, no paging.
+    let lo = Auth::Bearer("t".into());
+    for code in ["LP1", "LP2"] {
+        sb.post(
+            "/loop/v1/admin/promos",
+            &lo,
+            &json!({ "code": code, "percent_off": 10 }),
+        )
+        .await;
+    }
+    let a = sb.get("/loop/v1/admin/promos", &lo).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let promos = a.body["promos"].as_array().unwrap();
+    assert_eq!(promos.len(), 2);
+    assert!(promos.iter().all(|p| p["active"] == true && p["id"].is_string()));
+
+    // Reads changed nothing.
+    assert_eq!(sb.sandbox.codes("partnero").len(), 12);
+    assert_eq!(sb.sandbox.codes("moltin").len(), 3);
 }

@@ -821,13 +821,7 @@ impl Engine {
         target: &'a str,
         upstream: &'a Upstream,
     ) -> BuildContext<'a> {
-        BuildContext {
-            upstream: target,
-            mapping: self.campaign(&job.campaign).and_then(|c| c.upstreams.get(target)),
-            timezone: upstream.timezone,
-            network_id: upstream.network_id.as_deref(),
-            currency: upstream.currency,
-        }
+        self.context(Some(&job.campaign), target, upstream)
     }
 
     /// Runs a page's calls, `concurrency` at a time, none started once the gate closes, and

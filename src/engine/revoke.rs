@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use promo_adapters::model::validate;
 use promo_adapters::operation::{Missing, Operation, RevokeCall, RevokeOutcome, RevokePlan, RevokeTarget};
-use promo_adapters::{BuildContext, Problems, PromoCode, Warning};
+use promo_adapters::{Problems, PromoCode, Warning};
 use serde_json::{Map, Value};
 
 use super::{ledger_error, refused, settle, Call, Engine, Plan, Round, Work};
@@ -458,14 +458,7 @@ impl Engine {
                 ))
             }
         };
-        let campaign = record.campaign.as_ref().and_then(|c| self.campaigns.get(c));
-        let ctx = BuildContext {
-            upstream: target,
-            mapping: campaign.and_then(|c| c.upstreams.get(target)),
-            timezone: upstream.timezone,
-            network_id: upstream.network_id.as_deref(),
-            currency: upstream.currency,
-        };
+        let ctx = self.context(record.campaign.as_deref(), target, upstream);
         let revoke_target = RevokeTarget {
             code: promo,
             vendor_id,

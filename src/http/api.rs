@@ -233,7 +233,40 @@ pub(crate) async fn code(
     Segment(code): Segment,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<crate::domain::code::CodeRecord>, ApiError> {
-    let q = query(raw.as_deref(), &["campaign"])?;
+    Ok(Json(one_code(&state, code, raw.as_deref()).await?))
+}
+
+/// `GET /v1/promo-codes/{code}/live?campaign=`: what each vendor the ledger delivered the code
+/// to holds of it now, read from the vendor (every read under the upstream's rate budget).
+#[utoipa::path(get, path = "/v1/promo-codes/{code}/live", operation_id = "read_promo_code_live", tag = "promo-codes", security(("api_key" = ["promo-codes:read"])),
+    params(
+        ("code" = String, Path, description = "The code, matched without regard to case"),
+        ("campaign" = Option<String>, Query, description = "The campaign, when the code is held in several"),
+    ),
+    responses(
+        (status = 200, description = "Each target's copy of the code, as its vendor answered (a failed read is a target's `unknown` state, not an error of the request)", body = crate::http::schemas::LiveResponseDoc),
+        (status = 400, response = crate::http::openapi::BadRequest),
+        (status = 404, response = crate::http::openapi::NotFound),
+        (status = 409, response = crate::http::openapi::Conflict),
+        (status = 503, response = crate::http::openapi::LedgerUnavailable),
+    )
+)]
+pub(crate) async fn live(
+    State(state): State<AppState>,
+    Segment(code): Segment,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<crate::domain::live::LiveResponse>, ApiError> {
+    let record = one_code(&state, code, raw.as_deref()).await?;
+    Ok(Json(state.engine.live(&record).await))
+}
+
+/// The one code `?campaign=` picks among those the ledger holds under a name (any case).
+async fn one_code(
+    state: &AppState,
+    code: String,
+    raw: Option<&str>,
+) -> Result<crate::domain::code::CodeRecord, ApiError> {
+    let q = query(raw, &["campaign"])?;
     let mut found = state
         .engine
         .store
@@ -242,7 +275,7 @@ pub(crate) async fn code(
         .map_err(crate::engine::ledger_error)?;
     match found.len() {
         0 => Err(ApiError::NotFound(format!("/v1/promo-codes/{code}"))),
-        1 => Ok(Json(found.remove(0))),
+        1 => Ok(found.remove(0)),
         _ => Err(ApiError::AmbiguousCode {
             code,
             campaigns: found

@@ -57,6 +57,7 @@ pub async fn render(engine: &Engine) -> String {
             ("created", c.created),
             ("already_exists", c.already_exists),
             ("revoked", c.revoked),
+            ("read", c.read),
             ("not_found", c.not_found),
             ("rejected", c.rejected),
             ("throttled", c.throttled),

@@ -21,6 +21,7 @@ pub(crate) fn table() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(api::create, api::list_codes))
         .routes(routes!(api::code))
+        .routes(routes!(api::live))
         .routes(routes!(api::revoke))
         .routes(routes!(api::recorded))
         .merge(job_intake)

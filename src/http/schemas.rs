@@ -230,6 +230,77 @@ pub struct RevokeResponseDoc {
     pub results: Vec<TargetResultDoc>,
 }
 
+/// A code's state at one vendor, as its read answered.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = LiveState)]
+pub enum LiveStateDoc {
+    /// The vendor holds it and it can be redeemed, as far as the vendor says.
+    Active,
+    /// The vendor holds it archived or switched off, or (a vendor that lists only active codes)
+    /// does not list it as active; the warnings say which.
+    Revoked,
+    /// The vendor does not hold it (a 404, or absent from a complete walk of its list).
+    Absent,
+    /// The vendor documents no call that reads it back; nothing was sent.
+    Unreadable,
+    /// The ledger holds no delivery of it there; nothing was read.
+    NotDelivered,
+    /// The read failed (`error` says why): what the vendor holds is not known.
+    Unknown,
+}
+
+/// A unified field whose value at the vendor is not what the gateway sends for the ledger's
+/// code, both in the vendor's terms (a date-only vendor's date, say).
+#[derive(Serialize, ToSchema)]
+#[schema(as = Difference)]
+pub struct DifferenceDoc {
+    /// The unified field, as a request names it (`max_redemptions`).
+    pub field: String,
+    /// What the gateway sends for it; `null` for none.
+    pub ledger: Value,
+    /// What the vendor holds; `null` for none.
+    pub vendor: Value,
+}
+
+/// One target's read.
+#[derive(Serialize, ToSchema)]
+#[schema(as = LiveResult)]
+pub struct LiveResultDoc {
+    pub upstream: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<VendorKindDoc>,
+    pub state: LiveStateDoc,
+    /// The ledger's state of the code's delivery there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<StatusDoc>,
+    /// The vendor's id for the code, as its read gave it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vendor_id: Option<String>,
+    /// Redemptions so far, where the vendor counts them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redemptions: Option<u64>,
+    pub differs: Vec<DifferenceDoc>,
+    pub warnings: Vec<WarningDoc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<TargetErrorDoc>,
+    /// HTTP calls made for this read (pages and retries included).
+    pub attempts: u32,
+}
+
+/// What each vendor holds of a code now, beside what the ledger holds.
+#[derive(Serialize, ToSchema)]
+#[schema(as = LiveResponse)]
+pub struct LiveResponseDoc {
+    pub code: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<String>,
+    /// When the ledger first recorded the code revoked (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+    pub results: Vec<LiveResultDoc>,
+}
+
 /// Why the ledger will not take a code: the `conflict` member of a 409 problem.
 #[derive(Serialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -615,6 +686,31 @@ mod tests {
                     revoked_at: Some("2026-12-01T00:00:00Z".into()),
                     requested_by: Some("ops".into()),
                     results: vec![full_result()],
+                })
+                .unwrap(),
+            ),
+            (
+                "LiveResponse",
+                serde_json::to_value(crate::domain::live::LiveResponse {
+                    code: "A".into(),
+                    campaign: Some("c".into()),
+                    revoked_at: Some("2026-12-01T00:00:00Z".into()),
+                    results: vec![crate::domain::live::LiveResult {
+                        upstream: "loop".into(),
+                        vendor: Some(promo_adapters::VendorKind::Loop),
+                        state: crate::domain::live::LiveState::Active,
+                        ledger: Some(Status::Created),
+                        vendor_id: Some("v".into()),
+                        redemptions: Some(3),
+                        differs: vec![promo_adapters::read::Difference {
+                            field: "max_redemptions",
+                            ledger: json!(5),
+                            vendor: json!(7),
+                        }],
+                        warnings: full_result().warnings,
+                        error: full_result().error,
+                        attempts: 1,
+                    }],
                 })
                 .unwrap(),
             ),

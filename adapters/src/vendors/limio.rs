@@ -24,6 +24,9 @@ use crate::model::{Discount, DurationUnit, PromoCode};
 use crate::money::{to_major, Round};
 use crate::operation::{classify_revoke, RevokeAction, RevokeCall, RevokeOutcome, RevokePlan, RevokeTarget};
 use crate::policy::{Field, Support};
+use crate::read::{
+    classify_read, Cursor, ListPlan, Liveness, ReadBack, ReadOutcome, ReadPlan, ReadTarget, Slot, VendorCode,
+};
 use crate::settings::{ApiVersion, SettingError, Vendor};
 
 pub struct LimioV2;
@@ -208,6 +211,87 @@ fn object<D: Serialize>(
     }
 }
 
+/// The path of one v2 object, by the id create answered (§"Identifiers": stored, not
+/// recomputed), which must be a v2 one: §6 forbids calls after create on v3 objects.
+fn v2_object_path(vendor_id: &str) -> Result<String, BuildError> {
+    let prefix = format!("{}-", V2.1);
+    if !vendor_id.starts_with(&prefix) || vendor_id.len() == prefix.len() {
+        return Err(BuildError::Invalid {
+            field: "vendor_id".into(),
+            rule: format!("a Limio v2 object id is `{prefix}<NAME>`, as create answers it; got `{vendor_id}`"),
+        });
+    }
+    Ok(format!(
+        "{}/{}",
+        V2.0,
+        super::id_segment(VendorKind::LimioV2, vendor_id)?
+    ))
+}
+
+/// The fields a v2 object gives back (§1, §"Reconcile checklist (v2)"): its `data` is the one
+/// the create sent, under the same names. Uses so far are not readable on v2.
+const V2_READ_BACK: &[ReadBack] = &[
+    ReadBack {
+        field: Field::PercentOff,
+        sent: Slot::at("/data/discount/percentageDiscount"),
+        read: Slot::at("/data/discount/percentageDiscount"),
+    },
+    ReadBack {
+        field: Field::AmountOff,
+        sent: Slot::at("/data/discount/amountDiscount"),
+        read: Slot::at("/data/discount/amountDiscount"),
+    },
+    ReadBack {
+        field: Field::StartsAt,
+        sent: Slot::at("/data/promoStartDate"),
+        read: Slot::at("/data/promoStartDate"),
+    },
+    ReadBack {
+        field: Field::ExpiresAt,
+        sent: Slot::at("/data/promoExpiryDate"),
+        read: Slot::at("/data/promoExpiryDate"),
+    },
+    ReadBack {
+        field: Field::MaxRedemptions,
+        sent: Slot::at("/data/usage/availableQuantity"),
+        read: Slot::at("/data/usage/availableQuantity"),
+    },
+    ReadBack {
+        field: Field::Duration,
+        sent: Slot::at("/data/discount/durationLength"),
+        read: Slot::at("/data/discount/durationLength"),
+    },
+    ReadBack {
+        field: Field::Description,
+        sent: Slot::at("/data/description"),
+        read: Slot::at("/data/description"),
+    },
+];
+
+/// A v2 object read back: `data.status` `false` is inactive ("Status meaning"). §1 documents
+/// no response shape for promo codes, so every copy says it was read as the create response
+/// and the generic object sample share it.
+fn v2_object(object: &serde_json::Value) -> Option<VendorCode> {
+    let data = object.get("data")?.as_object()?;
+    let code = data
+        .get("promoCode")
+        .or_else(|| object.get("name"))?
+        .as_str()?
+        .to_owned();
+    let active = data.get("status")?.as_bool()?;
+    Some(VendorCode {
+        code,
+        vendor_id: object.get("id").and_then(serde_json::Value::as_str).map(str::to_owned),
+        liveness: if active { Liveness::Active } else { Liveness::Revoked },
+        redemptions: None,
+        object: object.clone(),
+        warnings: vec![Warning {
+            field: "data".into(),
+            message: "Limio documents no get-one answer for promo codes (lifecycle/limio.md §1): read in the shape its create answer and generic object sample share".into(),
+        }],
+    })
+}
+
 fn parse_created(kind: VendorKind, response: &VendorResponse<'_>) -> Outcome {
     classify(kind, response, |v| {
         serde_json::from_value::<Created>(v.clone()).ok().map(|c| c.id)
@@ -345,17 +429,7 @@ impl Adapter for LimioV2 {
         delete: bool,
         ctx: &BuildContext<'_>,
     ) -> Result<RevokePlan, BuildError> {
-        let prefix = format!("{}-", V2.1);
-        if !target.vendor_id.starts_with(&prefix) || target.vendor_id.len() == prefix.len() {
-            return Err(BuildError::Invalid {
-                field: "vendor_id".into(),
-                rule: format!(
-                    "a Limio v2 object id is `{prefix}<NAME>`, as create answers it; got `{}`",
-                    target.vendor_id
-                ),
-            });
-        }
-        let path = format!("{}/{}", V2.0, super::id_segment(self.kind(), target.vendor_id)?);
+        let path = v2_object_path(target.vendor_id)?;
         let (request, action) = if delete {
             let request = VendorRequest {
                 method: "DELETE",
@@ -408,6 +482,40 @@ impl Adapter for LimioV2 {
                 serde_json::from_value::<Updated>(v.clone()).is_ok_and(|u| !u.data.status)
             }
         })
+    }
+
+    /// Get-one by the id create answered (§1). A code the ledger holds no Limio id for is not
+    /// looked for in the list: its answer's field names are not documented, and §2's client rule
+    /// is to read by id until a live answer has shown them.
+    fn plan_read(&self, target: &ReadTarget<'_>, _ctx: &BuildContext<'_>) -> Result<ReadPlan, BuildError> {
+        let Some(id) = target.vendor_id else {
+            return Ok(ReadPlan::Unreadable {
+                reason: "the ledger holds no Limio id for this code, and Limio's list documents neither its fields nor its cursor (lifecycle/limio.md §2)".into(),
+            });
+        };
+        Ok(ReadPlan::Get(VendorRequest {
+            method: "GET",
+            path: v2_object_path(id)?,
+            headers: vec![super::accept_json()],
+            body: None,
+        }))
+    }
+
+    fn parse_read(&self, response: &VendorResponse<'_>) -> ReadOutcome<VendorCode> {
+        classify_read(self.kind(), response, |json| v2_object(json?))
+    }
+
+    /// §2's answer names neither its array nor its cursor ("field names not confirmed"), and
+    /// its summaries carry no `data.status`: the client rule is not to rely on it before a live
+    /// answer has shown them, so nothing is sent.
+    fn plan_list(&self, _after: Option<&Cursor>, _ctx: &BuildContext<'_>) -> Result<ListPlan, BuildError> {
+        Ok(ListPlan::Unreadable {
+            reason: "Limio documents neither the fields nor the cursor of its promo-code list, nor a status in its summaries (lifecycle/limio.md §2); codes are read one by one by id".into(),
+        })
+    }
+
+    fn read_back(&self) -> &'static [ReadBack] {
+        V2_READ_BACK
     }
 }
 
@@ -467,4 +575,19 @@ impl Adapter for LimioV3 {
                     .into(),
         })
     }
+
+    /// §6 client rule: read-back on a v3 upstream is unsupported.
+    fn plan_read(&self, _target: &ReadTarget<'_>, _ctx: &BuildContext<'_>) -> Result<ReadPlan, BuildError> {
+        Ok(ReadPlan::Unreadable {
+            reason: V3_UNREADABLE.into(),
+        })
+    }
+
+    fn plan_list(&self, _after: Option<&Cursor>, _ctx: &BuildContext<'_>) -> Result<ListPlan, BuildError> {
+        Ok(ListPlan::Unreadable {
+            reason: V3_UNREADABLE.into(),
+        })
+    }
 }
+
+const V3_UNREADABLE: &str = "Limio documents no call that reads promo codes v3: promo_codes_v3 is not a path_type of its get and list references (lifecycle/limio.md §6)";

@@ -10,12 +10,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::adapter::{
     account_amount, classify, Adapter, BareAmount, BuildContext, BuildError, Outcome, Translation, VendorKind,
-    VendorRequest, VendorResponse,
+    VendorRequest, VendorResponse, Warning,
 };
 use crate::dates::utc_rfc3339;
 use crate::model::{Discount, PromoCode};
 use crate::operation::{RevokePlan, RevokeTarget};
 use crate::policy::{Field, Support};
+use crate::read::{
+    classify_read, count, Cursor, ListPlan, Liveness, Page, ReadBack, ReadOutcome, ReadPlan, ReadTarget, Slot,
+    Unlisted, VendorCode,
+};
 use crate::settings::Vendor;
 
 pub struct Loop;
@@ -28,6 +32,51 @@ pub const VENDOR: Vendor = Vendor {
     takes: &["currency", "timezone"],
     configure: |_| Ok(VendorKind::Loop),
 };
+
+/// The fields a listed promo gives back (§2; the reconcile checklist): the create's
+/// `valid_until` comes back as `expires_at`.
+const READ_BACK: &[ReadBack] = &[
+    ReadBack {
+        field: Field::PercentOff,
+        sent: Slot::at("/percent_off"),
+        read: Slot::at("/percent_off"),
+    },
+    ReadBack {
+        field: Field::AmountOff,
+        sent: Slot::at("/amount_off"),
+        read: Slot::at("/amount_off"),
+    },
+    ReadBack {
+        field: Field::ExpiresAt,
+        sent: Slot::at("/valid_until"),
+        read: Slot::at("/expires_at"),
+    },
+    ReadBack {
+        field: Field::MaxRedemptions,
+        sent: Slot::at("/max_redemptions"),
+        read: Slot::at("/max_redemptions"),
+    },
+];
+
+/// §2's client rule: absence from the list is "not listed as active", never "revoked" or
+/// "deleted".
+const UNLISTED: &str = "Loop lists only its active codes (lifecycle/loop.md §2): this one is not listed as active, which may mean inactive, expired, deleted in Stripe or the Loop admin, or cut off by an undocumented size limit";
+
+/// A listed promo. `active: false` is the only positive evidence of revocation Loop offers (§2).
+fn promo(object: &serde_json::Value) -> Option<VendorCode> {
+    Some(VendorCode {
+        code: object.get("code")?.as_str()?.to_owned(),
+        vendor_id: Some(object.get("id")?.as_str()?.to_owned()),
+        liveness: if object.get("active")?.as_bool()? {
+            Liveness::Active
+        } else {
+            Liveness::Revoked
+        },
+        redemptions: count(object.get("times_redeemed")),
+        object: object.clone(),
+        warnings: Vec::new(),
+    })
+}
 
 /// Loop's documented `code` limit.
 pub const MAX_CODE_LEN: usize = 50;
@@ -142,5 +191,55 @@ impl Adapter for Loop {
                      switching a code off is outside this API"
                 .into(),
         })
+    }
+
+    /// No get-one (§1): the list is read and the promo matched by the id create returned.
+    fn plan_read(&self, _target: &ReadTarget<'_>, _ctx: &BuildContext<'_>) -> Result<ReadPlan, BuildError> {
+        Ok(ReadPlan::Scan)
+    }
+
+    /// `GET /v1/admin/promos`, one page: no paging is documented (§2).
+    fn plan_list(&self, _after: Option<&Cursor>, _ctx: &BuildContext<'_>) -> Result<ListPlan, BuildError> {
+        Ok(ListPlan::Page(VendorRequest {
+            method: "GET",
+            path: "/v1/admin/promos".into(),
+            headers: Vec::new(),
+            body: None,
+        }))
+    }
+
+    /// The one page; a suspiciously round number of entries may be a cut-off list (§2).
+    fn parse_list(&self, _after: Option<&Cursor>, response: &VendorResponse<'_>) -> ReadOutcome<Page> {
+        classify_read(self.kind(), response, |json| {
+            let codes = json?
+                .get("promos")?
+                .as_array()?
+                .iter()
+                .map(promo)
+                .collect::<Option<Vec<_>>>()?;
+            let warnings = (!codes.is_empty() && codes.len() % 100 == 0)
+                .then(|| Warning {
+                    field: "list".into(),
+                    message: format!(
+                        "Loop listed exactly {} promos and documents no paging: the list may be cut off",
+                        codes.len()
+                    ),
+                })
+                .into_iter()
+                .collect();
+            Some(Page {
+                codes,
+                next: None,
+                warnings,
+            })
+        })
+    }
+
+    fn unlisted(&self) -> Unlisted {
+        Unlisted::NotActive(UNLISTED)
+    }
+
+    fn read_back(&self) -> &'static [ReadBack] {
+        READ_BACK
     }
 }

@@ -20,6 +20,10 @@ use crate::adapter::{
 use crate::model::PromoCode;
 use crate::operation::{classify_revoke, Missing, RevokeAction, RevokeCall, RevokeOutcome, RevokePlan, RevokeTarget};
 use crate::policy::{Field, Support};
+use crate::read::{
+    classify_read, count, Cursor, ListPlan, Liveness, Page, ReadBack, ReadOutcome, ReadPlan, ReadTarget, Slot,
+    VendorCode,
+};
 use crate::settings::Vendor;
 
 pub struct Moltin;
@@ -72,6 +76,80 @@ struct Code<'a> {
     uses: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     user: Option<&'a str>,
+}
+
+/// The fields a promotion-code record gives back (§"The promotion-code record"): the create's
+/// `uses` is the cap, which the record calls `max_uses` (its `uses` counts what is left).
+const READ_BACK: &[ReadBack] = &[
+    ReadBack {
+        field: Field::MaxRedemptions,
+        sent: Slot::at("/data/codes/0/uses"),
+        read: Slot::at("/max_uses"),
+    },
+    ReadBack {
+        field: Field::Customer,
+        sent: Slot::at("/data/codes/0/user"),
+        read: Slot::at("/user"),
+    },
+];
+
+/// The page size §2's client rule sends, the platform's largest.
+const LIST_LIMIT: u64 = 100;
+
+/// The offset beyond which §2 warns that the platform's soft cap may cut the walk short.
+const OFFSET_CAP: u64 = 10_000;
+
+/// One record of the code list. Present is all the liveness Moltin shows per code (§"Reconcile
+/// checklist": revoked is absent); uses so far are `max_uses − uses`.
+fn code_record(record: &serde_json::Value) -> Option<VendorCode> {
+    let code = record.get("code")?.as_str()?.to_owned();
+    let (max, left) = (count(record.get("max_uses")), count(record.get("uses")));
+    let warnings = (max.is_none())
+        .then(|| crate::adapter::Warning {
+            field: "max_redemptions".into(),
+            message: "Moltin gives no max_uses for this code (codes created before 2023-04-27 carry only uses): its cap is unknown".into(),
+        })
+        .into_iter()
+        .collect();
+    Some(VendorCode {
+        vendor_id: Some(code.clone()),
+        code,
+        liveness: Liveness::Active,
+        redemptions: max.zip(left).map(|(max, left)| max.saturating_sub(left)),
+        object: record.clone(),
+        warnings,
+    })
+}
+
+/// The list's records, in either shape §2 shows: a flat `data[]` of codes, or codes nested in
+/// `data[].data.codes[]`.
+fn listed_codes(json: &serde_json::Value) -> Option<Vec<VendorCode>> {
+    let mut codes = Vec::new();
+    for item in json.get("data")?.as_array()? {
+        if item.get("code").is_some() {
+            codes.push(code_record(item)?);
+        } else {
+            for record in item.pointer("/data/codes")?.as_array()? {
+                codes.push(code_record(record)?);
+            }
+        }
+    }
+    Some(codes)
+}
+
+/// A list cursor: the offset to ask for, and the first code of the page before it, so that a
+/// server that ignores paging (§2: "the second page returns exactly the same codes") is noticed.
+fn list_cursor(offset: u64, first: &str) -> Cursor {
+    Cursor(format!("{offset} {first}"))
+}
+
+fn read_cursor(cursor: Option<&Cursor>) -> (u64, &str) {
+    cursor
+        .and_then(|c| {
+            let (offset, first) = c.0.split_once(' ')?;
+            Some((offset.parse().ok()?, first))
+        })
+        .unwrap_or((0, ""))
 }
 
 /// The documented 201 body is the promotion the codes joined.
@@ -275,6 +353,67 @@ impl Adapter for Moltin {
             }
             other => other,
         }
+    }
+
+    /// No get-one exists (§1): the promotion's list is walked and the code picked out.
+    fn plan_read(&self, _target: &ReadTarget<'_>, _ctx: &BuildContext<'_>) -> Result<ReadPlan, BuildError> {
+        Ok(ReadPlan::Scan)
+    }
+
+    /// `page[limit]=100`, `page[offset]` in steps of 100 (§2's client rule).
+    fn plan_list(&self, after: Option<&Cursor>, ctx: &BuildContext<'_>) -> Result<ListPlan, BuildError> {
+        let promotion = mapped(ctx, self.kind(), "promotion_id", |m| m.promotion_id.as_ref())?;
+        let (offset, _) = read_cursor(after);
+        Ok(ListPlan::Page(VendorRequest {
+            method: "GET",
+            path: format!(
+                "/v2/promotions/{}/codes?page[limit]={LIST_LIMIT}&page[offset]={offset}",
+                super::path_segment(promotion)
+            ),
+            headers: vec![super::accept_json()],
+            body: None,
+        }))
+    }
+
+    /// Ends at a short page or at `meta.results.total`; a page that repeats the one before, or
+    /// an offset past the platform's soft cap, ends it with a warning (§2's client rules).
+    fn parse_list(&self, after: Option<&Cursor>, response: &VendorResponse<'_>) -> ReadOutcome<Page> {
+        let (offset, previous_first) = read_cursor(after);
+        classify_read(self.kind(), response, |json| {
+            let json = json?;
+            let codes = listed_codes(json)?;
+            let first = codes.first().map_or("", |c| c.code.as_str());
+            if offset > 0 && !first.is_empty() && first == previous_first {
+                let message = "Moltin answered the same codes for the next page: it ignores paging on this path, so the listing may be capped";
+                return Some(Page {
+                    codes: Vec::new(),
+                    next: None,
+                    warnings: vec![crate::adapter::Warning {
+                        field: "list".into(),
+                        message: message.into(),
+                    }],
+                });
+            }
+            let mut warnings = Vec::new();
+            let seen = offset + codes.len() as u64;
+            let total = count(json.pointer("/meta/results/total"));
+            let next = if (codes.len() as u64) < LIST_LIMIT || total.is_some_and(|t| seen >= t) {
+                None
+            } else if seen >= OFFSET_CAP {
+                warnings.push(crate::adapter::Warning {
+                    field: "list".into(),
+                    message: format!("the walk stopped at {OFFSET_CAP} codes, where Elastic Path's offset cap may cut a list short; codes beyond it were not read"),
+                });
+                None
+            } else {
+                Some(list_cursor(seen, first))
+            };
+            Some(Page { codes, next, warnings })
+        })
+    }
+
+    fn read_back(&self) -> &'static [ReadBack] {
+        READ_BACK
     }
 }
 

@@ -21,6 +21,10 @@ use crate::model::{Party, PromoCode};
 use crate::money::{to_major, Round};
 use crate::operation::{classify_revoke, RevokeAction, RevokeCall, RevokeOutcome, RevokePlan, RevokeTarget};
 use crate::policy::{Field, Support};
+use crate::read::{
+    classify_read, count, Cursor, ListPlan, Liveness, Page, ReadBack, ReadOutcome, ReadPlan, ReadTarget, Slot,
+    VendorCode,
+};
 use crate::settings::Vendor;
 
 pub struct Partnero;
@@ -109,6 +113,101 @@ struct CouponRef<'a> {
 #[derive(Debug, Deserialize)]
 struct Deleted {
     data: Envelope,
+}
+
+/// The fields a promotion-code object gives back (§"The promotion-code object"; the reconcile
+/// checklist), under the names the create body used. Each value counts only with its `*_status`
+/// on, so a switched-off limit reads as none whatever value it carries (`minimum_order_value: 0`).
+const READ_BACK: &[ReadBack] = &[
+    ReadBack {
+        field: Field::ExpiresAt,
+        sent: Slot::switched("/expiration_date_value", "/expiration_date_status"),
+        read: Slot::switched("/expiration_date_value", "/expiration_date_status"),
+    },
+    ReadBack {
+        field: Field::MaxRedemptions,
+        sent: Slot::switched("/redemption_times_value", "/redemption_times_status"),
+        read: Slot::switched("/redemption_times_value", "/redemption_times_status"),
+    },
+    ReadBack {
+        field: Field::FirstTimeOnly,
+        sent: Slot::at("/first_time_order"),
+        read: Slot::at("/first_time_order"),
+    },
+    ReadBack {
+        field: Field::MinimumOrder,
+        sent: Slot::switched("/minimum_order_value", "/minimum_order_status"),
+        read: Slot::switched("/minimum_order_value", "/minimum_order_status"),
+    },
+    ReadBack {
+        field: Field::Partner,
+        sent: Slot::switched("/coupon_specific_partners", "/limit_to_specific_partner"),
+        read: Slot::switched("/coupon_specific_partners", "/limit_to_specific_partner"),
+    },
+    ReadBack {
+        field: Field::Customer,
+        sent: Slot::switched("/coupon_specific_customers", "/limit_to_specific_customer"),
+        read: Slot::switched("/coupon_specific_customers", "/limit_to_specific_customer"),
+    },
+    ReadBack {
+        field: Field::Metadata,
+        sent: Slot::at("/metadata"),
+        read: Slot::at("/metadata"),
+    },
+];
+
+/// The page size sent to the list: valid under both of the rules the pages give (§2).
+const LIST_LIMIT: u32 = 100;
+
+/// §2's cap on the walk.
+const MAX_PAGES: u64 = 10_000;
+
+/// A promotion-code object read back. Partnero has no status flag (its presence is its
+/// liveness, §1); a parent coupon that is not `active` leaves the code unusable, which is the
+/// only revocation a present code can show.
+fn promotion_code(object: &Value) -> Option<VendorCode> {
+    let code = object.get("code")?.as_str()?.to_owned();
+    let coupon_off = object.pointer("/coupon/active") == Some(&Value::Bool(false));
+    let warnings = coupon_off
+        .then(|| Warning {
+            field: "coupon".into(),
+            message: format!(
+                "the code is present but its parent coupon `{}` is not active, so it cannot be redeemed",
+                object
+                    .pointer("/coupon/uuid_code")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+            ),
+        })
+        .into_iter()
+        .collect();
+    Some(VendorCode {
+        vendor_id: Some(code.clone()),
+        code,
+        liveness: if coupon_off {
+            Liveness::Revoked
+        } else {
+            Liveness::Active
+        },
+        redemptions: count(object.get("times_redeemed")),
+        object: object.clone(),
+        warnings,
+    })
+}
+
+/// A list cursor: the page to ask for, and the first code of the page before it, so that a page
+/// repeating the one before ends the walk (§2: "stop if a page repeats the previous page's codes").
+fn list_cursor(page: u64, first: Option<&str>) -> Cursor {
+    Cursor(format!("{page} {}", first.unwrap_or_default()))
+}
+
+fn read_cursor(cursor: Option<&Cursor>) -> (u64, &str) {
+    cursor
+        .and_then(|c| {
+            let (page, first) = c.0.split_once(' ')?;
+            Some((page.parse().ok()?, first))
+        })
+        .unwrap_or((1, ""))
 }
 
 /// Whether a code uses only Partnero's documented characters: `A-Z a-z 0-9 - _`.
@@ -347,6 +446,89 @@ impl Adapter for Partnero {
             json.and_then(|v| serde_json::from_value::<Deleted>(v.clone()).ok())
                 .is_some_and(|d| d.data.status == 1)
         })
+    }
+
+    /// Get-one by the code word (§1), the only key Partnero has.
+    fn plan_read(&self, target: &ReadTarget<'_>, _ctx: &BuildContext<'_>) -> Result<ReadPlan, BuildError> {
+        let code = target.vendor_id.unwrap_or(target.code);
+        if !is_valid_code(code) {
+            return Err(BuildError::Invalid {
+                field: "code".into(),
+                rule: format!("not a Partnero code: `{code}`"),
+            });
+        }
+        Ok(ReadPlan::Get(VendorRequest {
+            method: "GET",
+            path: format!("/v1/promotion-codes/{code}"),
+            headers: vec![super::accept_json()],
+            body: None,
+        }))
+    }
+
+    /// `{data, status: 1}`; any other `status` is no documented success.
+    fn parse_read(&self, response: &VendorResponse<'_>) -> ReadOutcome<VendorCode> {
+        classify_read(self.kind(), response, |json| {
+            let json = json?;
+            (json.get("status")?.as_i64()? == 1).then_some(())?;
+            promotion_code(json.get("data")?)
+        })
+    }
+
+    /// `?limit=100&page=N` (§2). The list covers the whole program and cannot be narrowed to a
+    /// coupon, so every page says so.
+    fn plan_list(&self, after: Option<&Cursor>, _ctx: &BuildContext<'_>) -> Result<ListPlan, BuildError> {
+        let (page, _) = read_cursor(after);
+        Ok(ListPlan::Page(VendorRequest {
+            method: "GET",
+            path: format!("/v1/promotion-codes?limit={LIST_LIMIT}&page={page}"),
+            headers: vec![super::accept_json()],
+            body: None,
+        }))
+    }
+
+    /// Pages until `links.next` is `null` or `data` is empty (§2), at most [`MAX_PAGES`].
+    fn parse_list(&self, after: Option<&Cursor>, response: &VendorResponse<'_>) -> ReadOutcome<Page> {
+        let (page, previous_first) = read_cursor(after);
+        classify_read(self.kind(), response, |json| {
+            let json = json?;
+            (json.get("status")?.as_i64()? == 1).then_some(())?;
+            let codes = json
+                .get("data")?
+                .as_array()?
+                .iter()
+                .map(promotion_code)
+                .collect::<Option<Vec<_>>>()?;
+            let mut warnings = vec![Warning {
+                field: "list".into(),
+                message: "Partnero's list covers the whole program, all coupons mixed, and does not say which coupon a code belongs to".into(),
+            }];
+            let first = codes.first().map(|c| c.code.as_str());
+            let more = !matches!(json.pointer("/links/next"), None | Some(Value::Null)) && !codes.is_empty();
+            let next = if !more {
+                None
+            } else if first.is_some() && first == Some(previous_first) {
+                warnings.push(Warning {
+                    field: "list".into(),
+                    message: format!("Partnero's page {page} repeats the page before it; the walk stopped there"),
+                });
+                None
+            } else if page >= MAX_PAGES {
+                warnings.push(Warning {
+                    field: "list".into(),
+                    message: format!(
+                        "the walk stopped at Partnero's page {MAX_PAGES}, its cap; codes beyond it were not read"
+                    ),
+                });
+                None
+            } else {
+                Some(list_cursor(page + 1, first))
+            };
+            Some(Page { codes, next, warnings })
+        })
+    }
+
+    fn read_back(&self) -> &'static [ReadBack] {
+        READ_BACK
     }
 }
 
