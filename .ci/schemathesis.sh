@@ -82,7 +82,7 @@ export SPACEBRING_API_KEY=k SPACEBRING_API_SECRET=s PARTNERO_API_KEY=t MOLTIN_AC
 fuzz() { # dir, extra schemathesis arguments...
     local dir=$1; shift
     start "$dir/gateway.log" "${CARGO_TARGET_DIR:-target}/debug/promo-gateway" --config "$dir/config.toml" --listen 127.0.0.1:0
-    "$VENV/bin/schemathesis" run "http://$addr/openapi.json" \
+    "$VENV/bin/schemathesis" --config-file .ci/schemathesis.toml run "http://$addr/openapi.json" \
         --include-path-regex '.*' \
         "$@" \
         --checks all \

@@ -179,3 +179,21 @@ fn the_slow_client_limits_default_and_refuse_zero() {
         assert!(err.contains(&format!("server.{key}: must be at least 1")), "{err}");
     }
 }
+
+/// config.toml's comment on `kind` lists the vendor kinds the registry knows, in its order: a
+/// kind added to `adapters/src/vendors` shows there, and none is listed that is not.
+#[test]
+fn config_toml_lists_the_registry_kinds() {
+    let config = include_str!("../config.toml");
+    let line = config
+        .lines()
+        .find(|l| l.starts_with("#   kind "))
+        .expect("config.toml documents the `kind` key");
+    let listed = line.trim_start_matches("#   kind").trim();
+    let kinds: Vec<&str> = promo_adapters::vendors::REGISTRY.iter().map(|v| v.kind).collect();
+    let expected = kinds.join(" | ");
+    assert_eq!(
+        listed, expected,
+        "config.toml's `kind` comment is stale: make it `#   kind          {expected}`"
+    );
+}

@@ -35,13 +35,18 @@ pub fn router(engine: Arc<Engine>, server: &crate::config::Server) -> Router {
             crate::http::slow_clients::BodyTimeouts::of(server),
             crate::http::slow_clients::body_deadline,
         ))
-        .with_state(AppState {
-            engine,
-            max_body_bytes,
-            max_upload_bytes: server.max_upload_bytes,
-            max_job_json_bytes: server.max_job_json_bytes,
+        .with_state({
             // A gateway with no API key describes no security requirement: it checks none.
-            open: server.api_keys.is_empty(),
+            let open = server.api_keys.is_empty();
+            let names = engine.validation_context();
+            let description = crate::http::openapi::served(open, names.campaigns, names.upstreams);
+            AppState {
+                engine,
+                max_body_bytes,
+                max_upload_bytes: server.max_upload_bytes,
+                max_job_json_bytes: server.max_job_json_bytes,
+                description,
+            }
         })
 }
 
@@ -51,8 +56,9 @@ pub(crate) struct AppState {
     pub(crate) max_body_bytes: usize,
     pub(crate) max_upload_bytes: u64,
     pub(crate) max_job_json_bytes: usize,
-    /// No API key is configured: the API is open, and so is its description.
-    pub(crate) open: bool,
+    /// The description `GET /openapi.json` serves, this gateway's own (see
+    /// [`crate::http::openapi::served`]).
+    pub(crate) description: axum::body::Bytes,
 }
 
 /// Reads a query string of known parameters. Every problem names the parameter at fault (a
@@ -80,10 +86,14 @@ pub(crate) fn query(raw: Option<&str>, known: &[&str]) -> Result<BTreeMap<String
         if !known.contains(&key.as_ref()) {
             p.push(
                 key.as_ref(),
-                format!(
-                    "is not a query parameter of this endpoint (known: {})",
-                    known.join(", ")
-                ),
+                if known.is_empty() {
+                    "is not a query parameter of this endpoint, which takes none".to_owned()
+                } else {
+                    format!(
+                        "is not a query parameter of this endpoint (known: {})",
+                        known.join(", ")
+                    )
+                },
             );
         } else if out.insert(key.to_string(), value.to_string()).is_some() {
             p.push(key.as_ref(), "is given more than once");
@@ -168,9 +178,11 @@ pub(crate) struct CodePage {
     next_cursor: Option<String>,
 }
 
+/// List the ledger's codes
+///
 /// `GET /v1/promo-codes?campaign=&upstream=&status=&limit=&cursor=`: the ledger's codes, oldest
 /// first, with their state on every target.
-#[utoipa::path(get, path = "/v1/promo-codes", tag = "promo-codes", security(("api_key" = ["promo-codes:read"])),
+#[utoipa::path(get, path = "/v1/promo-codes", operation_id = "listPromoCodes", tag = "promo-codes", security(("api_key" = ["promo-codes:read"])),
     params(
         ("campaign" = Option<String>, Query, description = "Only codes of this campaign"),
         ("upstream" = Option<String>, Query, description = "Only codes with a delivery to this upstream"),
@@ -213,9 +225,11 @@ pub(crate) async fn list_codes(
     }))
 }
 
+/// Get a code and its state on every target
+///
 /// `GET /v1/promo-codes/{code}?campaign=`: one code (matched without regard to case) and its
 /// state on every upstream.
-#[utoipa::path(get, path = "/v1/promo-codes/{code}", tag = "promo-codes", security(("api_key" = ["promo-codes:read"])),
+#[utoipa::path(get, path = "/v1/promo-codes/{code}", operation_id = "getPromoCode", tag = "promo-codes", security(("api_key" = ["promo-codes:read"])),
     params(
         ("code" = String, Path, description = "The code, matched without regard to case"),
         ("campaign" = Option<String>, Query, description = "The campaign, when the code is held in several"),
@@ -236,9 +250,11 @@ pub(crate) async fn code(
     Ok(Json(one_code(&state, code, raw.as_deref()).await?))
 }
 
+/// Read a code back from every vendor
+///
 /// `GET /v1/promo-codes/{code}/live?campaign=`: what each vendor the ledger delivered the code
 /// to holds of it now, read from the vendor (every read under the upstream's rate budget).
-#[utoipa::path(get, path = "/v1/promo-codes/{code}/live", operation_id = "read_promo_code_live", tag = "promo-codes", security(("api_key" = ["promo-codes:read"])),
+#[utoipa::path(get, path = "/v1/promo-codes/{code}/live", operation_id = "getLivePromoCode", tag = "promo-codes", security(("api_key" = ["promo-codes:read"])),
     params(
         ("code" = String, Path, description = "The code, matched without regard to case"),
         ("campaign" = Option<String>, Query, description = "The campaign, when the code is held in several"),
@@ -332,8 +348,10 @@ fn answered(status: StatusCode, body: impl Serialize, replayed: bool) -> Respons
     response
 }
 
+/// Create a promo code on every target
+///
 /// `POST /v1/promo-codes[?dry_run=true]`: creates one code on every target.
-#[utoipa::path(post, path = "/v1/promo-codes", operation_id = "create_promo_code", tag = "promo-codes", security(("api_key" = ["promo-codes:write"])),
+#[utoipa::path(post, path = "/v1/promo-codes", operation_id = "createPromoCode", tag = "promo-codes", security(("api_key" = ["promo-codes:write"])),
     params(
         ("dry_run" = Option<bool>, Query, description = "Translate and show each request without sending anything"),
         ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; a repeat replays the first answer"),
@@ -342,7 +360,13 @@ fn answered(status: StatusCode, body: impl Serialize, replayed: bool) -> Respons
     responses(
         (status = 200, description = "Dry run: every target would be sent the request shown", body = crate::http::schemas::CreateResponseDoc),
         (status = 201, description = "The code is on every target (created now or before)", body = crate::http::schemas::CreateResponseDoc,
-            headers(("idempotent-replayed" = String, description = "`true` when this is the replay of an earlier answer"))),
+            headers(("idempotent-replayed" = String, description = "`true` when this is the replay of an earlier answer")),
+            links(
+                ("getPromoCode" = (operation_id = "getPromoCode", parameters(("code" = "$response.body#/code")), description = "The code and its state on every target")),
+                ("getLivePromoCode" = (operation_id = "getLivePromoCode", parameters(("code" = "$response.body#/code")), description = "What each vendor holds of it now")),
+                ("getRequest" = (operation_id = "getRequest", parameters(("id" = "$response.body#/request_id")), description = "This create as the ledger recorded it")),
+                ("revokePromoCode" = (operation_id = "revokePromoCode", parameters(("code" = "$response.body#/code")), description = "Revoke it everywhere")),
+            )),
         (status = 202, description = "The targets not yet there are being delivered by another request or sync job", body = crate::http::schemas::CreateResponseDoc),
         (status = 207, description = "Some targets have the code, or (dry run) some could not be sent to", body = crate::http::schemas::CreateResponseDoc),
         (status = 400, response = crate::http::openapi::BadRequest),
@@ -372,9 +396,11 @@ pub(crate) async fn create(
     Ok(answered(status, answer.response, answer.replayed))
 }
 
+/// Revoke a promo code everywhere
+///
 /// `POST /v1/promo-codes/{code}/revoke[?dry_run=true]`: makes the code unredeemable on every
 /// target that holds it, and never sends it anywhere again.
-#[utoipa::path(post, path = "/v1/promo-codes/{code}/revoke", operation_id = "revoke_promo_code", tag = "promo-codes", security(("api_key" = ["promo-codes:write"])),
+#[utoipa::path(post, path = "/v1/promo-codes/{code}/revoke", operation_id = "revokePromoCode", tag = "promo-codes", security(("api_key" = ["promo-codes:write"])),
     params(
         ("code" = String, Path, description = "The code, in any case"),
         ("dry_run" = Option<bool>, Query, description = "Plan and show each exact request without sending anything"),
@@ -468,9 +494,11 @@ pub(crate) struct Recorded {
     results: Vec<crate::engine::TargetResult>,
 }
 
+/// Get what the ledger knows of a create or revoke
+///
 /// `GET /v1/requests/{id}`: what the ledger knows of a create or revoke, also while it is in
 /// flight.
-#[utoipa::path(get, path = "/v1/requests/{id}", tag = "promo-codes", security(("api_key" = ["promo-codes:read"])),
+#[utoipa::path(get, path = "/v1/requests/{id}", operation_id = "getRequest", tag = "promo-codes", security(("api_key" = ["promo-codes:read"])),
     params(("id" = i64, Path, description = "The create's request_id")),
     responses(
         (status = 200, description = "The create and its results so far", body = Recorded),
@@ -605,13 +633,19 @@ struct UpstreamHealth {
     sandbox: Option<String>,
 }
 
+/// Health of the gateway, its ledger and its upstreams
+///
 /// `GET /health`: every upstream's configuration, pause and breaker. `degraded` while any
 /// upstream lacks credentials, has a breaker that is not closed, or sits in a Retry-After pause
 /// the gateway cut to its maximum.
-#[utoipa::path(get, path = "/health", tag = "operations",
-    responses((status = 200, description = "The gateway and its upstreams", body = Health))
+#[utoipa::path(get, path = "/health", operation_id = "getHealth", tag = "operations", security(()),
+    responses(
+        (status = 200, description = "The gateway and its upstreams", body = Health),
+        (status = 400, response = crate::http::openapi::BadRequest),
+    )
 )]
-pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
+pub(crate) async fn health(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Json<Health>, ApiError> {
+    query(raw.as_deref(), &[])?;
     let mut upstreams: BTreeMap<String, UpstreamHealth> = BTreeMap::new();
     for u in state.engine.upstreams() {
         let (configured, missing, token_fetches) = match &u.credentials {
@@ -664,9 +698,9 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
     } else {
         "degraded"
     };
-    Json(Health {
+    Ok(Json(Health {
         status,
         ledger,
         upstreams,
-    })
+    }))
 }

@@ -17,11 +17,13 @@ use crate::upstream::{BreakerState, Upstream, LATENCY_BUCKETS_SECS};
 /// The Content-Type of the text format.
 pub const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// Prometheus metrics
+///
 /// `GET /metrics`: the gateway's metrics, in the Prometheus text exposition format 0.0.4.
 ///
 /// Every upstream's calls by outcome, call durations, rate-limiter and pause waits, retries,
 /// breaker and pause, and each running sync job's deliveries, read when scraped.
-#[utoipa::path(get, path = "/metrics", tag = "operations", security(("api_key" = ["metrics:read"])),
+#[utoipa::path(get, path = "/metrics", operation_id = "getMetrics", tag = "operations", security(("api_key" = ["metrics:read"])),
     responses(
         (status = 200, description = "The current metrics, in the Prometheus text format (version 0.0.4)",
             body = String, content_type = "text/plain; version=0.0.4"),

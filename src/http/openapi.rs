@@ -10,7 +10,6 @@
 use std::sync::OnceLock;
 
 use axum::http::Method;
-use axum::Json;
 use serde::Serialize;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -26,6 +25,7 @@ use crate::http::gateway_auth::Need;
 /// route table (`crate::http::routes`), where each is registered with its handler.
 #[derive(OpenApi)]
 #[openapi(
+    servers((url = "/", description = "The gateway serving this description")),
     info(
         title = "promo-gateway",
         description = "One API for promotion codes across commerce platforms: a code is validated once, \
@@ -74,8 +74,9 @@ pub fn open_document() -> &'static utoipa::openapi::OpenApi {
             components.responses.remove(Unauthorized::NAME);
             components.responses.remove(Forbidden::NAME);
         }
+        // Stated, not left out: a linter (and a reader) then knows no key is wanted.
         for (_, operation) in operations(&mut doc) {
-            operation.security = None;
+            operation.security = Some(Vec::new());
         }
         doc
     })
@@ -154,6 +155,13 @@ fn declared_scope(operation: &utoipa::openapi::path::Operation) -> Option<Option
     let requirements = operation.security.as_ref()?;
     // `SecurityRequirement` keeps its map to itself; its serialized form is the standard one.
     let value = serde_json::to_value(requirements).ok()?;
+    // `security: []` (or `[{}]`): stated explicitly to need nothing.
+    if value
+        .as_array()
+        .is_none_or(|all| all.iter().all(|r| r.as_object().is_none_or(|o| o.is_empty())))
+    {
+        return None;
+    }
     Some(
         value
             .pointer(&format!("/0/{SECURITY_SCHEME}/0"))
@@ -167,6 +175,40 @@ fn declared_scope(operation: &utoipa::openapi::path::Operation) -> Option<Option
 fn described() -> utoipa::openapi::OpenApi {
     use utoipa::openapi::schema::Schema;
     let mut doc = generated().clone();
+    // An open route states that it needs nothing (`security: []`), so that a reader or a linter
+    // does not take a missing requirement for a forgotten one.
+    for (_, operation) in operations(&mut doc) {
+        if declared_scope(operation).is_none() {
+            operation.security = Some(Vec::new());
+        }
+    }
+    // A partial create (207) holds the code as a full one (201) does: the same links follow.
+    if let Some(create) = doc.paths.paths.get_mut("/v1/promo-codes").and_then(|p| p.post.as_mut()) {
+        let responses = &mut create.responses.responses;
+        let links = match responses.get("201") {
+            Some(RefOr::T(created)) => created.links.clone(),
+            _ => Default::default(),
+        };
+        if let Some(RefOr::T(partial)) = responses.get_mut("207") {
+            partial.links = links;
+        }
+    }
+    // utoipa 5.5 writes a link's `operationId` as `operation_id`, a name no OpenAPI reader
+    // knows; the same value goes under its standard name (an extension map is written as is).
+    for (_, operation) in operations(&mut doc) {
+        for response in operation.responses.responses.values_mut() {
+            let RefOr::T(response) = response else { continue };
+            for link in response.links.values_mut() {
+                let RefOr::T(link) = link else { continue };
+                let id = std::mem::take(&mut link.operation_id);
+                if !id.is_empty() {
+                    link.extensions
+                        .get_or_insert_with(Default::default)
+                        .insert("operationId".into(), id.into());
+                }
+            }
+        }
+    }
     if let Some(components) = doc.components.as_mut() {
         for (schema, property) in [
             ("PromoCodeRequest", "targets"),
@@ -184,16 +226,73 @@ fn described() -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// `GET /openapi.json`: this description.
+/// This OpenAPI description
+///
+/// `GET /openapi.json`: the description client generators and linters read.
 #[utoipa::path(
     get,
     path = "/openapi.json",
+    operation_id = "getOpenApi",
     tag = "operations",
-    responses((status = 200, description = "The OpenAPI 3.1 description of this API", body = Object))
+    security(()),
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 description of this API", body = Object),
+        (status = 400, response = crate::http::openapi::BadRequest),
+    )
 )]
-pub(crate) async fn openapi_json(State(state): State<AppState>) -> Json<&'static utoipa::openapi::OpenApi> {
-    // A gateway with no API key checks none, and its description claims none.
-    Json(if state.open { open_document() } else { document() })
+pub(crate) async fn openapi_json(
+    State(state): State<AppState>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> Result<axum::response::Response, crate::http::error::ApiError> {
+    use axum::response::IntoResponse;
+    crate::http::api::query(raw.as_deref(), &[])?;
+    let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
+    Ok((json, state.description.clone()).into_response())
+}
+
+/// The description this gateway serves: [`document`] (or, with no API key configured, which
+/// checks none, [`open_document`]), with the names its configuration allows listed where a
+/// request takes one (`campaign`, `targets`, a mirror's `to`), so that a client generator, a
+/// form or a fuzzer offers this gateway's campaigns and upstreams rather than any string.
+pub(crate) fn served(
+    open: bool,
+    campaigns: &std::collections::BTreeSet<String>,
+    upstreams: &std::collections::BTreeSet<String>,
+) -> axum::body::Bytes {
+    let doc = if open { open_document() } else { document() };
+    let mut value = serde_json::to_value(doc).expect("the description serializes");
+    if let Some(schemas) = value.pointer_mut("/components/schemas").and_then(|s| s.as_object_mut()) {
+        list_names(schemas, campaigns, upstreams);
+    }
+    serde_json::to_vec(&value).expect("the description serializes").into()
+}
+
+fn list_names(
+    schemas: &mut serde_json::Map<String, serde_json::Value>,
+    campaigns: &std::collections::BTreeSet<String>,
+    upstreams: &std::collections::BTreeSet<String>,
+) {
+    let names = |set: &std::collections::BTreeSet<String>| {
+        set.iter().cloned().map(serde_json::Value::String).collect::<Vec<_>>()
+    };
+    for schema in schemas.values_mut() {
+        let Some(properties) = schema.get_mut("properties").and_then(|p| p.as_object_mut()) else {
+            continue;
+        };
+        if let Some(campaign) = properties.get_mut("campaign").filter(|_| !campaigns.is_empty()) {
+            let mut allowed = names(campaigns);
+            if campaign["type"].as_array().is_some_and(|t| t.contains(&"null".into())) {
+                allowed.push(serde_json::Value::Null);
+            }
+            campaign["enum"] = allowed.into();
+        }
+        for key in ["targets", "to"] {
+            let items = properties.get_mut(key).and_then(|p| p.get_mut("items"));
+            if let Some(items) = items.filter(|_| !upstreams.is_empty()) {
+                items["enum"] = names(upstreams).into();
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -22,8 +22,10 @@ use crate::engine::jobs::{Format, JobSpec, JobStatus, Pattern, Source, MAX_GENER
 use crate::http::api::{page, query, status_param, AppState, Segment};
 use crate::http::error::ApiError;
 
+/// Start a sync job
+///
 /// `POST /v1/sync-jobs`: 202 with the job, which runs in the background.
-#[utoipa::path(post, path = "/v1/sync-jobs", operation_id = "create_sync_job", tag = "sync-jobs", security(("api_key" = ["sync-jobs:write"])),
+#[utoipa::path(post, path = "/v1/sync-jobs", operation_id = "createSyncJob", tag = "sync-jobs", security(("api_key" = ["sync-jobs:write"])),
     params(
         ("campaign" = Option<String>, Query, description = "Uploads only (required there): the campaign of every code in the file"),
         ("targets" = Option<String>, Query, description = "Uploads only: comma-separated upstream names (default: the campaign's)"),
@@ -33,7 +35,13 @@ use crate::http::error::ApiError;
         content((crate::http::openapi::SyncJobRequestDoc = "application/json"), (String = "application/x-ndjson"), (String = "text/csv"))),
     responses(
         (status = 202, description = "The job, started in the background", body = crate::http::schemas::JobStatusDoc,
-            headers(("Location" = String, description = "The job's URL"))),
+            headers(("Location" = String, description = "The job's URL")),
+            links(
+                ("getSyncJob" = (operation_id = "getSyncJob", parameters(("id" = "$response.body#/id")), description = "Its state and progress")),
+                ("listSyncJobResults" = (operation_id = "listSyncJobResults", parameters(("id" = "$response.body#/id")), description = "Its results, a line per code and target")),
+                ("cancelSyncJob" = (operation_id = "cancelSyncJob", parameters(("id" = "$response.body#/id")), description = "Stop it")),
+                ("retrySyncJob" = (operation_id = "retrySyncJob", parameters(("id" = "$response.body#/id")), description = "Send its failed deliveries again once it ended")),
+            )),
         (status = 400, response = crate::http::openapi::BadRequest),
         (status = 408, response = crate::http::openapi::BodyTimeout),
         (status = 409, response = crate::http::openapi::Conflict),
@@ -473,8 +481,10 @@ fn job_id(id: &str) -> Result<i64, ApiError> {
         .map_err(|_| ApiError::NotFound(format!("/v1/sync-jobs/{id}")))
 }
 
+/// Get a sync job's state and progress
+///
 /// `GET /v1/sync-jobs/{id}`: state, per-target counts and ETA.
-#[utoipa::path(get, path = "/v1/sync-jobs/{id}", tag = "sync-jobs", security(("api_key" = ["sync-jobs:read"])),
+#[utoipa::path(get, path = "/v1/sync-jobs/{id}", operation_id = "getSyncJob", tag = "sync-jobs", security(("api_key" = ["sync-jobs:read"])),
     params(("id" = i64, Path, description = "The job's id")),
     responses(
         (status = 200, description = "The job's state and per-target progress", body = crate::http::schemas::JobStatusDoc),
@@ -494,9 +504,11 @@ pub(crate) struct ResultPage {
     next_cursor: Option<String>,
 }
 
+/// List a sync job's results
+///
 /// `GET /v1/sync-jobs/{id}/results?status=&upstream=&limit=&cursor=`: one line per code and
 /// target, in the job's order.
-#[utoipa::path(get, path = "/v1/sync-jobs/{id}/results", tag = "sync-jobs", security(("api_key" = ["sync-jobs:read"])),
+#[utoipa::path(get, path = "/v1/sync-jobs/{id}/results", operation_id = "listSyncJobResults", tag = "sync-jobs", security(("api_key" = ["sync-jobs:read"])),
     params(
         ("id" = i64, Path, description = "The job's id"),
         ("status" = Option<crate::http::schemas::StatusDoc>, Query, description = "Only results in this state (not would_send)"),
@@ -554,8 +566,10 @@ pub(crate) async fn results(
     Ok(Json(ResultPage { items, next_cursor }))
 }
 
+/// Retry a sync job's failed deliveries
+///
 /// `POST /v1/sync-jobs/{id}/retry`: sends the failed, throttled and cancelled deliveries again.
-#[utoipa::path(post, path = "/v1/sync-jobs/{id}/retry", tag = "sync-jobs", security(("api_key" = ["sync-jobs:write"])),
+#[utoipa::path(post, path = "/v1/sync-jobs/{id}/retry", operation_id = "retrySyncJob", tag = "sync-jobs", security(("api_key" = ["sync-jobs:write"])),
     params(("id" = i64, Path, description = "The job's id")),
     responses(
         (status = 202, description = "The job, running again", body = crate::http::schemas::JobStatusDoc),
@@ -569,8 +583,10 @@ pub(crate) async fn retry(State(state): State<AppState>, Segment(id): Segment) -
     Ok((StatusCode::ACCEPTED, Json(status)).into_response())
 }
 
+/// Cancel a sync job
+///
 /// `POST /v1/sync-jobs/{id}/cancel`: stops a running job once its calls in flight are recorded.
-#[utoipa::path(post, path = "/v1/sync-jobs/{id}/cancel", tag = "sync-jobs", security(("api_key" = ["sync-jobs:write"])),
+#[utoipa::path(post, path = "/v1/sync-jobs/{id}/cancel", operation_id = "cancelSyncJob", tag = "sync-jobs", security(("api_key" = ["sync-jobs:write"])),
     params(("id" = i64, Path, description = "The job's id")),
     responses(
         (status = 200, description = "The job, cancelled", body = crate::http::schemas::JobStatusDoc),
