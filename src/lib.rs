@@ -21,6 +21,7 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod error;
+pub mod export;
 pub mod gateway_auth;
 pub mod http;
 pub mod ports;

@@ -102,6 +102,8 @@ struct SyncArgs {
     /// `refuse` (default) or `skip_field`: what to do with a field a vendor cannot carry.
     #[arg(long)]
     on_unsupported: Option<String>,
+    #[command(flatten)]
+    results: ResultsArgs,
 }
 
 #[derive(ClapArgs)]
@@ -112,6 +114,8 @@ struct MirrorArgs {
     /// Upstreams to mirror to, comma-separated.
     #[arg(long, value_delimiter = ',', required = true)]
     to: Vec<String>,
+    #[command(flatten)]
+    results: ResultsArgs,
 }
 
 #[derive(ClapArgs)]
@@ -128,6 +132,16 @@ struct RevokeArgs {
     /// The hard revoke (a delete) where the vendor has one; Partnero and Moltin revoke only so.
     #[arg(long)]
     delete: bool,
+    #[command(flatten)]
+    results: ResultsArgs,
+}
+
+#[derive(ClapArgs)]
+struct ResultsArgs {
+    /// Write every result of the job, when it ends, to this file as CSV (the columns of
+    /// `GET /v1/sync-jobs/{id}/results` with `Accept: text/csv`).
+    #[arg(long, value_name = "PATH")]
+    results_csv: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -426,7 +440,7 @@ async fn sync(config: &Path, args: SyncArgs, vendors: Vendors) -> Result<(), Exi
             max_item_bytes: gateway.config.server.max_body_bytes,
         },
     };
-    run_job(&gateway, spec, sandbox.as_ref()).await
+    run_job(&gateway, spec, sandbox.as_ref(), args.results.results_csv).await
 }
 
 async fn mirror(config: &Path, args: MirrorArgs, vendors: Vendors) -> Result<(), Exit> {
@@ -439,7 +453,7 @@ async fn mirror(config: &Path, args: MirrorArgs, vendors: Vendors) -> Result<(),
         on_unsupported: None,
         source: Source::Mirror,
     };
-    run_job(&gateway, spec, sandbox.as_ref()).await
+    run_job(&gateway, spec, sandbox.as_ref(), args.results.results_csv).await
 }
 
 async fn revoke(config: &Path, args: RevokeArgs, vendors: Vendors) -> Result<(), Exit> {
@@ -456,11 +470,16 @@ async fn revoke(config: &Path, args: RevokeArgs, vendors: Vendors) -> Result<(),
             delete: args.delete,
         },
     };
-    run_job(&gateway, spec, sandbox.as_ref()).await
+    run_job(&gateway, spec, sandbox.as_ref(), args.results.results_csv).await
 }
 
 /// Runs the job with its progress bars and summary; exit 2 when a code did not end on a vendor.
-async fn run_job(gateway: &Gateway, spec: JobSpec, sandbox: Option<&SandboxRun>) -> Result<(), Exit> {
+async fn run_job(
+    gateway: &Gateway,
+    spec: JobSpec,
+    sandbox: Option<&SandboxRun>,
+    results_csv: Option<PathBuf>,
+) -> Result<(), Exit> {
     let ledger = match sandbox {
         Some(run) => {
             eprintln!("{}", run.notice());
@@ -468,7 +487,7 @@ async fn run_job(gateway: &Gateway, spec: JobSpec, sandbox: Option<&SandboxRun>)
         }
         None => cli_job::Ledger::Kept,
     };
-    match cli_job::run(gateway, spec, ledger).await? {
+    match cli_job::run(gateway, spec, ledger, results_csv.as_deref()).await? {
         cli_job::Ended::Delivered => Ok(()),
         cli_job::Ended::Undelivered => Err(Exit::Code(ExitCode::from(2))),
     }

@@ -507,7 +507,10 @@ pub(crate) struct ResultPage {
 /// List a sync job's results
 ///
 /// `GET /v1/sync-jobs/{id}/results?status=&upstream=&limit=&cursor=`: one line per code and
-/// target, in the job's order.
+/// target, in the job's order. With `Accept: text/csv` every result (not one page) is streamed
+/// as RFC 4180 CSV (`code,upstream,status,vendor_id,error_kind,error_message`; a cell a
+/// spreadsheet would run as a formula is prefixed with `'`), with `Accept: application/x-ndjson`
+/// as one JSON line each; `limit` and `cursor` are then refused, as there are no pages.
 #[utoipa::path(get, path = "/v1/sync-jobs/{id}/results", operation_id = "listSyncJobResults", tag = "sync-jobs", security(("api_key" = ["sync-jobs:read"])),
     params(
         ("id" = i64, Path, description = "The job's id"),
@@ -517,7 +520,8 @@ pub(crate) struct ResultPage {
         ("cursor" = Option<String>, Query, min_length = 1, description = "The previous page's next_cursor"),
     ),
     responses(
-        (status = 200, description = "A page of results, in the job's order", body = ResultPage),
+        (status = 200, description = "A page of results, in the job's order; or every result, as CSV or NDJSON",
+            content((ResultPage = "application/json"), (String = "text/csv"), (String = "application/x-ndjson"))),
         (status = 400, response = crate::http::openapi::BadRequest),
         (status = 404, response = crate::http::openapi::NotFound),
         (status = 503, response = crate::http::openapi::LedgerUnavailable),
@@ -527,11 +531,29 @@ pub(crate) async fn results(
     State(state): State<AppState>,
     Segment(id): Segment,
     RawQuery(raw): RawQuery,
-) -> Result<Json<ResultPage>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     use base64::Engine as _;
     let id = job_id(&id)?;
     let q = query(raw.as_deref(), &["status", "upstream", "limit", "cursor"])?;
     let status = status_param(&q)?;
+    if let Some(format) = export_format(&headers) {
+        let mut p = Problems::default();
+        for key in ["limit", "cursor"].into_iter().filter(|k| q.contains_key(*k)) {
+            p.push(
+                key,
+                "an export streams every result: limit and cursor page the JSON answer only",
+            );
+        }
+        if !p.is_empty() {
+            return Err(ApiError::BadQuery(p));
+        }
+        // The job must exist before the answer starts: a 404 cannot follow a 200's first line.
+        state.engine.job_status(id).await?;
+        let chunks = crate::export::stream(state.engine.clone(), id, status, q.get("upstream").cloned(), format);
+        let body = Body::from_stream(futures::StreamExt::map(chunks, |c| c.map_err(std::io::Error::other)));
+        return Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response());
+    }
     // The cursor of a result line is its (position, upstream).
     let mut paging = q.clone();
     let after = match paging.remove("cursor") {
@@ -563,7 +585,29 @@ pub(crate) async fn results(
         let last = items.last().expect("limit is at least 1");
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("after:{}:{}", last.seq, last.upstream))
     });
-    Ok(Json(ResultPage { items, next_cursor }))
+    Ok(Json(ResultPage { items, next_cursor }).into_response())
+}
+
+/// The export an `Accept` header asks for, if any: `text/csv` or `application/x-ndjson`,
+/// whichever of the three the client lists first (JSON, or anything, gets the JSON page).
+fn export_format(headers: &HeaderMap) -> Option<crate::export::Format> {
+    let accept = headers.get(header::ACCEPT)?.to_str().ok()?;
+    for media in accept.split(',') {
+        match media
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "text/csv" => return Some(crate::export::Format::Csv),
+            "application/x-ndjson" => return Some(crate::export::Format::Ndjson),
+            "application/json" | "application/*" | "*/*" => return None,
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Retry a sync job's failed deliveries
