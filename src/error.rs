@@ -31,6 +31,6 @@ pub enum StartupError {
     #[error("{0}")]
     Usage(String),
     /// `serve` on an address other hosts can reach, with no gateway API key configured.
-    #[error("refusing to listen on {addr} without gateway authentication: it is not a loopback address and no [[server.api_keys]] is configured; add server.api_keys to the config (see README, Gateway authentication) or listen on 127.0.0.1")]
+    #[error("refusing to listen on {addr} without gateway authentication: it is not a loopback address and no [[server.api_keys]] is configured; add server.api_keys to the config (see docs/configuration.md, Gateway authentication) or listen on 127.0.0.1")]
     Unprotected { addr: std::net::SocketAddr },
 }

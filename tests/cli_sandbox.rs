@@ -2,7 +2,7 @@
 //! every real vendor URL pointed at a loopback trap that records any call, real-looking
 //! credentials in the environment, and the checks that the trap heard nothing and the real
 //! ledger file was never created. Also the CLI's summary, its numbers, its refusals of flags
-//! that make no sense, and the README's CLI examples, run as written.
+//! that make no sense, and the CLI examples of docs/sync-jobs.md, run as written.
 
 mod common;
 
@@ -285,18 +285,22 @@ async fn counts_read_with_thousands_separators() {
     assert_unheard(&trap, "sync --sandbox").await;
 }
 
-/// The README's `console` block under "Sync jobs from the command line", command by command:
-/// each `$ promo-gateway ...` line is run in the repository (every one of them with --sandbox,
-/// so nothing is written there and no vendor is called), and its standard output must be the
-/// lines the README shows under it.
+/// docs/sync-jobs.md's `console` block under "Sync jobs from the command line", command by
+/// command: each `$ promo-gateway ...` line is run in the repository (every one of them with
+/// --sandbox, so nothing is written there and no vendor is called), and its standard output must
+/// be the lines the page shows under it.
 #[test]
-fn the_readme_cli_examples_print_what_the_readme_shows() {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    let block = readme
+fn the_docs_cli_examples_print_what_the_docs_show() {
+    let page = std::fs::read_to_string(root().join("docs/sync-jobs.md")).unwrap();
+    let section = page
+        .split("\n## Sync jobs from the command line\n")
+        .nth(1)
+        .expect("docs/sync-jobs.md has the section \"Sync jobs from the command line\"");
+    let block = section
         .split("<!-- cli-example: run by tests/cli_sandbox.rs -->\n```console\n")
         .nth(1)
         .and_then(|rest| rest.split("\n```").next())
-        .expect("README.md has the CLI example block");
+        .expect("docs/sync-jobs.md has the CLI example block under that section");
     let mut examples: Vec<(String, String)> = Vec::new();
     for line in block.lines() {
         match line.strip_prefix("$ ") {
@@ -315,7 +319,7 @@ fn the_readme_cli_examples_print_what_the_readme_shows() {
         assert_eq!(args[0], "promo-gateway", "{command}");
         assert!(
             args.contains(&"--sandbox"),
-            "a README example runs in the sandbox: {command}"
+            "a docs example runs in the sandbox: {command}"
         );
         let (_, stdout, stderr) = run_with(&root(), &args[1..], &[]);
         assert_eq!(stdout, shown, "`{command}` printed (stderr: {stderr})");

@@ -1,16 +1,17 @@
-//! The README is part of the product: its vendor table must be the adapters' own.
+//! The README and the docs are part of the product: the vendor table (docs/vendors.md) must be
+//! the adapters' own, and the README's commands what CI and the sandbox test run.
 
 #[test]
-fn readme_vendor_table_matches_the_adapters() {
-    let readme = include_str!("../README.md");
+fn docs_vendor_table_matches_the_adapters() {
+    let vendors = include_str!("../docs/vendors.md");
     let start =
-        readme.find("<!-- vendor-table:start -->\n").expect("start marker") + "<!-- vendor-table:start -->\n".len();
-    let end = readme.find("<!-- vendor-table:end -->").expect("end marker");
+        vendors.find("<!-- vendor-table:start -->\n").expect("start marker") + "<!-- vendor-table:start -->\n".len();
+    let end = vendors.find("<!-- vendor-table:end -->").expect("end marker");
     let expected = promo_adapters::policy::markdown_table();
     assert_eq!(
-        &readme[start..end],
+        &vendors[start..end],
         expected,
-        "README's vendor table is stale: replace it with the output of `cargo run --example vendor_table`"
+        "docs/vendors.md's vendor table is stale: replace it with the output of `cargo run --example vendor_table`"
     );
 }
 

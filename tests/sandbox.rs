@@ -4,7 +4,8 @@
 //! 1, 50 and 120 codes through sync jobs, both Limio versions, Spacebring with Basic, with a
 //! bearer token and with OAuth2, both with the network id), and every target must be `created`
 //! with the sandbox refusing nothing. Then the binary: `--sandbox` on the shipped config.toml,
-//! the README's curl create on all six targets, and a repeat that calls no vendor.
+//! the README's curl create on all six targets, a repeat that calls no vendor, and docs/api.md's
+//! live read and revoke examples.
 
 mod common;
 
@@ -453,10 +454,10 @@ async fn serve_sandbox_creates_the_readme_example_on_all_six_targets_and_a_repea
     }
     assert_eq!(after, before, "a repeat called a vendor");
 
-    // The README's live read: every vendor that documents a read holds the code active and as
+    // docs/api.md's live read: every vendor that documents a read holds the code active and as
     // sent; Limio v3 documents none.
-    let (code, _, _) = readme_revoke();
-    let live_path = readme_live();
+    let (code, _, _) = api_revoke();
+    let live_path = api_live();
     assert!(
         live_path.starts_with(&format!("/v1/promo-codes/{code}/live")),
         "{live_path}"
@@ -473,9 +474,9 @@ async fn serve_sandbox_creates_the_readme_example_on_all_six_targets_and_a_repea
         assert_eq!(r["differs"], json!([]), "{r}");
     }
 
-    // The README's revoke example, as written: every documented revoke call, accepted by the
+    // docs/api.md's revoke example, as written: every documented revoke call, accepted by the
     // simulated vendors' schemas.
-    let (code, key, revoke) = readme_revoke();
+    let (code, key, revoke) = api_revoke();
     let r = gw
         .http
         .post(format!("{}/v1/promo-codes/{code}/revoke", gw.base))
@@ -543,23 +544,23 @@ async fn serve_sandbox_creates_the_readme_example_on_all_six_targets_and_a_repea
     assert_eq!(status, 409, "{problem}");
 }
 
-/// The README's live read example: its path and query.
-fn readme_live() -> String {
-    let readme = include_str!("../README.md");
-    let start = readme
+/// docs/api.md's live read example: its path and query.
+fn api_live() -> String {
+    let api = include_str!("../docs/api.md");
+    let start = api
         .find("curl -s 'localhost:8080/v1/promo-codes/")
-        .expect("the README's live read example");
-    let rest = &readme[start + "curl -s 'localhost:8080".len()..];
+        .expect("docs/api.md's live read example");
+    let rest = &api[start + "curl -s 'localhost:8080".len()..];
     rest[..rest.find('\'').unwrap()].to_owned()
 }
 
-/// The README's revoke example: the code in its path, its key and its body.
-fn readme_revoke() -> (String, String, Value) {
-    let readme = include_str!("../README.md");
-    let start = readme
+/// docs/api.md's revoke example: the code in its path, its key and its body.
+fn api_revoke() -> (String, String, Value) {
+    let api = include_str!("../docs/api.md");
+    let start = api
         .find("curl -s -X POST localhost:8080/v1/promo-codes/")
-        .expect("the README's revoke example");
-    let rest = &readme[start + "curl -s -X POST localhost:8080/v1/promo-codes/".len()..];
+        .expect("docs/api.md's revoke example");
+    let rest = &api[start + "curl -s -X POST localhost:8080/v1/promo-codes/".len()..];
     let code = rest[..rest.find("/revoke").expect("a revoke path")].to_owned();
     let key = rest[rest.find("Idempotency-Key: ").unwrap() + 17..]
         .split('\'')
@@ -568,7 +569,7 @@ fn readme_revoke() -> (String, String, Value) {
         .to_owned();
     let body = &rest[rest.find("-d '").unwrap() + 4..];
     let body = &body[..body.find("}'").unwrap() + 1];
-    let body = serde_json::from_str(body).unwrap_or_else(|e| panic!("the README's revoke body: {e}\n{body}"));
+    let body = serde_json::from_str(body).unwrap_or_else(|e| panic!("docs/api.md's revoke body: {e}\n{body}"));
     (code, key, body)
 }
 

@@ -189,7 +189,7 @@ pub struct VendorResponse<'a> {
 pub trait Adapter: Send + Sync + 'static {
     fn kind(&self) -> VendorKind;
 
-    /// How this vendor carries each unified field: the policy table, and the README's.
+    /// How this vendor carries each unified field: the policy table, and docs/vendors.md's.
     fn support(&self, field: Field) -> Support;
 
     /// Codes one call can create. Batch-capable vendors (Moltin) say more than one; a single

@@ -11,7 +11,7 @@
 //!
 //! Lossy conversions are done by the adapters (only they know whether a given value lost
 //! anything) and always in the direction that gives less; they report their own warnings.
-//! The README's vendor table is [`markdown_table`], and a test keeps the two equal.
+//! docs/vendors.md's vendor table is [`markdown_table`], and a test keeps the two equal.
 
 use serde::Serialize;
 
@@ -158,7 +158,7 @@ pub fn check(adapter: &dyn Adapter, code: &PromoCode, on_unsupported: OnUnsuppor
     })
 }
 
-/// The vendor table of the README, generated from the adapters themselves.
+/// The vendor table of docs/vendors.md, generated from the adapters themselves.
 pub fn markdown_table() -> String {
     let adapters = vendors::all();
     let mut out = String::from("| unified field |");

@@ -32,7 +32,7 @@ macro_rules! registry {
             /// How many kinds there are.
             const COUNT: usize = [$($(stringify!($variant),)+)+].len();
 
-            /// Every kind, in the registry's order (the README table's).
+            /// Every kind, in the registry's order (docs/vendors.md's table's).
             pub const ALL: [VendorKind; Self::COUNT] = [$($(VendorKind::$variant,)+)+];
 
             /// The vendor's name in messages: "Limio v2".
@@ -55,7 +55,7 @@ macro_rules! registry {
     };
 }
 
-// One line a vendor (see the README's "Adding a vendor"): its module, then each adapter kind its
+// One line a vendor (see docs/vendors.md, "Adding a vendor"): its module, then each adapter kind its
 // settings may pick, with the adapter and its name in messages.
 registry! {
     spacebring => [Spacebring = spacebring::Spacebring, "Spacebring"];
@@ -65,7 +65,7 @@ registry! {
     r#loop => [Loop = r#loop::Loop, "Loop"];
 }
 
-/// Every adapter, in the README table's order.
+/// Every adapter, in docs/vendors.md's table's order.
 pub fn all() -> Vec<Box<dyn Adapter>> {
     VendorKind::ALL.into_iter().map(for_kind).collect()
 }
