@@ -613,7 +613,8 @@ pub(crate) async fn send(
     };
     let sent = upstream.send(auth, code, &translation.request, patience).await;
     let result = delivered(result, upstream, sent);
-    tracing::info!(
+    // The request's access line names each target's outcome (`http::telemetry`).
+    tracing::debug!(
         code = %code.code,
         upstream = %target,
         status = ?result.status,

@@ -256,7 +256,7 @@ impl Engine {
         );
         self.finish_answer(request_id, OpKind::Revoke, &mut response, unrecorded)
             .await?;
-        tracing::info!(
+        tracing::debug!(
             request_id,
             code = %response.code,
             requested_by = response.requested_by.as_deref().unwrap_or(""),
@@ -607,7 +607,7 @@ pub(super) async fn send(
     if !matches!(result.status, Status::Revoked | Status::AlreadyRevoked) {
         result.action = None;
     }
-    tracing::info!(
+    tracing::debug!(
         code = %code.code,
         upstream = %target,
         status = ?result.status,

@@ -16,6 +16,7 @@ use crate::auth::{Auth, Credentials};
 use crate::domain::request::OpKind;
 use crate::engine::{CreateResponse, Engine, Status};
 use crate::http::error::ApiError;
+use crate::http::telemetry::AccessNote;
 
 pub fn router(engine: Arc<Engine>, server: &crate::config::Server) -> Router {
     let max_body_bytes = server.max_body_bytes;
@@ -337,6 +338,12 @@ fn body_error(state: &AppState, e: BytesRejection) -> ApiError {
     }
 }
 
+/// An answer with what its access line adds (the code, each target's outcome).
+fn noted(mut response: Response, note: AccessNote) -> Response {
+    response.extensions_mut().insert(note);
+    response
+}
+
 /// An operation's answer, marked when it replays an earlier one (same Idempotency-Key).
 fn answered(status: StatusCode, body: impl Serialize, replayed: bool) -> Response {
     let mut response = (status, Json(body)).into_response();
@@ -393,7 +400,8 @@ pub(crate) async fn create(
     let requested_by = caller.map(|axum::Extension(c)| c.0);
     let answer = state.engine.create(&value, dry_run, key, requested_by).await?;
     let status = summary_status(&answer.response);
-    Ok(answered(status, answer.response, answer.replayed))
+    let note = AccessNote::of(&answer.response.code, &answer.response.results);
+    Ok(noted(answered(status, answer.response, answer.replayed), note))
 }
 
 /// Revoke a promo code everywhere
@@ -442,7 +450,8 @@ pub(crate) async fn revoke(
     let requested_by = caller.map(|axum::Extension(c)| c.0);
     let answer = state.engine.revoke(&code, &value, dry_run, key, requested_by).await?;
     let status = revoke_status(&answer.response);
-    Ok(answered(status, answer.response, answer.replayed))
+    let note = AccessNote::of(&answer.response.code, &answer.response.results);
+    Ok(noted(answered(status, answer.response, answer.replayed), note))
 }
 
 /// The status that sums up a revoke: 200 when no target holds a live copy the revoke could

@@ -111,7 +111,10 @@ pub async fn require(State(keys): State<Arc<Keys>>, mut request: Request, next: 
     }
     tracing::debug!(key = %name, "authenticated");
     request.extensions_mut().insert(Caller(name.clone()));
-    next.run(request).await
+    let mut response = next.run(request).await;
+    // For the access line (`telemetry`): the key's name, never the key.
+    response.extensions_mut().insert(Caller(name.clone()));
+    response
 }
 
 #[cfg(test)]

@@ -1,4 +1,11 @@
-//! Logs: a request id on every line a request writes, and the subscriber (text or JSON lines).
+//! Logs: a request id on every line a request writes, one access line per request, and the
+//! subscriber (text or JSON lines).
+//!
+//! The access line is what an operator reads first, as in nginx's access log: `request
+//! finished`, with the method, the path, the HTTP status, the latency, the API key's name (never
+//! the key) and, for a create or a revoke, the code and each target's outcome
+//! (`loop=created partnero=rejected(422)`). It is INFO, WARN for a 5xx; the lines of each
+//! target's call are DEBUG.
 //!
 //! The id comes from the client's `x-request-id` when it sends one (reduced to the characters
 //! `A-Z a-z 0-9 - _ . : /`, at most [`MAX_REQUEST_ID`] of them), else it is a fresh UUID v4. It
@@ -61,16 +68,70 @@ pub fn layer(router: Router) -> Router {
                 path = %request.uri().path(),
             )
         })
-        .on_response(DefaultOnResponse::new().level(Level::INFO))
-        // A 5xx here is mostly a vendor's fault the gateway reports (502, 503, 504), each
-        // already logged per target by the engine: a warning, not an error of the gateway's.
-        .on_failure(DefaultOnFailure::new().level(Level::WARN));
-    // Layers run outermost last-added first: sanitise, set, propagate, then the span.
+        // The access line says it (`access_line`); these are for debugging the layers.
+        .on_response(DefaultOnResponse::new().level(Level::DEBUG))
+        .on_failure(DefaultOnFailure::new().level(Level::DEBUG));
+    // Layers run outermost last-added first: sanitise, set, propagate, the span, then the
+    // access line, written inside the span (so with its request id).
     router
+        .layer(axum::middleware::from_fn(access_line))
         .layer(trace)
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(axum::middleware::from_fn(sanitise_request_id))
+}
+
+/// What a handler adds to its request's access line: the code, and each target's outcome.
+#[derive(Debug, Clone)]
+pub struct AccessNote {
+    pub code: String,
+    /// `upstream=status` per target, with the vendor's HTTP status where it refused or failed.
+    pub targets: String,
+}
+
+impl AccessNote {
+    pub fn of(code: &str, results: &[crate::engine::TargetResult]) -> Self {
+        let targets = results
+            .iter()
+            .map(|r| match r.error.as_ref().and_then(|e| e.http_status) {
+                Some(status) if !r.status.is_delivered() => format!("{}={}({status})", r.upstream, r.status.as_str()),
+                _ => format!("{}={}", r.upstream, r.status.as_str()),
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        Self {
+            code: code.to_owned(),
+            targets,
+        }
+    }
+}
+
+/// The access line: one per request, once its answer is ready.
+async fn access_line(request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let status = response.status().as_u16();
+    let key = response
+        .extensions()
+        .get::<crate::http::gateway_auth::Caller>()
+        .map(|c| c.0.as_str())
+        .unwrap_or("");
+    let note = response.extensions().get::<AccessNote>();
+    let (code, targets) = (note.map(|n| n.code.as_str()), note.map(|n| n.targets.as_str()));
+    macro_rules! line {
+        ($level:ident) => {
+            tracing::$level!(%method, %path, status, latency_ms, key, code, targets, "request finished")
+        };
+    }
+    if status >= 500 {
+        line!(warn);
+    } else {
+        line!(info);
+    }
+    response
 }
 
 /// Keeps a client's request id only in its safe form; drops it when nothing is left, so that
