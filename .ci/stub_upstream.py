@@ -3,7 +3,10 @@
 
 Serves each upstream under its own path prefix (/loop, /partnero, /spacebring, /moltin, /limio-v2,
 /limio-v3): an OAuth2 token endpoint at <prefix>/oauth2/token and, for any other POST, the vendor's
-documented success answer echoing the code it was sent. Prints "listening on HOST:PORT".
+documented success answer echoing the code it was sent; for the calls after create
+(shared/vendor-docs/lifecycle/: reads, archives, deactivations and deletes) the documented success
+answer too, so that the stateful phase that follows a create to its live read and its revoke
+meets a vendor that answers. Prints "listening on HOST:PORT".
 """
 import itertools
 import json
@@ -50,8 +53,54 @@ def answer(vendor, body):
     return 404, {"message": "no such vendor"}
 
 
+def after_create(method, vendor, path):
+    """The documented success answer of a read, archive, deactivation or delete at `path`."""
+    last = path.split("?")[0].rstrip("/").split("/")[-1]
+    if method == "GET":
+        if vendor == "loop":
+            return 200, {"promos": []}
+        if vendor == "moltin":
+            return 200, {"data": [], "meta": {"results": {"total": 0}}}
+        if vendor == "partnero":
+            return 200, {"data": {"code": last, "times_redeemed": 0}, "status": 1}
+        if vendor == "spacebring":
+            return 200, {"promocode": {"id": last, "code": "CODE", "archiveDate": None}}
+        if vendor.startswith("limio"):
+            return 200, {"id": last, "name": "CODE", "data": {"promoCode": "CODE", "status": True}}
+    if method == "PUT":
+        if vendor == "spacebring":
+            return 200, {"promocode": {"id": path.split("/")[-2], "code": "CODE", "archiveDate": "2026-03-01T10:00:00Z"}}
+        if vendor.startswith("limio"):
+            return 200, {"id": last, "sort_key": "object/promo_code_v2", "data": {"status": False}}
+    if method == "DELETE":
+        if vendor == "partnero":
+            return 200, {"data": {"status": 1, "message": "deleted"}}
+        if vendor == "moltin":
+            return 204, None
+        if vendor.startswith("limio"):
+            return 200, {"httpStatusCode": 200, "requestId": "stub", "attempts": 1, "totalRetryDelay": 0}
+    return 404, {"message": "no such call"}
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+
+    def reply(self, status, body):
+        data = b"" if body is None else json.dumps(body).encode()
+        self.send_response(status)
+        if body is not None:
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def later(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        vendor = self.path.strip("/").split("/")[0]
+        self.reply(*after_create(self.command, vendor, self.path))
+
+    do_GET = do_PUT = do_DELETE = later
 
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
@@ -65,12 +114,7 @@ class Handler(BaseHTTPRequestHandler):
             except ValueError:
                 parsed = None
             status, body = answer(vendor, parsed)
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.reply(status, body)
 
     def log_message(self, *args):
         pass

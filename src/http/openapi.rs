@@ -222,6 +222,16 @@ fn described() -> utoipa::openapi::OpenApi {
                 }
             }
         }
+        // A discount is one of its two shapes and nothing else (`deny_unknown_fields` does not
+        // reach the variants of an untagged enum).
+        if let Some(RefOr::T(Schema::OneOf(shapes))) = components.schemas.get_mut("Discount") {
+            for shape in &mut shapes.items {
+                if let RefOr::T(Schema::Object(object)) = shape {
+                    object.additional_properties =
+                        Some(Box::new(utoipa::openapi::schema::AdditionalProperties::FreeForm(false)));
+                }
+            }
+        }
     }
     doc
 }
@@ -510,12 +520,18 @@ pub enum HealthStatus {
 
 /// A promo code to create on every target. Unknown fields are refused, not ignored.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(as = PromoCodeRequest)]
 pub struct PromoCodeRequestDoc {
     /// What the customer types: 1 to 100 characters, no whitespace, control or invisible format
     /// characters (Unicode category Cf); vendors may narrow it. Compared with held codes after
     /// NFKC normalisation and case folding.
-    #[schema(example = "SPRING-20")]
+    #[schema(
+        example = "SPRING-20",
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\s\x00-\x1f\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]+$"
+    )]
     pub code: String,
     pub discount: DiscountDoc,
     /// A campaign mapping (`mappings/<campaign>.toml`); its upstreams are the default targets.
@@ -555,17 +571,17 @@ pub struct PromoCodeRequestDoc {
 /// (N in minor units).
 #[derive(Serialize, ToSchema)]
 #[schema(as = Discount)]
-#[serde(untagged)]
+#[serde(untagged, deny_unknown_fields)]
 pub enum DiscountDoc {
     Percent {
-        #[schema(exclusive_minimum = 0, maximum = 100, example = 20)]
+        #[schema(exclusive_minimum = 0, maximum = 100, multiple_of = 0.01, example = 20)]
         percent_off: f64,
     },
     Amount {
         #[schema(minimum = 1, maximum = 999_999_999_999_999_u64, example = 500)]
         amount_off: u64,
         /// ISO 4217.
-        #[schema(example = "USD")]
+        #[schema(example = "USD", pattern = "^[A-Z]{3}$")]
         currency: String,
     },
 }
