@@ -46,6 +46,17 @@ fn mapping() -> String {
 /// `unknown`, whose single delete answers §6's 404. Partnero answers its deletes after
 /// `partnero_delay`.
 async fn setup(unknown: &'static [&'static str], partnero_delay: Duration) -> (Vendors, common::Gateway) {
+    setup_with(unknown, partnero_delay, &[]).await
+}
+
+/// [`setup`], with Moltin's bulk delete answering 204 yet keeping the `stubborn` codes, which
+/// its list (§2, `page[limit]=100`) shows until each is deleted in its own call (§6).
+async fn setup_with(
+    unknown: &'static [&'static str],
+    partnero_delay: Duration,
+    stubborn: &'static [&'static str],
+) -> (Vendors, common::Gateway) {
+    let still: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(stubborn.iter().map(|c| c.to_string()).collect()));
     let v = Vendors {
         moltin: common::strict_server().await,
         partnero: common::strict_server().await,
@@ -94,8 +105,31 @@ async fn setup(unknown: &'static [&'static str], partnero_delay: Duration) -> (V
         })
         .mount(&v.moltin)
         .await;
+    // §2: the promotion's codes, read back after the bulk deletes.
+    let listed = still.clone();
+    Mock::given(method("GET"))
+        .and(path(format!("/v2/promotions/{PROMOTION}/codes")))
+        .and(wiremock::matchers::query_param("page[limit]", "100"))
+        .and(wiremock::matchers::query_param("page[offset]", "0"))
+        .and(header("Authorization", "Bearer moltin-token"))
+        .respond_with(move |_: &Request| {
+            let codes: Vec<Value> = listed
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|c| json!({ "code": c, "uses": 1, "max_uses": 1 }))
+                .collect();
+            let total = codes.len();
+            ResponseTemplate::new(200).set_body_json(json!({
+                "data": [ { "data": { "codes": codes } } ],
+                "meta": { "results": { "total": total } }
+            }))
+        })
+        .mount(&v.moltin)
+        .await;
     // §6: DELETE /v2/promotions/:id/codes/:code, no body.
     let seen = v.moltin_deletes.clone();
+    let gone_now = still.clone();
     let single = format!("/v2/promotions/{PROMOTION}/codes/");
     Mock::given(method("DELETE"))
         .and(header("Authorization", "Bearer moltin-token"))
@@ -103,6 +137,7 @@ async fn setup(unknown: &'static [&'static str], partnero_delay: Duration) -> (V
         .respond_with(move |r: &Request| {
             let code = r.url.path().rsplit('/').next().unwrap().to_owned();
             let gone = unknown.contains(&code.as_str());
+            gone_now.lock().unwrap().retain(|c| *c != code);
             seen.lock().unwrap().push(vec![code]);
             if gone {
                 unknown_code()
@@ -441,4 +476,34 @@ async fn the_cli_revokes_a_campaigns_codes_with_a_summary() {
     assert_eq!(status, Some(2), "{stdout}{stderr}");
     assert!(stdout.contains("\nunsupported: 2 revocations\n"), "{stdout}");
     assert!(stdout.contains("unsupported_operation: "), "{stdout}");
+}
+
+/// lifecycle/moltin.md §6b: "after a 204, list the promotion's codes and retry, one by one, any
+/// code that is still there". Moltin's bulk delete answers 204 yet keeps two codes; the job reads
+/// the promotion back, deletes those two in their own calls, and their lines say so.
+#[tokio::test]
+async fn codes_a_bulk_delete_left_behind_are_deleted_again_one_by_one() {
+    let (v, gw) = setup_with(&[], Duration::ZERO, &["LEAK-0003", "LEAK-0008"]).await;
+    let codes = names(12);
+    created(&gw, &codes).await;
+    let id = start_job(
+        &gw,
+        &json!({ "revoke": { "campaign": "spring", "targets": ["moltin"], "delete": true } }),
+    )
+    .await;
+    let job = wait_done(&gw, id, WITHIN).await;
+    assert_eq!(counts(&job, "moltin"), &json!({ "revoked": 12 }), "{job}");
+    let calls = v.moltin_deletes.lock().unwrap().clone();
+    assert_eq!(calls.len(), 3, "one bulk call, then one for each code left: {calls:?}");
+    assert_eq!(calls[0].len(), 12);
+    let mut singles: Vec<String> = calls[1..].iter().map(|c| c[0].clone()).collect();
+    singles.sort();
+    assert_eq!(singles, ["LEAK-0003", "LEAK-0008"]);
+    let lines = all_results(&gw, id, "").await;
+    for line in &lines {
+        let warnings = line["warnings"].to_string();
+        let again = ["LEAK-0003", "LEAK-0008"].contains(&line["code"].as_str().unwrap());
+        assert_eq!(warnings.contains("still listed the code"), again, "{line}");
+        assert_eq!(line["status"], "revoked", "{line}");
+    }
 }

@@ -714,7 +714,12 @@ impl Engine {
             let page = self.store.job_work(job.id, target.to_owned(), after, page_size).await?;
             let Some(last) = page.last() else {
                 if waiting == 0 {
-                    return Ok(());
+                    return match (&upstream, job.operation) {
+                        (Some(upstream), OpKind::Revoke) if batch > 1 => {
+                            self.read_back_bulk(job, target, upstream, &gate).await
+                        }
+                        _ => Ok(()),
+                    };
                 }
                 // Walk the job again for the codes that waited.
                 waiting_since.get_or_insert_with(tokio::time::Instant::now);

@@ -9,18 +9,20 @@
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use promo_adapters::operation::{RevokeCall, RevokePlan, RevokeTarget};
+use promo_adapters::operation::{Operation, RevokeCall, RevokePlan, RevokeTarget};
+use promo_adapters::read::{ListPlan, ReadOutcome};
 use promo_adapters::{BuildContext, PromoCode, Warning};
 use serde_json::{Map, Value};
 
 use super::jobs::{chunked, refused_the_caller, Gate};
 use super::{refused, revoke, Call, Engine, Plan};
+use crate::auth::Credentials;
 use crate::domain::code::CodeRecord;
 use crate::domain::job::{JobRecord, JobWork, WorkItem};
 use crate::domain::request::OpKind;
 use crate::engine::{ErrorKind, Status, TargetResult};
 use crate::ports::StoreError;
-use crate::upstream::{Patience, Upstream};
+use crate::upstream::{Delivery, Patience, Upstream};
 
 /// How long a revoke job's code waits for a create that is delivering it to a target.
 pub(super) const CREATE_WAIT: Duration = Duration::from_secs(30);
@@ -113,6 +115,126 @@ impl Engine {
             self.send_all(OpKind::Revoke, gate, sends, CONCURRENCY).await?;
         }
         Ok(waiting)
+    }
+
+    /// Once a revoke job's bulk calls at `target` are done, reads the vendor's list back once,
+    /// as lifecycle/moltin.md §6b says to ("after a 204, list the promotion's codes and retry,
+    /// one by one, any code that is still there"): a code this job revoked in a bulk call that
+    /// the list still holds is revoked again in its own call, whose answer is the code's own.
+    /// It runs on every run of the job's worker there, so a job resumed after a stop reads back
+    /// too; what it finds gone needs nothing. A list that cannot be read leaves the bulk
+    /// answers as they are (their lines say they were for the batch).
+    pub(super) async fn read_back_bulk(
+        &self,
+        job: &JobRecord,
+        target: &str,
+        upstream: &Upstream,
+        gate: &Gate,
+    ) -> Result<(), StoreError> {
+        let Credentials::Ready(auth) = &upstream.credentials else {
+            return Ok(());
+        };
+        let delete = job.options.get("delete").and_then(Value::as_bool).unwrap_or(false);
+        let ctx = self.job_context(job, target, upstream);
+        let adapter = upstream.adapter.as_ref();
+        let mut after = None;
+        loop {
+            if !gate.open() {
+                return Ok(());
+            }
+            let Ok(ListPlan::Page(request)) = adapter.plan_list(after.as_ref(), &ctx) else {
+                return Ok(());
+            };
+            let cursor = after.clone();
+            let sent = upstream
+                .send_as(auth, &request, Operation::Read, Patience::Background(gate), |a| {
+                    adapter.parse_list(cursor.as_ref(), a)
+                })
+                .await;
+            let page = match sent.delivery {
+                Delivery::Answered(ReadOutcome::Found(page)) => page,
+                other => {
+                    tracing::warn!(job = job.id, upstream = %target, outcome = ?other, "could not read the codes back after the bulk revokes; their bulk answers stand");
+                    return Ok(());
+                }
+            };
+            let mut again = Vec::new();
+            for listed in &page.codes {
+                let Some(record) = self
+                    .store
+                    .code(listed.code.clone(), Some(job.campaign.clone()))
+                    .await?
+                    .into_iter()
+                    .find(|r| r.code == listed.code)
+                else {
+                    continue;
+                };
+                let ours = record
+                    .revocations
+                    .get(target)
+                    .is_some_and(|r| r.status == Status::Revoked && r.job_id == Some(job.id));
+                if ours {
+                    again.push(record);
+                }
+            }
+            for record in again {
+                if let Some((code_id, result)) =
+                    self.revoke_again(target, upstream, &ctx, gate, &record, delete).await?
+                {
+                    self.store.record(OpKind::Revoke, vec![(code_id, result)]).await?;
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// A code the vendor still lists after a bulk revoke, revoked in its own call.
+    async fn revoke_again(
+        &self,
+        target: &str,
+        upstream: &Upstream,
+        ctx: &BuildContext<'_>,
+        gate: &Gate,
+        record: &CodeRecord,
+        delete: bool,
+    ) -> Result<Option<(i64, TargetResult)>, StoreError> {
+        let (Ok(code), Some(vendor_id)) = (
+            self.promo_of(record),
+            record.deliveries.get(target).and_then(|d| d.vendor_id.clone()),
+        ) else {
+            return Ok(None);
+        };
+        let Some(code_id) = self
+            .store
+            .code_id(record.campaign.clone().unwrap_or_default(), record.code.clone())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let revoke_target = RevokeTarget {
+            code: &code,
+            vendor_id: &vendor_id,
+            passthrough: None,
+        };
+        let Ok(RevokePlan::Call(call)) = upstream.adapter.plan_revoke(&revoke_target, delete, ctx) else {
+            return Ok(None);
+        };
+        let mut result = revoke::send(target, &code, upstream, &call, Patience::Background(gate)).await;
+        if result.status == Status::Pending {
+            // Withheld: the job stopped; the bulk answer stands until its next run reads back.
+            return Ok(None);
+        }
+        result.warnings.push(Warning {
+            field: "code".into(),
+            message: format!(
+                "{} still listed the code after the bulk call that revoked it (lifecycle/moltin.md §6b): revoked again in its own call",
+                upstream.vendor
+            ),
+        });
+        Ok(Some((code_id, result)))
     }
 
     /// One code of a revoke job at one target, planned as a single revoke plans it.
@@ -226,7 +348,7 @@ fn send_batch<'a>(
                             result.warnings.push(Warning {
                                 field: "code".into(),
                                 message: format!(
-                                    "revoked in one bulk call of {n} codes, whose answer is for all of them: {} gives no outcome per code, so read the code back to be sure",
+                                    "revoked in one bulk call of {n} codes, whose answer is for all of them: {} gives no outcome per code, so the job reads its list back when its calls are done and revokes again, one by one, any code still there",
                                     upstream.vendor
                                 ),
                             });

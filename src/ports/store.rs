@@ -147,6 +147,10 @@ pub trait Store: Send + Sync + 'static {
     /// Codes by case-insensitive name, in every campaign that holds one.
     async fn code(&self, code: String, campaign: Option<String>) -> Result<Vec<CodeRecord>, StoreError>;
 
+    /// The ledger's id of `code` (compared as [`crate::domain::code::code_key`] compares) in
+    /// `campaign` (empty for none), which an outcome is recorded under.
+    async fn code_id(&self, campaign: String, code: String) -> Result<Option<i64>, StoreError>;
+
     /// Codes matching a filter, by ledger id; each with the id to continue after.
     async fn codes(&self, filter: CodeFilter) -> Result<Vec<(i64, CodeRecord)>, StoreError>;
 

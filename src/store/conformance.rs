@@ -153,6 +153,12 @@ async fn codes_of(store: &dyn Store, campaign: &str) -> Vec<String> {
 
 async fn a_claim_is_recorded_before_any_call_and_read_back_as_unfinished(store: Arc<dyn Store>) {
     let (request_id, code_id, claims) = new(begin(&*store, "CLAIM-1", "c", &["a", "b"]).await);
+    // The code's id, by its name in any case, in its campaign only.
+    assert_eq!(
+        store.code_id("c".into(), "claim-1".into()).await.unwrap(),
+        Some(code_id)
+    );
+    assert_eq!(store.code_id("other".into(), "CLAIM-1".into()).await.unwrap(), None);
     assert!(matches!(claims[..], [Claim::Send, Claim::Send]), "{claims:?}");
     let unfinished = store.unfinished_requests().await.unwrap();
     assert_eq!(unfinished.len(), 1);

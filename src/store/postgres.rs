@@ -659,6 +659,20 @@ impl Store for Ledger {
         read.await.map_err(|e| self.fail(e))
     }
 
+    async fn code_id(&self, campaign: String, code: String) -> Result<Option<i64>, StoreError> {
+        let read = async {
+            let c = self.pool.get().await?;
+            let found = rows(
+                &c,
+                "SELECT id FROM codes WHERE campaign = $1 AND code_key = $2",
+                &[&campaign, &code_key(&code)],
+            )
+            .await?;
+            Ok(found.first().map(|r| r.get(0)))
+        };
+        read.await.map_err(|e| self.fail(e))
+    }
+
     async fn codes(&self, filter: CodeFilter) -> Result<Vec<(i64, CodeRecord)>, StoreError> {
         let read = async {
             let c = self.pool.get().await?;

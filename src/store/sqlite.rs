@@ -648,6 +648,16 @@ impl Store for Ledger {
         .await
     }
 
+    async fn code_id(&self, campaign: String, code: String) -> Result<Option<i64>, StoreError> {
+        self.with(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT id FROM codes WHERE campaign = ?1 AND code_key = ?2")?
+                .query_row(params![campaign, code_key(&code)], |r| r.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
     async fn codes(&self, filter: CodeFilter) -> Result<Vec<(i64, CodeRecord)>, StoreError> {
         self.with(move |conn| {
             let ids: Vec<i64> = {
