@@ -230,7 +230,7 @@ impl Engine {
         result.warnings.push(Warning {
             field: "code".into(),
             message: format!(
-                "{} still listed the code after the bulk call that revoked it (lifecycle/moltin.md §6b): revoked again in its own call",
+                "{} still listed the code after the bulk call that revoked it: revoked again in its own call, as its document advises",
                 upstream.vendor
             ),
         });
