@@ -90,8 +90,9 @@ pub fn guarded(cell: &str) -> String {
 }
 
 /// Every result of job `id` (of `status` and `upstream` where given), in the job's order, as
-/// chunks of `format`. The job must exist (the caller checked); a ledger that fails midway ends
-/// the stream with its error, so that a reader never takes a cut file for a whole one.
+/// chunks of `format`. The job must exist (the caller checked, once: the pages are read from the
+/// ledger straight); a ledger that fails midway ends the stream with its error, so that a
+/// reader never takes a cut file for a whole one.
 pub fn stream(
     engine: Arc<Engine>,
     id: i64,
@@ -106,7 +107,8 @@ pub fn stream(
         async move {
             let after = after?;
             let mut chunk = if first { format.head() } else { Vec::new() };
-            match engine.job_results(id, status, upstream, after, PAGE).await {
+            let page = engine.store.job_results(id, status, upstream, after, PAGE).await;
+            match page.map_err(crate::engine::ledger_error) {
                 Ok(page) => {
                     let next = (page.len() == PAGE)
                         .then(|| page.last().map(|r| (r.seq, r.upstream.clone())))

@@ -12,43 +12,13 @@ use std::time::Duration;
 
 use common::binary::{Binary, BIN};
 use common::postgres::Postgres;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use common::tls::{ca, pki};
 use serde_json::json;
 
 const DB_VAR: &str = "PROMO_TLS_TEST_LEDGER_URL";
 const TOKEN_VAR: &str = "PROMO_TLS_TEST_LOOP_TOKEN";
 /// Trust authentication ignores it; it is in the URL to show it never reaches a message.
 const PASSWORD: &str = "ledger-password-6c1e";
-
-/// A CA, and a server certificate it issued for `localhost` only (so `127.0.0.1` does not match).
-struct Pki {
-    ca_pem: String,
-    cert_pem: String,
-    key_pem: String,
-}
-
-fn ca(name: &str) -> (CertificateParams, KeyPair) {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    (params, KeyPair::generate().unwrap())
-}
-
-fn pki() -> Pki {
-    let (ca_params, ca_key) = ca("promo-gateway test CA");
-    let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    Pki {
-        ca_pem,
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    }
-}
 
 /// A config folder: the ledger from `DB_VAR`, Loop at `vendor`.
 fn project(vendor: &str) -> tempfile::TempDir {

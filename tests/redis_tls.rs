@@ -9,33 +9,19 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use common::redis::Redis;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use common::tls::ca;
 use serde_json::json;
 
 const REDIS_VAR: &str = "PROMO_TLS_TEST_REDIS_URL";
 const PASSWORD: &str = "redis-password-5e2a";
 
-fn ca(name: &str) -> (CertificateParams, KeyPair) {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    (params, KeyPair::generate().unwrap())
-}
-
 /// Writes a CA, a server certificate for `localhost` it issued, and its key; their paths.
 fn pki(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    let (ca_params, ca_key) = ca("promo-gateway test CA");
-    let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
+    let pki = common::tls::pki();
     let paths = (dir.join("ca.pem"), dir.join("server.crt"), dir.join("server.key"));
-    std::fs::write(&paths.0, ca_pem).unwrap();
-    std::fs::write(&paths.1, cert.pem()).unwrap();
-    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    std::fs::write(&paths.0, pki.ca_pem).unwrap();
+    std::fs::write(&paths.1, pki.cert_pem).unwrap();
+    std::fs::write(&paths.2, pki.key_pem).unwrap();
     paths
 }
 

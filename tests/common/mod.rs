@@ -18,6 +18,7 @@ pub mod ledger;
 pub mod postgres;
 pub mod problems;
 pub mod redis;
+pub mod tls;
 pub mod vendors;
 
 #[allow(unused_imports)] // not every test binary mocks a vendor
